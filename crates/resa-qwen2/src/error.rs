@@ -1,0 +1,150 @@
+//! Errors of the Qwen2 crate.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong while loading, configuring or running a Qwen2 model.
+///
+/// Variants carry the offending file, key or field together with what was expected and
+/// what was found, so that the message alone tells the user what to fix.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A file could not be read or written.
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        /// The file or folder involved.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A JSON file is not valid JSON or does not have the expected structure.
+    #[error("{path}: invalid JSON: {source}")]
+    Json {
+        /// The JSON file.
+        path: PathBuf,
+        /// The parser's error (with line and column).
+        #[source]
+        source: serde_json::Error,
+    },
+
+    /// A configuration field holds a value the model cannot run with.
+    #[error("config field `{field}`: expected {expected}, found {found}")]
+    Config {
+        /// The field of `config.json`, e.g. `hidden_act`.
+        field: String,
+        /// What the model accepts.
+        expected: String,
+        /// What the file holds.
+        found: String,
+    },
+
+    /// A safetensors file is malformed (header, dtype or offsets).
+    #[error("{path}: malformed safetensors file: {reason}")]
+    Safetensors {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// A tensor the model needs is not in the checkpoint.
+    #[error("tensor `{key}` is missing from the checkpoint in {path}")]
+    MissingTensor {
+        /// The checkpoint key, e.g. `model.layers.3.self_attn.q_proj.weight`.
+        key: String,
+        /// The checkpoint folder or file.
+        path: PathBuf,
+    },
+
+    /// The checkpoint holds a tensor that the model does not have.
+    #[error("unexpected tensor `{key}` in the checkpoint in {path} (not part of a Qwen2 model with this config)")]
+    UnexpectedTensor {
+        /// The checkpoint key.
+        key: String,
+        /// The checkpoint folder or file.
+        path: PathBuf,
+    },
+
+    /// A tensor has the wrong shape.
+    #[error("tensor `{key}` has shape {found:?}, expected {expected:?}")]
+    ShapeMismatch {
+        /// The checkpoint key.
+        key: String,
+        /// Shape required by the config.
+        expected: Vec<usize>,
+        /// Shape found in the file.
+        found: Vec<usize>,
+    },
+
+    /// A tensor is stored with a dtype this crate cannot convert.
+    #[error("tensor `{key}` in {path} has unsupported dtype {dtype} (expected F32, F16 or BF16)")]
+    UnsupportedDtype {
+        /// The checkpoint key.
+        key: String,
+        /// The file.
+        path: PathBuf,
+        /// The dtype named in the header.
+        dtype: String,
+    },
+
+    /// A hookpoint name does not parse or names a layer the model does not have.
+    #[error("invalid hookpoint `{name}`: {reason}")]
+    Hookpoint {
+        /// The name as given.
+        name: String,
+        /// Why it is rejected.
+        reason: String,
+    },
+
+    /// Input ids or masks have an impossible shape or value.
+    #[error("invalid input: {0}")]
+    Input(String),
+
+    /// The tokenizer could not be loaded or failed to encode or decode.
+    #[error("tokenizer {path}: {message}")]
+    Tokenizer {
+        /// The tokenizer file.
+        path: PathBuf,
+        /// The tokenizer library's message.
+        message: String,
+    },
+
+    /// The chat template could not be compiled or rendered.
+    #[error("chat template from {path}: {message}")]
+    ChatTemplate {
+        /// The `tokenizer_config.json` holding the template.
+        path: PathBuf,
+        /// The template engine's message.
+        message: String,
+    },
+
+    /// A model could not be fetched from the Hugging Face hub.
+    #[error("could not get `{file}` of `{repo}` from the Hugging Face hub: {message}")]
+    Hub {
+        /// The repository id, e.g. `deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B`.
+        repo: String,
+        /// The file asked for.
+        file: String,
+        /// What went wrong (offline, not found, ...).
+        message: String,
+    },
+}
+
+/// Result with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io { path: path.into(), source }
+    }
+
+    pub(crate) fn config(
+        field: impl Into<String>,
+        expected: impl Into<String>,
+        found: impl std::fmt::Display,
+    ) -> Self {
+        Error::Config { field: field.into(), expected: expected.into(), found: found.to_string() }
+    }
+}

@@ -1,0 +1,129 @@
+//! Finding a model folder: a local path, or (with the `hub` feature) a Hugging Face hub id
+//! such as `deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B`, fetched into the standard cache
+//! (`HF_HOME`, default `~/.cache/huggingface`). Files already in the cache are used without
+//! network access; `HF_HUB_OFFLINE=1` forbids network access altogether.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+/// Files of a model repository this crate reads, besides the weights.
+pub const MODEL_FILES: [&str; 3] = ["config.json", "tokenizer.json", "tokenizer_config.json"];
+
+/// Resolves `name` to a local model folder: an existing folder is returned as is; anything
+/// else is treated as a hub id (needs the `hub` feature).
+pub fn resolve_model(name: &str) -> Result<PathBuf> {
+    let path = Path::new(name);
+    if path.is_dir() {
+        return Ok(path.to_path_buf());
+    }
+    fetch(name)
+}
+
+#[cfg(not(feature = "hub"))]
+fn fetch(name: &str) -> Result<PathBuf> {
+    Err(Error::io(
+        name,
+        std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "no such model folder (loading by hub id needs the `hub` feature)",
+        ),
+    ))
+}
+
+#[cfg(feature = "hub")]
+fn fetch(repo: &str) -> Result<PathBuf> {
+    use hf_hub::{Cache, Repo, api::sync::ApiBuilder};
+
+    if !repo.contains('/') || repo.split('/').count() != 2 {
+        return Err(Error::io(
+            repo,
+            std::io::Error::new(std::io::ErrorKind::NotFound, "no such folder, and not a hub id of the form owner/name"),
+        ));
+    }
+    let offline = std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
+    let cache = Cache::from_env();
+    let cached = cache.repo(Repo::model(repo.to_string()));
+    let api = if offline {
+        None
+    } else {
+        Some(
+            ApiBuilder::from_cache(cache.clone())
+                .with_progress(false)
+                .build()
+                .map_err(|e| Error::Hub { repo: repo.into(), file: String::new(), message: e.to_string() })?,
+        )
+    };
+    let get = |file: &str, required: bool| -> Result<Option<PathBuf>> {
+        if let Some(p) = cached.get(file) {
+            return Ok(Some(p));
+        }
+        let Some(api) = &api else {
+            return if required {
+                Err(Error::Hub {
+                    repo: repo.into(),
+                    file: file.into(),
+                    message: format!("not in the cache at {} and HF_HUB_OFFLINE is set", cache.path().display()),
+                })
+            } else {
+                Ok(None)
+            };
+        };
+        match api.model(repo.to_string()).get(file) {
+            Ok(p) => Ok(Some(p)),
+            Err(e) if !required => {
+                tracing::debug!(repo, file, error = %e, "optional file not fetched");
+                Ok(None)
+            }
+            Err(e) => Err(Error::Hub {
+                repo: repo.into(),
+                file: file.into(),
+                message: format!("{e} (offline? files already in {} are used without network)", cache.path().display()),
+            }),
+        }
+    };
+    let config = get("config.json", true)?.ok_or_else(|| Error::Hub {
+        repo: repo.into(),
+        file: "config.json".into(),
+        message: "not found".into(),
+    })?;
+    for file in &MODEL_FILES[1..] {
+        get(file, false)?;
+    }
+    get("generation_config.json", false)?;
+    if let Some(index) = get("model.safetensors.index.json", false)? {
+        let text = std::fs::read_to_string(&index).map_err(|e| Error::io(&index, e))?;
+        let value: serde_json::Value =
+            serde_json::from_str(&text).map_err(|source| Error::Json { path: index.clone(), source })?;
+        let mut shards: Vec<String> = value
+            .get("weight_map")
+            .and_then(|m| m.as_object())
+            .map(|m| m.values().filter_map(|v| v.as_str().map(str::to_string)).collect())
+            .unwrap_or_default();
+        shards.sort();
+        shards.dedup();
+        for shard in shards {
+            get(&shard, true)?;
+        }
+    } else {
+        get("model.safetensors", true)?;
+    }
+    Ok(config.parent().map(Path::to_path_buf).unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_folder_is_used_as_is() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().to_str().expect("utf8");
+        assert_eq!(resolve_model(p).expect("resolves"), dir.path());
+    }
+
+    #[test]
+    fn missing_folder_is_an_error() {
+        assert!(resolve_model("/definitely/not/here").is_err());
+    }
+}

@@ -1,0 +1,21 @@
+#![doc = include_str!("../README.md")]
+
+pub mod config;
+pub mod error;
+pub mod generate;
+pub mod hooks;
+pub mod hub;
+pub mod load;
+pub mod model;
+pub mod safetensors_io;
+pub mod tokenizer;
+
+pub use config::{HfConfig, Qwen2Config};
+pub use error::{Error, Result};
+pub use generate::{FinishReason, Generated, GenerationConfig, Sampling, generate};
+pub use hooks::{Hookpoint, Hooks, Splice, SpliceGrad, SpliceHook};
+pub use model::{ForwardInput, ForwardOutput, KvCache, Logits, Qwen2ForCausalLM};
+pub use tokenizer::{ChatMessage, Tokenizer};
+
+/// Re-export of the burn version this crate is built on.
+pub use burn;

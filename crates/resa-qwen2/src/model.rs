@@ -1,0 +1,457 @@
+//! The Qwen2 decoder: modules whose fields follow the Hugging Face checkpoint keys
+//! (`model.layers.N.self_attn.q_proj.weight`, ...), so loading needs no renaming.
+
+use burn::module::{Module, Param};
+use burn::tensor::activation::{silu, softmax};
+use burn::tensor::{Bool, DType, Int, Tensor, TensorData, backend::Backend};
+
+use crate::config::Qwen2Config;
+use crate::error::{Error, Result};
+use crate::hooks::{Hookpoint, Hooks};
+
+/// A linear layer in PyTorch's layout: `weight` is `[out, in]` as in the checkpoint and
+/// `y = x weightᵀ + bias`.
+#[derive(Module, Debug)]
+pub struct Linear<B: Backend> {
+    /// `[out_features, in_features]`.
+    pub weight: Param<Tensor<B, 2>>,
+    /// `[out_features]`, when the layer has a bias.
+    pub bias: Option<Param<Tensor<B, 1>>>,
+}
+
+impl<B: Backend> Linear<B> {
+    /// # Shapes
+    /// `x`: `[batch, seq, in]` → `[batch, seq, out]`.
+    pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        burn::tensor::module::linear(x, self.weight.val().transpose(), self.bias.as_ref().map(Param::val))
+    }
+
+    /// `(out_features, in_features)`.
+    pub fn dims(&self) -> (usize, usize) {
+        let [o, i] = self.weight.dims();
+        (o, i)
+    }
+}
+
+/// Token embedding: `weight` is `[vocab, hidden]`.
+#[derive(Module, Debug)]
+pub struct Embedding<B: Backend> {
+    /// `[vocab_size, hidden_size]`.
+    pub weight: Param<Tensor<B, 2>>,
+}
+
+impl<B: Backend> Embedding<B> {
+    /// # Shapes
+    /// `ids`: `[batch, seq]` → `[batch, seq, hidden]`.
+    pub fn forward(&self, ids: Tensor<B, 2, Int>) -> Tensor<B, 3> {
+        burn::tensor::module::embedding(self.weight.val(), ids)
+    }
+}
+
+/// Root-mean-square layer norm, computed in f32 as transformers' `Qwen2RMSNorm` does.
+#[derive(Module, Debug)]
+pub struct RmsNorm<B: Backend> {
+    /// `[hidden]`.
+    pub weight: Param<Tensor<B, 1>>,
+    /// Added to the mean square before the square root.
+    #[module(skip)]
+    pub eps: f64,
+}
+
+impl<B: Backend> RmsNorm<B> {
+    /// # Shapes
+    /// `x`: `[batch, seq, hidden]` → same.
+    pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let dtype = x.dtype();
+        let x32 = if dtype == DType::F32 { x } else { x.cast(DType::F32) };
+        let var = x32.clone().square().mean_dim(2);
+        let normed = x32 * var.add_scalar(self.eps).sqrt().recip();
+        let normed = if dtype == DType::F32 { normed } else { normed.cast(dtype) };
+        normed * self.weight.val().unsqueeze::<3>()
+    }
+}
+
+/// SwiGLU MLP: `down(silu(gate(x)) * up(x))`, no biases.
+#[derive(Module, Debug)]
+pub struct Mlp<B: Backend> {
+    /// `[intermediate, hidden]`.
+    pub gate_proj: Linear<B>,
+    /// `[intermediate, hidden]`.
+    pub up_proj: Linear<B>,
+    /// `[hidden, intermediate]`.
+    pub down_proj: Linear<B>,
+}
+
+impl<B: Backend> Mlp<B> {
+    /// # Shapes
+    /// `x`: `[batch, seq, hidden]` → same.
+    pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let gate = silu(self.gate_proj.forward(x.clone()));
+        self.down_proj.forward(gate * self.up_proj.forward(x))
+    }
+}
+
+/// Rotary tables for one forward: `cos` and `sin` of shape `[batch, 1, seq, head_dim]`.
+#[derive(Debug, Clone)]
+pub struct Rope<B: Backend> {
+    cos: Tensor<B, 4>,
+    sin: Tensor<B, 4>,
+}
+
+impl<B: Backend> Rope<B> {
+    /// HF's default RoPE: `inv_freq[i] = 1 / theta^(2i / head_dim)` in f32, angles
+    /// `position * inv_freq` in f32, duplicated (`cat(freqs, freqs)`) for rotate-half.
+    ///
+    /// # Shapes
+    /// `positions`: `[batch, seq]`.
+    pub fn new(positions: Tensor<B, 2, Int>, head_dim: usize, theta: f64, dtype: DType) -> Self {
+        let device = positions.device();
+        let half = head_dim / 2;
+        let inv_freq: Vec<f32> = (0..half)
+            .map(|i| {
+                let exponent = (2 * i) as f32 / head_dim as f32;
+                1.0 / (theta as f32).powf(exponent)
+            })
+            .collect();
+        let inv_freq = Tensor::<B, 1>::from_data(TensorData::new(inv_freq, [half]), (&device, DType::F32));
+        let [b, s] = positions.dims();
+        let pos = positions.float().cast(DType::F32).reshape([b, s, 1]);
+        let freqs = pos * inv_freq.reshape([1, 1, half]);
+        let emb = Tensor::cat(vec![freqs.clone(), freqs], 2).reshape([b, 1, s, head_dim]);
+        let (cos, sin) = (emb.clone().cos(), emb.sin());
+        let (cos, sin) = if dtype == DType::F32 { (cos, sin) } else { (cos.cast(dtype), sin.cast(dtype)) };
+        Rope { cos, sin }
+    }
+
+    /// Rotates `x` `[batch, heads, seq, head_dim]`.
+    pub fn apply(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        let [_, _, _, d] = x.dims();
+        let x1 = x.clone().narrow(3, 0, d / 2);
+        let x2 = x.clone().narrow(3, d / 2, d / 2);
+        let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
+        x * self.cos.clone() + rotated * self.sin.clone()
+    }
+}
+
+/// Keys and values of the tokens seen so far, per layer: `[batch, kv_heads, past, head_dim]`.
+///
+/// Passed explicitly into [`Qwen2ForCausalLM::forward`]; empty means no past.
+#[derive(Debug, Clone)]
+pub struct KvCache<B: Backend> {
+    layers: Vec<Option<(Tensor<B, 4>, Tensor<B, 4>)>>,
+}
+
+impl<B: Backend> KvCache<B> {
+    /// An empty cache for a model with `num_layers` layers.
+    pub fn new(num_layers: usize) -> Self {
+        KvCache { layers: vec![None; num_layers] }
+    }
+
+    /// Number of cached positions.
+    pub fn len(&self) -> usize {
+        self.layers.first().and_then(|l| l.as_ref()).map_or(0, |(k, _)| k.dims()[2])
+    }
+
+    /// Whether nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Keeps only the given batch rows (used when some sequences of a batch finish).
+    pub fn select_rows(&mut self, rows: Tensor<B, 1, Int>) {
+        for (k, v) in self.layers.iter_mut().flatten() {
+            *k = k.clone().select(0, rows.clone());
+            *v = v.clone().select(0, rows.clone());
+        }
+    }
+}
+
+/// Grouped-query self-attention with q/k/v biases and rotary position embeddings.
+#[derive(Module, Debug)]
+pub struct Attention<B: Backend> {
+    /// `[heads * head_dim, hidden]` with bias.
+    pub q_proj: Linear<B>,
+    /// `[kv_heads * head_dim, hidden]` with bias.
+    pub k_proj: Linear<B>,
+    /// `[kv_heads * head_dim, hidden]` with bias.
+    pub v_proj: Linear<B>,
+    /// `[hidden, heads * head_dim]`, no bias.
+    pub o_proj: Linear<B>,
+    /// Query heads.
+    #[module(skip)]
+    pub num_heads: usize,
+    /// Key/value heads.
+    #[module(skip)]
+    pub num_kv_heads: usize,
+    /// Per-head width.
+    #[module(skip)]
+    pub head_dim: usize,
+}
+
+impl<B: Backend> Attention<B> {
+    /// # Shapes
+    /// - `x`: `[batch, seq, hidden]`
+    /// - `mask`: `[batch, heads, seq, past + seq]`, `true` where attention is forbidden
+    /// - returns `[batch, seq, hidden]`
+    pub fn forward(
+        &self,
+        x: Tensor<B, 3>,
+        rope: &Rope<B>,
+        mask: &Tensor<B, 4, Bool>,
+        cache: Option<&mut Option<(Tensor<B, 4>, Tensor<B, 4>)>>,
+    ) -> Tensor<B, 3> {
+        let [b, s, _] = x.dims();
+        let (h, kvh, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
+        let q = self.q_proj.forward(x.clone()).reshape([b, s, h, d]).swap_dims(1, 2);
+        let k = self.k_proj.forward(x.clone()).reshape([b, s, kvh, d]).swap_dims(1, 2);
+        let v = self.v_proj.forward(x).reshape([b, s, kvh, d]).swap_dims(1, 2);
+        let q = rope.apply(q);
+        let mut k = rope.apply(k);
+        let mut v = v;
+        if let Some(slot) = cache {
+            if let Some((pk, pv)) = slot.take() {
+                k = Tensor::cat(vec![pk, k], 2);
+                v = Tensor::cat(vec![pv, v], 2);
+            }
+            *slot = Some((k.clone(), v.clone()));
+        }
+        let t = k.dims()[2];
+        let groups = h / kvh;
+        // repeat_kv: [b, kvh, t, d] -> [b, h, t, d], head i uses kv head i / groups.
+        let (k, v) = if groups == 1 {
+            (k, v)
+        } else {
+            let rep = |x: Tensor<B, 4>| x.unsqueeze_dim::<5>(2).expand([b, kvh, groups, t, d]).reshape([b, h, t, d]);
+            (rep(k), rep(v))
+        };
+        let scale = (d as f64).powf(-0.5);
+        let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(scale);
+        let scores = scores.mask_fill(mask.clone(), f32::NEG_INFINITY);
+        let dtype = scores.dtype();
+        // transformers computes the softmax in f32 and casts back.
+        let probs = if dtype == DType::F32 {
+            softmax(scores, 3)
+        } else {
+            softmax(scores.cast(DType::F32), 3).cast(dtype)
+        };
+        let out = probs.matmul(v).swap_dims(1, 2).reshape([b, s, h * d]);
+        self.o_proj.forward(out)
+    }
+}
+
+/// One pre-norm decoder layer.
+#[derive(Module, Debug)]
+pub struct DecoderLayer<B: Backend> {
+    /// Self-attention.
+    pub self_attn: Attention<B>,
+    /// SwiGLU MLP.
+    pub mlp: Mlp<B>,
+    /// Norm before attention.
+    pub input_layernorm: RmsNorm<B>,
+    /// Norm before the MLP.
+    pub post_attention_layernorm: RmsNorm<B>,
+}
+
+/// Embeddings, decoder layers and the final norm (`model.*` in the checkpoint).
+#[derive(Module, Debug)]
+pub struct Qwen2Model<B: Backend> {
+    /// `model.embed_tokens`.
+    pub embed_tokens: Embedding<B>,
+    /// `model.layers.N`.
+    pub layers: Vec<DecoderLayer<B>>,
+    /// `model.norm`.
+    pub norm: RmsNorm<B>,
+}
+
+/// Which positions the output head is applied to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Logits {
+    /// Every position: `[batch, seq, vocab]` (training needs these).
+    #[default]
+    All,
+    /// Only the last position: `[batch, 1, vocab]` (generation).
+    Last,
+    /// No logits; the forward stops after the deepest hooked layer (activation capture).
+    None,
+}
+
+/// Inputs of a forward pass.
+#[derive(Debug, Clone)]
+pub struct ForwardInput<B: Backend> {
+    /// `[batch, seq]` token ids.
+    pub input_ids: Tensor<B, 2, Int>,
+    /// `[batch, past + seq]`, `true` for real tokens and `false` for padding, like HF's
+    /// `attention_mask`. `None` means no padding.
+    pub attention_mask: Option<Tensor<B, 2, Bool>>,
+    /// `[batch, seq]` positions. `None` means `past .. past + seq` for every row, as HF's
+    /// forward does when it is given no `position_ids`.
+    pub position_ids: Option<Tensor<B, 2, Int>>,
+    /// Which logits to compute.
+    pub logits: Logits,
+}
+
+impl<B: Backend> ForwardInput<B> {
+    /// Unpadded ids with full logits.
+    pub fn new(input_ids: Tensor<B, 2, Int>) -> Self {
+        ForwardInput { input_ids, attention_mask: None, position_ids: None, logits: Logits::All }
+    }
+
+    /// Sets which logits are computed.
+    pub fn with_logits(mut self, logits: Logits) -> Self {
+        self.logits = logits;
+        self
+    }
+
+    /// Sets the padding mask and positions.
+    pub fn with_mask(mut self, attention_mask: Tensor<B, 2, Bool>, position_ids: Tensor<B, 2, Int>) -> Self {
+        self.attention_mask = Some(attention_mask);
+        self.position_ids = Some(position_ids);
+        self
+    }
+}
+
+/// Outputs of a forward pass.
+#[derive(Debug, Clone)]
+pub struct ForwardOutput<B: Backend> {
+    /// `[batch, seq, vocab]` (or `[batch, 1, vocab]` with [`Logits::Last`]); `None` with
+    /// [`Logits::None`].
+    pub logits: Option<Tensor<B, 3>>,
+    /// Captured activations `[batch, seq, hidden]`, in the order the forward reached them.
+    pub captured: Vec<(Hookpoint, Tensor<B, 3>)>,
+}
+
+impl<B: Backend> ForwardOutput<B> {
+    /// The activation captured at `at`, if it was requested.
+    pub fn activation(&self, at: Hookpoint) -> Option<&Tensor<B, 3>> {
+        self.captured.iter().find(|(h, _)| *h == at).map(|(_, t)| t)
+    }
+}
+
+/// Qwen2 with its language-model head (`Qwen2ForCausalLM` in transformers).
+#[derive(Module, Debug)]
+pub struct Qwen2ForCausalLM<B: Backend> {
+    /// The decoder stack.
+    pub model: Qwen2Model<B>,
+    /// `lm_head`; `None` when tied to `model.embed_tokens`.
+    pub lm_head: Option<Linear<B>>,
+    /// Validated configuration.
+    #[module(skip)]
+    pub config: Qwen2Config,
+}
+
+impl<B: Backend> Qwen2ForCausalLM<B> {
+    /// The configuration the model was built from.
+    pub fn config(&self) -> &Qwen2Config {
+        &self.config
+    }
+
+    /// Compute dtype of the weights.
+    pub fn dtype(&self) -> DType {
+        self.model.embed_tokens.weight.val().dtype()
+    }
+
+    /// Device holding the weights.
+    pub fn device(&self) -> B::Device {
+        self.model.embed_tokens.weight.val().device()
+    }
+
+    /// Runs the model.
+    ///
+    /// `cache`, when given, holds the keys and values of earlier positions and is extended
+    /// with this call's. `hooks` captures activations and may replace one.
+    ///
+    /// # Shapes
+    /// See [`ForwardInput`] and [`ForwardOutput`].
+    pub fn forward(
+        &self,
+        input: ForwardInput<B>,
+        hooks: &Hooks<'_, B>,
+        mut cache: Option<&mut KvCache<B>>,
+    ) -> Result<ForwardOutput<B>> {
+        let cfg = &self.config;
+        let [b, s] = input.input_ids.dims();
+        if b == 0 || s == 0 {
+            return Err(Error::Input(format!("input_ids has shape [{b}, {s}]; both must be positive")));
+        }
+        for hp in hooks.capture.iter().chain(hooks.splice.as_ref().map(|s| &s.at)) {
+            hp.check(cfg.num_hidden_layers)?;
+        }
+        if let Some(c) = cache.as_deref() {
+            if c.layers.len() != cfg.num_hidden_layers {
+                return Err(Error::Input(format!(
+                    "KV cache has {} layers, the model {}",
+                    c.layers.len(),
+                    cfg.num_hidden_layers
+                )));
+            }
+        }
+        let past = cache.as_deref().map_or(0, KvCache::len);
+        let t = past + s;
+        let device = self.device();
+        let dtype = self.dtype();
+
+        let positions = match input.position_ids {
+            Some(p) => {
+                if p.dims() != [b, s] {
+                    return Err(Error::Input(format!("position_ids has shape {:?}, expected [{b}, {s}]", p.dims())));
+                }
+                p
+            }
+            None => Tensor::<B, 1, Int>::arange(past as i64..t as i64, &device).reshape([1, s]).expand([b, s]),
+        };
+        let rope = Rope::new(positions, cfg.head_dim, cfg.rope_theta, dtype);
+
+        // Causal mask on the host: query i (absolute position past + i) may see keys 0..=past + i.
+        let causal: Vec<bool> = (0..s).flat_map(|i| (0..t).map(move |j| j > past + i)).collect();
+        let causal = Tensor::<B, 2, Bool>::from_data(TensorData::new(causal, [s, t]), &device);
+        let mut mask = causal.reshape([1, 1, s, t]).expand([b, 1, s, t]);
+        if let Some(am) = input.attention_mask {
+            if am.dims() != [b, t] {
+                return Err(Error::Input(format!(
+                    "attention_mask has shape {:?}, expected [{b}, {t}] (past + current positions)",
+                    am.dims()
+                )));
+            }
+            let padding = am.bool_not().reshape([b, 1, 1, t]).expand([b, 1, s, t]);
+            // A query may always see itself, so rows of padding tokens never become all
+            // -inf (whose softmax is NaN); their outputs are ignored anyway.
+            let diag: Vec<bool> = (0..s).flat_map(|i| (0..t).map(move |j| j == past + i)).collect();
+            let diag = Tensor::<B, 2, Bool>::from_data(TensorData::new(diag, [s, t]), &device)
+                .reshape([1, 1, s, t])
+                .expand([b, 1, s, t]);
+            mask = mask.bool_or(padding).bool_and(diag.bool_not());
+        }
+        let mask = mask.expand([b, cfg.num_attention_heads, s, t]);
+
+        let stop = match input.logits {
+            Logits::None => hooks.last_layer().map_or(0, |l| l + 1),
+            _ => cfg.num_hidden_layers,
+        };
+        let mut captured = Vec::new();
+        let mut x = self.model.embed_tokens.forward(input.input_ids);
+        for (i, layer) in self.model.layers.iter().enumerate().take(stop) {
+            let slot = cache.as_deref_mut().map(|c| &mut c.layers[i]);
+            let attn = layer.self_attn.forward(layer.input_layernorm.forward(x.clone()), &rope, &mask, slot);
+            let h = x + attn;
+            let mlp = layer.mlp.forward(layer.post_attention_layernorm.forward(h.clone()));
+            let mlp = hooks.apply(Hookpoint::Mlp(i), mlp, &mut captured);
+            x = hooks.apply(Hookpoint::Residual(i), h + mlp, &mut captured);
+        }
+        let logits = match input.logits {
+            Logits::None => None,
+            which => {
+                let x = if which == Logits::Last { x.narrow(1, s - 1, 1) } else { x };
+                Some(self.head(self.model.norm.forward(x)))
+            }
+        };
+        Ok(ForwardOutput { logits, captured })
+    }
+
+    /// The output head applied to normed hidden states `[batch, seq, hidden]`.
+    pub fn head(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        match &self.lm_head {
+            Some(head) => head.forward(x),
+            None => burn::tensor::module::linear(x, self.model.embed_tokens.weight.val().transpose(), None),
+        }
+    }
+}
