@@ -69,7 +69,9 @@ def make_case(root, name, overrides, dtype, shard, style):
     out_dir = os.path.join(root, name)
     os.makedirs(out_dir, exist_ok=True)
     model.to(dtype).save_pretrained(out_dir, max_shard_size=shard or "1GB", safe_serialization=True)
-    model.to(torch.float32)
+    # Reload the saved checkpoint in f32, as a user would: converting the in-memory model
+    # back with .to(float32) would keep a bf16-rounded RoPE inv_freq buffer.
+    model = Qwen2ForCausalLM.from_pretrained(out_dir, dtype=torch.float32, attn_implementation="eager").eval()
     path = os.path.join(out_dir, "config.json")
     with open(path) as f:
         c = json.load(f)

@@ -217,15 +217,12 @@ impl<B: Backend> Attention<B> {
         }
         let t = k.dims()[2];
         let groups = h / kvh;
-        // repeat_kv: [b, kvh, t, d] -> [b, h, t, d], head i uses kv head i / groups.
-        let (k, v) = if groups == 1 {
-            (k, v)
-        } else {
-            let rep = |x: Tensor<B, 4>| x.unsqueeze_dim::<5>(2).expand([b, kvh, groups, t, d]).reshape([b, h, t, d]);
-            (rep(k), rep(v))
-        };
+        // Grouped-query attention without materialising repeated keys and values: query
+        // heads j*groups .. (j+1)*groups share kv head j, so they are stacked along the
+        // sequence axis of one matmul against that head.
         let scale = (d as f64).powf(-0.5);
-        let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(scale);
+        let q = q.reshape([b, kvh, groups * s, d]);
+        let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(scale).reshape([b, h, s, t]);
         let scores = scores.mask_fill(mask.clone(), f32::NEG_INFINITY);
         let dtype = scores.dtype();
         // transformers computes the softmax in f32 and casts back.
@@ -234,7 +231,8 @@ impl<B: Backend> Attention<B> {
         } else {
             softmax(scores.cast(DType::F32), 3).cast(dtype)
         };
-        let out = probs.matmul(v).swap_dims(1, 2).reshape([b, s, h * d]);
+        let out = probs.reshape([b, kvh, groups * s, t]).matmul(v).reshape([b, h, s, d]);
+        let out = out.swap_dims(1, 2).reshape([b, s, h * d]);
         self.o_proj.forward(out)
     }
 }

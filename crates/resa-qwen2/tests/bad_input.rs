@@ -1,0 +1,142 @@
+//! Every bad input named in the loading contract gives a typed error naming the problem.
+
+mod common;
+
+use std::path::Path;
+
+use burn::backend::Flex;
+use burn::tensor::DType;
+use common::fixture;
+use resa_qwen2::safetensors_io::{OwnedTensor, SafetensorsReader, StoredDtype, write_safetensors};
+use resa_qwen2::{Error, Qwen2ForCausalLM};
+
+fn copy_case(case: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for entry in std::fs::read_dir(fixture(case)).expect("fixture") {
+        let entry = entry.expect("entry");
+        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).expect("copy");
+    }
+    dir
+}
+
+fn load(dir: &Path) -> Result<Qwen2ForCausalLM<Flex>, Error> {
+    Qwen2ForCausalLM::<Flex>::from_pretrained(dir, &Default::default(), DType::F32)
+}
+
+/// Rewrites `model.safetensors` through `edit`.
+fn edit_weights(dir: &Path, edit: impl FnOnce(&mut Vec<OwnedTensor>)) {
+    let path = dir.join("model.safetensors");
+    let r = SafetensorsReader::open_file(&path).expect("open");
+    let mut tensors: Vec<OwnedTensor> = r
+        .keys()
+        .map(|k| {
+            let (v, s) = r.read_f32_any(k).expect("read");
+            OwnedTensor::from_f32(k, &v, s, StoredDtype::F32)
+        })
+        .collect();
+    edit(&mut tensors);
+    write_safetensors(&path, &tensors, None).expect("write");
+}
+
+#[test]
+fn missing_tensor() {
+    let dir = copy_case("tied_gqa_f32_old");
+    edit_weights(dir.path(), |t| t.retain(|t| t.name != "model.layers.1.mlp.up_proj.weight"));
+    match load(dir.path()) {
+        Err(Error::MissingTensor { key, .. }) => assert_eq!(key, "model.layers.1.mlp.up_proj.weight"),
+        other => panic!("expected MissingTensor, got {other:?}"),
+    }
+}
+
+#[test]
+fn unexpected_tensor() {
+    let dir = copy_case("tied_gqa_f32_old");
+    edit_weights(dir.path(), |t| {
+        t.push(OwnedTensor::from_f32("model.layers.7.mlp.up_proj.weight", &[0.0; 4], vec![2, 2], StoredDtype::F32))
+    });
+    match load(dir.path()) {
+        Err(Error::UnexpectedTensor { key, .. }) => assert_eq!(key, "model.layers.7.mlp.up_proj.weight"),
+        other => panic!("expected UnexpectedTensor, got {other:?}"),
+    }
+}
+
+#[test]
+fn misshaped_tensor() {
+    let dir = copy_case("tied_gqa_f32_old");
+    edit_weights(dir.path(), |t| {
+        let q = t.iter_mut().find(|t| t.name == "model.layers.0.self_attn.q_proj.bias").expect("bias");
+        *q = OwnedTensor::from_f32(q.name.clone(), &[0.0; 63], vec![63], StoredDtype::F32);
+    });
+    match load(dir.path()) {
+        Err(Error::ShapeMismatch { key, expected, found }) => {
+            assert_eq!(key, "model.layers.0.self_attn.q_proj.bias");
+            assert_eq!((expected, found), (vec![64], vec![63]));
+        }
+        other => panic!("expected ShapeMismatch, got {other:?}"),
+    }
+}
+
+#[test]
+fn unsupported_dtype() {
+    let dir = copy_case("tied_gqa_f32_old");
+    edit_weights(dir.path(), |t| {
+        let n = t.iter_mut().find(|t| t.name == "model.norm.weight").expect("norm");
+        let values: Vec<i64> = vec![1; 64];
+        *n = OwnedTensor::from_i64(n.name.clone(), &values, vec![64]);
+    });
+    assert!(matches!(load(dir.path()), Err(Error::UnsupportedDtype { .. })));
+}
+
+#[test]
+fn bad_config_values() {
+    for (from, to, field) in [
+        ("\"silu\"", "\"relu\"", "hidden_act"),
+        ("\"use_sliding_window\": false", "\"use_sliding_window\": true", "use_sliding_window"),
+        ("\"num_attention_heads\": 4", "\"num_attention_heads\": 3", "num_attention_heads"),
+    ] {
+        let dir = copy_case("tied_gqa_f32_old");
+        let path = dir.path().join("config.json");
+        let text = std::fs::read_to_string(&path).expect("read");
+        assert!(text.contains(from), "fixture lacks {from}");
+        std::fs::write(&path, text.replace(from, to)).expect("write");
+        match load(dir.path()) {
+            Err(Error::Config { field: f, .. }) => assert_eq!(f, field),
+            other => panic!("expected Config error for {field}, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn malformed_or_missing_files() {
+    let dir = copy_case("tied_gqa_f32_old");
+    std::fs::write(dir.path().join("config.json"), "{ not json").expect("write");
+    assert!(matches!(load(dir.path()), Err(Error::Json { .. })));
+
+    let dir = copy_case("tied_gqa_f32_old");
+    std::fs::remove_file(dir.path().join("config.json")).expect("rm");
+    assert!(matches!(load(dir.path()), Err(Error::Io { .. })));
+
+    let dir = copy_case("tied_gqa_f32_old");
+    std::fs::remove_file(dir.path().join("model.safetensors")).expect("rm");
+    assert!(matches!(load(dir.path()), Err(Error::Io { .. })));
+
+    let dir = copy_case("untied_mqa_bf16_sharded_new");
+    std::fs::remove_file(dir.path().join("model-00002-of-00006.safetensors")).expect("rm");
+    match load(dir.path()) {
+        Err(Error::Io { path, .. }) => assert!(path.ends_with("model-00002-of-00006.safetensors")),
+        other => panic!("expected Io for the missing shard, got {other:?}"),
+    }
+}
+
+#[test]
+fn bad_forward_inputs() {
+    use burn::tensor::{Int, Tensor};
+    use resa_qwen2::{ForwardInput, Hookpoint, Hooks};
+    let model = load(&fixture("tied_gqa_f32_old")).expect("load");
+    let ids = Tensor::<Flex, 2, Int>::from_ints([[3, 4, 5]], &Default::default());
+    let hooks = Hooks::capture([Hookpoint::Residual(3)]);
+    match model.forward(ForwardInput::new(ids), &hooks, None) {
+        Err(Error::Hookpoint { name, .. }) => assert_eq!(name, "layers.3"),
+        other => panic!("expected Hookpoint error, got {:?}", other.map(|_| ())),
+    }
+}
