@@ -124,7 +124,7 @@ impl HfConfig {
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        serde_json::from_str(&text).map_err(|source| Error::Json { path: path.to_path_buf(), source })
+        serde_json::from_str(&text).map_err(|source| Error::Json { path: path.to_path_buf(), cause: source })
     }
 }
 

@@ -10,23 +10,21 @@ use std::path::PathBuf;
 #[non_exhaustive]
 pub enum Error {
     /// A file could not be read or written.
-    #[error("I/O error on {path}: {source}")]
+    #[error("I/O error on {path}: {cause}")]
     Io {
         /// The file or folder involved.
         path: PathBuf,
-        /// The underlying error.
-        #[source]
-        source: std::io::Error,
+        /// The underlying error (shown in the message, so not also exposed as `source()`).
+        cause: std::io::Error,
     },
 
     /// A JSON file is not valid JSON or does not have the expected structure.
-    #[error("{path}: invalid JSON: {source}")]
+    #[error("{path}: invalid JSON: {cause}")]
     Json {
         /// The JSON file.
         path: PathBuf,
-        /// The parser's error (with line and column).
-        #[source]
-        source: serde_json::Error,
+        /// The parser's error (with line and column), shown in the message.
+        cause: serde_json::Error,
     },
 
     /// A configuration field holds a value the model cannot run with.
@@ -137,7 +135,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+        Error::Io { path: path.into(), cause: source }
     }
 
     pub(crate) fn config(

@@ -94,7 +94,7 @@ fn fetch(repo: &str) -> Result<PathBuf> {
     if let Some(index) = get("model.safetensors.index.json", false)? {
         let text = std::fs::read_to_string(&index).map_err(|e| Error::io(&index, e))?;
         let value: serde_json::Value =
-            serde_json::from_str(&text).map_err(|source| Error::Json { path: index.clone(), source })?;
+            serde_json::from_str(&text).map_err(|source| Error::Json { path: index.clone(), cause: source })?;
         let mut shards: Vec<String> = value
             .get("weight_map")
             .and_then(|m| m.as_object())

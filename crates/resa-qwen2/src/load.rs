@@ -226,7 +226,7 @@ impl<B: Backend> Qwen2ForCausalLM<B> {
             .collect();
         let meta = std::collections::HashMap::from([("format".to_string(), "pt".to_string())]);
         write_safetensors(dir.join("model.safetensors"), &tensors, Some(meta))?;
-        let json_err = |source| Error::Json { path: dir.join("config.json"), source };
+        let json_err = |source| Error::Json { path: dir.join("config.json"), cause: source };
         let mut value = serde_json::to_value(cfg.to_hf()).map_err(json_err)?;
         if let serde_json::Value::Object(map) = &mut value {
             map.retain(|_, v| !v.is_null());

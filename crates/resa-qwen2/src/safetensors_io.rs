@@ -171,7 +171,7 @@ impl SafetensorsReader {
         let index = index.as_ref();
         let text = std::fs::read_to_string(index).map_err(|e| Error::io(index, e))?;
         let parsed: Index = serde_json::from_str(&text)
-            .map_err(|source| Error::Json { path: index.to_path_buf(), source })?;
+            .map_err(|source| Error::Json { path: index.to_path_buf(), cause: source })?;
         let dir = index.parent().unwrap_or(Path::new("."));
         let mut reader = SafetensorsReader {
             origin: dir.to_path_buf(),

@@ -106,7 +106,7 @@ impl Tokenizer {
             Some(p) => {
                 let text = std::fs::read_to_string(p).map_err(|e| Error::io(p, e))?;
                 serde_json::from_str::<TokenizerConfigFile>(&text)
-                    .map_err(|source| Error::Json { path: p.to_path_buf(), source })?
+                    .map_err(|source| Error::Json { path: p.to_path_buf(), cause: source })?
             }
             None => TokenizerConfigFile::default(),
         };

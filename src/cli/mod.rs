@@ -1,0 +1,32 @@
+//! Command-line definitions and dispatch.
+
+pub mod forward;
+pub mod generate;
+
+use clap::{Parser, Subcommand};
+
+/// SAE-Tuning (Resa) in Rust.
+#[derive(Debug, Parser)]
+#[command(name = "resa", version, about)]
+pub struct Cli {
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a model on token ids; write logits and hookpoint activations (safetensors).
+    Forward(forward::ForwardArgs),
+    /// Generate a continuation of a prompt.
+    Generate(generate::GenerateArgs),
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Forward(args) => forward::run(args),
+        Command::Generate(args) => generate::run(args),
+    }
+}

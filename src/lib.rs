@@ -1,0 +1,14 @@
+//! # resa
+//!
+//! SAE-Tuning — the method of "Resa: Transparent Reasoning Models via SAEs" — in Rust.
+//! This package is the facade over the workspace's crates and holds the `resa`
+//! command-line program.
+//!
+//! - [`qwen2`]: the Qwen2 transformer, Hugging Face checkpoint loading, hookpoints,
+//!   generation, tokenizer and chat template.
+//!
+//! See the repository README for the pipeline and `docs/` for the design.
+
+pub use resa_qwen2 as qwen2;
+
+pub mod device;

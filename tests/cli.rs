@@ -1,0 +1,102 @@
+//! End-to-end tests of the stable diagnostic commands, `resa forward` and `resa generate`,
+//! against the transformers reference values of the resa-qwen2 fixtures.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use resa::qwen2::safetensors_io::SafetensorsReader;
+
+fn fixture(case: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/resa-qwen2/tests/fixtures").join(case)
+}
+
+fn resa(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_resa")).args(args).output().expect("runs resa")
+}
+
+fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+#[test]
+fn forward_writes_logits_and_hookpoints_matching_transformers() {
+    let case = "untied_mqa_bf16_sharded_new";
+    let reference = SafetensorsReader::open_file(fixture(case).join("reference.safetensors")).expect("reference");
+    let (ids, shape) = reference.read_i64_any("input_ids").expect("ids");
+    let rows: Vec<Vec<i64>> = ids.chunks(shape[1]).map(<[i64]>::to_vec).collect();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ids_path = dir.path().join("ids.json");
+    std::fs::write(&ids_path, serde_json::to_string(&rows).expect("json")).expect("write");
+    let out = dir.path().join("out.safetensors");
+    let model = fixture(case);
+    let o = resa(&[
+        "forward", "--model", model.to_str().expect("utf8"), "--input-ids", ids_path.to_str().expect("utf8"),
+        "--out", out.to_str().expect("utf8"), "--hookpoint", "layers.2", "--hookpoint", "layers.0.mlp",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let got = SafetensorsReader::open_file(&out).expect("output");
+    let mut keys: Vec<&str> = got.keys().collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["layers.0.mlp", "layers.2", "logits"]);
+    for key in keys {
+        let (g, gs) = got.read_f32_any(key).expect("read");
+        let (w, ws) = reference.read_f32_any(key).expect("read");
+        assert_eq!(gs, ws, "{key} shape");
+        assert!(max_diff(&g, &w) <= 1e-4, "{key}: {}", max_diff(&g, &w));
+    }
+}
+
+#[test]
+fn generate_json_matches_transformers_greedy() {
+    let case = "tied_gqa_f32_old";
+    let reference = SafetensorsReader::open_file(fixture(case).join("reference.safetensors")).expect("reference");
+    let (ids, shape) = reference.read_i64_any("padded_input_ids").expect("ids");
+    let prompt: Vec<String> = ids[..shape[1]].iter().map(i64::to_string).collect();
+    let (hf, _) = reference.read_i64_any("generate_single_output").expect("gen");
+    let mut want: Vec<i64> = Vec::new();
+    for &t in &hf[shape[1]..] {
+        want.push(t);
+        if t == 2 {
+            break;
+        }
+    }
+    let model = fixture(case);
+    let o = resa(&[
+        "generate", "--model", model.to_str().expect("utf8"), "--prompt-ids", &prompt.join(","),
+        "--max-new-tokens", "12", "--greedy", "--json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stdout = String::from_utf8(o.stdout).expect("utf8");
+    let last = stdout.lines().last().expect("a line");
+    let v: serde_json::Value = serde_json::from_str(last).expect("json line");
+    let got: Vec<i64> = v["ids"].as_array().expect("ids").iter().map(|x| x.as_i64().expect("int")).collect();
+    assert_eq!(got, want);
+    assert!(v["text"].is_string());
+}
+
+#[test]
+fn bad_inputs_fail_with_a_message() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ids = dir.path().join("ids.json");
+    std::fs::write(&ids, "[[1, 2, 3], [4, 5]]").expect("write");
+    let model = fixture("tied_gqa_f32_old");
+    let out = dir.path().join("o.safetensors");
+    let base = ["forward", "--model", model.to_str().expect("utf8"), "--input-ids", ids.to_str().expect("utf8"), "--out", out.to_str().expect("utf8")];
+    let o = resa(&base);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("row 1 has 2 ids"), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!out.exists(), "no output file on failure");
+
+    std::fs::write(&ids, "[[1, 2, 3]]").expect("write");
+    let mut args = base.to_vec();
+    args.extend(["--hookpoint", "layers.9"]);
+    let o = resa(&args);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("layers.9"), "{}", String::from_utf8_lossy(&o.stderr));
+
+    std::fs::write(&ids, "[[1, 2, 999]]").expect("write");
+    let o = resa(&base);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("999"), "{}", String::from_utf8_lossy(&o.stderr));
+}
