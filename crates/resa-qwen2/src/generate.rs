@@ -232,6 +232,47 @@ pub fn generate<B: Backend>(
     Ok(out)
 }
 
+/// A prompt's continuation with its decoded text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GeneratedText {
+    /// Ids and finish reason.
+    pub generated: Generated,
+    /// The new tokens decoded, special tokens skipped.
+    pub text: String,
+}
+
+/// Tokenises text prompts (through the chat template as one user message when `chat`),
+/// generates, and decodes. The tokenizer's EOS id is added to the stop ids and, when the
+/// config names no padding id of its own, used for padding.
+pub fn generate_text<B: Backend>(
+    model: &Qwen2ForCausalLM<B>,
+    tokenizer: &crate::tokenizer::Tokenizer,
+    prompts: &[&str],
+    chat: bool,
+    cfg: &GenerationConfig,
+) -> Result<Vec<GeneratedText>> {
+    let ids = prompts
+        .iter()
+        .map(|p| {
+            if chat {
+                tokenizer.encode_chat(&[crate::tokenizer::ChatMessage::user(*p)], true)
+            } else {
+                tokenizer.encode(p, true)
+            }
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut cfg = cfg.clone();
+    if let Some(eos) = tokenizer.eos_token_id() {
+        if !cfg.stop_token_ids.contains(&eos) {
+            cfg.stop_token_ids.push(eos);
+        }
+    }
+    generate(model, &ids, &cfg)?
+        .into_iter()
+        .map(|g| Ok(GeneratedText { text: tokenizer.decode(&g.ids, true)?, generated: g }))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,7 +12,7 @@ pub mod tokenizer;
 
 pub use config::{HfConfig, Qwen2Config};
 pub use error::{Error, Result};
-pub use generate::{FinishReason, Generated, GenerationConfig, Sampling, generate};
+pub use generate::{FinishReason, Generated, GeneratedText, GenerationConfig, Sampling, generate, generate_text};
 pub use hooks::{Hookpoint, Hooks, Splice, SpliceGrad, SpliceHook};
 pub use model::{ForwardInput, ForwardOutput, KvCache, Logits, Qwen2ForCausalLM};
 pub use tokenizer::{ChatMessage, Tokenizer};

@@ -57,3 +57,19 @@ fn chat_template_matches_transformers() {
         "<｜begin▁of▁sentence｜>SYS<｜User｜>q1<｜Assistant｜>\n\nanswer1<｜end▁of▁sentence｜><｜User｜>q2"
     );
 }
+
+#[test]
+fn generate_text_decodes_its_ids() {
+    use burn::backend::Flex;
+    use burn::tensor::DType;
+    use resa_qwen2::{GenerationConfig, Qwen2Config, Qwen2ForCausalLM, generate_text};
+    let Some(tok) = r1_tokenizer() else { return };
+    let cfg = Qwen2Config { vocab_size: tok.vocab_size(), hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2, head_dim: 8, ..Qwen2Config::tiny() };
+    let model = Qwen2ForCausalLM::<Flex>::random(&cfg, 1, &Default::default(), DType::F32);
+    let out = generate_text(&model, &tok, &["What is 1+1?", "Hi"], true, &GenerationConfig::greedy(4, vec![])).expect("generate");
+    assert_eq!(out.len(), 2);
+    for o in &out {
+        assert!(!o.generated.ids.is_empty() && o.generated.ids.len() <= 4);
+        assert_eq!(o.text, tok.decode(&o.generated.ids, true).expect("decode"));
+    }
+}
