@@ -48,9 +48,15 @@ fn build<B: Backend>(
     dtype: DType,
     get: &mut dyn FnMut(&str, &[usize]) -> Result<Vec<f32>>,
 ) -> Result<Qwen2ForCausalLM<B>> {
+    // Linear weights: checkpoint `[out, in]` transposed to `[in, out]` (see `Linear`).
     let mut t2 = |key: &str, shape: [usize; 2]| -> Result<Param<Tensor<B, 2>>> {
         let v = get(key, &shape)?;
-        Ok(Param::from_tensor(Tensor::from_data(TensorData::new(v, shape), (device, dtype))))
+        let (data, shape) = if key.ends_with("embed_tokens.weight") {
+            (v, shape)
+        } else {
+            (transpose(&v, shape[0], shape[1]), [shape[1], shape[0]])
+        };
+        Ok(Param::from_tensor(Tensor::from_data(TensorData::new(data, shape), (device, dtype))))
     };
     let (hd, it) = (cfg.hidden_size, cfg.intermediate_size);
     let (qd, kvd) = (cfg.num_attention_heads * cfg.head_dim, cfg.num_key_value_heads * cfg.head_dim);
@@ -105,6 +111,17 @@ fn build<B: Backend>(
         lm_head,
         config: cfg.clone(),
     })
+}
+
+/// Row-major `[rows, cols]` → `[cols, rows]`.
+fn transpose(v: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut out = vec![0.0; v.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            out[c * rows + r] = v[r * cols + c];
+        }
+    }
+    out
 }
 
 /// Whether a checkpoint key is a buffer older transformers versions saved and Qwen2 recomputes.
@@ -176,8 +193,8 @@ impl<B: Backend> Qwen2ForCausalLM<B> {
     pub fn named_tensors(&self) -> Vec<(String, Vec<f32>, Vec<usize>)> {
         fn host<B: Backend, const D: usize>(t: Tensor<B, D>) -> (Vec<f32>, Vec<usize>) {
             let shape = t.dims().to_vec();
-            let data = t.cast(DType::F32).into_data();
-            (data.to_vec::<f32>().unwrap_or_default(), shape)
+            let data = t.into_data();
+            (data.iter::<f32>().collect(), shape)
         }
         let mut out = Vec::new();
         let mut push = |key: String, (v, s): (Vec<f32>, Vec<usize>)| out.push((key, v, s));
@@ -186,21 +203,21 @@ impl<B: Backend> Qwen2ForCausalLM<B> {
             let p = format!("model.layers.{l}");
             let a = &layer.self_attn;
             for (name, lin) in [("q_proj", &a.q_proj), ("k_proj", &a.k_proj), ("v_proj", &a.v_proj), ("o_proj", &a.o_proj)] {
-                push(format!("{p}.self_attn.{name}.weight"), host(lin.weight.val()));
+                push(format!("{p}.self_attn.{name}.weight"), host(lin.weight.val().transpose()));
                 if let Some(b) = &lin.bias {
                     push(format!("{p}.self_attn.{name}.bias"), host(b.val()));
                 }
             }
             let m = &layer.mlp;
             for (name, lin) in [("gate_proj", &m.gate_proj), ("up_proj", &m.up_proj), ("down_proj", &m.down_proj)] {
-                push(format!("{p}.mlp.{name}.weight"), host(lin.weight.val()));
+                push(format!("{p}.mlp.{name}.weight"), host(lin.weight.val().transpose()));
             }
             push(format!("{p}.input_layernorm.weight"), host(layer.input_layernorm.weight.val()));
             push(format!("{p}.post_attention_layernorm.weight"), host(layer.post_attention_layernorm.weight.val()));
         }
         push("model.norm.weight".into(), host(self.model.norm.weight.val()));
         if let Some(head) = &self.lm_head {
-            push("lm_head.weight".into(), host(head.weight.val()));
+            push("lm_head.weight".into(), host(head.weight.val().transpose()));
         }
         out
     }
