@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# GPU check for a lent GPU machine (no network there; only what is carried).
+# Usage: scripts/gpu-check.sh PATH/TO/resa   (a release build with --features cuda;
+#        DEVICE=cpu runs the same checks on the CPU build, to test this script)
+# Runs the Qwen2 parity fixtures through `resa forward/generate --device "${DEVICE:-cuda}"` and compares
+# them with the transformers reference values (f32: 1e-4; bf16 compute: loose sanity bound).
+set -uo pipefail
+RESA=${1:?usage: scripts/gpu-check.sh PATH/TO/resa}
+OUT=${OUT:-/tmp/gpu-check}; mkdir -p "$OUT"
+FIX=crates/resa-qwen2/tests/fixtures
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
+fail=0
+for case in tied_gqa_f32_old untied_mqa_bf16_sharded_new untied_mha_f16_old; do
+  python3 - "$FIX/$case/reference.safetensors" "$OUT/$case.ids.json" <<'PY'
+import json, sys
+from safetensors.numpy import load_file
+ids = load_file(sys.argv[1])["input_ids"]
+json.dump(ids.tolist(), open(sys.argv[2], "w"))
+PY
+  for dtype in f32 bf16; do
+    echo "== $case, cuda, $dtype"
+    start=$(date +%s%N)
+    "$RESA" forward --device "${DEVICE:-cuda}" --dtype $dtype --model "$FIX/$case" --input-ids "$OUT/$case.ids.json" \
+      --out "$OUT/$case.$dtype.safetensors" --hookpoint layers.0 --hookpoint layers.1.mlp --hookpoint layers.2 || { fail=1; continue; }
+    echo "  wall $(( ($(date +%s%N) - start) / 1000000 )) ms (includes load and kernel compilation)"
+    tol=1e-4; [ $dtype = bf16 ] && tol=0.5  # bf16: a sanity bound (CPU bf16 gave up to 0.24)
+    python3 scripts/gpu/compare.py "$OUT/$case.$dtype.safetensors" "$FIX/$case/reference.safetensors" $tol \
+      logits layers.0 layers.1.mlp layers.2 || fail=1
+  done
+done
+echo "== greedy generation on cuda (f32) against transformers"
+python3 - "$FIX/tied_gqa_f32_old/reference.safetensors" > "$OUT/gen.expect" <<'PY'
+import sys
+from safetensors.numpy import load_file
+r = load_file(sys.argv[1])
+p = r["padded_input_ids"][0].tolist(); out = r["generate_single_output"][0].tolist()[len(p):]
+new = []
+for t in out:
+    new.append(t)
+    if t == 2: break
+print(",".join(map(str, p)) + " " + ",".join(map(str, new)))
+PY
+read -r prompt want < "$OUT/gen.expect"
+got=$("$RESA" generate --device "${DEVICE:-cuda}" --model "$FIX/tied_gqa_f32_old" --prompt-ids "$prompt" --max-new-tokens 12 --greedy --json \
+  | tail -1 | python3 -c 'import json,sys; print(",".join(map(str, json.load(sys.stdin)["ids"])))')
+echo "  want $want"; echo "  got  $got"
+[ "$got" = "$want" ] || fail=1
+[ $fail = 0 ] && echo "GPU CHECK: PASS" || echo "GPU CHECK: FAIL"
+exit $fail
