@@ -3,7 +3,9 @@
 # Usage: scripts/gpu-check.sh PATH/TO/resa   (a release build with --features cuda;
 #        DEVICE=cpu runs the same checks on the CPU build, to test this script)
 # Runs the Qwen2 parity fixtures through `resa forward/generate --device "${DEVICE:-cuda}"` and compares
-# them with the transformers reference values (f32: 1e-4; bf16 compute: loose sanity bound).
+# them with the transformers reference values (f32: 1e-4 on CPU, TF32's 5e-2 on CUDA;
+# bf16 compute: loose sanity bound). Put CUDA's lib folder (not its stubs/) on LD_LIBRARY_PATH
+# so that libnvrtc is found, e.g. /usr/local/cuda-13.0/targets/x86_64-linux/lib.
 set -uo pipefail
 RESA=${1:?usage: scripts/gpu-check.sh PATH/TO/resa}
 OUT=${OUT:-/tmp/gpu-check}; mkdir -p "$OUT"
@@ -23,7 +25,11 @@ PY
     "$RESA" forward --device "${DEVICE:-cuda}" --dtype $dtype --model "$FIX/$case" --input-ids "$OUT/$case.ids.json" \
       --out "$OUT/$case.$dtype.safetensors" --hookpoint layers.0 --hookpoint layers.1.mlp --hookpoint layers.2 || { fail=1; continue; }
     echo "  wall $(( ($(date +%s%N) - start) / 1000000 )) ms (includes load and kernel compilation)"
-    tol=1e-4; [ $dtype = bf16 ] && tol=0.5  # bf16: a sanity bound (CPU bf16 gave up to 0.24)
+    # f32 on CUDA: burn 0.21's matmul kernels (cubek) compute f32 products in TF32 on
+    # tensor-core GPUs, with no switch to turn that off; on an H100 the max |diff| was
+    # 4e-3..1.7e-2 (2026-11-26), so the bound is TF32's, not the CPU's 1e-4.
+    tol=1e-4; [ "${DEVICE:-cuda}" != cpu ] && tol=5e-2
+    [ $dtype = bf16 ] && tol=0.5  # bf16: a sanity bound (CPU and H100 bf16 gave up to 0.24)
     python3 scripts/gpu/compare.py "$OUT/$case.$dtype.safetensors" "$FIX/$case/reference.safetensors" $tol \
       logits layers.0 layers.1.mlp layers.2 || fail=1
   done
