@@ -6,9 +6,12 @@
 //!
 //! - [`qwen2`]: the Qwen2 transformer, Hugging Face checkpoint loading, hookpoints,
 //!   generation, tokenizer and chat template.
+//! - [`data`]: question–answer readers, the reference templates, and tokenised chunks as
+//!   sparsify makes them.
 //!
 //! See the repository README for the pipeline and `docs/` for the design.
 
+pub use resa_data as data;
 pub use resa_qwen2 as qwen2;
 
 pub mod device;

@@ -4,8 +4,12 @@ use std::process::Command;
 
 use anyhow::{Context, bail};
 
-/// (script, output folder) pairs, relative to the workspace root.
-const SCRIPTS: &[(&str, &str)] = &[("scripts/reference/qwen2_reference.py", "crates/resa-qwen2/tests/fixtures")];
+/// Each script with its arguments, relative to the workspace root (`../shared/data` is the
+/// shared data folder the data fixtures are computed from).
+const SCRIPTS: &[&[&str]] = &[
+    &["scripts/reference/qwen2_reference.py", "crates/resa-qwen2/tests/fixtures"],
+    &["scripts/reference/chunks_reference.py", "../shared/data", "crates/resa-data/tests/fixtures/chunks.json"],
+];
 
 pub fn run(args: &[String]) -> anyhow::Result<()> {
     let python = match args {
@@ -14,11 +18,11 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         _ => bail!("usage: cargo xtask fixtures [--python PATH]"),
     };
     let root = crate::workspace_root();
-    for (script, out) in SCRIPTS {
-        eprintln!("fixtures: {python} {script} {out}");
+    for args in SCRIPTS {
+        let script = args[0];
+        eprintln!("fixtures: {python} {}", args.join(" "));
         let status = Command::new(&python)
-            .arg(script)
-            .arg(out)
+            .args(*args)
             .current_dir(&root)
             .env("SPARSIFY_DISABLE_TRITON", "1")
             .status()

@@ -1,0 +1,64 @@
+//! Errors of the data crate.
+
+use std::path::PathBuf;
+
+/// What can go wrong reading, templating or tokenising data.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A file could not be read.
+    #[error("I/O error on {path}: {cause}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error (shown in the message).
+        cause: std::io::Error,
+    },
+    /// A JSONL line or JSON file is not valid JSON, or a row is not an object.
+    #[error("{path}:{line}: {message}")]
+    Malformed {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line (JSONL) or 1 for a JSON array file.
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// A row lacks a field (or has it empty) and strict reading was asked for.
+    #[error("{path}:{line}: field `{field}` is missing or empty (fields tried: {tried})")]
+    MissingField {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line or row.
+        line: usize,
+        /// `problem` or `answer`.
+        field: String,
+        /// The keys looked up, in order.
+        tried: String,
+    },
+    /// The file held no usable row.
+    #[error("{path}: no usable rows ({reason})")]
+    Empty {
+        /// The file.
+        path: PathBuf,
+        /// Counts of what was skipped.
+        reason: String,
+    },
+    /// A custom template lacks a placeholder.
+    #[error("template {template:?}: {message}")]
+    Template {
+        /// The template string.
+        template: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The tokenizer failed or lacks a needed special token.
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+    /// Chunking options are impossible.
+    #[error("invalid chunk options: {0}")]
+    Options(String),
+}
+
+/// Result with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,176 @@
+//! Reading question–answer rows from JSONL or JSON-array files.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// One CoT-free training row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QaRow {
+    /// The question.
+    pub problem: String,
+    /// The final answer (no chain of thought).
+    pub answer: String,
+}
+
+/// Which keys hold the problem and the answer, and whether bad rows are errors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadOptions {
+    /// Keys tried in order for the problem (default `problem`, `question`, `prompt`).
+    pub problem_keys: Vec<String>,
+    /// Keys tried in order for the answer (default `answer`).
+    pub answer_keys: Vec<String>,
+    /// Reject the file at the first row with a missing or empty field instead of skipping it.
+    pub strict: bool,
+}
+
+impl Default for ReadOptions {
+    fn default() -> Self {
+        ReadOptions {
+            problem_keys: vec!["problem".into(), "question".into(), "prompt".into()],
+            answer_keys: vec!["answer".into()],
+            strict: false,
+        }
+    }
+}
+
+impl ReadOptions {
+    /// Default keys, strict.
+    pub fn strict() -> Self {
+        ReadOptions { strict: true, ..Self::default() }
+    }
+}
+
+/// What reading skipped.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ReadReport {
+    /// Rows read successfully.
+    pub rows: usize,
+    /// Rows skipped because no problem key held a non-empty string.
+    pub missing_problem: usize,
+    /// Rows skipped because no answer key held a non-empty value.
+    pub missing_answer: usize,
+}
+
+impl ReadReport {
+    /// All skipped rows.
+    pub fn skipped(&self) -> usize {
+        self.missing_problem + self.missing_answer
+    }
+}
+
+/// A field as text: strings as they are, numbers (answers are sometimes numbers) printed;
+/// empty or whitespace-only strings, null, and other types count as missing.
+fn field(obj: &serde_json::Map<String, serde_json::Value>, keys: &[String]) -> Option<String> {
+    keys.iter().find_map(|k| match obj.get(k)? {
+        serde_json::Value::String(s) if !s.trim().is_empty() => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    })
+}
+
+/// Reads a `.jsonl` (one object per line) or `.json` (an array of objects) file.
+pub fn read_qa(path: impl AsRef<Path>, options: &ReadOptions) -> Result<(Vec<QaRow>, ReadReport)> {
+    let path = path.as_ref();
+    let text = std::fs::read_to_string(path).map_err(|cause| Error::Io { path: path.to_path_buf(), cause })?;
+    let malformed = |line: usize, message: String| Error::Malformed { path: path.to_path_buf(), line, message };
+    let values: Vec<(usize, serde_json::Value)> = if text.trim_start().starts_with('[') {
+        let v: Vec<serde_json::Value> =
+            serde_json::from_str(&text).map_err(|e| malformed(e.line(), format!("not a JSON array of objects: {e}")))?;
+        v.into_iter().enumerate().map(|(i, v)| (i + 1, v)).collect()
+    } else {
+        text.lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+            .map(|(i, l)| serde_json::from_str(l).map(|v| (i + 1, v)).map_err(|e| malformed(i + 1, format!("invalid JSON: {e}"))))
+            .collect::<Result<_>>()?
+    };
+    let mut rows = Vec::with_capacity(values.len());
+    let mut report = ReadReport::default();
+    for (line, value) in values {
+        let serde_json::Value::Object(obj) = value else {
+            return Err(malformed(line, "expected a JSON object".into()));
+        };
+        let missing = |field: &str, keys: &[String]| Error::MissingField {
+            path: PathBuf::from(path),
+            line,
+            field: field.into(),
+            tried: keys.join(", "),
+        };
+        let Some(problem) = field(&obj, &options.problem_keys) else {
+            if options.strict {
+                return Err(missing("problem", &options.problem_keys));
+            }
+            report.missing_problem += 1;
+            continue;
+        };
+        let Some(answer) = field(&obj, &options.answer_keys) else {
+            if options.strict {
+                return Err(missing("answer", &options.answer_keys));
+            }
+            report.missing_answer += 1;
+            continue;
+        };
+        rows.push(QaRow { problem, answer });
+    }
+    report.rows = rows.len();
+    if rows.is_empty() {
+        return Err(Error::Empty {
+            path: path.to_path_buf(),
+            reason: format!("{} without a problem, {} without an answer", report.missing_problem, report.missing_answer),
+        });
+    }
+    if report.skipped() > 0 {
+        tracing::warn!(path = %path.display(), skipped = report.skipped(), "rows with a missing or empty field were skipped");
+    }
+    Ok((rows, report))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(text: &str, name: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).expect("write");
+        (dir, p)
+    }
+
+    #[test]
+    fn jsonl_with_field_fallbacks_and_skips() {
+        let (_d, p) = write(
+            "{\"problem\": \"p1\", \"answer\": \"1\"}\n\n{\"question\": \"p2\", \"answer\": 2}\n{\"prompt\": \"p3\", \"answer\": \"\"}\n{\"answer\": \"4\"}\n",
+            "a.jsonl",
+        );
+        let (rows, report) = read_qa(&p, &ReadOptions::default()).expect("reads");
+        assert_eq!(rows, vec![QaRow { problem: "p1".into(), answer: "1".into() }, QaRow { problem: "p2".into(), answer: "2".into() }]);
+        assert_eq!((report.rows, report.missing_problem, report.missing_answer), (2, 1, 1));
+        match read_qa(&p, &ReadOptions::strict()) {
+            Err(Error::MissingField { line, field, .. }) => assert_eq!((line, field.as_str()), (4, "answer")),
+            other => panic!("expected MissingField, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn json_array() {
+        let (_d, p) = write("[{\"problem\": \"p\", \"answer\": \"a\"}]", "a.json");
+        assert_eq!(read_qa(&p, &ReadOptions::default()).expect("reads").0.len(), 1);
+    }
+
+    #[test]
+    fn bad_files() {
+        let (_d, p) = write("{\"problem\": \"p\", \"answer\": \"a\"}\n{oops\n", "bad.jsonl");
+        match read_qa(&p, &ReadOptions::default()) {
+            Err(Error::Malformed { line, .. }) => assert_eq!(line, 2),
+            other => panic!("expected Malformed, got {other:?}"),
+        }
+        let (_d, p) = write("{\"x\": 1}\n", "empty.jsonl");
+        assert!(matches!(read_qa(&p, &ReadOptions::default()), Err(Error::Empty { .. })));
+        let (_d, p) = write("[1, 2]", "nums.json");
+        assert!(matches!(read_qa(&p, &ReadOptions::default()), Err(Error::Malformed { .. })));
+        assert!(matches!(read_qa("/no/such/file.jsonl", &ReadOptions::default()), Err(Error::Io { .. })));
+    }
+}

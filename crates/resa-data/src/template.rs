@@ -1,0 +1,94 @@
+//! Turning a question–answer row into training text.
+
+use crate::error::{Error, Result};
+use crate::reader::QaRow;
+
+/// The system text the reference code prepends (Resa's `SAE_FINE_TUNE_SYSTEM_PROMPT`):
+/// starts and ends with a newline.
+pub const REFERENCE_SYSTEM_PROMPT: &str = "\nA conversation between User and Assistant. The user asks a question, and the Assistant solves it. The assistant first thinks about the reasoning process in the mind and then provides the user with the answer. The reasoning process and answer are enclosed within <think> </think> and <answer> </answer> tags, respectively, i.e., <think> reasoning process here </think> <answer> answer here </answer>.\n";
+
+/// How a row becomes text (no chat template; the reference code uses none for training data).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Template {
+    /// The reference code's template, used for both trigger and elicitation data:
+    /// `{SYSTEM}User:\n {problem}\n\nAssistant:\n <think> {answer} </think>\n<answer> Answer: {answer}</answer>`.
+    #[default]
+    Reference,
+    /// The paper's printed form:
+    /// `Problem: {problem} <think> {answer} </think> <answer> Answer: {answer} </answer>`.
+    Paper,
+    /// A user template with `{problem}` (required) and `{answer}` (optional) placeholders.
+    Custom(String),
+}
+
+impl Template {
+    /// A custom template, checked for its `{problem}` placeholder.
+    pub fn custom(template: impl Into<String>) -> Result<Self> {
+        let template = template.into();
+        if !template.contains("{problem}") {
+            return Err(Error::Template { template, message: "has no {problem} placeholder".into() });
+        }
+        Ok(Template::Custom(template))
+    }
+
+    /// Renders one row.
+    pub fn render(&self, row: &QaRow) -> String {
+        let (p, a) = (row.problem.as_str(), row.answer.as_str());
+        match self {
+            Template::Reference => format!(
+                "{REFERENCE_SYSTEM_PROMPT}User:\n {p}\n\nAssistant:\n <think> {a} </think>\n<answer> Answer: {a}</answer>"
+            ),
+            Template::Paper => format!("Problem: {p} <think> {a} </think> <answer> Answer: {a} </answer>"),
+            // One pass over the template, so placeholders inside the problem text are kept.
+            Template::Custom(t) => {
+                let mut out = String::with_capacity(t.len() + p.len() + 2 * a.len());
+                let mut rest = t.as_str();
+                while let Some(i) = rest.find('{') {
+                    out.push_str(&rest[..i]);
+                    let tail = &rest[i..];
+                    if let Some(r) = tail.strip_prefix("{problem}") {
+                        out.push_str(p);
+                        rest = r;
+                    } else if let Some(r) = tail.strip_prefix("{answer}") {
+                        out.push_str(a);
+                        rest = r;
+                    } else {
+                        out.push('{');
+                        rest = &tail[1..];
+                    }
+                }
+                out.push_str(rest);
+                out
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row() -> QaRow {
+        QaRow { problem: "What is {answer} 1+1?".into(), answer: "2".into() }
+    }
+
+    #[test]
+    fn reference_template_exact() {
+        let text = Template::Reference.render(&row());
+        assert!(text.starts_with("\nA conversation between User and Assistant."));
+        assert!(text.ends_with(
+            "</answer>.\nUser:\n What is {answer} 1+1?\n\nAssistant:\n <think> 2 </think>\n<answer> Answer: 2</answer>"
+        ));
+    }
+
+    #[test]
+    fn paper_and_custom() {
+        assert_eq!(
+            Template::Paper.render(&row()),
+            "Problem: What is {answer} 1+1? <think> 2 </think> <answer> Answer: 2 </answer>"
+        );
+        let t = Template::custom("Q: {problem}\nA: {answer} {x}").expect("valid");
+        assert_eq!(t.render(&row()), "Q: What is {answer} 1+1?\nA: 2 {x}");
+        assert!(matches!(Template::custom("no placeholder"), Err(Error::Template { .. })));
+    }
+}
