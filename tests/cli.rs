@@ -31,8 +31,17 @@ fn forward_writes_logits_and_hookpoints_matching_transformers() {
     let out = dir.path().join("out.safetensors");
     let model = fixture(case);
     let o = resa(&[
-        "forward", "--model", model.to_str().expect("utf8"), "--input-ids", ids_path.to_str().expect("utf8"),
-        "--out", out.to_str().expect("utf8"), "--hookpoint", "layers.2", "--hookpoint", "layers.0.mlp",
+        "forward",
+        "--model",
+        model.to_str().expect("utf8"),
+        "--input-ids",
+        ids_path.to_str().expect("utf8"),
+        "--out",
+        out.to_str().expect("utf8"),
+        "--hookpoint",
+        "layers.2",
+        "--hookpoint",
+        "layers.0.mlp",
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let got = SafetensorsReader::open_file(&out).expect("output");
@@ -63,8 +72,15 @@ fn generate_json_matches_transformers_greedy() {
     }
     let model = fixture(case);
     let o = resa(&[
-        "generate", "--model", model.to_str().expect("utf8"), "--prompt-ids", &prompt.join(","),
-        "--max-new-tokens", "12", "--greedy", "--json",
+        "generate",
+        "--model",
+        model.to_str().expect("utf8"),
+        "--prompt-ids",
+        &prompt.join(","),
+        "--max-new-tokens",
+        "12",
+        "--greedy",
+        "--json",
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let stdout = String::from_utf8(o.stdout).expect("utf8");
@@ -82,7 +98,15 @@ fn bad_inputs_fail_with_a_message() {
     std::fs::write(&ids, "[[1, 2, 3], [4, 5]]").expect("write");
     let model = fixture("tied_gqa_f32_old");
     let out = dir.path().join("o.safetensors");
-    let base = ["forward", "--model", model.to_str().expect("utf8"), "--input-ids", ids.to_str().expect("utf8"), "--out", out.to_str().expect("utf8")];
+    let base = [
+        "forward",
+        "--model",
+        model.to_str().expect("utf8"),
+        "--input-ids",
+        ids.to_str().expect("utf8"),
+        "--out",
+        out.to_str().expect("utf8"),
+    ];
     let o = resa(&base);
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("row 1 has 2 ids"), "{}", String::from_utf8_lossy(&o.stderr));

@@ -31,15 +31,22 @@ fn cached_model_loads_offline_by_id() {
     for f in ["config.json", "model.safetensors"] {
         std::fs::copy(fixture().join(f), snap.join(f)).expect("copy");
     }
-    let o = resa(home.path(), &["generate", "--model", "tiny-org/tiny-qwen2", "--prompt-ids", "5,6,7", "--max-new-tokens", "3", "--json"]);
+    let o = resa(
+        home.path(),
+        &["generate", "--model", "tiny-org/tiny-qwen2", "--prompt-ids", "5,6,7", "--max-new-tokens", "3", "--json"],
+    );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
 
 #[test]
 fn offline_miss_is_a_clear_error() {
     let home = tempfile::tempdir().expect("tempdir");
-    let o = resa(home.path(), &["generate", "--model", "nobody/not-cached", "--prompt-ids", "1", "--max-new-tokens", "1"]);
+    let o =
+        resa(home.path(), &["generate", "--model", "nobody/not-cached", "--prompt-ids", "1", "--max-new-tokens", "1"]);
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("nobody/not-cached") && err.contains("config.json") && err.contains("HF_HUB_OFFLINE"), "{err}");
+    assert!(
+        err.contains("nobody/not-cached") && err.contains("config.json") && err.contains("HF_HUB_OFFLINE"),
+        "{err}"
+    );
 }

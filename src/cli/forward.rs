@@ -47,7 +47,12 @@ pub fn read_ids(path: &PathBuf) -> anyhow::Result<(Vec<i64>, [usize; 2])> {
         bail!("{}: row 0 is empty", path.display());
     }
     if let Some((i, r)) = rows.iter().enumerate().find(|(_, r)| r.len() != first.len()) {
-        bail!("{}: row {i} has {} ids, row 0 has {}; rows must have equal length", path.display(), r.len(), first.len());
+        bail!(
+            "{}: row {i} has {} ids, row 0 has {}; rows must have equal length",
+            path.display(),
+            r.len(),
+            first.len()
+        );
     }
     if let Some(bad) = rows.iter().flatten().find(|&&t| t < 0) {
         bail!("{}: negative token id {bad}", path.display());
@@ -79,7 +84,8 @@ fn forward<B: Backend>(args: &ForwardArgs, device: &B::Device) -> anyhow::Result
     let out = model.forward(input, &Hooks::capture(points.clone()), None)?;
     let to_f32 = |t: Tensor<B, 3>| -> anyhow::Result<(Vec<f32>, Vec<usize>)> {
         let dims = t.dims().to_vec();
-        let v = t.cast(DType::F32).into_data().convert::<f32>().to_vec::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let v =
+            t.cast(DType::F32).into_data().convert::<f32>().to_vec::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))?;
         Ok((v, dims))
     };
     let mut tensors = Vec::new();

@@ -68,14 +68,10 @@ fn run_on<B: Backend>(args: &GenerateArgs, device: &B::Device) -> anyhow::Result
     let prompt: Vec<u32> = match (&args.prompt, &args.prompt_ids) {
         (_, Some(ids)) => ids.clone(),
         (Some(text), None) => {
-            let tok = tokenizer
-                .as_ref()
-                .with_context(|| format!("--prompt needs {}; use --prompt-ids", dir.join("tokenizer.json").display()))?;
-            if args.chat {
-                tok.encode_chat(&[ChatMessage::user(text.clone())], true)?
-            } else {
-                tok.encode(text, true)?
-            }
+            let tok = tokenizer.as_ref().with_context(|| {
+                format!("--prompt needs {}; use --prompt-ids", dir.join("tokenizer.json").display())
+            })?;
+            if args.chat { tok.encode_chat(&[ChatMessage::user(text.clone())], true)? } else { tok.encode(text, true)? }
         }
         (None, None) => bail!("give --prompt or --prompt-ids"),
     };
@@ -92,7 +88,13 @@ fn run_on<B: Backend>(args: &GenerateArgs, device: &B::Device) -> anyhow::Result
         (false, t, p, k) => Sampling::Sample { temperature: t.unwrap_or(1.0), top_p: p.unwrap_or(1.0), top_k: k },
     };
     let pad = tokenizer.as_ref().and_then(Tokenizer::pad_token_id).or(stop.first().copied()).unwrap_or(0);
-    let cfg = GenerationConfig { max_new_tokens: args.max_new_tokens, sampling, seed: args.seed, stop_token_ids: stop, pad_token_id: pad };
+    let cfg = GenerationConfig {
+        max_new_tokens: args.max_new_tokens,
+        sampling,
+        seed: args.seed,
+        stop_token_ids: stop,
+        pad_token_id: pad,
+    };
     let out = generate(&model, &[prompt], &cfg)?.remove(0);
     let text = match &tokenizer {
         Some(tok) => tok.decode(&out.ids, true)?,

@@ -16,10 +16,10 @@ pub fn check(root: &Path) -> Vec<String> {
                 problems.push(format!("crates/{name}: missing {required}"));
             }
         }
-        if let Ok(manifest) = std::fs::read_to_string(dir.join("Cargo.toml")) {
-            if !manifest.contains("[lints]\nworkspace = true") {
-                problems.push(format!("crates/{name}/Cargo.toml: add `[lints] workspace = true`"));
-            }
+        if let Ok(manifest) = std::fs::read_to_string(dir.join("Cargo.toml"))
+            && !manifest.contains("[lints]\nworkspace = true")
+        {
+            problems.push(format!("crates/{name}/Cargo.toml: add `[lints] workspace = true`"));
         }
         scan_sources(&dir.join("src"), &name, &mut problems);
     }
@@ -40,7 +40,8 @@ fn scan_sources(dir: &Path, krate: &str, problems: &mut Vec<String>) {
             let code = text.split("#[cfg(test)]").next().unwrap_or("");
             for (i, line) in code.lines().enumerate() {
                 let l = line.trim_start();
-                if !l.starts_with("//") && (l.contains("println!(") || l.contains("eprintln!(") || l.contains("dbg!(")) {
+                if !l.starts_with("//") && (l.contains("println!(") || l.contains("eprintln!(") || l.contains("dbg!("))
+                {
                     problems.push(format!("crates/{krate}: {}:{}: printing in library code", path.display(), i + 1));
                 }
             }

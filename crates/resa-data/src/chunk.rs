@@ -73,7 +73,8 @@ impl Chunks {
 
 /// The ids the post-processor puts before and after a piece of text.
 fn special_affixes(tok: &Tokenizer) -> Result<(Vec<u32>, Vec<u32>)> {
-    let enc = |special| tok.encode("a", special).map(|e| e.get_ids().to_vec()).map_err(|e| Error::Tokenizer(e.to_string()));
+    let enc =
+        |special| tok.encode("a", special).map(|e| e.get_ids().to_vec()).map_err(|e| Error::Tokenizer(e.to_string()));
     let (with, without) = (enc(true)?, enc(false)?);
     let at = (0..=with.len().saturating_sub(without.len()))
         .find(|&i| with[i..].starts_with(&without))
@@ -89,7 +90,10 @@ pub fn chunk_texts(tok: &Tokenizer, texts: &[String], options: &ChunkOptions) ->
     let (prefix, suffix) = special_affixes(tok)?;
     let specials = prefix.len() + suffix.len();
     if options.chunk_len <= specials {
-        return Err(Error::Options(format!("chunk_len {} leaves no room beside {specials} special tokens", options.chunk_len)));
+        return Err(Error::Options(format!(
+            "chunk_len {} leaves no room beside {specials} special tokens",
+            options.chunk_len
+        )));
     }
     if options.batch_rows == 0 {
         return Err(Error::Options("batch_rows must be positive".into()));
@@ -97,7 +101,9 @@ pub fn chunk_texts(tok: &Tokenizer, texts: &[String], options: &ChunkOptions) ->
     let piece = options.chunk_len - specials;
     let encoded: Vec<Vec<u32>> = texts
         .par_iter()
-        .map(|t| tok.encode(t.as_str(), false).map(|e| e.get_ids().to_vec()).map_err(|e| Error::Tokenizer(e.to_string())))
+        .map(|t| {
+            tok.encode(t.as_str(), false).map(|e| e.get_ids().to_vec()).map_err(|e| Error::Tokenizer(e.to_string()))
+        })
         .collect::<Result<_>>()?;
     let mut stats = ChunkStats { rows: texts.len(), ..ChunkStats::default() };
     let mut chunks = Vec::new();

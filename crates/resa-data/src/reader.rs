@@ -77,14 +77,16 @@ pub fn read_qa(path: impl AsRef<Path>, options: &ReadOptions) -> Result<(Vec<QaR
     let text = std::fs::read_to_string(path).map_err(|cause| Error::Io { path: path.to_path_buf(), cause })?;
     let malformed = |line: usize, message: String| Error::Malformed { path: path.to_path_buf(), line, message };
     let values: Vec<(usize, serde_json::Value)> = if text.trim_start().starts_with('[') {
-        let v: Vec<serde_json::Value> =
-            serde_json::from_str(&text).map_err(|e| malformed(e.line(), format!("not a JSON array of objects: {e}")))?;
+        let v: Vec<serde_json::Value> = serde_json::from_str(&text)
+            .map_err(|e| malformed(e.line(), format!("not a JSON array of objects: {e}")))?;
         v.into_iter().enumerate().map(|(i, v)| (i + 1, v)).collect()
     } else {
         text.lines()
             .enumerate()
             .filter(|(_, l)| !l.trim().is_empty())
-            .map(|(i, l)| serde_json::from_str(l).map(|v| (i + 1, v)).map_err(|e| malformed(i + 1, format!("invalid JSON: {e}"))))
+            .map(|(i, l)| {
+                serde_json::from_str(l).map(|v| (i + 1, v)).map_err(|e| malformed(i + 1, format!("invalid JSON: {e}")))
+            })
             .collect::<Result<_>>()?
     };
     let mut rows = Vec::with_capacity(values.len());
@@ -119,7 +121,10 @@ pub fn read_qa(path: impl AsRef<Path>, options: &ReadOptions) -> Result<(Vec<QaR
     if rows.is_empty() {
         return Err(Error::Empty {
             path: path.to_path_buf(),
-            reason: format!("{} without a problem, {} without an answer", report.missing_problem, report.missing_answer),
+            reason: format!(
+                "{} without a problem, {} without an answer",
+                report.missing_problem, report.missing_answer
+            ),
         });
     }
     if report.skipped() > 0 {
@@ -146,7 +151,13 @@ mod tests {
             "a.jsonl",
         );
         let (rows, report) = read_qa(&p, &ReadOptions::default()).expect("reads");
-        assert_eq!(rows, vec![QaRow { problem: "p1".into(), answer: "1".into() }, QaRow { problem: "p2".into(), answer: "2".into() }]);
+        assert_eq!(
+            rows,
+            vec![
+                QaRow { problem: "p1".into(), answer: "1".into() },
+                QaRow { problem: "p2".into(), answer: "2".into() }
+            ]
+        );
         assert_eq!((report.rows, report.missing_problem, report.missing_answer), (2, 1, 1));
         match read_qa(&p, &ReadOptions::strict()) {
             Err(Error::MissingField { line, field, .. }) => assert_eq!((line, field.as_str()), (4, "answer")),

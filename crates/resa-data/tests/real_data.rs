@@ -21,14 +21,18 @@ fn shared() -> Option<PathBuf> {
 #[test]
 fn reference_chunks_start_like_sparsify() {
     let Some(root) = shared() else { return };
-    let tok = tokenizers::Tokenizer::from_file(root.join("tokenizers/deepseek-r1-distill-qwen/tokenizer.json")).expect("tokenizer");
+    let tok = tokenizers::Tokenizer::from_file(root.join("tokenizers/deepseek-r1-distill-qwen/tokenizer.json"))
+        .expect("tokenizer");
     let (rows, report) = read_qa(root.join("train/deepscaler_aime.jsonl"), &ReadOptions::strict()).expect("rows");
     assert_eq!((rows.len(), report.skipped()), (970, 0));
     let texts: Vec<String> = rows.iter().map(|r| Template::Reference.render(r)).collect();
     let out = chunk_texts(&tok, &texts, &ChunkOptions::default()).expect("chunks");
     assert_eq!(&out.chunks[0][..5], &[151646, 151643, 198, 32, 10435]);
     assert!(out.chunks.iter().all(|c| c.len() == 2048 && c[0] == 151646));
-    assert!(out.chunks[0].contains(&151648) && out.chunks[0].contains(&151649), "<think> and </think> are single tokens");
+    assert!(
+        out.chunks[0].contains(&151648) && out.chunks[0].contains(&151649),
+        "<think> and </think> are single tokens"
+    );
     // 970 rows fit one map batch: every full piece but the last is kept.
     let piece = 2047;
     assert_eq!(out.stats.chunks, out.stats.stream_tokens.div_ceil(piece) - 1);
@@ -58,7 +62,8 @@ fn reference_chunks_start_like_sparsify() {
 #[test]
 fn small_batches_drop_one_piece_each() {
     let Some(root) = shared() else { return };
-    let tok = tokenizers::Tokenizer::from_file(root.join("tokenizers/deepseek-r1-distill-qwen/tokenizer.json")).expect("tokenizer");
+    let tok = tokenizers::Tokenizer::from_file(root.join("tokenizers/deepseek-r1-distill-qwen/tokenizer.json"))
+        .expect("tokenizer");
     let (rows, _) = read_qa(root.join("train/deepscaler_math.jsonl"), &ReadOptions::default()).expect("rows");
     let texts: Vec<String> = rows[..200].iter().map(|r| Template::Paper.render(r)).collect();
     let opts = ChunkOptions { chunk_len: 128, batch_rows: 50, ..ChunkOptions::default() };
@@ -75,17 +80,21 @@ fn matches_sparsify_chunk_and_tokenize() {
     use sha2::{Digest, Sha256};
     let Some(root) = shared() else { return };
     let fixture: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/chunks.json")).expect("fixture"),
+        &std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/chunks.json"))
+            .expect("fixture"),
     )
     .expect("json");
-    let tok = tokenizers::Tokenizer::from_file(root.join("tokenizers/deepseek-r1-distill-qwen/tokenizer.json")).expect("tokenizer");
+    let tok = tokenizers::Tokenizer::from_file(root.join("tokenizers/deepseek-r1-distill-qwen/tokenizer.json"))
+        .expect("tokenizer");
     let (rows, _) = read_qa(root.join("train/deepscaler_aime.jsonl"), &ReadOptions::strict()).expect("rows");
     let texts: Vec<String> = rows.iter().map(|r| Template::Reference.render(r)).collect();
     for len in [2048usize, 128] {
         let want = &fixture[len.to_string()];
-        let out = chunk_texts(&tok, &texts, &ChunkOptions { chunk_len: len, ..ChunkOptions::default() }).expect("chunks");
+        let out =
+            chunk_texts(&tok, &texts, &ChunkOptions { chunk_len: len, ..ChunkOptions::default() }).expect("chunks");
         assert_eq!(out.chunks.len() as u64, want["chunks"].as_u64().expect("count"), "chunk count at {len}");
-        let first: Vec<u64> = want["first_ids"].as_array().expect("ids").iter().map(|v| v.as_u64().expect("id")).collect();
+        let first: Vec<u64> =
+            want["first_ids"].as_array().expect("ids").iter().map(|v| v.as_u64().expect("id")).collect();
         let got: Vec<u64> = out.chunks[0][..first.len()].iter().map(|&v| u64::from(v)).collect();
         assert_eq!(got, first, "first ids at {len}");
         let mut h = Sha256::new();

@@ -32,8 +32,9 @@ fn bench_backend<B: Backend>(c: &mut Criterion, name: &str) {
     group.throughput(Throughput::Elements(seq as u64));
     group.bench_function(format!("prefill_1x{seq}"), |b| {
         b.iter(|| {
-            let input = ForwardInput::new(Tensor::<B, 2, Int>::from_data(TensorData::new(ids.clone(), [1, seq]), &device))
-                .with_logits(Logits::All);
+            let input =
+                ForwardInput::new(Tensor::<B, 2, Int>::from_data(TensorData::new(ids.clone(), [1, seq]), &device))
+                    .with_logits(Logits::All);
             let out = model.forward(input, &Hooks::default(), None).expect("forward");
             out.logits.expect("logits").into_data()
         })

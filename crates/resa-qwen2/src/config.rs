@@ -204,8 +204,7 @@ impl Qwen2Config {
             num_hidden_layers: Some(self.num_hidden_layers),
             num_attention_heads: Some(self.num_attention_heads),
             num_key_value_heads: Some(self.num_key_value_heads),
-            head_dim: (self.head_dim * self.num_attention_heads != self.hidden_size)
-                .then_some(self.head_dim),
+            head_dim: (self.head_dim * self.num_attention_heads != self.hidden_size).then_some(self.head_dim),
             hidden_act: Some("silu".into()),
             max_position_embeddings: Some(self.max_position_embeddings),
             rms_norm_eps: Some(self.rms_norm_eps),
@@ -237,15 +236,14 @@ impl TryFrom<HfConfig> for Qwen2Config {
     type Error = Error;
 
     fn try_from(raw: HfConfig) -> Result<Self> {
-        if let Some(model_type) = &raw.model_type {
-            if model_type != "qwen2" {
-                return Err(Error::config("model_type", "\"qwen2\"", format!("{model_type:?}")));
-            }
+        if let Some(model_type) = &raw.model_type
+            && model_type != "qwen2"
+        {
+            return Err(Error::config("model_type", "\"qwen2\"", format!("{model_type:?}")));
         }
         let hidden_size = required(raw.hidden_size, "hidden_size")?;
         let num_attention_heads = required(raw.num_attention_heads, "num_attention_heads")?;
-        let num_key_value_heads =
-            required(raw.num_key_value_heads.or(raw.num_attention_heads), "num_key_value_heads")?;
+        let num_key_value_heads = required(raw.num_key_value_heads.or(raw.num_attention_heads), "num_key_value_heads")?;
         if raw.head_dim.is_none() && hidden_size % num_attention_heads != 0 {
             return Err(Error::config(
                 "num_attention_heads",
@@ -276,30 +274,25 @@ impl TryFrom<HfConfig> for Qwen2Config {
                 format!("true (sliding_window = {window})"),
             ));
         }
-        if let Some(types) = &raw.layer_types {
-            if let Some((i, t)) = types.iter().enumerate().find(|(_, t)| *t != "full_attention") {
-                return Err(Error::config(
-                    format!("layer_types[{i}]"),
-                    "\"full_attention\" (sliding-window attention is not implemented)",
-                    format!("{t:?}"),
-                ));
-            }
+        if let Some(types) = &raw.layer_types
+            && let Some((i, t)) = types.iter().enumerate().find(|(_, t)| *t != "full_attention")
+        {
+            return Err(Error::config(
+                format!("layer_types[{i}]"),
+                "\"full_attention\" (sliding-window attention is not implemented)",
+                format!("{t:?}"),
+            ));
         }
         for (field, rope) in
             [("rope_parameters.rope_type", &raw.rope_parameters), ("rope_scaling.type", &raw.rope_scaling)]
         {
-            if let Some(kind) = rope.as_ref().and_then(|r| r.rope_type.as_deref()) {
-                if kind != "default" {
-                    return Err(Error::config(field, "\"default\" (no RoPE scaling)", format!("{kind:?}")));
-                }
+            if let Some(kind) = rope.as_ref().and_then(|r| r.rope_type.as_deref())
+                && kind != "default"
+            {
+                return Err(Error::config(field, "\"default\" (no RoPE scaling)", format!("{kind:?}")));
             }
         }
-        let rope_theta = raw
-            .rope_parameters
-            .as_ref()
-            .and_then(|r| r.rope_theta)
-            .or(raw.rope_theta)
-            .unwrap_or(10000.0);
+        let rope_theta = raw.rope_parameters.as_ref().and_then(|r| r.rope_theta).or(raw.rope_theta).unwrap_or(10000.0);
         if !(rope_theta.is_finite() && rope_theta > 0.0) {
             return Err(Error::config("rope_theta", "a positive number", rope_theta));
         }

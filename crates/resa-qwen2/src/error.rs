@@ -138,11 +138,7 @@ impl Error {
         Error::Io { path: path.into(), cause: source }
     }
 
-    pub(crate) fn config(
-        field: impl Into<String>,
-        expected: impl Into<String>,
-        found: impl std::fmt::Display,
-    ) -> Self {
+    pub(crate) fn config(field: impl Into<String>, expected: impl Into<String>, found: impl std::fmt::Display) -> Self {
         Error::Config { field: field.into(), expected: expected.into(), found: found.to_string() }
     }
 }

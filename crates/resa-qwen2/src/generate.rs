@@ -262,10 +262,10 @@ pub fn generate_text<B: Backend>(
         })
         .collect::<Result<Vec<_>>>()?;
     let mut cfg = cfg.clone();
-    if let Some(eos) = tokenizer.eos_token_id() {
-        if !cfg.stop_token_ids.contains(&eos) {
-            cfg.stop_token_ids.push(eos);
-        }
+    if let Some(eos) = tokenizer.eos_token_id()
+        && !cfg.stop_token_ids.contains(&eos)
+    {
+        cfg.stop_token_ids.push(eos);
     }
     generate(model, &ids, &cfg)?
         .into_iter()

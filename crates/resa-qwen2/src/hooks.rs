@@ -66,9 +66,7 @@ impl FromStr for Hookpoint {
 
     fn from_str(name: &str) -> Result<Self> {
         let bad = |reason: &str| Error::Hookpoint { name: name.to_string(), reason: reason.to_string() };
-        let rest = name
-            .strip_prefix("layers.")
-            .ok_or_else(|| bad("expected `layers.N` or `layers.N.mlp`"))?;
+        let rest = name.strip_prefix("layers.").ok_or_else(|| bad("expected `layers.N` or `layers.N.mlp`"))?;
         let (num, mlp) = match rest.strip_suffix(".mlp") {
             Some(n) => (n, true),
             None => (rest, false),
@@ -151,7 +149,12 @@ impl<'a, B: Backend> Hooks<'a, B> {
         self.capture.iter().map(Hookpoint::layer).chain(self.splice.as_ref().map(|s| s.at.layer())).max()
     }
 
-    pub(crate) fn apply(&self, at: Hookpoint, x: Tensor<B, 3>, captured: &mut Vec<(Hookpoint, Tensor<B, 3>)>) -> Tensor<B, 3> {
+    pub(crate) fn apply(
+        &self,
+        at: Hookpoint,
+        x: Tensor<B, 3>,
+        captured: &mut Vec<(Hookpoint, Tensor<B, 3>)>,
+    ) -> Tensor<B, 3> {
         if self.capture.contains(&at) {
             captured.push((at, x.clone()));
         }

@@ -38,7 +38,10 @@ fn fetch(repo: &str) -> Result<PathBuf> {
     if !repo.contains('/') || repo.split('/').count() != 2 {
         return Err(Error::io(
             repo,
-            std::io::Error::new(std::io::ErrorKind::NotFound, "no such folder, and not a hub id of the form owner/name"),
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "no such folder, and not a hub id of the form owner/name",
+            ),
         ));
     }
     let offline = std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
@@ -47,12 +50,11 @@ fn fetch(repo: &str) -> Result<PathBuf> {
     let api = if offline {
         None
     } else {
-        Some(
-            ApiBuilder::from_cache(cache.clone())
-                .with_progress(false)
-                .build()
-                .map_err(|e| Error::Hub { repo: repo.into(), file: String::new(), message: e.to_string() })?,
-        )
+        Some(ApiBuilder::from_cache(cache.clone()).with_progress(false).build().map_err(|e| Error::Hub {
+            repo: repo.into(),
+            file: String::new(),
+            message: e.to_string(),
+        })?)
     };
     let get = |file: &str, required: bool| -> Result<Option<PathBuf>> {
         if let Some(p) = cached.get(file) {

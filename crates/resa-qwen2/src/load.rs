@@ -157,7 +157,11 @@ impl<B: Backend> Qwen2ForCausalLM<B> {
             match reader.shape(key) {
                 None => return Err(Error::MissingTensor { key: key.clone(), path: dir.to_path_buf() }),
                 Some(found) if found != shape.as_slice() => {
-                    return Err(Error::ShapeMismatch { key: key.clone(), expected: shape.clone(), found: found.to_vec() });
+                    return Err(Error::ShapeMismatch {
+                        key: key.clone(),
+                        expected: shape.clone(),
+                        found: found.to_vec(),
+                    });
                 }
                 Some(_) => {}
             }
@@ -202,7 +206,9 @@ impl<B: Backend> Qwen2ForCausalLM<B> {
         for (l, layer) in self.model.layers.iter().enumerate() {
             let p = format!("model.layers.{l}");
             let a = &layer.self_attn;
-            for (name, lin) in [("q_proj", &a.q_proj), ("k_proj", &a.k_proj), ("v_proj", &a.v_proj), ("o_proj", &a.o_proj)] {
+            for (name, lin) in
+                [("q_proj", &a.q_proj), ("k_proj", &a.k_proj), ("v_proj", &a.v_proj), ("o_proj", &a.o_proj)]
+            {
                 push(format!("{p}.self_attn.{name}.weight"), host(lin.weight.val().transpose()));
                 if let Some(b) = &lin.bias {
                     push(format!("{p}.self_attn.{name}.bias"), host(b.val()));
@@ -236,11 +242,8 @@ impl<B: Backend> Qwen2ForCausalLM<B> {
             }
             .into(),
         );
-        let tensors: Vec<OwnedTensor> = self
-            .named_tensors()
-            .into_iter()
-            .map(|(k, v, s)| OwnedTensor::from_f32(k, &v, s, dtype))
-            .collect();
+        let tensors: Vec<OwnedTensor> =
+            self.named_tensors().into_iter().map(|(k, v, s)| OwnedTensor::from_f32(k, &v, s, dtype)).collect();
         let meta = std::collections::HashMap::from([("format".to_string(), "pt".to_string())]);
         write_safetensors(dir.join("model.safetensors"), &tensors, Some(meta))?;
         let json_err = |source| Error::Json { path: dir.join("config.json"), cause: source };

@@ -233,11 +233,8 @@ impl<B: Backend> Attention<B> {
         let scores = scores.mask_fill(mask.clone(), f32::NEG_INFINITY);
         let dtype = scores.dtype();
         // transformers computes the softmax in f32 and casts back.
-        let probs = if dtype == DType::F32 {
-            softmax(scores, 3)
-        } else {
-            softmax(scores.cast(DType::F32), 3).cast(dtype)
-        };
+        let probs =
+            if dtype == DType::F32 { softmax(scores, 3) } else { softmax(scores.cast(DType::F32), 3).cast(dtype) };
         let out = probs.reshape([b, kvh, groups * s, t]).matmul(v).reshape([b, h, s, d]);
         let out = out.swap_dims(1, 2).reshape([b, s, h * d]);
         self.o_proj.forward(out)
@@ -381,14 +378,14 @@ impl<B: Backend> Qwen2ForCausalLM<B> {
         for hp in hooks.capture.iter().chain(hooks.splice.as_ref().map(|s| &s.at)) {
             hp.check(cfg.num_hidden_layers)?;
         }
-        if let Some(c) = cache.as_deref() {
-            if c.layers.len() != cfg.num_hidden_layers {
-                return Err(Error::Input(format!(
-                    "KV cache has {} layers, the model {}",
-                    c.layers.len(),
-                    cfg.num_hidden_layers
-                )));
-            }
+        if let Some(c) = cache.as_deref()
+            && c.layers.len() != cfg.num_hidden_layers
+        {
+            return Err(Error::Input(format!(
+                "KV cache has {} layers, the model {}",
+                c.layers.len(),
+                cfg.num_hidden_layers
+            )));
         }
         let past = cache.as_deref().map_or(0, KvCache::len);
         let t = past + s;

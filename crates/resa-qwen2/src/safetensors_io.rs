@@ -130,11 +130,7 @@ impl SafetensorsReader {
     /// Opens one `.safetensors` file.
     pub fn open_file(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let mut reader = SafetensorsReader {
-            origin: path.to_path_buf(),
-            files: Vec::new(),
-            entries: BTreeMap::new(),
-        };
+        let mut reader = SafetensorsReader { origin: path.to_path_buf(), files: Vec::new(), entries: BTreeMap::new() };
         reader.add_file(path, None)?;
         Ok(reader)
     }
@@ -170,24 +166,16 @@ impl SafetensorsReader {
         }
         let index = index.as_ref();
         let text = std::fs::read_to_string(index).map_err(|e| Error::io(index, e))?;
-        let parsed: Index = serde_json::from_str(&text)
-            .map_err(|source| Error::Json { path: index.to_path_buf(), cause: source })?;
+        let parsed: Index =
+            serde_json::from_str(&text).map_err(|source| Error::Json { path: index.to_path_buf(), cause: source })?;
         let dir = index.parent().unwrap_or(Path::new("."));
-        let mut reader = SafetensorsReader {
-            origin: dir.to_path_buf(),
-            files: Vec::new(),
-            entries: BTreeMap::new(),
-        };
+        let mut reader = SafetensorsReader { origin: dir.to_path_buf(), files: Vec::new(), entries: BTreeMap::new() };
         let mut shards: Vec<&String> = parsed.weight_map.values().collect();
         shards.sort();
         shards.dedup();
         for shard in shards {
-            let expected: Vec<&str> = parsed
-                .weight_map
-                .iter()
-                .filter(|(_, f)| *f == shard)
-                .map(|(k, _)| k.as_str())
-                .collect();
+            let expected: Vec<&str> =
+                parsed.weight_map.iter().filter(|(_, f)| *f == shard).map(|(k, _)| k.as_str()).collect();
             reader.add_file(&dir.join(shard), Some(&expected))?;
         }
         Ok(reader)
@@ -213,8 +201,8 @@ impl SafetensorsReader {
             if key == "__metadata__" {
                 continue;
             }
-            let info: RawInfo = serde_json::from_value(value)
-                .map_err(|e| malformed(path, format!("header entry `{key}`: {e}")))?;
+            let info: RawInfo =
+                serde_json::from_value(value).map_err(|e| malformed(path, format!("header entry `{key}`: {e}")))?;
             let dtype = StoredDtype::parse(&info.dtype).ok_or(info.dtype.clone());
             let (s, e) = info.data_offsets;
             let numel: u64 = info.shape.iter().map(|&d| d as u64).product();
@@ -222,7 +210,10 @@ impl SafetensorsReader {
             if e < s || data_start + e > file_len || (size > 0 && numel * size != e - s) {
                 return Err(malformed(
                     path,
-                    format!("tensor `{key}`: data_offsets [{s}, {e}] do not match shape {:?} or the file size", info.shape),
+                    format!(
+                        "tensor `{key}`: data_offsets [{s}, {e}] do not match shape {:?} or the file size",
+                        info.shape
+                    ),
                 ));
             }
             if let Some(old) = self.entries.get(&key) {
@@ -231,10 +222,8 @@ impl SafetensorsReader {
                     format!("tensor `{key}` is also stored in {}", self.files[old.file].display()),
                 ));
             }
-            self.entries.insert(
-                key,
-                Entry { file: file_index, dtype, shape: info.shape, start: data_start + s, len: e - s },
-            );
+            self.entries
+                .insert(key, Entry { file: file_index, dtype, shape: info.shape, start: data_start + s, len: e - s });
         }
         if let Some(expected) = expected {
             for key in expected {
@@ -275,9 +264,7 @@ impl SafetensorsReader {
     }
 
     fn entry(&self, key: &str) -> Result<&Entry> {
-        self.entries
-            .get(key)
-            .ok_or_else(|| Error::MissingTensor { key: key.to_string(), path: self.origin.clone() })
+        self.entries.get(key).ok_or_else(|| Error::MissingTensor { key: key.to_string(), path: self.origin.clone() })
     }
 
     fn read_bytes(&self, entry: &Entry) -> Result<Vec<u8>> {
@@ -324,18 +311,14 @@ impl SafetensorsReader {
         };
         let bytes = self.read_bytes(entry)?;
         let values = match dtype {
-            StoredDtype::F32 => bytes
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect(),
+            StoredDtype::F32 => bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
             StoredDtype::BF16 => bytes
                 .chunks_exact(2)
                 .map(|b| half::bf16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32())
                 .collect(),
-            StoredDtype::F16 => bytes
-                .chunks_exact(2)
-                .map(|b| half::f16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32())
-                .collect(),
+            StoredDtype::F16 => {
+                bytes.chunks_exact(2).map(|b| half::f16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32()).collect()
+            }
             _ => unreachable!("filtered above"),
         };
         Ok((values, entry.shape.clone()))
@@ -346,14 +329,12 @@ impl SafetensorsReader {
         let entry = self.entry(key)?;
         let bytes = self.read_bytes(entry)?;
         let values = match &entry.dtype {
-            Ok(StoredDtype::I64) => bytes
-                .chunks_exact(8)
-                .map(|b| i64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
-                .collect(),
-            Ok(StoredDtype::I32) => bytes
-                .chunks_exact(4)
-                .map(|b| i64::from(i32::from_le_bytes([b[0], b[1], b[2], b[3]])))
-                .collect(),
+            Ok(StoredDtype::I64) => {
+                bytes.chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().unwrap_or([0; 8]))).collect()
+            }
+            Ok(StoredDtype::I32) => {
+                bytes.chunks_exact(4).map(|b| i64::from(i32::from_le_bytes([b[0], b[1], b[2], b[3]]))).collect()
+            }
             Ok(StoredDtype::U8 | StoredDtype::Bool) => bytes.iter().map(|&b| i64::from(b)).collect(),
             Ok(other) => {
                 return Err(Error::UnsupportedDtype {
@@ -428,8 +409,8 @@ pub fn write_safetensors(
                 .map_err(|e| malformed(path, format!("tensor `{}`: {e}", t.name)))
         })
         .collect::<Result<Vec<_>>>()?;
-    let bytes = safetensors::serialize(views, metadata)
-        .map_err(|e| malformed(path, format!("serialisation failed: {e}")))?;
+    let bytes =
+        safetensors::serialize(views, metadata).map_err(|e| malformed(path, format!("serialisation failed: {e}")))?;
     write_atomic(path, &bytes)
 }
 
@@ -465,8 +446,7 @@ mod tests {
         let values = [1.0f32, -2.5, 0.125, 3.0e-3];
         for dtype in [StoredDtype::F32, StoredDtype::F16, StoredDtype::BF16] {
             let path = dir.path().join(format!("{}.safetensors", dtype.name()));
-            write_safetensors(&path, &[OwnedTensor::from_f32("x", &values, vec![2, 2], dtype)], None)
-                .expect("write");
+            write_safetensors(&path, &[OwnedTensor::from_f32("x", &values, vec![2, 2], dtype)], None).expect("write");
             let r = SafetensorsReader::open_file(&path).expect("open");
             assert_eq!(r.dtype("x"), Some(dtype));
             let back = r.read_f32("x", &[2, 2]).expect("read");

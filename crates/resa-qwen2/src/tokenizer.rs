@@ -98,7 +98,10 @@ impl Tokenizer {
     pub fn from_files(tokenizer_json: impl AsRef<Path>, tokenizer_config: Option<&Path>) -> Result<Self> {
         let path = tokenizer_json.as_ref().to_path_buf();
         if !path.is_file() {
-            return Err(Error::io(&path, std::io::Error::new(std::io::ErrorKind::NotFound, "tokenizer.json not found")));
+            return Err(Error::io(
+                &path,
+                std::io::Error::new(std::io::ErrorKind::NotFound, "tokenizer.json not found"),
+            ));
         }
         let inner = tokenizers::Tokenizer::from_file(&path)
             .map_err(|e| Error::Tokenizer { path: path.clone(), message: e.to_string() })?;

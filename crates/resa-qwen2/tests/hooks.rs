@@ -15,8 +15,10 @@ fn ids() -> Tensor<B, 2, Int> {
 
 #[test]
 fn identity_splice_changes_nothing_and_zero_splice_changes_logits() {
-    let model = Qwen2ForCausalLM::<B>::from_pretrained(fixture("tied_gqa_f32_old"), &Default::default(), DType::F32).expect("load");
-    let plain = host(model.forward(ForwardInput::new(ids()), &Hooks::default(), None).expect("fwd").logits.expect("logits"));
+    let model = Qwen2ForCausalLM::<B>::from_pretrained(fixture("tied_gqa_f32_old"), &Default::default(), DType::F32)
+        .expect("load");
+    let plain =
+        host(model.forward(ForwardInput::new(ids()), &Hooks::default(), None).expect("fwd").logits.expect("logits"));
     for hp in [Hookpoint::Residual(1), Hookpoint::Mlp(0)] {
         let identity = |x: Tensor<B, 3>| x;
         let hooks = Hooks::default().with_splice(hp, &identity, SpliceGrad::Detach);
@@ -37,12 +39,19 @@ fn identity_splice_changes_nothing_and_zero_splice_changes_logits() {
 
 #[test]
 fn capture_only_forward_stops_early_and_matches() {
-    let model = Qwen2ForCausalLM::<B>::from_pretrained(fixture("tied_gqa_f32_old"), &Default::default(), DType::F32).expect("load");
+    let model = Qwen2ForCausalLM::<B>::from_pretrained(fixture("tied_gqa_f32_old"), &Default::default(), DType::F32)
+        .expect("load");
     let hp = Hookpoint::Residual(0);
     let full = model.forward(ForwardInput::new(ids()), &Hooks::capture([hp]), None).expect("fwd");
-    let early = model.forward(ForwardInput::new(ids()).with_logits(Logits::None), &Hooks::capture([hp]), None).expect("fwd");
+    let early =
+        model.forward(ForwardInput::new(ids()).with_logits(Logits::None), &Hooks::capture([hp]), None).expect("fwd");
     assert!(early.logits.is_none());
-    assert_close("early capture", &host(early.activation(hp).expect("a").clone()), &host(full.activation(hp).expect("a").clone()), 0.0);
+    assert_close(
+        "early capture",
+        &host(early.activation(hp).expect("a").clone()),
+        &host(full.activation(hp).expect("a").clone()),
+        0.0,
+    );
 }
 
 /// Gradient of a scalar loss with respect to layer 0's q_proj weight, with a splice at
@@ -50,7 +59,8 @@ fn capture_only_forward_stops_early_and_matches() {
 fn grad_below_splice(grad: SpliceGrad) -> (Option<Vec<f32>>, Option<Vec<f32>>) {
     type AD = Autodiff<Flex>;
     let device = Default::default();
-    let model = Qwen2ForCausalLM::<AD>::from_pretrained(fixture("tied_gqa_f32_old"), &device, DType::F32).expect("load");
+    let model =
+        Qwen2ForCausalLM::<AD>::from_pretrained(fixture("tied_gqa_f32_old"), &device, DType::F32).expect("load");
     let double = |x: Tensor<AD, 3>| x.mul_scalar(2.0);
     let hooks = Hooks::default().with_splice(Hookpoint::Residual(1), &double, grad);
     let ids = Tensor::<AD, 2, Int>::from_ints([[5, 17, 3, 44]], &device);
@@ -79,8 +89,10 @@ fn flowing_splice_passes_gradients_below_it() {
 fn save_and_reload_round_trip() {
     use resa_qwen2::safetensors_io::StoredDtype;
     let device = Default::default();
-    let model = Qwen2ForCausalLM::<B>::from_pretrained(fixture("untied_mqa_bf16_sharded_new"), &device, DType::F32).expect("load");
-    let want = host(model.forward(ForwardInput::new(ids()), &Hooks::default(), None).expect("fwd").logits.expect("logits"));
+    let model = Qwen2ForCausalLM::<B>::from_pretrained(fixture("untied_mqa_bf16_sharded_new"), &device, DType::F32)
+        .expect("load");
+    let want =
+        host(model.forward(ForwardInput::new(ids()), &Hooks::default(), None).expect("fwd").logits.expect("logits"));
     // The weights are bf16-exact, so saving as bf16 loses nothing.
     for dtype in [StoredDtype::F32, StoredDtype::BF16] {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -89,7 +101,8 @@ fn save_and_reload_round_trip() {
         let mut want_cfg = model.config().clone();
         want_cfg.torch_dtype = Some(if dtype == StoredDtype::BF16 { "bfloat16" } else { "float32" }.into());
         assert_eq!(back.config(), &want_cfg);
-        let got = host(back.forward(ForwardInput::new(ids()), &Hooks::default(), None).expect("fwd").logits.expect("logits"));
+        let got =
+            host(back.forward(ForwardInput::new(ids()), &Hooks::default(), None).expect("fwd").logits.expect("logits"));
         assert_close(&format!("reloaded {dtype:?}"), &got, &want, 0.0);
     }
 }

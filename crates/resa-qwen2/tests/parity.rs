@@ -5,9 +5,7 @@ mod common;
 
 use burn::tensor::{Bool, DType, Int, Tensor, TensorData, backend::Backend};
 use common::*;
-use resa_qwen2::{
-    ForwardInput, GenerationConfig, Hookpoint, Hooks, KvCache, Logits, Qwen2ForCausalLM, generate,
-};
+use resa_qwen2::{ForwardInput, GenerationConfig, Hookpoint, Hooks, KvCache, Logits, Qwen2ForCausalLM, generate};
 
 const TOL: f32 = 1e-4;
 
@@ -21,10 +19,13 @@ fn logits_and_hookpoints<B: Backend>(device: &B::Device) {
         let r = reference(case);
         let (ids, shape) = r.read_i64_any("input_ids").expect("input_ids");
         let layers = model.config().num_hidden_layers;
-        let points: Vec<Hookpoint> =
-            (0..layers).flat_map(|l| [Hookpoint::Residual(l), Hookpoint::Mlp(l)]).collect();
+        let points: Vec<Hookpoint> = (0..layers).flat_map(|l| [Hookpoint::Residual(l), Hookpoint::Mlp(l)]).collect();
         let out = model
-            .forward(ForwardInput::new(ids_tensor(ids, [shape[0], shape[1]], device)), &Hooks::capture(points.clone()), None)
+            .forward(
+                ForwardInput::new(ids_tensor(ids, [shape[0], shape[1]], device)),
+                &Hooks::capture(points.clone()),
+                None,
+            )
             .expect("forward");
         for hp in points {
             let want = r.read_f32_any(&hp.to_string()).expect("hookpoint").0;
@@ -44,8 +45,12 @@ fn padded_batch<B: Backend>(device: &B::Device) {
         let (mask, _) = r.read_i64_any("padded_attention_mask").expect("mask");
         let (pos, _) = r.read_i64_any("padded_position_ids").expect("pos");
         let [b, s] = [shape[0], shape[1]];
-        let mask_t = Tensor::<B, 2, Bool>::from_data(TensorData::new(mask.iter().map(|&m| m == 1).collect::<Vec<_>>(), [b, s]), device);
-        let input = ForwardInput::new(ids_tensor(ids, [b, s], device)).with_mask(mask_t, ids_tensor(pos, [b, s], device));
+        let mask_t = Tensor::<B, 2, Bool>::from_data(
+            TensorData::new(mask.iter().map(|&m| m == 1).collect::<Vec<_>>(), [b, s]),
+            device,
+        );
+        let input =
+            ForwardInput::new(ids_tensor(ids, [b, s], device)).with_mask(mask_t, ids_tensor(pos, [b, s], device));
         let out = model.forward(input, &Hooks::capture([Hookpoint::Residual(1)]), None).expect("forward");
         let logits = host(out.logits.clone().expect("logits"));
         let acts = host(out.activation(Hookpoint::Residual(1)).expect("captured").clone());
@@ -54,14 +59,28 @@ fn padded_batch<B: Backend>(device: &B::Device) {
         let (v, h) = (model.config().vocab_size, model.config().hidden_size);
         // Compare real tokens only: outputs at padding positions are meaningless.
         for (i, _) in mask.iter().enumerate().filter(|(_, m)| **m == 1) {
-            assert_close(&format!("{case} padded logits @{i}"), &logits[i * v..(i + 1) * v], &want_logits[i * v..(i + 1) * v], TOL);
-            assert_close(&format!("{case} padded layers.1 @{i}"), &acts[i * h..(i + 1) * h], &want_acts[i * h..(i + 1) * h], TOL);
+            assert_close(
+                &format!("{case} padded logits @{i}"),
+                &logits[i * v..(i + 1) * v],
+                &want_logits[i * v..(i + 1) * v],
+                TOL,
+            );
+            assert_close(
+                &format!("{case} padded layers.1 @{i}"),
+                &acts[i * h..(i + 1) * h],
+                &want_acts[i * h..(i + 1) * h],
+                TOL,
+            );
         }
     }
 }
 
 /// HF's output rows are `[left-padded prompt, new tokens, padding after EOS]`.
-fn hf_continuations(r: &resa_qwen2::safetensors_io::SafetensorsReader, key: &str, prompt_width: usize) -> Vec<Vec<u32>> {
+fn hf_continuations(
+    r: &resa_qwen2::safetensors_io::SafetensorsReader,
+    key: &str,
+    prompt_width: usize,
+) -> Vec<Vec<u32>> {
     let (out, shape) = r.read_i64_any(key).expect("generate output");
     out.chunks_exact(shape[1])
         .map(|row| {
@@ -110,7 +129,8 @@ fn kv_cache_matches_full_forward<B: Backend>(device: &B::Device) {
     let s = shape[1];
     let row: Vec<i64> = ids[..s].to_vec();
     let full = host(
-        model.forward(ForwardInput::new(ids_tensor(row.clone(), [1, s], device)), &Hooks::default(), None)
+        model
+            .forward(ForwardInput::new(ids_tensor(row.clone(), [1, s], device)), &Hooks::default(), None)
             .expect("forward")
             .logits
             .expect("logits"),
@@ -119,7 +139,11 @@ fn kv_cache_matches_full_forward<B: Backend>(device: &B::Device) {
     let mut cache = KvCache::new(model.config().num_hidden_layers);
     // Prefill 5 tokens, then one at a time.
     let pre = model
-        .forward(ForwardInput::new(ids_tensor(row[..5].to_vec(), [1, 5], device)).with_logits(Logits::Last), &Hooks::default(), Some(&mut cache))
+        .forward(
+            ForwardInput::new(ids_tensor(row[..5].to_vec(), [1, 5], device)).with_logits(Logits::Last),
+            &Hooks::default(),
+            Some(&mut cache),
+        )
         .expect("prefill");
     assert_close("prefill last", &host(pre.logits.expect("logits")), &full[4 * v..5 * v], TOL);
     for i in 5..s {

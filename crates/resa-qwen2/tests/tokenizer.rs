@@ -64,9 +64,17 @@ fn generate_text_decodes_its_ids() {
     use burn::tensor::DType;
     use resa_qwen2::{GenerationConfig, Qwen2Config, Qwen2ForCausalLM, generate_text};
     let Some(tok) = r1_tokenizer() else { return };
-    let cfg = Qwen2Config { vocab_size: tok.vocab_size(), hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2, head_dim: 8, ..Qwen2Config::tiny() };
+    let cfg = Qwen2Config {
+        vocab_size: tok.vocab_size(),
+        hidden_size: 32,
+        intermediate_size: 64,
+        num_hidden_layers: 2,
+        head_dim: 8,
+        ..Qwen2Config::tiny()
+    };
     let model = Qwen2ForCausalLM::<Flex>::random(&cfg, 1, &Default::default(), DType::F32);
-    let out = generate_text(&model, &tok, &["What is 1+1?", "Hi"], true, &GenerationConfig::greedy(4, vec![])).expect("generate");
+    let out = generate_text(&model, &tok, &["What is 1+1?", "Hi"], true, &GenerationConfig::greedy(4, vec![]))
+        .expect("generate");
     assert_eq!(out.len(), 2);
     for o in &out {
         assert!(!o.generated.ids.is_empty() && o.generated.ids.len() <= 4);
