@@ -6,12 +6,15 @@ use std::path::PathBuf;
 
 use resa_data::{ChunkOptions, ReadOptions, Template, chunk_texts, read_qa};
 
-fn shared() -> Option<PathBuf> {
+/// The shared data folder and the R1-Distill tokenizer in it.
+fn shared() -> Option<(PathBuf, tokenizers::Tokenizer)> {
     let root = std::env::var_os("RESA_SHARED_DATA")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"));
-    if root.join("tokenizers/deepseek-r1-distill-qwen/tokenizer.json").is_file() {
-        Some(root)
+    let path = root.join("tokenizers/deepseek-r1-distill-qwen/tokenizer.json");
+    if path.is_file() {
+        let tok = tokenizers::Tokenizer::from_file(&path).expect("tokenizer");
+        Some((root, tok))
     } else {
         eprintln!("SKIPPED: {} not found (set RESA_SHARED_DATA)", root.display());
         None
@@ -20,9 +23,7 @@ fn shared() -> Option<PathBuf> {
 
 #[test]
 fn reference_chunks_start_like_sparsify() {
-    let Some(root) = shared() else { return };
-    let tok = tokenizers::Tokenizer::from_file(root.join("tokenizers/deepseek-r1-distill-qwen/tokenizer.json"))
-        .expect("tokenizer");
+    let Some((root, tok)) = shared() else { return };
     let (rows, report) = read_qa(root.join("train/deepscaler_aime.jsonl"), &ReadOptions::strict()).expect("rows");
     assert_eq!((rows.len(), report.skipped()), (970, 0));
     let texts: Vec<String> = rows.iter().map(|r| Template::Reference.render(r)).collect();
@@ -61,9 +62,7 @@ fn reference_chunks_start_like_sparsify() {
 
 #[test]
 fn small_batches_drop_one_piece_each() {
-    let Some(root) = shared() else { return };
-    let tok = tokenizers::Tokenizer::from_file(root.join("tokenizers/deepseek-r1-distill-qwen/tokenizer.json"))
-        .expect("tokenizer");
+    let Some((root, tok)) = shared() else { return };
     let (rows, _) = read_qa(root.join("train/deepscaler_math.jsonl"), &ReadOptions::default()).expect("rows");
     let texts: Vec<String> = rows[..200].iter().map(|r| Template::Paper.render(r)).collect();
     let opts = ChunkOptions { chunk_len: 128, batch_rows: 50, ..ChunkOptions::default() };
@@ -78,14 +77,12 @@ fn small_batches_drop_one_piece_each() {
 #[test]
 fn matches_sparsify_chunk_and_tokenize() {
     use sha2::{Digest, Sha256};
-    let Some(root) = shared() else { return };
+    let Some((root, tok)) = shared() else { return };
     let fixture: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/chunks.json"))
             .expect("fixture"),
     )
     .expect("json");
-    let tok = tokenizers::Tokenizer::from_file(root.join("tokenizers/deepseek-r1-distill-qwen/tokenizer.json"))
-        .expect("tokenizer");
     let (rows, _) = read_qa(root.join("train/deepscaler_aime.jsonl"), &ReadOptions::strict()).expect("rows");
     let texts: Vec<String> = rows.iter().map(|r| Template::Reference.render(r)).collect();
     for len in [2048usize, 128] {

@@ -176,7 +176,7 @@ pub fn generate<B: Backend>(
         .with_logits(Logits::Last);
     if padded {
         input = input.with_mask(
-            Tensor::<B, 2, Bool>::from_data(TensorData::new(mask.clone(), [b, len]), &device),
+            Tensor::<B, 2, Bool>::from_data(TensorData::new(mask, [b, len]), &device),
             Tensor::<B, 2, Int>::from_data(TensorData::new(positions, [b, len]), &device),
         );
     }

@@ -163,14 +163,6 @@ impl<B: Backend> KvCache<B> {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-
-    /// Keeps only the given batch rows (used when some sequences of a batch finish).
-    pub fn select_rows(&mut self, rows: Tensor<B, 1, Int>) {
-        for (k, v) in self.layers.iter_mut().flatten() {
-            *k = k.clone().select(0, rows.clone());
-            *v = v.clone().select(0, rows.clone());
-        }
-    }
 }
 
 /// Grouped-query self-attention with q/k/v biases and rotary position embeddings.
