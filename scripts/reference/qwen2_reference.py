@@ -79,8 +79,11 @@ def make_case(root, name, overrides, dtype, shard, style):
         # transformers < 4.56 style: torch_dtype and rope_theta at the top level.
         c["torch_dtype"] = c.pop("dtype", None) or c.pop("torch_dtype", None)
         c.pop("layer_types", None)
+        if "rope_parameters" in c:  # transformers >= 5 writes the new style
+            c["rope_theta"] = c.pop("rope_parameters")["rope_theta"]
     else:
-        c["rope_parameters"] = {"rope_type": "default", "rope_theta": c.pop("rope_theta")}
+        if "rope_theta" in c:  # transformers < 5 writes the old style
+            c["rope_parameters"] = {"rope_type": "default", "rope_theta": c.pop("rope_theta")}
         c["dtype"] = c.pop("torch_dtype", None) or c.pop("dtype", None)
         c["layer_types"] = ["full_attention"] * c["num_hidden_layers"]
         c["sliding_window"] = None

@@ -1,0 +1,437 @@
+//! The TopK sparse coder: parameters, encode/decode, and the sparsify folder format.
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::{Bool, DType, Int, Tensor, TensorData, backend::Backend};
+use rand::{Rng, SeedableRng, rngs::StdRng};
+use resa_qwen2::safetensors_io::{OwnedTensor, SafetensorsReader, StoredDtype, write_atomic, write_safetensors};
+
+use crate::config::{Activation, SaeConfig};
+use crate::error::{Error, Result};
+
+/// Name of the config file in a sparsify SAE folder.
+pub const CFG_FILE: &str = "cfg.json";
+/// Name of the weights file in a sparsify SAE folder.
+pub const WEIGHTS_FILE: &str = "sae.safetensors";
+
+/// A TopK sparse autoencoder with sparsify's parameters and semantics.
+///
+/// `z = TopK(ReLU(W_enc (x − b_dec) + b_enc))`, `x̂ = Σ z_i W_dec[i] + b_dec`.
+/// The parameters are public so that research code can inspect or edit them; keep the
+/// shapes: `encoder_weight` and `w_dec` are `[L, d_in]`, `encoder_bias` `[L]`, `b_dec` `[d_in]`.
+#[derive(Debug, Clone)]
+pub struct SparseCoder<B: Backend> {
+    cfg: SaeConfig,
+    /// `encoder.weight` [L, d_in].
+    pub encoder_weight: Tensor<B, 2>,
+    /// `encoder.bias` [L].
+    pub encoder_bias: Tensor<B, 1>,
+    /// `W_dec` [L, d_in]: one decoder direction per latent (rows).
+    pub w_dec: Tensor<B, 2>,
+    /// `b_dec` [d_in].
+    pub b_dec: Tensor<B, 1>,
+    /// `W_skip` [d_in, d_in] when `skip_connection` is set.
+    pub w_skip: Option<Tensor<B, 2>>,
+}
+
+/// The encoder's result for a batch of `n` inputs.
+#[derive(Debug, Clone)]
+pub struct Encoded<B: Backend> {
+    /// Values of the selected latents [n, k] (non-negative).
+    pub top_acts: Tensor<B, 2>,
+    /// Indices of the selected latents [n, k], largest activation first (TopK).
+    pub top_indices: Tensor<B, 2, Int>,
+    /// ReLU(pre-activations) of every latent [n, L].
+    pub pre_acts: Tensor<B, 2>,
+}
+
+/// The forward pass of a sparse coder, as sparsify's `ForwardOutput`.
+#[derive(Debug, Clone)]
+pub struct SaeOutput<B: Backend> {
+    /// Reconstruction [n, d_in].
+    pub sae_out: Tensor<B, 2>,
+    /// Values of the selected latents [n, k].
+    pub top_acts: Tensor<B, 2>,
+    /// Indices of the selected latents [n, k].
+    pub top_indices: Tensor<B, 2, Int>,
+    /// Fraction of variance unexplained, [1].
+    pub fvu: Tensor<B, 1>,
+    /// AuxK loss, [1] (0 without dead latents).
+    pub auxk_loss: Tensor<B, 1>,
+    /// Multi-TopK FVU, [1] (0 unless `multi_topk`).
+    pub multi_topk_fvu: Tensor<B, 1>,
+}
+
+impl<B: Backend> SparseCoder<B> {
+    /// A freshly initialised coder as sparsify makes one: encoder weights uniform in
+    /// ±1/√d_in (PyTorch's `nn.Linear` default), encoder bias 0, decoder = encoder weights
+    /// with unit-norm rows, `b_dec` 0. Seeded, but not bit-identical to PyTorch's generator.
+    pub fn random(cfg: SaeConfig, seed: u64, device: &B::Device) -> Result<Self> {
+        cfg.validate(Path::new("<SaeConfig>"))?;
+        reject_unsupported(&cfg, Path::new("<SaeConfig>"))?;
+        let (l, d) = (cfg.latents(), cfg.d_in);
+        let bound = 1.0 / (d as f32).sqrt();
+        let mut rng = StdRng::seed_from_u64(seed);
+        let w: Vec<f32> = (0..l * d).map(|_| rng.random_range(-bound..bound)).collect();
+        let encoder_weight = Tensor::<B, 2>::from_data(TensorData::new(w, [l, d]), device);
+        let mut sae = SparseCoder {
+            w_dec: encoder_weight.clone(),
+            encoder_weight,
+            encoder_bias: Tensor::zeros([l], device),
+            b_dec: Tensor::zeros([d], device),
+            w_skip: cfg.skip_connection.then(|| Tensor::zeros([d, d], device)),
+            cfg,
+        };
+        if sae.cfg.normalize_decoder {
+            sae.normalize_decoder();
+        }
+        Ok(sae)
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &SaeConfig {
+        &self.cfg
+    }
+
+    /// Replaces the configured `k` (e.g. to encode with fewer or more active latents).
+    pub fn set_k(&mut self, k: usize) -> Result<()> {
+        let mut cfg = self.cfg.clone();
+        cfg.k = k;
+        cfg.validate(Path::new("<set_k>"))?;
+        self.cfg = cfg;
+        Ok(())
+    }
+
+    /// Input width.
+    pub fn d_in(&self) -> usize {
+        self.cfg.d_in
+    }
+
+    /// Number of latents.
+    pub fn num_latents(&self) -> usize {
+        self.cfg.latents()
+    }
+
+    /// The device holding the parameters.
+    pub fn device(&self) -> B::Device {
+        self.encoder_weight.device()
+    }
+
+    /// Loads a sparsify SAE folder (`cfg.json` + `sae.safetensors`, f32/f16/bf16 weights).
+    pub fn load(dir: impl AsRef<Path>, device: &B::Device) -> Result<Self> {
+        let dir = dir.as_ref();
+        let cfg_path = dir.join(CFG_FILE);
+        if !cfg_path.is_file() {
+            return Err(Error::io(
+                &cfg_path,
+                std::io::Error::new(std::io::ErrorKind::NotFound, "cfg.json not found (not a sparsify SAE folder)"),
+            ));
+        }
+        let cfg = SaeConfig::from_file(&cfg_path)?;
+        reject_unsupported(&cfg, dir)?;
+        let weights = dir.join(WEIGHTS_FILE);
+        let reader = SafetensorsReader::open_file(&weights)?;
+        let (l, d) = (cfg.latents(), cfg.d_in);
+        let mut expected: Vec<(&str, Vec<usize>)> =
+            vec![("encoder.weight", vec![l, d]), ("encoder.bias", vec![l]), ("W_dec", vec![l, d]), ("b_dec", vec![d])];
+        if cfg.skip_connection {
+            expected.push(("W_skip", vec![d, d]));
+        }
+        for key in reader.keys() {
+            if !expected.iter().any(|(k, _)| *k == key) {
+                return Err(resa_qwen2::Error::UnexpectedTensor { key: key.to_string(), path: weights.clone() }.into());
+            }
+        }
+        let read = |key: &str, shape: &[usize]| -> Result<TensorData> {
+            if !reader.contains(key) {
+                return Err(resa_qwen2::Error::MissingTensor { key: key.to_string(), path: weights.clone() }.into());
+            }
+            Ok(TensorData::new(reader.read_f32(key, shape)?, shape.to_vec()))
+        };
+        let encoder_weight = Tensor::from_data(read("encoder.weight", &[l, d])?, device);
+        let encoder_bias = Tensor::from_data(read("encoder.bias", &[l])?, device);
+        let w_dec = Tensor::from_data(read("W_dec", &[l, d])?, device);
+        let b_dec = Tensor::from_data(read("b_dec", &[d])?, device);
+        let w_skip = if cfg.skip_connection { Some(Tensor::from_data(read("W_skip", &[d, d])?, device)) } else { None };
+        Ok(SparseCoder { cfg, encoder_weight, encoder_bias, w_dec, b_dec, w_skip })
+    }
+
+    /// Loads every SAE folder directly under `dir` (sparsify's `load_many`), in natural
+    /// order of the folder names (`layers.2` before `layers.10`). Subfolders without
+    /// `cfg.json` are skipped; finding none is an error.
+    pub fn load_many(dir: impl AsRef<Path>, device: &B::Device) -> Result<Vec<(String, Self)>> {
+        let dir = dir.as_ref();
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+            let entry = entry.map_err(|e| Error::io(dir, e))?;
+            if entry.path().join(CFG_FILE).is_file() {
+                names.push(entry.file_name().to_string_lossy().into_owned());
+            }
+        }
+        if names.is_empty() {
+            return Err(Error::io(
+                dir,
+                std::io::Error::new(std::io::ErrorKind::NotFound, "no subfolder holds a cfg.json (expected one folder per hookpoint)"),
+            ));
+        }
+        names.sort_by(|a, b| natural_cmp(a, b));
+        names.into_iter().map(|n| Ok((n.clone(), Self::load(dir.join(&n), device)?))).collect()
+    }
+
+    /// The parameters as f32 tensors with sparsify's names.
+    pub fn named_tensors(&self) -> Result<Vec<OwnedTensor>> {
+        let mut out = vec![
+            owned("encoder.weight", self.encoder_weight.clone())?,
+            owned("encoder.bias", self.encoder_bias.clone())?,
+            owned("W_dec", self.w_dec.clone())?,
+            owned("b_dec", self.b_dec.clone())?,
+        ];
+        if let Some(w) = &self.w_skip {
+            out.push(owned("W_skip", w.clone())?);
+        }
+        Ok(out)
+    }
+
+    /// Writes the sparsify folder (`cfg.json`, `sae.safetensors` in f32). The folder is
+    /// assembled under a temporary name and renamed into place, so a crash never leaves
+    /// a half-written SAE where a good one was.
+    pub fn save(&self, dir: impl AsRef<Path>) -> Result<()> {
+        let dir = dir.as_ref();
+        let tensors = self.named_tensors()?;
+        let tmp = sibling(dir, "tmp");
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        }
+        std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        write_safetensors(tmp.join(WEIGHTS_FILE), &tensors, None)?;
+        write_atomic(tmp.join(CFG_FILE), self.cfg.to_json().as_bytes())?;
+        replace_dir(&tmp, dir)
+    }
+
+    /// Scales every decoder row to unit norm (`W_dec / (‖row‖ + ε)`, ε = f32 epsilon, as sparsify).
+    pub fn normalize_decoder(&mut self) {
+        self.w_dec = normalize_rows(self.w_dec.clone());
+    }
+
+    fn check_input(&self, x: &Tensor<B, 2>) -> Result<()> {
+        let [_, d] = x.dims();
+        if d != self.cfg.d_in {
+            return Err(Error::Input(format!("input width {d} does not match the SAE's d_in {}", self.cfg.d_in)));
+        }
+        Ok(())
+    }
+
+    /// ReLU(W_enc (x − b_dec) + b_enc) for every latent, [n, L].
+    pub fn pre_acts(&self, x: Tensor<B, 2>) -> Result<Tensor<B, 2>> {
+        self.check_input(&x)?;
+        let x = x.cast(DType::F32) - self.b_dec.clone().unsqueeze_dim(0);
+        Ok(burn::tensor::activation::relu(
+            x.matmul(self.encoder_weight.clone().transpose()) + self.encoder_bias.clone().unsqueeze_dim(0),
+        ))
+    }
+
+    /// Encodes `x` [n, d_in]: the k selected latents and all pre-activations.
+    pub fn encode(&self, x: Tensor<B, 2>) -> Result<Encoded<B>> {
+        let pre_acts = self.pre_acts(x)?;
+        let (top_acts, top_indices) = select_latents(pre_acts.clone(), self.cfg.k, self.cfg.activation);
+        Ok(Encoded { top_acts, top_indices, pre_acts })
+    }
+
+    /// Decodes selected latents: `Σ_j acts[·, j] W_dec[indices[·, j]] + b_dec`, by gathering
+    /// the k decoder rows of each input (never a dense [n, L] matrix).
+    pub fn decode(&self, top_acts: Tensor<B, 2>, top_indices: Tensor<B, 2, Int>) -> Tensor<B, 2> {
+        sparse_decode(self.w_dec.clone(), top_indices, top_acts) + self.b_dec.clone().unsqueeze_dim(0)
+    }
+
+    /// Encodes, decodes and scores `x` [n, d_in] exactly as sparsify's `forward` with `y = x`.
+    ///
+    /// `dead_mask` [L] marks dead latents; when some are dead the AuxK loss is computed
+    /// (k_aux = d_in/2, scaled by min(dead/k_aux, 1)).
+    pub fn forward(&self, x: Tensor<B, 2>, dead_mask: Option<Tensor<B, 1, Bool>>) -> Result<SaeOutput<B>> {
+        let x = x.cast(DType::F32);
+        let enc = self.encode(x.clone())?;
+        let mut sae_out = self.decode(enc.top_acts.clone(), enc.top_indices.clone());
+        if let Some(w) = &self.w_skip {
+            sae_out = sae_out + x.clone().matmul(w.clone().transpose());
+        }
+        let e = x.clone() - sae_out.clone();
+        let total_variance = total_variance(x.clone());
+        let auxk_loss = match dead_mask {
+            Some(mask) => auxk_loss(&self.w_dec, enc.pre_acts.clone(), mask, e.clone(), total_variance.clone())?,
+            None => Tensor::zeros([1], &x.device()),
+        };
+        let fvu = e.clone().powi_scalar(2).sum() / total_variance.clone();
+        let multi_topk_fvu = if self.cfg.multi_topk {
+            let k4 = (4 * self.cfg.k).min(self.num_latents());
+            let (acts, idx) = enc.pre_acts.topk_with_indices(k4, 1);
+            let out = self.decode(acts, idx);
+            (out - x).powi_scalar(2).sum() / total_variance
+        } else {
+            Tensor::zeros([1], &e.device())
+        };
+        Ok(SaeOutput {
+            sae_out,
+            top_acts: enc.top_acts,
+            top_indices: enc.top_indices,
+            fvu,
+            auxk_loss,
+            multi_topk_fvu,
+        })
+    }
+}
+
+/// `Σ (y − mean₀(y))²`, [1]: the FVU denominator of a batch.
+pub fn total_variance<B: Backend>(y: Tensor<B, 2>) -> Tensor<B, 1> {
+    let mean = y.clone().mean_dim(0);
+    (y - mean).powi_scalar(2).sum()
+}
+
+/// Selects k latents per row from non-negative pre-activations [n, L].
+pub(crate) fn select_latents<B: Backend>(
+    pre_acts: Tensor<B, 2>,
+    k: usize,
+    activation: Activation,
+) -> (Tensor<B, 2>, Tensor<B, 2, Int>) {
+    let [n, l] = pre_acts.dims();
+    match activation {
+        Activation::TopK => pre_acts.topk_with_indices(k, 1),
+        Activation::GroupMax => {
+            let group = l / k;
+            let (v, i) = pre_acts.reshape([n, k, group]).max_dim_with_indices(2);
+            let offsets =
+                Tensor::<B, 1, Int>::arange_step(0..l as i64, group, &i.device()).reshape([1, k]);
+            (v.reshape([n, k]), i.reshape([n, k]) + offsets)
+        }
+    }
+}
+
+/// `Σ_j acts[·, j] W[indices[·, j]]` [n, d] by gathering rows of `w` [L, d].
+pub fn sparse_decode<B: Backend>(w: Tensor<B, 2>, indices: Tensor<B, 2, Int>, acts: Tensor<B, 2>) -> Tensor<B, 2> {
+    let [n, k] = indices.dims();
+    let [_, d] = w.dims();
+    let rows = w.select(0, indices.reshape([n * k])).reshape([n, k, d]);
+    (rows * acts.unsqueeze_dim::<3>(2)).sum_dim(1).reshape([n, d])
+}
+
+/// The AuxK loss: the top k_aux dead latents' decoding of the residual `e`, scaled.
+pub(crate) fn auxk_loss<B: Backend>(
+    w_dec: &Tensor<B, 2>,
+    pre_acts: Tensor<B, 2>,
+    dead_mask: Tensor<B, 1, Bool>,
+    e: Tensor<B, 2>,
+    total_variance: Tensor<B, 1>,
+) -> Result<Tensor<B, 1>> {
+    let [_, l] = pre_acts.dims();
+    let [_, d] = e.dims();
+    if dead_mask.dims() != [l] {
+        return Err(Error::Input(format!("dead_mask has shape {:?}, expected [{l}]", dead_mask.dims())));
+    }
+    let num_dead = dead_mask.clone().int().sum().into_scalar_i64();
+    if num_dead == 0 {
+        return Ok(Tensor::zeros([1], &e.device()));
+    }
+    let k_aux = d / 2;
+    let scale = (num_dead as f32 / k_aux as f32).min(1.0);
+    let k_aux = k_aux.min(num_dead as usize);
+    let auxk_latents = pre_acts.mask_fill(dead_mask.bool_not().unsqueeze_dim(0), f32::NEG_INFINITY);
+    let (acts, idx) = auxk_latents.topk_with_indices(k_aux, 1);
+    let e_hat = sparse_decode(w_dec.clone(), idx, acts);
+    Ok((e_hat - e.detach()).powi_scalar(2).sum().mul_scalar(scale) / total_variance)
+}
+
+/// Rows divided by (their L2 norm + f32 epsilon).
+pub(crate) fn normalize_rows<B: Backend>(w: Tensor<B, 2>) -> Tensor<B, 2> {
+    let norm = w.clone().powi_scalar(2).sum_dim(1).sqrt();
+    w / (norm + f32::EPSILON)
+}
+
+trait ScalarI64 {
+    fn into_scalar_i64(self) -> i64;
+}
+
+impl<B: Backend> ScalarI64 for Tensor<B, 1, Int> {
+    fn into_scalar_i64(self) -> i64 {
+        self.into_data().convert::<i64>().to_vec::<i64>().ok().and_then(|v| v.first().copied()).unwrap_or(0)
+    }
+}
+
+fn reject_unsupported(cfg: &SaeConfig, origin: &Path) -> Result<()> {
+    if cfg.transcode {
+        return Err(Error::Unsupported {
+            path: origin.to_path_buf(),
+            message: "`transcode: true` (a transcoder); SAE-Tuning splices autoencoders, which reconstruct their own input"
+                .into(),
+        });
+    }
+    Ok(())
+}
+
+pub(crate) fn tensor_to_vec<B: Backend, const D: usize>(t: Tensor<B, D>) -> Result<Vec<f32>> {
+    t.cast(DType::F32)
+        .into_data()
+        .convert::<f32>()
+        .to_vec::<f32>()
+        .map_err(|e| Error::Input(format!("could not read tensor data: {e:?}")))
+}
+
+pub(crate) fn owned<B: Backend, const D: usize>(name: &str, t: Tensor<B, D>) -> Result<OwnedTensor> {
+    let shape = t.dims().to_vec();
+    Ok(OwnedTensor::from_f32(name, &tensor_to_vec(t)?, shape, StoredDtype::F32))
+}
+
+/// `dir`'s sibling `.NAME.TAG-PID`.
+pub(crate) fn sibling(dir: &Path, tag: &str) -> PathBuf {
+    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "sae".into());
+    let parent = match dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    parent.join(format!(".{name}.{tag}-{}", std::process::id()))
+}
+
+/// Moves the finished folder `tmp` to `dir`, replacing what was there.
+pub(crate) fn replace_dir(tmp: &Path, dir: &Path) -> Result<()> {
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+    }
+    if dir.exists() {
+        let old = sibling(dir, "old");
+        if old.exists() {
+            std::fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))?;
+        }
+        std::fs::rename(dir, &old).map_err(|e| Error::io(dir, e))?;
+        std::fs::rename(tmp, dir).map_err(|e| Error::io(dir, e))?;
+        std::fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))?;
+    } else {
+        std::fs::rename(tmp, dir).map_err(|e| Error::io(dir, e))?;
+    }
+    Ok(())
+}
+
+/// Natural order: runs of digits compare as numbers (`layers.2` < `layers.10`).
+pub fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    fn parts(s: &str) -> Vec<(bool, &str)> {
+        let mut out = Vec::new();
+        let mut start = 0;
+        let bytes = s.as_bytes();
+        for i in 1..=bytes.len() {
+            if i == bytes.len() || bytes[i].is_ascii_digit() != bytes[start].is_ascii_digit() {
+                out.push((bytes[start].is_ascii_digit(), &s[start..i]));
+                start = i;
+            }
+        }
+        out
+    }
+    let (pa, pb) = (parts(a), parts(b));
+    for ((da, sa), (db, sb)) in pa.iter().zip(pb.iter()) {
+        let ord = if *da && *db {
+            sa.trim_start_matches('0').len().cmp(&sb.trim_start_matches('0').len()).then_with(|| sa.cmp(sb))
+        } else {
+            sa.cmp(sb)
+        };
+        if ord != std::cmp::Ordering::Equal {
+            return ord;
+        }
+    }
+    pa.len().cmp(&pb.len())
+}

@@ -1,0 +1,81 @@
+//! Errors of the SAE crate.
+
+use std::path::PathBuf;
+
+/// What can go wrong loading, saving, running or training a sparse coder.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A file could not be read or written.
+    #[error("I/O error on {path}: {cause}")]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// The underlying error (shown in the message).
+        cause: std::io::Error,
+    },
+    /// `cfg.json` is not valid JSON or lacks a required field.
+    #[error("{path}: invalid sparse coder config: {message}")]
+    Config {
+        /// The `cfg.json` file (or a description of where the config came from).
+        path: PathBuf,
+        /// What is wrong, naming the field.
+        message: String,
+    },
+    /// The configuration asks for something this crate does not run.
+    #[error("{path}: unsupported sparse coder: {message}")]
+    Unsupported {
+        /// The SAE folder.
+        path: PathBuf,
+        /// What is not supported and why.
+        message: String,
+    },
+    /// Reading or writing safetensors failed, or a tensor is missing or mis-shaped.
+    #[error(transparent)]
+    Tensors(#[from] resa_qwen2::Error),
+    /// An input tensor does not fit the SAE.
+    #[error("invalid input: {0}")]
+    Input(String),
+    /// Training options are impossible.
+    #[error("invalid training option `{option}`: {message}")]
+    Options {
+        /// The option, e.g. `k`.
+        option: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The loss became NaN or infinite; training stopped (the last checkpoint is kept).
+    #[error("training stopped at step {step}: the loss of `{hookpoint}` is {value} (not finite); the last good checkpoint is kept")]
+    NonFiniteLoss {
+        /// The step that produced it (0-based).
+        step: u64,
+        /// The hookpoint whose SAE diverged.
+        hookpoint: String,
+        /// The value.
+        value: f32,
+    },
+    /// Data could not be prepared for Stage I.
+    #[error(transparent)]
+    Data(#[from] resa_data::Error),
+    /// A saved training state does not match the run being resumed.
+    #[error("cannot resume from {path}: {message}")]
+    Resume {
+        /// The checkpoint folder.
+        path: PathBuf,
+        /// What does not match.
+        message: String,
+    },
+}
+
+/// Result with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn io(path: impl Into<PathBuf>, cause: std::io::Error) -> Self {
+        Error::Io { path: path.into(), cause }
+    }
+
+    pub(crate) fn option(option: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Options { option: option.into(), message: message.into() }
+    }
+}

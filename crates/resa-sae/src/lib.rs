@@ -1,0 +1,11 @@
+#![doc = include_str!("../README.md")]
+
+pub mod coder;
+pub mod config;
+pub mod error;
+pub mod train;
+
+pub use coder::{Encoded, SaeOutput, SparseCoder, sparse_decode, total_variance};
+pub use config::{Activation, SaeConfig};
+pub use error::{Error, Result};
+pub use train::{OptimizerKind, SaeTrainer, StepMetrics, TrainConfig};
