@@ -2,6 +2,8 @@
 
 pub mod forward;
 pub mod generate;
+pub mod sae;
+pub mod train_sae;
 
 use clap::{Parser, Subcommand};
 
@@ -21,6 +23,11 @@ pub enum Command {
     Forward(forward::ForwardArgs),
     /// Generate a continuation of a prompt.
     Generate(generate::GenerateArgs),
+    /// Stage I: train sparse autoencoders on a model's hookpoint activations.
+    TrainSae(Box<train_sae::TrainSaeArgs>),
+    /// Sparse-coder utilities (`resa sae encode`).
+    #[command(subcommand)]
+    Sae(sae::SaeCommand),
 }
 
 /// Runs a parsed command line.
@@ -28,5 +35,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Forward(args) => forward::run(args),
         Command::Generate(args) => generate::run(args),
+        Command::TrainSae(args) => train_sae::run(*args),
+        Command::Sae(cmd) => sae::run(cmd),
     }
 }

@@ -14,7 +14,9 @@ use burn::tensor::{Tensor, backend::Backend};
 use crate::error::{Error, Result};
 
 /// A place in the decoder stack. Parse one from its sparsify name with [`str::parse`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// Serialised as its name (`"layers.12"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(into = "String", try_from = "String")]
 pub enum Hookpoint {
     /// `layers.N`: output of decoder layer `N` (residual stream).
     Residual(usize),
@@ -49,6 +51,20 @@ impl Hookpoint {
             });
         }
         Ok(())
+    }
+}
+
+impl From<Hookpoint> for String {
+    fn from(h: Hookpoint) -> String {
+        h.to_string()
+    }
+}
+
+impl TryFrom<String> for Hookpoint {
+    type Error = Error;
+
+    fn try_from(s: String) -> Result<Self> {
+        s.parse()
     }
 }
 

@@ -3,9 +3,11 @@
 pub mod coder;
 pub mod config;
 pub mod error;
+pub mod stage1;
 pub mod train;
 
 pub use coder::{Encoded, SaeOutput, SparseCoder, sparse_decode, total_variance};
 pub use config::{Activation, SaeConfig};
 pub use error::{Error, Result};
 pub use train::{OptimizerKind, SaeTrainer, StepMetrics, TrainConfig};
+pub use stage1::{SaeInit, Stage1Options, Stage1Report, train_saes};

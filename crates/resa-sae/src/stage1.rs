@@ -1,0 +1,337 @@
+//! Stage I of SAE-Tuning: train sparse coders on a source model's hookpoint activations.
+//!
+//! Activations are produced batch by batch (no gradient, no KV cache, the forward stops
+//! after the deepest hooked layer) and consumed at once, never stored whole; one forward
+//! feeds the SAEs of every hookpoint. Checkpoints every `save_every` steps hold, in
+//! sparsify's layout, one SAE folder per hookpoint, plus the training state to resume
+//! from; metrics go to `metrics.jsonl`.
+//!
+//! Output folder:
+//! ```text
+//! OUT/layers.12/{cfg.json, sae.safetensors}     the SAE (sparsify format)
+//! OUT/state/layers.12/train_state.{json,safetensors}
+//! OUT/stage1.json                                 step, options, data position
+//! OUT/metrics.jsonl                               one line per hookpoint and step
+//! ```
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::tensor::{Int, Tensor, TensorData, backend::AutodiffBackend};
+use resa_qwen2::safetensors_io::write_atomic;
+use resa_qwen2::{ForwardInput, Hookpoint, Hooks, Logits, Qwen2ForCausalLM};
+use serde::{Deserialize, Serialize};
+
+use crate::coder::{CFG_FILE, SparseCoder};
+use crate::config::SaeConfig;
+use crate::error::{Error, Result};
+use crate::train::{SaeTrainer, StepMetrics, TrainConfig};
+
+/// Where the SAEs start from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum SaeInit {
+    /// Fresh SAEs (sparsify's initialisation).
+    Scratch {
+        /// Number of latents; `None` uses `expansion_factor × d_in`.
+        num_latents: Option<usize>,
+        /// Used when `num_latents` is `None`.
+        expansion_factor: usize,
+        /// Active latents per token.
+        k: usize,
+        /// Initialisation seed.
+        seed: u64,
+    },
+    /// Fine-tune loaded SAEs: a folder holding one sparsify SAE folder per hookpoint (or,
+    /// for a single hookpoint, an SAE folder itself). `b_dec` is kept.
+    Finetune(PathBuf),
+}
+
+impl Default for SaeInit {
+    fn default() -> Self {
+        SaeInit::Scratch { num_latents: Some(65536), expansion_factor: 64, k: 32, seed: 0 }
+    }
+}
+
+/// Options of a Stage I run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Stage1Options {
+    /// Hookpoints to train an SAE on (one forward feeds all).
+    pub hookpoints: Vec<Hookpoint>,
+    /// Starting point of the SAEs.
+    pub init: SaeInit,
+    /// Training options.
+    pub train: TrainConfig,
+    /// Sequences (chunks) per step (sparsify's `batch_size`; the reference uses 16).
+    pub batch_size: usize,
+    /// Checkpoint every this many steps (and at the end).
+    pub save_every: u64,
+    /// Stop after this many steps (default: one epoch over the chunks).
+    pub max_steps: Option<u64>,
+    /// Output folder.
+    pub out: PathBuf,
+    /// Continue from the checkpoint in `out` when there is one.
+    pub resume: bool,
+    /// Draw a progress line on stderr (only when it is a terminal).
+    pub progress: bool,
+}
+
+impl Default for Stage1Options {
+    fn default() -> Self {
+        Stage1Options {
+            hookpoints: vec![Hookpoint::Residual(12)],
+            init: SaeInit::default(),
+            train: TrainConfig::default(),
+            batch_size: 16,
+            save_every: 1000,
+            max_steps: None,
+            out: PathBuf::from("sae-out"),
+            resume: false,
+            progress: true,
+        }
+    }
+}
+
+/// What a finished run did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Stage1Report {
+    /// Steps taken in total (including those before a resume).
+    pub steps: u64,
+    /// Tokens seen by each SAE in this invocation.
+    pub tokens: u64,
+    /// Metrics of the last step, per hookpoint.
+    pub last: Vec<(String, StepMetrics)>,
+    /// Mean throughput of this invocation (tokens per second, model forward included).
+    pub tokens_per_second: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct RunState {
+    step: u64,
+    hookpoints: Vec<String>,
+    batch_size: usize,
+    seq_len: usize,
+    options: Stage1Options,
+}
+
+#[derive(Serialize)]
+struct MetricsLine<'a> {
+    step: u64,
+    hookpoint: &'a str,
+    fvu: f32,
+    auxk_loss: f32,
+    multi_topk_fvu: f32,
+    dead_fraction: f32,
+    tokens: usize,
+    tokens_per_second: f64,
+    lr: f64,
+}
+
+fn stage1_json(out: &Path) -> PathBuf {
+    out.join("stage1.json")
+}
+
+/// Trains one SAE per hookpoint on the activations of `model` over `chunks` (each a
+/// sequence of token ids of equal length, e.g. from [`resa_data::chunk_texts`]), in order.
+pub fn train_saes<B: AutodiffBackend>(
+    model: &Qwen2ForCausalLM<B::InnerBackend>,
+    chunks: &[Vec<u32>],
+    options: &Stage1Options,
+) -> Result<Stage1Report> {
+    let cfg = model.config();
+    if options.hookpoints.is_empty() {
+        return Err(Error::option("hookpoints", "name at least one hookpoint"));
+    }
+    for hp in &options.hookpoints {
+        hp.check(cfg.num_hidden_layers)?;
+    }
+    let mut names: Vec<String> = options.hookpoints.iter().map(ToString::to_string).collect();
+    names.dedup();
+    if names.len() != options.hookpoints.len() {
+        return Err(Error::option("hookpoints", "a hookpoint is named twice"));
+    }
+    if options.batch_size == 0 {
+        return Err(Error::option("batch_size", "must be positive"));
+    }
+    if options.save_every == 0 {
+        return Err(Error::option("save_every", "must be positive"));
+    }
+    let seq_len = chunks.first().map(Vec::len).unwrap_or(0);
+    if seq_len == 0 {
+        return Err(Error::option("data", "no chunks to train on"));
+    }
+    if let Some((i, c)) = chunks.iter().enumerate().find(|(_, c)| c.len() != seq_len) {
+        return Err(Error::Input(format!("chunk {i} has {} tokens, chunk 0 has {seq_len}", c.len())));
+    }
+    if let Some(bad) = chunks.iter().flatten().find(|&&t| t as usize >= cfg.vocab_size) {
+        return Err(Error::Input(format!("token id {bad} is outside the model's vocabulary ({} ids)", cfg.vocab_size)));
+    }
+    let epoch_steps = (chunks.len() / options.batch_size) as u64;
+    let total = options.max_steps.map_or(epoch_steps, |m| m.min(epoch_steps));
+    if total == 0 {
+        return Err(Error::option(
+            "batch_size",
+            format!("{} chunks do not fill one batch of {}", chunks.len(), options.batch_size),
+        ));
+    }
+    let device = model.device();
+    let d_model = cfg.hidden_size;
+    let mut train_cfg = options.train.clone();
+    train_cfg.finetune = matches!(options.init, SaeInit::Finetune(_));
+    if train_cfg.total_steps == 0 {
+        train_cfg.total_steps = total;
+    }
+
+    let mut trainers = Vec::with_capacity(names.len());
+    for name in &names {
+        let sae = match &options.init {
+            SaeInit::Scratch { num_latents, expansion_factor, k, seed } => {
+                let mut c = SaeConfig::new(d_model, num_latents.unwrap_or(0), *k);
+                c.expansion_factor = *expansion_factor;
+                // sparsify seeds each SAE identically; distinct hookpoints still get equal
+                // starting points, as there.
+                SparseCoder::random(c, *seed, &device)?
+            }
+            SaeInit::Finetune(dir) => {
+                let sub = dir.join(name);
+                let src = if sub.join(CFG_FILE).is_file() {
+                    sub
+                } else if dir.join(CFG_FILE).is_file() && names.len() == 1 {
+                    dir.clone()
+                } else {
+                    return Err(Error::io(
+                        &sub,
+                        std::io::Error::new(std::io::ErrorKind::NotFound, format!("no SAE folder for hookpoint {name}")),
+                    ));
+                };
+                SparseCoder::load(&src, &device)?
+            }
+        };
+        if sae.d_in() != d_model {
+            return Err(Error::Input(format!(
+                "the SAE for {name} has d_in {} but the model's hidden size is {d_model}",
+                sae.d_in()
+            )));
+        }
+        trainers.push(SaeTrainer::<B>::new(sae, train_cfg.clone())?);
+    }
+
+    let out = &options.out;
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    let mut start = 0u64;
+    if options.resume && stage1_json(out).is_file() {
+        let path = stage1_json(out);
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        let state: RunState =
+            serde_json::from_str(&text).map_err(|e| Error::Resume { path: path.clone(), message: e.to_string() })?;
+        if state.hookpoints != names || state.batch_size != options.batch_size || state.seq_len != seq_len {
+            return Err(Error::Resume {
+                path,
+                message: format!(
+                    "the checkpoint trained {:?} with batch {} × {} tokens; this run asks for {:?} with batch {} × {}",
+                    state.hookpoints, state.batch_size, state.seq_len, names, options.batch_size, seq_len
+                ),
+            });
+        }
+        for (name, t) in names.iter().zip(trainers.iter_mut()) {
+            t.load_state(out.join("state").join(name))?;
+            if t.step_count() != state.step {
+                return Err(Error::Resume {
+                    path: out.join("state").join(name),
+                    message: format!("holds step {}, stage1.json says {}", t.step_count(), state.step),
+                });
+            }
+        }
+        start = state.step;
+        tracing::info!(step = start, "resuming Stage I");
+    } else if options.resume {
+        tracing::info!("no checkpoint in {}; starting from step 0", out.display());
+    }
+
+    let metrics_path = out.join("metrics.jsonl");
+    let mut metrics = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&metrics_path)
+        .map_err(|e| Error::io(&metrics_path, e))?;
+    let hooks = Hooks::capture(options.hookpoints.iter().copied());
+    let show = options.progress && std::io::stderr().is_terminal();
+    let began = Instant::now();
+    let mut tokens = 0u64;
+    let mut last = Vec::new();
+    let save = |trainers: &[SaeTrainer<B>], step: u64| -> Result<()> {
+        for (name, t) in names.iter().zip(trainers) {
+            t.to_sae().save(out.join(name))?;
+            t.save_state(out.join("state").join(name))?;
+        }
+        let state =
+            RunState { step, hookpoints: names.clone(), batch_size: options.batch_size, seq_len, options: options.clone() };
+        let json = serde_json::to_string_pretty(&state).map_err(|e| Error::Input(e.to_string()))?;
+        write_atomic(stage1_json(out), json.as_bytes())?;
+        Ok(())
+    };
+
+    for step in start..total {
+        let t0 = Instant::now();
+        let lo = step as usize * options.batch_size;
+        let batch = &chunks[lo..lo + options.batch_size];
+        let ids: Vec<i64> = batch.iter().flatten().map(|&t| i64::from(t)).collect();
+        let input = Tensor::<B::InnerBackend, 2, Int>::from_data(
+            TensorData::new(ids, [options.batch_size, seq_len]),
+            &device,
+        );
+        let fwd = model.forward(ForwardInput::new(input).with_logits(Logits::None), &hooks, None)?;
+        last.clear();
+        let n = options.batch_size * seq_len;
+        for ((name, hp), t) in names.iter().zip(&options.hookpoints).zip(trainers.iter_mut()) {
+            let acts = fwd
+                .activation(*hp)
+                .ok_or_else(|| Error::Input(format!("the forward did not capture {name}")))?
+                .clone()
+                .reshape([n, d_model]);
+            let m = t.step(acts).map_err(|e| match e {
+                Error::NonFiniteLoss { step, value, .. } => Error::NonFiniteLoss { step, hookpoint: name.clone(), value },
+                other => other,
+            })?;
+            last.push((name.clone(), m));
+        }
+        tokens += n as u64;
+        let secs = t0.elapsed().as_secs_f64();
+        for (name, m) in &last {
+            let line = MetricsLine {
+                step,
+                hookpoint: name,
+                fvu: m.fvu,
+                auxk_loss: m.auxk_loss,
+                multi_topk_fvu: m.multi_topk_fvu,
+                dead_fraction: m.dead_fraction,
+                tokens: m.tokens,
+                tokens_per_second: n as f64 / secs,
+                lr: trainers[0].lr(),
+            };
+            let mut text = serde_json::to_string(&line).map_err(|e| Error::Input(e.to_string()))?;
+            text.push('\n');
+            metrics.write_all(text.as_bytes()).map_err(|e| Error::io(&metrics_path, e))?;
+        }
+        if show {
+            let fvu: f32 = last.iter().map(|(_, m)| m.fvu).sum::<f32>() / last.len() as f32;
+            let dead: f32 = last.iter().map(|(_, m)| m.dead_fraction).sum::<f32>() / last.len() as f32;
+            eprint!(
+                "\rstage I {:>6}/{total} [{:<30}] fvu {fvu:.4} dead {:.1}% {:.0} tok/s ",
+                step + 1,
+                "#".repeat(((step + 1) * 30 / total) as usize),
+                dead * 100.0,
+                n as f64 / secs
+            );
+        }
+        if (step + 1) % options.save_every == 0 && step + 1 < total {
+            save(&trainers, step + 1)?;
+        }
+    }
+    if show {
+        eprintln!();
+    }
+    save(&trainers, total)?;
+    let secs = began.elapsed().as_secs_f64().max(1e-9);
+    Ok(Stage1Report { steps: total, tokens, last, tokens_per_second: tokens as f64 / secs })
+}

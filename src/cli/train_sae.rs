@@ -1,0 +1,195 @@
+//! `resa train-sae`: Stage I — train TopK SAEs on a source model's hookpoint activations.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use burn::backend::Autodiff;
+use burn::tensor::{DType, backend::Backend};
+use resa::data::{ChunkOptions, ReadOptions, Template, chunk_texts, read_qa};
+use resa::device::{DeviceSpec, parse_dtype};
+use resa::qwen2::{Hookpoint, Qwen2ForCausalLM, Tokenizer, hub};
+use resa::sae::{OptimizerKind, SaeInit, Stage1Options, TrainConfig, train_saes};
+use resa::with_backend;
+
+/// Arguments of `resa train-sae`.
+#[derive(Debug, clap::Args)]
+pub struct TrainSaeArgs {
+    /// Source model folder (Hugging Face layout) or hub id (with the `hub` feature).
+    #[arg(long)]
+    pub model: String,
+    /// Trigger data: JSONL / JSON question–answer rows, rendered with `--template`.
+    #[arg(long, required_unless_present = "token_ids", conflicts_with = "token_ids")]
+    pub data: Option<PathBuf>,
+    /// Pre-tokenised chunks instead of `--data`: a JSON file `[[id, ...], ...]`, rows of equal length.
+    #[arg(long)]
+    pub token_ids: Option<PathBuf>,
+    /// Template for `--data`: `reference` (default), `paper`, or a string with `{problem}` and `{answer}`.
+    #[arg(long, default_value = "reference")]
+    pub template: String,
+    /// Skip rows with a missing or empty field instead of failing (they are counted either way).
+    #[arg(long)]
+    pub lenient: bool,
+    /// Tokens per chunk (BOS included).
+    #[arg(long, default_value_t = 2048)]
+    pub ctx_len: usize,
+    /// Shuffle the chunks with this seed (default: data order).
+    #[arg(long)]
+    pub shuffle_seed: Option<u64>,
+    /// Hookpoint (`layers.N` or `layers.N.mlp`); repeatable, one SAE each, one forward for all.
+    #[arg(long = "hookpoint", required = true)]
+    pub hookpoints: Vec<String>,
+    /// Output folder: one sparsify SAE folder per hookpoint, training state, metrics.jsonl.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// `scratch` (fresh SAEs) or `finetune` (start from `--init`, keep its b_dec).
+    #[arg(long, default_value = "scratch", value_parser = ["scratch", "finetune"])]
+    pub mode: String,
+    /// SAE folder(s) to fine-tune: a folder of hookpoint folders (or one SAE folder for one hookpoint).
+    #[arg(long, required_if_eq("mode", "finetune"))]
+    pub init: Option<PathBuf>,
+    /// Number of latents (default 65536, as the reference).
+    #[arg(long, conflicts_with = "expansion_factor")]
+    pub num_latents: Option<usize>,
+    /// Latents as a multiple of the model's hidden size.
+    #[arg(long)]
+    pub expansion_factor: Option<usize>,
+    /// Active latents per token.
+    #[arg(long, default_value_t = 32)]
+    pub k: usize,
+    /// Initialisation seed (scratch).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Chunks per step.
+    #[arg(long, default_value_t = 16)]
+    pub batch_size: usize,
+    /// `signum` (sign-SGD in schedule-free averaging, the default) or `adam`.
+    #[arg(long, default_value = "signum", value_parser = ["signum", "adam"])]
+    pub optimizer: String,
+    /// Learning rate (default: 5e-3/√(L/2¹⁴) for Signum, 2e-4/√(L/2¹⁴) for Adam).
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Adam warm-up steps.
+    #[arg(long, default_value_t = 1000)]
+    pub lr_warmup_steps: u64,
+    /// Weight of the AuxK loss (0: off, as the reference).
+    #[arg(long, default_value_t = 0.0)]
+    pub auxk_alpha: f32,
+    /// Tokens without firing after which a latent is dead.
+    #[arg(long, default_value_t = 10_000_000)]
+    pub dead_feature_threshold: u64,
+    /// Tokens processed at once inside a step (memory bound; the result does not change).
+    #[arg(long)]
+    pub micro_batch_tokens: Option<usize>,
+    /// Checkpoint every N steps.
+    #[arg(long, default_value_t = 1000)]
+    pub save_every: u64,
+    /// Stop after N steps (default: one epoch).
+    #[arg(long)]
+    pub max_steps: Option<u64>,
+    /// Continue from the checkpoint in `--out`.
+    #[arg(long)]
+    pub resume: bool,
+    /// cpu, ndarray, wgpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceSpec,
+    /// Dtype of the source model's forward (the SAEs train in f32).
+    #[arg(long, default_value = "f32", value_parser = parse_dtype)]
+    pub dtype: DType,
+}
+
+/// Runs the command.
+pub fn run(args: TrainSaeArgs) -> anyhow::Result<()> {
+    let spec = args.device;
+    with_backend!(spec, |B, device| { train::<B>(&args, &device) })
+}
+
+fn load_chunks(args: &TrainSaeArgs, dir: &std::path::Path) -> anyhow::Result<Vec<Vec<u32>>> {
+    if let Some(path) = &args.token_ids {
+        let (ids, [rows, cols]) = super::forward::read_ids(path)?;
+        if ids.iter().any(|&t| t > i64::from(u32::MAX)) {
+            bail!("{}: token id out of range", path.display());
+        }
+        return Ok(ids.chunks(cols).take(rows).map(|r| r.iter().map(|&t| t as u32).collect()).collect());
+    }
+    let data = args.data.as_ref().context("--data or --token-ids is required")?;
+    let template = match args.template.as_str() {
+        "reference" => Template::Reference,
+        "paper" => Template::Paper,
+        custom => Template::custom(custom)?,
+    };
+    let read = if args.lenient { ReadOptions::default() } else { ReadOptions::strict() };
+    let (rows, report) = read_qa(data, &read)?;
+    if report.skipped() > 0 {
+        eprintln!("{}: skipped {} rows with a missing or empty field", data.display(), report.skipped());
+    }
+    let texts: Vec<String> = rows.iter().map(|r| template.render(r)).collect();
+    let tok = Tokenizer::from_dir(dir)?;
+    let eos = tok.eos_token().context("tokenizer_config.json names no eos_token")?.to_string();
+    let chunks = chunk_texts(
+        tok.inner(),
+        &texts,
+        &ChunkOptions { chunk_len: args.ctx_len, eos_token: eos, shuffle_seed: args.shuffle_seed, ..Default::default() },
+    )?;
+    eprintln!(
+        "{}: {} rows → {} tokens → {} chunks of {} tokens",
+        data.display(),
+        chunks.stats.rows,
+        chunks.stats.stream_tokens,
+        chunks.stats.chunks,
+        args.ctx_len
+    );
+    Ok(chunks.chunks)
+}
+
+fn train<B: Backend>(args: &TrainSaeArgs, device: &B::Device) -> anyhow::Result<()> {
+    let dir = hub::resolve_model(&args.model)?;
+    let model = Qwen2ForCausalLM::<B>::from_pretrained(&dir, device, args.dtype)?;
+    let layers = model.config().num_hidden_layers;
+    let hookpoints =
+        args.hookpoints.iter().map(|h| Hookpoint::parse_for(h, layers)).collect::<Result<Vec<_>, _>>()?;
+    let chunks = load_chunks(args, &dir)?;
+    let init = match args.mode.as_str() {
+        "finetune" => SaeInit::Finetune(args.init.clone().context("--mode finetune needs --init")?),
+        _ => SaeInit::Scratch {
+            num_latents: match (args.num_latents, args.expansion_factor) {
+                (Some(n), _) => Some(n),
+                (None, Some(_)) => None,
+                (None, None) => Some(65536),
+            },
+            expansion_factor: args.expansion_factor.unwrap_or(64),
+            k: args.k,
+            seed: args.seed,
+        },
+    };
+    let options = Stage1Options {
+        hookpoints,
+        init,
+        train: TrainConfig {
+            optimizer: if args.optimizer == "adam" { OptimizerKind::Adam } else { OptimizerKind::Signum },
+            lr: args.lr,
+            lr_warmup_steps: args.lr_warmup_steps,
+            auxk_alpha: args.auxk_alpha,
+            dead_feature_threshold: args.dead_feature_threshold,
+            micro_batch_tokens: args.micro_batch_tokens,
+            ..TrainConfig::default()
+        },
+        batch_size: args.batch_size,
+        save_every: args.save_every,
+        max_steps: args.max_steps,
+        out: args.out.clone(),
+        resume: args.resume,
+        progress: true,
+    };
+    let report = train_saes::<Autodiff<B>>(&model, &chunks, &options)?;
+    for (hp, m) in &report.last {
+        eprintln!("{hp}: final fvu {:.4}, dead {:.2}%", m.fvu, m.dead_fraction * 100.0);
+    }
+    eprintln!(
+        "trained {} steps ({} tokens, {:.0} tokens/s); SAEs in {}",
+        report.steps,
+        report.tokens,
+        report.tokens_per_second,
+        args.out.display()
+    );
+    Ok(())
+}
