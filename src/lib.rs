@@ -12,7 +12,7 @@
 //! See the repository README for the pipeline and `docs/` for the design.
 
 pub use resa_data as data;
-pub use resa_sae as sae;
 pub use resa_qwen2 as qwen2;
+pub use resa_sae as sae;
 
 pub mod device;

@@ -128,7 +128,12 @@ fn load_chunks(args: &TrainSaeArgs, dir: &std::path::Path) -> anyhow::Result<Vec
     let chunks = chunk_texts(
         tok.inner(),
         &texts,
-        &ChunkOptions { chunk_len: args.ctx_len, eos_token: eos, shuffle_seed: args.shuffle_seed, ..Default::default() },
+        &ChunkOptions {
+            chunk_len: args.ctx_len,
+            eos_token: eos,
+            shuffle_seed: args.shuffle_seed,
+            ..Default::default()
+        },
     )?;
     eprintln!(
         "{}: {} rows → {} tokens → {} chunks of {} tokens",
@@ -145,8 +150,7 @@ fn train<B: Backend>(args: &TrainSaeArgs, device: &B::Device) -> anyhow::Result<
     let dir = hub::resolve_model(&args.model)?;
     let model = Qwen2ForCausalLM::<B>::from_pretrained(&dir, device, args.dtype)?;
     let layers = model.config().num_hidden_layers;
-    let hookpoints =
-        args.hookpoints.iter().map(|h| Hookpoint::parse_for(h, layers)).collect::<Result<Vec<_>, _>>()?;
+    let hookpoints = args.hookpoints.iter().map(|h| Hookpoint::parse_for(h, layers)).collect::<Result<Vec<_>, _>>()?;
     let chunks = load_chunks(args, &dir)?;
     let init = match args.mode.as_str() {
         "finetune" => SaeInit::Finetune(args.init.clone().context("--mode finetune needs --init")?),

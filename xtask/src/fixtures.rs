@@ -8,7 +8,11 @@ use anyhow::{Context, bail};
 /// shared data folder the data fixtures are computed from).
 const SCRIPTS: &[&[&str]] = &[
     &["scripts/reference/qwen2_reference.py", "crates/resa-qwen2/tests/fixtures"],
-    &["scripts/reference/sae_reference.py", "crates/resa-qwen2/tests/fixtures/tied_gqa_f32_old", "crates/resa-sae/tests/fixtures"],
+    &[
+        "scripts/reference/sae_reference.py",
+        "crates/resa-qwen2/tests/fixtures/tied_gqa_f32_old",
+        "crates/resa-sae/tests/fixtures",
+    ],
     &["scripts/reference/chunks_reference.py", "../shared/data", "crates/resa-data/tests/fixtures/chunks.json"],
 ];
 

@@ -171,7 +171,10 @@ impl<B: Backend> SparseCoder<B> {
         if names.is_empty() {
             return Err(Error::io(
                 dir,
-                std::io::Error::new(std::io::ErrorKind::NotFound, "no subfolder holds a cfg.json (expected one folder per hookpoint)"),
+                std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "no subfolder holds a cfg.json (expected one folder per hookpoint)",
+                ),
             ));
         }
         names.sort_by(|a, b| natural_cmp(a, b));
@@ -269,14 +272,7 @@ impl<B: Backend> SparseCoder<B> {
         } else {
             Tensor::zeros([1], &e.device())
         };
-        Ok(SaeOutput {
-            sae_out,
-            top_acts: enc.top_acts,
-            top_indices: enc.top_indices,
-            fvu,
-            auxk_loss,
-            multi_topk_fvu,
-        })
+        Ok(SaeOutput { sae_out, top_acts: enc.top_acts, top_indices: enc.top_indices, fvu, auxk_loss, multi_topk_fvu })
     }
 }
 
@@ -298,8 +294,7 @@ pub(crate) fn select_latents<B: Backend>(
         Activation::GroupMax => {
             let group = l / k;
             let (v, i) = pre_acts.reshape([n, k, group]).max_dim_with_indices(2);
-            let offsets =
-                Tensor::<B, 1, Int>::arange_step(0..l as i64, group, &i.device()).reshape([1, k]);
+            let offsets = Tensor::<B, 1, Int>::arange_step(0..l as i64, group, &i.device()).reshape([1, k]);
             (v.reshape([n, k]), i.reshape([n, k]) + offsets)
         }
     }
@@ -359,8 +354,9 @@ fn reject_unsupported(cfg: &SaeConfig, origin: &Path) -> Result<()> {
     if cfg.transcode {
         return Err(Error::Unsupported {
             path: origin.to_path_buf(),
-            message: "`transcode: true` (a transcoder); SAE-Tuning splices autoencoders, which reconstruct their own input"
-                .into(),
+            message:
+                "`transcode: true` (a transcoder); SAE-Tuning splices autoencoders, which reconstruct their own input"
+                    .into(),
         });
     }
     Ok(())

@@ -98,7 +98,7 @@ impl SaeConfig {
         if self.k > l {
             return bad(format!("field `k` = {} exceeds the number of latents {l}", self.k));
         }
-        if self.activation == Activation::GroupMax && l % self.k != 0 {
+        if self.activation == Activation::GroupMax && !l.is_multiple_of(self.k) {
             return bad(format!("groupmax needs the number of latents ({l}) to be a multiple of `k` ({})", self.k));
         }
         Ok(())
@@ -108,8 +108,8 @@ impl SaeConfig {
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let cfg: SaeConfig =
-            serde_json::from_str(&text).map_err(|e| Error::Config { path: path.to_path_buf(), message: e.to_string() })?;
+        let cfg: SaeConfig = serde_json::from_str(&text)
+            .map_err(|e| Error::Config { path: path.to_path_buf(), message: e.to_string() })?;
         cfg.validate(path)?;
         Ok(cfg)
     }

@@ -45,7 +45,9 @@ pub enum Error {
         message: String,
     },
     /// The loss became NaN or infinite; training stopped (the last checkpoint is kept).
-    #[error("training stopped at step {step}: the loss of `{hookpoint}` is {value} (not finite); the last good checkpoint is kept")]
+    #[error(
+        "training stopped at step {step}: the loss of `{hookpoint}` is {value} (not finite); the last good checkpoint is kept"
+    )]
     NonFiniteLoss {
         /// The step that produced it (0-based).
         step: u64,

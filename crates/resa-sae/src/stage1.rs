@@ -201,7 +201,10 @@ pub fn train_saes<B: AutodiffBackend>(
                 } else {
                     return Err(Error::io(
                         &sub,
-                        std::io::Error::new(std::io::ErrorKind::NotFound, format!("no SAE folder for hookpoint {name}")),
+                        std::io::Error::new(
+                            std::io::ErrorKind::NotFound,
+                            format!("no SAE folder for hookpoint {name}"),
+                        ),
                     ));
                 };
                 SparseCoder::load(&src, &device)?
@@ -264,8 +267,13 @@ pub fn train_saes<B: AutodiffBackend>(
             t.to_sae().save(out.join(name))?;
             t.save_state(out.join("state").join(name))?;
         }
-        let state =
-            RunState { step, hookpoints: names.clone(), batch_size: options.batch_size, seq_len, options: options.clone() };
+        let state = RunState {
+            step,
+            hookpoints: names.clone(),
+            batch_size: options.batch_size,
+            seq_len,
+            options: options.clone(),
+        };
         let json = serde_json::to_string_pretty(&state).map_err(|e| Error::Input(e.to_string()))?;
         write_atomic(stage1_json(out), json.as_bytes())?;
         Ok(())
@@ -276,10 +284,8 @@ pub fn train_saes<B: AutodiffBackend>(
         let lo = step as usize * options.batch_size;
         let batch = &chunks[lo..lo + options.batch_size];
         let ids: Vec<i64> = batch.iter().flatten().map(|&t| i64::from(t)).collect();
-        let input = Tensor::<B::InnerBackend, 2, Int>::from_data(
-            TensorData::new(ids, [options.batch_size, seq_len]),
-            &device,
-        );
+        let input =
+            Tensor::<B::InnerBackend, 2, Int>::from_data(TensorData::new(ids, [options.batch_size, seq_len]), &device);
         let fwd = model.forward(ForwardInput::new(input).with_logits(Logits::None), &hooks, None)?;
         last.clear();
         let n = options.batch_size * seq_len;
@@ -290,7 +296,9 @@ pub fn train_saes<B: AutodiffBackend>(
                 .clone()
                 .reshape([n, d_model]);
             let m = t.step(acts).map_err(|e| match e {
-                Error::NonFiniteLoss { step, value, .. } => Error::NonFiniteLoss { step, hookpoint: name.clone(), value },
+                Error::NonFiniteLoss { step, value, .. } => {
+                    Error::NonFiniteLoss { step, hookpoint: name.clone(), value }
+                }
                 other => other,
             })?;
             last.push((name.clone(), m));

@@ -350,7 +350,8 @@ impl<B: AutodiffBackend> SaeTrainer<B> {
             let out = self.chunk_grads(xs, tv.clone(), dead.clone(), num_dead)?;
             let idx = out.indices.clone();
             let m = idx.dims()[0] * idx.dims()[1];
-            fired = fired.scatter(0, idx.reshape([m]), Tensor::ones([m], &x.device()), burn::tensor::IndexingUpdateOp::Add);
+            fired =
+                fired.scatter(0, idx.reshape([m]), Tensor::ones([m], &x.device()), burn::tensor::IndexingUpdateOp::Add);
             fvu += out.fvu;
             auxk += out.auxk;
             multi += out.multi;
@@ -366,13 +367,10 @@ impl<B: AutodiffBackend> SaeTrainer<B> {
         }
         let mut grads = grads.ok_or_else(|| Error::Input("empty batch".into()))?;
         if self.sae.config().normalize_decoder {
-            let w = self.sae.w_dec.clone();
-            let parallel = (grads.w_dec.clone() * w.clone()).sum_dim(1);
-            grads.w_dec = grads.w_dec - parallel * w;
+            grads.w_dec = remove_parallel_component(grads.w_dec, self.sae.w_dec.clone());
         }
         self.apply(grads);
-        self.tokens_since_fired =
-            (self.tokens_since_fired.clone() + n as i64).mask_fill(fired.greater_elem(0), 0);
+        self.tokens_since_fired = (self.tokens_since_fired.clone() + n as i64).mask_fill(fired.greater_elem(0), 0);
         self.step += 1;
         let dead_fraction = scalar_i64(self.dead_mask().int().sum()) as f32 / self.sae.num_latents() as f32;
         Ok(StepMetrics { fvu, auxk_loss: auxk, multi_topk_fvu: multi, dead_fraction, tokens: n })
@@ -470,11 +468,8 @@ impl<B: AutodiffBackend> SaeTrainer<B> {
                 let z_old = z.take().unwrap_or_else(|| params.clone());
                 let back = 1.0 - 1.0 / momentum;
                 let x = params.zip_map(z_old.clone(), &mut |y, z| lerp(y, z, back), &mut |y, z| lerp(y, z, back));
-                let z_new = z_old.zip_map(
-                    grads,
-                    &mut |z, g| z - g.sign().mul_scalar(lr),
-                    &mut |z, g| z - g.sign().mul_scalar(lr),
-                );
+                let z_new = z_old
+                    .zip_map(grads, &mut |z, g| z - g.sign().mul_scalar(lr), &mut |z, g| z - g.sign().mul_scalar(lr));
                 *lr_max = lr_max.max(lr);
                 let weight = lr_max.powi(2);
                 *weight_sum += weight;
@@ -501,11 +496,10 @@ impl<B: AutodiffBackend> SaeTrainer<B> {
                 *t += 1;
                 let m_old = m.take().unwrap_or_else(|| params.zeros_like());
                 let v_old = v.take().unwrap_or_else(|| params.zeros_like());
-                let m_new = m_old.zip_map(
-                    grads.clone(),
-                    &mut |m, g| m.mul_scalar(b1) + g.mul_scalar(1.0 - b1),
-                    &mut |m, g| m.mul_scalar(b1) + g.mul_scalar(1.0 - b1),
-                );
+                let m_new =
+                    m_old.zip_map(grads.clone(), &mut |m, g| m.mul_scalar(b1) + g.mul_scalar(1.0 - b1), &mut |m, g| {
+                        m.mul_scalar(b1) + g.mul_scalar(1.0 - b1)
+                    });
                 let v_new = v_old.zip_map(
                     grads,
                     &mut |v, g| v.mul_scalar(b2) + g.powi_scalar(2).mul_scalar(1.0 - b2),
@@ -587,7 +581,10 @@ impl<B: AutodiffBackend> SaeTrainer<B> {
         if scalars.optimizer != self.cfg.optimizer {
             return Err(Error::Resume {
                 path: dir.into(),
-                message: format!("saved with optimizer {:?}, resuming with {:?}", scalars.optimizer, self.cfg.optimizer),
+                message: format!(
+                    "saved with optimizer {:?}, resuming with {:?}",
+                    scalars.optimizer, self.cfg.optimizer
+                ),
             });
         }
         let reader = SafetensorsReader::open_file(dir.join("train_state.safetensors"))?;
@@ -603,7 +600,10 @@ impl<B: AutodiffBackend> SaeTrainer<B> {
             },
             OptimizerKind::Adam => {
                 let (m, v) = if scalars.has_moments {
-                    (Some(Params::read(&reader, "m.", &like, &device)?), Some(Params::read(&reader, "v.", &like, &device)?))
+                    (
+                        Some(Params::read(&reader, "m.", &like, &device)?),
+                        Some(Params::read(&reader, "v.", &like, &device)?),
+                    )
                 } else {
                     (None, None)
                 };
@@ -614,7 +614,10 @@ impl<B: AutodiffBackend> SaeTrainer<B> {
         if shape != [self.sae.num_latents()] {
             return Err(Error::Resume {
                 path: dir.into(),
-                message: format!("num_tokens_since_fired has shape {shape:?}, the SAE has {} latents", self.sae.num_latents()),
+                message: format!(
+                    "num_tokens_since_fired has shape {shape:?}, the SAE has {} latents",
+                    self.sae.num_latents()
+                ),
             });
         }
         self.tokens_since_fired = Tensor::from_data(TensorData::new(counts, shape), &device);
@@ -629,6 +632,14 @@ struct ChunkResult<B: Backend> {
     fvu: f32,
     auxk: f32,
     multi: f32,
+}
+
+/// Removes from each row of `grad` [L, d] its component along the same row of `w`
+/// (`g − (g·w) w`; the rows of `w` are unit-norm), so that a step moves decoder directions
+/// along the unit sphere to first order.
+pub fn remove_parallel_component<B: Backend>(grad: Tensor<B, 2>, w: Tensor<B, 2>) -> Tensor<B, 2> {
+    let parallel = (grad.clone() * w.clone()).sum_dim(1);
+    grad - parallel * w
 }
 
 pub(crate) fn scalar_f32<B: Backend>(t: Tensor<B, 1>) -> f32 {

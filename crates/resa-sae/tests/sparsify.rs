@@ -21,14 +21,28 @@ fn run_case(case: &str, cfg: TrainConfig) {
             let acts: burn::tensor::Tensor<B, 2> = read(&steps, &format!("acts.{hp}.{step}"), &device);
             let m = trainer.step(acts).expect("step");
             let want = to_vec(read::<B, 1>(&steps, &format!("fvu.{hp}.{step}"), &device))[0];
-            assert!((m.fvu - want).abs() <= 1e-5 * want.abs().max(1.0), "{case} {hp} step {step}: fvu {} vs sparsify {want}", m.fvu);
+            assert!(
+                (m.fvu - want).abs() <= 1e-5 * want.abs().max(1.0),
+                "{case} {hp} step {step}: fvu {} vs sparsify {want}",
+                m.fvu
+            );
         }
         let live = trainer.training_params();
         for (name, ours) in [("encoder.weight", live.encoder_weight.clone()), ("W_dec", live.w_dec.clone())] {
-            assert_close(&format!("{case} {hp} y.{name}"), ours, read(&steps, &format!("y.{hp}.{name}"), &device), 1e-5);
+            assert_close(
+                &format!("{case} {hp} y.{name}"),
+                ours,
+                read(&steps, &format!("y.{hp}.{name}"), &device),
+                1e-5,
+            );
         }
         for (name, ours) in [("encoder.bias", live.encoder_bias.clone()), ("b_dec", live.b_dec.clone())] {
-            assert_close(&format!("{case} {hp} y.{name}"), ours, read(&steps, &format!("y.{hp}.{name}"), &device), 1e-5);
+            assert_close(
+                &format!("{case} {hp} y.{name}"),
+                ours,
+                read(&steps, &format!("y.{hp}.{name}"), &device),
+                1e-5,
+            );
         }
         let counts = trainer.tokens_since_fired().into_data().convert::<i64>().to_vec::<i64>().expect("counts");
         let want = read_int::<B, 1>(&steps, &format!("counts.{hp}"), &device)
@@ -48,10 +62,7 @@ fn run_case(case: &str, cfg: TrainConfig) {
 
 #[test]
 fn signum_scratch_with_auxk_matches_sparsify_trainer() {
-    run_case(
-        "signum",
-        TrainConfig { auxk_alpha: 1.0 / 32.0, dead_feature_threshold: 40, ..TrainConfig::default() },
-    );
+    run_case("signum", TrainConfig { auxk_alpha: 1.0 / 32.0, dead_feature_threshold: 40, ..TrainConfig::default() });
 }
 
 #[test]
@@ -120,4 +131,45 @@ fn load_many_gives_every_hookpoint_in_natural_order() {
     let all = SparseCoder::<B>::load_many(fixtures().join("signum/final"), &device).expect("load_many");
     let names: Vec<_> = all.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(names, HOOKS);
+}
+
+/// Writes an SAE trained here, with inputs and our reconstruction, for
+/// `python scripts/reference/sae_reference.py --check target/tmp/interop/sae-rust` (which
+/// loads it with sparsify and compares its forward). The folder must also load here.
+#[test]
+fn writes_a_folder_for_the_sparsify_interop_check() {
+    let device = Default::default();
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("interop/sae-rust");
+    let steps = SafetensorsReader::open_file(fixtures().join("signum/steps.safetensors")).expect("steps");
+    let sae = SparseCoder::<B>::random(resa_sae::SaeConfig::new(64, 128, 8), 5, &device).expect("sae");
+    let mut trainer = SaeTrainer::<AD>::new(sae, TrainConfig::default()).expect("trainer");
+    for step in 0..STEPS {
+        trainer.step(read(&steps, &format!("acts.layers.1.{step}"), &device)).expect("step");
+    }
+    let sae = trainer.to_sae();
+    sae.save(&dir).expect("save");
+    let x: burn::tensor::Tensor<B, 2> = read(&steps, "acts.layers.1.0", &device);
+    let out = sae.forward(x.clone(), None).expect("forward");
+    let tensors = vec![
+        resa_qwen2::safetensors_io::OwnedTensor::from_f32(
+            "x",
+            &to_vec(x),
+            vec![32, 64],
+            resa_qwen2::safetensors_io::StoredDtype::F32,
+        ),
+        resa_qwen2::safetensors_io::OwnedTensor::from_f32(
+            "sae_out",
+            &to_vec(out.sae_out.clone()),
+            vec![32, 64],
+            resa_qwen2::safetensors_io::StoredDtype::F32,
+        ),
+    ];
+    resa_qwen2::safetensors_io::write_safetensors(dir.join("check.safetensors"), &tensors, None).expect("write");
+    let back = SparseCoder::<B>::load(&dir, &device).expect("reload");
+    assert_close(
+        "reloaded forward",
+        back.forward(read(&steps, "acts.layers.1.0", &device), None).expect("fwd").sae_out,
+        out.sae_out,
+        0.0,
+    );
 }

@@ -18,7 +18,11 @@ pub fn read<Bk: Backend, const D: usize>(r: &SafetensorsReader, key: &str, devic
     Tensor::from_data(TensorData::new(v, s), device)
 }
 
-pub fn read_int<Bk: Backend, const D: usize>(r: &SafetensorsReader, key: &str, device: &Bk::Device) -> Tensor<Bk, D, Int> {
+pub fn read_int<Bk: Backend, const D: usize>(
+    r: &SafetensorsReader,
+    key: &str,
+    device: &Bk::Device,
+) -> Tensor<Bk, D, Int> {
     let (v, s) = r.read_i64_any(key).unwrap_or_else(|e| panic!("{key}: {e}"));
     Tensor::from_data(TensorData::new(v, s), device)
 }

@@ -1,0 +1,200 @@
+//! Invariants and bad inputs of the sparse coder and its trainer.
+
+mod common;
+
+use burn::tensor::{Distribution, Tensor, TensorData};
+use common::*;
+use resa_sae::{Error, SaeConfig, SaeTrainer, SparseCoder, TrainConfig, remove_parallel_component};
+
+fn device() -> <B as burn::tensor::backend::BackendTypes>::Device {
+    Default::default()
+}
+
+fn random_sae(d: usize, l: usize, k: usize) -> SparseCoder<B> {
+    SparseCoder::<B>::random(SaeConfig::new(d, l, k), 3, &device()).expect("sae")
+}
+
+fn row_norms(w: Tensor<B, 2>) -> Vec<f32> {
+    to_vec(w.powi_scalar(2).sum_dim(1).sqrt())
+}
+
+#[test]
+fn exactly_k_distinct_active_latents_and_sparse_decode_equals_dense() {
+    let sae = random_sae(16, 96, 5);
+    let x = Tensor::<B, 2>::random([40, 16], Distribution::Normal(0.0, 1.0), &device());
+    let enc = sae.encode(x).expect("encode");
+    assert_eq!(enc.top_indices.dims(), [40, 5]);
+    let ids = enc.top_indices.clone().into_data().convert::<i64>().to_vec::<i64>().expect("ids");
+    for row in ids.chunks(5) {
+        let mut r = row.to_vec();
+        r.sort_unstable();
+        r.dedup();
+        assert_eq!(r.len(), 5, "duplicate latent in {row:?}");
+    }
+    // The k selected values are the k largest pre-activations of each row.
+    let kth = enc.top_acts.clone().min_dim(1);
+    let above = enc.pre_acts.clone().greater_equal(kth).int().sum_dim(1);
+    assert!(to_vec(above.float()).iter().all(|&c| c == 5.0));
+    // Dense reference: z = scatter(acts) [n, L], x̂ = z W_dec + b_dec.
+    let z = Tensor::<B, 2>::zeros([40, 96], &device()).scatter(
+        1,
+        enc.top_indices.clone(),
+        enc.top_acts.clone(),
+        burn::tensor::IndexingUpdateOp::Add,
+    );
+    let dense = z.matmul(sae.w_dec.clone()) + sae.b_dec.clone().unsqueeze_dim(0);
+    assert_close("sparse vs dense decode", sae.decode(enc.top_acts, enc.top_indices), dense, 1e-5);
+}
+
+#[test]
+fn decoder_rows_are_unit_norm_after_init_and_normalisation() {
+    let mut sae = random_sae(8, 32, 4);
+    assert!(row_norms(sae.w_dec.clone()).iter().all(|n| (n - 1.0).abs() < 1e-6));
+    sae.w_dec = sae.w_dec.clone() * 3.5;
+    sae.normalize_decoder();
+    assert!(row_norms(sae.w_dec.clone()).iter().all(|n| (n - 1.0).abs() < 1e-6));
+}
+
+#[test]
+fn parallel_gradient_component_is_removed() {
+    let sae = random_sae(8, 32, 4);
+    let w = sae.w_dec.clone();
+    let g = Tensor::<B, 2>::random([32, 8], Distribution::Normal(0.0, 1.0), &device());
+    let r = remove_parallel_component(g.clone(), w.clone());
+    let dots = to_vec((r.clone() * w.clone()).sum_dim(1));
+    assert!(dots.iter().all(|d| d.abs() < 1e-5), "{dots:?}");
+    // What is left is the orthogonal part: removing again changes nothing.
+    assert_close("idempotent", remove_parallel_component(r.clone(), w.clone()), r.clone(), 1e-5);
+    // A gradient along the rows is removed entirely.
+    assert_close("parallel only", remove_parallel_component(w.clone() * 2.0, w.clone()), w.zeros_like(), 1e-5);
+}
+
+#[test]
+fn a_training_step_lowers_the_loss_on_a_fixed_batch() {
+    let sae = random_sae(16, 64, 4);
+    let mut t = SaeTrainer::<AD>::new(sae, TrainConfig { lr: Some(1e-2), ..TrainConfig::default() }).expect("trainer");
+    let x = Tensor::<B, 2>::random([64, 16], Distribution::Normal(0.0, 1.0), &device());
+    let first = t.step(x.clone()).expect("step").fvu;
+    let mut last = first;
+    for _ in 0..30 {
+        last = t.step(x.clone()).expect("step").fvu;
+    }
+    assert!(last < 0.8 * first, "fvu {first} → {last}");
+}
+
+#[test]
+fn nan_activations_stop_training_and_leave_the_parameters() {
+    let sae = random_sae(8, 32, 4);
+    let mut t = SaeTrainer::<AD>::new(sae, TrainConfig::default()).expect("trainer");
+    let good = Tensor::<B, 2>::random([16, 8], Distribution::Normal(0.0, 1.0), &device());
+    t.step(good).expect("step");
+    let before = t.training_params().encoder_weight.clone();
+    let mut v = vec![0.5f32; 16 * 8];
+    v[3] = f32::NAN;
+    let bad = Tensor::<B, 2>::from_data(TensorData::new(v, [16, 8]), &device());
+    assert!(matches!(t.step(bad), Err(Error::NonFiniteLoss { step: 1, .. })));
+    assert_close("unchanged", t.training_params().encoder_weight.clone(), before, 0.0);
+    assert_eq!(t.step_count(), 1);
+}
+
+#[test]
+fn wrong_width_is_an_input_error() {
+    let sae = random_sae(8, 32, 4);
+    let x = Tensor::<B, 2>::zeros([3, 9], &device());
+    assert!(matches!(sae.encode(x.clone()), Err(Error::Input(m)) if m.contains("9") && m.contains("d_in 8")));
+    let mut t = SaeTrainer::<AD>::new(sae, TrainConfig::default()).expect("trainer");
+    assert!(matches!(t.step(x), Err(Error::Input(_))));
+}
+
+#[test]
+fn save_then_load_round_trips_and_leaves_no_temporary_folders() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let sae = random_sae(8, 32, 4);
+    let dir = tmp.path().join("layers.3");
+    sae.save(&dir).expect("save");
+    sae.save(&dir).expect("save over an existing folder");
+    let back = SparseCoder::<B>::load(&dir, &device()).expect("load");
+    assert_eq!(back.config(), sae.config());
+    assert_close("W_dec", back.w_dec, sae.w_dec, 0.0);
+    let names: Vec<_> = std::fs::read_dir(tmp.path()).expect("ls").map(|e| e.expect("entry").file_name()).collect();
+    assert_eq!(names, vec![std::ffi::OsString::from("layers.3")]);
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("cfg.json")).expect("cfg")).expect("json");
+    for key in [
+        "activation",
+        "expansion_factor",
+        "normalize_decoder",
+        "num_latents",
+        "k",
+        "multi_topk",
+        "skip_connection",
+        "transcode",
+        "d_in",
+    ] {
+        assert!(cfg.get(key).is_some(), "cfg.json lacks {key}");
+    }
+}
+
+fn sae_folder_with(cfg: &str) -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().expect("tmp");
+    random_sae(8, 32, 4).save(tmp.path()).expect("save");
+    std::fs::write(tmp.path().join("cfg.json"), cfg).expect("write cfg");
+    tmp
+}
+
+#[test]
+fn bad_cfg_json_is_rejected_with_the_field_named() {
+    let cases = [
+        (r#"{"num_latents": 32, "k": 40, "d_in": 8}"#, "`k` = 40 exceeds the number of latents 32"),
+        (r#"{"num_latents": 32, "k": 4"#, "EOF"),
+        (r#"{"num_latents": 32, "k": 4}"#, "missing field `d_in`"),
+        (r#"{"num_latents": 32, "k": 4, "d_in": 8, "activation": "relu"}"#, "unknown variant `relu`"),
+        (r#"{"num_latents": 32, "k": 0, "d_in": 8}"#, "`k` must be positive"),
+    ];
+    for (cfg, want) in cases {
+        let dir = sae_folder_with(cfg);
+        let err = SparseCoder::<B>::load(dir.path(), &device()).expect_err(cfg);
+        let msg = err.to_string();
+        assert!(msg.contains(want) && msg.contains("cfg.json"), "{cfg}: {msg}");
+    }
+    let dir = sae_folder_with(r#"{"num_latents": 32, "k": 4, "d_in": 8, "transcode": true}"#);
+    assert!(matches!(SparseCoder::<B>::load(dir.path(), &device()), Err(Error::Unsupported { .. })));
+}
+
+#[test]
+fn missing_or_misshapen_tensors_are_named() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let sae = random_sae(8, 32, 4);
+    sae.save(tmp.path()).expect("save");
+    let keep: Vec<_> = sae.named_tensors().expect("tensors").into_iter().filter(|t| t.name != "W_dec").collect();
+    resa_qwen2::safetensors_io::write_safetensors(tmp.path().join("sae.safetensors"), &keep, None).expect("write");
+    let err = SparseCoder::<B>::load(tmp.path(), &device()).expect_err("missing");
+    assert!(err.to_string().contains("`W_dec` is missing"), "{err}");
+
+    std::fs::write(tmp.path().join("cfg.json"), r#"{"num_latents": 64, "k": 4, "d_in": 8}"#).expect("cfg");
+    sae.save(tmp.path().join("x")).expect("save");
+    std::fs::copy(tmp.path().join("x/sae.safetensors"), tmp.path().join("sae.safetensors")).expect("copy");
+    let err = SparseCoder::<B>::load(tmp.path(), &device()).expect_err("shape");
+    assert!(err.to_string().contains("encoder.weight") && err.to_string().contains("[64, 8]"), "{err}");
+
+    let err = SparseCoder::<B>::load(tmp.path().join("nowhere"), &device()).expect_err("no folder");
+    assert!(err.to_string().contains("cfg.json"), "{err}");
+}
+
+#[test]
+fn groupmax_picks_the_largest_of_each_group() {
+    let mut cfg = SaeConfig::new(8, 32, 4);
+    cfg.activation = resa_sae::Activation::GroupMax;
+    let sae = SparseCoder::<B>::random(cfg, 1, &device()).expect("sae");
+    let x = Tensor::<B, 2>::random([10, 8], Distribution::Normal(0.0, 1.0), &device());
+    let enc = sae.encode(x).expect("encode");
+    let ids = enc.top_indices.into_data().convert::<i64>().to_vec::<i64>().expect("ids");
+    let pre = to_vec(enc.pre_acts);
+    for (r, row) in ids.chunks(4).enumerate() {
+        for (g, &i) in row.iter().enumerate() {
+            assert_eq!(i as usize / 8, g, "index {i} is not in group {g}");
+            let group = &pre[r * 32 + g * 8..r * 32 + g * 8 + 8];
+            assert_eq!(pre[r * 32 + i as usize], group.iter().copied().fold(f32::MIN, f32::max));
+        }
+    }
+}
