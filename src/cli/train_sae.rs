@@ -1,5 +1,6 @@
 //! `resa train-sae`: Stage I — train TopK SAEs on a source model's hookpoint activations.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
@@ -8,7 +9,7 @@ use burn::tensor::{DType, backend::Backend};
 use resa::data::{ChunkOptions, ReadOptions, Template, chunk_texts, read_qa};
 use resa::device::{DeviceSpec, parse_dtype};
 use resa::qwen2::{Hookpoint, Qwen2ForCausalLM, Tokenizer, hub};
-use resa::sae::{OptimizerKind, SaeInit, Stage1Options, TrainConfig, train_saes};
+use resa::sae::{OptimizerKind, Progress, SaeInit, Stage1Options, TrainConfig, train_saes_with};
 use resa::with_backend;
 
 /// Arguments of `resa train-sae`.
@@ -182,9 +183,27 @@ fn train<B: Backend>(args: &TrainSaeArgs, device: &B::Device) -> anyhow::Result<
         max_steps: args.max_steps,
         out: args.out.clone(),
         resume: args.resume,
-        progress: true,
     };
-    let report = train_saes::<Autodiff<B>>(&model, &chunks, &options)?;
+    let show = std::io::stderr().is_terminal();
+    let mut draw = |p: Progress<'_>| {
+        if show {
+            let n = p.metrics.len().max(1) as f32;
+            let fvu = p.metrics.iter().map(|(_, m)| m.fvu).sum::<f32>() / n;
+            let dead = p.metrics.iter().map(|(_, m)| m.dead_fraction).sum::<f32>() / n;
+            eprint!(
+                "\rstage I {:>6}/{} [{:<30}] fvu {fvu:.4} dead {:.1}% {:.0} tok/s ",
+                p.step,
+                p.total,
+                "#".repeat((p.step * 30 / p.total.max(1)) as usize),
+                dead * 100.0,
+                p.tokens_per_second
+            );
+        }
+    };
+    let report = train_saes_with::<Autodiff<B>>(&model, &chunks, &options, &mut draw)?;
+    if show {
+        eprintln!();
+    }
     for (hp, m) in &report.last {
         eprintln!("{hp}: final fvu {:.4}, dead {:.2}%", m.fvu, m.dead_fraction * 100.0);
     }

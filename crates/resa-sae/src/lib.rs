@@ -9,5 +9,5 @@ pub mod train;
 pub use coder::{Encoded, SaeOutput, SparseCoder, sparse_decode, total_variance};
 pub use config::{Activation, SaeConfig};
 pub use error::{Error, Result};
-pub use stage1::{SaeInit, Stage1Options, Stage1Report, train_saes};
+pub use stage1::{Progress, SaeInit, Stage1Options, Stage1Report, train_saes, train_saes_with};
 pub use train::{OptimizerKind, SaeTrainer, StepMetrics, TrainConfig, remove_parallel_component};

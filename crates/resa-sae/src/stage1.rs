@@ -4,7 +4,7 @@
 //! after the deepest hooked layer) and consumed at once, never stored whole; one forward
 //! feeds the SAEs of every hookpoint. Checkpoints every `save_every` steps hold, in
 //! sparsify's layout, one SAE folder per hookpoint, plus the training state to resume
-//! from; metrics go to `metrics.jsonl`.
+//! from; metrics go to `metrics.jsonl`, and a callback sees every step.
 //!
 //! Output folder:
 //! ```text
@@ -14,7 +14,7 @@
 //! OUT/metrics.jsonl                               one line per hookpoint and step
 //! ```
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -72,8 +72,6 @@ pub struct Stage1Options {
     pub out: PathBuf,
     /// Continue from the checkpoint in `out` when there is one.
     pub resume: bool,
-    /// Draw a progress line on stderr (only when it is a terminal).
-    pub progress: bool,
 }
 
 impl Default for Stage1Options {
@@ -87,7 +85,6 @@ impl Default for Stage1Options {
             max_steps: None,
             out: PathBuf::from("sae-out"),
             resume: false,
-            progress: true,
         }
     }
 }
@@ -131,12 +128,36 @@ fn stage1_json(out: &Path) -> PathBuf {
     out.join("stage1.json")
 }
 
+/// Where a run is, reported after every step to [`train_saes_with`]'s callback.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress<'a> {
+    /// Steps done (including those before a resume).
+    pub step: u64,
+    /// Steps the run will take.
+    pub total: u64,
+    /// This step's metrics per hookpoint.
+    pub metrics: &'a [(String, StepMetrics)],
+    /// Throughput of this step, model forward included.
+    pub tokens_per_second: f64,
+}
+
 /// Trains one SAE per hookpoint on the activations of `model` over `chunks` (each a
 /// sequence of token ids of equal length, e.g. from [`resa_data::chunk_texts`]), in order.
 pub fn train_saes<B: AutodiffBackend>(
     model: &Qwen2ForCausalLM<B::InnerBackend>,
     chunks: &[Vec<u32>],
     options: &Stage1Options,
+) -> Result<Stage1Report> {
+    train_saes_with::<B>(model, chunks, options, &mut |_| {})
+}
+
+/// [`train_saes`] calling `on_step` after every step (progress display, early stopping
+/// extra logging).
+pub fn train_saes_with<B: AutodiffBackend>(
+    model: &Qwen2ForCausalLM<B::InnerBackend>,
+    chunks: &[Vec<u32>],
+    options: &Stage1Options,
+    on_step: &mut dyn FnMut(Progress<'_>),
 ) -> Result<Stage1Report> {
     let cfg = model.config();
     if options.hookpoints.is_empty() {
@@ -258,7 +279,6 @@ pub fn train_saes<B: AutodiffBackend>(
         .open(&metrics_path)
         .map_err(|e| Error::io(&metrics_path, e))?;
     let hooks = Hooks::capture(options.hookpoints.iter().copied());
-    let show = options.progress && std::io::stderr().is_terminal();
     let began = Instant::now();
     let mut tokens = 0u64;
     let mut last = Vec::new();
@@ -321,23 +341,10 @@ pub fn train_saes<B: AutodiffBackend>(
             text.push('\n');
             metrics.write_all(text.as_bytes()).map_err(|e| Error::io(&metrics_path, e))?;
         }
-        if show {
-            let fvu: f32 = last.iter().map(|(_, m)| m.fvu).sum::<f32>() / last.len() as f32;
-            let dead: f32 = last.iter().map(|(_, m)| m.dead_fraction).sum::<f32>() / last.len() as f32;
-            eprint!(
-                "\rstage I {:>6}/{total} [{:<30}] fvu {fvu:.4} dead {:.1}% {:.0} tok/s ",
-                step + 1,
-                "#".repeat(((step + 1) * 30 / total) as usize),
-                dead * 100.0,
-                n as f64 / secs
-            );
-        }
+        on_step(Progress { step: step + 1, total, metrics: &last, tokens_per_second: n as f64 / secs });
         if (step + 1) % options.save_every == 0 && step + 1 < total {
             save(&trainers, step + 1)?;
         }
-    }
-    if show {
-        eprintln!();
     }
     save(&trainers, total)?;
     let secs = began.elapsed().as_secs_f64().max(1e-9);

@@ -29,7 +29,6 @@ fn adam_options(out: PathBuf) -> Stage1Options {
         max_steps: None,
         out,
         resume: false,
-        progress: false,
     }
 }
 
