@@ -50,3 +50,30 @@ fn offline_miss_is_a_clear_error() {
         "{err}"
     );
 }
+
+#[test]
+fn cached_sae_loads_offline_by_repo_and_hookpoint() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let repo = home.path().join("hub/models--tiny-org--sae-tiny");
+    let rev = "89abcdef0123456789abcdef0123456789abcdef";
+    std::fs::create_dir_all(repo.join("refs")).expect("mkdir");
+    std::fs::write(repo.join("refs/main"), rev).expect("ref");
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/resa-sae/tests/fixtures/encode");
+    let snap = repo.join("snapshots").join(rev).join("layers.1");
+    std::fs::create_dir_all(&snap).expect("mkdir");
+    for f in ["cfg.json", "sae.safetensors"] {
+        std::fs::copy(fixtures.join("sae").join(f), snap.join(f)).expect("copy");
+    }
+    let out = home.path().join("out.safetensors");
+    let input = fixtures.join("input.safetensors");
+    let args = ["sae", "encode", "--sae", "tiny-org/sae-tiny/layers.1", "--input", input.to_str().expect("utf8")];
+    let o = resa(home.path(), &[&args[..], &["--out", out.to_str().expect("utf8")]].concat());
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.is_file());
+    let o = resa(
+        home.path(),
+        &[&["sae", "encode", "--sae", "tiny-org/sae-tiny/layers.9"], &args[4..], &["--out", "x"]].concat(),
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("layers.9/cfg.json") && err.contains("HF_HUB_OFFLINE"), "{err}");
+}

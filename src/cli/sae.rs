@@ -12,7 +12,7 @@ use anyhow::{Context, bail};
 use burn::tensor::{Int, Tensor, TensorData, backend::Backend};
 use resa::device::DeviceSpec;
 use resa::qwen2::safetensors_io::{OwnedTensor, SafetensorsReader, StoredDtype, write_safetensors};
-use resa::sae::SparseCoder;
+use resa::sae::{SparseCoder, resolve_sae};
 use resa::with_backend;
 
 /// `resa sae` subcommands.
@@ -25,9 +25,10 @@ pub enum SaeCommand {
 /// Arguments of `resa sae encode`.
 #[derive(Debug, clap::Args)]
 pub struct EncodeArgs {
-    /// sparsify SAE folder (cfg.json + sae.safetensors).
+    /// sparsify SAE folder (cfg.json + sae.safetensors), or with the `hub` feature
+    /// `owner/repo/hookpoint` (e.g. `EleutherAI/sae-DeepSeek-R1-Distill-Qwen-1.5B-65k/layers.12`).
     #[arg(long)]
-    pub sae: PathBuf,
+    pub sae: String,
     /// safetensors file with `x` [N, d_in] and optionally `dead_mask` (u8 [L]).
     #[arg(long)]
     pub input: PathBuf,
@@ -50,7 +51,7 @@ pub fn run(cmd: SaeCommand) -> anyhow::Result<()> {
 }
 
 fn encode<B: Backend>(args: &EncodeArgs, device: &B::Device) -> anyhow::Result<()> {
-    let sae = SparseCoder::<B>::load(&args.sae, device)?;
+    let sae = SparseCoder::<B>::load(resolve_sae(&args.sae)?, device)?;
     let input = SafetensorsReader::open_file(&args.input)?;
     let (x, shape) = input.read_f32_any("x").with_context(|| format!("{}: tensor `x`", args.input.display()))?;
     let [n, d] = shape[..] else {

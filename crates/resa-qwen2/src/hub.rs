@@ -20,6 +20,58 @@ pub fn resolve_model(name: &str) -> Result<PathBuf> {
     fetch(name)
 }
 
+/// Resolves `spec` to a local folder holding `files`: a local folder is returned as is;
+/// otherwise `spec` is read as `owner/name/sub/folder` (a hub repository and a folder inside
+/// it, e.g. `EleutherAI/sae-DeepSeek-R1-Distill-Qwen-1.5B-65k/layers.12`), the named files
+/// of that folder are fetched into (or read from) the Hugging Face cache (feature `hub`), and
+/// the cached folder is returned.
+pub fn resolve_subfolder(spec: &str, files: &[&str]) -> Result<PathBuf> {
+    let path = Path::new(spec);
+    if path.is_dir() {
+        return Ok(path.to_path_buf());
+    }
+    let mut parts = spec.splitn(3, '/');
+    let (Some(owner), Some(name), Some(sub)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(Error::io(
+            spec,
+            std::io::Error::new(std::io::ErrorKind::NotFound, "no such folder, and not of the form owner/name/folder"),
+        ));
+    };
+    let repo = format!("{owner}/{name}");
+    let sub = sub.trim_end_matches('/');
+    let wanted: Vec<String> = files.iter().map(|f| format!("{sub}/{f}")).collect();
+    let wanted: Vec<&str> = wanted.iter().map(String::as_str).collect();
+    fetch_files(&repo, &wanted).map(|root| root.join(sub))
+}
+
+#[cfg(not(feature = "hub"))]
+fn fetch_files(repo: &str, _files: &[&str]) -> Result<PathBuf> {
+    Err(Error::io(
+        repo,
+        std::io::Error::new(std::io::ErrorKind::NotFound, "no such folder (loading by hub id needs the `hub` feature)"),
+    ))
+}
+
+#[cfg(feature = "hub")]
+fn fetch_files(repo: &str, files: &[&str]) -> Result<PathBuf> {
+    let get = hub_getter(repo)?;
+    let mut root = None;
+    for f in files {
+        let p = get(f, true)?.ok_or_else(|| Error::Hub {
+            repo: repo.into(),
+            file: (*f).into(),
+            message: "not found".into(),
+        })?;
+        // The snapshot folder: the file's path less the file's own components.
+        let mut base = p;
+        for _ in f.split('/') {
+            base.pop();
+        }
+        root.get_or_insert(base);
+    }
+    root.ok_or_else(|| Error::Hub { repo: repo.into(), file: String::new(), message: "no files asked for".into() })
+}
+
 #[cfg(not(feature = "hub"))]
 fn fetch(name: &str) -> Result<PathBuf> {
     Err(Error::io(
@@ -31,8 +83,13 @@ fn fetch(name: &str) -> Result<PathBuf> {
     ))
 }
 
+/// Gets one file of a repository: its cached path, or `None` for a missing optional file.
 #[cfg(feature = "hub")]
-fn fetch(repo: &str) -> Result<PathBuf> {
+type Getter<'a> = Box<dyn Fn(&str, bool) -> Result<Option<PathBuf>> + 'a>;
+
+/// A file getter for `repo`: the cache first, then the network unless `HF_HUB_OFFLINE` is set.
+#[cfg(feature = "hub")]
+fn hub_getter(repo: &str) -> Result<Getter<'_>> {
     use hf_hub::{Cache, Repo, api::sync::ApiBuilder};
 
     if !repo.contains('/') || repo.split('/').count() != 2 {
@@ -56,34 +113,44 @@ fn fetch(repo: &str) -> Result<PathBuf> {
             message: e.to_string(),
         })?)
     };
-    let get = |file: &str, required: bool| -> Result<Option<PathBuf>> {
-        if let Some(p) = cached.get(file) {
-            return Ok(Some(p));
-        }
-        let Some(api) = &api else {
-            return if required {
-                Err(Error::Hub {
-                    repo: repo.into(),
-                    file: file.into(),
-                    message: format!("not in the cache at {} and HF_HUB_OFFLINE is set", cache.path().display()),
-                })
-            } else {
-                Ok(None)
-            };
-        };
-        match api.model(repo.to_string()).get(file) {
-            Ok(p) => Ok(Some(p)),
-            Err(e) if !required => {
-                tracing::debug!(repo, file, error = %e, "optional file not fetched");
-                Ok(None)
+    let get = move |file: &str, required: bool| -> Result<Option<PathBuf>> {
+        let found = if let Some(p) = cached.get(file) {
+            Some(p)
+        } else if let Some(api) = &api {
+            match api.model(repo.to_string()).get(file) {
+                Ok(p) => Some(p),
+                Err(e) if !required => {
+                    tracing::debug!(repo, file, error = %e, "optional file not fetched");
+                    None
+                }
+                Err(e) => {
+                    return Err(Error::Hub {
+                        repo: repo.into(),
+                        file: file.into(),
+                        message: format!(
+                            "{e} (offline? files already in {} are used without network)",
+                            cache.path().display()
+                        ),
+                    });
+                }
             }
-            Err(e) => Err(Error::Hub {
+        } else if required {
+            return Err(Error::Hub {
                 repo: repo.into(),
                 file: file.into(),
-                message: format!("{e} (offline? files already in {} are used without network)", cache.path().display()),
-            }),
-        }
+                message: format!("not in the cache at {} and HF_HUB_OFFLINE is set", cache.path().display()),
+            });
+        } else {
+            None
+        };
+        Ok(found)
     };
+    Ok(Box::new(get))
+}
+
+#[cfg(feature = "hub")]
+fn fetch(repo: &str) -> Result<PathBuf> {
+    let get = hub_getter(repo)?;
     let config = get("config.json", true)?.ok_or_else(|| Error::Hub {
         repo: repo.into(),
         file: "config.json".into(),

@@ -14,6 +14,14 @@ pub const CFG_FILE: &str = "cfg.json";
 /// Name of the weights file in a sparsify SAE folder.
 pub const WEIGHTS_FILE: &str = "sae.safetensors";
 
+/// Resolves an SAE location: a local SAE folder, or (feature `hub`) a hub repository and
+/// hookpoint folder such as `EleutherAI/sae-DeepSeek-R1-Distill-Qwen-1.5B-65k/layers.12`,
+/// whose `cfg.json` and `sae.safetensors` are fetched into (or read offline from) the
+/// Hugging Face cache.
+pub fn resolve_sae(spec: &str) -> Result<PathBuf> {
+    Ok(resa_qwen2::hub::resolve_subfolder(spec, &[CFG_FILE, WEIGHTS_FILE])?)
+}
+
 /// A TopK sparse autoencoder with sparsify's parameters and semantics.
 ///
 /// `z = TopK(ReLU(W_enc (x − b_dec) + b_enc))`, `x̂ = Σ z_i W_dec[i] + b_dec`.

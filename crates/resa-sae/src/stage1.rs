@@ -43,7 +43,9 @@ pub enum SaeInit {
         seed: u64,
     },
     /// Fine-tune loaded SAEs: a folder holding one sparsify SAE folder per hookpoint (or,
-    /// for a single hookpoint, an SAE folder itself). `b_dec` is kept.
+    /// for a single hookpoint, an SAE folder itself), or with the `hub` feature a hub
+    /// repository of such folders (`EleutherAI/sae-DeepSeek-R1-Distill-Qwen-1.5B-65k`).
+    /// `b_dec` is kept.
     Finetune(PathBuf),
 }
 
@@ -219,6 +221,9 @@ pub fn train_saes_with<B: AutodiffBackend>(
                     sub
                 } else if dir.join(CFG_FILE).is_file() && names.len() == 1 {
                     dir.clone()
+                } else if !dir.exists() {
+                    // A hub repository of hookpoint folders (feature `hub`).
+                    crate::coder::resolve_sae(&format!("{}/{name}", dir.display()))?
                 } else {
                     return Err(Error::io(
                         &sub,
