@@ -14,7 +14,7 @@ pub use config::{HfConfig, Qwen2Config};
 pub use error::{Error, Result};
 pub use generate::{FinishReason, Generated, GeneratedText, GenerationConfig, Sampling, generate, generate_text};
 pub use hooks::{Hookpoint, Hooks, Splice, SpliceGrad, SpliceHook};
-pub use model::{ForwardInput, ForwardOutput, KvCache, Logits, Qwen2ForCausalLM};
+pub use model::{AdapterMode, ForwardInput, ForwardOutput, KvCache, Linear, Logits, LowRank, Qwen2ForCausalLM};
 pub use tokenizer::{ChatMessage, Tokenizer};
 
 /// Re-export of the burn version this crate is built on.

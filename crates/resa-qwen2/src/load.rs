@@ -77,7 +77,7 @@ fn build<B: Backend>(
     let lm_head = if cfg.tie_word_embeddings {
         None
     } else {
-        Some(Linear { weight: t2("lm_head.weight", [cfg.vocab_size, hd])?, bias: None })
+        Some(Linear::new(t2("lm_head.weight", [cfg.vocab_size, hd])?, None))
     };
     let mut t1 = |key: &str, n: usize| -> Result<Param<Tensor<B, 1>>> {
         let v = get(key, &[n])?;
@@ -86,7 +86,7 @@ fn build<B: Backend>(
     let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
     for (l, [q, k, v, o, g, u, d]) in weights2.into_iter().enumerate() {
         let p = format!("model.layers.{l}");
-        let lin = |weight, bias| Linear { weight, bias };
+        let lin = |weight, bias| Linear::new(weight, bias);
         layers.push(DecoderLayer {
             self_attn: Attention {
                 q_proj: lin(q, Some(t1(&format!("{p}.self_attn.q_proj.bias"), qd)?)),

@@ -24,13 +24,78 @@ pub struct Linear<B: Backend> {
     pub weight: Param<Tensor<B, 2>>,
     /// `[out_features]`, when the layer has a bias.
     pub bias: Option<Param<Tensor<B, 1>>>,
+    /// A low-rank (LoRA) adapter, when one is attached (see the `resa-lora` crate).
+    pub adapter: Option<LowRank<B>>,
+}
+
+/// How attached adapters act in a forward pass.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum AdapterMode {
+    /// Adapters add their low-rank update; no dropout (evaluation).
+    #[default]
+    On,
+    /// Adapters are ignored: the base model (Stage II's teacher).
+    Off,
+    /// Adapters add their update with dropout on their input (training).
+    Train,
+}
+
+/// A low-rank update of a linear layer: `y += scale · dropout(x) A B`.
+///
+/// `a` is `[in, r]` and `b` is `[r, out]`: PEFT's `lora_A.weight` `[r, in]` and
+/// `lora_B.weight` `[out, r]`, transposed (like [`Linear::weight`]).
+#[derive(Module, Debug)]
+pub struct LowRank<B: Backend> {
+    /// `[in_features, r]`.
+    pub a: Param<Tensor<B, 2>>,
+    /// `[r, out_features]`.
+    pub b: Param<Tensor<B, 2>>,
+    /// `alpha / r` (or `alpha / √r` with rsLoRA).
+    #[module(skip)]
+    pub scale: f64,
+    /// Dropout probability on the adapter's input in [`AdapterMode::Train`].
+    #[module(skip)]
+    pub dropout: f64,
+    /// Set while the update is folded into the base weight (the adapter then adds nothing).
+    #[module(skip)]
+    pub merged: bool,
+}
+
+impl<B: Backend> LowRank<B> {
+    /// The update `scale · x A B` for `x` `[batch, seq, in]`.
+    pub fn delta(&self, x: Tensor<B, 3>, mode: AdapterMode) -> Tensor<B, 3> {
+        let dtype = self.a.val().dtype();
+        let x = if x.dtype() == dtype { x } else { x.cast(dtype) };
+        let x = if mode == AdapterMode::Train && self.dropout > 0.0 {
+            let keep = 1.0 - self.dropout;
+            let mask = Tensor::<B, 3>::random(x.shape(), burn::tensor::Distribution::Bernoulli(keep), &x.device());
+            x * mask.cast(dtype).div_scalar(keep)
+        } else {
+            x
+        };
+        x.matmul(self.a.val().unsqueeze_dim(0)).matmul(self.b.val().unsqueeze_dim(0)).mul_scalar(self.scale)
+    }
 }
 
 impl<B: Backend> Linear<B> {
+    /// A layer without adapter.
+    pub fn new(weight: Param<Tensor<B, 2>>, bias: Option<Param<Tensor<B, 1>>>) -> Self {
+        Linear { weight, bias, adapter: None }
+    }
+
     /// # Shapes
-    /// `x`: `[batch, seq, in]` → `[batch, seq, out]`.
-    pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        burn::tensor::module::linear(x, self.weight.val(), self.bias.as_ref().map(Param::val))
+    /// `x`: `[batch, seq, in]` → `[batch, seq, out]`. An attached, unmerged adapter adds its
+    /// update unless `mode` is [`AdapterMode::Off`].
+    pub fn forward(&self, x: Tensor<B, 3>, mode: AdapterMode) -> Tensor<B, 3> {
+        let base = burn::tensor::module::linear(x.clone(), self.weight.val(), self.bias.as_ref().map(Param::val));
+        match &self.adapter {
+            Some(ad) if !ad.merged && mode != AdapterMode::Off => {
+                let d = ad.delta(x, mode);
+                let d = if d.dtype() == base.dtype() { d } else { d.cast(base.dtype()) };
+                base + d
+            }
+            _ => base,
+        }
     }
 
     /// `(out_features, in_features)`, as PyTorch reports them.
@@ -92,9 +157,9 @@ pub struct Mlp<B: Backend> {
 impl<B: Backend> Mlp<B> {
     /// # Shapes
     /// `x`: `[batch, seq, hidden]` → same.
-    pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let gate = silu(self.gate_proj.forward(x.clone()));
-        self.down_proj.forward(gate * self.up_proj.forward(x))
+    pub fn forward(&self, x: Tensor<B, 3>, mode: AdapterMode) -> Tensor<B, 3> {
+        let gate = silu(self.gate_proj.forward(x.clone(), mode));
+        self.down_proj.forward(gate * self.up_proj.forward(x, mode), mode)
     }
 }
 
@@ -198,12 +263,13 @@ impl<B: Backend> Attention<B> {
         rope: &Rope<B>,
         mask: &Tensor<B, 4, Bool>,
         cache: Option<&mut Option<(Tensor<B, 4>, Tensor<B, 4>)>>,
+        mode: AdapterMode,
     ) -> Tensor<B, 3> {
         let [b, s, _] = x.dims();
         let (h, kvh, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
-        let q = self.q_proj.forward(x.clone()).reshape([b, s, h, d]).swap_dims(1, 2);
-        let k = self.k_proj.forward(x.clone()).reshape([b, s, kvh, d]).swap_dims(1, 2);
-        let v = self.v_proj.forward(x).reshape([b, s, kvh, d]).swap_dims(1, 2);
+        let q = self.q_proj.forward(x.clone(), mode).reshape([b, s, h, d]).swap_dims(1, 2);
+        let k = self.k_proj.forward(x.clone(), mode).reshape([b, s, kvh, d]).swap_dims(1, 2);
+        let v = self.v_proj.forward(x, mode).reshape([b, s, kvh, d]).swap_dims(1, 2);
         let q = rope.apply(q);
         let mut k = rope.apply(k);
         let mut v = v;
@@ -229,7 +295,7 @@ impl<B: Backend> Attention<B> {
             if dtype == DType::F32 { softmax(scores, 3) } else { softmax(scores.cast(DType::F32), 3).cast(dtype) };
         let out = probs.reshape([b, kvh, groups * s, t]).matmul(v).reshape([b, h, s, d]);
         let out = out.swap_dims(1, 2).reshape([b, s, h * d]);
-        self.o_proj.forward(out)
+        self.o_proj.forward(out, mode)
     }
 }
 
@@ -282,15 +348,23 @@ pub struct ForwardInput<B: Backend> {
     pub position_ids: Option<Tensor<B, 2, Int>>,
     /// Which logits to compute.
     pub logits: Logits,
+    /// How attached adapters act (default: on, no dropout).
+    pub adapters: AdapterMode,
 }
 
 impl<B: Backend> ForwardInput<B> {
     /// Unpadded ids with full logits.
     pub fn new(input_ids: Tensor<B, 2, Int>) -> Self {
-        ForwardInput { input_ids, attention_mask: None, position_ids: None, logits: Logits::All }
+        ForwardInput { input_ids, attention_mask: None, position_ids: None, logits: Logits::All, adapters: AdapterMode::On }
     }
 
-    /// Sets which logits are computed.
+    /// Sets how attached adapters act.
+    pub fn with_adapters(mut self, adapters: AdapterMode) -> Self {
+        self.adapters = adapters;
+        self
+    }
+
+    /// Chooses which logits to compute.
     pub fn with_logits(mut self, logits: Logits) -> Self {
         self.logits = logits;
         self
@@ -425,9 +499,10 @@ impl<B: Backend> Qwen2ForCausalLM<B> {
         let mut x = self.model.embed_tokens.forward(input.input_ids);
         for (i, layer) in self.model.layers.iter().enumerate().take(stop) {
             let slot = cache.as_deref_mut().map(|c| &mut c.layers[i]);
-            let attn = layer.self_attn.forward(layer.input_layernorm.forward(x.clone()), &rope, &mask, slot);
+            let attn =
+                layer.self_attn.forward(layer.input_layernorm.forward(x.clone()), &rope, &mask, slot, input.adapters);
             let h = x + attn;
-            let mlp = layer.mlp.forward(layer.post_attention_layernorm.forward(h.clone()));
+            let mlp = layer.mlp.forward(layer.post_attention_layernorm.forward(h.clone()), input.adapters);
             let mlp = hooks.apply(Hookpoint::Mlp(i), mlp, &mut captured);
             x = hooks.apply(Hookpoint::Residual(i), h + mlp, &mut captured);
         }
@@ -441,10 +516,48 @@ impl<B: Backend> Qwen2ForCausalLM<B> {
         Ok(ForwardOutput { logits, captured })
     }
 
+    /// The decoder's linear layers with their module names as PEFT and transformers call
+    /// them (`model.layers.3.self_attn.q_proj`, `model.layers.3.mlp.down_proj`), in layer
+    /// order. The output head is not included.
+    pub fn linears(&self) -> Vec<(String, &Linear<B>)> {
+        let mut out = Vec::new();
+        for (l, layer) in self.model.layers.iter().enumerate() {
+            let (a, m) = (&layer.self_attn, &layer.mlp);
+            for (name, lin) in [("q_proj", &a.q_proj), ("k_proj", &a.k_proj), ("v_proj", &a.v_proj), ("o_proj", &a.o_proj)] {
+                out.push((format!("model.layers.{l}.self_attn.{name}"), lin));
+            }
+            for (name, lin) in [("gate_proj", &m.gate_proj), ("up_proj", &m.up_proj), ("down_proj", &m.down_proj)] {
+                out.push((format!("model.layers.{l}.mlp.{name}"), lin));
+            }
+        }
+        out
+    }
+
+    /// [`Qwen2ForCausalLM::linears`], mutably (attaching, merging or removing adapters).
+    pub fn linears_mut(&mut self) -> Vec<(String, &mut Linear<B>)> {
+        let mut out = Vec::new();
+        for (l, layer) in self.model.layers.iter_mut().enumerate() {
+            let (a, m) = (&mut layer.self_attn, &mut layer.mlp);
+            for (name, lin) in [
+                ("q_proj", &mut a.q_proj),
+                ("k_proj", &mut a.k_proj),
+                ("v_proj", &mut a.v_proj),
+                ("o_proj", &mut a.o_proj),
+            ] {
+                out.push((format!("model.layers.{l}.self_attn.{name}"), lin));
+            }
+            for (name, lin) in [("gate_proj", &mut m.gate_proj), ("up_proj", &mut m.up_proj), ("down_proj", &mut m.down_proj)]
+            {
+                out.push((format!("model.layers.{l}.mlp.{name}"), lin));
+            }
+        }
+        out
+    }
+
     /// The output head applied to normed hidden states `[batch, seq, hidden]`.
     pub fn head(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         match &self.lm_head {
-            Some(head) => head.forward(x),
+            Some(head) => head.forward(x, AdapterMode::Off),
             None => {
                 // Tied head: logits = x Eᵀ computed as (E xᵀ)ᵀ, so the large embedding
                 // matrix is the contiguous left operand (see `Linear` for why).
