@@ -124,3 +124,63 @@ fn bad_inputs_fail_with_a_message() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("999"), "{}", String::from_utf8_lossy(&o.stderr));
 }
+
+fn lora_fixture(case: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/resa-lora/tests/fixtures").join(case)
+}
+
+#[test]
+fn forward_with_adapter_matches_peft_and_merge_writes_an_equivalent_checkpoint() {
+    let reference =
+        SafetensorsReader::open_file(lora_fixture("all7_tied_gqa").join("expected.safetensors")).expect("ref");
+    let (ids, shape) = reference.read_i64_any("input_ids").expect("ids");
+    let rows: Vec<Vec<i64>> = ids.chunks(shape[1]).map(<[i64]>::to_vec).collect();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ids_path = dir.path().join("ids.json");
+    std::fs::write(&ids_path, serde_json::to_string(&rows).expect("json")).expect("write");
+    let model = fixture("tied_gqa_f32_old");
+    let adapter = lora_fixture("all7_tied_gqa").join("adapter");
+    let s = |p: &Path| p.to_str().expect("utf8").to_string();
+    let out = dir.path().join("with_adapter.safetensors");
+    let o = resa(&[
+        "forward",
+        "--model",
+        &s(&model),
+        "--adapter",
+        &s(&adapter),
+        "--input-ids",
+        &s(&ids_path),
+        "--out",
+        &s(&out),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let want = reference.read_f32_any("logits").expect("logits").0;
+    let got = SafetensorsReader::open_file(&out).expect("out").read_f32_any("logits").expect("logits").0;
+    assert!(max_diff(&got, &want) <= 1e-4, "adapter logits differ by {}", max_diff(&got, &want));
+
+    let merged = dir.path().join("merged");
+    let o = resa(&["merge", "--model", &s(&model), "--adapter", &s(&adapter), "--out", &s(&merged)]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(merged.join("config.json")).expect("config")).expect("json");
+    assert_eq!(cfg["torch_dtype"], "float32", "the base model's dtype is kept");
+    let out2 = dir.path().join("merged.safetensors");
+    let o = resa(&["forward", "--model", &s(&merged), "--input-ids", &s(&ids_path), "--out", &s(&out2)]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let got = SafetensorsReader::open_file(&out2).expect("out").read_f32_any("logits").expect("logits").0;
+    let want = reference.read_f32_any("logits_merged").expect("merged").0;
+    assert!(max_diff(&got, &want) <= 1e-4, "merged logits differ by {}", max_diff(&got, &want));
+
+    let o = resa(&[
+        "merge",
+        "--model",
+        &s(&fixture("untied_mha_f16_old")),
+        "--adapter",
+        &s(&adapter),
+        "--out",
+        &s(&dir.path().join("bad")),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("lora_B.weight") && err.contains("shape"), "{err}");
+    assert!(!dir.path().join("bad").exists(), "no output folder on failure");
+}

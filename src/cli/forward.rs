@@ -2,7 +2,8 @@
 //!
 //! Reads `[[id, ...], ...]` (rows of equal length) and writes a safetensors file with
 //! `logits` (f32, `[batch, seq, vocab]`) and one f32 `[batch, seq, hidden]` tensor per
-//! requested hookpoint, named exactly as the hookpoint. This is how the model is compared
+//! requested hookpoint, named exactly as the hookpoint. With `--adapter`, a PEFT LoRA
+//! adapter folder is applied first. This is how the model is compared
 //! with other implementations; its inputs and outputs are stable.
 
 use std::path::PathBuf;
@@ -26,6 +27,9 @@ pub struct ForwardArgs {
     /// Output safetensors file.
     #[arg(long)]
     pub out: PathBuf,
+    /// PEFT adapter folder to apply (LoRA on top of the model).
+    #[arg(long)]
+    pub adapter: Option<PathBuf>,
     /// Hookpoint to capture (`layers.N` or `layers.N.mlp`); repeatable.
     #[arg(long = "hookpoint")]
     pub hookpoints: Vec<String>,
@@ -69,7 +73,10 @@ pub fn run(args: ForwardArgs) -> anyhow::Result<()> {
 
 fn forward<B: Backend>(args: &ForwardArgs, device: &B::Device) -> anyhow::Result<()> {
     let dir = hub::resolve_model(&args.model)?;
-    let model = Qwen2ForCausalLM::<B>::from_pretrained(&dir, device, args.dtype)?;
+    let mut model = Qwen2ForCausalLM::<B>::from_pretrained(&dir, device, args.dtype)?;
+    if let Some(adapter) = &args.adapter {
+        resa::lora::load_adapter(&mut model, adapter)?;
+    }
     let cfg = model.config();
     let points = args
         .hookpoints

@@ -2,6 +2,7 @@
 
 pub mod forward;
 pub mod generate;
+pub mod merge;
 pub mod sae;
 pub mod train_sae;
 
@@ -23,6 +24,8 @@ pub enum Command {
     Forward(forward::ForwardArgs),
     /// Generate a continuation of a prompt.
     Generate(generate::GenerateArgs),
+    /// Merge a PEFT LoRA adapter into a model and write a Hugging Face checkpoint.
+    Merge(merge::MergeArgs),
     /// Stage I: train sparse autoencoders on a model's hookpoint activations.
     TrainSae(Box<train_sae::TrainSaeArgs>),
     /// Sparse-coder utilities (`resa sae encode`).
@@ -35,6 +38,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Forward(args) => forward::run(args),
         Command::Generate(args) => generate::run(args),
+        Command::Merge(args) => merge::run(args),
         Command::TrainSae(args) => train_sae::run(*args),
         Command::Sae(cmd) => sae::run(cmd),
     }

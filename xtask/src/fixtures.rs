@@ -13,6 +13,7 @@ const SCRIPTS: &[&[&str]] = &[
         "crates/resa-qwen2/tests/fixtures/tied_gqa_f32_old",
         "crates/resa-sae/tests/fixtures",
     ],
+    &["scripts/reference/lora_reference.py", "crates/resa-qwen2/tests/fixtures", "crates/resa-lora/tests/fixtures"],
     &["scripts/reference/chunks_reference.py", "../shared/data", "crates/resa-data/tests/fixtures/chunks.json"],
 ];
 

@@ -86,7 +86,10 @@ pub fn load_adapter<B: Backend>(model: &mut Qwen2ForCausalLM<B>, dir: impl AsRef
     if !cfg_path.is_file() {
         return Err(Error::io(
             &cfg_path,
-            std::io::Error::new(std::io::ErrorKind::NotFound, "adapter_config.json not found (not a PEFT adapter folder)"),
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "adapter_config.json not found (not a PEFT adapter folder)",
+            ),
         ));
     }
     let cfg = LoraConfig::from_file(&cfg_path)?;
@@ -123,7 +126,8 @@ pub fn load_adapter<B: Backend>(model: &mut Qwen2ForCausalLM<B>, dir: impl AsRef
         };
         let a = read("lora_A.weight", [r, inp])?;
         let b = read("lora_B.weight", [out, r])?;
-        lin.adapter = Some(LowRank { a: Param::from_tensor(a), b: Param::from_tensor(b), scale, dropout, merged: false });
+        lin.adapter =
+            Some(LowRank { a: Param::from_tensor(a), b: Param::from_tensor(b), scale, dropout, merged: false });
     }
     Ok(cfg)
 }

@@ -25,7 +25,9 @@ pub enum Error {
         message: String,
     },
     /// A target module names no linear layer of the model.
-    #[error("target module `{target}` matches no linear layer of the model (its linear layers end in q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj)")]
+    #[error(
+        "target module `{target}` matches no linear layer of the model (its linear layers end in q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj)"
+    )]
     UnknownTarget {
         /// The entry of `target_modules`.
         target: String,

@@ -3,7 +3,9 @@
 use std::path::{Path, PathBuf};
 
 use burn::tensor::{DType, Int, Tensor, TensorData};
-use resa_lora::{LoraConfig, attach, load_adapter, merge, merge_and_unload, remove, save_adapter, save_merged, unmerge};
+use resa_lora::{
+    LoraConfig, attach, load_adapter, merge, merge_and_unload, remove, save_adapter, save_merged, unmerge,
+};
 use resa_qwen2::safetensors_io::{OwnedTensor, SafetensorsReader, StoredDtype, write_safetensors};
 use resa_qwen2::{AdapterMode, ForwardInput, Hooks, Qwen2ForCausalLM};
 
@@ -56,7 +58,11 @@ fn check_case(case: &str, base: &Path) {
     assert!(merge(&mut m) > 0);
     let merged = logits(&m, &input, AdapterMode::On);
     let want_merged = exp.read_f32_any("logits_merged").expect("merged").0;
-    assert!(max_diff(&merged, &want_merged) <= 1e-4, "{case}: merged logits differ by {}", max_diff(&merged, &want_merged));
+    assert!(
+        max_diff(&merged, &want_merged) <= 1e-4,
+        "{case}: merged logits differ by {}",
+        max_diff(&merged, &want_merged)
+    );
     assert!(unmerge(&mut m) > 0);
     assert!(max_diff(&logits(&m, &input, AdapterMode::Off), &plain) <= 1e-5, "{case}: unmerge restores the base");
     assert!(max_diff(&logits(&m, &input, AdapterMode::On), &want) <= 1e-4);
@@ -123,7 +129,8 @@ fn writes_folders_for_the_peft_and_transformers_interop_checks() {
         if let Some(ad) = lin.adapter.as_mut() {
             let [r, out] = ad.b.dims();
             let v: Vec<f32> = (0..r * out).map(|i| ((i * 37 % 11) as f32 - 5.0) * 0.02).collect();
-            ad.b = burn::module::Param::from_tensor(Tensor::from_data(TensorData::new(v, [r, out]), &Default::default()));
+            ad.b =
+                burn::module::Param::from_tensor(Tensor::from_data(TensorData::new(v, [r, out]), &Default::default()));
         }
     }
     let ours = logits(&m, &input, AdapterMode::On);

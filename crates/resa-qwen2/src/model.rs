@@ -355,7 +355,13 @@ pub struct ForwardInput<B: Backend> {
 impl<B: Backend> ForwardInput<B> {
     /// Unpadded ids with full logits.
     pub fn new(input_ids: Tensor<B, 2, Int>) -> Self {
-        ForwardInput { input_ids, attention_mask: None, position_ids: None, logits: Logits::All, adapters: AdapterMode::On }
+        ForwardInput {
+            input_ids,
+            attention_mask: None,
+            position_ids: None,
+            logits: Logits::All,
+            adapters: AdapterMode::On,
+        }
     }
 
     /// Sets how attached adapters act.
@@ -523,7 +529,9 @@ impl<B: Backend> Qwen2ForCausalLM<B> {
         let mut out = Vec::new();
         for (l, layer) in self.model.layers.iter().enumerate() {
             let (a, m) = (&layer.self_attn, &layer.mlp);
-            for (name, lin) in [("q_proj", &a.q_proj), ("k_proj", &a.k_proj), ("v_proj", &a.v_proj), ("o_proj", &a.o_proj)] {
+            for (name, lin) in
+                [("q_proj", &a.q_proj), ("k_proj", &a.k_proj), ("v_proj", &a.v_proj), ("o_proj", &a.o_proj)]
+            {
                 out.push((format!("model.layers.{l}.self_attn.{name}"), lin));
             }
             for (name, lin) in [("gate_proj", &m.gate_proj), ("up_proj", &m.up_proj), ("down_proj", &m.down_proj)] {
@@ -546,7 +554,8 @@ impl<B: Backend> Qwen2ForCausalLM<B> {
             ] {
                 out.push((format!("model.layers.{l}.self_attn.{name}"), lin));
             }
-            for (name, lin) in [("gate_proj", &mut m.gate_proj), ("up_proj", &mut m.up_proj), ("down_proj", &mut m.down_proj)]
+            for (name, lin) in
+                [("gate_proj", &mut m.gate_proj), ("up_proj", &mut m.up_proj), ("down_proj", &mut m.down_proj)]
             {
                 out.push((format!("model.layers.{l}.mlp.{name}"), lin));
             }

@@ -30,43 +30,43 @@ pub fn resolve_sae(spec: &str) -> Result<PathBuf> {
 #[derive(Debug, Clone)]
 pub struct SparseCoder<B: Backend> {
     cfg: SaeConfig,
-    /// `encoder.weight` [L, d_in].
+    /// `encoder.weight` `[L, d_in]`.
     pub encoder_weight: Tensor<B, 2>,
-    /// `encoder.bias` [L].
+    /// `encoder.bias` `[L]`.
     pub encoder_bias: Tensor<B, 1>,
     /// `W_dec` [L, d_in]: one decoder direction per latent (rows).
     pub w_dec: Tensor<B, 2>,
-    /// `b_dec` [d_in].
+    /// `b_dec` `[d_in]`.
     pub b_dec: Tensor<B, 1>,
-    /// `W_skip` [d_in, d_in] when `skip_connection` is set.
+    /// `W_skip` `[d_in, d_in]` when `skip_connection` is set.
     pub w_skip: Option<Tensor<B, 2>>,
 }
 
 /// The encoder's result for a batch of `n` inputs.
 #[derive(Debug, Clone)]
 pub struct Encoded<B: Backend> {
-    /// Values of the selected latents [n, k] (non-negative).
+    /// Values of the selected latents `[n, k]` (non-negative).
     pub top_acts: Tensor<B, 2>,
-    /// Indices of the selected latents [n, k], largest activation first (TopK).
+    /// Indices of the selected latents `[n, k]`, largest activation first (TopK).
     pub top_indices: Tensor<B, 2, Int>,
-    /// ReLU(pre-activations) of every latent [n, L].
+    /// ReLU(pre-activations) of every latent `[n, L]`.
     pub pre_acts: Tensor<B, 2>,
 }
 
 /// The forward pass of a sparse coder, as sparsify's `ForwardOutput`.
 #[derive(Debug, Clone)]
 pub struct SaeOutput<B: Backend> {
-    /// Reconstruction [n, d_in].
+    /// Reconstruction `[n, d_in]`.
     pub sae_out: Tensor<B, 2>,
-    /// Values of the selected latents [n, k].
+    /// Values of the selected latents `[n, k]`.
     pub top_acts: Tensor<B, 2>,
-    /// Indices of the selected latents [n, k].
+    /// Indices of the selected latents `[n, k]`.
     pub top_indices: Tensor<B, 2, Int>,
-    /// Fraction of variance unexplained, [1].
+    /// Fraction of variance unexplained, `[1]`.
     pub fvu: Tensor<B, 1>,
-    /// AuxK loss, [1] (0 without dead latents).
+    /// AuxK loss, `[1]` (0 without dead latents).
     pub auxk_loss: Tensor<B, 1>,
-    /// Multi-TopK FVU, [1] (0 unless `multi_topk`).
+    /// Multi-TopK FVU, `[1]` (0 unless `multi_topk`).
     pub multi_topk_fvu: Tensor<B, 1>,
 }
 
@@ -232,7 +232,7 @@ impl<B: Backend> SparseCoder<B> {
         Ok(())
     }
 
-    /// ReLU(W_enc (x − b_dec) + b_enc) for every latent, [n, L].
+    /// ReLU(W_enc (x − b_dec) + b_enc) for every latent, `[n, L]`.
     pub fn pre_acts(&self, x: Tensor<B, 2>) -> Result<Tensor<B, 2>> {
         self.check_input(&x)?;
         let x = x.cast(DType::F32) - self.b_dec.clone().unsqueeze_dim(0);
@@ -249,14 +249,14 @@ impl<B: Backend> SparseCoder<B> {
     }
 
     /// Decodes selected latents: `Σ_j acts[·, j] W_dec[indices[·, j]] + b_dec`, by gathering
-    /// the k decoder rows of each input (never a dense [n, L] matrix).
+    /// the k decoder rows of each input (never a dense `[n, L]` matrix).
     pub fn decode(&self, top_acts: Tensor<B, 2>, top_indices: Tensor<B, 2, Int>) -> Tensor<B, 2> {
         sparse_decode(self.w_dec.clone(), top_indices, top_acts) + self.b_dec.clone().unsqueeze_dim(0)
     }
 
-    /// Encodes, decodes and scores `x` [n, d_in] exactly as sparsify's `forward` with `y = x`.
+    /// Encodes, decodes and scores `x` `[n, d_in]` exactly as sparsify's `forward` with `y = x`.
     ///
-    /// `dead_mask` [L] marks dead latents; when some are dead the AuxK loss is computed
+    /// `dead_mask` `[L]` marks dead latents; when some are dead the AuxK loss is computed
     /// (k_aux = d_in/2, scaled by min(dead/k_aux, 1)).
     pub fn forward(&self, x: Tensor<B, 2>, dead_mask: Option<Tensor<B, 1, Bool>>) -> Result<SaeOutput<B>> {
         let x = x.cast(DType::F32);
@@ -284,13 +284,13 @@ impl<B: Backend> SparseCoder<B> {
     }
 }
 
-/// `Σ (y − mean₀(y))²`, [1]: the FVU denominator of a batch.
+/// `Σ (y − mean₀(y))²`, `[1]`: the FVU denominator of a batch.
 pub fn total_variance<B: Backend>(y: Tensor<B, 2>) -> Tensor<B, 1> {
     let mean = y.clone().mean_dim(0);
     (y - mean).powi_scalar(2).sum()
 }
 
-/// Selects k latents per row from non-negative pre-activations [n, L].
+/// Selects k latents per row from non-negative pre-activations `[n, L]`.
 pub(crate) fn select_latents<B: Backend>(
     pre_acts: Tensor<B, 2>,
     k: usize,
@@ -308,7 +308,7 @@ pub(crate) fn select_latents<B: Backend>(
     }
 }
 
-/// `Σ_j acts[·, j] W[indices[·, j]]` [n, d] by gathering rows of `w` [L, d].
+/// `Σ_j acts[·, j] W[indices[·, j]]` `[n, d]` by gathering rows of `w` `[L, d]`.
 pub fn sparse_decode<B: Backend>(w: Tensor<B, 2>, indices: Tensor<B, 2, Int>, acts: Tensor<B, 2>) -> Tensor<B, 2> {
     let [n, k] = indices.dims();
     let [_, d] = w.dims();

@@ -41,7 +41,7 @@ pub struct SaeConfig {
     /// Train with the Multi-TopK loss as well.
     #[serde(default)]
     pub multi_topk: bool,
-    /// A linear skip connection `W_skip` [d_in, d_in].
+    /// A linear skip connection `W_skip` `[d_in, d_in]`.
     #[serde(default)]
     pub skip_connection: bool,
     /// A transcoder (predicts a module's output from its input) rather than an autoencoder.

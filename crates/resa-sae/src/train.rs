@@ -291,12 +291,12 @@ impl<B: AutodiffBackend> SaeTrainer<B> {
         &self.sae
     }
 
-    /// Tokens since each latent last fired, [L].
+    /// Tokens since each latent last fired, `[L]`.
     pub fn tokens_since_fired(&self) -> Tensor<B::InnerBackend, 1, Int> {
         self.tokens_since_fired.clone()
     }
 
-    /// Latents that have not fired for more than the dead-feature threshold, [L].
+    /// Latents that have not fired for more than the dead-feature threshold, `[L]`.
     pub fn dead_mask(&self) -> Tensor<B::InnerBackend, 1, Bool> {
         self.tokens_since_fired.clone().greater_elem(self.cfg.dead_feature_threshold as i64)
     }
@@ -314,7 +314,7 @@ impl<B: AutodiffBackend> SaeTrainer<B> {
         sae
     }
 
-    /// One training step on activations `acts` [n, d_in] (any float dtype).
+    /// One training step on activations `acts` `[n, d_in]` (any float dtype).
     pub fn step(&mut self, acts: Tensor<B::InnerBackend, 2>) -> Result<StepMetrics> {
         let [n, d] = acts.dims();
         if d != self.sae.d_in() {
@@ -634,7 +634,7 @@ struct ChunkResult<B: Backend> {
     multi: f32,
 }
 
-/// Removes from each row of `grad` [L, d] its component along the same row of `w`
+/// Removes from each row of `grad` `[L, d]` its component along the same row of `w`
 /// (`g − (g·w) w`; the rows of `w` are unit-norm), so that a step moves decoder directions
 /// along the unit sphere to first order.
 pub fn remove_parallel_component<B: Backend>(grad: Tensor<B, 2>, w: Tensor<B, 2>) -> Tensor<B, 2> {
