@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use burn::backend::Autodiff;
 use burn::tensor::{DType, backend::Backend};
-use resa::data::{ChunkOptions, ReadOptions, Template, chunk_texts, read_qa};
+use resa::data::{ChunkOptions, ReadOptions, Template, chunk_texts, load_dataset};
 use resa::device::{DeviceSpec, parse_dtype};
 use resa::qwen2::{Hookpoint, Qwen2ForCausalLM, Tokenizer, hub};
 use resa::sae::{OptimizerKind, Progress, SaeInit, Stage1Options, TrainConfig, train_saes_with};
@@ -18,9 +18,15 @@ pub struct TrainSaeArgs {
     /// Source model folder (Hugging Face layout) or hub id (with the `hub` feature).
     #[arg(long)]
     pub model: String,
-    /// Trigger data: JSONL / JSON question–answer rows, rendered with `--template`.
+    /// Trigger data: a JSONL / JSON / Parquet file or folder of them, a dataset of the
+    /// paper by name (`still`, `deepscaler`, `open-s1`, `ii-thought`, `openr1-math`, `limr`,
+    /// `open-rs`) or a hub dataset id (these two with the `hub` feature); question–answer
+    /// rows rendered with `--template`.
     #[arg(long, required_unless_present = "token_ids", conflicts_with = "token_ids")]
-    pub data: Option<PathBuf>,
+    pub data: Option<String>,
+    /// Split of a folder or hub dataset.
+    #[arg(long, default_value = "train")]
+    pub split: String,
     /// Pre-tokenised chunks instead of `--data`: a JSON file `[[id, ...], ...]`, rows of equal length.
     #[arg(long)]
     pub token_ids: Option<PathBuf>,
@@ -119,9 +125,9 @@ fn load_chunks(args: &TrainSaeArgs, dir: &std::path::Path) -> anyhow::Result<Vec
         custom => Template::custom(custom)?,
     };
     let read = if args.lenient { ReadOptions::default() } else { ReadOptions::strict() };
-    let (rows, report) = read_qa(data, &read)?;
+    let (rows, report, _) = load_dataset(data, &args.split, &read)?;
     if report.skipped() > 0 {
-        eprintln!("{}: skipped {} rows with a missing or empty field", data.display(), report.skipped());
+        eprintln!("{data}: skipped {} rows with a missing or empty field", report.skipped());
     }
     let texts: Vec<String> = rows.iter().map(|r| template.render(r)).collect();
     let tok = Tokenizer::from_dir(dir)?;
@@ -137,12 +143,8 @@ fn load_chunks(args: &TrainSaeArgs, dir: &std::path::Path) -> anyhow::Result<Vec
         },
     )?;
     eprintln!(
-        "{}: {} rows → {} tokens → {} chunks of {} tokens",
-        data.display(),
-        chunks.stats.rows,
-        chunks.stats.stream_tokens,
-        chunks.stats.chunks,
-        args.ctx_len
+        "{data}: {} rows → {} tokens → {} chunks of {} tokens",
+        chunks.stats.rows, chunks.stats.stream_tokens, chunks.stats.chunks, args.ctx_len
     );
     Ok(chunks.chunks)
 }

@@ -14,6 +14,7 @@ const SCRIPTS: &[&[&str]] = &[
         "crates/resa-sae/tests/fixtures",
     ],
     &["scripts/reference/lora_reference.py", "crates/resa-qwen2/tests/fixtures", "crates/resa-lora/tests/fixtures"],
+    &["scripts/reference/data_reference.py", "crates/resa-data/tests/fixtures"],
     &["scripts/reference/chunks_reference.py", "../shared/data", "crates/resa-data/tests/fixtures/chunks.json"],
 ];
 

@@ -55,6 +55,24 @@ pub enum Error {
     /// The tokenizer failed or lacks a needed special token.
     #[error("tokenizer: {0}")]
     Tokenizer(String),
+    /// A dataset name is neither a file, a folder, a registry name nor a hub id.
+    #[error(
+        "unknown dataset `{name}`: not a file or folder, not a hub id (owner/name), and not one of the registry's names ({known})"
+    )]
+    UnknownDataset {
+        /// The name as given.
+        name: String,
+        /// The registry's names.
+        known: String,
+    },
+    /// A hub dataset could not be listed or fetched (offline, not found, no data files).
+    #[error("hub dataset `{repo}`: {message}")]
+    Hub {
+        /// The repository id.
+        repo: String,
+        /// What went wrong.
+        message: String,
+    },
     /// Chunking options are impossible.
     #[error("invalid chunk options: {0}")]
     Options(String),

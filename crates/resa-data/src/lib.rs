@@ -2,10 +2,13 @@
 
 pub mod chunk;
 pub mod error;
+pub mod hub;
 pub mod reader;
+pub mod registry;
 pub mod template;
 
 pub use chunk::{ChunkOptions, ChunkStats, Chunks, chunk_texts};
 pub use error::{Error, Result};
-pub use reader::{QaRow, ReadOptions, ReadReport, read_qa};
+pub use hub::{HubOptions, Source, load_dataset, load_dataset_with};
+pub use reader::{QaRow, ReadOptions, ReadReport, read_qa, read_qa_files};
 pub use template::{REFERENCE_SYSTEM_PROMPT, Template};

@@ -1,4 +1,4 @@
-//! Reading question–answer rows from JSONL or JSON-array files.
+//! Reading question–answer rows from JSONL, JSON-array or Parquet files.
 
 use std::path::{Path, PathBuf};
 
@@ -71,12 +71,55 @@ fn field(obj: &serde_json::Map<String, serde_json::Value>, keys: &[String]) -> O
     })
 }
 
-/// Reads a `.jsonl` (one object per line) or `.json` (an array of objects) file.
+/// The rows of a Parquet file (any compression the `parquet` crate reads: snappy, zstd,
+/// uncompressed) as JSON objects, numbered from 1.
+fn parquet_values(path: &Path) -> Result<Vec<(usize, serde_json::Value)>> {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let malformed = |row: usize, message: String| Error::Malformed { path: path.to_path_buf(), line: row, message };
+    let file = std::fs::File::open(path).map_err(|cause| Error::Io { path: path.to_path_buf(), cause })?;
+    let reader =
+        SerializedFileReader::new(file).map_err(|e| malformed(0, format!("not a readable Parquet file: {e}")))?;
+    let rows = reader.get_row_iter(None).map_err(|e| malformed(0, format!("cannot read rows: {e}")))?;
+    rows.enumerate()
+        .map(|(i, row)| {
+            row.map(|r| (i + 1, r.to_json_value())).map_err(|e| malformed(i + 1, format!("cannot decode row: {e}")))
+        })
+        .collect()
+}
+
+/// Reads a `.parquet` file, a `.jsonl` (one object per line) or a `.json` (an array of
+/// objects) file. Rows and lines are numbered from 1 in errors.
 pub fn read_qa(path: impl AsRef<Path>, options: &ReadOptions) -> Result<(Vec<QaRow>, ReadReport)> {
     let path = path.as_ref();
+    let values = if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("parquet")) {
+        parquet_values(path)?
+    } else {
+        json_values(path)?
+    };
+    rows_from_values(path, values, options)
+}
+
+/// Reads several files (e.g. the shards of a hub dataset) as one dataset, in order.
+pub fn read_qa_files(paths: &[PathBuf], options: &ReadOptions) -> Result<(Vec<QaRow>, ReadReport)> {
+    let mut rows = Vec::new();
+    let mut report = ReadReport::default();
+    for p in paths {
+        let (r, rep) = read_qa(p, options)?;
+        rows.extend(r);
+        report.rows += rep.rows;
+        report.missing_problem += rep.missing_problem;
+        report.missing_answer += rep.missing_answer;
+    }
+    if paths.is_empty() {
+        return Err(Error::Empty { path: PathBuf::from("<no files>"), reason: "no data files given".into() });
+    }
+    Ok((rows, report))
+}
+
+fn json_values(path: &Path) -> Result<Vec<(usize, serde_json::Value)>> {
     let text = std::fs::read_to_string(path).map_err(|cause| Error::Io { path: path.to_path_buf(), cause })?;
     let malformed = |line: usize, message: String| Error::Malformed { path: path.to_path_buf(), line, message };
-    let values: Vec<(usize, serde_json::Value)> = if text.trim_start().starts_with('[') {
+    Ok(if text.trim_start().starts_with('[') {
         let v: Vec<serde_json::Value> = serde_json::from_str(&text)
             .map_err(|e| malformed(e.line(), format!("not a JSON array of objects: {e}")))?;
         v.into_iter().enumerate().map(|(i, v)| (i + 1, v)).collect()
@@ -88,7 +131,15 @@ pub fn read_qa(path: impl AsRef<Path>, options: &ReadOptions) -> Result<(Vec<QaR
                 serde_json::from_str(l).map(|v| (i + 1, v)).map_err(|e| malformed(i + 1, format!("invalid JSON: {e}")))
             })
             .collect::<Result<_>>()?
-    };
+    })
+}
+
+fn rows_from_values(
+    path: &Path,
+    values: Vec<(usize, serde_json::Value)>,
+    options: &ReadOptions,
+) -> Result<(Vec<QaRow>, ReadReport)> {
+    let malformed = |line: usize, message: String| Error::Malformed { path: path.to_path_buf(), line, message };
     let mut rows = Vec::with_capacity(values.len());
     let mut report = ReadReport::default();
     for (line, value) in values {
