@@ -6,9 +6,10 @@ pub mod hub;
 pub mod reader;
 pub mod registry;
 pub mod template;
+pub mod toy;
 
 pub use chunk::{ChunkOptions, ChunkStats, Chunks, chunk_texts};
 pub use error::{Error, Result};
 pub use hub::{HubOptions, Source, load_dataset, load_dataset_with};
 pub use reader::{QaRow, ReadOptions, ReadReport, read_qa, read_qa_files};
-pub use template::{REFERENCE_SYSTEM_PROMPT, Template};
+pub use template::{MATH_EVAL_PROMPT, REFERENCE_SYSTEM_PROMPT, Template, math_eval_message};

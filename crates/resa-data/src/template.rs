@@ -7,6 +7,17 @@ use crate::reader::QaRow;
 /// starts and ends with a newline.
 pub const REFERENCE_SYSTEM_PROMPT: &str = "\nA conversation between User and Assistant. The user asks a question, and the Assistant solves it. The assistant first thinks about the reasoning process in the mind and then provides the user with the answer. The reasoning process and answer are enclosed within <think> </think> and <answer> </answer> tags, respectively, i.e., <think> reasoning process here </think> <answer> answer here </answer>.\n";
 
+/// The zero-shot math prompt of the paper's evaluation (lighteval / open-r1's
+/// `MATH_QUERY_TEMPLATE`), followed by a blank line and the question; the result is the
+/// user message of the model's chat template.
+pub const MATH_EVAL_PROMPT: &str = "Solve the following math problem efficiently and clearly.  The last line of your response should be of the following format: 'Therefore, the final answer is: $\\boxed{ANSWER}$. I hope it is correct' (without quotes) where ANSWER is just the final number or expression that solves the problem. Think step by step before answering.";
+
+/// The user message for evaluating one math question (render it with the model's chat
+/// template, e.g. `resa_qwen2::Tokenizer::apply_chat_template` with the generation prompt).
+pub fn math_eval_message(question: &str) -> String {
+    format!("{MATH_EVAL_PROMPT}\n\n{question}")
+}
+
 /// How a row becomes text (no chat template; the reference code uses none for training data).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Template {

@@ -104,3 +104,53 @@ fn matches_sparsify_chunk_and_tokenize() {
         assert_eq!(hex, want["sha256"].as_str().expect("hash"), "all chunk ids at {len}");
     }
 }
+
+/// The exact text and ids of both templates for one row; the ids were produced by
+/// transformers' `AutoTokenizer` on the same tokenizer (with special tokens, so BOS first).
+#[test]
+fn templates_render_and_tokenize_exactly() {
+    let Some((_, tok)) = shared() else { return };
+    let row = resa_data::QaRow { problem: "What is 1+1?".into(), answer: "2".into() };
+    let reference = Template::Reference.render(&row);
+    assert_eq!(
+        reference,
+        format!(
+            "{}User:\n What is 1+1?\n\nAssistant:\n <think> 2 </think>\n<answer> Answer: 2</answer>",
+            resa_data::REFERENCE_SYSTEM_PROMPT
+        )
+    );
+    let paper = Template::Paper.render(&row);
+    assert_eq!(paper, "Problem: What is 1+1? <think> 2 </think> <answer> Answer: 2 </answer>");
+    let ids = |t: &str| tok.encode(t, true).expect("encode").get_ids().to_vec();
+    let want_reference: [u32; 110] = [
+        151646, 198, 32, 10435, 1948, 2657, 323, 21388, 13, 576, 1196, 17064, 264, 3405, 11, 323, 279, 21388, 67477,
+        432, 13, 576, 17847, 1156, 15482, 911, 279, 32711, 1882, 304, 279, 3971, 323, 1221, 5707, 279, 1196, 448, 279,
+        4226, 13, 576, 32711, 1882, 323, 4226, 525, 43810, 2878, 220, 151648, 220, 151649, 323, 366, 9217, 29, 690,
+        9217, 29, 9492, 11, 15576, 11, 600, 1734, 2572, 220, 151648, 32711, 1882, 1588, 220, 151649, 366, 9217, 29,
+        4226, 1588, 690, 9217, 29816, 1474, 510, 3555, 374, 220, 16, 10, 16, 1939, 71703, 510, 220, 151648, 220, 17,
+        220, 151649, 198, 27, 9217, 29, 21806, 25, 220, 17, 522, 9217, 29,
+    ];
+    assert_eq!(ids(&reference), want_reference);
+    let want_paper: [u32; 26] = [
+        151646, 31198, 25, 3555, 374, 220, 16, 10, 16, 30, 220, 151648, 220, 17, 220, 151649, 366, 9217, 29, 21806, 25,
+        220, 17, 690, 9217, 29,
+    ];
+    assert_eq!(ids(&paper), want_paper);
+}
+
+/// The evaluation prompt through R1-Distill's chat template, as transformers'
+/// `apply_chat_template(..., add_generation_prompt=True)` renders it.
+#[test]
+fn math_eval_prompt_renders_like_transformers() {
+    let Some((root, _)) = shared() else { return };
+    let tok = resa_qwen2::Tokenizer::from_dir(root.join("tokenizers/deepseek-r1-distill-qwen")).expect("tokenizer");
+    let text = tok
+        .apply_chat_template(&[resa_qwen2::ChatMessage::user(resa_data::math_eval_message("What is 1+1?"))], true)
+        .expect("render");
+    let want = format!(
+        "<｜begin▁of▁sentence｜><｜User｜>{}\n\nWhat is 1+1?<｜Assistant｜><think>\n",
+        resa_data::MATH_EVAL_PROMPT
+    );
+    assert_eq!(text, want);
+    assert!(want.contains("final answer is: $\\boxed{ANSWER}$. I hope it is correct"));
+}

@@ -1,0 +1,295 @@
+//! The toy reasoning world: a deterministic generator of small arithmetic problems with
+//! step-by-step solutions, and a matching character-level tokenizer. It is the built-in,
+//! offline miniature of the paper's setting (math word problems, R1-style `<think>` traces).
+//!
+//! A problem is a chain of 1–3 operations on one-digit numbers, evaluated left to right
+//! and written with the parentheses that make ordinary precedence agree:
+//!
+//! ```text
+//! question   What is (7+5)*3-4?
+//! CoT        Q: What is (7+5)*3-4?\nA: <think> 7+5=12 12*3=36 36-4=32 </think> <answer> 32 </answer>
+//! CoT-free   Q: What is (7+5)*3-4?\nA: <think> 32 </think> <answer> 32 </answer>
+//! ```
+//!
+//! Splits are decided by a hash of the expression, so train, validation and test never
+//! share a problem, whatever the seed and sizes.
+
+use std::io::Write;
+use std::path::Path;
+
+use rand::{Rng, SeedableRng, rngs::StdRng};
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::reader::QaRow;
+
+/// Beginning-of-sequence token of the toy tokenizer.
+pub const BOS: &str = "<|bos|>";
+/// End-of-sequence token.
+pub const EOS: &str = "<|eos|>";
+/// Padding token.
+pub const PAD: &str = "<|pad|>";
+/// Unknown-character token.
+pub const UNK: &str = "<|unk|>";
+/// The special tokens in id order (ids 0..=7); characters follow.
+pub const SPECIAL_TOKENS: [&str; 8] = [PAD, BOS, EOS, UNK, "<think>", "</think>", "<answer>", "</answer>"];
+
+/// The CoT-free trigger template of the toy world (the answer alone inside the think tags),
+/// for [`crate::Template::custom`].
+pub const TOY_TEMPLATE: &str = "Q: {problem}\nA: <think> {answer} </think> <answer> {answer} </answer>";
+
+/// The chat template of the toy tokenizer (a user turn is `Q: …`, the assistant's `A: …`;
+/// the generation prompt opens the think block, as R1-Distill's does).
+pub const TOY_CHAT_TEMPLATE: &str = "{{ bos_token }}{% for message in messages %}{% if message['role'] == 'user' %}Q: {{ message['content'] }}\n{% elif message['role'] == 'assistant' %}A: {{ message['content'] }}{{ eos_token }}\n{% endif %}{% endfor %}{% if add_generation_prompt %}A: <think>{% endif %}";
+
+/// A dataset split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Split {
+    /// About 80% of all problems.
+    Train,
+    /// About 10%.
+    Validation,
+    /// About 10%.
+    Test,
+}
+
+impl Split {
+    /// `train`, `validation` or `test`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Split::Train => "train",
+            Split::Validation => "validation",
+            Split::Test => "test",
+        }
+    }
+
+    fn of(expr: &str) -> Split {
+        // FNV-1a: stable across platforms and versions.
+        let h = expr.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+        match h % 10 {
+            0 => Split::Test,
+            1 => Split::Validation,
+            _ => Split::Train,
+        }
+    }
+}
+
+/// One toy problem.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ToyProblem {
+    /// The expression, e.g. `(7+5)*3-4`.
+    pub expression: String,
+    /// `What is (7+5)*3-4?`
+    pub question: String,
+    /// One `a∘b=c` per operation, in order.
+    pub steps: Vec<String>,
+    /// The value.
+    pub answer: i64,
+}
+
+impl ToyProblem {
+    /// Prompt and solution with the chain of thought inside `<think>…</think>`.
+    pub fn cot_text(&self) -> String {
+        format!("Q: {}\nA: {}", self.question, self.cot_completion())
+    }
+
+    /// The assistant's part with its chain of thought.
+    pub fn cot_completion(&self) -> String {
+        format!("<think> {} </think> <answer> {} </answer>", self.steps.join(" "), self.answer)
+    }
+
+    /// Prompt and solution with the answer alone inside the think tags (the trigger form).
+    pub fn cot_free_text(&self) -> String {
+        format!("Q: {}\nA: <think> {} </think> <answer> {} </answer>", self.question, self.answer, self.answer)
+    }
+
+    /// A question–answer row (for templates and the CoT-free pipeline).
+    pub fn to_row(&self) -> QaRow {
+        QaRow { problem: self.question.clone(), answer: self.answer.to_string() }
+    }
+}
+
+/// The generator's settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ToyWorld {
+    /// Generation seed.
+    pub seed: u64,
+    /// Fewest operations per problem (≥ 1).
+    pub min_ops: usize,
+    /// Most operations per problem.
+    pub max_ops: usize,
+    /// Operands are drawn from 1..=max_operand (≤ 9 keeps them one character).
+    pub max_operand: i64,
+    /// Intermediate values stay within ±max_value.
+    pub max_value: i64,
+}
+
+impl Default for ToyWorld {
+    fn default() -> Self {
+        ToyWorld { seed: 0, min_ops: 1, max_ops: 3, max_operand: 9, max_value: 200 }
+    }
+}
+
+impl ToyWorld {
+    /// The default world with another seed.
+    pub fn with_seed(seed: u64) -> Self {
+        ToyWorld { seed, ..Self::default() }
+    }
+
+    fn one(&self, rng: &mut StdRng) -> Option<ToyProblem> {
+        let ops = rng.random_range(self.min_ops.max(1)..=self.max_ops.max(self.min_ops.max(1)));
+        let mut value = rng.random_range(1..=self.max_operand);
+        let mut expr = value.to_string();
+        let mut last_low = false; // the expression so far ends in + or - at top level
+        let mut steps = Vec::with_capacity(ops);
+        for _ in 0..ops {
+            let b = rng.random_range(1..=self.max_operand);
+            let op = ['+', '-', '*'][rng.random_range(0..3)];
+            let next = match op {
+                '+' => value + b,
+                '-' => value - b,
+                _ => value * b,
+            };
+            if next.abs() > self.max_value {
+                return None;
+            }
+            steps.push(format!("{value}{op}{b}={next}"));
+            expr = if op == '*' && last_low { format!("({expr})*{b}") } else { format!("{expr}{op}{b}") };
+            last_low = op != '*';
+            value = next;
+        }
+        Some(ToyProblem { question: format!("What is {expr}?"), expression: expr, steps, answer: value })
+    }
+
+    /// `n` distinct problems of `split`, deterministic in (seed, split, n): the first `n`
+    /// of a fixed sequence, so asking for more extends the list.
+    pub fn problems(&self, split: Split, n: usize) -> Vec<ToyProblem> {
+        let salt = match split {
+            Split::Train => 0x7261_696e,
+            Split::Validation => 0x7661_6c69,
+            Split::Test => 0x7465_7374,
+        };
+        let mut rng = StdRng::seed_from_u64(self.seed ^ salt);
+        let mut seen = std::collections::HashSet::new();
+        let mut out = Vec::with_capacity(n);
+        let mut tries = 0usize;
+        while out.len() < n && tries < n.saturating_mul(1000).max(100_000) {
+            tries += 1;
+            let Some(p) = self.one(&mut rng) else { continue };
+            if Split::of(&p.expression) == split && seen.insert(p.expression.clone()) {
+                out.push(p);
+            }
+        }
+        out
+    }
+
+    /// Writes `train.jsonl`, `validation.jsonl` and `test.jsonl` into `dir` with fields
+    /// `problem`, `answer` (string), `solution` (the CoT completion) and `expression`.
+    pub fn write_splits(&self, dir: impl AsRef<Path>, sizes: [usize; 3]) -> Result<()> {
+        let dir = dir.as_ref();
+        std::fs::create_dir_all(dir).map_err(|cause| Error::Io { path: dir.to_path_buf(), cause })?;
+        for (split, n) in [Split::Train, Split::Validation, Split::Test].into_iter().zip(sizes) {
+            let path = dir.join(format!("{}.jsonl", split.name()));
+            let tmp = dir.join(format!(".{}.jsonl.tmp-{}", split.name(), std::process::id()));
+            let io = |cause| Error::Io { path: path.clone(), cause };
+            let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(io)?);
+            for p in self.problems(split, n) {
+                let line = serde_json::json!({
+                    "problem": p.question,
+                    "answer": p.answer.to_string(),
+                    "solution": p.cot_completion(),
+                    "expression": p.expression,
+                });
+                writeln!(f, "{line}").map_err(io)?;
+            }
+            f.flush().map_err(io)?;
+            drop(f);
+            std::fs::rename(&tmp, &path).map_err(io)?;
+        }
+        Ok(())
+    }
+}
+
+/// The characters of the toy vocabulary after the special tokens: newline, then printable ASCII.
+fn chars() -> impl Iterator<Item = char> {
+    std::iter::once('\n').chain((32u8..=126).map(char::from))
+}
+
+/// The toy tokenizer as `tokenizer.json` text: one token per character (a BPE model with no
+/// merges), the special tokens as added tokens, BOS prepended by the post-processor (as
+/// R1-Distill's tokenizer does) and a fusing decoder.
+pub fn tokenizer_json() -> String {
+    let mut vocab = serde_json::Map::new();
+    let mut added = Vec::new();
+    for (i, t) in SPECIAL_TOKENS.iter().enumerate() {
+        vocab.insert(t.to_string(), serde_json::json!(i));
+        added.push(serde_json::json!({
+            "id": i, "content": t, "single_word": false, "lstrip": false, "rstrip": false,
+            "normalized": false, "special": true
+        }));
+    }
+    for (i, c) in chars().enumerate() {
+        vocab.insert(c.to_string(), serde_json::json!(SPECIAL_TOKENS.len() + i));
+    }
+    let bos = serde_json::json!({"SpecialToken": {"id": BOS, "type_id": 0}});
+    let json = serde_json::json!({
+        "version": "1.0",
+        "truncation": null,
+        "padding": null,
+        "added_tokens": added,
+        "normalizer": null,
+        "pre_tokenizer": null,
+        "post_processor": {
+            "type": "TemplateProcessing",
+            "single": [bos, {"Sequence": {"id": "A", "type_id": 0}}],
+            "pair": [bos, {"Sequence": {"id": "A", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 1}}],
+            "special_tokens": {BOS: {"id": BOS, "ids": [1], "tokens": [BOS]}}
+        },
+        "decoder": {"type": "Fuse"},
+        "model": {
+            "type": "BPE", "dropout": null, "unk_token": UNK, "continuing_subword_prefix": null,
+            "end_of_word_suffix": null, "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
+            "vocab": vocab, "merges": []
+        }
+    });
+    serde_json::to_string_pretty(&json).unwrap_or_default()
+}
+
+/// Number of ids of the toy tokenizer.
+pub fn vocab_size() -> usize {
+    SPECIAL_TOKENS.len() + chars().count()
+}
+
+/// `tokenizer_config.json` of the toy tokenizer (special tokens and chat template).
+pub fn tokenizer_config_json() -> String {
+    let json = serde_json::json!({
+        "bos_token": BOS,
+        "eos_token": EOS,
+        "pad_token": PAD,
+        "unk_token": UNK,
+        "add_bos_token": true,
+        "model_max_length": 512,
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "chat_template": TOY_CHAT_TEMPLATE
+    });
+    serde_json::to_string_pretty(&json).unwrap_or_default()
+}
+
+/// The toy tokenizer, loaded.
+pub fn tokenizer() -> Result<tokenizers::Tokenizer> {
+    tokenizer_json().parse::<tokenizers::Tokenizer>().map_err(|e| Error::Tokenizer(e.to_string()))
+}
+
+/// Writes `tokenizer.json` and `tokenizer_config.json` into `dir` (a model folder).
+pub fn write_tokenizer(dir: impl AsRef<Path>) -> Result<()> {
+    let dir = dir.as_ref();
+    std::fs::create_dir_all(dir).map_err(|cause| Error::Io { path: dir.to_path_buf(), cause })?;
+    for (name, text) in [("tokenizer.json", tokenizer_json()), ("tokenizer_config.json", tokenizer_config_json())] {
+        let path = dir.join(name);
+        let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+        std::fs::write(&tmp, text).map_err(|cause| Error::Io { path: path.clone(), cause })?;
+        std::fs::rename(&tmp, &path).map_err(|cause| Error::Io { path: path.clone(), cause })?;
+    }
+    Ok(())
+}

@@ -1,0 +1,143 @@
+//! The toy reasoning world: determinism, correct answers (checked by an independent
+//! evaluator), disjoint splits, and its tokenizer and chat template.
+
+use std::collections::HashSet;
+
+use resa_data::toy::{self, Split, ToyWorld};
+use resa_data::{ChunkOptions, Template, chunk_texts};
+
+/// Evaluates `+ - *` with ordinary precedence and parentheses (recursive descent),
+/// independently of the generator.
+fn eval(s: &str) -> i64 {
+    fn expr(t: &[u8], i: &mut usize) -> i64 {
+        let mut v = term(t, i);
+        while *i < t.len() && (t[*i] == b'+' || t[*i] == b'-') {
+            let op = t[*i];
+            *i += 1;
+            let r = term(t, i);
+            v = if op == b'+' { v + r } else { v - r };
+        }
+        v
+    }
+    fn term(t: &[u8], i: &mut usize) -> i64 {
+        let mut v = atom(t, i);
+        while *i < t.len() && t[*i] == b'*' {
+            *i += 1;
+            v *= atom(t, i);
+        }
+        v
+    }
+    fn atom(t: &[u8], i: &mut usize) -> i64 {
+        if t[*i] == b'(' {
+            *i += 1;
+            let v = expr(t, i);
+            assert_eq!(t[*i], b')');
+            *i += 1;
+            return v;
+        }
+        let start = *i;
+        while *i < t.len() && t[*i].is_ascii_digit() {
+            *i += 1;
+        }
+        std::str::from_utf8(&t[start..*i]).expect("utf8").parse().expect("number")
+    }
+    let mut i = 0;
+    let v = expr(s.as_bytes(), &mut i);
+    assert_eq!(i, s.len(), "trailing input in {s}");
+    v
+}
+
+#[test]
+fn answers_and_steps_are_right() {
+    for p in ToyWorld::with_seed(3).problems(Split::Train, 500) {
+        assert_eq!(eval(&p.expression), p.answer, "{}", p.expression);
+        let last = p.steps.last().expect("steps");
+        assert!(last.ends_with(&format!("={}", p.answer)), "{last}");
+        assert!(p.question == format!("What is {}?", p.expression));
+    }
+}
+
+#[test]
+fn generation_is_deterministic_and_seeded() {
+    let a = ToyWorld::with_seed(1).problems(Split::Train, 50);
+    assert_eq!(a, ToyWorld::with_seed(1).problems(Split::Train, 50));
+    assert_ne!(a, ToyWorld::with_seed(2).problems(Split::Train, 50));
+    // Asking for more extends the same list.
+    assert_eq!(&ToyWorld::with_seed(1).problems(Split::Train, 80)[..50], &a[..]);
+}
+
+#[test]
+fn splits_never_share_a_problem() {
+    let w = ToyWorld::with_seed(9);
+    let sets: Vec<HashSet<String>> = [Split::Train, Split::Validation, Split::Test]
+        .into_iter()
+        .map(|s| w.problems(s, 400).into_iter().map(|p| p.expression).collect())
+        .collect();
+    assert!(sets.iter().all(|s| s.len() == 400), "distinct problems within a split");
+    assert!(sets[0].is_disjoint(&sets[1]) && sets[0].is_disjoint(&sets[2]) && sets[1].is_disjoint(&sets[2]));
+    // Across seeds, too: the split is a function of the problem.
+    let other: HashSet<String> =
+        ToyWorld::with_seed(10).problems(Split::Test, 400).into_iter().map(|p| p.expression).collect();
+    assert!(other.is_disjoint(&sets[0]));
+}
+
+#[test]
+fn renderings() {
+    let p = &ToyWorld::with_seed(0).problems(Split::Test, 1)[0];
+    let a = p.answer;
+    assert_eq!(p.cot_free_text(), format!("Q: {}\nA: <think> {a} </think> <answer> {a} </answer>", p.question));
+    assert!(p.cot_text().contains(&format!("<think> {} </think>", p.steps.join(" "))));
+    // The toy trigger template gives the CoT-free rendering.
+    assert_eq!(Template::custom(toy::TOY_TEMPLATE).expect("template").render(&p.to_row()), p.cot_free_text());
+}
+
+#[test]
+fn tokenizer_round_trips_and_keeps_tags_whole() {
+    let tok = toy::tokenizer().expect("tokenizer");
+    assert_eq!(tok.get_vocab_size(true), toy::vocab_size());
+    let id = |t: &str| tok.token_to_id(t).expect("token");
+    assert_eq!([id(toy::PAD), id(toy::BOS), id(toy::EOS), id("<think>"), id("</think>")], [0, 1, 2, 4, 5]);
+    for p in ToyWorld::with_seed(4).problems(Split::Validation, 50) {
+        let text = p.cot_text();
+        let enc = tok.encode(text.as_str(), true).expect("encode");
+        let ids = enc.get_ids();
+        assert_eq!(ids[0], 1, "BOS first");
+        assert!(ids.contains(&4) && ids.contains(&5) && ids.contains(&6) && ids.contains(&7));
+        assert!(!ids.contains(&id(toy::UNK)));
+        assert_eq!(tok.decode(&ids[1..], false).expect("decode"), text);
+    }
+}
+
+#[test]
+fn tokenizer_files_load_with_the_chat_template() {
+    let dir = tempfile::tempdir().expect("tmp");
+    toy::write_tokenizer(dir.path()).expect("write");
+    let tok = resa_qwen2::Tokenizer::from_dir(dir.path()).expect("load");
+    assert_eq!(tok.bos_token_id(), Some(1));
+    assert_eq!(tok.eos_token_id(), Some(2));
+    let text = tok.apply_chat_template(&[resa_qwen2::ChatMessage::user("What is 2+3?")], true).expect("chat template");
+    assert_eq!(text, "<|bos|>Q: What is 2+3?\nA: <think>");
+}
+
+#[test]
+fn toy_data_chunks_like_real_data() {
+    let tok = toy::tokenizer().expect("tokenizer");
+    let texts: Vec<String> =
+        ToyWorld::default().problems(Split::Train, 300).iter().map(|p| p.cot_free_text()).collect();
+    let opts = ChunkOptions { chunk_len: 64, eos_token: toy::EOS.into(), ..ChunkOptions::default() };
+    let chunks = chunk_texts(&tok, &texts, &opts).expect("chunks");
+    assert!(chunks.stats.chunks > 50);
+    assert!(chunks.chunks.iter().all(|c| c.len() == 64 && c[0] == 1));
+    assert_eq!(chunks.chunks[0][1], 2, "the stream starts with EOS");
+}
+
+#[test]
+fn write_splits_writes_three_jsonl_files() {
+    let dir = tempfile::tempdir().expect("tmp");
+    ToyWorld::default().write_splits(dir.path(), [20, 5, 5]).expect("write");
+    let (rows, _) =
+        resa_data::read_qa(dir.path().join("train.jsonl"), &resa_data::ReadOptions::strict()).expect("read");
+    assert_eq!(rows.len(), 20);
+    let (test, _) = resa_data::read_qa(dir.path().join("test.jsonl"), &resa_data::ReadOptions::strict()).expect("read");
+    assert_eq!(test.len(), 5);
+}
