@@ -117,9 +117,13 @@ pub enum SpliceGrad {
     /// does: the SAE runs under `no_grad`).
     #[default]
     Detach,
-    /// Gradients flow through the splice function into earlier layers (straight through
-    /// a frozen SAE).
+    /// Gradients flow through the splice function into earlier layers (the true
+    /// gradient of a frozen SAE: through its decoder, top-k selection and encoder).
     Flow,
+    /// The straight-through estimator: the forward value is the replacement, the backward
+    /// pass treats the splice as the identity (`x + (f(x) − x).detach()`), so earlier layers
+    /// get the gradient the activation itself would get.
+    StraightThrough,
 }
 
 /// A replacement at one hookpoint.
@@ -178,6 +182,10 @@ impl<'a, B: Backend> Hooks<'a, B> {
             Some(s) if s.at == at => match s.grad {
                 SpliceGrad::Detach => s.func.splice(x.detach()).detach(),
                 SpliceGrad::Flow => s.func.splice(x),
+                SpliceGrad::StraightThrough => {
+                    let replaced = s.func.splice(x.clone().detach());
+                    x.clone() + (replaced - x).detach()
+                }
             },
             _ => x,
         }

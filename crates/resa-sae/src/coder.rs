@@ -254,6 +254,15 @@ impl<B: Backend> SparseCoder<B> {
         sparse_decode(self.w_dec.clone(), top_indices, top_acts) + self.b_dec.clone().unsqueeze_dim(0)
     }
 
+    /// The reconstruction `decode(encode(x))` of `x` `[n, d_in]`, in `x`'s dtype (the
+    /// Stage II splice). Fails only when the width is not `d_in`.
+    pub fn reconstruct(&self, x: Tensor<B, 2>) -> Result<Tensor<B, 2>> {
+        let dtype = x.dtype();
+        let enc = self.encode(x)?;
+        let out = self.decode(enc.top_acts, enc.top_indices);
+        Ok(if out.dtype() == dtype { out } else { out.cast(dtype) })
+    }
+
     /// Encodes, decodes and scores `x` `[n, d_in]` exactly as sparsify's `forward` with `y = x`.
     ///
     /// `dead_mask` `[L]` marks dead latents; when some are dead the AuxK loss is computed

@@ -1,0 +1,9 @@
+#![doc = include_str!("../README.md")]
+
+pub mod error;
+pub mod lora_grads;
+pub mod stage2;
+
+pub use error::{Error, Result};
+pub use lora_grads::lora_gradients;
+pub use stage2::{SaeGrad, SaeSplice, causal_lm_loss, kl_batchmean, stage2_loss};

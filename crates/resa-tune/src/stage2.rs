@@ -1,0 +1,140 @@
+//! The Stage II objective: KL(teacher ‖ student) with the frozen SAE spliced into the student.
+//!
+//! teacher = the target model with adapters off and no SAE (no gradient);
+//! student = the same weights with adapters on (dropout in training) and the SAE's
+//! reconstruction replacing the activation at the hookpoint;
+//! loss = Σ_{t,v} p_teacher (log p_teacher − log p_student) / batch
+//! (PyTorch's `kl_div(log_softmax(student), softmax(teacher), reduction="batchmean")`).
+
+use burn::tensor::activation::{log_softmax, softmax};
+use burn::tensor::{DType, Int, Tensor, backend::Backend};
+use resa_qwen2::{AdapterMode, ForwardInput, Hookpoint, Hooks, Qwen2ForCausalLM, Splice, SpliceGrad};
+use resa_sae::SparseCoder;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// How gradients pass the spliced SAE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SaeGrad {
+    /// No gradient through the SAE: only adapters after the hookpoint train (Resa's code,
+    /// where the SAE runs under `no_grad`). The default.
+    #[default]
+    Detach,
+    /// Straight-through: the backward pass treats the splice as the identity, so adapters
+    /// at and below the hookpoint train too.
+    StraightThrough,
+    /// The true gradient of the frozen SAE (decoder, top-k selection, encoder).
+    Flow,
+}
+
+impl SaeGrad {
+    /// The model's splice mode.
+    pub fn splice_grad(self) -> SpliceGrad {
+        match self {
+            SaeGrad::Detach => SpliceGrad::Detach,
+            SaeGrad::StraightThrough => SpliceGrad::StraightThrough,
+            SaeGrad::Flow => SpliceGrad::Flow,
+        }
+    }
+}
+
+impl std::str::FromStr for SaeGrad {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "detach" => Ok(SaeGrad::Detach),
+            "straight-through" => Ok(SaeGrad::StraightThrough),
+            "flow" => Ok(SaeGrad::Flow),
+            _ => Err(format!("unknown SAE gradient mode `{s}` (expected detach, straight-through or flow)")),
+        }
+    }
+}
+
+/// A sparse coder as a [`Splice`]: `[b, s, d]` → its reconstruction, in the input dtype.
+pub struct SaeSplice<'a, B: Backend> {
+    sae: &'a SparseCoder<B>,
+}
+
+impl<'a, B: Backend> SaeSplice<'a, B> {
+    /// Checks that the SAE reads activations of width `hidden`.
+    pub fn new(sae: &'a SparseCoder<B>, hidden: usize) -> Result<Self> {
+        if sae.d_in() != hidden {
+            return Err(Error::Setup(format!(
+                "the SAE reads width {} but the model's hidden size is {hidden}",
+                sae.d_in()
+            )));
+        }
+        Ok(SaeSplice { sae })
+    }
+}
+
+impl<B: Backend> Splice<B> for SaeSplice<'_, B> {
+    fn splice(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let [b, s, d] = x.dims();
+        match self.sae.reconstruct(x.clone().reshape([b * s, d])) {
+            Ok(r) => r.reshape([b, s, d]),
+            // The width was checked in `new`; keep the activation rather than panic.
+            Err(_) => x,
+        }
+    }
+}
+
+/// `Σ p_t (log p_t − log p_s) / batch` over `[batch, seq, vocab]` logits, in f32.
+pub fn kl_batchmean<B: Backend>(teacher: Tensor<B, 3>, student: Tensor<B, 3>) -> Tensor<B, 1> {
+    let [b, _, _] = student.dims();
+    let t = teacher.cast(DType::F32);
+    let s = student.cast(DType::F32);
+    let p = softmax(t.clone(), 2);
+    let kl = p * (log_softmax(t, 2) - log_softmax(s, 2));
+    kl.sum().div_scalar(b as f64)
+}
+
+/// The Stage II loss on one batch of token ids `[batch, seq]`: teacher logits without
+/// gradient, student logits with the SAE spliced at `hookpoint`.
+pub fn stage2_loss<B: Backend>(
+    model: &Qwen2ForCausalLM<B>,
+    sae: &SparseCoder<B>,
+    hookpoint: Hookpoint,
+    grad: SaeGrad,
+    input_ids: Tensor<B, 2, Int>,
+    student_adapters: AdapterMode,
+) -> Result<Tensor<B, 1>> {
+    hookpoint.check(model.config().num_hidden_layers)?;
+    let splice = SaeSplice::new(sae, model.config().hidden_size)?;
+    let teacher = model
+        .forward(ForwardInput::new(input_ids.clone()).with_adapters(AdapterMode::Off), &Hooks::default(), None)?
+        .logits
+        .ok_or_else(|| Error::Setup("the teacher forward returned no logits".into()))?
+        .detach();
+    let hooks = Hooks::default().with_splice(hookpoint, &splice, grad.splice_grad());
+    let student = model
+        .forward(ForwardInput::new(input_ids).with_adapters(student_adapters), &hooks, None)?
+        .logits
+        .ok_or_else(|| Error::Setup("the student forward returned no logits".into()))?;
+    Ok(kl_batchmean(teacher, student))
+}
+
+/// Next-token cross-entropy (the CoT-free SFT baseline, and full-parameter training):
+/// mean over the `batch × (seq − 1)` predicted positions, as transformers' causal-LM loss.
+pub fn causal_lm_loss<B: Backend>(
+    model: &Qwen2ForCausalLM<B>,
+    input_ids: Tensor<B, 2, Int>,
+    adapters: AdapterMode,
+) -> Result<Tensor<B, 1>> {
+    let [b, s] = input_ids.dims();
+    if s < 2 {
+        return Err(Error::option("seq_len", "sequences need at least 2 tokens for a next-token loss"));
+    }
+    let logits = model
+        .forward(ForwardInput::new(input_ids.clone()).with_adapters(adapters), &Hooks::default(), None)?
+        .logits
+        .ok_or_else(|| Error::Setup("the forward returned no logits".into()))?;
+    let v = logits.dims()[2];
+    let logp = log_softmax(logits.narrow(1, 0, s - 1).cast(DType::F32), 2).reshape([b * (s - 1), v]);
+    let targets = input_ids.narrow(1, 1, s - 1).reshape([b * (s - 1), 1]);
+    let picked = logp.gather(1, targets);
+    Ok(picked.mean().neg())
+}
