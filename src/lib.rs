@@ -15,5 +15,6 @@ pub use resa_data as data;
 pub use resa_lora as lora;
 pub use resa_qwen2 as qwen2;
 pub use resa_sae as sae;
+pub use resa_tune as tune;
 
 pub mod device;

@@ -1,5 +1,6 @@
 //! Command-line definitions and dispatch.
 
+pub mod debug;
 pub mod forward;
 pub mod generate;
 pub mod merge;
@@ -28,6 +29,9 @@ pub enum Command {
     Merge(merge::MergeArgs),
     /// Stage I: train sparse autoencoders on a model's hookpoint activations.
     TrainSae(Box<train_sae::TrainSaeArgs>),
+    /// Diagnostics for comparing with the reference implementations (`resa debug stage2-step`).
+    #[command(subcommand)]
+    Debug(debug::DebugCommand),
     /// Sparse-coder utilities (`resa sae encode`).
     #[command(subcommand)]
     Sae(sae::SaeCommand),
@@ -41,5 +45,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Merge(args) => merge::run(args),
         Command::TrainSae(args) => train_sae::run(*args),
         Command::Sae(cmd) => sae::run(cmd),
+        Command::Debug(cmd) => debug::run(cmd),
     }
 }

@@ -26,16 +26,19 @@ fn setup() -> (Qwen2ForCausalLM<AD>, SparseCoder<AD>) {
         DType::F32,
     )
     .expect("model");
-    resa_lora::load_adapter(&mut model, root().join("resa-lora/tests/fixtures/all7_tied_gqa/adapter")).expect("adapter");
+    resa_lora::load_adapter(&mut model, root().join("resa-lora/tests/fixtures/all7_tied_gqa/adapter"))
+        .expect("adapter");
     let model = resa_lora::trainable(model);
-    let sae = SparseCoder::<AD>::load(root().join("resa-sae/tests/fixtures/signum/final/layers.1"), &device).expect("sae");
+    let sae =
+        SparseCoder::<AD>::load(root().join("resa-sae/tests/fixtures/signum/final/layers.1"), &device).expect("sae");
     (model, sae)
 }
 
 fn check(mode: SaeGrad, file: &str) {
     let (model, sae) = setup();
     let reference =
-        SafetensorsReader::open_file(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(file)).expect("ref");
+        SafetensorsReader::open_file(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(file))
+            .expect("ref");
     let (ids, shape) = reference.read_i64_any("input_ids").expect("ids");
     let input = Tensor::<AD, 2, Int>::from_data(TensorData::new(ids, [shape[0], shape[1]]), &Default::default());
     let kl = stage2_loss(&model, &sae, Hookpoint::Residual(1), mode, input, AdapterMode::On).expect("loss");
@@ -44,8 +47,11 @@ fn check(mode: SaeGrad, file: &str) {
     assert!((ours - want).abs() <= 1e-4 * want.abs(), "{file}: kl {ours} vs {want}");
     let grads = kl.backward();
     let ours = lora_gradients(&model, &grads);
-    let want_keys: Vec<String> =
-        reference.keys().filter(|k| k.starts_with("grad.")).map(|k| k.trim_start_matches("grad.").to_string()).collect();
+    let want_keys: Vec<String> = reference
+        .keys()
+        .filter(|k| k.starts_with("grad."))
+        .map(|k| k.trim_start_matches("grad.").to_string())
+        .collect();
     let mut our_keys: Vec<String> = ours.iter().map(|(k, _)| k.clone()).collect();
     let mut sorted_want = want_keys.clone();
     our_keys.sort();
@@ -80,7 +86,9 @@ fn an_sae_of_another_width_is_rejected() {
     let err = stage2_loss(&model, &sae, Hookpoint::Residual(1), SaeGrad::Detach, input.clone(), AdapterMode::On)
         .expect_err("width");
     assert!(err.to_string().contains("width 32") && err.to_string().contains("hidden size is 64"), "{err}");
-    let sae = SparseCoder::<AD>::load(root().join("resa-sae/tests/fixtures/signum/final/layers.1"), &device).expect("sae");
-    let err = stage2_loss(&model, &sae, Hookpoint::Residual(3), SaeGrad::Detach, input, AdapterMode::On).expect_err("layer");
+    let sae =
+        SparseCoder::<AD>::load(root().join("resa-sae/tests/fixtures/signum/final/layers.1"), &device).expect("sae");
+    let err =
+        stage2_loss(&model, &sae, Hookpoint::Residual(3), SaeGrad::Detach, input, AdapterMode::On).expect_err("layer");
     assert!(err.to_string().contains("layers.3"), "{err}");
 }

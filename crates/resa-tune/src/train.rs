@@ -1,0 +1,465 @@
+//! The training loop shared by Stage II (KL against the unmodified model, SAE spliced) and
+//! the CoT-free SFT baseline (cross-entropy): LoRA parameters only, AdamW with PyTorch's
+//! semantics, global gradient-norm clipping, constant or cosine learning rate, gradient
+//! accumulation, checkpoints as PEFT adapter folders with optimizer state, exact resume.
+//!
+//! Run folder:
+//! ```text
+//! OUT/run.json                 the full configuration of the run
+//! OUT/metrics.jsonl            one line per optimizer step
+//! OUT/checkpoint-STEP/         adapter_config.json, adapter_model.safetensors,
+//!                              optimizer.safetensors, trainer_state.json
+//! OUT/adapter/                 the final adapter (PEFT folder)
+//! ```
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::module::Param;
+use burn::tensor::{DType, Int, Tensor, TensorData, backend::AutodiffBackend, backend::Backend};
+use rand::{SeedableRng, rngs::StdRng, seq::SliceRandom};
+use resa_lora::LoraConfig;
+use resa_qwen2::safetensors_io::{OwnedTensor, SafetensorsReader, StoredDtype, write_atomic, write_safetensors};
+use resa_qwen2::{AdapterMode, Hookpoint, Qwen2ForCausalLM};
+use resa_sae::SparseCoder;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::stage2::{SaeGrad, causal_lm_loss, stage2_loss};
+
+/// What the adapters are trained to do.
+pub enum Objective<'a, B: Backend> {
+    /// Stage II: match the unmodified model's next-token distribution with the SAE spliced in.
+    SaeTuning {
+        /// The frozen SAE.
+        sae: &'a SparseCoder<B>,
+        /// Where it is spliced.
+        hookpoint: Hookpoint,
+        /// How gradients pass it.
+        grad: SaeGrad,
+    },
+    /// The CoT-free SFT baseline: next-token cross-entropy on the same data, no SAE.
+    Sft,
+}
+
+/// Learning-rate schedule.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LrSchedule {
+    /// The reference's: constant.
+    Constant,
+    /// Linear warm-up, then cosine decay to `min_lr_ratio × lr` (transformers' `cosine_with_min_lr`).
+    Cosine {
+        /// Warm-up steps.
+        warmup_steps: u64,
+        /// Floor as a fraction of the peak rate.
+        min_lr_ratio: f64,
+    },
+}
+
+/// Options of a training run (the reference's Stage II defaults).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TuneConfig {
+    /// Peak learning rate (reference: 1e-6).
+    pub lr: f64,
+    /// Schedule (reference: constant).
+    pub schedule: LrSchedule,
+    /// AdamW β₁, β₂.
+    pub betas: (f64, f64),
+    /// AdamW ε.
+    pub eps: f64,
+    /// Decoupled weight decay (reference: 0.01).
+    pub weight_decay: f64,
+    /// Global gradient-norm clip over all trainable tensors (reference: 1.0; 0 turns it off).
+    pub max_grad_norm: f64,
+    /// Epochs over the chunks (reference: 2).
+    pub epochs: usize,
+    /// Stop after this many optimizer steps.
+    pub max_steps: Option<u64>,
+    /// Chunks per micro-batch (reference: 1 per device).
+    pub batch_size: usize,
+    /// Micro-batches per optimizer step.
+    pub grad_accum: usize,
+    /// Seed of the data order (reshuffled each epoch) and of dropout.
+    pub seed: u64,
+    /// Checkpoint every this many optimizer steps (reference: 500).
+    pub save_every: u64,
+    /// Run folder.
+    pub out: PathBuf,
+    /// Continue from the latest checkpoint in `out`.
+    pub resume: bool,
+}
+
+impl Default for TuneConfig {
+    fn default() -> Self {
+        TuneConfig {
+            lr: 1e-6,
+            schedule: LrSchedule::Constant,
+            betas: (0.9, 0.999),
+            eps: 1e-8,
+            weight_decay: 0.01,
+            max_grad_norm: 1.0,
+            epochs: 2,
+            max_steps: None,
+            batch_size: 1,
+            grad_accum: 1,
+            seed: 42,
+            save_every: 500,
+            out: PathBuf::from("tune-out"),
+            resume: false,
+        }
+    }
+}
+
+impl TuneConfig {
+    /// The learning rate at optimizer step `step` (0-based) of `total`.
+    pub fn lr_at(&self, step: u64, total: u64) -> f64 {
+        match self.schedule {
+            LrSchedule::Constant => self.lr,
+            LrSchedule::Cosine { warmup_steps, min_lr_ratio } => {
+                if step < warmup_steps {
+                    return self.lr * step as f64 / warmup_steps.max(1) as f64;
+                }
+                let progress = (step - warmup_steps) as f64 / total.saturating_sub(warmup_steps).max(1) as f64;
+                let cos = 0.5 * (1.0 + (std::f64::consts::PI * progress.min(1.0)).cos());
+                self.lr * (min_lr_ratio + (1.0 - min_lr_ratio) * cos)
+            }
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return Err(Error::option("lr", format!("must be positive, got {}", self.lr)));
+        }
+        if self.batch_size == 0 || self.grad_accum == 0 || self.epochs == 0 {
+            return Err(Error::option("batch_size/grad_accum/epochs", "must be positive"));
+        }
+        if self.save_every == 0 {
+            return Err(Error::option("save_every", "must be positive"));
+        }
+        Ok(())
+    }
+}
+
+/// What one optimizer step measured.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct StepMetrics {
+    /// Optimizer steps done.
+    pub step: u64,
+    /// Steps the run takes.
+    pub total: u64,
+    /// Epoch (0-based) of the step's last micro-batch.
+    pub epoch: usize,
+    /// Mean loss of the step's micro-batches (KL for Stage II, cross-entropy for SFT).
+    pub loss: f32,
+    /// Learning rate used.
+    pub lr: f64,
+    /// Global gradient norm before clipping.
+    pub grad_norm: f32,
+    /// Tokens in the step.
+    pub tokens: usize,
+    /// Throughput of the step.
+    pub tokens_per_second: f64,
+}
+
+/// What a finished run produced.
+#[derive(Debug, Clone, Serialize)]
+pub struct TuneReport {
+    /// Optimizer steps in total (including before a resume).
+    pub steps: u64,
+    /// Loss of the first step of this invocation and of the last.
+    pub first_loss: Option<f32>,
+    /// Loss of the last step.
+    pub last_loss: Option<f32>,
+    /// The final adapter folder.
+    pub adapter: PathBuf,
+}
+
+/// AdamW moments of one adapter matrix, f32, in the model's `[in, r]` / `[r, out]` layout.
+struct Moments<B: Backend> {
+    m: Tensor<B, 2>,
+    v: Tensor<B, 2>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct TrainerState {
+    step: u64,
+    total: u64,
+    micro_batches: usize,
+    config: TuneConfig,
+}
+
+/// Keys of the trainable matrices: PEFT module names with `.lora_A` / `.lora_B`.
+fn adapter_keys<B: Backend>(model: &Qwen2ForCausalLM<B>) -> Vec<String> {
+    model
+        .linears()
+        .into_iter()
+        .filter(|(_, l)| l.adapter.is_some())
+        .flat_map(|(n, _)| [format!("{n}.lora_A"), format!("{n}.lora_B")])
+        .collect()
+}
+
+/// The order micro-batches are drawn in: epoch by epoch, each a seeded shuffle.
+fn order(n: usize, epochs: usize, seed: u64) -> Vec<usize> {
+    (0..epochs)
+        .flat_map(|e| {
+            let mut idx: Vec<usize> = (0..n).collect();
+            idx.shuffle(&mut StdRng::seed_from_u64(seed.wrapping_add(e as u64)));
+            idx
+        })
+        .collect()
+}
+
+fn latest_checkpoint(out: &Path) -> Option<(u64, PathBuf)> {
+    std::fs::read_dir(out)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let step: u64 = name.strip_prefix("checkpoint-")?.parse().ok()?;
+            e.path().join("trainer_state.json").is_file().then(|| (step, e.path()))
+        })
+        .max_by_key(|(s, _)| *s)
+}
+
+/// Trains the adapters of `model` (attached and made [`resa_lora::trainable`] by the
+/// caller) on `chunks` towards `objective`; `on_step` sees every optimizer step and returns
+/// whether to go on (`false` stops after that step's checkpointing, as an interruption
+/// would; the final adapter is then not written). Returns the trained model and a report;
+/// the final adapter is in `cfg.out/adapter`.
+pub fn train_adapters<B: AutodiffBackend>(
+    mut model: Qwen2ForCausalLM<B>,
+    lora: &LoraConfig,
+    objective: &Objective<'_, B>,
+    chunks: &[Vec<u32>],
+    cfg: &TuneConfig,
+    on_step: &mut dyn FnMut(&StepMetrics) -> bool,
+) -> Result<(Qwen2ForCausalLM<B>, TuneReport)> {
+    cfg.validate()?;
+    let keys = adapter_keys(&model);
+    if keys.is_empty() {
+        return Err(Error::Setup("the model carries no adapter to train (attach one first)".into()));
+    }
+    if let Objective::SaeTuning { sae, hookpoint, .. } = objective {
+        hookpoint.check(model.config().num_hidden_layers)?;
+        if sae.d_in() != model.config().hidden_size {
+            return Err(Error::Setup(format!(
+                "the SAE reads width {} but the model's hidden size is {}",
+                sae.d_in(),
+                model.config().hidden_size
+            )));
+        }
+    }
+    let seq = chunks.first().map(Vec::len).unwrap_or(0);
+    if seq < 2 {
+        return Err(Error::option("data", "no chunks (or chunks shorter than 2 tokens) to train on"));
+    }
+    if let Some((i, c)) = chunks.iter().enumerate().find(|(_, c)| c.len() != seq) {
+        return Err(Error::option("data", format!("chunk {i} has {} tokens, chunk 0 has {seq}", c.len())));
+    }
+    let vocab = model.config().vocab_size;
+    if let Some(bad) = chunks.iter().flatten().find(|&&t| t as usize >= vocab) {
+        return Err(Error::option("data", format!("token id {bad} is outside the model's vocabulary ({vocab} ids)")));
+    }
+    let micro_per_epoch = chunks.len() / cfg.batch_size;
+    let steps_per_epoch = (micro_per_epoch / cfg.grad_accum) as u64;
+    let total =
+        cfg.max_steps.map_or(steps_per_epoch * cfg.epochs as u64, |m| m.min(steps_per_epoch * cfg.epochs as u64));
+    if total == 0 {
+        return Err(Error::option(
+            "batch_size",
+            format!("{} chunks do not fill one step of {} × {}", chunks.len(), cfg.batch_size, cfg.grad_accum),
+        ));
+    }
+    let order = order(chunks.len(), cfg.epochs, cfg.seed);
+    let device = model.device();
+    std::fs::create_dir_all(&cfg.out).map_err(|e| Error::io(&cfg.out, e))?;
+    let run_json = serde_json::to_string_pretty(&cfg).map_err(|e| Error::Setup(e.to_string()))?;
+    write_atomic(cfg.out.join("run.json"), run_json.as_bytes())?;
+
+    let mut moments: Vec<Moments<B::InnerBackend>> = Vec::new();
+    let mut step = 0u64;
+    if cfg.resume
+        && let Some((s, dir)) = latest_checkpoint(&cfg.out)
+    {
+        let text = std::fs::read_to_string(dir.join("trainer_state.json")).map_err(|e| Error::io(&dir, e))?;
+        let state: TrainerState =
+            serde_json::from_str(&text).map_err(|e| Error::Resume { path: dir.clone(), message: e.to_string() })?;
+        if state.total != total || state.micro_batches != cfg.grad_accum || state.config.batch_size != cfg.batch_size {
+            return Err(Error::Resume {
+                path: dir,
+                message: format!(
+                    "the checkpoint's run has {} steps of {} × {}; this one {} of {} × {}",
+                    state.total, state.config.batch_size, state.micro_batches, total, cfg.batch_size, cfg.grad_accum
+                ),
+            });
+        }
+        resa_lora::remove(&mut model);
+        resa_lora::load_adapter(&mut model, &dir)?;
+        model = resa_lora::trainable(model);
+        let reader = SafetensorsReader::open_file(dir.join("optimizer.safetensors"))?;
+        for key in &keys {
+            let (m, shape) = reader.read_f32_any(&format!("m.{key}"))?;
+            let (v, _) = reader.read_f32_any(&format!("v.{key}"))?;
+            let shape = [shape[0], shape[1]];
+            moments.push(Moments {
+                m: Tensor::from_data(TensorData::new(m, shape), &device),
+                v: Tensor::from_data(TensorData::new(v, shape), &device),
+            });
+        }
+        step = s;
+        tracing::info!(step, "resumed from {}", dir.display());
+    }
+
+    let metrics_path = cfg.out.join("metrics.jsonl");
+    let mut metrics = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&metrics_path)
+        .map_err(|e| Error::io(&metrics_path, e))?;
+    let (mut first_loss, mut last_loss) = (None, None);
+    while step < total {
+        let t0 = Instant::now();
+        // Dropout masks depend on the step alone, so a resumed run draws the same ones.
+        B::seed(&device, cfg.seed.wrapping_add(step));
+        let mut grad_sum: Option<Vec<Tensor<B::InnerBackend, 2>>> = None;
+        let mut loss_sum = 0.0f32;
+        let mut tokens = 0;
+        let mut last_micro = 0;
+        for micro in 0..cfg.grad_accum {
+            let m = step as usize * cfg.grad_accum + micro;
+            last_micro = m;
+            let ids: Vec<i64> = order[m * cfg.batch_size..(m + 1) * cfg.batch_size]
+                .iter()
+                .flat_map(|&i| chunks[i].iter().map(|&t| i64::from(t)))
+                .collect();
+            tokens += ids.len();
+            let input = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [cfg.batch_size, seq]), &device);
+            let loss = match objective {
+                Objective::SaeTuning { sae, hookpoint, grad } => {
+                    stage2_loss(&model, sae, *hookpoint, *grad, input, AdapterMode::Train)?
+                }
+                Objective::Sft => causal_lm_loss(&model, input, AdapterMode::Train)?,
+            };
+            let value = loss.clone().into_data().iter::<f32>().next().unwrap_or(f32::NAN);
+            if !value.is_finite() {
+                return Err(Error::NonFiniteLoss { step, value });
+            }
+            loss_sum += value;
+            let grads = loss.div_scalar(cfg.grad_accum as f64).backward();
+            let mut gs = Vec::with_capacity(keys.len());
+            for (_, lin) in model.linears() {
+                if let Some(ad) = &lin.adapter {
+                    for p in [&ad.a, &ad.b] {
+                        let g = p.val().grad(&grads).map(|g| g.cast(DType::F32));
+                        gs.push(g.unwrap_or_else(|| p.val().inner().cast(DType::F32).zeros_like()));
+                    }
+                }
+            }
+            grad_sum = Some(match grad_sum {
+                None => gs,
+                Some(acc) => acc.into_iter().zip(gs).map(|(a, b)| a + b).collect(),
+            });
+        }
+        let grads = grad_sum.unwrap_or_default();
+        // Global norm over all trainable tensors, clipped as torch's clip_grad_norm_.
+        let norm_sq: f32 = grads
+            .iter()
+            .map(|g| g.clone().powi_scalar(2).sum().into_data().iter::<f32>().next().unwrap_or(f32::NAN))
+            .sum();
+        let grad_norm = norm_sq.sqrt();
+        if !grad_norm.is_finite() {
+            return Err(Error::NonFiniteLoss { step, value: grad_norm });
+        }
+        let clip =
+            if cfg.max_grad_norm > 0.0 { (cfg.max_grad_norm / (f64::from(grad_norm) + 1e-6)).min(1.0) } else { 1.0 };
+        let lr = cfg.lr_at(step, total);
+        let t = step + 1;
+        let (b1, b2) = cfg.betas;
+        let bc1 = 1.0 - b1.powi(t as i32);
+        let bc2 = 1.0 - b2.powi(t as i32);
+        let mut i = 0;
+        for (_, lin) in model.linears_mut() {
+            let Some(ad) = lin.adapter.as_mut() else { continue };
+            for p in [&mut ad.a, &mut ad.b] {
+                let g = grads[i].clone().mul_scalar(clip);
+                let value = p.val().inner();
+                let dtype = value.dtype();
+                let w = value.cast(DType::F32);
+                if moments.len() <= i {
+                    moments.push(Moments { m: w.zeros_like(), v: w.zeros_like() });
+                }
+                let mo = &mut moments[i];
+                mo.m = mo.m.clone().mul_scalar(b1) + g.clone().mul_scalar(1.0 - b1);
+                mo.v = mo.v.clone().mul_scalar(b2) + g.powi_scalar(2).mul_scalar(1.0 - b2);
+                let w = w.mul_scalar(1.0 - lr * cfg.weight_decay);
+                let denom = mo.v.clone().sqrt().div_scalar(bc2.sqrt()).add_scalar(cfg.eps);
+                let w = w - (mo.m.clone() / denom).mul_scalar(lr / bc1);
+                *p = Param::from_tensor(Tensor::from_inner(w.cast(dtype)));
+                i += 1;
+            }
+        }
+        step += 1;
+        let loss = loss_sum / cfg.grad_accum as f32;
+        first_loss.get_or_insert(loss);
+        last_loss = Some(loss);
+        let m = StepMetrics {
+            step,
+            total,
+            epoch: last_micro * cfg.batch_size / chunks.len().max(1),
+            loss,
+            lr,
+            grad_norm,
+            tokens,
+            tokens_per_second: tokens as f64 / t0.elapsed().as_secs_f64().max(1e-9),
+        };
+        let mut line = serde_json::to_string(&m).map_err(|e| Error::Setup(e.to_string()))?;
+        line.push('\n');
+        metrics.write_all(line.as_bytes()).map_err(|e| Error::io(&metrics_path, e))?;
+        if step % cfg.save_every == 0 || step == total {
+            save_checkpoint(&model, lora, &keys, &moments, cfg, step, total)?;
+        }
+        if !on_step(&m) {
+            let adapter = cfg.out.join("adapter");
+            return Ok((model, TuneReport { steps: step, first_loss, last_loss, adapter }));
+        }
+    }
+    let adapter = cfg.out.join("adapter");
+    resa_lora::save_adapter(&model, lora, &adapter)?;
+    Ok((model, TuneReport { steps: step, first_loss, last_loss, adapter }))
+}
+
+fn save_checkpoint<B: AutodiffBackend>(
+    model: &Qwen2ForCausalLM<B>,
+    lora: &LoraConfig,
+    keys: &[String],
+    moments: &[Moments<B::InnerBackend>],
+    cfg: &TuneConfig,
+    step: u64,
+    total: u64,
+) -> Result<()> {
+    let dir = cfg.out.join(format!("checkpoint-{step}"));
+    let tmp = cfg.out.join(format!(".checkpoint-{step}.tmp-{}", std::process::id()));
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    }
+    resa_lora::save_adapter(model, lora, &tmp)?;
+    let mut tensors = Vec::new();
+    for (key, mo) in keys.iter().zip(moments) {
+        for (prefix, t) in [("m", &mo.m), ("v", &mo.v)] {
+            let shape = t.dims().to_vec();
+            let v: Vec<f32> = t.clone().into_data().iter::<f32>().collect();
+            tensors.push(OwnedTensor::from_f32(format!("{prefix}.{key}"), &v, shape, StoredDtype::F32));
+        }
+    }
+    write_safetensors(tmp.join("optimizer.safetensors"), &tensors, None)?;
+    let state = TrainerState { step, total, micro_batches: cfg.grad_accum, config: cfg.clone() };
+    let json = serde_json::to_string_pretty(&state).map_err(|e| Error::Setup(e.to_string()))?;
+    write_atomic(tmp.join("trainer_state.json"), json.as_bytes())?;
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    }
+    std::fs::rename(&tmp, &dir).map_err(|e| Error::io(&dir, e))?;
+    Ok(())
+}

@@ -1,0 +1,73 @@
+//! Kill and resume: a run interrupted after a checkpoint and resumed ends with exactly the
+//! adapter of an uninterrupted run (CPU backend, dropout on). Its own test binary, so no
+//! other test draws from the backend's global random generator meanwhile.
+
+use std::path::{Path, PathBuf};
+
+use burn::backend::Autodiff;
+use burn::tensor::DType;
+use rand::{Rng, SeedableRng, rngs::StdRng};
+use resa_lora::LoraConfig;
+use resa_qwen2::{Hookpoint, Qwen2ForCausalLM};
+use resa_sae::SparseCoder;
+use resa_tune::{Objective, SaeGrad, TuneConfig, train_adapters};
+
+type B = burn::backend::Flex;
+type AD = Autodiff<B>;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn model(lora: &LoraConfig) -> Qwen2ForCausalLM<AD> {
+    let mut m = Qwen2ForCausalLM::<AD>::from_pretrained(
+        root().join("resa-qwen2/tests/fixtures/tied_gqa_f32_old"),
+        &Default::default(),
+        DType::F32,
+    )
+    .expect("model");
+    resa_lora::attach(&mut m, lora, 0).expect("attach");
+    resa_lora::trainable(m)
+}
+
+fn sae() -> SparseCoder<AD> {
+    SparseCoder::load(root().join("resa-sae/tests/fixtures/signum/final/layers.1"), &Default::default()).expect("sae")
+}
+
+fn chunks(n: usize, len: usize) -> Vec<Vec<u32>> {
+    let mut rng = StdRng::seed_from_u64(3);
+    (0..n).map(|_| (0..len).map(|_| rng.random_range(3..96)).collect()).collect()
+}
+
+fn lora() -> LoraConfig {
+    LoraConfig::new(4, 16.0, 0.05, &resa_lora::ALL_LINEAR)
+}
+
+fn adapter_values(dir: &Path) -> Vec<f32> {
+    let r = resa_qwen2::safetensors_io::SafetensorsReader::open_file(dir.join("adapter_model.safetensors"))
+        .expect("adapter");
+    let mut keys: Vec<String> = r.keys().map(str::to_string).collect();
+    keys.sort();
+    keys.iter().flat_map(|k| r.read_f32_any(k).expect("tensor").0).collect()
+}
+
+#[test]
+fn an_interrupted_run_resumes_to_the_same_adapter() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let sae = sae();
+    let objective = Objective::SaeTuning { sae: &sae, hookpoint: Hookpoint::Residual(1), grad: SaeGrad::Detach };
+    let data = chunks(6, 12);
+    let base = TuneConfig { lr: 5e-3, epochs: 2, grad_accum: 2, save_every: 2, ..TuneConfig::default() };
+    let whole = TuneConfig { out: tmp.path().join("whole"), ..base.clone() };
+    train_adapters(model(&lora()), &lora(), &objective, &data, &whole, &mut |_| true).expect("whole");
+    let split = TuneConfig { out: tmp.path().join("split"), ..base.clone() };
+    let (_, r) = train_adapters(model(&lora()), &lora(), &objective, &data, &split, &mut |m| m.step < 4).expect("part");
+    assert_eq!(r.steps, 4);
+    assert!(!split.out.join("adapter").exists(), "interrupted: no final adapter yet");
+    let resumed = TuneConfig { resume: true, ..split.clone() };
+    let (_, r) = train_adapters(model(&lora()), &lora(), &objective, &data, &resumed, &mut |_| true).expect("rest");
+    assert_eq!(r.steps, 6);
+    let (a, b) = (adapter_values(&whole.out.join("adapter")), adapter_values(&split.out.join("adapter")));
+    let diff = a.iter().zip(&b).fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
+    assert!(a.len() == b.len() && diff == 0.0, "resumed adapter differs by {diff}");
+}

@@ -1,0 +1,128 @@
+//! The training loop on the tiny fixture model: the loss really goes down (Stage II and
+//! SFT), a diverging run stops with the last checkpoint kept, setup errors are typed.
+//! (Resuming is tested in `resume.rs`, a process of its own: dropout draws from the
+//! backend's global generator, which parallel tests would share.)
+
+use std::path::{Path, PathBuf};
+
+use burn::backend::Autodiff;
+use burn::tensor::DType;
+use rand::{Rng, SeedableRng, rngs::StdRng};
+use resa_lora::LoraConfig;
+use resa_qwen2::{Hookpoint, Qwen2ForCausalLM};
+use resa_sae::SparseCoder;
+use resa_tune::{Error, Objective, SaeGrad, TuneConfig, train_adapters};
+
+type B = burn::backend::Flex;
+type AD = Autodiff<B>;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn model(lora: &LoraConfig) -> Qwen2ForCausalLM<AD> {
+    let mut m = Qwen2ForCausalLM::<AD>::from_pretrained(
+        root().join("resa-qwen2/tests/fixtures/tied_gqa_f32_old"),
+        &Default::default(),
+        DType::F32,
+    )
+    .expect("model");
+    resa_lora::attach(&mut m, lora, 0).expect("attach");
+    resa_lora::trainable(m)
+}
+
+fn sae() -> SparseCoder<AD> {
+    SparseCoder::load(root().join("resa-sae/tests/fixtures/signum/final/layers.1"), &Default::default()).expect("sae")
+}
+
+fn chunks(n: usize, len: usize) -> Vec<Vec<u32>> {
+    let mut rng = StdRng::seed_from_u64(3);
+    (0..n).map(|_| (0..len).map(|_| rng.random_range(3..96)).collect()).collect()
+}
+
+fn lora() -> LoraConfig {
+    LoraConfig::new(4, 16.0, 0.05, &resa_lora::ALL_LINEAR)
+}
+
+#[test]
+fn stage2_kl_goes_down() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let sae = sae();
+    let objective = Objective::SaeTuning { sae: &sae, hookpoint: Hookpoint::Residual(1), grad: SaeGrad::Detach };
+    let cfg =
+        TuneConfig { lr: 1e-2, epochs: 4, save_every: 1000, out: tmp.path().join("run"), ..TuneConfig::default() };
+    let data = chunks(8, 16);
+    let (_, report) = train_adapters(model(&lora()), &lora(), &objective, &data, &cfg, &mut |_| true).expect("train");
+    let (first, last) = (report.first_loss.expect("first"), report.last_loss.expect("last"));
+    assert_eq!(report.steps, 32);
+    assert!(last < 0.6 * first, "KL {first} → {last}");
+    assert!(report.adapter.join("adapter_model.safetensors").is_file());
+    let lines = std::fs::read_to_string(tmp.path().join("run/metrics.jsonl")).expect("metrics");
+    assert_eq!(lines.lines().count(), 32);
+    assert!(tmp.path().join("run/checkpoint-32/optimizer.safetensors").is_file(), "final checkpoint");
+}
+
+#[test]
+fn sft_cross_entropy_goes_down() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let cfg =
+        TuneConfig { lr: 1e-2, epochs: 6, save_every: 1000, out: tmp.path().join("run"), ..TuneConfig::default() };
+    let data = chunks(4, 16);
+    let (_, report) =
+        train_adapters(model(&lora()), &lora(), &Objective::Sft, &data, &cfg, &mut |_| true).expect("train");
+    let (first, last) = (report.first_loss.expect("first"), report.last_loss.expect("last"));
+    assert!(last < 0.8 * first, "CE {first} → {last}");
+}
+
+fn adapter_bytes(dir: &Path) -> Vec<u8> {
+    std::fs::read(dir.join("adapter_model.safetensors")).expect("adapter")
+}
+
+#[test]
+fn a_diverging_run_stops_and_keeps_the_last_checkpoint() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let out = tmp.path().join("run");
+    let sae = sae();
+    let objective = Objective::SaeTuning { sae: &sae, hookpoint: Hookpoint::Residual(1), grad: SaeGrad::Detach };
+    let cfg = TuneConfig { lr: 1e-3, epochs: 1, save_every: 1, out: out.clone(), ..TuneConfig::default() };
+    let data = chunks(2, 8);
+    train_adapters(model(&lora()), &lora(), &objective, &data, &cfg, &mut |_| true).expect("good");
+    let kept = adapter_bytes(&out.join("checkpoint-2"));
+    let mut bad = sae.clone();
+    bad.b_dec = bad.b_dec.clone() * f32::NAN;
+    let objective = Objective::SaeTuning { sae: &bad, hookpoint: Hookpoint::Residual(1), grad: SaeGrad::Detach };
+    match train_adapters(model(&lora()), &lora(), &objective, &data, &cfg, &mut |_| true) {
+        Err(Error::NonFiniteLoss { step: 0, .. }) => {}
+        other => panic!("expected NonFiniteLoss, got {:?}", other.map(|(_, r)| r)),
+    }
+    assert_eq!(adapter_bytes(&out.join("checkpoint-2")), kept);
+}
+
+#[test]
+fn setup_errors_are_typed() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let cfg = TuneConfig { out: tmp.path().join("o"), ..TuneConfig::default() };
+    let narrow = SparseCoder::<AD>::random(resa_sae::SaeConfig::new(32, 64, 4), 0, &Default::default()).expect("sae");
+    let objective = Objective::SaeTuning { sae: &narrow, hookpoint: Hookpoint::Residual(1), grad: SaeGrad::Detach };
+    let err = train_adapters(model(&lora()), &lora(), &objective, &chunks(2, 8), &cfg, &mut |_| true)
+        .map(|(_, r)| r)
+        .expect_err("width");
+    assert!(err.to_string().contains("width 32"), "{err}");
+    let sae = sae();
+    let objective = Objective::SaeTuning { sae: &sae, hookpoint: Hookpoint::Residual(5), grad: SaeGrad::Detach };
+    let err = train_adapters(model(&lora()), &lora(), &objective, &chunks(2, 8), &cfg, &mut |_| true)
+        .map(|(_, r)| r)
+        .expect_err("layer");
+    assert!(err.to_string().contains("layers.5"), "{err}");
+    let mut bare = Qwen2ForCausalLM::<AD>::from_pretrained(
+        root().join("resa-qwen2/tests/fixtures/tied_gqa_f32_old"),
+        &Default::default(),
+        DType::F32,
+    )
+    .expect("model");
+    resa_lora::remove(&mut bare);
+    let err = train_adapters(bare, &lora(), &Objective::Sft, &chunks(2, 8), &cfg, &mut |_| true)
+        .map(|(_, r)| r)
+        .expect_err("no adapter");
+    assert!(err.to_string().contains("no adapter"), "{err}");
+}
