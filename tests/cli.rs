@@ -184,3 +184,51 @@ fn forward_with_adapter_matches_peft_and_merge_writes_an_equivalent_checkpoint()
     assert!(!o.status.success() && err.contains("lora_B.weight") && err.contains("shape"), "{err}");
     assert!(!dir.path().join("bad").exists(), "no output folder on failure");
 }
+
+#[test]
+fn debug_stage2_step_matches_the_reference() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = |p: &Path| p.to_str().expect("utf8").to_string();
+    for (mode, file) in
+        [("detach", "stage2_detach.safetensors"), ("straight-through", "stage2_straight-through.safetensors")]
+    {
+        let reference =
+            SafetensorsReader::open_file(root.join("crates/resa-tune/tests/fixtures").join(file)).expect("reference");
+        let (ids, shape) = reference.read_i64_any("input_ids").expect("ids");
+        let rows: Vec<Vec<i64>> = ids.chunks(shape[1]).map(<[i64]>::to_vec).collect();
+        let ids_path = dir.path().join("ids.json");
+        std::fs::write(&ids_path, serde_json::to_string(&rows).expect("json")).expect("write");
+        let out = dir.path().join(format!("{mode}.safetensors"));
+        let o = resa(&[
+            "debug",
+            "stage2-step",
+            "--model",
+            &s(&fixture("tied_gqa_f32_old")),
+            "--sae",
+            &s(&root.join("crates/resa-sae/tests/fixtures/signum/final/layers.1")),
+            "--hookpoint",
+            "layers.1",
+            "--adapter",
+            &s(&lora_fixture("all7_tied_gqa").join("adapter")),
+            "--input-ids",
+            &s(&ids_path),
+            "--out",
+            &s(&out),
+            "--sae-grad",
+            mode,
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let got = SafetensorsReader::open_file(&out).expect("out");
+        let mut got_keys: Vec<&str> = got.keys().collect();
+        let mut want_keys: Vec<&str> = reference.keys().filter(|k| *k != "input_ids").collect();
+        got_keys.sort_unstable();
+        want_keys.sort_unstable();
+        assert_eq!(got_keys, want_keys, "{mode}");
+        for key in want_keys {
+            let (a, b) = (got.read_f32_any(key).expect("ours").0, reference.read_f32_any(key).expect("ref").0);
+            let scale = b.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            assert!(max_diff(&a, &b) <= 1e-3 * scale, "{mode} {key}: {} vs scale {scale}", max_diff(&a, &b));
+        }
+    }
+}

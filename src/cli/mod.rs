@@ -6,6 +6,7 @@ pub mod generate;
 pub mod merge;
 pub mod sae;
 pub mod train_sae;
+pub mod tune;
 
 use clap::{Parser, Subcommand};
 
@@ -29,6 +30,8 @@ pub enum Command {
     Merge(merge::MergeArgs),
     /// Stage I: train sparse autoencoders on a model's hookpoint activations.
     TrainSae(Box<train_sae::TrainSaeArgs>),
+    /// The whole pipeline: Stage I, Stage II, adapter (and merged model) from one config.
+    Tune(Box<tune::TuneArgs>),
     /// Diagnostics for comparing with the reference implementations (`resa debug stage2-step`).
     #[command(subcommand)]
     Debug(debug::DebugCommand),
@@ -46,5 +49,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::TrainSae(args) => train_sae::run(*args),
         Command::Sae(cmd) => sae::run(cmd),
         Command::Debug(cmd) => debug::run(cmd),
+        Command::Tune(args) => tune::run(*args),
     }
 }

@@ -2,10 +2,12 @@
 
 pub mod error;
 pub mod lora_grads;
+pub mod pipeline;
 pub mod stage2;
 pub mod train;
 
 pub use error::{Error, Result};
 pub use lora_grads::lora_gradients;
+pub use pipeline::{PipelineConfig, PipelineEvent, PipelineReport, run_pipeline};
 pub use stage2::{SaeGrad, SaeSplice, causal_lm_loss, kl_batchmean, stage2_loss};
 pub use train::{LrSchedule, Objective, StepMetrics, TuneConfig, TuneReport, train_adapters};

@@ -1,0 +1,509 @@
+//! The whole SAE-Tuning pipeline from one configuration — the five components of the
+//! paper's Table 1 (source model, target model, trigger data, elicitation data, SAE mode
+//! and hookpoint) plus hyperparameters: Stage I (train, fine-tune or load the SAE), Stage II
+//! (SAE-guided SFT of LoRA adapters, or the CoT-free SFT baseline), then the adapter and
+//! optionally the merged model. Each stage skips itself when its output exists and was made
+//! from the same configuration (recorded in `done.json`).
+//!
+//! ```toml
+//! out = "runs/resa-still"
+//!
+//! [source]                 # Stage I: the model whose activations train the SAE
+//! model = "/models/Tina-STILL"
+//! [target]                 # Stage II: the model that gets the adapter
+//! model = "/models/DeepSeek-R1-Distill-Qwen-1.5B"
+//!
+//! [data]
+//! trigger = "still"        # file, folder, registry name or hub id
+//! elicitation = "still"
+//! template = "reference"   # reference | paper | a string with {problem} and {answer}
+//!
+//! [sae]
+//! mode = "finetune"        # scratch | finetune | pretrained
+//! path = "EleutherAI/sae-DeepSeek-R1-Distill-Qwen-1.5B-65k"
+//! hookpoint = "layers.12"
+//!
+//! [stage2]
+//! lr = 1e-6
+//! epochs = 2
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::{DType, backend::AutodiffBackend};
+use resa_data::{ChunkOptions, ReadOptions, Template, chunk_texts, load_dataset};
+use resa_lora::LoraConfig;
+use resa_qwen2::safetensors_io::write_atomic;
+use resa_qwen2::{Hookpoint, Qwen2ForCausalLM, Tokenizer, hub};
+use resa_sae::{SaeInit, SparseCoder, Stage1Options, TrainConfig as SaeTrainConfig, resolve_sae, train_saes_with};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::stage2::SaeGrad;
+use crate::train::{LrSchedule, Objective, StepMetrics, TuneConfig, train_adapters};
+
+/// A model reference.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelRef {
+    /// Folder (Hugging Face layout) or hub id.
+    pub model: String,
+}
+
+/// Data of both stages.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataSection {
+    /// Stage I data.
+    pub trigger: String,
+    /// Stage II data.
+    pub elicitation: String,
+    /// `reference`, `paper` or a template string.
+    #[serde(default = "reference")]
+    pub template: String,
+    /// Split of folders and hub datasets.
+    #[serde(default = "train")]
+    pub split: String,
+    /// Tokens per chunk.
+    #[serde(default = "ctx")]
+    pub ctx_len: usize,
+    /// Use at most this many rows of each set (quick runs).
+    #[serde(default)]
+    pub max_rows: Option<usize>,
+}
+
+fn reference() -> String {
+    "reference".into()
+}
+fn train() -> String {
+    "train".into()
+}
+fn ctx() -> usize {
+    2048
+}
+
+/// How the SAE is obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SaeMode {
+    /// Train from scratch on the source model.
+    Scratch,
+    /// Fine-tune `path` on the source model.
+    Finetune,
+    /// Use `path` as it is (no Stage I).
+    Pretrained,
+}
+
+/// Stage I.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SaeSection {
+    /// scratch | finetune | pretrained.
+    pub mode: SaeMode,
+    /// Folder of hookpoint folders (or hub repo) for finetune / pretrained.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// Where the SAE reads and is spliced (reference: `layers.12`).
+    pub hookpoint: String,
+    /// Latents (scratch).
+    #[serde(default = "latents")]
+    pub num_latents: usize,
+    /// Active latents (scratch).
+    #[serde(default = "k")]
+    pub k: usize,
+    /// Chunks per Stage I step.
+    #[serde(default = "sae_batch")]
+    pub batch_size: usize,
+    /// Learning rate (default sparsify's).
+    #[serde(default)]
+    pub lr: Option<f64>,
+    /// Stop Stage I after this many steps.
+    #[serde(default)]
+    pub max_steps: Option<u64>,
+    /// Initialisation seed.
+    #[serde(default)]
+    pub seed: u64,
+}
+
+fn latents() -> usize {
+    65536
+}
+fn k() -> usize {
+    32
+}
+fn sae_batch() -> usize {
+    16
+}
+
+/// LoRA.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoraSection {
+    /// Rank.
+    #[serde(default = "rank")]
+    pub r: usize,
+    /// Alpha.
+    #[serde(default = "alpha")]
+    pub alpha: f64,
+    /// Dropout.
+    #[serde(default = "dropout")]
+    pub dropout: f64,
+    /// Target modules.
+    #[serde(default = "targets")]
+    pub targets: Vec<String>,
+    /// rsLoRA scaling.
+    #[serde(default)]
+    pub use_rslora: bool,
+}
+
+fn rank() -> usize {
+    32
+}
+fn alpha() -> f64 {
+    128.0
+}
+fn dropout() -> f64 {
+    0.05
+}
+fn targets() -> Vec<String> {
+    resa_lora::ALL_LINEAR.iter().map(|s| s.to_string()).collect()
+}
+
+impl Default for LoraSection {
+    fn default() -> Self {
+        LoraSection { r: rank(), alpha: alpha(), dropout: dropout(), targets: targets(), use_rslora: false }
+    }
+}
+
+/// What Stage II optimises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ObjectiveKind {
+    /// SAE-guided SFT (KL, SAE spliced).
+    #[default]
+    SaeTuning,
+    /// The CoT-free SFT baseline (cross-entropy, no SAE).
+    Sft,
+}
+
+/// Stage II.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Stage2Section {
+    /// sae-tuning | sft.
+    #[serde(default)]
+    pub objective: ObjectiveKind,
+    /// Peak learning rate.
+    #[serde(default = "lr")]
+    pub lr: f64,
+    /// Cosine schedule with this warm-up and floor ratio instead of a constant rate.
+    #[serde(default)]
+    pub cosine: Option<(u64, f64)>,
+    /// Epochs.
+    #[serde(default = "epochs")]
+    pub epochs: usize,
+    /// Stop after this many steps.
+    #[serde(default)]
+    pub max_steps: Option<u64>,
+    /// Chunks per micro-batch.
+    #[serde(default = "one")]
+    pub batch_size: usize,
+    /// Micro-batches per step.
+    #[serde(default = "one")]
+    pub grad_accum: usize,
+    /// Checkpoint interval.
+    #[serde(default = "save_every")]
+    pub save_every: u64,
+    /// detach | straight-through | flow.
+    #[serde(default)]
+    pub sae_grad: SaeGrad,
+    /// Also write the merged model.
+    #[serde(default)]
+    pub merge: bool,
+}
+
+fn lr() -> f64 {
+    1e-6
+}
+fn epochs() -> usize {
+    2
+}
+fn one() -> usize {
+    1
+}
+fn save_every() -> u64 {
+    500
+}
+
+impl Default for Stage2Section {
+    fn default() -> Self {
+        Stage2Section {
+            objective: ObjectiveKind::SaeTuning,
+            lr: lr(),
+            cosine: None,
+            epochs: epochs(),
+            max_steps: None,
+            batch_size: 1,
+            grad_accum: 1,
+            save_every: save_every(),
+            sae_grad: SaeGrad::Detach,
+            merge: false,
+        }
+    }
+}
+
+/// The whole pipeline's configuration (`resa tune --config run.toml`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// Run folder.
+    pub out: PathBuf,
+    /// Seed of Stage II (data order, dropout).
+    #[serde(default = "seed")]
+    pub seed: u64,
+    /// Stage I model.
+    pub source: ModelRef,
+    /// Stage II model.
+    pub target: ModelRef,
+    /// Data.
+    pub data: DataSection,
+    /// SAE.
+    pub sae: SaeSection,
+    /// LoRA.
+    #[serde(default)]
+    pub lora: LoraSection,
+    /// Stage II.
+    #[serde(default)]
+    pub stage2: Stage2Section,
+}
+
+fn seed() -> u64 {
+    42
+}
+
+impl PipelineConfig {
+    /// Reads a TOML file.
+    pub fn from_toml_file(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        toml::from_str(&text).map_err(|e| Error::option(path.display().to_string(), e.to_string()))
+    }
+}
+
+/// What the pipeline produced.
+#[derive(Debug, Clone, Serialize)]
+pub struct PipelineReport {
+    /// The SAE folder used in Stage II.
+    pub sae: PathBuf,
+    /// Whether Stage I ran (false: skipped or pretrained).
+    pub stage1_ran: bool,
+    /// The adapter folder.
+    pub adapter: PathBuf,
+    /// Whether Stage II ran (false: skipped, output up to date).
+    pub stage2_ran: bool,
+    /// First and last Stage II loss of this invocation.
+    pub stage2_loss: Option<(f32, f32)>,
+    /// The merged model folder, when asked for.
+    pub merged: Option<PathBuf>,
+}
+
+/// Progress events of the pipeline.
+#[derive(Debug, Clone, Copy)]
+pub enum PipelineEvent<'a> {
+    /// A Stage I step (step, total, mean FVU).
+    Stage1 {
+        /// Steps done.
+        step: u64,
+        /// Steps in total.
+        total: u64,
+        /// Mean FVU over hookpoints.
+        fvu: f32,
+    },
+    /// A Stage II step.
+    Stage2(&'a StepMetrics),
+    /// A stage was skipped because its output is up to date.
+    Skipped(&'static str),
+}
+
+fn template(s: &str) -> Result<Template> {
+    Ok(match s {
+        "reference" => Template::Reference,
+        "paper" => Template::Paper,
+        other => Template::custom(other)?,
+    })
+}
+
+/// Templated, tokenised chunks of a dataset for a model folder's tokenizer.
+pub fn prepare_chunks(data: &DataSection, spec: &str, model_dir: &Path) -> Result<Vec<Vec<u32>>> {
+    let (mut rows, report, _) = load_dataset(spec, &data.split, &ReadOptions::default())?;
+    if report.skipped() > 0 {
+        tracing::warn!(spec, skipped = report.skipped(), "rows with a missing field were skipped");
+    }
+    if let Some(n) = data.max_rows {
+        rows.truncate(n);
+    }
+    let t = template(&data.template)?;
+    let texts: Vec<String> = rows.iter().map(|r| t.render(r)).collect();
+    let tok = Tokenizer::from_dir(model_dir)?;
+    let eos = tok
+        .eos_token()
+        .ok_or_else(|| Error::Setup(format!("{}: the tokenizer names no eos_token", model_dir.display())))?;
+    let chunks = chunk_texts(
+        tok.inner(),
+        &texts,
+        &ChunkOptions { chunk_len: data.ctx_len, eos_token: eos.to_string(), ..ChunkOptions::default() },
+    )?;
+    Ok(chunks.chunks)
+}
+
+fn up_to_date(dir: &Path, stamp: &str) -> bool {
+    std::fs::read_to_string(dir.join("done.json")).is_ok_and(|s| s == stamp)
+}
+
+/// Runs the pipeline on backend `B` (the model's forward runs on its inner backend in
+/// Stage I), computing in `dtype`.
+pub fn run_pipeline<B: AutodiffBackend>(
+    cfg: &PipelineConfig,
+    device: &B::Device,
+    dtype: DType,
+    on_event: &mut dyn FnMut(PipelineEvent<'_>),
+) -> Result<PipelineReport> {
+    let source_dir = hub::resolve_model(&cfg.source.model)?;
+    let target_dir = hub::resolve_model(&cfg.target.model)?;
+    std::fs::create_dir_all(&cfg.out).map_err(|e| Error::io(&cfg.out, e))?;
+
+    // Stage I.
+    let stage1_dir = cfg.out.join("stage1");
+    let stamp1 = serde_json::to_string_pretty(&(
+        &cfg.source,
+        &cfg.data.trigger,
+        &cfg.data.template,
+        &cfg.data.ctx_len,
+        &cfg.data.max_rows,
+        &cfg.sae,
+    ))
+    .map_err(|e| Error::Setup(e.to_string()))?;
+    let (sae_dir, stage1_ran) = match cfg.sae.mode {
+        SaeMode::Pretrained => {
+            let path =
+                cfg.sae.path.as_deref().ok_or_else(|| Error::option("sae.path", "pretrained mode needs a path"))?;
+            let local = Path::new(path);
+            let dir = if local.join(&cfg.sae.hookpoint).join("cfg.json").is_file() {
+                local.join(&cfg.sae.hookpoint)
+            } else if local.join("cfg.json").is_file() {
+                local.to_path_buf()
+            } else {
+                resolve_sae(&format!("{path}/{}", cfg.sae.hookpoint))?
+            };
+            (dir, false)
+        }
+        _ if up_to_date(&stage1_dir, &stamp1) => {
+            on_event(PipelineEvent::Skipped("stage I"));
+            (stage1_dir.join(&cfg.sae.hookpoint), false)
+        }
+        mode => {
+            let source = Qwen2ForCausalLM::<B::InnerBackend>::from_pretrained(&source_dir, device, dtype)?;
+            let hookpoint = Hookpoint::parse_for(&cfg.sae.hookpoint, source.config().num_hidden_layers)?;
+            let chunks = prepare_chunks(&cfg.data, &cfg.data.trigger, &source_dir)?;
+            let init = match mode {
+                SaeMode::Finetune => SaeInit::Finetune(PathBuf::from(
+                    cfg.sae.path.clone().ok_or_else(|| Error::option("sae.path", "finetune mode needs a path"))?,
+                )),
+                _ => SaeInit::Scratch {
+                    num_latents: Some(cfg.sae.num_latents),
+                    expansion_factor: 64,
+                    k: cfg.sae.k,
+                    seed: cfg.sae.seed,
+                },
+            };
+            let options = Stage1Options {
+                hookpoints: vec![hookpoint],
+                init,
+                train: SaeTrainConfig { lr: cfg.sae.lr, ..SaeTrainConfig::default() },
+                batch_size: cfg.sae.batch_size,
+                save_every: 1000,
+                max_steps: cfg.sae.max_steps,
+                out: stage1_dir.clone(),
+                resume: true,
+            };
+            train_saes_with::<B>(&source, &chunks, &options, &mut |p| {
+                let fvu = p.metrics.iter().map(|(_, m)| m.fvu).sum::<f32>() / p.metrics.len().max(1) as f32;
+                on_event(PipelineEvent::Stage1 { step: p.step, total: p.total, fvu });
+            })?;
+            write_atomic(stage1_dir.join("done.json"), stamp1.as_bytes())?;
+            (stage1_dir.join(&cfg.sae.hookpoint), true)
+        }
+    };
+
+    // Stage II.
+    let stage2_dir = cfg.out.join("stage2");
+    let stamp2 = serde_json::to_string_pretty(&(&stamp1, &cfg.target, &cfg.data, &cfg.lora, &cfg.stage2, cfg.seed))
+        .map_err(|e| Error::Setup(e.to_string()))?;
+    let adapter = stage2_dir.join("adapter");
+    let mut report = PipelineReport {
+        sae: sae_dir.clone(),
+        stage1_ran,
+        adapter: adapter.clone(),
+        stage2_ran: false,
+        stage2_loss: None,
+        merged: None,
+    };
+    if up_to_date(&stage2_dir, &stamp2) && adapter.is_dir() {
+        on_event(PipelineEvent::Skipped("stage II"));
+    } else {
+        let mut model = Qwen2ForCausalLM::<B>::from_pretrained(&target_dir, device, dtype)?;
+        let hookpoint = Hookpoint::parse_for(&cfg.sae.hookpoint, model.config().num_hidden_layers)?;
+        let targets: Vec<&str> = cfg.lora.targets.iter().map(String::as_str).collect();
+        let mut lora = LoraConfig::new(cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout, &targets);
+        lora.use_rslora = cfg.lora.use_rslora;
+        lora.base_model_name_or_path = Some(cfg.target.model.clone());
+        resa_lora::attach(&mut model, &lora, cfg.seed)?;
+        let model = resa_lora::trainable(model);
+        let sae = SparseCoder::<B>::load(&sae_dir, device)?;
+        let objective = match cfg.stage2.objective {
+            ObjectiveKind::SaeTuning => Objective::SaeTuning { sae: &sae, hookpoint, grad: cfg.stage2.sae_grad },
+            ObjectiveKind::Sft => Objective::Sft,
+        };
+        let chunks = prepare_chunks(&cfg.data, &cfg.data.elicitation, &target_dir)?;
+        let tune = TuneConfig {
+            lr: cfg.stage2.lr,
+            schedule: match cfg.stage2.cosine {
+                Some((warmup_steps, min_lr_ratio)) => LrSchedule::Cosine { warmup_steps, min_lr_ratio },
+                None => LrSchedule::Constant,
+            },
+            epochs: cfg.stage2.epochs,
+            max_steps: cfg.stage2.max_steps,
+            batch_size: cfg.stage2.batch_size,
+            grad_accum: cfg.stage2.grad_accum,
+            seed: cfg.seed,
+            save_every: cfg.stage2.save_every,
+            out: stage2_dir.clone(),
+            resume: true,
+            ..TuneConfig::default()
+        };
+        let (model, r) = train_adapters(model, &lora, &objective, &chunks, &tune, &mut |m| {
+            on_event(PipelineEvent::Stage2(m));
+            true
+        })?;
+        write_atomic(stage2_dir.join("done.json"), stamp2.as_bytes())?;
+        report.stage2_ran = true;
+        report.stage2_loss = r.first_loss.zip(r.last_loss);
+        if cfg.stage2.merge {
+            let merged = cfg.out.join("merged");
+            let base = resa_lora::base_dtype(&target_dir);
+            let plain = burn::module::AutodiffModule::valid(&model);
+            resa_lora::save_merged(plain, &merged, base, Some(&target_dir))?;
+            report.merged = Some(merged);
+        }
+    }
+    if cfg.stage2.merge && report.merged.is_none() {
+        let merged = cfg.out.join("merged");
+        if !merged.join("config.json").is_file() {
+            let mut model = Qwen2ForCausalLM::<B::InnerBackend>::from_pretrained(&target_dir, device, DType::F32)?;
+            resa_lora::load_adapter(&mut model, &adapter)?;
+            resa_lora::save_merged(model, &merged, resa_lora::base_dtype(&target_dir), Some(&target_dir))?;
+        }
+        report.merged = Some(merged);
+    }
+    Ok(report)
+}

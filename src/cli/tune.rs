@@ -1,0 +1,99 @@
+//! `resa tune --config run.toml`: the whole SAE-Tuning pipeline (Stage I, Stage II, adapter,
+//! optionally the merged model); see `resa_tune::pipeline` for the configuration.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use burn::backend::Autodiff;
+use burn::tensor::{DType, backend::Backend};
+use resa::device::{DeviceSpec, parse_dtype};
+use resa::tune::pipeline::ObjectiveKind;
+use resa::tune::{PipelineConfig, PipelineEvent, run_pipeline};
+use resa::with_backend;
+
+/// Arguments of `resa tune`.
+#[derive(Debug, clap::Args)]
+pub struct TuneArgs {
+    /// Pipeline configuration (TOML).
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Override the run folder.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Override Stage I's step limit.
+    #[arg(long)]
+    pub stage1_max_steps: Option<u64>,
+    /// Override Stage II's step limit.
+    #[arg(long)]
+    pub stage2_max_steps: Option<u64>,
+    /// Override Stage II's objective: `sae-tuning` or `sft` (the CoT-free SFT baseline).
+    #[arg(long, value_parser = ["sae-tuning", "sft"])]
+    pub objective: Option<String>,
+    /// Also write the merged model.
+    #[arg(long)]
+    pub merge: bool,
+    /// cpu, ndarray, wgpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceSpec,
+    /// Compute dtype (bf16 on CUDA for real models).
+    #[arg(long, default_value = "f32", value_parser = parse_dtype)]
+    pub dtype: DType,
+}
+
+/// Runs the command.
+pub fn run(args: TuneArgs) -> anyhow::Result<()> {
+    let mut cfg = PipelineConfig::from_toml_file(&args.config)?;
+    if let Some(out) = &args.out {
+        cfg.out = out.clone();
+    }
+    if args.stage1_max_steps.is_some() {
+        cfg.sae.max_steps = args.stage1_max_steps;
+    }
+    if args.stage2_max_steps.is_some() {
+        cfg.stage2.max_steps = args.stage2_max_steps;
+    }
+    if let Some(o) = &args.objective {
+        cfg.stage2.objective = if o == "sft" { ObjectiveKind::Sft } else { ObjectiveKind::SaeTuning };
+    }
+    cfg.stage2.merge |= args.merge;
+    let spec = args.device;
+    with_backend!(spec, |B, device| { tune::<B>(&cfg, &device, args.dtype) })
+}
+
+fn tune<B: Backend>(cfg: &PipelineConfig, device: &B::Device, dtype: DType) -> anyhow::Result<()> {
+    let tty = std::io::stderr().is_terminal();
+    let started = Instant::now();
+    let report = run_pipeline::<Autodiff<B>>(cfg, device, dtype, &mut |e| match e {
+        PipelineEvent::Skipped(stage) => eprintln!("{stage}: output up to date, skipped"),
+        PipelineEvent::Stage1 { step, total, fvu } => {
+            if tty || step == total {
+                eprint!("\rstage I  {step:>6}/{total} fvu {fvu:.4}   {}", if step == total { "\n" } else { "" });
+            }
+        }
+        PipelineEvent::Stage2(m) => {
+            let elapsed = started.elapsed().as_secs_f64();
+            if tty || m.step == m.total {
+                eprint!(
+                    "\rstage II {:>6}/{} loss {:.4} lr {:.2e} |g| {:.3} {:.0} tok/s {}",
+                    m.step,
+                    m.total,
+                    m.loss,
+                    m.lr,
+                    m.grad_norm,
+                    m.tokens_per_second,
+                    if m.step == m.total { format!("({elapsed:.0} s)\n") } else { String::new() }
+                );
+            }
+        }
+    })?;
+    eprintln!("SAE: {}{}", report.sae.display(), if report.stage1_ran { " (trained)" } else { "" });
+    if let Some((a, b)) = report.stage2_loss {
+        eprintln!("stage II loss {a:.4} → {b:.4}");
+    }
+    eprintln!("adapter: {}", report.adapter.display());
+    if let Some(m) = &report.merged {
+        eprintln!("merged model: {}", m.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,106 @@
+//! `resa tune` end to end on a tiny random model with the toy world's tokenizer and data:
+//! Stage I (SAE from scratch), Stage II (SAE-guided LoRA), merge; then a rerun that skips
+//! both stages, and the CoT-free SFT baseline.
+
+use std::path::Path;
+use std::process::Command;
+
+use resa::data::toy::{self, ToyWorld};
+use resa::qwen2::safetensors_io::StoredDtype;
+use resa::qwen2::{Qwen2Config, Qwen2ForCausalLM};
+
+fn resa(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_resa")).args(args).output().expect("runs resa")
+}
+
+fn toy_model(dir: &Path) {
+    let cfg = Qwen2Config { vocab_size: toy::vocab_size(), ..Qwen2Config::tiny() };
+    let model = Qwen2ForCausalLM::<burn::backend::Flex>::random(&cfg, 1, &Default::default(), burn::tensor::DType::F32);
+    model.save_pretrained(dir, StoredDtype::F32).expect("save model");
+    toy::write_tokenizer(dir).expect("tokenizer");
+}
+
+#[test]
+fn tune_runs_both_stages_then_skips_them() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let model = tmp.path().join("model");
+    toy_model(&model);
+    ToyWorld::default().write_splits(tmp.path().join("data"), [200, 10, 10]).expect("data");
+    let config = format!(
+        r#"
+out = "{out}"
+[source]
+model = "{model}"
+[target]
+model = "{model}"
+[data]
+trigger = "{data}"
+elicitation = "{data}"
+template = "{template}"
+ctx_len = 48
+[sae]
+mode = "scratch"
+hookpoint = "layers.1"
+num_latents = 128
+k = 8
+batch_size = 4
+max_steps = 5
+[lora]
+r = 4
+alpha = 16
+[stage2]
+lr = 1e-3
+max_steps = 4
+save_every = 2
+merge = true
+"#,
+        out = tmp.path().join("run").display(),
+        model = model.display(),
+        data = tmp.path().join("data/train.jsonl").display(),
+        template = toy::TOY_TEMPLATE.replace('\n', "\\n"),
+    );
+    let cfg_path = tmp.path().join("run.toml");
+    std::fs::write(&cfg_path, config).expect("config");
+    let cfg = cfg_path.to_str().expect("utf8");
+    let o = resa(&["tune", "--config", cfg]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    let run = tmp.path().join("run");
+    let sae = resa::sae::SparseCoder::<burn::backend::Flex>::load(run.join("stage1/layers.1"), &Default::default())
+        .expect("SAE folder in sparsify format");
+    assert_eq!((sae.num_latents(), sae.config().k), (128, 8));
+    assert!(run.join("stage2/adapter/adapter_config.json").is_file());
+    assert!(run.join("stage2/checkpoint-4/optimizer.safetensors").is_file());
+    assert_eq!(std::fs::read_to_string(run.join("stage2/metrics.jsonl")).expect("metrics").lines().count(), 4);
+    let mut merged = Qwen2ForCausalLM::<burn::backend::Flex>::from_pretrained(
+        run.join("merged"),
+        &Default::default(),
+        burn::tensor::DType::F32,
+    )
+    .expect("merged model reloads");
+    assert!(run.join("merged/tokenizer.json").is_file());
+    assert_eq!(resa::lora::remove(&mut merged), 0);
+
+    let o = resa(&["tune", "--config", cfg]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        o.status.success() && err.contains("stage I: output up to date") && err.contains("stage II: output up to date"),
+        "{err}"
+    );
+
+    let o =
+        resa(&["tune", "--config", cfg, "--objective", "sft", "--out", tmp.path().join("sft").to_str().expect("utf8")]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(tmp.path().join("sft/stage2/adapter/adapter_model.safetensors").is_file());
+}
+
+#[test]
+fn tune_reports_config_errors_with_the_field() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let cfg_path = tmp.path().join("bad.toml");
+    std::fs::write(&cfg_path, "out = \"x\"\n[source]\nmodel = \"m\"\n").expect("write");
+    let o = resa(&["tune", "--config", cfg_path.to_str().expect("utf8")]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("bad.toml") && err.contains("target"), "{err}");
+}
