@@ -43,7 +43,10 @@ fn bench_backend<B: Backend>(c: &mut Criterion, name: &str) {
     group.throughput(Throughput::Elements(new_tokens as u64));
     let prompt: Vec<u32> = ids[..64].iter().map(|&t| t as u32).collect();
     group.bench_function(format!("greedy_decode_{new_tokens}_after_64"), |b| {
-        b.iter(|| generate(&model, &[prompt.clone()], &GenerationConfig::greedy(new_tokens, vec![])).expect("generate"))
+        b.iter(|| {
+            generate(&model, std::slice::from_ref(&prompt), &GenerationConfig::greedy(new_tokens, vec![]))
+                .expect("generate")
+        })
     });
     group.finish();
 }

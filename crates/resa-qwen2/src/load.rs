@@ -41,12 +41,15 @@ pub fn checkpoint_keys(cfg: &Qwen2Config) -> Vec<(String, Vec<usize>)> {
     keys
 }
 
+/// Supplies the values of the tensor `key` with the given shape.
+type TensorSource<'a> = dyn FnMut(&str, &[usize]) -> Result<Vec<f32>> + 'a;
+
 /// Assembles a model, asking `get(key, shape)` for each tensor's values.
 fn build<B: Backend>(
     cfg: &Qwen2Config,
     device: &B::Device,
     dtype: DType,
-    get: &mut dyn FnMut(&str, &[usize]) -> Result<Vec<f32>>,
+    get: &mut TensorSource<'_>,
 ) -> Result<Qwen2ForCausalLM<B>> {
     // Linear weights: checkpoint `[out, in]` transposed to `[in, out]` (see `Linear`).
     let mut t2 = |key: &str, shape: [usize; 2]| -> Result<Param<Tensor<B, 2>>> {

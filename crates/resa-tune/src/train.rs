@@ -417,7 +417,7 @@ pub fn train_adapters<B: AutodiffBackend>(
         let mut line = serde_json::to_string(&m).map_err(|e| Error::Setup(e.to_string()))?;
         line.push('\n');
         metrics.write_all(line.as_bytes()).map_err(|e| Error::io(&metrics_path, e))?;
-        if step % cfg.save_every == 0 || step == total {
+        if step.is_multiple_of(cfg.save_every) || step == total {
             save_checkpoint(&model, lora, &keys, &moments, cfg, step, total)?;
         }
         if !on_step(&m) {

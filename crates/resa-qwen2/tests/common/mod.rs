@@ -26,7 +26,10 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f32], tol: f32) {
     let (mut worst, mut at) = (0.0f32, 0);
     for (i, (a, b)) in got.iter().zip(want).enumerate() {
         let d = (a - b).abs();
-        if !(d <= worst) {
+        // Written so that a NaN difference counts as the worst.
+        #[allow(clippy::neg_cmp_op_on_partial_ord)]
+        let worse = !(d <= worst);
+        if worse {
             worst = d;
             at = i;
         }
