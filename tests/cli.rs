@@ -232,3 +232,29 @@ fn debug_stage2_step_matches_the_reference() {
         }
     }
 }
+
+#[test]
+fn grade_adds_correct_and_extracted_in_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("in.jsonl");
+    let lines = [
+        serde_json::json!({"id": 1, "gold": "\\frac{1}{2}", "completion": "Therefore, the final answer is: $\\boxed{0.5}$. I hope it is correct"}),
+        serde_json::json!({"id": 2, "gold": "7", "completion": "so \\boxed{8}", "bench": "aime24"}),
+        serde_json::json!({"id": 3, "gold": "C", "completion": "Answer: C", "bench": "gpqa_diamond"}),
+    ];
+    let text: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+    std::fs::write(&input, text.join("\n")).expect("write");
+    let out = dir.path().join("out.jsonl");
+    let o = resa(&["grade", "--input", input.to_str().expect("utf8"), "--out", out.to_str().expect("utf8")]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let got: Vec<serde_json::Value> =
+        std::fs::read_to_string(&out).expect("out").lines().map(|l| serde_json::from_str(l).expect("json")).collect();
+    assert_eq!(got.iter().map(|v| v["id"].as_i64().expect("id")).collect::<Vec<_>>(), [1, 2, 3]);
+    assert_eq!(got.iter().map(|v| v["correct"].as_bool().expect("bool")).collect::<Vec<_>>(), [true, false, true]);
+    assert_eq!(got[0]["extracted"], "0.5");
+    assert_eq!(got[2]["extracted"], "C");
+    std::fs::write(&input, "{\"gold\": \"1\"}\n").expect("write");
+    let o = resa(&["grade", "--input", input.to_str().expect("utf8"), "--out", out.to_str().expect("utf8")]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains(":1: field `completion`"), "{err}");
+}

@@ -3,6 +3,7 @@
 pub mod debug;
 pub mod forward;
 pub mod generate;
+pub mod grade;
 pub mod merge;
 pub mod sae;
 pub mod train_sae;
@@ -26,6 +27,8 @@ pub enum Command {
     Forward(forward::ForwardArgs),
     /// Generate a continuation of a prompt.
     Generate(generate::GenerateArgs),
+    /// Grade completions against gold answers (math equivalence; GPQA letters).
+    Grade(grade::GradeArgs),
     /// Merge a PEFT LoRA adapter into a model and write a Hugging Face checkpoint.
     Merge(merge::MergeArgs),
     /// Stage I: train sparse autoencoders on a model's hookpoint activations.
@@ -46,6 +49,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Forward(args) => forward::run(args),
         Command::Generate(args) => generate::run(args),
         Command::Merge(args) => merge::run(args),
+        Command::Grade(args) => grade::run(args),
         Command::TrainSae(args) => train_sae::run(*args),
         Command::Sae(cmd) => sae::run(cmd),
         Command::Debug(cmd) => debug::run(cmd),

@@ -1,0 +1,57 @@
+//! Hand-written grading cases: forms of the same answer that must agree, and near misses
+//! that must not.
+
+use resa_eval::{extract_choice, grade_math};
+
+#[track_caller]
+fn yes(gold: &str, completion: &str) {
+    let g = grade_math(gold, completion);
+    assert!(g.correct, "{gold:?} vs {completion:?} (extracted {:?})", g.extracted);
+}
+
+#[track_caller]
+fn no(gold: &str, completion: &str) {
+    let g = grade_math(gold, completion);
+    assert!(!g.correct, "{gold:?} vs {completion:?} wrongly accepted (extracted {:?})", g.extracted);
+}
+
+#[test]
+fn equivalent_forms_are_accepted() {
+    yes("\\frac{1}{2}", "so the answer is $\\boxed{0.5}$");
+    yes("\\frac{1}{2}", "Therefore, the final answer is: $\\boxed{\\dfrac12}$. I hope it is correct");
+    yes("2\\sqrt{3}", "\\boxed{\\sqrt{12}}");
+    yes("10080", "The total is \\boxed{10{,}080}".replace("{,}", ",").as_str());
+    yes("\\left( 3, \\frac{\\pi}{2} \\right)", "\\boxed{(3, \\pi/2)}");
+    yes("[-2, 7)", "$\\boxed{[-2,7)}$");
+    yes("x^2 + 2x + 1", "\\boxed{(x+1)^2}");
+    yes("\\{1, 2\\}", "\\boxed{\\{2, 1\\}}");
+    yes("45^\\circ", "The angle is \\boxed{45^{\\circ}}.");
+    yes("5", "After simplifying we get $x = 5$.");
+    yes("1 \\pm \\sqrt{19}", "\\boxed{1 - \\sqrt{19}, 1 + \\sqrt{19}}");
+    yes("3.83e35", "\\boxed{3.83 \\times 10^{35}}");
+    yes("\\text{Evelyn}", "\\boxed{\\text{Evelyn}}");
+}
+
+#[test]
+fn wrong_or_missing_answers_are_rejected() {
+    no("\\frac{1}{3}", "\\boxed{0.33}");
+    no("5", "\\boxed{6}");
+    no("(1, 2)", "\\boxed{(2, 1)}");
+    no("[1, 2]", "\\boxed{(1, 2)}");
+    no("7.4e-12", "\\boxed{0}");
+    no("42", "I could not solve this problem.");
+    no("\\text{Evelyn}", "\\boxed{\\text{Navin}}");
+}
+
+#[test]
+fn the_last_boxed_answer_wins() {
+    yes("4", "First I thought \\boxed{3}, but correcting: \\boxed{4}");
+    no("3", "First I thought \\boxed{3}, but correcting: \\boxed{4}");
+}
+
+#[test]
+fn choice_letters() {
+    assert_eq!(extract_choice("The reasoning... Answer: C").as_deref(), Some("C"));
+    assert_eq!(extract_choice("So the answer is (B).").as_deref(), Some("B"));
+    assert_eq!(extract_choice("No idea."), None);
+}
