@@ -15,6 +15,18 @@ const SCRIPTS: &[&[&str]] = &[
     ],
     &["scripts/reference/lora_reference.py", "crates/resa-qwen2/tests/fixtures", "crates/resa-lora/tests/fixtures"],
     &["scripts/reference/data_reference.py", "crates/resa-data/tests/fixtures"],
+    &[
+        "scripts/reference/stage2_reference.py",
+        "crates/resa-qwen2/tests/fixtures/tied_gqa_f32_old",
+        "crates/resa-sae/tests/fixtures/signum/final/layers.1",
+        "crates/resa-lora/tests/fixtures/all7_tied_gqa/adapter",
+        "crates/resa-tune/tests/fixtures",
+    ],
+    &[
+        "scripts/reference/grading_reference.py",
+        "../shared/data/eval",
+        "crates/resa-eval/tests/fixtures/grading_cases.jsonl",
+    ],
     &["scripts/reference/chunks_reference.py", "../shared/data", "crates/resa-data/tests/fixtures/chunks.json"],
 ];
 
