@@ -317,7 +317,7 @@ pub fn extract(text: &str) -> (Option<Extracted>, Option<String>) {
     // Priority 300: every LaTeX span and plain number, by end position, last first.
     let mut spans = latex_spans(text);
     spans.extend(plain_numbers(text));
-    spans.sort_by(|a, b| b.0.cmp(&a.0));
+    spans.sort_by_key(|s| std::cmp::Reverse(s.0));
     groups.push(spans.into_iter().map(|(_, s)| s).collect());
 
     let first = groups.iter().flatten().next().cloned();
