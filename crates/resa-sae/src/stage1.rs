@@ -168,9 +168,9 @@ pub fn train_saes_with<B: AutodiffBackend>(
     for hp in &options.hookpoints {
         hp.check(cfg.num_hidden_layers)?;
     }
-    let mut names: Vec<String> = options.hookpoints.iter().map(ToString::to_string).collect();
-    names.dedup();
-    if names.len() != options.hookpoints.len() {
+    let names: Vec<String> = options.hookpoints.iter().map(ToString::to_string).collect();
+    let distinct: std::collections::HashSet<&String> = names.iter().collect();
+    if distinct.len() != names.len() {
         return Err(Error::option("hookpoints", "a hookpoint is named twice"));
     }
     if options.batch_size == 0 {
