@@ -123,3 +123,14 @@ fn rejects_a_hookpoint_past_the_last_layer() {
     let err = train_saes::<AD>(&model(), &chunks(), &opts).expect_err("bad layer");
     assert!(err.to_string().contains("layers.3"), "{err}");
 }
+
+#[test]
+fn rejects_a_hookpoint_named_twice() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let opts = Stage1Options {
+        hookpoints: vec![Hookpoint::Residual(1), Hookpoint::Mlp(2), Hookpoint::Residual(1)],
+        ..adam_options(tmp.path().join("o"))
+    };
+    let err = train_saes::<AD>(&model(), &chunks(), &opts).expect_err("duplicate");
+    assert!(err.to_string().contains("named twice"), "{err}");
+}
