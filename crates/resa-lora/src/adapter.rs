@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use burn::module::{Module, Param};
 use burn::tensor::{DType, Tensor, TensorData, backend::AutodiffBackend, backend::Backend};
 use rand::{Rng, SeedableRng, rngs::StdRng};
-use resa_qwen2::safetensors_io::{OwnedTensor, SafetensorsReader, StoredDtype, write_atomic, write_safetensors};
+use resa_qwen2::safetensors_io::{
+    OwnedTensor, SafetensorsReader, StoredDtype, replace_dir, temp_sibling, transpose, write_atomic, write_safetensors,
+};
 use resa_qwen2::{LowRank, Qwen2ForCausalLM};
 
 use crate::config::{CONFIG_FILE, LoraConfig, Targets, WEIGHTS_FILE};
@@ -160,15 +162,12 @@ pub fn save_adapter<B: Backend>(model: &Qwen2ForCausalLM<B>, cfg: &LoraConfig, d
     if tensors.is_empty() {
         return Err(Error::State("the model carries no adapter to save".into()));
     }
-    let tmp = sibling(dir, "tmp");
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    }
+    let tmp = temp_sibling(dir, "tmp")?;
     std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
     let meta = std::collections::HashMap::from([("format".to_string(), "pt".to_string())]);
     write_safetensors(tmp.join(WEIGHTS_FILE), &tensors, Some(meta))?;
     write_atomic(tmp.join(CONFIG_FILE), cfg.to_json()?.as_bytes())?;
-    replace_dir(&tmp, dir)
+    Ok(replace_dir(&tmp, dir)?)
 }
 
 /// Folds every unmerged adapter into its base weight (`W += scale · A B`) and marks it
@@ -219,10 +218,7 @@ pub fn save_merged<B: Backend>(
 ) -> Result<()> {
     let out = out.as_ref();
     let merged = merge_and_unload(model);
-    let tmp = sibling(out, "tmp");
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    }
+    let tmp = temp_sibling(out, "tmp")?;
     merged.save_pretrained(&tmp, dtype)?;
     if let Some(src) = tokenizer_from {
         for f in ["tokenizer.json", "tokenizer_config.json", "generation_config.json", "special_tokens_map.json"] {
@@ -232,7 +228,7 @@ pub fn save_merged<B: Backend>(
             }
         }
     }
-    replace_dir(&tmp, out)
+    Ok(replace_dir(&tmp, out)?)
 }
 
 /// Freezes the base model and makes only the adapters trainable (for training on an
@@ -255,41 +251,4 @@ pub fn base_dtype(base_dir: &Path) -> StoredDtype {
     let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
     let name = v.get("torch_dtype").or_else(|| v.get("dtype")).and_then(|d| d.as_str()).unwrap_or("bfloat16");
     StoredDtype::from_torch_name(name).unwrap_or(StoredDtype::BF16)
-}
-
-fn transpose(v: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    let mut out = vec![0.0; v.len()];
-    for i in 0..rows {
-        for j in 0..cols {
-            out[j * rows + i] = v[i * cols + j];
-        }
-    }
-    out
-}
-
-fn sibling(dir: &Path, tag: &str) -> PathBuf {
-    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into());
-    let parent = match dir.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    parent.join(format!(".{name}.{tag}-{}", std::process::id()))
-}
-
-fn replace_dir(tmp: &Path, dir: &Path) -> Result<()> {
-    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
-    }
-    if dir.exists() {
-        let old = sibling(dir, "old");
-        if old.exists() {
-            std::fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))?;
-        }
-        std::fs::rename(dir, &old).map_err(|e| Error::io(dir, e))?;
-        std::fs::rename(tmp, dir).map_err(|e| Error::io(dir, e))?;
-        std::fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))?;
-    } else {
-        std::fs::rename(tmp, dir).map_err(|e| Error::io(dir, e))?;
-    }
-    Ok(())
 }

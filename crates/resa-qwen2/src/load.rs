@@ -10,7 +10,7 @@ use rand::{Rng, SeedableRng, rngs::StdRng};
 use crate::config::Qwen2Config;
 use crate::error::{Error, Result};
 use crate::model::{Attention, DecoderLayer, Embedding, Linear, Mlp, Qwen2ForCausalLM, Qwen2Model, RmsNorm};
-use crate::safetensors_io::{OwnedTensor, SafetensorsReader, StoredDtype, write_atomic, write_safetensors};
+use crate::safetensors_io::{OwnedTensor, SafetensorsReader, StoredDtype, transpose, write_atomic, write_safetensors};
 
 /// Every tensor key of a Qwen2 checkpoint with this config, with its shape.
 pub fn checkpoint_keys(cfg: &Qwen2Config) -> Vec<(String, Vec<usize>)> {
@@ -114,17 +114,6 @@ fn build<B: Backend>(
         lm_head,
         config: cfg.clone(),
     })
-}
-
-/// Row-major `[rows, cols]` → `[cols, rows]`.
-fn transpose(v: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    let mut out = vec![0.0; v.len()];
-    for r in 0..rows {
-        for c in 0..cols {
-            out[c * rows + r] = v[r * cols + c];
-        }
-    }
-    out
 }
 
 /// Whether a checkpoint key is a buffer older transformers versions saved and Qwen2 recomputes.

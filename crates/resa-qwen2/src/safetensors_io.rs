@@ -436,6 +436,53 @@ pub fn write_atomic(path: impl AsRef<Path>, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// A fresh temporary sibling of `dir` (`.NAME.TAG-PID`), removed first if a crashed run
+/// left one: a folder is assembled there and moved into place with [`replace_dir`].
+pub fn temp_sibling(dir: &Path, tag: &str) -> Result<PathBuf> {
+    let tmp = sibling(dir, tag);
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    }
+    Ok(tmp)
+}
+
+fn sibling(dir: &Path, tag: &str) -> PathBuf {
+    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into());
+    let parent = match dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    parent.join(format!(".{name}.{tag}-{}", std::process::id()))
+}
+
+/// Moves the finished folder `tmp` to `dir`, replacing what was there, so `dir` is never
+/// half-written.
+pub fn replace_dir(tmp: &Path, dir: &Path) -> Result<()> {
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+    }
+    if dir.exists() {
+        let old = temp_sibling(dir, "old")?;
+        std::fs::rename(dir, &old).map_err(|e| Error::io(dir, e))?;
+        std::fs::rename(tmp, dir).map_err(|e| Error::io(dir, e))?;
+        std::fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))?;
+    } else {
+        std::fs::rename(tmp, dir).map_err(|e| Error::io(dir, e))?;
+    }
+    Ok(())
+}
+
+/// Row-major `[rows, cols]` → `[cols, rows]` (PyTorch's `[out, in]` ↔ this project's `[in, out]`).
+pub fn transpose(v: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut out = vec![0.0; v.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            out[c * rows + r] = v[r * cols + c];
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

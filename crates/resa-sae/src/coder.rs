@@ -4,7 +4,9 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::{Bool, DType, Int, Tensor, TensorData, backend::Backend};
 use rand::{Rng, SeedableRng, rngs::StdRng};
-use resa_qwen2::safetensors_io::{OwnedTensor, SafetensorsReader, StoredDtype, write_atomic, write_safetensors};
+use resa_qwen2::safetensors_io::{
+    OwnedTensor, SafetensorsReader, StoredDtype, replace_dir, temp_sibling, write_atomic, write_safetensors,
+};
 
 use crate::config::{Activation, SaeConfig};
 use crate::error::{Error, Result};
@@ -209,14 +211,11 @@ impl<B: Backend> SparseCoder<B> {
     pub fn save(&self, dir: impl AsRef<Path>) -> Result<()> {
         let dir = dir.as_ref();
         let tensors = self.named_tensors()?;
-        let tmp = sibling(dir, "tmp");
-        if tmp.exists() {
-            std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
-        }
+        let tmp = temp_sibling(dir, "tmp")?;
         std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
         write_safetensors(tmp.join(WEIGHTS_FILE), &tensors, None)?;
         write_atomic(tmp.join(CFG_FILE), self.cfg.to_json().as_bytes())?;
-        replace_dir(&tmp, dir)
+        Ok(replace_dir(&tmp, dir)?)
     }
 
     /// Scales every decoder row to unit norm (`W_dec / (‖row‖ + ε)`, ε = f32 epsilon, as sparsify).
@@ -390,35 +389,6 @@ pub(crate) fn tensor_to_vec<B: Backend, const D: usize>(t: Tensor<B, D>) -> Resu
 pub(crate) fn owned<B: Backend, const D: usize>(name: &str, t: Tensor<B, D>) -> Result<OwnedTensor> {
     let shape = t.dims().to_vec();
     Ok(OwnedTensor::from_f32(name, &tensor_to_vec(t)?, shape, StoredDtype::F32))
-}
-
-/// `dir`'s sibling `.NAME.TAG-PID`.
-pub(crate) fn sibling(dir: &Path, tag: &str) -> PathBuf {
-    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "sae".into());
-    let parent = match dir.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    parent.join(format!(".{name}.{tag}-{}", std::process::id()))
-}
-
-/// Moves the finished folder `tmp` to `dir`, replacing what was there.
-pub(crate) fn replace_dir(tmp: &Path, dir: &Path) -> Result<()> {
-    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
-    }
-    if dir.exists() {
-        let old = sibling(dir, "old");
-        if old.exists() {
-            std::fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))?;
-        }
-        std::fs::rename(dir, &old).map_err(|e| Error::io(dir, e))?;
-        std::fs::rename(tmp, dir).map_err(|e| Error::io(dir, e))?;
-        std::fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))?;
-    } else {
-        std::fs::rename(tmp, dir).map_err(|e| Error::io(dir, e))?;
-    }
-    Ok(())
 }
 
 /// Natural order: runs of digits compare as numbers (`layers.2` < `layers.10`).

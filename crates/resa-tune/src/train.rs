@@ -20,7 +20,9 @@ use burn::module::Param;
 use burn::tensor::{DType, Int, Tensor, TensorData, backend::AutodiffBackend, backend::Backend};
 use rand::{SeedableRng, rngs::StdRng, seq::SliceRandom};
 use resa_lora::LoraConfig;
-use resa_qwen2::safetensors_io::{OwnedTensor, SafetensorsReader, StoredDtype, write_atomic, write_safetensors};
+use resa_qwen2::safetensors_io::{
+    OwnedTensor, SafetensorsReader, StoredDtype, replace_dir, temp_sibling, write_atomic, write_safetensors,
+};
 use resa_qwen2::{AdapterMode, Hookpoint, Qwen2ForCausalLM};
 use resa_sae::SparseCoder;
 use serde::{Deserialize, Serialize};
@@ -440,10 +442,7 @@ fn save_checkpoint<B: AutodiffBackend>(
     total: u64,
 ) -> Result<()> {
     let dir = cfg.out.join(format!("checkpoint-{step}"));
-    let tmp = cfg.out.join(format!(".checkpoint-{step}.tmp-{}", std::process::id()));
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    }
+    let tmp = temp_sibling(&dir, "tmp")?;
     resa_lora::save_adapter(model, lora, &tmp)?;
     let mut tensors = Vec::new();
     for (key, mo) in keys.iter().zip(moments) {
@@ -457,9 +456,5 @@ fn save_checkpoint<B: AutodiffBackend>(
     let state = TrainerState { step, total, micro_batches: cfg.grad_accum, config: cfg.clone() };
     let json = serde_json::to_string_pretty(&state).map_err(|e| Error::Setup(e.to_string()))?;
     write_atomic(tmp.join("trainer_state.json"), json.as_bytes())?;
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-    }
-    std::fs::rename(&tmp, &dir).map_err(|e| Error::io(&dir, e))?;
-    Ok(())
+    Ok(replace_dir(&tmp, &dir)?)
 }
