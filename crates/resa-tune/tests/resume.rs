@@ -2,46 +2,14 @@
 //! adapter of an uninterrupted run (CPU backend, dropout on). Its own test binary, so no
 //! other test draws from the backend's global random generator meanwhile.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use burn::backend::Autodiff;
-use burn::tensor::DType;
-use rand::{Rng, SeedableRng, rngs::StdRng};
-use resa_lora::LoraConfig;
-use resa_qwen2::{Hookpoint, Qwen2ForCausalLM};
-use resa_sae::SparseCoder;
+use resa_qwen2::Hookpoint;
 use resa_tune::{Objective, SaeGrad, TuneConfig, train_adapters};
 
-type B = burn::backend::Flex;
-type AD = Autodiff<B>;
+mod common;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn model(lora: &LoraConfig) -> Qwen2ForCausalLM<AD> {
-    let mut m = Qwen2ForCausalLM::<AD>::from_pretrained(
-        root().join("resa-qwen2/tests/fixtures/tied_gqa_f32_old"),
-        &Default::default(),
-        DType::F32,
-    )
-    .expect("model");
-    resa_lora::attach(&mut m, lora, 0).expect("attach");
-    resa_lora::trainable(m)
-}
-
-fn sae() -> SparseCoder<AD> {
-    SparseCoder::load(root().join("resa-sae/tests/fixtures/signum/final/layers.1"), &Default::default()).expect("sae")
-}
-
-fn chunks(n: usize, len: usize) -> Vec<Vec<u32>> {
-    let mut rng = StdRng::seed_from_u64(3);
-    (0..n).map(|_| (0..len).map(|_| rng.random_range(3..96)).collect()).collect()
-}
-
-fn lora() -> LoraConfig {
-    LoraConfig::new(4, 16.0, 0.05, &resa_lora::ALL_LINEAR)
-}
+use common::*;
 
 fn adapter_values(dir: &Path) -> Vec<f32> {
     let r = resa_qwen2::safetensors_io::SafetensorsReader::open_file(dir.join("adapter_model.safetensors"))

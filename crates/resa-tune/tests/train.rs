@@ -3,46 +3,16 @@
 //! (Resuming is tested in `resume.rs`, a process of its own: dropout draws from the
 //! backend's global generator, which parallel tests would share.)
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use burn::backend::Autodiff;
 use burn::tensor::DType;
-use rand::{Rng, SeedableRng, rngs::StdRng};
-use resa_lora::LoraConfig;
 use resa_qwen2::{Hookpoint, Qwen2ForCausalLM};
 use resa_sae::SparseCoder;
 use resa_tune::{Error, Objective, SaeGrad, TuneConfig, train_adapters};
 
-type B = burn::backend::Flex;
-type AD = Autodiff<B>;
+mod common;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn model(lora: &LoraConfig) -> Qwen2ForCausalLM<AD> {
-    let mut m = Qwen2ForCausalLM::<AD>::from_pretrained(
-        root().join("resa-qwen2/tests/fixtures/tied_gqa_f32_old"),
-        &Default::default(),
-        DType::F32,
-    )
-    .expect("model");
-    resa_lora::attach(&mut m, lora, 0).expect("attach");
-    resa_lora::trainable(m)
-}
-
-fn sae() -> SparseCoder<AD> {
-    SparseCoder::load(root().join("resa-sae/tests/fixtures/signum/final/layers.1"), &Default::default()).expect("sae")
-}
-
-fn chunks(n: usize, len: usize) -> Vec<Vec<u32>> {
-    let mut rng = StdRng::seed_from_u64(3);
-    (0..n).map(|_| (0..len).map(|_| rng.random_range(3..96)).collect()).collect()
-}
-
-fn lora() -> LoraConfig {
-    LoraConfig::new(4, 16.0, 0.05, &resa_lora::ALL_LINEAR)
-}
+use common::*;
 
 #[test]
 fn stage2_kl_goes_down() {

@@ -1,0 +1,43 @@
+//! Helpers shared by the trainer tests: the tiny fixture model with fresh adapters, the
+//! fixture SAE, random chunks.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use burn::backend::Autodiff;
+use burn::tensor::DType;
+use rand::{Rng, SeedableRng, rngs::StdRng};
+use resa_lora::LoraConfig;
+use resa_qwen2::Qwen2ForCausalLM;
+use resa_sae::SparseCoder;
+
+pub type B = burn::backend::Flex;
+pub type AD = Autodiff<B>;
+
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+pub fn model(lora: &LoraConfig) -> Qwen2ForCausalLM<AD> {
+    let mut m = Qwen2ForCausalLM::<AD>::from_pretrained(
+        root().join("resa-qwen2/tests/fixtures/tied_gqa_f32_old"),
+        &Default::default(),
+        DType::F32,
+    )
+    .expect("model");
+    resa_lora::attach(&mut m, lora, 0).expect("attach");
+    resa_lora::trainable(m)
+}
+
+pub fn sae() -> SparseCoder<AD> {
+    SparseCoder::load(root().join("resa-sae/tests/fixtures/signum/final/layers.1"), &Default::default()).expect("sae")
+}
+
+pub fn chunks(n: usize, len: usize) -> Vec<Vec<u32>> {
+    let mut rng = StdRng::seed_from_u64(3);
+    (0..n).map(|_| (0..len).map(|_| rng.random_range(3..96)).collect()).collect()
+}
+
+pub fn lora() -> LoraConfig {
+    LoraConfig::new(4, 16.0, 0.05, &resa_lora::ALL_LINEAR)
+}
