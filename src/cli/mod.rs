@@ -1,6 +1,7 @@
 //! Command-line definitions and dispatch.
 
 pub mod debug;
+pub mod eval;
 pub mod forward;
 pub mod generate;
 pub mod grade;
@@ -27,6 +28,8 @@ pub enum Command {
     Forward(forward::ForwardArgs),
     /// Generate a continuation of a prompt.
     Generate(generate::GenerateArgs),
+    /// Zero-shot Pass@1 on the paper's benchmarks (resumable; Markdown and JSON report).
+    Eval(Box<eval::EvalArgs>),
     /// Grade completions against gold answers (math equivalence; GPQA letters).
     Grade(grade::GradeArgs),
     /// Merge a PEFT LoRA adapter into a model and write a Hugging Face checkpoint.
@@ -50,6 +53,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Generate(args) => generate::run(args),
         Command::Merge(args) => merge::run(args),
         Command::Grade(args) => grade::run(args),
+        Command::Eval(args) => eval::run(*args),
         Command::TrainSae(args) => train_sae::run(*args),
         Command::Sae(cmd) => sae::run(cmd),
         Command::Debug(cmd) => debug::run(cmd),

@@ -137,11 +137,51 @@ pub fn sample_token(logits: &[f32], sampling: Sampling, rng: &mut StdRng) -> u32
     scored[scored.len() - 1].1
 }
 
-/// Generates continuations of a batch of prompts (token ids, any lengths).
+/// Generates continuations of a batch of prompts (token ids, any lengths). One sampler,
+/// seeded with `cfg.seed`, serves the whole batch row by row.
 pub fn generate<B: Backend>(
     model: &Qwen2ForCausalLM<B>,
     prompts: &[Vec<u32>],
     cfg: &GenerationConfig,
+) -> Result<Vec<Generated>> {
+    generate_inner(model, prompts, cfg, Samplers::Shared(StdRng::seed_from_u64(cfg.seed)))
+}
+
+/// Like [`generate`], but every prompt has its own sampler seeded with `seeds[i]`
+/// (`cfg.seed` is ignored), so a sequence does not depend on which other prompts share its
+/// batch: an evaluation can be batched differently, or resumed, and give the same samples
+/// (up to the backend's floating-point differences between batch shapes).
+pub fn generate_seeded<B: Backend>(
+    model: &Qwen2ForCausalLM<B>,
+    prompts: &[Vec<u32>],
+    seeds: &[u64],
+    cfg: &GenerationConfig,
+) -> Result<Vec<Generated>> {
+    if seeds.len() != prompts.len() {
+        return Err(Error::Input(format!("{} seeds for {} prompts", seeds.len(), prompts.len())));
+    }
+    generate_inner(model, prompts, cfg, Samplers::PerRow(seeds.iter().map(|&s| StdRng::seed_from_u64(s)).collect()))
+}
+
+enum Samplers {
+    Shared(StdRng),
+    PerRow(Vec<StdRng>),
+}
+
+impl Samplers {
+    fn row(&mut self, r: usize) -> &mut StdRng {
+        match self {
+            Samplers::Shared(rng) => rng,
+            Samplers::PerRow(rngs) => &mut rngs[r],
+        }
+    }
+}
+
+fn generate_inner<B: Backend>(
+    model: &Qwen2ForCausalLM<B>,
+    prompts: &[Vec<u32>],
+    cfg: &GenerationConfig,
+    mut samplers: Samplers,
 ) -> Result<Vec<Generated>> {
     cfg.validate()?;
     if prompts.is_empty() {
@@ -182,7 +222,6 @@ pub fn generate<B: Backend>(
     }
     let mut cache = KvCache::new(model.config().num_hidden_layers);
     let hooks = Hooks::default();
-    let mut rng = StdRng::seed_from_u64(cfg.seed);
     let mut out: Vec<Generated> =
         (0..b).map(|_| Generated { ids: Vec::new(), finish_reason: FinishReason::MaxTokens }).collect();
     let mut done = vec![false; b];
@@ -199,7 +238,7 @@ pub fn generate<B: Backend>(
                 next.push(cfg.pad_token_id);
                 continue;
             }
-            let tok = sample_token(row, cfg.sampling, &mut rng);
+            let tok = sample_token(row, cfg.sampling, samplers.row(r));
             out[r].ids.push(tok);
             if cfg.stop_token_ids.contains(&tok) {
                 out[r].finish_reason = FinishReason::Stop(tok);

@@ -12,7 +12,9 @@ pub mod tokenizer;
 
 pub use config::{HfConfig, Qwen2Config};
 pub use error::{Error, Result};
-pub use generate::{FinishReason, Generated, GeneratedText, GenerationConfig, Sampling, generate, generate_text};
+pub use generate::{
+    FinishReason, Generated, GeneratedText, GenerationConfig, Sampling, generate, generate_seeded, generate_text,
+};
 pub use hooks::{Hookpoint, Hooks, Splice, SpliceGrad, SpliceHook};
 pub use model::{AdapterMode, ForwardInput, ForwardOutput, KvCache, Linear, Logits, LowRank, Qwen2ForCausalLM};
 pub use tokenizer::{ChatMessage, Tokenizer};
