@@ -19,3 +19,4 @@ pub use resa_sae as sae;
 pub use resa_tune as tune;
 
 pub mod device;
+pub mod toy_model;

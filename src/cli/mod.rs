@@ -7,6 +7,7 @@ pub mod generate;
 pub mod grade;
 pub mod merge;
 pub mod sae;
+pub mod toy_model;
 pub mod train_sae;
 pub mod tune;
 
@@ -38,6 +39,8 @@ pub enum Command {
     TrainSae(Box<train_sae::TrainSaeArgs>),
     /// The whole pipeline: Stage I, Stage II, adapter (and merged model) from one config.
     Tune(Box<tune::TuneArgs>),
+    /// Train the built-in toy reasoning model from scratch (`cargo xtask toy-model`).
+    ToyModel(toy_model::ToyModelArgs),
     /// Diagnostics for comparing with the reference implementations (`resa debug stage2-step`).
     #[command(subcommand)]
     Debug(debug::DebugCommand),
@@ -54,6 +57,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Merge(args) => merge::run(args),
         Command::Grade(args) => grade::run(args),
         Command::Eval(args) => eval::run(*args),
+        Command::ToyModel(args) => toy_model::run(args),
         Command::TrainSae(args) => train_sae::run(*args),
         Command::Sae(cmd) => sae::run(cmd),
         Command::Debug(cmd) => debug::run(cmd),

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod error;
+pub mod full;
 pub mod lora_grads;
 pub mod pipeline;
 pub mod stage2;
