@@ -18,5 +18,6 @@ pub use resa_qwen2 as qwen2;
 pub use resa_sae as sae;
 pub use resa_tune as tune;
 
+pub mod demo;
 pub mod device;
 pub mod toy_model;

@@ -65,12 +65,12 @@ impl Default for ToyModelConfig {
             ctx_len: 128,
             train: FullTrainConfig {
                 lr: 3e-3,
-                schedule: LrSchedule::Cosine { warmup_steps: 100, min_lr_ratio: 0.05 },
+                schedule: LrSchedule::Cosine { warmup_steps: 50, min_lr_ratio: 0.05 },
                 betas: (0.9, 0.95),
                 eps: 1e-8,
                 weight_decay: 0.01,
                 max_grad_norm: 1.0,
-                steps: 3000,
+                steps: 900,
                 batch_size: 16,
                 seed: 0,
             },
@@ -159,7 +159,10 @@ pub fn train_toy_model<B: Backend>(
         test_accuracy_pct: accuracy.average_pct,
         train_seconds,
     };
-    resa_qwen2::safetensors_io::write_atomic(tmp.join("toy_model.json"), serde_json::to_string_pretty(&report)?.as_bytes())?;
+    resa_qwen2::safetensors_io::write_atomic(
+        tmp.join("toy_model.json"),
+        serde_json::to_string_pretty(&report)?.as_bytes(),
+    )?;
     resa_qwen2::safetensors_io::replace_dir(&tmp, out)?;
     Ok(report)
 }

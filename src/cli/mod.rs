@@ -1,6 +1,7 @@
 //! Command-line definitions and dispatch.
 
 pub mod debug;
+pub mod demo;
 pub mod eval;
 pub mod forward;
 pub mod generate;
@@ -25,6 +26,8 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// The whole pipeline on the built-in toy model, offline, in minutes (Table 3 in miniature).
+    Demo(demo::DemoArgs),
     /// Run a model on token ids; write logits and hookpoint activations (safetensors).
     Forward(forward::ForwardArgs),
     /// Generate a continuation of a prompt.
@@ -57,6 +60,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Merge(args) => merge::run(args),
         Command::Grade(args) => grade::run(args),
         Command::Eval(args) => eval::run(*args),
+        Command::Demo(args) => demo::run(args),
         Command::ToyModel(args) => toy_model::run(args),
         Command::TrainSae(args) => train_sae::run(*args),
         Command::Sae(cmd) => sae::run(cmd),

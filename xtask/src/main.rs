@@ -3,6 +3,8 @@
 //! - `fixtures [--python PATH]`: regenerate the committed reference fixtures with the
 //!   Python reference scripts (needs a venv with `scripts/reference/requirements.txt`).
 //! - `tidy`: repository conventions (also run as a `#[test]`).
+//! - `toy-model [ARGS]`: retrain the committed toy model `models/toy-qwen2` from scratch
+//!   (`resa toy-model`, release build, CPU; extra arguments are passed on).
 
 mod fixtures;
 mod tidy;
@@ -22,8 +24,18 @@ fn main() -> anyhow::Result<()> {
             eprintln!("tidy: ok");
             Ok(())
         }
+        Some("toy-model") => {
+            let root = workspace_root();
+            let status = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+                .current_dir(&root)
+                .args(["run", "--release", "--bin", "resa", "--", "toy-model", "--out", "models/toy-qwen2"])
+                .args(&args[1..])
+                .status()?;
+            anyhow::ensure!(status.success(), "resa toy-model failed ({status})");
+            Ok(())
+        }
         _ => {
-            eprintln!("usage: cargo xtask <fixtures [--python PATH] | tidy>");
+            eprintln!("usage: cargo xtask <fixtures [--python PATH] | tidy | toy-model [ARGS]>");
             std::process::exit(2)
         }
     }

@@ -1,0 +1,93 @@
+//! `resa demo`: the whole SAE-Tuning pipeline on the built-in toy model, offline, on the
+//! CPU (see `resa::demo`).
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use burn::tensor::backend::Backend;
+use resa::demo::{DemoConfig, DemoEvent, run_demo, table};
+use resa::device::DeviceSpec;
+use resa::tune::PipelineEvent;
+use resa::with_backend;
+
+/// Arguments of `resa demo`.
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Output folder (a rerun skips finished stages).
+    #[arg(long, default_value = "resa-demo")]
+    pub out: PathBuf,
+    /// The toy model (default: the committed models/toy-qwen2).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// A reduced run for smoke tests: few steps, rows and problems.
+    #[arg(long)]
+    pub quick: bool,
+    /// Stage I steps.
+    #[arg(long)]
+    pub stage1_steps: Option<u64>,
+    /// Stage II (and baseline) steps.
+    #[arg(long)]
+    pub stage2_steps: Option<u64>,
+    /// Test problems per model.
+    #[arg(long)]
+    pub test_problems: Option<usize>,
+    /// cpu, ndarray, wgpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceSpec,
+}
+
+/// Runs the command.
+pub fn run(args: DemoArgs) -> anyhow::Result<()> {
+    let mut cfg = DemoConfig { out: args.out.clone(), ..DemoConfig::default() };
+    if let Some(m) = &args.model {
+        cfg.model = m.clone();
+    }
+    if args.quick {
+        cfg = DemoConfig {
+            train_rows: 200,
+            test_problems: 10,
+            num_latents: 256,
+            stage1_steps: 5,
+            stage2_steps: 4,
+            max_new_tokens: 48,
+            ..cfg
+        };
+    }
+    cfg.stage1_steps = args.stage1_steps.unwrap_or(cfg.stage1_steps);
+    cfg.stage2_steps = args.stage2_steps.unwrap_or(cfg.stage2_steps);
+    cfg.test_problems = args.test_problems.unwrap_or(cfg.test_problems);
+    let spec = args.device;
+    with_backend!(spec, |B, device| { demo::<B>(&cfg, &device) })
+}
+
+fn demo<B: Backend>(cfg: &DemoConfig, device: &B::Device) -> anyhow::Result<()> {
+    let tty = std::io::stderr().is_terminal();
+    let every = |step: u64, total: u64| tty || step == total || step.is_multiple_of(25);
+    let end = |done: bool| if done || !tty { "\n" } else { "" };
+    let cr = if tty { "\r" } else { "" };
+    let report = run_demo::<B>(cfg, device, &mut |e| match e {
+        DemoEvent::Begin(part) => eprintln!("== {part}"),
+        DemoEvent::Pipeline(_, PipelineEvent::Stage1 { step, total, fvu }) if every(step, total) => {
+            eprint!("{cr}  stage I  {step:>5}/{total}  fvu {fvu:.4}   {}", end(step == total));
+        }
+        DemoEvent::Pipeline(name, PipelineEvent::Stage2(m)) if every(m.step, m.total) => {
+            let what = if name == "CoT-free SFT" { "cross-entropy" } else { "KL" };
+            eprint!(
+                "{cr}  stage II {:>5}/{}  {what} {:.4}  {:>6.0} tok/s   {}",
+                m.step,
+                m.total,
+                m.loss,
+                m.tokens_per_second,
+                end(m.step == m.total)
+            );
+        }
+        DemoEvent::Pipeline(_, PipelineEvent::Skipped(stage)) => eprintln!("  {stage}: up to date, skipped"),
+        DemoEvent::Eval(_, p) if tty || p.done == p.total => {
+            eprint!("{cr}  {:>4}/{} answered, {} right   {}", p.done, p.total, p.correct, end(p.done == p.total));
+        }
+        _ => {}
+    })?;
+    println!("{}", table(&report));
+    eprintln!("report: {}", cfg.out.join("report.md").display());
+    Ok(())
+}

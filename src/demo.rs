@@ -1,0 +1,375 @@
+//! `resa demo`: the paper's pipeline in miniature, offline, on the CPU in minutes — the
+//! shape of its Table 3 on the toy world.
+//!
+//! 1. Data: CoT-free toy problems (`Q: … A: <think> 32 </think> <answer> 32 </answer>`).
+//! 2. Stage I: a TopK SAE from scratch on the toy model's `layers.3` activations over them.
+//! 3. Stage II: SAE-guided SFT — LoRA on the toy model, trained so that the model with the
+//!    SAE spliced in matches the unmodified model (KL).
+//! 4. The CoT-free SFT baseline: LoRA with cross-entropy on the same data.
+//! 5. Evaluation of base, CoT-free SFT and SAE-tuned on the toy test split with the paper's
+//!    sampling settings; a table, `report.md`, `report.json` and `figures/pass_at_1.svg`.
+//!
+//! Every stage writes its usual artifacts (sparsify SAE folder, PEFT adapters, merged
+//! model, evaluation folders), and a rerun skips stages whose output is up to date.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::backend::Autodiff;
+use burn::tensor::{DType, backend::Backend};
+use resa_data::toy::{self, ToyWorld};
+use resa_eval::{EvalConfig, Report, Task, compare_markdown};
+use resa_qwen2::{Qwen2ForCausalLM, Sampling, Tokenizer};
+use resa_tune::pipeline::{
+    DataSection, LoraSection, ModelRef, ObjectiveKind, PipelineConfig, SaeMode, SaeSection, Stage2Section,
+};
+use resa_tune::{PipelineEvent, PipelineReport, run_pipeline};
+use serde::{Deserialize, Serialize};
+
+/// Settings of the demo (the defaults take a few minutes on two cores).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DemoConfig {
+    /// The toy model folder (default: the committed `models/toy-qwen2`).
+    pub model: PathBuf,
+    /// Output folder.
+    pub out: PathBuf,
+    /// CoT-free training rows (trigger = elicitation data).
+    pub train_rows: usize,
+    /// Test problems evaluated per model.
+    pub test_problems: usize,
+    /// Where the SAE reads and is spliced.
+    pub hookpoint: String,
+    /// SAE latents.
+    pub num_latents: usize,
+    /// SAE active latents.
+    pub k: usize,
+    /// Stage I steps.
+    pub stage1_steps: u64,
+    /// Stage II (and SFT baseline) steps.
+    pub stage2_steps: u64,
+    /// Stage II learning rate.
+    pub stage2_lr: f64,
+    /// Chunks per Stage II step.
+    pub stage2_batch: usize,
+    /// LoRA rank.
+    pub lora_r: usize,
+    /// Tokens per training chunk.
+    pub ctx_len: usize,
+    /// Evaluation token budget per completion.
+    pub max_new_tokens: usize,
+    /// Evaluation sampling (the paper's: temperature 0.6, top-p 0.95).
+    pub sampling: Sampling,
+    /// Seed of data, SAE, adapters and samples.
+    pub seed: u64,
+}
+
+impl Default for DemoConfig {
+    fn default() -> Self {
+        DemoConfig {
+            model: crate::toy_model::default_dir(),
+            out: PathBuf::from("resa-demo"),
+            train_rows: 2000,
+            test_problems: 200,
+            hookpoint: "layers.3".into(),
+            num_latents: 1024,
+            k: 16,
+            stage1_steps: 150,
+            stage2_steps: 150,
+            stage2_lr: 1e-3,
+            stage2_batch: 4,
+            lora_r: 8,
+            ctx_len: 64,
+            max_new_tokens: 96,
+            sampling: Sampling::Sample { temperature: 0.6, top_p: 0.95, top_k: None },
+            seed: 0,
+        }
+    }
+}
+
+/// One evaluated model.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DemoRow {
+    /// Row name in the table.
+    pub name: String,
+    /// The adapter, if any.
+    pub adapter: Option<PathBuf>,
+    /// Its evaluation.
+    pub report: Report,
+}
+
+/// What the demo produced.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DemoReport {
+    /// Settings.
+    pub config: DemoConfig,
+    /// Base, CoT-free SFT, SAE-Tuning.
+    pub rows: Vec<DemoRow>,
+    /// Stage I's last FVU, when it ran in this invocation.
+    pub stage1_fvu: Option<f32>,
+    /// Stage II's first and last KL, when it ran in this invocation.
+    pub stage2_kl: Option<(f32, f32)>,
+    /// The SFT baseline's first and last cross-entropy, when it ran in this invocation.
+    pub sft_loss: Option<(f32, f32)>,
+    /// The SAE folder (sparsify format).
+    pub sae: PathBuf,
+    /// The merged SAE-tuned model.
+    pub merged: Option<PathBuf>,
+    /// Wall-clock seconds per part.
+    pub seconds: Vec<(String, f64)>,
+}
+
+/// Progress of the demo.
+#[derive(Debug, Clone, Copy)]
+pub enum DemoEvent<'a> {
+    /// A part begins.
+    Begin(&'static str),
+    /// Progress inside the SAE-Tuning or SFT pipeline.
+    Pipeline(&'static str, PipelineEvent<'a>),
+    /// Evaluation progress of one model.
+    Eval(&'a str, &'a resa_eval::Progress<'a>),
+}
+
+fn pipeline_config(cfg: &DemoConfig, data: &Path, out: PathBuf, objective: ObjectiveKind) -> PipelineConfig {
+    let model = ModelRef { model: cfg.model.display().to_string() };
+    let sae_tuning = objective == ObjectiveKind::SaeTuning;
+    PipelineConfig {
+        out,
+        seed: cfg.seed,
+        source: model.clone(),
+        target: model,
+        data: DataSection {
+            trigger: data.display().to_string(),
+            elicitation: data.display().to_string(),
+            template: toy::TOY_TEMPLATE.into(),
+            split: "train".into(),
+            ctx_len: cfg.ctx_len,
+            max_rows: None,
+        },
+        sae: SaeSection {
+            // The baseline reuses the SAE-Tuning run's SAE (it does not use it; the pipeline
+            // only needs one to load).
+            mode: if sae_tuning { SaeMode::Scratch } else { SaeMode::Pretrained },
+            path: (!sae_tuning).then(|| cfg.out.join("sae-tuning/stage1").display().to_string()),
+            hookpoint: cfg.hookpoint.clone(),
+            num_latents: cfg.num_latents,
+            k: cfg.k,
+            batch_size: 8,
+            lr: None,
+            max_steps: Some(cfg.stage1_steps),
+            seed: cfg.seed,
+        },
+        lora: LoraSection { r: cfg.lora_r, alpha: 4.0 * cfg.lora_r as f64, ..LoraSection::default() },
+        stage2: Stage2Section {
+            objective,
+            lr: cfg.stage2_lr,
+            epochs: 1000,
+            max_steps: Some(cfg.stage2_steps),
+            batch_size: cfg.stage2_batch,
+            save_every: cfg.stage2_steps.max(1),
+            merge: sae_tuning,
+            ..Stage2Section::default()
+        },
+    }
+}
+
+/// Runs the demo on backend `B`.
+pub fn run_demo<B: Backend>(
+    cfg: &DemoConfig,
+    device: &B::Device,
+    on_event: &mut dyn FnMut(DemoEvent<'_>),
+) -> anyhow::Result<DemoReport> {
+    if !cfg.model.join("config.json").is_file() {
+        anyhow::bail!(
+            "{}: no toy model there (config.json missing); `cargo xtask toy-model` makes it",
+            cfg.model.display()
+        );
+    }
+    std::fs::create_dir_all(&cfg.out)?;
+    let mut seconds = Vec::new();
+    let mut clock = Instant::now();
+    let mut lap = |name: &str, seconds: &mut Vec<(String, f64)>| {
+        seconds.push((name.to_string(), clock.elapsed().as_secs_f64()));
+        clock = Instant::now();
+    };
+
+    on_event(DemoEvent::Begin("data"));
+    let data = cfg.out.join("data");
+    ToyWorld::with_seed(cfg.seed).write_splits(&data, [cfg.train_rows, 0, cfg.test_problems])?;
+    let train = data.join("train.jsonl");
+
+    on_event(DemoEvent::Begin("SAE-Tuning (Stage I + Stage II)"));
+    let mut stage1_fvu = None;
+    let tuned_cfg = pipeline_config(cfg, &train, cfg.out.join("sae-tuning"), ObjectiveKind::SaeTuning);
+    let tuned: PipelineReport = run_pipeline::<Autodiff<B>>(&tuned_cfg, device, DType::F32, &mut |e| {
+        if let PipelineEvent::Stage1 { fvu, .. } = e {
+            stage1_fvu = Some(fvu);
+        }
+        on_event(DemoEvent::Pipeline("SAE-Tuning", e));
+    })?;
+    lap("sae-tuning", &mut seconds);
+
+    on_event(DemoEvent::Begin("CoT-free SFT baseline"));
+    let sft_cfg = pipeline_config(cfg, &train, cfg.out.join("cot-free-sft"), ObjectiveKind::Sft);
+    let sft = run_pipeline::<Autodiff<B>>(&sft_cfg, device, DType::F32, &mut |e| {
+        on_event(DemoEvent::Pipeline("CoT-free SFT", e));
+    })?;
+    lap("cot-free-sft", &mut seconds);
+
+    let tokenizer = Tokenizer::from_dir(&cfg.model)?;
+    let task = Task::toy(cfg.seed, cfg.test_problems);
+    let eval_cfg = EvalConfig {
+        sampling: cfg.sampling,
+        max_new_tokens: cfg.max_new_tokens,
+        seed: cfg.seed,
+        batch_size: 50,
+        ..EvalConfig::default()
+    };
+    let mut rows = Vec::new();
+    for (name, dir, adapter) in [
+        ("Toy model (base)", "eval/base", None),
+        ("CoT-free SFT", "eval/cot-free-sft", Some(sft.adapter.clone())),
+        ("SAE-Tuning", "eval/sae-tuning", Some(tuned.adapter.clone())),
+    ] {
+        on_event(DemoEvent::Begin(name));
+        let mut model = Qwen2ForCausalLM::<B>::from_pretrained(&cfg.model, device, DType::F32)?;
+        if let Some(a) = &adapter {
+            resa_lora::load_adapter(&mut model, a)?;
+        }
+        let report = resa_eval::evaluate(
+            &model,
+            &tokenizer,
+            std::slice::from_ref(&task),
+            &eval_cfg,
+            &cfg.out.join(dir),
+            name,
+            |p| on_event(DemoEvent::Eval(name, p)),
+        )?;
+        rows.push(DemoRow { name: name.into(), adapter, report });
+    }
+    lap("evaluation", &mut seconds);
+
+    let report = DemoReport {
+        config: cfg.clone(),
+        rows,
+        stage1_fvu,
+        stage2_kl: tuned.stage2_loss,
+        sft_loss: sft.stage2_loss,
+        sae: tuned.sae.clone(),
+        merged: tuned.merged.clone(),
+        seconds,
+    };
+    write_report(&report)?;
+    Ok(report)
+}
+
+/// The Table-3-shaped comparison.
+pub fn table(report: &DemoReport) -> String {
+    let rows: Vec<(&str, &Report)> = report.rows.iter().map(|r| (r.name.as_str(), &r.report)).collect();
+    compare_markdown(&rows)
+}
+
+fn write_report(report: &DemoReport) -> anyhow::Result<()> {
+    let out = &report.config.out;
+    let mut md = String::new();
+    md.push_str("# resa demo: SAE-Tuning on the toy reasoning world\n\n");
+    md.push_str(&format!(
+        "Pass@1 (%) ± standard error on {} held-out toy problems, {} (the shape of the paper's Table 3).\n\n",
+        report.config.test_problems,
+        match report.config.sampling {
+            Sampling::Greedy => "greedy".to_string(),
+            Sampling::Sample { temperature, top_p, .. } => format!("temperature {temperature}, top-p {top_p}"),
+        }
+    ));
+    md.push_str(&table(report));
+    md.push_str("\n## Runs\n\n");
+    if let Some(f) = report.stage1_fvu {
+        md.push_str(&format!(
+            "- Stage I: last FVU {f:.4} ({} latents, k {}).\n",
+            report.config.num_latents, report.config.k
+        ));
+    }
+    if let Some((a, b)) = report.stage2_kl {
+        md.push_str(&format!("- Stage II (SAE-guided, KL): {a:.4} → {b:.4}.\n"));
+    }
+    if let Some((a, b)) = report.sft_loss {
+        md.push_str(&format!("- CoT-free SFT (cross-entropy): {a:.4} → {b:.4}.\n"));
+    }
+    md.push_str(&format!("- SAE: `{}` (sparsify folder).\n", report.sae.display()));
+    if let Some(m) = &report.merged {
+        md.push_str(&format!("- Merged SAE-tuned model: `{}`.\n", m.display()));
+    }
+    for r in &report.rows {
+        let b = &r.report.benches[0];
+        md.push_str(&format!(
+            "- {}: mean {:.1} new tokens per completion, {} truncated.\n",
+            r.name, b.mean_new_tokens, b.truncated
+        ));
+    }
+    md.push_str("\nTimes: ");
+    md.push_str(&report.seconds.iter().map(|(n, s)| format!("{n} {s:.0} s")).collect::<Vec<_>>().join(", "));
+    md.push_str("\n\n![Pass@1](figures/pass_at_1.svg)\n");
+    let figures = out.join("figures");
+    std::fs::create_dir_all(&figures)?;
+    resa_qwen2::safetensors_io::write_atomic(figures.join("pass_at_1.svg"), bar_chart(report).as_bytes())?;
+    resa_qwen2::safetensors_io::write_atomic(out.join("report.md"), md.as_bytes())?;
+    resa_qwen2::safetensors_io::write_atomic(
+        out.join("report.json"),
+        serde_json::to_string_pretty(report)?.as_bytes(),
+    )?;
+    Ok(())
+}
+
+/// A bar chart of Pass@1 with standard-error whiskers, as SVG.
+fn bar_chart(report: &DemoReport) -> String {
+    let (w, h, left, bottom, top) = (520.0, 300.0, 60.0, 40.0, 30.0);
+    let plot_h = h - bottom - top;
+    let n = report.rows.len().max(1) as f64;
+    let slot = (w - left - 20.0) / n;
+    let y = |pct: f64| top + plot_h * (1.0 - pct.clamp(0.0, 100.0) / 100.0);
+    let mut s = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
+         <text x=\"{}\" y=\"18\" text-anchor=\"middle\" font-size=\"14\">Pass@1 on the toy test split (%)</text>\n",
+        w / 2.0
+    );
+    for t in [0.0, 25.0, 50.0, 75.0, 100.0] {
+        s.push_str(&format!(
+            "<line x1=\"{left}\" x2=\"{}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"#ddd\"/><text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{t:.0}</text>\n",
+            w - 20.0,
+            left - 6.0,
+            y(t) + 4.0,
+            y = y(t)
+        ));
+    }
+    let colours = ["#8c8c8c", "#e08a3c", "#3c7be0"];
+    for (i, r) in report.rows.iter().enumerate() {
+        let b = &r.report.benches[0];
+        let x = left + slot * i as f64 + slot * 0.2;
+        let bw = slot * 0.6;
+        let (top_y, base_y) = (y(b.pass_at_1_pct), y(0.0));
+        s.push_str(&format!(
+            "<rect x=\"{x:.1}\" y=\"{top_y:.1}\" width=\"{bw:.1}\" height=\"{:.1}\" fill=\"{}\"/>\n",
+            base_y - top_y,
+            colours[i % colours.len()]
+        ));
+        let cx = x + bw / 2.0;
+        s.push_str(&format!(
+            "<line x1=\"{cx:.1}\" x2=\"{cx:.1}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"black\"/>\n",
+            y(b.pass_at_1_pct - b.stderr_pct),
+            y(b.pass_at_1_pct + b.stderr_pct)
+        ));
+        s.push_str(&format!(
+            "<text x=\"{cx:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{:.1}</text>\n<text x=\"{cx:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>\n",
+            top_y - 6.0,
+            b.pass_at_1_pct,
+            h - bottom + 18.0,
+            escape(&r.name)
+        ));
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
