@@ -49,7 +49,7 @@ pub fn run(args: ToyModelArgs) -> anyhow::Result<()> {
 fn train<B: Backend>(cfg: &ToyModelConfig, device: &B::Device, args: &ToyModelArgs) -> anyhow::Result<()> {
     let tty = std::io::stderr().is_terminal();
     let report = train_toy_model::<B>(cfg, device, &args.out, &mut |m: &StepMetrics| {
-        if tty || m.step % 50 == 0 || m.step == m.total {
+        if tty || m.step.is_multiple_of(50) || m.step == m.total {
             eprint!(
                 "{}step {:>5}/{} loss {:.4} lr {:.2e} {:>7.0} tok/s{}",
                 if tty { "\r" } else { "" },

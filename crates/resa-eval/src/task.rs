@@ -330,11 +330,11 @@ mod tests {
 
     #[test]
     fn csv_quotes_commas_and_newlines() {
-        let rows = parse_csv("a,b,c\r\n\"x, y\",\"he said \"\"hi\"\"\",\"two\nlines\"\n1,,3").unwrap();
+        let rows = parse_csv("a,b,c\r\n\"x, y\",\"he said \"\"hi\"\"\",\"two\nlines\"\n1,,3").expect("valid csv");
         assert_eq!(rows.len(), 3);
         assert_eq!(rows[1], vec!["x, y", "he said \"hi\"", "two\nlines"]);
         assert_eq!(rows[2], vec!["1", "", "3"]);
-        assert_eq!(parse_csv("a\n\"open").unwrap_err().0, 2);
+        assert_eq!(parse_csv("a\n\"open").expect_err("unclosed quote").0, 2);
     }
 
     #[test]

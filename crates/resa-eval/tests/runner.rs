@@ -34,14 +34,14 @@ fn gpqa_errors_name_the_column_and_the_record() {
     let tmp = tempfile::tempdir().expect("tmp");
     let path = tmp.path().join("bad.csv");
     std::fs::write(&path, "Question,Correct Answer\nq,a\n").expect("csv");
-    let e = load_gpqa(&path, 0).unwrap_err().to_string();
+    let e = load_gpqa(&path, 0).expect_err("must fail").to_string();
     assert!(e.contains("Incorrect Answer 1") && e.contains("bad.csv"), "{e}");
     std::fs::write(
         &path,
         "Question,Correct Answer,Incorrect Answer 1,Incorrect Answer 2,Incorrect Answer 3\nq,a,b,,d\n",
     )
     .expect("csv");
-    let e = load_gpqa(&path, 0).unwrap_err().to_string();
+    let e = load_gpqa(&path, 0).expect_err("must fail").to_string();
     assert!(e.contains("Incorrect Answer 2") && e.contains(":2:"), "{e}");
 }
 
@@ -112,6 +112,6 @@ fn an_unfinished_last_line_is_dropped_and_other_bad_lines_are_errors() {
     assert_eq!(read_completions(&path).expect("reads").len(), 1);
     assert_eq!(std::fs::read_to_string(&path).expect("read"), format!("{line}\n"));
     std::fs::write(&path, format!("{{\"bench\": 1}}\n{line}\n")).expect("write");
-    let e = read_completions(&path).unwrap_err().to_string();
+    let e = read_completions(&path).expect_err("must fail").to_string();
     assert!(e.contains("completions.jsonl:1"), "{e}");
 }

@@ -144,7 +144,7 @@ pub fn generate<B: Backend>(
     prompts: &[Vec<u32>],
     cfg: &GenerationConfig,
 ) -> Result<Vec<Generated>> {
-    generate_inner(model, prompts, cfg, Samplers::Shared(StdRng::seed_from_u64(cfg.seed)))
+    generate_inner(model, prompts, cfg, Samplers::Shared(Box::new(StdRng::seed_from_u64(cfg.seed))))
 }
 
 /// Like [`generate`], but every prompt has its own sampler seeded with `seeds[i]`
@@ -164,7 +164,7 @@ pub fn generate_seeded<B: Backend>(
 }
 
 enum Samplers {
-    Shared(StdRng),
+    Shared(Box<StdRng>),
     PerRow(Vec<StdRng>),
 }
 

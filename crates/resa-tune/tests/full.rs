@@ -79,10 +79,10 @@ fn same_seed_same_weights() {
 #[test]
 fn bad_data_is_refused() {
     let cfg = FullTrainConfig { batch_size: 4, ..FullTrainConfig::default() };
-    let e = train_full(base(), &pattern_chunks(2, 8), &cfg, &mut |_| true).unwrap_err().to_string();
+    let e = train_full(base(), &pattern_chunks(2, 8), &cfg, &mut |_| true).expect_err("must fail").to_string();
     assert!(e.contains("cannot fill a batch of 4"), "{e}");
     let mut chunks = pattern_chunks(8, 8);
     chunks[3].push(1);
-    let e = train_full(base(), &chunks, &cfg, &mut |_| true).unwrap_err().to_string();
+    let e = train_full(base(), &chunks, &cfg, &mut |_| true).expect_err("must fail").to_string();
     assert!(e.contains("chunk 3 has 9 tokens"), "{e}");
 }
