@@ -13,6 +13,7 @@
 
 pub use resa_data as data;
 pub use resa_eval as eval;
+pub use resa_features as features;
 pub use resa_lora as lora;
 pub use resa_qwen2 as qwen2;
 pub use resa_sae as sae;

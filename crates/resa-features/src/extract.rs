@@ -1,0 +1,201 @@
+//! Prompt-only reasoning-feature extraction (the paper's section 5).
+//!
+//! Pass one prompt — by default the DeepSeek-R1 system prompt, which holds `<think>` and
+//! `</think>` — through the model, encode each hookpoint's activations with its SAE, and
+//! call a latent a *reasoning feature* of that layer when it is active (activation above the
+//! threshold, among the SAE's selected latents) at a `<think>` token, at a `</think>` token,
+//! and at no token that is neither. The prompt may hold each marker more than once (R1's
+//! does, twice); a feature needs one active occurrence of each.
+
+use std::collections::{BTreeSet, HashSet};
+
+use burn::tensor::{Int, Tensor, TensorData, backend::Backend};
+use resa_qwen2::{ForwardInput, Hookpoint, Hooks, Logits, Qwen2ForCausalLM};
+use resa_sae::SparseCoder;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// The default prompt: the system prompt of DeepSeek-R1 (and of the reference code's
+/// template), which names the `<think> </think>` tags.
+pub const R1_SYSTEM_PROMPT: &str = "A conversation between User and Assistant. The user asks a question, and the Assistant solves it. The assistant first thinks about the reasoning process in the mind and then provides the user with the answer. The reasoning process and answer are enclosed within <think> </think> and <answer> </answer> tags, respectively, i.e., <think> reasoning process here </think> <answer> answer here </answer>.";
+
+/// The reasoning features of one hookpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LayerFeatures {
+    /// Hookpoint name, e.g. `layers.12`.
+    pub hookpoint: String,
+    /// Its decoder layer (0-based).
+    pub layer: usize,
+    /// Number of reasoning features.
+    pub count: usize,
+    /// Their latent ids, ascending.
+    pub latents: Vec<u32>,
+}
+
+/// Latents active at each token: `(latent, activation)` pairs per position.
+pub type ActiveLatents = Vec<Vec<(u32, f32)>>;
+
+/// The reasoning features among per-token active latents: active (above `threshold`) at a
+/// position in `think`, at a position in `end_think`, and at no position outside both.
+pub fn reasoning_latents(active: &ActiveLatents, think: &[usize], end_think: &[usize], threshold: f32) -> Vec<u32> {
+    let on = |pos: usize| -> HashSet<u32> {
+        active.get(pos).map(|v| v.iter().filter(|(_, a)| *a > threshold).map(|(l, _)| *l).collect()).unwrap_or_default()
+    };
+    let at_think: HashSet<u32> = think.iter().flat_map(|&p| on(p)).collect();
+    let at_end: HashSet<u32> = end_think.iter().flat_map(|&p| on(p)).collect();
+    let markers: HashSet<usize> = think.iter().chain(end_think).copied().collect();
+    let elsewhere: HashSet<u32> = (0..active.len()).filter(|p| !markers.contains(p)).flat_map(on).collect();
+    let set: BTreeSet<u32> = at_think.intersection(&at_end).filter(|l| !elsewhere.contains(l)).copied().collect();
+    set.into_iter().collect()
+}
+
+/// Positions of `id` in `ids`.
+pub fn positions(ids: &[u32], id: u32) -> Vec<usize> {
+    ids.iter().enumerate().filter(|(_, t)| **t == id).map(|(i, _)| i).collect()
+}
+
+/// Per-token active latents of `sae` on activations `x` `[tokens, d_in]`.
+pub fn active_latents<B: Backend>(sae: &SparseCoder<B>, x: Tensor<B, 2>) -> Result<ActiveLatents> {
+    let enc = sae.encode(x)?;
+    let [n, k] = enc.top_acts.dims();
+    let acts: Vec<f32> = enc.top_acts.into_data().convert::<f32>().iter::<f32>().collect();
+    let idx: Vec<i64> = enc.top_indices.into_data().convert::<i64>().iter::<i64>().collect();
+    Ok((0..n).map(|t| (0..k).map(|j| (idx[t * k + j] as u32, acts[t * k + j])).collect()).collect())
+}
+
+/// Runs `ids` through `model`, encodes every hookpoint with its SAE, and returns the
+/// reasoning features per hookpoint (in the order given). `think_id` / `end_think_id` are
+/// the ids of `<think>` and `</think>`; each must occur in `ids`.
+pub fn extract<B: Backend>(
+    model: &Qwen2ForCausalLM<B>,
+    saes: &[(Hookpoint, SparseCoder<B>)],
+    ids: &[u32],
+    think_id: u32,
+    end_think_id: u32,
+    threshold: f32,
+) -> Result<Vec<LayerFeatures>> {
+    let think = positions(ids, think_id);
+    let end = positions(ids, end_think_id);
+    if think.is_empty() || end.is_empty() {
+        return Err(Error::Prompt(format!(
+            "the prompt holds <think> (id {think_id}) {} time(s) and </think> (id {end_think_id}) {} time(s); both are needed",
+            think.len(),
+            end.len()
+        )));
+    }
+    let n_layers = model.config().num_hidden_layers;
+    for (hp, sae) in saes {
+        hp.check(n_layers)?;
+        if sae.d_in() != model.config().hidden_size {
+            return Err(Error::Input {
+                field: "saes",
+                message: format!("the SAE of {hp} reads width {} but the model's is {}", sae.d_in(), model.config().hidden_size),
+            });
+        }
+    }
+    let device = model.device();
+    let input = Tensor::<B, 2, Int>::from_data(
+        TensorData::new(ids.iter().map(|&t| i64::from(t)).collect::<Vec<_>>(), [1, ids.len()]),
+        &device,
+    );
+    let hooks = Hooks::capture(saes.iter().map(|(h, _)| *h));
+    let out = model.forward(ForwardInput::new(input).with_logits(Logits::None), &hooks, None)?;
+    let mut result = Vec::with_capacity(saes.len());
+    for (hp, sae) in saes {
+        let act = out
+            .activation(*hp)
+            .ok_or_else(|| Error::Input { field: "saes", message: format!("{hp} was not captured") })?
+            .clone();
+        let [_, s, d] = act.dims();
+        let active = active_latents(sae, act.reshape([s, d]))?;
+        let latents = reasoning_latents(&active, &think, &end, threshold);
+        result.push(LayerFeatures { hookpoint: hp.to_string(), layer: hp.layer(), count: latents.len(), latents });
+    }
+    Ok(result)
+}
+
+/// One top-activating context of a latent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Context {
+    /// Activation at the token.
+    pub activation: f32,
+    /// Text before the token (a few tokens).
+    pub before: String,
+    /// The token.
+    pub token: String,
+    /// Text after it.
+    pub after: String,
+}
+
+/// Keeps the `top` strongest contexts per latent of `latents` over `texts` (each tokenised
+/// and run through the model; `decode` turns ids back into text).
+#[allow(clippy::too_many_arguments)]
+pub fn top_contexts<B: Backend>(
+    model: &Qwen2ForCausalLM<B>,
+    hookpoint: Hookpoint,
+    sae: &SparseCoder<B>,
+    latents: &[u32],
+    texts: &[Vec<u32>],
+    top: usize,
+    window: usize,
+    decode: &dyn Fn(&[u32]) -> String,
+) -> Result<Vec<(u32, Vec<Context>)>> {
+    let wanted: HashSet<u32> = latents.iter().copied().collect();
+    let mut best: Vec<(u32, Vec<Context>)> = latents.iter().map(|&l| (l, Vec::new())).collect();
+    let device = model.device();
+    for ids in texts.iter().filter(|t| !t.is_empty()) {
+        let input = Tensor::<B, 2, Int>::from_data(
+            TensorData::new(ids.iter().map(|&t| i64::from(t)).collect::<Vec<_>>(), [1, ids.len()]),
+            &device,
+        );
+        let out = model.forward(ForwardInput::new(input).with_logits(Logits::None), &Hooks::capture([hookpoint]), None)?;
+        let act = out.activation(hookpoint).cloned().ok_or_else(|| Error::Input {
+            field: "hookpoint",
+            message: format!("{hookpoint} was not captured"),
+        })?;
+        let [_, s, d] = act.dims();
+        let active = active_latents(sae, act.reshape([s, d]))?;
+        for (pos, row) in active.iter().enumerate() {
+            for &(l, a) in row.iter().filter(|(l, a)| wanted.contains(l) && *a > 0.0) {
+                let Some((_, list)) = best.iter_mut().find(|(x, _)| *x == l) else { continue };
+                if list.len() == top && list.last().is_some_and(|c| c.activation >= a) {
+                    continue;
+                }
+                list.push(Context {
+                    activation: a,
+                    before: decode(&ids[pos.saturating_sub(window)..pos]),
+                    token: decode(&ids[pos..=pos]),
+                    after: decode(&ids[pos + 1..(pos + 1 + window).min(ids.len())]),
+                });
+                list.sort_by(|a, b| b.activation.total_cmp(&a.activation));
+                list.truncate(top);
+            }
+        }
+    }
+    Ok(best)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_latents_on_both_markers_and_nowhere_else() {
+        // Positions: 0 text, 1 <think>, 2 text, 3 </think>, 4 <think>, 5 </think>.
+        let active: ActiveLatents = vec![
+            vec![(9, 1.0)],
+            vec![(1, 0.5), (2, 0.7), (3, 0.2), (9, 0.1)],
+            vec![(2, 0.3)],
+            vec![(1, 0.4), (2, 0.9), (4, 1.0)],
+            vec![(5, 1.0)],
+            vec![(5, 2.0), (3, 0.05)],
+        ];
+        // 1: both markers, nowhere else → yes. 2: also at position 2 → no. 3: <think> and
+        // </think> (different occurrences) → yes at threshold 0, not at 0.1. 4: only </think>.
+        // 5: second <think> and second </think> → yes. 9: also at text position 0 → no.
+        assert_eq!(reasoning_latents(&active, &[1, 4], &[3, 5], 0.0), vec![1, 3, 5]);
+        assert_eq!(reasoning_latents(&active, &[1, 4], &[3, 5], 0.1), vec![1, 5]);
+        assert_eq!(positions(&[7, 4, 7, 5], 7), vec![0, 2]);
+    }
+}

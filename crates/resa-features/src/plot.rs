@@ -1,0 +1,162 @@
+//! Figures in the style of the paper's Figure 3, as SVG and PNG (plotters): reasoning
+//! features per layer with the fitted mixture over them, and counts against scores.
+//!
+//! Text needs a TrueType font: the first of [`FONT_PATHS`] that exists (or `RESA_FONT`) is
+//! used. Without one no figure can be labelled, and [`font_available`] says so.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use plotters::prelude::*;
+
+use crate::error::{Error, Result};
+use crate::gmm::Gmm;
+
+/// Fonts tried, in order, after `$RESA_FONT`.
+pub const FONT_PATHS: [&str; 4] = [
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/TTF/DejaVuSans.ttf",
+    "/usr/share/fonts/dejavu/DejaVuSans.ttf",
+    "/Library/Fonts/Arial.ttf",
+];
+
+static FONT: OnceLock<Option<PathBuf>> = OnceLock::new();
+
+/// Registers a font for figure text once; returns the font file, or `None` when no font
+/// was found (figures are then not drawn).
+pub fn font_available() -> Option<&'static Path> {
+    FONT.get_or_init(|| {
+        let candidates = std::env::var("RESA_FONT").ok().into_iter().chain(FONT_PATHS.iter().map(|s| s.to_string()));
+        for path in candidates {
+            let Ok(bytes) = std::fs::read(&path) else { continue };
+            let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+            if plotters::style::register_font("sans-serif", FontStyle::Normal, bytes).is_ok() {
+                return Some(PathBuf::from(path));
+            }
+        }
+        None
+    })
+    .as_deref()
+}
+
+fn plot_err(path: &Path, e: impl std::fmt::Display) -> Error {
+    Error::Plot { path: path.to_path_buf(), message: e.to_string() }
+}
+
+/// Bars of `counts` per layer with the mixture density scaled to the same total, written as
+/// `stem.svg` and `stem.png`. Returns the files written.
+pub fn counts_figure(
+    layers: &[usize],
+    counts: &[f64],
+    gmm: Option<&Gmm>,
+    title: &str,
+    y_label: &str,
+    stem: &Path,
+) -> Result<Vec<PathBuf>> {
+    let svg = stem.with_extension("svg");
+    let png = stem.with_extension("png");
+    draw_counts(SVGBackend::new(&svg, (720, 400)).into_drawing_area(), layers, counts, gmm, title, y_label)
+        .map_err(|e| plot_err(&svg, e))?;
+    draw_counts(BitMapBackend::new(&png, (720, 400)).into_drawing_area(), layers, counts, gmm, title, y_label)
+        .map_err(|e| plot_err(&png, e))?;
+    Ok(vec![svg, png])
+}
+
+fn draw_counts<DB: DrawingBackend>(
+    root: DrawingArea<DB, plotters::coord::Shift>,
+    layers: &[usize],
+    counts: &[f64],
+    gmm: Option<&Gmm>,
+    title: &str,
+    y_label: &str,
+) -> std::result::Result<(), Box<dyn std::error::Error>>
+where
+    DB::ErrorType: 'static,
+{
+    root.fill(&WHITE)?;
+    let lo = layers.iter().copied().min().unwrap_or(0) as f64 - 0.5;
+    let hi = layers.iter().copied().max().unwrap_or(0) as f64 + 0.5;
+    let total: f64 = counts.iter().sum();
+    let density = |x: f64| gmm.map_or(0.0, |g| g.pdf(x) * total);
+    let curve: Vec<(f64, f64)> = (0..=400).map(|i| lo + (hi - lo) * f64::from(i) / 400.0).map(|x| (x, density(x))).collect();
+    let top = counts.iter().copied().chain(curve.iter().map(|p| p.1)).fold(1.0, f64::max) * 1.1;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(52)
+        .build_cartesian_2d(lo..hi, 0.0..top)?;
+    chart.configure_mesh().x_desc("layer (hookpoint index)").y_desc(y_label).disable_x_mesh().draw()?;
+    chart.draw_series(layers.iter().zip(counts).map(|(&l, &c)| {
+        Rectangle::new([(l as f64 - 0.35, 0.0), (l as f64 + 0.35, c)], RGBColor(90, 130, 200).filled())
+    }))?;
+    if let Some(g) = gmm {
+        chart.draw_series(LineSeries::new(curve, RGBColor(200, 60, 40).stroke_width(2)))?.label("mixture").legend(
+            |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], RGBColor(200, 60, 40).stroke_width(2)),
+        );
+        for c in &g.components {
+            chart.draw_series(std::iter::once(PathElement::new(
+                vec![(c.mean, 0.0), (c.mean, top * 0.95)],
+                RGBColor(200, 60, 40).mix(0.5).stroke_width(1),
+            )))?;
+        }
+        chart.configure_series_labels().border_style(BLACK).background_style(WHITE.mix(0.8)).draw()?;
+    }
+    root.present()?;
+    Ok(())
+}
+
+/// Scatter of per-layer counts against per-layer scores, each point labelled with its
+/// layer, written as `stem.svg` and `stem.png`.
+pub fn counts_vs_scores_figure(layers: &[usize], counts: &[f64], scores: &[f64], stem: &Path) -> Result<Vec<PathBuf>> {
+    let svg = stem.with_extension("svg");
+    let png = stem.with_extension("png");
+    draw_scatter(SVGBackend::new(&svg, (560, 440)).into_drawing_area(), layers, counts, scores)
+        .map_err(|e| plot_err(&svg, e))?;
+    draw_scatter(BitMapBackend::new(&png, (560, 440)).into_drawing_area(), layers, counts, scores)
+        .map_err(|e| plot_err(&png, e))?;
+    Ok(vec![svg, png])
+}
+
+fn draw_scatter<DB: DrawingBackend>(
+    root: DrawingArea<DB, plotters::coord::Shift>,
+    layers: &[usize],
+    counts: &[f64],
+    scores: &[f64],
+) -> std::result::Result<(), Box<dyn std::error::Error>>
+where
+    DB::ErrorType: 'static,
+{
+    root.fill(&WHITE)?;
+    let cx = counts.iter().copied().fold(1.0, f64::max) * 1.1;
+    let (smin, smax) = scores.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &s| (a.min(s), b.max(s)));
+    let pad = ((smax - smin) * 0.1).max(0.5);
+    let r = pearson(counts, scores);
+    let mut chart = ChartBuilder::on(&root)
+        .caption(format!("reasoning features vs score (Pearson r = {r:.2})"), ("sans-serif", 16))
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(52)
+        .build_cartesian_2d(0.0..cx, (smin - pad)..(smax + pad))?;
+    chart.configure_mesh().x_desc("reasoning features").y_desc("score").draw()?;
+    chart.draw_series(layers.iter().zip(counts.iter().zip(scores)).map(|(&l, (&c, &s))| {
+        EmptyElement::at((c, s))
+            + Circle::new((0, 0), 4, RGBColor(90, 130, 200).filled())
+            + Text::new(format!("{l}"), (6, -6), ("sans-serif", 11))
+    }))?;
+    root.present()?;
+    Ok(())
+}
+
+/// Pearson correlation (0 when either side is constant).
+pub fn pearson(a: &[f64], b: &[f64]) -> f64 {
+    let n = a.len().min(b.len()) as f64;
+    if n < 2.0 {
+        return 0.0;
+    }
+    let (ma, mb) = (a.iter().sum::<f64>() / n, b.iter().sum::<f64>() / n);
+    let cov: f64 = a.iter().zip(b).map(|(x, y)| (x - ma) * (y - mb)).sum();
+    let va: f64 = a.iter().map(|x| (x - ma).powi(2)).sum();
+    let vb: f64 = b.iter().map(|y| (y - mb).powi(2)).sum();
+    if va <= 0.0 || vb <= 0.0 { 0.0 } else { cov / (va * vb).sqrt() }
+}
