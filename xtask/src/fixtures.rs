@@ -28,6 +28,7 @@ const SCRIPTS: &[&[&str]] = &[
         "crates/resa-eval/tests/fixtures/grading_cases.jsonl",
     ],
     &["scripts/reference/chunks_reference.py", "../shared/data", "crates/resa-data/tests/fixtures/chunks.json"],
+    &["scripts/reference/gmm_reference.py", "crates/resa-features/tests/fixtures/gmm.json"],
 ];
 
 pub fn run(args: &[String]) -> anyhow::Result<()> {

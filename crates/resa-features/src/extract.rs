@@ -90,7 +90,11 @@ pub fn extract<B: Backend>(
         if sae.d_in() != model.config().hidden_size {
             return Err(Error::Input {
                 field: "saes",
-                message: format!("the SAE of {hp} reads width {} but the model's is {}", sae.d_in(), model.config().hidden_size),
+                message: format!(
+                    "the SAE of {hp} reads width {} but the model's is {}",
+                    sae.d_in(),
+                    model.config().hidden_size
+                ),
             });
         }
     }
@@ -149,11 +153,12 @@ pub fn top_contexts<B: Backend>(
             TensorData::new(ids.iter().map(|&t| i64::from(t)).collect::<Vec<_>>(), [1, ids.len()]),
             &device,
         );
-        let out = model.forward(ForwardInput::new(input).with_logits(Logits::None), &Hooks::capture([hookpoint]), None)?;
-        let act = out.activation(hookpoint).cloned().ok_or_else(|| Error::Input {
-            field: "hookpoint",
-            message: format!("{hookpoint} was not captured"),
-        })?;
+        let out =
+            model.forward(ForwardInput::new(input).with_logits(Logits::None), &Hooks::capture([hookpoint]), None)?;
+        let act = out
+            .activation(hookpoint)
+            .cloned()
+            .ok_or_else(|| Error::Input { field: "hookpoint", message: format!("{hookpoint} was not captured") })?;
         let [_, s, d] = act.dims();
         let active = active_latents(sae, act.reshape([s, d]))?;
         for (pos, row) in active.iter().enumerate() {

@@ -147,7 +147,9 @@ fn kmeans_init(pts: &[(f64, f64)], k: usize, rng: &mut StdRng) -> Vec<Component>
     let assign = |centers: &[f64]| -> Vec<usize> {
         pts.iter()
             .map(|(x, _)| {
-                (0..centers.len()).min_by(|&a, &b| (x - centers[a]).abs().total_cmp(&(x - centers[b]).abs())).unwrap_or(0)
+                (0..centers.len())
+                    .min_by(|&a, &b| (x - centers[a]).abs().total_cmp(&(x - centers[b]).abs()))
+                    .unwrap_or(0)
             })
             .collect()
     };
@@ -209,20 +211,21 @@ fn em(pts: &[(f64, f64)], init: Vec<Component>, opts: &GmmOptions) -> Gmm {
             }
             ll += w * lse;
         }
+        // M step.
+        for (c, comp) in comps.iter_mut().enumerate() {
+            let nk: f64 = pts.iter().zip(&resp).map(|((_, w), r)| w * r[c]).sum::<f64>() + 10.0 * f64::EPSILON;
+            let mean = pts.iter().zip(&resp).map(|((x, w), r)| w * r[c] * x).sum::<f64>() / nk;
+            let var = pts.iter().zip(&resp).map(|((x, w), r)| w * r[c] * (x - mean).powi(2)).sum::<f64>() / nk
+                + opts.reg_covar;
+            *comp = Component { mean, std: var.sqrt(), weight: nk / total };
+        }
+        // As scikit-learn: the M step follows every E step, then the E step's bound decides.
         let mean_ll = ll / total;
         if (mean_ll - prev).abs() < opts.tol {
             converged = true;
             break;
         }
         prev = mean_ll;
-        // M step.
-        for (c, comp) in comps.iter_mut().enumerate() {
-            let nk: f64 = pts.iter().zip(&resp).map(|((_, w), r)| w * r[c]).sum::<f64>() + 10.0 * f64::EPSILON;
-            let mean = pts.iter().zip(&resp).map(|((x, w), r)| w * r[c] * x).sum::<f64>() / nk;
-            let var =
-                pts.iter().zip(&resp).map(|((x, w), r)| w * r[c] * (x - mean).powi(2)).sum::<f64>() / nk + opts.reg_covar;
-            *comp = Component { mean, std: var.sqrt(), weight: nk / total };
-        }
     }
     Gmm { components: comps, log_likelihood: ll, mean_log_likelihood: ll / total, iterations, converged }
 }
@@ -244,7 +247,8 @@ pub fn propose(gmm: &Gmm, layers: &[usize], quantity: &str) -> Vec<Proposal> {
     comps.sort_by(|a, b| b.weight.total_cmp(&a.weight));
     let mut out: Vec<Proposal> = Vec::new();
     for (rank, c) in comps.iter().enumerate() {
-        let Some(&layer) = layers.iter().min_by(|a, b| (**a as f64 - c.mean).abs().total_cmp(&(**b as f64 - c.mean).abs()))
+        let Some(&layer) =
+            layers.iter().min_by(|a, b| (**a as f64 - c.mean).abs().total_cmp(&(**b as f64 - c.mean).abs()))
         else {
             break;
         };
@@ -276,7 +280,11 @@ mod tests {
         let x: Vec<f64> = (0..24).map(f64::from).collect();
         let w: Vec<f64> = x
             .iter()
-            .map(|l| 30.0 * (-(l - 2.0).powi(2) / 2.0).exp() + 20.0 * (-(l - 10.0).powi(2) / 2.0).exp() + 10.0 * (-(l - 20.0).powi(2) / 2.0).exp())
+            .map(|l| {
+                30.0 * (-(l - 2.0).powi(2) / 2.0).exp()
+                    + 20.0 * (-(l - 10.0).powi(2) / 2.0).exp()
+                    + 10.0 * (-(l - 20.0).powi(2) / 2.0).exp()
+            })
             .map(f64::round)
             .collect();
         let g = fit_gmm(&x, &w, &GmmOptions::default()).expect("fits");

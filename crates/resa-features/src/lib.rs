@@ -84,7 +84,11 @@ pub fn analyze(
             for f in &features {
                 w.push(*s.get(&f.hookpoint).ok_or_else(|| Error::Input {
                     field: "scores",
-                    message: format!("no score for {} (scores name: {})", f.hookpoint, s.keys().cloned().collect::<Vec<_>>().join(", ")),
+                    message: format!(
+                        "no score for {} (scores name: {})",
+                        f.hookpoint,
+                        s.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ),
                 })?);
             }
             Some((w.clone(), mixture(&layers, &w, "score", opts)))
@@ -102,19 +106,21 @@ pub fn analyze(
             &out.join("figures/counts"),
         )?);
         if let Some((w, mix)) = &score_mix {
-            figures.extend(plot::counts_figure(&layers, w, mix.gmm.as_ref(), "Score per layer", "score", &out.join("figures/scores"))?);
+            figures.extend(plot::counts_figure(
+                &layers,
+                w,
+                mix.gmm.as_ref(),
+                "Score per layer",
+                "score",
+                &out.join("figures/scores"),
+            )?);
             figures.extend(plot::counts_vs_scores_figure(&layers, &counts, w, &out.join("figures/counts_vs_scores"))?);
         }
     } else {
         tracing::warn!("no TrueType font found (set RESA_FONT): figures skipped");
     }
-    let analysis = Analysis {
-        layers: features,
-        scores,
-        counts: count_mix,
-        score_mixture: score_mix.map(|(_, m)| m),
-        figures,
-    };
+    let analysis =
+        Analysis { layers: features, scores, counts: count_mix, score_mixture: score_mix.map(|(_, m)| m), figures };
     let write = |name: &str, text: String| {
         resa_qwen2::safetensors_io::write_atomic(out.join(name), text.as_bytes()).map_err(Error::from)
     };
@@ -164,7 +170,11 @@ pub fn summary(a: &Analysis) -> String {
                 for (i, c) in g.components.iter().enumerate() {
                     let _ = writeln!(s, "| {} | {:.2} | {:.2} | {:.1}% |", i + 1, c.mean, c.std, 100.0 * c.weight);
                 }
-                let _ = writeln!(s, "\nLog-likelihood {:.3} ({:.4} per unit weight).", g.log_likelihood, g.mean_log_likelihood);
+                let _ = writeln!(
+                    s,
+                    "\nLog-likelihood {:.3} ({:.4} per unit weight).",
+                    g.log_likelihood, g.mean_log_likelihood
+                );
             }
             None => s.push_str("Too few layers carry weight for a mixture.\n"),
         }

@@ -78,7 +78,8 @@ where
     let hi = layers.iter().copied().max().unwrap_or(0) as f64 + 0.5;
     let total: f64 = counts.iter().sum();
     let density = |x: f64| gmm.map_or(0.0, |g| g.pdf(x) * total);
-    let curve: Vec<(f64, f64)> = (0..=400).map(|i| lo + (hi - lo) * f64::from(i) / 400.0).map(|x| (x, density(x))).collect();
+    let curve: Vec<(f64, f64)> =
+        (0..=400).map(|i| lo + (hi - lo) * f64::from(i) / 400.0).map(|x| (x, density(x))).collect();
     let top = counts.iter().copied().chain(curve.iter().map(|p| p.1)).fold(1.0, f64::max) * 1.1;
     let mut chart = ChartBuilder::on(&root)
         .caption(title, ("sans-serif", 18))
@@ -91,9 +92,10 @@ where
         Rectangle::new([(l as f64 - 0.35, 0.0), (l as f64 + 0.35, c)], RGBColor(90, 130, 200).filled())
     }))?;
     if let Some(g) = gmm {
-        chart.draw_series(LineSeries::new(curve, RGBColor(200, 60, 40).stroke_width(2)))?.label("mixture").legend(
-            |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], RGBColor(200, 60, 40).stroke_width(2)),
-        );
+        chart
+            .draw_series(LineSeries::new(curve, RGBColor(200, 60, 40).stroke_width(2)))?
+            .label("mixture")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], RGBColor(200, 60, 40).stroke_width(2)));
         for c in &g.components {
             chart.draw_series(std::iter::once(PathElement::new(
                 vec![(c.mean, 0.0), (c.mean, top * 0.95)],
