@@ -3,6 +3,7 @@
 pub mod debug;
 pub mod demo;
 pub mod eval;
+pub mod features;
 pub mod forward;
 pub mod generate;
 pub mod grade;
@@ -42,6 +43,8 @@ pub enum Command {
     TrainSae(Box<train_sae::TrainSaeArgs>),
     /// The whole pipeline: Stage I, Stage II, adapter (and merged model) from one config.
     Tune(Box<tune::TuneArgs>),
+    /// Reasoning features per layer, their Gaussian mixture over layers, suggested hookpoints.
+    Features(Box<features::FeaturesArgs>),
     /// Train the built-in toy reasoning model from scratch (`cargo xtask toy-model`).
     ToyModel(toy_model::ToyModelArgs),
     /// Diagnostics for comparing with the reference implementations (`resa debug stage2-step`).
@@ -61,6 +64,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Grade(args) => grade::run(args),
         Command::Eval(args) => eval::run(*args),
         Command::Demo(args) => demo::run(args),
+        Command::Features(args) => features::run(*args),
         Command::ToyModel(args) => toy_model::run(args),
         Command::TrainSae(args) => train_sae::run(*args),
         Command::Sae(cmd) => sae::run(cmd),
