@@ -8,6 +8,9 @@
 //! 4. The CoT-free SFT baseline: LoRA with cross-entropy on the same data.
 //! 5. Evaluation of base, CoT-free SFT and SAE-tuned on the toy test split with the paper's
 //!    sampling settings; a table, `report.md`, `report.json` and `figures/pass_at_1.svg`.
+//! 6. Reasoning features: small SAEs on every layer (one activation pass feeds all), the
+//!    latents active only at `<think>` and `</think>` of the R1 system prompt, their Gaussian
+//!    mixture over layers and the suggested hookpoint (`features/`).
 //!
 //! Every stage writes its usual artifacts (sparsify SAE folder, PEFT adapters, merged
 //! model, evaluation folders), and a rerun skips stages whose output is up to date.
@@ -19,7 +22,8 @@ use burn::backend::Autodiff;
 use burn::tensor::{DType, backend::Backend};
 use resa_data::toy::{self, ToyWorld};
 use resa_eval::{EvalConfig, Report, Task, compare_markdown};
-use resa_qwen2::{Qwen2ForCausalLM, Sampling, Tokenizer};
+use resa_qwen2::{Hookpoint, Qwen2ForCausalLM, Sampling, Tokenizer};
+use resa_sae::{SaeInit, SparseCoder, Stage1Options, train_saes_with};
 use resa_tune::pipeline::{
     DataSection, LoraSection, ModelRef, ObjectiveKind, PipelineConfig, SaeMode, SaeSection, Stage2Section,
 };
@@ -114,6 +118,8 @@ pub struct DemoReport {
     pub sae: PathBuf,
     /// The merged SAE-tuned model.
     pub merged: Option<PathBuf>,
+    /// Reasoning features per layer of the toy model, with their mixture.
+    pub features: Option<resa_features::Analysis>,
     /// Wall-clock seconds per part.
     pub seconds: Vec<(String, f64)>,
 }
@@ -248,6 +254,10 @@ pub fn run_demo<B: Backend>(
     }
     lap("evaluation", &mut seconds);
 
+    on_event(DemoEvent::Begin("reasoning features (SAEs on every layer)"));
+    let features = reasoning_features::<B>(cfg, &tuned_cfg.data, &train, device, on_event)?;
+    lap("features", &mut seconds);
+
     let report = DemoReport {
         config: cfg.clone(),
         rows,
@@ -256,10 +266,64 @@ pub fn run_demo<B: Backend>(
         sft_loss: sft.stage2_loss,
         sae: tuned.sae.clone(),
         merged: tuned.merged.clone(),
+        features: Some(features),
         seconds,
     };
     write_report(&report)?;
     Ok(report)
+}
+
+/// Stage I on every layer of the toy model (skipped when its SAEs exist), then
+/// [`resa_features::extract`] on the R1 system prompt and [`resa_features::analyze`].
+fn reasoning_features<B: Backend>(
+    cfg: &DemoConfig,
+    data: &DataSection,
+    train: &Path,
+    device: &B::Device,
+    on_event: &mut dyn FnMut(DemoEvent<'_>),
+) -> anyhow::Result<resa_features::Analysis> {
+    let dir = cfg.out.join("features");
+    let saes_dir = dir.join("saes");
+    let model = Qwen2ForCausalLM::<B>::from_pretrained(&cfg.model, device, DType::F32)?;
+    let layers = model.config().num_hidden_layers;
+    let hookpoints: Vec<Hookpoint> = (0..layers).map(Hookpoint::Residual).collect();
+    let stamp =
+        serde_json::to_string(&(cfg.num_latents, cfg.k, cfg.stage1_steps, cfg.seed, cfg.train_rows, &cfg.model))?;
+    if std::fs::read_to_string(saes_dir.join("done.json")).is_ok_and(|s| s == stamp) {
+        on_event(DemoEvent::Pipeline("features", PipelineEvent::Skipped("stage I")));
+    } else {
+        let chunks = resa_tune::pipeline::prepare_chunks(data, &train.display().to_string(), &cfg.model)?;
+        let options = Stage1Options {
+            hookpoints: hookpoints.clone(),
+            init: SaeInit::Scratch {
+                num_latents: Some(cfg.num_latents),
+                expansion_factor: 64,
+                k: cfg.k,
+                seed: cfg.seed,
+            },
+            train: Default::default(),
+            batch_size: 8,
+            save_every: 1000,
+            max_steps: Some(cfg.stage1_steps),
+            out: saes_dir.clone(),
+            resume: false,
+        };
+        train_saes_with::<Autodiff<B>>(&model, &chunks, &options, &mut |p| {
+            let fvu = p.metrics.iter().map(|(_, m)| m.fvu).sum::<f32>() / p.metrics.len().max(1) as f32;
+            on_event(DemoEvent::Pipeline("features", PipelineEvent::Stage1 { step: p.step, total: p.total, fvu }));
+        })?;
+        resa_qwen2::safetensors_io::write_atomic(saes_dir.join("done.json"), stamp.as_bytes())?;
+    }
+    let saes = hookpoints
+        .iter()
+        .map(|h| Ok((*h, SparseCoder::<B>::load(saes_dir.join(h.to_string()), device)?)))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let tokenizer = Tokenizer::from_dir(&cfg.model)?;
+    let ids = tokenizer.encode(resa_features::R1_SYSTEM_PROMPT, true)?;
+    let think = tokenizer.token_to_id("<think>").ok_or_else(|| anyhow::anyhow!("the toy tokenizer has no <think>"))?;
+    let end = tokenizer.token_to_id("</think>").ok_or_else(|| anyhow::anyhow!("the toy tokenizer has no </think>"))?;
+    let features = resa_features::extract(&model, &saes, &ids, think, end, 0.0)?;
+    Ok(resa_features::analyze(features, None, &resa_features::GmmOptions::default(), &dir)?)
 }
 
 /// The Table-3-shaped comparison.
@@ -304,6 +368,17 @@ fn write_report(report: &DemoReport) -> anyhow::Result<()> {
             "- {}: mean {:.1} new tokens per completion, {} truncated.\n",
             r.name, b.mean_new_tokens, b.truncated
         ));
+    }
+    if let Some(f) = &report.features {
+        md.push_str(
+            "\n## Reasoning features (details in `features/summary.md`)\n\n| Hookpoint | Features |\n|---|---:|\n",
+        );
+        for l in &f.layers {
+            md.push_str(&format!("| {} | {} |\n", l.hookpoint, l.count));
+        }
+        if let Some(p) = f.counts.proposals.first() {
+            md.push_str(&format!("\nSuggested hookpoint: `{}` — {}.\n", p.hookpoint, p.reason));
+        }
     }
     md.push_str("\nTimes: ");
     md.push_str(&report.seconds.iter().map(|(n, s)| format!("{n} {s:.0} s")).collect::<Vec<_>>().join(", "));

@@ -83,7 +83,8 @@ pub fn entropy(weights: &[f64]) -> f64 {
     if total <= 0.0 {
         return 0.0;
     }
-    weights.iter().filter(|w| **w > 0.0).map(|w| w / total).map(|p| -p * p.ln()).sum()
+    // `+ 0.0` turns the -0 of a single point into 0.
+    weights.iter().filter(|w| **w > 0.0).map(|w| w / total).map(|p| -p * p.ln()).sum::<f64>() + 0.0
 }
 
 /// Fits a mixture to points `x` with non-negative weights `w`.

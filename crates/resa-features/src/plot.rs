@@ -87,7 +87,13 @@ where
         .x_label_area_size(36)
         .y_label_area_size(52)
         .build_cartesian_2d(lo..hi, 0.0..top)?;
-    chart.configure_mesh().x_desc("layer (hookpoint index)").y_desc(y_label).disable_x_mesh().draw()?;
+    chart
+        .configure_mesh()
+        .x_desc("layer (hookpoint index)")
+        .y_desc(y_label)
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .disable_x_mesh()
+        .draw()?;
     chart.draw_series(layers.iter().zip(counts).map(|(&l, &c)| {
         Rectangle::new([(l as f64 - 0.35, 0.0), (l as f64 + 0.35, c)], RGBColor(90, 130, 200).filled())
     }))?;
