@@ -107,6 +107,9 @@ fn constructed_features_are_found_per_layer() {
             .collect();
         write_sae(&saes.join(hp.to_string()), &rows, d);
     }
+    let data = tmp.path().join("data.jsonl");
+    std::fs::write(&data, "{\"problem\": \"Q: <think> x </think>\", \"answer\": \"1\"}\n{\"problem\": \"What is 2+3?\", \"answer\": \"5\"}\n")
+        .expect("data");
     std::fs::write(tmp.path().join("scores.json"), r#"{"layers.1": 40.0, "layers.2": 45.5}"#).expect("scores");
 
     let out_dir = tmp.path().join("features");
@@ -114,6 +117,7 @@ fn constructed_features_are_found_per_layer() {
         .args(["features", "--model", model_dir.to_str().expect("utf8"), "--saes", saes.to_str().expect("utf8")])
         .args(["--prompt", PROMPT, "--components", "1", "--out", out_dir.to_str().expect("utf8")])
         .args(["--scores", tmp.path().join("scores.json").to_str().expect("utf8")])
+        .args(["--dataset", data.to_str().expect("utf8"), "--top", "2"])
         .output()
         .expect("runs resa");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -135,6 +139,8 @@ fn constructed_features_are_found_per_layer() {
     assert!(gmm["scores"]["gmm"].is_object());
     let summary = std::fs::read_to_string(out_dir.join("summary.md")).expect("summary.md");
     assert!(summary.contains("| layers.2 | 2 | 45.50 |"), "{summary}");
+    let dashboard = std::fs::read_to_string(out_dir.join("dashboard.md")).expect("dashboard.md");
+    assert!(dashboard.contains("## layers.1\n\n### latent 0") && dashboard.contains("### latent 1"), "{dashboard}");
     if resa::features::plot::font_available().is_some() {
         for f in ["counts.svg", "counts.png", "scores.svg", "counts_vs_scores.png"] {
             assert!(out_dir.join("figures").join(f).is_file(), "{f}");
