@@ -7,7 +7,14 @@
 //! - [`qwen2`]: the Qwen2 transformer, Hugging Face checkpoint loading, hookpoints,
 //!   generation, tokenizer and chat template.
 //! - [`data`]: question–answer readers, the reference templates, and tokenised chunks as
-//!   sparsify makes them.
+//!   sparsify makes them; the toy reasoning world.
+//! - [`sae`]: TopK sparse autoencoders in sparsify's format and Stage I training.
+//! - [`lora`]: LoRA adapters in PEFT's format, merging.
+//! - [`tune`]: Stage II (SAE-guided SFT), the CoT-free SFT baseline, the whole pipeline,
+//!   full-parameter training.
+//! - [`eval`]: the paper's benchmarks, Pass@1 and math-equivalence grading.
+//! - [`features`]: reasoning features per layer, the layer mixture, figures.
+//! - [`toy_model`] and [`demo`]: the built-in toy reasoning model and `resa demo`.
 //!
 //! See the repository README for the pipeline and `docs/` for the design.
 
