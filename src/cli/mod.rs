@@ -1,5 +1,6 @@
 //! Command-line definitions and dispatch.
 
+pub mod bench;
 pub mod debug;
 pub mod demo;
 pub mod eval;
@@ -27,6 +28,8 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Time the fixed benchmark workloads (`cargo xtask bench`).
+    Bench(bench::BenchArgs),
     /// The whole pipeline on the built-in toy model, offline, in minutes (Table 3 in miniature).
     Demo(demo::DemoArgs),
     /// Run a model on token ids; write logits and hookpoint activations (safetensors).
@@ -64,6 +67,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Grade(args) => grade::run(args),
         Command::Eval(args) => eval::run(*args),
         Command::Demo(args) => demo::run(args),
+        Command::Bench(args) => bench::run(args),
         Command::Features(args) => features::run(*args),
         Command::ToyModel(args) => toy_model::run(args),
         Command::TrainSae(args) => train_sae::run(*args),

@@ -3,6 +3,9 @@
 //! - `fixtures [--python PATH]`: regenerate the committed reference fixtures with the
 //!   Python reference scripts (needs a venv with `scripts/reference/requirements.txt`).
 //! - `tidy`: repository conventions (also run as a `#[test]`).
+//! - `bench [ARGS]`: the fixed benchmark workloads (`resa bench`, release build; `--json`,
+//!   `--only prefill,sae_step`, `--device cuda`); `scripts/bench/bench_torch.py` runs the same
+//!   in PyTorch.
 //! - `toy-model [ARGS]`: retrain the committed toy model `models/toy-qwen2` from scratch
 //!   (`resa toy-model`, release build, CPU; extra arguments are passed on).
 
@@ -24,21 +27,40 @@ fn main() -> anyhow::Result<()> {
             eprintln!("tidy: ok");
             Ok(())
         }
-        Some("toy-model") => {
-            let root = workspace_root();
-            let status = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-                .current_dir(&root)
-                .args(["run", "--release", "--bin", "resa", "--", "toy-model", "--out", "models/toy-qwen2"])
-                .args(&args[1..])
-                .status()?;
-            anyhow::ensure!(status.success(), "resa toy-model failed ({status})");
-            Ok(())
+        Some("toy-model") => resa(&["toy-model", "--out", "models/toy-qwen2"], &args[1..]),
+        Some("bench") => {
+            // Backend features (`--features cuda`) go before `--`: `cargo xtask bench --features cuda -- --device cuda`.
+            let split = args.iter().position(|a| a == "--").unwrap_or(args.len());
+            let features: Vec<&str> = args[1..split].iter().map(String::as_str).collect();
+            let rest = if split < args.len() { &args[split + 1..] } else { &[][..] };
+            let mut cmd = vec!["bench"];
+            cmd.extend(features.iter().filter(|a| !a.starts_with("--features")).copied());
+            let feature = features.iter().find_map(|a| a.strip_prefix("--features=")).map(str::to_string);
+            resa_with(&cmd, rest, feature.as_deref())
         }
         _ => {
-            eprintln!("usage: cargo xtask <fixtures [--python PATH] | tidy | toy-model [ARGS]>");
+            eprintln!(
+                "usage: cargo xtask <fixtures [--python PATH] | tidy | toy-model [ARGS] | bench [--features=F] [-- ARGS]>"
+            );
             std::process::exit(2)
         }
     }
+}
+
+/// Runs the `resa` program (release build) from the workspace root.
+fn resa(cmd: &[&str], extra: &[String]) -> anyhow::Result<()> {
+    resa_with(cmd, extra, None)
+}
+
+fn resa_with(cmd: &[&str], extra: &[String], features: Option<&str>) -> anyhow::Result<()> {
+    let mut c = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(workspace_root()).args(["run", "--release", "--bin", "resa"]);
+    if let Some(f) = features {
+        c.args(["--features", f]);
+    }
+    let status = c.arg("--").args(cmd).args(extra).status()?;
+    anyhow::ensure!(status.success(), "resa {} failed ({status})", cmd.join(" "));
+    Ok(())
 }
 
 /// The workspace root (parent of this crate's folder).

@@ -1,0 +1,177 @@
+"""The workloads of `resa bench` (src/bench.rs) in PyTorch: transformers, PEFT, sparsify.
+
+Same shapes, random weights, one warm-up then REPEATS timed runs, median time → tokens/s.
+Prints the same Markdown table as `resa bench` (or JSON lines with --json).
+
+    pip install -r scripts/reference/requirements.txt
+    SPARSIFY_DISABLE_TRITON=1 python scripts/bench/bench_torch.py --threads 2
+"""
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import time
+
+os.environ.setdefault("SPARSIFY_DISABLE_TRITON", "1")
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+if not torch.cuda.is_available():
+    torch.cuda.is_bf16_supported = lambda *a, **k: False  # sparsify asks at import time
+
+from peft import LoraConfig, get_peft_model  # noqa: E402
+from sparsify import SparseCoder, SparseCoderConfig  # noqa: E402
+from transformers import Qwen2Config, Qwen2ForCausalLM  # noqa: E402
+
+WORKLOADS = ["prefill", "stage2_step", "sae_step", "decode_b1", "decode_b8"]
+
+
+def qwen25_05b():
+    return Qwen2Config(
+        vocab_size=151936, hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
+        num_attention_heads=14, num_key_value_heads=2, max_position_embeddings=32768,
+        rms_norm_eps=1e-6, rope_theta=1_000_000.0, tie_word_embeddings=True,
+        attn_implementation="sdpa", torch_dtype=torch.float32,
+    )
+
+
+def stage2_model():
+    return Qwen2Config(
+        vocab_size=8192, hidden_size=512, intermediate_size=1408, num_hidden_layers=4,
+        num_attention_heads=8, num_key_value_heads=2, max_position_embeddings=2048,
+        rms_norm_eps=1e-6, rope_theta=10000.0, tie_word_embeddings=True, attn_implementation="sdpa",
+    )
+
+
+def ids(n, vocab, salt):
+    return torch.tensor([[(i * 7919 + salt * 104729) % vocab for i in range(n)]])
+
+
+def peak_rss_mib():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def measure(name, tokens, repeats, fn, device):
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    fn()
+    sync()
+    seconds = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        sync()
+        seconds.append(time.perf_counter() - t)
+    med = statistics.median(seconds)
+    return {"name": name, "tokens": tokens, "seconds": seconds, "median_seconds": med,
+            "tokens_per_second": tokens / med, "peak_rss_mib": peak_rss_mib()}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--only", default="")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    only = [w for w in args.only.split(",") if w]
+    wanted = lambda n: not only or n in only  # noqa: E731
+    torch.manual_seed(0)
+    results = []
+
+    def report(r):
+        results.append(r)
+        if args.json:
+            print(json.dumps(r), flush=True)
+        else:
+            print(f"| {r['name']} | {r['tokens']} | {r['median_seconds']:.3f} | {r['tokens_per_second']:.1f} | {r['peak_rss_mib']:.0f} |", flush=True)
+
+    if not args.json:
+        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}")
+        print("| workload | tokens | median s | tokens/s | peak RSS MiB |\n|---|---:|---:|---:|---:|")
+    if wanted("prefill") or wanted("decode_b1") or wanted("decode_b8"):
+        model = Qwen2ForCausalLM(qwen25_05b()).to(device).eval()
+        if wanted("prefill"):
+            x = ids(512, 151936, 1).to(device)
+
+            def prefill():
+                with torch.no_grad():
+                    model(x, logits_to_keep=1).logits.cpu()
+
+            report(measure("prefill", 512, args.repeats, prefill, device))
+        for name, batch in [("decode_b1", 1), ("decode_b8", 8)]:
+            if not wanted(name):
+                continue
+            x = torch.cat([ids(16, 151936, b + 2) for b in range(batch)]).to(device)
+
+            def decode():
+                with torch.no_grad():
+                    out = model.generate(x, attention_mask=torch.ones_like(x), do_sample=False, max_new_tokens=128,
+                                         min_new_tokens=128, pad_token_id=0)
+                assert out.shape[1] == 16 + 128
+
+            report(measure(name, batch * 128, args.repeats, decode, device))
+        del model
+    if wanted("stage2_step"):
+        cfg = stage2_model()
+        base = Qwen2ForCausalLM(cfg).to(device)
+        peft_cfg = LoraConfig(r=32, lora_alpha=128, lora_dropout=0.05, bias="none",
+                              target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+        model = get_peft_model(base, peft_cfg)
+        sae = SparseCoder(512, SparseCoderConfig(num_latents=16 * 512, k=32), device=device)
+        sae.requires_grad_(False)
+        layer = model.base_model.model.model.layers[2]
+        opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-6, weight_decay=0.01)
+        x = ids(512, 8192, 10).to(device)
+        state = {"splice": False}
+
+        def hook(_mod, _inp, out):
+            if not state["splice"]:
+                return out
+            h = out[0] if isinstance(out, tuple) else out
+            with torch.no_grad():
+                recon = sae(h.flatten(0, 1)).sae_out.view_as(h)
+            return (recon,) + tuple(out[1:]) if isinstance(out, tuple) else recon
+
+        layer.register_forward_hook(hook)
+
+        def step():
+            model.train()
+            with torch.no_grad(), model.disable_adapter():
+                state["splice"] = False
+                teacher = model(x).logits
+            state["splice"] = True
+            student = model(x).logits
+            state["splice"] = False
+            loss = F.kl_div(F.log_softmax(student, -1), F.softmax(teacher, -1), reduction="batchmean")
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
+            opt.step()
+            opt.zero_grad()
+
+        report(measure("stage2_step", 512, args.repeats, step, device))
+    if wanted("sae_step"):
+        sae = SparseCoder(1536, SparseCoderConfig(num_latents=16384, k=32), device=device)
+        opt = torch.optim.Adam(sae.parameters(), lr=2e-4)
+        acts = torch.randn(4096, 1536, device=device)
+
+        def sae_step():
+            out = sae(acts)
+            out.fvu.backward()
+            opt.step()
+            opt.zero_grad()
+
+        report(measure("sae_step", 4096, args.repeats, sae_step, device))
+
+
+if __name__ == "__main__":
+    main()
