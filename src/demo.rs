@@ -110,9 +110,9 @@ pub struct DemoReport {
     pub rows: Vec<DemoRow>,
     /// Stage I's last FVU, when it ran in this invocation.
     pub stage1_fvu: Option<f32>,
-    /// Stage II's first and last KL, when it ran in this invocation.
+    /// Stage II's KL: mean of the first and of the last 10 steps (from its metrics file).
     pub stage2_kl: Option<(f32, f32)>,
-    /// The SFT baseline's first and last cross-entropy, when it ran in this invocation.
+    /// The SFT baseline's cross-entropy: mean of the first and of the last 10 steps.
     pub sft_loss: Option<(f32, f32)>,
     /// The SAE folder (sparsify format).
     pub sae: PathBuf,
@@ -262,8 +262,8 @@ pub fn run_demo<B: Backend>(
         config: cfg.clone(),
         rows,
         stage1_fvu,
-        stage2_kl: tuned.stage2_loss,
-        sft_loss: sft.stage2_loss,
+        stage2_kl: loss_ends(&cfg.out.join("sae-tuning/stage2/metrics.jsonl")),
+        sft_loss: loss_ends(&cfg.out.join("cot-free-sft/stage2/metrics.jsonl")),
         sae: tuned.sae.clone(),
         merged: tuned.merged.clone(),
         features: Some(features),
@@ -271,6 +271,22 @@ pub fn run_demo<B: Backend>(
     };
     write_report(&report)?;
     Ok(report)
+}
+
+/// Mean loss of the first and of the last 10 steps recorded in a Stage II metrics file.
+fn loss_ends(path: &Path) -> Option<(f32, f32)> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let losses: Vec<f32> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()?.get("loss")?.as_f64())
+        .map(|v| v as f32)
+        .collect();
+    let n = losses.len().min(10);
+    if n == 0 {
+        return None;
+    }
+    let mean = |xs: &[f32]| xs.iter().sum::<f32>() / xs.len() as f32;
+    Some((mean(&losses[..n]), mean(&losses[losses.len() - n..])))
 }
 
 /// Stage I on every layer of the toy model (skipped when its SAEs exist), then
@@ -353,10 +369,10 @@ fn write_report(report: &DemoReport) -> anyhow::Result<()> {
         ));
     }
     if let Some((a, b)) = report.stage2_kl {
-        md.push_str(&format!("- Stage II (SAE-guided, KL): {a:.4} → {b:.4}.\n"));
+        md.push_str(&format!("- Stage II (SAE-guided, KL; mean of the first → last 10 steps): {a:.4} → {b:.4}.\n"));
     }
     if let Some((a, b)) = report.sft_loss {
-        md.push_str(&format!("- CoT-free SFT (cross-entropy): {a:.4} → {b:.4}.\n"));
+        md.push_str(&format!("- CoT-free SFT (cross-entropy; first → last 10 steps): {a:.4} → {b:.4}.\n"));
     }
     md.push_str(&format!("- SAE: `{}` (sparsify folder).\n", report.sae.display()));
     if let Some(m) = &report.merged {

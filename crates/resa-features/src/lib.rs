@@ -26,6 +26,9 @@ pub struct LayerMixture {
     pub entropy: f64,
     /// Suggested hookpoints from this fit.
     pub proposals: Vec<Proposal>,
+    /// Set when fewer layers carry weight than components were asked for, and the fit used
+    /// one component per such layer instead.
+    pub note: Option<String>,
 }
 
 /// Everything `resa features` reports.
@@ -45,7 +48,17 @@ pub struct Analysis {
 
 fn mixture(layers: &[usize], weights: &[f64], quantity: &str, opts: &GmmOptions) -> LayerMixture {
     let x: Vec<f64> = layers.iter().map(|&l| l as f64).collect();
-    let gmm = match fit_gmm(&x, weights, opts) {
+    let carrying = weights.iter().filter(|w| **w > 0.0).count();
+    let mut opts = opts.clone();
+    let mut note = None;
+    if carrying > 0 && carrying < opts.components {
+        note = Some(format!(
+            "only {carrying} layer(s) carry weight: fitted {carrying} component(s) instead of {}",
+            opts.components
+        ));
+        opts.components = carrying;
+    }
+    let gmm = match fit_gmm(&x, weights, &opts) {
         Ok(g) => Some(g),
         Err(e) => {
             tracing::warn!("no mixture over {quantity}: {e}");
@@ -53,7 +66,7 @@ fn mixture(layers: &[usize], weights: &[f64], quantity: &str, opts: &GmmOptions)
         }
     };
     let proposals = gmm.as_ref().map(|g| propose(g, layers, quantity)).unwrap_or_default();
-    LayerMixture { quantity: quantity.into(), gmm, entropy: entropy(weights), proposals }
+    LayerMixture { quantity: quantity.into(), gmm, entropy: entropy(weights), proposals, note }
 }
 
 /// Reads per-hookpoint scores: a JSON object `{"layers.1": 43.2, …}`.
@@ -164,6 +177,9 @@ pub fn summary(a: &Analysis) -> String {
     for mix in std::iter::once(&a.counts).chain(a.score_mixture.as_ref()) {
         let _ = writeln!(s, "\n## Mixture over layers, weighted by {}\n", mix.quantity);
         let _ = writeln!(s, "Entropy of the normalised distribution: {:.3} nats.\n", mix.entropy);
+        if let Some(n) = &mix.note {
+            let _ = writeln!(s, "Note: {n}.\n");
+        }
         match &mix.gmm {
             Some(g) => {
                 let _ = writeln!(s, "| Component | Mean (layer) | SD | Weight |\n|---:|---:|---:|---:|");
