@@ -15,7 +15,7 @@
 //! - [`eval`]: the paper's benchmarks, Pass@1 and math-equivalence grading.
 //! - [`features`]: reasoning features per layer, the layer mixture, figures.
 //! - [`toy_model`] and [`demo`]: the built-in toy reasoning model and `resa demo`.
-//! - [`bench`]: the fixed workloads of `resa bench` / `cargo xtask bench`.
+//! - [`mod@bench`]: the fixed workloads of `resa bench` / `cargo xtask bench`.
 //!
 //! See the repository README for the pipeline and `docs/` for the design.
 
