@@ -6,6 +6,8 @@
 //! - `bench [ARGS]`: the fixed benchmark workloads (`resa bench`, release build; `--json`,
 //!   `--only prefill,sae_step`, `--device cuda`); `scripts/bench/bench_torch.py` runs the same
 //!   in PyTorch.
+//! - `reproduce toy [ARGS]`: the toy-world experiment (`resa demo --out runs/toy`);
+//!   `reproduce --list` names the experiments there are.
 //! - `toy-model [ARGS]`: retrain the committed toy model `models/toy-qwen2` from scratch
 //!   (`resa toy-model`, release build, CPU; extra arguments are passed on).
 
@@ -27,6 +29,14 @@ fn main() -> anyhow::Result<()> {
             eprintln!("tidy: ok");
             Ok(())
         }
+        Some("reproduce") => match args.get(1).map(String::as_str) {
+            Some("toy") => resa(&["demo", "--out", "runs/toy"], &args[2..]),
+            Some("--list") | None => {
+                println!("toy    Table 3 in miniature on the built-in toy model (base / CoT-free SFT / SAE-Tuning), CPU");
+                Ok(())
+            }
+            Some(other) => anyhow::bail!("unknown experiment `{other}` (cargo xtask reproduce --list)"),
+        },
         Some("toy-model") => resa(&["toy-model", "--out", "models/toy-qwen2"], &args[1..]),
         Some("bench") => {
             // Backend features (`--features cuda`) go before `--`: `cargo xtask bench --features cuda -- --device cuda`.
@@ -40,7 +50,7 @@ fn main() -> anyhow::Result<()> {
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask <fixtures [--python PATH] | tidy | toy-model [ARGS] | bench [--features=F] [-- ARGS]>"
+                "usage: cargo xtask <fixtures [--python PATH] | tidy | reproduce toy|--list | toy-model [ARGS] | bench [--features=F] [-- ARGS]>"
             );
             std::process::exit(2)
         }
