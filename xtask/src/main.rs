@@ -32,7 +32,9 @@ fn main() -> anyhow::Result<()> {
         Some("reproduce") => match args.get(1).map(String::as_str) {
             Some("toy") => resa(&["demo", "--out", "runs/toy"], &args[2..]),
             Some("--list") | None => {
-                println!("toy    Table 3 in miniature on the built-in toy model (base / CoT-free SFT / SAE-Tuning), CPU");
+                println!(
+                    "toy    Table 3 in miniature on the built-in toy model (base / CoT-free SFT / SAE-Tuning), CPU"
+                );
                 Ok(())
             }
             Some(other) => anyhow::bail!("unknown experiment `{other}` (cargo xtask reproduce --list)"),

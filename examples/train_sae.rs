@@ -1,0 +1,49 @@
+//! Stage I: train a TopK SAE from scratch on the toy model's `layers.3` activations over
+//! CoT-free toy problems, and save it in sparsify's folder format.
+//!
+//! `cargo run --release --example train_sae`
+
+use burn::backend::{Autodiff, Flex};
+use burn::tensor::DType;
+use resa::data::toy::{self, Split, ToyWorld};
+use resa::data::{ChunkOptions, Template, chunk_texts};
+use resa::qwen2::{Qwen2ForCausalLM, Tokenizer};
+use resa::sae::{SaeInit, SparseCoder, Stage1Options, train_saes_with};
+
+fn main() -> anyhow::Result<()> {
+    let dir = resa::toy_model::default_dir();
+    let model = Qwen2ForCausalLM::<Flex>::from_pretrained(&dir, &Default::default(), DType::F32)?;
+    let tokenizer = Tokenizer::from_dir(&dir)?;
+    // CoT-free trigger data: the answer alone inside the think tags.
+    let template = Template::custom(toy::TOY_TEMPLATE)?;
+    let texts: Vec<String> =
+        ToyWorld::default().problems(Split::Train, 1000).iter().map(|p| template.render(&p.to_row())).collect();
+    let chunks = chunk_texts(
+        tokenizer.inner(),
+        &texts,
+        &ChunkOptions { chunk_len: 64, eos_token: toy::EOS.into(), ..ChunkOptions::default() },
+    )?
+    .chunks;
+    let out = std::env::temp_dir().join("resa-example-sae");
+    let options = Stage1Options {
+        hookpoints: vec!["layers.3".parse()?],
+        init: SaeInit::Scratch { num_latents: Some(512), expansion_factor: 64, k: 16, seed: 0 },
+        batch_size: 8,
+        max_steps: Some(60),
+        out: out.clone(),
+        ..Stage1Options::default()
+    };
+    train_saes_with::<Autodiff<Flex>>(&model, &chunks, &options, &mut |p| {
+        if p.step % 20 == 0 || p.step == p.total {
+            println!("step {}/{}: fvu {:.4}", p.step, p.total, p.metrics[0].1.fvu);
+        }
+    })?;
+    let sae = SparseCoder::<Flex>::load(out.join("layers.3"), &Default::default())?;
+    println!(
+        "SAE in sparsify format: {} ({} latents, k {})",
+        out.join("layers.3").display(),
+        sae.num_latents(),
+        sae.config().k
+    );
+    Ok(())
+}
