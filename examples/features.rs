@@ -5,8 +5,7 @@
 
 use burn::backend::{Autodiff, Flex};
 use burn::tensor::DType;
-use resa::data::toy::{self, Split, ToyWorld};
-use resa::data::{ChunkOptions, Template, chunk_texts};
+use resa::data::toy::ToyWorld;
 use resa::features::{GmmOptions, R1_SYSTEM_PROMPT, analyze, extract, summary};
 use resa::qwen2::{Hookpoint, Qwen2ForCausalLM, Tokenizer};
 use resa::sae::{SaeInit, SparseCoder, Stage1Options, train_saes_with};
@@ -16,15 +15,8 @@ fn main() -> anyhow::Result<()> {
     let device = Default::default();
     let model = Qwen2ForCausalLM::<Flex>::from_pretrained(&dir, &device, DType::F32)?;
     let tokenizer = Tokenizer::from_dir(&dir)?;
-    let template = Template::custom(toy::TOY_TEMPLATE)?;
-    let texts: Vec<String> =
-        ToyWorld::default().problems(Split::Train, 1000).iter().map(|p| template.render(&p.to_row())).collect();
-    let chunks = chunk_texts(
-        tokenizer.inner(),
-        &texts,
-        &ChunkOptions { chunk_len: 64, eos_token: toy::EOS.into(), ..ChunkOptions::default() },
-    )?
-    .chunks;
+    // CoT-free trigger data: the answer alone inside the think tags.
+    let chunks = ToyWorld::default().cot_free_chunks(tokenizer.inner(), 1000, 64)?;
     let hookpoints = vec![Hookpoint::Residual(2), Hookpoint::Residual(4)];
     let out = std::env::temp_dir().join("resa-example-features");
     let options = Stage1Options {

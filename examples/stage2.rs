@@ -7,8 +7,7 @@
 
 use burn::backend::{Autodiff, Flex};
 use burn::tensor::DType;
-use resa::data::toy::{self, Split, ToyWorld};
-use resa::data::{ChunkOptions, Template, chunk_texts};
+use resa::data::toy::ToyWorld;
 use resa::lora::LoraConfig;
 use resa::qwen2::{Qwen2ForCausalLM, Tokenizer};
 use resa::sae::{SaeConfig, SparseCoder};
@@ -20,15 +19,8 @@ fn main() -> anyhow::Result<()> {
     let dir = resa::toy_model::default_dir();
     let device = Default::default();
     let tokenizer = Tokenizer::from_dir(&dir)?;
-    let template = Template::custom(toy::TOY_TEMPLATE)?;
-    let texts: Vec<String> =
-        ToyWorld::default().problems(Split::Train, 300).iter().map(|p| template.render(&p.to_row())).collect();
-    let chunks = chunk_texts(
-        tokenizer.inner(),
-        &texts,
-        &ChunkOptions { chunk_len: 64, eos_token: toy::EOS.into(), ..ChunkOptions::default() },
-    )?
-    .chunks;
+    // CoT-free trigger data: the answer alone inside the think tags.
+    let chunks = ToyWorld::default().cot_free_chunks(tokenizer.inner(), 300, 64)?;
 
     let mut model = Qwen2ForCausalLM::<AD>::from_pretrained(&dir, &device, DType::F32)?;
     let lora = LoraConfig::new(8, 32.0, 0.05, &resa::lora::ALL_LINEAR);

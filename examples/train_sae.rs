@@ -5,8 +5,7 @@
 
 use burn::backend::{Autodiff, Flex};
 use burn::tensor::DType;
-use resa::data::toy::{self, Split, ToyWorld};
-use resa::data::{ChunkOptions, Template, chunk_texts};
+use resa::data::toy::ToyWorld;
 use resa::qwen2::{Qwen2ForCausalLM, Tokenizer};
 use resa::sae::{SaeInit, SparseCoder, Stage1Options, train_saes_with};
 
@@ -15,15 +14,7 @@ fn main() -> anyhow::Result<()> {
     let model = Qwen2ForCausalLM::<Flex>::from_pretrained(&dir, &Default::default(), DType::F32)?;
     let tokenizer = Tokenizer::from_dir(&dir)?;
     // CoT-free trigger data: the answer alone inside the think tags.
-    let template = Template::custom(toy::TOY_TEMPLATE)?;
-    let texts: Vec<String> =
-        ToyWorld::default().problems(Split::Train, 1000).iter().map(|p| template.render(&p.to_row())).collect();
-    let chunks = chunk_texts(
-        tokenizer.inner(),
-        &texts,
-        &ChunkOptions { chunk_len: 64, eos_token: toy::EOS.into(), ..ChunkOptions::default() },
-    )?
-    .chunks;
+    let chunks = ToyWorld::default().cot_free_chunks(tokenizer.inner(), 1000, 64)?;
     let out = std::env::temp_dir().join("resa-example-sae");
     let options = Stage1Options {
         hookpoints: vec!["layers.3".parse()?],

@@ -64,15 +64,9 @@ impl Default for ToyModelConfig {
             train_problems: 20_000,
             ctx_len: 128,
             train: FullTrainConfig {
-                lr: 3e-3,
                 schedule: LrSchedule::Cosine { warmup_steps: 50, min_lr_ratio: 0.05 },
-                betas: (0.9, 0.95),
-                eps: 1e-8,
-                weight_decay: 0.01,
-                max_grad_norm: 1.0,
                 steps: 900,
-                batch_size: 16,
-                seed: 0,
+                ..FullTrainConfig::default()
             },
             test_problems: 200,
         }

@@ -184,6 +184,21 @@ impl ToyWorld {
         out
     }
 
+    /// The first `n` training problems in the CoT-free trigger form ([`TOY_TEMPLATE`]),
+    /// tokenised and cut into `chunk_len`-token chunks as [`crate::chunk_texts`] does (the
+    /// data of Stage I and Stage II on the toy model).
+    pub fn cot_free_chunks(
+        &self,
+        tokenizer: &tokenizers::Tokenizer,
+        n: usize,
+        chunk_len: usize,
+    ) -> Result<Vec<Vec<u32>>> {
+        let template = crate::Template::custom(TOY_TEMPLATE)?;
+        let texts: Vec<String> = self.problems(Split::Train, n).iter().map(|p| template.render(&p.to_row())).collect();
+        let options = crate::ChunkOptions { chunk_len, eos_token: EOS.into(), ..crate::ChunkOptions::default() };
+        Ok(crate::chunk_texts(tokenizer, &texts, &options)?.chunks)
+    }
+
     /// Writes `train.jsonl`, `validation.jsonl` and `test.jsonl` into `dir` with fields
     /// `problem`, `answer` (string), `solution` (the CoT completion) and `expression`.
     pub fn write_splits(&self, dir: impl AsRef<Path>, sizes: [usize; 3]) -> Result<()> {

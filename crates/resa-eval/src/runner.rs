@@ -257,15 +257,22 @@ pub fn evaluate<B: Backend>(
             records.iter().filter(|r| r.bench == task.name).map(|r| (r.id.clone(), r.sample)).collect();
         let total = task.items.len() * cfg.samples;
         let wanted: HashSet<&str> = task.items.iter().map(|i| i.id.as_str()).collect();
-        let mut finished = records
+        let earlier: Vec<&CompletionRecord> = records
             .iter()
             .filter(|r| r.bench == task.name && wanted.contains(r.id.as_str()) && r.sample < cfg.samples)
-            .count();
-        let mut correct = records
-            .iter()
-            .filter(|r| r.bench == task.name && wanted.contains(r.id.as_str()) && r.sample < cfg.samples)
-            .filter(|r| task.grader.grade(&r.gold, &r.completion).correct)
-            .count();
+            .collect();
+        let mut finished = earlier.len();
+        let mut correct = earlier.iter().filter(|r| task.grader.grade(&r.gold, &r.completion).correct).count();
+        let mut report = |done: usize, correct: usize, new_tokens: usize| {
+            on_progress(&Progress {
+                bench: &task.name,
+                done,
+                total,
+                correct,
+                new_tokens,
+                seconds: started.elapsed().as_secs_f64(),
+            })
+        };
         // (item, sample) pairs still to generate, with their prompt text.
         let mut pending = Vec::new();
         for item in &task.items {
@@ -276,14 +283,7 @@ pub fn evaluate<B: Backend>(
                 }
             }
         }
-        on_progress(&Progress {
-            bench: &task.name,
-            done: finished,
-            total,
-            correct,
-            new_tokens,
-            seconds: started.elapsed().as_secs_f64(),
-        });
+        report(finished, correct, new_tokens);
         for batch in pending.chunks(cfg.batch_size) {
             let ids =
                 batch.iter().map(|(_, _, p)| tokenizer.encode(p, false)).collect::<resa_qwen2::Result<Vec<_>>>()?;
@@ -325,14 +325,7 @@ pub fn evaluate<B: Backend>(
             file.write_all(lines.as_bytes())
                 .and_then(|()| file.flush())
                 .map_err(|cause| Error::Io { path: files.completions.clone(), cause })?;
-            on_progress(&Progress {
-                bench: &task.name,
-                done: finished,
-                total,
-                correct,
-                new_tokens,
-                seconds: started.elapsed().as_secs_f64(),
-            });
+            report(finished, correct, new_tokens);
         }
     }
     let report = score(tasks, &records, cfg, label);

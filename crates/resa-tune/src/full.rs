@@ -62,22 +62,26 @@ impl Default for FullTrainConfig {
 impl FullTrainConfig {
     /// The learning rate at step `step` (0-based).
     pub fn lr_at(&self, step: u64) -> f64 {
-        crate::train::TuneConfig { lr: self.lr, schedule: self.schedule, ..Default::default() }.lr_at(step, self.steps)
+        self.schedule.lr_at(self.lr, step, self.steps)
     }
 }
 
-/// Sum of squared gradients and the gradients themselves, keyed by parameter.
+/// The gradients keyed by parameter, and the sum of their squares (on the device: one host
+/// read per step, not one per parameter).
 struct Collect<'a, B: AutodiffBackend> {
     grads: &'a B::Gradients,
     out: GradientsParams,
-    norm_sq: f64,
+    norm_sq: Option<Tensor<B::InnerBackend, 1>>,
 }
 
 impl<B: AutodiffBackend> ModuleVisitor<B> for Collect<'_, B> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
         if let Some(g) = param.val().grad(self.grads) {
-            let sq = g.clone().powi_scalar(2).sum().into_data().iter::<f32>().next().unwrap_or(f32::NAN);
-            self.norm_sq += f64::from(sq);
+            let sq = g.clone().powi_scalar(2).sum();
+            self.norm_sq = Some(match self.norm_sq.take() {
+                Some(acc) => acc + sq,
+                None => sq,
+            });
             self.out.register::<B::InnerBackend, D>(param.id, g);
         }
     }
@@ -167,9 +171,10 @@ where
             return Err(Error::NonFiniteLoss { step, value });
         }
         let grads = loss.backward();
-        let mut collect = Collect::<B> { grads: &grads, out: GradientsParams::new(), norm_sq: 0.0 };
+        let mut collect = Collect::<B> { grads: &grads, out: GradientsParams::new(), norm_sq: None };
         model.visit(&mut collect);
-        let grad_norm = collect.norm_sq.sqrt();
+        let norm_sq = collect.norm_sq.map_or(0.0, |t| t.into_data().iter::<f32>().next().unwrap_or(f32::NAN));
+        let grad_norm = f64::from(norm_sq).sqrt();
         let mut params = collect.out;
         if cfg.max_grad_norm > 0.0 && grad_norm > cfg.max_grad_norm {
             let factor = cfg.max_grad_norm / (grad_norm + 1e-6);

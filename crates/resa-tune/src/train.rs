@@ -60,6 +60,23 @@ pub enum LrSchedule {
     },
 }
 
+impl LrSchedule {
+    /// The rate at step `step` (0-based) of `total` for peak rate `lr`.
+    pub fn lr_at(self, lr: f64, step: u64, total: u64) -> f64 {
+        match self {
+            LrSchedule::Constant => lr,
+            LrSchedule::Cosine { warmup_steps, min_lr_ratio } => {
+                if step < warmup_steps {
+                    return lr * step as f64 / warmup_steps.max(1) as f64;
+                }
+                let progress = (step - warmup_steps) as f64 / total.saturating_sub(warmup_steps).max(1) as f64;
+                let cos = 0.5 * (1.0 + (std::f64::consts::PI * progress.min(1.0)).cos());
+                lr * (min_lr_ratio + (1.0 - min_lr_ratio) * cos)
+            }
+        }
+    }
+}
+
 /// Options of a training run (the reference's Stage II defaults).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TuneConfig {
@@ -117,17 +134,7 @@ impl Default for TuneConfig {
 impl TuneConfig {
     /// The learning rate at optimizer step `step` (0-based) of `total`.
     pub fn lr_at(&self, step: u64, total: u64) -> f64 {
-        match self.schedule {
-            LrSchedule::Constant => self.lr,
-            LrSchedule::Cosine { warmup_steps, min_lr_ratio } => {
-                if step < warmup_steps {
-                    return self.lr * step as f64 / warmup_steps.max(1) as f64;
-                }
-                let progress = (step - warmup_steps) as f64 / total.saturating_sub(warmup_steps).max(1) as f64;
-                let cos = 0.5 * (1.0 + (std::f64::consts::PI * progress.min(1.0)).cos());
-                self.lr * (min_lr_ratio + (1.0 - min_lr_ratio) * cos)
-            }
-        }
+        self.schedule.lr_at(self.lr, step, total)
     }
 
     fn validate(&self) -> Result<()> {
