@@ -88,11 +88,30 @@ merge = true
         "{err}"
     );
 
-    let o =
-        resa(&["tune", "--config", cfg, "--objective", "sft", "--out", tmp.path().join("sft").to_str().expect("utf8")]);
+    // The baseline, with two data-parallel replicas (sharing the CPU).
+    let sft = tmp.path().join("sft");
+    let o = resa(&[
+        "tune",
+        "--config",
+        cfg,
+        "--objective",
+        "sft",
+        "--data-parallel",
+        "2",
+        "--out",
+        sft.to_str().expect("utf8"),
+    ]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{err}");
-    assert!(tmp.path().join("sft/stage2/adapter/adapter_model.safetensors").is_file());
+    assert!(sft.join("stage2/adapter/adapter_model.safetensors").is_file());
+    let run: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(sft.join("stage2/run.json")).expect("run.json")).expect("json");
+    assert_eq!(run["data_parallel"], 2, "{run}");
+    let first: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(sft.join("stage2/metrics.jsonl")).expect("metrics").lines().next().expect("a step"),
+    )
+    .expect("json");
+    assert_eq!(first["tokens"], 2 * 48, "one chunk per replica: {first}");
 }
 
 #[test]

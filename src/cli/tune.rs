@@ -33,6 +33,10 @@ pub struct TuneArgs {
     /// Also write the merged model.
     #[arg(long)]
     pub merge: bool,
+    /// Data-parallel replicas for Stage II, one per device from `--device` on
+    /// (`--device cuda:0 --data-parallel 4` uses cuda:0…cuda:3); overrides `stage2.data_parallel`.
+    #[arg(long)]
+    pub data_parallel: Option<usize>,
     /// cpu, ndarray, wgpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     pub device: DeviceSpec,
@@ -57,6 +61,9 @@ pub fn run(args: TuneArgs) -> anyhow::Result<()> {
         cfg.stage2.objective = if o == "sft" { ObjectiveKind::Sft } else { ObjectiveKind::SaeTuning };
     }
     cfg.stage2.merge |= args.merge;
+    if let Some(n) = args.data_parallel {
+        cfg.stage2.data_parallel = n;
+    }
     let spec = args.device;
     with_backend!(spec, |B, device| { tune::<B>(&cfg, &device, args.dtype) })
 }

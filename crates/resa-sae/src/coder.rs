@@ -127,6 +127,18 @@ impl<B: Backend> SparseCoder<B> {
         self.encoder_weight.device()
     }
 
+    /// The same coder with its parameters on `device` (a replica for data-parallel training).
+    pub fn to_device(self, device: &B::Device) -> Self {
+        SparseCoder {
+            cfg: self.cfg,
+            encoder_weight: self.encoder_weight.to_device(device),
+            encoder_bias: self.encoder_bias.to_device(device),
+            w_dec: self.w_dec.to_device(device),
+            b_dec: self.b_dec.to_device(device),
+            w_skip: self.w_skip.map(|w| w.to_device(device)),
+        }
+    }
+
     /// Loads a sparsify SAE folder (`cfg.json` + `sae.safetensors`, f32/f16/bf16 weights).
     pub fn load(dir: impl AsRef<Path>, device: &B::Device) -> Result<Self> {
         let dir = dir.as_ref();

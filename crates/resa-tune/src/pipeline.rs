@@ -208,9 +208,13 @@ pub struct Stage2Section {
     /// Chunks per micro-batch.
     #[serde(default = "one")]
     pub batch_size: usize,
-    /// Micro-batches per step.
+    /// Micro-batches per step and replica.
     #[serde(default = "one")]
     pub grad_accum: usize,
+    /// Data-parallel replicas, one per device from the run's device on (see
+    /// [`TuneConfig::data_parallel`]); part of the stage's identity, like the batch size.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub data_parallel: usize,
     /// Checkpoint interval.
     #[serde(default = "save_every")]
     pub save_every: u64,
@@ -231,6 +235,9 @@ fn epochs() -> usize {
 fn one() -> usize {
     1
 }
+fn is_one(n: &usize) -> bool {
+    *n == 1
+}
 fn save_every() -> u64 {
     500
 }
@@ -245,6 +252,7 @@ impl Default for Stage2Section {
             max_steps: None,
             batch_size: 1,
             grad_accum: 1,
+            data_parallel: 1,
             save_every: save_every(),
             sae_grad: SaeGrad::Detach,
             merge: false,
@@ -475,6 +483,7 @@ pub fn run_pipeline<B: AutodiffBackend>(
             max_steps: cfg.stage2.max_steps,
             batch_size: cfg.stage2.batch_size,
             grad_accum: cfg.stage2.grad_accum,
+            data_parallel: cfg.stage2.data_parallel,
             seed: cfg.seed,
             save_every: cfg.stage2.save_every,
             out: stage2_dir.clone(),

@@ -16,8 +16,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use burn::module::Module;
 use burn::module::Param;
-use burn::tensor::{DType, Int, Tensor, TensorData, backend::AutodiffBackend, backend::Backend};
+use burn::tensor::backend::{AutodiffBackend, Backend, Device, DeviceId};
+use burn::tensor::{DType, Int, Tensor, TensorData};
 use rand::{SeedableRng, rngs::StdRng, seq::SliceRandom};
 use resa_lora::LoraConfig;
 use resa_qwen2::safetensors_io::{
@@ -98,8 +100,14 @@ pub struct TuneConfig {
     pub max_steps: Option<u64>,
     /// Chunks per micro-batch (reference: 1 per device).
     pub batch_size: usize,
-    /// Micro-batches per optimizer step.
+    /// Micro-batches per optimizer step and replica.
     pub grad_accum: usize,
+    /// Data-parallel replicas (1: one device). Replica `i` runs on the device whose index is
+    /// the model's plus `i` (`cuda:0` → `cuda:0 … cuda:N-1`); on a CPU backend all replicas
+    /// share the one device. An optimizer step takes `batch_size × grad_accum × data_parallel`
+    /// chunks, as PyTorch DDP does with `per_device_batch × accumulation × world size`.
+    #[serde(default = "one")]
+    pub data_parallel: usize,
     /// Seed of the data order (reshuffled each epoch) and of dropout.
     pub seed: u64,
     /// Checkpoint every this many optimizer steps (reference: 500).
@@ -123,6 +131,7 @@ impl Default for TuneConfig {
             max_steps: None,
             batch_size: 1,
             grad_accum: 1,
+            data_parallel: 1,
             seed: 42,
             save_every: 500,
             out: PathBuf::from("tune-out"),
@@ -141,8 +150,8 @@ impl TuneConfig {
         if !(self.lr > 0.0 && self.lr.is_finite()) {
             return Err(Error::option("lr", format!("must be positive, got {}", self.lr)));
         }
-        if self.batch_size == 0 || self.grad_accum == 0 || self.epochs == 0 {
-            return Err(Error::option("batch_size/grad_accum/epochs", "must be positive"));
+        if self.batch_size == 0 || self.grad_accum == 0 || self.epochs == 0 || self.data_parallel == 0 {
+            return Err(Error::option("batch_size/grad_accum/epochs/data_parallel", "must be positive"));
         }
         if self.save_every == 0 {
             return Err(Error::option("save_every", "must be positive"));
@@ -189,6 +198,10 @@ pub struct TuneReport {
 struct Moments<B: Backend> {
     m: Tensor<B, 2>,
     v: Tensor<B, 2>,
+}
+
+fn one() -> usize {
+    1
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -271,14 +284,21 @@ pub fn train_adapters<B: AutodiffBackend>(
     if let Some(bad) = chunks.iter().flatten().find(|&&t| t as usize >= vocab) {
         return Err(Error::option("data", format!("token id {bad} is outside the model's vocabulary ({vocab} ids)")));
     }
+    let micro_per_step = cfg.grad_accum * cfg.data_parallel;
     let micro_per_epoch = chunks.len() / cfg.batch_size;
-    let steps_per_epoch = (micro_per_epoch / cfg.grad_accum) as u64;
+    let steps_per_epoch = (micro_per_epoch / micro_per_step) as u64;
     let total =
         cfg.max_steps.map_or(steps_per_epoch * cfg.epochs as u64, |m| m.min(steps_per_epoch * cfg.epochs as u64));
     if total == 0 {
         return Err(Error::option(
             "batch_size",
-            format!("{} chunks do not fill one step of {} × {}", chunks.len(), cfg.batch_size, cfg.grad_accum),
+            format!(
+                "{} chunks do not fill one step of {} × {} × {} (batch × accumulation × replicas)",
+                chunks.len(),
+                cfg.batch_size,
+                cfg.grad_accum,
+                cfg.data_parallel
+            ),
         ));
     }
     let order = order(chunks.len(), cfg.epochs, cfg.seed);
@@ -295,12 +315,14 @@ pub fn train_adapters<B: AutodiffBackend>(
         let text = std::fs::read_to_string(dir.join("trainer_state.json")).map_err(|e| Error::io(&dir, e))?;
         let state: TrainerState =
             serde_json::from_str(&text).map_err(|e| Error::Resume { path: dir.clone(), message: e.to_string() })?;
-        if state.total != total || state.micro_batches != cfg.grad_accum || state.config.batch_size != cfg.batch_size {
+        let then = (state.config.batch_size, state.micro_batches, state.config.data_parallel);
+        if state.total != total || then != (cfg.batch_size, cfg.grad_accum, cfg.data_parallel) {
             return Err(Error::Resume {
                 path: dir,
                 message: format!(
-                    "the checkpoint's run has {} steps of {} × {}; this one {} of {} × {}",
-                    state.total, state.config.batch_size, state.micro_batches, total, cfg.batch_size, cfg.grad_accum
+                    "the checkpoint's run has {} steps of {} × {} × {} (batch × accumulation × replicas); this one {} \
+                     of {} × {} × {}",
+                    state.total, then.0, then.1, then.2, total, cfg.batch_size, cfg.grad_accum, cfg.data_parallel
                 ),
             });
         }
@@ -321,6 +343,7 @@ pub fn train_adapters<B: AutodiffBackend>(
         tracing::info!(step, "resumed from {}", dir.display());
     }
 
+    let mut replicas = Replicas::new(&model, objective, cfg.data_parallel)?;
     let metrics_path = cfg.out.join("metrics.jsonl");
     let mut metrics = std::fs::OpenOptions::new()
         .create(true)
@@ -332,46 +355,27 @@ pub fn train_adapters<B: AutodiffBackend>(
         let t0 = Instant::now();
         // Dropout masks depend on the step alone, so a resumed run draws the same ones.
         B::seed(&device, cfg.seed.wrapping_add(step));
-        let mut grad_sum: Option<Vec<Tensor<B::InnerBackend, 2>>> = None;
-        let mut loss_sum = 0.0f32;
-        let mut tokens = 0;
-        let mut last_micro = 0;
-        for micro in 0..cfg.grad_accum {
-            let m = step as usize * cfg.grad_accum + micro;
-            last_micro = m;
-            let ids: Vec<i64> = order[m * cfg.batch_size..(m + 1) * cfg.batch_size]
-                .iter()
-                .flat_map(|&i| chunks[i].iter().map(|&t| i64::from(t)))
-                .collect();
-            tokens += ids.len();
-            let input = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [cfg.batch_size, seq]), &device);
-            let loss = match objective {
-                Objective::SaeTuning { sae, hookpoint, grad } => {
-                    stage2_loss(&model, sae, *hookpoint, *grad, input, AdapterMode::Train)?
-                }
-                Objective::Sft => causal_lm_loss(&model, input, AdapterMode::Train)?,
-            };
-            let value = loss.clone().into_data().iter::<f32>().next().unwrap_or(f32::NAN);
-            if !value.is_finite() {
-                return Err(Error::NonFiniteLoss { step, value });
-            }
-            loss_sum += value;
-            let grads = loss.div_scalar(cfg.grad_accum as f64).backward();
-            let mut gs = Vec::with_capacity(keys.len());
-            for (_, lin) in model.linears() {
-                if let Some(ad) = &lin.adapter {
-                    for p in [&ad.a, &ad.b] {
-                        let g = p.val().grad(&grads).map(|g| g.cast(DType::F32));
-                        gs.push(g.unwrap_or_else(|| p.val().inner().cast(DType::F32).zeros_like()));
-                    }
-                }
-            }
-            grad_sum = Some(match grad_sum {
-                None => gs,
-                Some(acc) => acc.into_iter().zip(gs).map(|(a, b)| a + b).collect(),
-            });
-        }
-        let grads = grad_sum.unwrap_or_default();
+        let first = step as usize * micro_per_step;
+        let last_micro = first + micro_per_step - 1;
+        // Micro-batch `first + j` goes to replica `j % data_parallel`.
+        let work: Vec<Vec<Vec<i64>>> = (0..cfg.data_parallel)
+            .map(|r| {
+                (r..micro_per_step)
+                    .step_by(cfg.data_parallel)
+                    .map(|j| {
+                        let m = first + j;
+                        order[m * cfg.batch_size..(m + 1) * cfg.batch_size]
+                            .iter()
+                            .flat_map(|&i| chunks[i].iter().map(|&t| i64::from(t)))
+                            .collect()
+                    })
+                    .collect()
+            })
+            .collect();
+        let tokens = micro_per_step * cfg.batch_size * seq;
+        let shape = [cfg.batch_size, seq];
+        let (loss_sum, grads) = replicas.gradients(&model, objective, work, shape, micro_per_step, step)?;
+
         // Global norm over all trainable tensors, clipped as torch's clip_grad_norm_.
         let norm_sq: f32 = grads
             .iter()
@@ -410,7 +414,8 @@ pub fn train_adapters<B: AutodiffBackend>(
             }
         }
         step += 1;
-        let loss = loss_sum / cfg.grad_accum as f32;
+        replicas.sync(&model);
+        let loss = loss_sum / micro_per_step as f32;
         first_loss.get_or_insert(loss);
         last_loss = Some(loss);
         let m = StepMetrics {
@@ -437,6 +442,166 @@ pub fn train_adapters<B: AutodiffBackend>(
     let adapter = cfg.out.join("adapter");
     resa_lora::save_adapter(&model, lora, &adapter)?;
     Ok((model, TuneReport { steps: step, first_loss, last_loss, adapter }))
+}
+
+/// Copies of the model (and SAE) on the other devices of a data-parallel run; replica 0 is
+/// the model itself. Each optimizer step, every replica computes the gradients of its
+/// micro-batches on its own device (in its own thread); they are summed on the primary
+/// device, the primary is updated, and the new adapter weights are copied back out.
+struct Replicas<B: AutodiffBackend> {
+    others: Vec<(Qwen2ForCausalLM<B>, Option<SparseCoder<B>>)>,
+}
+
+impl<B: AutodiffBackend> Replicas<B> {
+    fn new(model: &Qwen2ForCausalLM<B>, objective: &Objective<'_, B>, n: usize) -> Result<Self> {
+        let primary = model.device();
+        let id = primary.to_id();
+        let count = B::device_count(id.type_id);
+        let mut others = Vec::new();
+        for i in 1..n {
+            let index = usize::from(id.index_id) + i;
+            let index_id =
+                u16::try_from(index).map_err(|_| Error::option("data_parallel", format!("{n} is too many")))?;
+            let device = <B::Device as Device>::from_id(DeviceId { type_id: id.type_id, index_id });
+            // CPU backends have one device, which the replicas share.
+            if device != primary && index >= count {
+                return Err(Error::option(
+                    "data_parallel",
+                    format!(
+                        "{n} replicas starting at {primary:?} need devices up to index {index}; the backend sees {count}"
+                    ),
+                ));
+            }
+            let sae = match objective {
+                Objective::SaeTuning { sae, .. } => Some((*sae).clone().to_device(&device)),
+                Objective::Sft => None,
+            };
+            others.push((model.clone().fork(&device), sae));
+        }
+        Ok(Replicas { others })
+    }
+
+    /// Loss sum and summed adapter gradients (on the primary device) of one optimizer step;
+    /// `work[r]` are the micro-batches of replica `r`, each scaled by `1 / micro_total`.
+    fn gradients(
+        &self,
+        model: &Qwen2ForCausalLM<B>,
+        objective: &Objective<'_, B>,
+        work: Vec<Vec<Vec<i64>>>,
+        shape: [usize; 2],
+        micro_total: usize,
+        step: u64,
+    ) -> Result<(f32, Vec<Tensor<B::InnerBackend, 2>>)> {
+        let mut work = work.into_iter();
+        let own = work.next().unwrap_or_default();
+        if self.others.is_empty() {
+            return replica_pass(model, objective, own, shape, micro_total, step);
+        }
+        let results: Vec<Result<_>> =
+            std::thread::scope(|s| {
+                let handles: Vec<_> = self
+                    .others
+                    .iter()
+                    .zip(work)
+                    .map(|((replica, sae), batches)| {
+                        let objective = match (objective, sae) {
+                            (Objective::SaeTuning { hookpoint, grad, .. }, Some(sae)) => {
+                                Objective::SaeTuning { sae, hookpoint: *hookpoint, grad: *grad }
+                            }
+                            _ => Objective::Sft,
+                        };
+                        s.spawn(move || replica_pass(replica, &objective, batches, shape, micro_total, step))
+                    })
+                    .collect();
+                let mine = replica_pass(model, objective, own, shape, micro_total, step);
+                std::iter::once(mine)
+                    .chain(handles.into_iter().map(|h| {
+                        h.join().unwrap_or_else(|_| Err(Error::Setup("a data-parallel replica panicked".into())))
+                    }))
+                    .collect()
+            });
+        let primary = model.device();
+        let (mut loss, mut sum) = (0.0, None::<Vec<Tensor<B::InnerBackend, 2>>>);
+        for result in results {
+            let (l, grads) = result?;
+            loss += l;
+            let grads = grads.into_iter().map(|g| g.to_device(&primary));
+            sum = Some(match sum {
+                None => grads.collect(),
+                Some(acc) => acc.into_iter().zip(grads).map(|(a, b)| a + b).collect(),
+            });
+        }
+        Ok((loss, sum.unwrap_or_default()))
+    }
+
+    /// Copies the primary's adapter weights to the other replicas.
+    fn sync(&mut self, model: &Qwen2ForCausalLM<B>) {
+        if self.others.is_empty() {
+            return;
+        }
+        let weights: Vec<Tensor<B::InnerBackend, 2>> = model
+            .linears()
+            .into_iter()
+            .filter_map(|(_, l)| l.adapter.as_ref())
+            .flat_map(|ad| [ad.a.val().inner(), ad.b.val().inner()])
+            .collect();
+        for (replica, _) in &mut self.others {
+            let device = replica.device();
+            let mut w = weights.iter();
+            for (_, lin) in replica.linears_mut() {
+                let Some(ad) = lin.adapter.as_mut() else { continue };
+                for p in [&mut ad.a, &mut ad.b] {
+                    if let Some(w) = w.next() {
+                        *p = Param::from_tensor(Tensor::from_inner(w.clone().to_device(&device)));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Forward and backward of one replica's micro-batches: the sum of their losses and the
+/// sum of their adapter gradients (f32, each loss divided by `micro_total` first).
+fn replica_pass<B: AutodiffBackend>(
+    model: &Qwen2ForCausalLM<B>,
+    objective: &Objective<'_, B>,
+    batches: Vec<Vec<i64>>,
+    shape: [usize; 2],
+    micro_total: usize,
+    step: u64,
+) -> Result<(f32, Vec<Tensor<B::InnerBackend, 2>>)> {
+    let device = model.device();
+    let mut loss_sum = 0.0f32;
+    let mut grad_sum: Option<Vec<Tensor<B::InnerBackend, 2>>> = None;
+    for ids in batches {
+        let input = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, shape), &device);
+        let loss = match objective {
+            Objective::SaeTuning { sae, hookpoint, grad } => {
+                stage2_loss(model, sae, *hookpoint, *grad, input, AdapterMode::Train)?
+            }
+            Objective::Sft => causal_lm_loss(model, input, AdapterMode::Train)?,
+        };
+        let value = loss.clone().into_data().iter::<f32>().next().unwrap_or(f32::NAN);
+        if !value.is_finite() {
+            return Err(Error::NonFiniteLoss { step, value });
+        }
+        loss_sum += value;
+        let grads = loss.div_scalar(micro_total as f64).backward();
+        let mut gs = Vec::new();
+        for (_, lin) in model.linears() {
+            if let Some(ad) = &lin.adapter {
+                for p in [&ad.a, &ad.b] {
+                    let g = p.val().grad(&grads).map(|g| g.cast(DType::F32));
+                    gs.push(g.unwrap_or_else(|| p.val().inner().cast(DType::F32).zeros_like()));
+                }
+            }
+        }
+        grad_sum = Some(match grad_sum {
+            None => gs,
+            Some(acc) => acc.into_iter().zip(gs).map(|(a, b)| a + b).collect(),
+        });
+    }
+    Ok((loss_sum, grad_sum.unwrap_or_default()))
 }
 
 fn save_checkpoint<B: AutodiffBackend>(

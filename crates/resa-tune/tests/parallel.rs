@@ -1,0 +1,99 @@
+//! Data parallel: two replicas (sharing the one CPU device here; one GPU each on CUDA) give
+//! the adapter of one device accumulating the same micro-batches, for both objectives; a
+//! data-parallel run resumes exactly; a checkpoint of another replica count is refused.
+//! Dropout is off: the replicas draw dropout masks concurrently from the backend's one
+//! random generator, so with dropout the masks depend on thread timing.
+
+use std::path::Path;
+
+use resa_lora::LoraConfig;
+use resa_qwen2::Hookpoint;
+use resa_tune::{Error, Objective, SaeGrad, TuneConfig, train_adapters};
+
+mod common;
+
+use common::*;
+
+fn adapter_values(dir: &Path) -> Vec<f32> {
+    let r = resa_qwen2::safetensors_io::SafetensorsReader::open_file(dir.join("adapter_model.safetensors"))
+        .expect("adapter");
+    let mut keys: Vec<String> = r.keys().map(str::to_string).collect();
+    keys.sort();
+    keys.iter().flat_map(|k| r.read_f32_any(k).expect("tensor").0).collect()
+}
+
+fn no_dropout() -> LoraConfig {
+    LoraConfig::new(4, 16.0, 0.0, &resa_lora::ALL_LINEAR)
+}
+
+fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).fold(0.0f32, |m, (x, y)| m.max((x - y).abs()))
+}
+
+fn compare(objective: &Objective<'_, AD>, name: &str) {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = chunks(8, 12);
+    let base = TuneConfig { lr: 5e-3, epochs: 1, save_every: 100, ..TuneConfig::default() };
+    let one = TuneConfig { out: tmp.path().join("one"), grad_accum: 2, ..base.clone() };
+    let two = TuneConfig { out: tmp.path().join("two"), data_parallel: 2, ..base.clone() };
+    let lora = no_dropout();
+    let mut losses = (Vec::new(), Vec::new());
+    let (_, r1) = train_adapters(model(&lora), &lora, objective, &data, &one, &mut |m| {
+        losses.0.push((m.loss, m.tokens));
+        true
+    })
+    .expect("one device");
+    let (_, r2) = train_adapters(model(&lora), &lora, objective, &data, &two, &mut |m| {
+        losses.1.push((m.loss, m.tokens));
+        true
+    })
+    .expect("two replicas");
+    assert_eq!((r1.steps, r2.steps), (4, 4), "{name}: 8 chunks in steps of 2");
+    for ((l1, t1), (l2, t2)) in losses.0.iter().zip(&losses.1) {
+        assert_eq!(t1, t2, "{name}: tokens per step");
+        assert!((l1 - l2).abs() <= 1e-6 * l1.abs().max(1.0), "{name}: loss {l1} vs {l2}");
+    }
+    let (a, b) = (adapter_values(&r1.adapter), adapter_values(&r2.adapter));
+    let diff = max_diff(&a, &b);
+    assert!(diff <= 1e-6, "{name}: two replicas differ from one device accumulating by {diff}");
+}
+
+#[test]
+fn two_replicas_equal_one_device_accumulating_stage2() {
+    let sae = sae();
+    compare(
+        &Objective::SaeTuning { sae: &sae, hookpoint: Hookpoint::Residual(1), grad: SaeGrad::StraightThrough },
+        "stage II",
+    );
+}
+
+#[test]
+fn two_replicas_equal_one_device_accumulating_sft() {
+    compare(&Objective::Sft, "sft");
+}
+
+#[test]
+fn a_data_parallel_run_resumes_exactly_and_refuses_another_replica_count() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let sae = sae();
+    let objective = Objective::SaeTuning { sae: &sae, hookpoint: Hookpoint::Residual(1), grad: SaeGrad::Detach };
+    let data = chunks(8, 12);
+    let lora = no_dropout();
+    let base = TuneConfig { lr: 5e-3, epochs: 2, data_parallel: 2, save_every: 2, ..TuneConfig::default() };
+    let whole = TuneConfig { out: tmp.path().join("whole"), ..base.clone() };
+    train_adapters(model(&lora), &lora, &objective, &data, &whole, &mut |_| true).expect("whole");
+    let split = TuneConfig { out: tmp.path().join("split"), ..base.clone() };
+    let (_, r) = train_adapters(model(&lora), &lora, &objective, &data, &split, &mut |m| m.step < 4).expect("part");
+    assert_eq!(r.steps, 4);
+    let other = TuneConfig { resume: true, data_parallel: 1, grad_accum: 2, ..split.clone() };
+    match train_adapters(model(&lora), &lora, &objective, &data, &other, &mut |_| true) {
+        Err(Error::Resume { message, .. }) => assert!(message.contains("replicas"), "{message}"),
+        other => panic!("expected a resume error, got {:?}", other.map(|(_, r)| r)),
+    }
+    let resumed = TuneConfig { resume: true, ..split.clone() };
+    let (_, r) = train_adapters(model(&lora), &lora, &objective, &data, &resumed, &mut |_| true).expect("rest");
+    assert_eq!(r.steps, 8);
+    let diff = max_diff(&adapter_values(&whole.out.join("adapter")), &adapter_values(&split.out.join("adapter")));
+    assert!(diff == 0.0, "resumed data-parallel adapter differs by {diff}");
+}
