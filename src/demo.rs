@@ -136,7 +136,7 @@ pub enum DemoEvent<'a> {
 }
 
 fn pipeline_config(cfg: &DemoConfig, data: &Path, out: PathBuf, objective: ObjectiveKind) -> PipelineConfig {
-    let model = ModelRef { model: cfg.model.display().to_string() };
+    let model = ModelRef::new(cfg.model.display().to_string());
     let sae_tuning = objective == ObjectiveKind::SaeTuning;
     PipelineConfig {
         out,

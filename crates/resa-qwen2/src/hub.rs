@@ -22,22 +22,28 @@ pub fn resolve_model(name: &str) -> Result<PathBuf> {
 
 /// Resolves `spec` to a local folder holding `files`: a local folder is returned as is;
 /// otherwise `spec` is read as `owner/name/sub/folder` (a hub repository and a folder inside
-/// it, e.g. `EleutherAI/sae-DeepSeek-R1-Distill-Qwen-1.5B-65k/layers.12`), the named files
-/// of that folder are fetched into (or read from) the Hugging Face cache (feature `hub`), and
-/// the cached folder is returned.
+/// it, e.g. `EleutherAI/sae-DeepSeek-R1-Distill-Qwen-1.5B-65k/layers.12`) or `owner/name`
+/// (the repository's top folder), the named files of that folder are fetched into (or read
+/// from) the Hugging Face cache (feature `hub`), and the cached folder is returned.
 pub fn resolve_subfolder(spec: &str, files: &[&str]) -> Result<PathBuf> {
     let path = Path::new(spec);
     if path.is_dir() {
         return Ok(path.to_path_buf());
     }
     let mut parts = spec.splitn(3, '/');
-    let (Some(owner), Some(name), Some(sub)) = (parts.next(), parts.next(), parts.next()) else {
+    let (Some(owner), Some(name)) = (parts.next(), parts.next()) else {
         return Err(Error::io(
             spec,
-            std::io::Error::new(std::io::ErrorKind::NotFound, "no such folder, and not of the form owner/name/folder"),
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "no such folder, and not of the form owner/name[/folder]",
+            ),
         ));
     };
     let repo = format!("{owner}/{name}");
+    let Some(sub) = parts.next() else {
+        return fetch_files(&repo, files);
+    };
     let sub = sub.trim_end_matches('/');
     let wanted: Vec<String> = files.iter().map(|f| format!("{sub}/{f}")).collect();
     let wanted: Vec<&str> = wanted.iter().map(String::as_str).collect();

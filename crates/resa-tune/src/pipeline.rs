@@ -9,7 +9,8 @@
 //! out = "runs/resa-still"
 //!
 //! [source]                 # Stage I: the model whose activations train the SAE
-//! model = "/models/Tina-STILL"
+//! model = "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B"
+//! adapter = "/adapters/Tina-STILL"   # optional: a PEFT adapter merged in first (Tina is one)
 //! [target]                 # Stage II: the model that gets the adapter
 //! model = "/models/DeepSeek-R1-Distill-Qwen-1.5B"
 //!
@@ -48,6 +49,33 @@ use crate::train::{LrSchedule, Objective, StepMetrics, TuneConfig, train_adapter
 pub struct ModelRef {
     /// Folder (Hugging Face layout) or hub id.
     pub model: String,
+    /// A PEFT LoRA adapter (folder, hub id `owner/name`, or `owner/name/subfolder`) merged
+    /// into the model before use: RL checkpoints such as Tina are published this way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adapter: Option<String>,
+}
+
+impl ModelRef {
+    /// A plain model reference.
+    pub fn new(model: impl Into<String>) -> Self {
+        ModelRef { model: model.into(), adapter: None }
+    }
+
+    /// Loads the model from `dir` (its resolved folder) and folds in [`ModelRef::adapter`].
+    pub fn load<B: burn::tensor::backend::Backend>(
+        &self,
+        dir: &Path,
+        device: &B::Device,
+        dtype: DType,
+    ) -> Result<Qwen2ForCausalLM<B>> {
+        let mut model = Qwen2ForCausalLM::<B>::from_pretrained(dir, device, dtype)?;
+        if let Some(spec) = &self.adapter {
+            let adapter = hub::resolve_subfolder(spec, &["adapter_config.json", "adapter_model.safetensors"])?;
+            resa_lora::load_adapter(&mut model, &adapter)?;
+            model = resa_lora::merge_and_unload(model);
+        }
+        Ok(model)
+    }
 }
 
 /// Data of both stages.
@@ -410,7 +438,7 @@ pub fn run_pipeline<B: AutodiffBackend>(
             (stage1_dir.join(&cfg.sae.hookpoint), false)
         }
         mode => {
-            let source = Qwen2ForCausalLM::<B::InnerBackend>::from_pretrained(&source_dir, device, dtype)?;
+            let source = cfg.source.load::<B::InnerBackend>(&source_dir, device, dtype)?;
             let hookpoint = Hookpoint::parse_for(&cfg.sae.hookpoint, source.config().num_hidden_layers)?;
             let chunks = prepare_chunks(&cfg.data, &cfg.data.trigger, &source_dir)?;
             let init = match mode {
@@ -459,7 +487,7 @@ pub fn run_pipeline<B: AutodiffBackend>(
     if up_to_date(&stage2_dir, &stamp2) && adapter.is_dir() {
         on_event(PipelineEvent::Skipped("stage II"));
     } else {
-        let mut model = Qwen2ForCausalLM::<B>::from_pretrained(&target_dir, device, dtype)?;
+        let mut model = cfg.target.load::<B>(&target_dir, device, dtype)?;
         let hookpoint = Hookpoint::parse_for(&cfg.sae.hookpoint, model.config().num_hidden_layers)?;
         let targets: Vec<&str> = cfg.lora.targets.iter().map(String::as_str).collect();
         let mut lora = LoraConfig::new(cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout, &targets);
@@ -508,7 +536,7 @@ pub fn run_pipeline<B: AutodiffBackend>(
     if cfg.stage2.merge && report.merged.is_none() {
         let merged = cfg.out.join("merged");
         if !merged.join("config.json").is_file() {
-            let mut model = Qwen2ForCausalLM::<B::InnerBackend>::from_pretrained(&target_dir, device, DType::F32)?;
+            let mut model = cfg.target.load::<B::InnerBackend>(&target_dir, device, DType::F32)?;
             resa_lora::load_adapter(&mut model, &adapter)?;
             resa_lora::save_merged(model, &merged, resa_lora::base_dtype(&target_dir), Some(&target_dir))?;
         }
