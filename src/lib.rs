@@ -16,6 +16,7 @@
 //! - [`features`]: reasoning features per layer, the layer mixture, figures.
 //! - [`toy_model`] and [`demo`]: the built-in toy reasoning model and `resa demo`.
 //! - [`mod@bench`]: the fixed workloads of `resa bench` / `cargo xtask bench`.
+//! - [`reproduce`]: the paper's experiments as data (`configs/`), `resa reproduce`.
 //!
 //! See the repository README for the pipeline and `docs/` for the design.
 
@@ -30,4 +31,5 @@ pub use resa_tune as tune;
 pub mod bench;
 pub mod demo;
 pub mod device;
+pub mod reproduce;
 pub mod toy_model;

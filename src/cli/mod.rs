@@ -9,6 +9,7 @@ pub mod forward;
 pub mod generate;
 pub mod grade;
 pub mod merge;
+pub mod reproduce;
 pub mod sae;
 pub mod toy_model;
 pub mod train_sae;
@@ -46,6 +47,8 @@ pub enum Command {
     TrainSae(Box<train_sae::TrainSaeArgs>),
     /// The whole pipeline: Stage I, Stage II, adapter (and merged model) from one config.
     Tune(Box<tune::TuneArgs>),
+    /// The paper's experiments from `configs/` (`--list`, `--dry-run`, `--tiny`).
+    Reproduce(Box<reproduce::ReproduceArgs>),
     /// Reasoning features per layer, their Gaussian mixture over layers, suggested hookpoints.
     Features(Box<features::FeaturesArgs>),
     /// Train the built-in toy reasoning model from scratch (`cargo xtask toy-model`).
@@ -74,5 +77,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sae(cmd) => sae::run(cmd),
         Command::Debug(cmd) => debug::run(cmd),
         Command::Tune(args) => tune::run(*args),
+        Command::Reproduce(args) => reproduce::run_command(*args),
     }
 }

@@ -6,8 +6,10 @@
 //! - `bench [ARGS]`: the fixed benchmark workloads (`resa bench`, release build; `--json`,
 //!   `--only prefill,sae_step`, `--device cuda`); `scripts/bench/bench_torch.py` runs the same
 //!   in PyTorch.
-//! - `reproduce toy [ARGS]`: the toy-world experiment (`resa demo --out runs/toy`);
-//!   `reproduce --list` names the experiments there are.
+//! - `reproduce NAME|all [--dry-run] [--tiny] [ARGS]`: an experiment of `configs/`
+//!   (`resa reproduce`, release build; `--device cuda --dtype bf16` on a GPU);
+//!   `reproduce toy` is the toy-world experiment (`resa demo --out runs/toy`);
+//!   `reproduce --list` names them all with the paper's numbers.
 //! - `toy-model [ARGS]`: retrain the committed toy model `models/toy-qwen2` from scratch
 //!   (`resa toy-model`, release build, CPU; extra arguments are passed on).
 
@@ -33,11 +35,13 @@ fn main() -> anyhow::Result<()> {
             Some("toy") => resa(&["demo", "--out", "runs/toy"], &args[2..]),
             Some("--list") | None => {
                 println!(
-                    "toy    Table 3 in miniature on the built-in toy model (base / CoT-free SFT / SAE-Tuning), CPU"
+                    "{:<26} {:<11} {:>5}  Table 3 in miniature on the built-in toy model (resa demo), CPU",
+                    "toy", "Table 3", "–"
                 );
-                Ok(())
+                resa(&["reproduce", "--list"], &[])
             }
-            Some(other) => anyhow::bail!("unknown experiment `{other}` (cargo xtask reproduce --list)"),
+            // Everything else is an experiment of configs/ (`resa reproduce`).
+            Some(_) => resa(&["reproduce"], &args[1..]),
         },
         Some("toy-model") => resa(&["toy-model", "--out", "models/toy-qwen2"], &args[1..]),
         Some("bench") => {
@@ -52,7 +56,7 @@ fn main() -> anyhow::Result<()> {
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask <fixtures [--python PATH] | tidy | reproduce toy|--list | toy-model [ARGS] | bench [--features=F] [-- ARGS]>"
+                "usage: cargo xtask <fixtures [--python PATH] | tidy | reproduce NAME|all|toy|--list [--dry-run] [--tiny] | toy-model [ARGS] | bench [--features=F] [-- ARGS]>"
             );
             std::process::exit(2)
         }

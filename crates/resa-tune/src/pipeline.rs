@@ -396,6 +396,73 @@ fn up_to_date(dir: &Path, stamp: &str) -> bool {
     std::fs::read_to_string(dir.join("done.json")).is_ok_and(|s| s == stamp)
 }
 
+fn stage1_stamp(cfg: &PipelineConfig, hookpoints: &[String]) -> Result<String> {
+    let sae = SaeSection { hookpoint: hookpoints.join(","), ..cfg.sae.clone() };
+    serde_json::to_string_pretty(&(
+        &cfg.source,
+        &cfg.data.trigger,
+        &cfg.data.template,
+        &cfg.data.ctx_len,
+        &cfg.data.max_rows,
+        &sae,
+    ))
+    .map_err(|e| Error::Setup(e.to_string()))
+}
+
+/// Stage I alone: trains (mode `scratch`) or fine-tunes (mode `finetune`) one SAE per
+/// hookpoint of `hookpoints` on the source model, all from one activation pass over the
+/// trigger data, into `cfg.out/stage1/<hookpoint>/`. Skips itself when that folder was made
+/// from the same configuration. Returns the folder and whether it trained. `source_dir` is
+/// the resolved folder of `cfg.source`.
+pub fn run_stage1<B: AutodiffBackend>(
+    cfg: &PipelineConfig,
+    hookpoints: &[String],
+    source_dir: &Path,
+    device: &B::Device,
+    dtype: DType,
+    on_event: &mut dyn FnMut(PipelineEvent<'_>),
+) -> Result<(PathBuf, bool)> {
+    let stage1_dir = cfg.out.join("stage1");
+    let stamp1 = stage1_stamp(cfg, hookpoints)?;
+    if up_to_date(&stage1_dir, &stamp1) {
+        on_event(PipelineEvent::Skipped("stage I"));
+        return Ok((stage1_dir, false));
+    }
+    let source = cfg.source.load::<B::InnerBackend>(source_dir, device, dtype)?;
+    let layers = source.config().num_hidden_layers;
+    let hookpoints =
+        hookpoints.iter().map(|h| Ok(Hookpoint::parse_for(h, layers)?)).collect::<Result<Vec<Hookpoint>>>()?;
+    let chunks = prepare_chunks(&cfg.data, &cfg.data.trigger, source_dir)?;
+    let init = match cfg.sae.mode {
+        SaeMode::Finetune => SaeInit::Finetune(PathBuf::from(
+            cfg.sae.path.clone().ok_or_else(|| Error::option("sae.path", "finetune mode needs a path"))?,
+        )),
+        SaeMode::Scratch => SaeInit::Scratch {
+            num_latents: Some(cfg.sae.num_latents),
+            expansion_factor: 64,
+            k: cfg.sae.k,
+            seed: cfg.sae.seed,
+        },
+        SaeMode::Pretrained => return Err(Error::option("sae.mode", "pretrained SAEs have no Stage I to run")),
+    };
+    let options = Stage1Options {
+        hookpoints,
+        init,
+        train: SaeTrainConfig { lr: cfg.sae.lr, ..SaeTrainConfig::default() },
+        batch_size: cfg.sae.batch_size,
+        save_every: 1000,
+        max_steps: cfg.sae.max_steps,
+        out: stage1_dir.clone(),
+        resume: true,
+    };
+    train_saes_with::<B>(&source, &chunks, &options, &mut |p| {
+        let fvu = p.metrics.iter().map(|(_, m)| m.fvu).sum::<f32>() / p.metrics.len().max(1) as f32;
+        on_event(PipelineEvent::Stage1 { step: p.step, total: p.total, fvu });
+    })?;
+    write_atomic(stage1_dir.join("done.json"), stamp1.as_bytes())?;
+    Ok((stage1_dir, true))
+}
+
 /// Runs the pipeline on backend `B` (the model's forward runs on its inner backend in
 /// Stage I), computing in `dtype`.
 pub fn run_pipeline<B: AutodiffBackend>(
@@ -409,16 +476,6 @@ pub fn run_pipeline<B: AutodiffBackend>(
     std::fs::create_dir_all(&cfg.out).map_err(|e| Error::io(&cfg.out, e))?;
 
     // Stage I.
-    let stage1_dir = cfg.out.join("stage1");
-    let stamp1 = serde_json::to_string_pretty(&(
-        &cfg.source,
-        &cfg.data.trigger,
-        &cfg.data.template,
-        &cfg.data.ctx_len,
-        &cfg.data.max_rows,
-        &cfg.sae,
-    ))
-    .map_err(|e| Error::Setup(e.to_string()))?;
     let (sae_dir, stage1_ran) = match cfg.sae.mode {
         SaeMode::Pretrained => {
             let path =
@@ -433,45 +490,14 @@ pub fn run_pipeline<B: AutodiffBackend>(
             };
             (dir, false)
         }
-        _ if up_to_date(&stage1_dir, &stamp1) => {
-            on_event(PipelineEvent::Skipped("stage I"));
-            (stage1_dir.join(&cfg.sae.hookpoint), false)
-        }
-        mode => {
-            let source = cfg.source.load::<B::InnerBackend>(&source_dir, device, dtype)?;
-            let hookpoint = Hookpoint::parse_for(&cfg.sae.hookpoint, source.config().num_hidden_layers)?;
-            let chunks = prepare_chunks(&cfg.data, &cfg.data.trigger, &source_dir)?;
-            let init = match mode {
-                SaeMode::Finetune => SaeInit::Finetune(PathBuf::from(
-                    cfg.sae.path.clone().ok_or_else(|| Error::option("sae.path", "finetune mode needs a path"))?,
-                )),
-                _ => SaeInit::Scratch {
-                    num_latents: Some(cfg.sae.num_latents),
-                    expansion_factor: 64,
-                    k: cfg.sae.k,
-                    seed: cfg.sae.seed,
-                },
-            };
-            let options = Stage1Options {
-                hookpoints: vec![hookpoint],
-                init,
-                train: SaeTrainConfig { lr: cfg.sae.lr, ..SaeTrainConfig::default() },
-                batch_size: cfg.sae.batch_size,
-                save_every: 1000,
-                max_steps: cfg.sae.max_steps,
-                out: stage1_dir.clone(),
-                resume: true,
-            };
-            train_saes_with::<B>(&source, &chunks, &options, &mut |p| {
-                let fvu = p.metrics.iter().map(|(_, m)| m.fvu).sum::<f32>() / p.metrics.len().max(1) as f32;
-                on_event(PipelineEvent::Stage1 { step: p.step, total: p.total, fvu });
-            })?;
-            write_atomic(stage1_dir.join("done.json"), stamp1.as_bytes())?;
-            (stage1_dir.join(&cfg.sae.hookpoint), true)
+        _ => {
+            let (dir, ran) =
+                run_stage1::<B>(cfg, std::slice::from_ref(&cfg.sae.hookpoint), &source_dir, device, dtype, on_event)?;
+            (dir.join(&cfg.sae.hookpoint), ran)
         }
     };
+    let stamp1 = stage1_stamp(cfg, std::slice::from_ref(&cfg.sae.hookpoint))?;
 
-    // Stage II.
     let stage2_dir = cfg.out.join("stage2");
     let stamp2 = serde_json::to_string_pretty(&(&stamp1, &cfg.target, &cfg.data, &cfg.lora, &cfg.stage2, cfg.seed))
         .map_err(|e| Error::Setup(e.to_string()))?;

@@ -1,0 +1,123 @@
+//! `resa reproduce NAME|all`: run one of the paper's experiments (`configs/NAME.toml`) end
+//! to end, or list them, or print their plan; `--tiny` runs any of them on the toy model.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use anyhow::bail;
+use burn::tensor::{DType, backend::Backend};
+use resa::device::{DeviceSpec, parse_dtype};
+use resa::eval::TaskSources;
+use resa::reproduce::{Experiment, RunEvent, RunOptions, TinyAssets, describe, list, load_experiments, plan, run};
+use resa::tune::PipelineEvent;
+use resa::with_backend;
+
+/// Arguments of `resa reproduce`.
+#[derive(Debug, clap::Args)]
+pub struct ReproduceArgs {
+    /// Experiment name (`--list` shows them), or `all`.
+    pub name: Option<String>,
+    /// List the experiments with their paper numbers.
+    #[arg(long)]
+    pub list: bool,
+    /// Print the stages and their configurations; run nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Run on the built-in toy model with toy data and shrunken steps (CPU, seconds).
+    #[arg(long)]
+    pub tiny: bool,
+    /// Folder of experiment files.
+    #[arg(long, default_value = "configs")]
+    pub configs: PathBuf,
+    /// Folder of run folders (default `runs`, with --tiny `runs/tiny`).
+    #[arg(long)]
+    pub runs: Option<PathBuf>,
+    /// The toy model used by --tiny.
+    #[arg(long, default_value_os_t = resa::toy_model::default_dir())]
+    pub toy_model: PathBuf,
+    /// Folder of benchmark JSONL files (`aime24.jsonl`, …). Default: $RESA_EVAL_DIR.
+    #[arg(long, env = "RESA_EVAL_DIR")]
+    pub eval_dir: Option<PathBuf>,
+    /// Your copy of GPQA Diamond (gpqa_diamond.csv); without it GPQA is left out.
+    #[arg(long)]
+    pub gpqa: Option<PathBuf>,
+    /// Read math sets missing from --eval-dir from the hub (feature `hub`).
+    #[arg(long)]
+    pub hub: bool,
+    /// cpu, ndarray, wgpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceSpec,
+    /// Compute dtype (bf16 on CUDA for the real models).
+    #[arg(long, default_value = "f32", value_parser = parse_dtype)]
+    pub dtype: DType,
+}
+
+/// Runs the command.
+pub fn run_command(args: ReproduceArgs) -> anyhow::Result<()> {
+    let experiments = load_experiments(&args.configs)?;
+    if args.list || args.name.is_none() {
+        print!("{}", list(&experiments));
+        return Ok(());
+    }
+    let name = args.name.clone().unwrap_or_default();
+    let chosen: Vec<&Experiment> = if name == "all" {
+        experiments.iter().collect()
+    } else {
+        match experiments.iter().find(|e| e.name == name) {
+            Some(e) => vec![e],
+            None => bail!(
+                "no experiment `{name}` in {} (known: {})",
+                args.configs.display(),
+                experiments.iter().map(|e| e.name.as_str()).collect::<Vec<_>>().join(", ")
+            ),
+        }
+    };
+    let spec = args.device;
+    with_backend!(spec, |B, device| { reproduce::<B>(&args, &chosen, &device) })
+}
+
+fn reproduce<B: Backend>(args: &ReproduceArgs, chosen: &[&Experiment], device: &B::Device) -> anyhow::Result<()> {
+    let runs = args.runs.clone().unwrap_or_else(|| PathBuf::from(if args.tiny { "runs/tiny" } else { "runs" }));
+    let tiny =
+        if args.tiny { Some(TinyAssets::prepare::<B>(&args.toy_model, &runs.join("_toy"), device)?) } else { None };
+    let opts = RunOptions {
+        dtype: args.dtype,
+        sources: TaskSources {
+            eval_dir: args.eval_dir.clone(),
+            gpqa_csv: args.gpqa.clone(),
+            gpqa_seed: 0,
+            hub: args.hub,
+        },
+        tiny_eval: args.tiny.then_some((4, 24)),
+    };
+    let tty = std::io::stderr().is_terminal();
+    for exp in chosen {
+        let stages = plan::<B>(exp, &runs, tiny.as_ref(), device)?;
+        if args.dry_run {
+            println!("{}", describe(exp, &stages));
+            continue;
+        }
+        eprintln!("== {} — {}", exp.name, exp.title);
+        let rows = run::<B>(exp, &stages, &runs, device, &opts, &mut |e| match e {
+            RunEvent::Stage(i, n, what) => eprintln!("[{}/{n}] {what}", i + 1),
+            RunEvent::Pipeline(PipelineEvent::Skipped(stage)) => eprintln!("  {stage}: up to date, skipped"),
+            RunEvent::Pipeline(PipelineEvent::Stage2(m)) if tty || m.step == m.total => {
+                eprint!(
+                    "\r  stage II {}/{} loss {:.4}{}",
+                    m.step,
+                    m.total,
+                    m.loss,
+                    if m.step == m.total { "\n" } else { "" }
+                )
+            }
+            RunEvent::Eval(p) if tty => eprint!("\r  {} {}/{}   ", p.bench, p.done, p.total),
+            _ => {}
+        })?;
+        for r in &rows {
+            eprintln!("{}: average {:.2}%", r.label, r.report.average_pct);
+        }
+        let result = runs.join(&exp.name).join("result.md");
+        println!("{}", std::fs::read_to_string(&result).unwrap_or_default());
+    }
+    Ok(())
+}

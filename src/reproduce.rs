@@ -1,0 +1,573 @@
+//! `resa reproduce` / `cargo xtask reproduce`: the paper's experiments as data.
+//!
+//! Each experiment is one TOML file under `configs/` (see `configs/README.md`): a `[tune]`
+//! section that is a `resa tune` configuration without `out` (absent for evaluation-only
+//! baselines), an optional `[sweep]` that repeats it once per hookpoint (Stage I for all of
+//! them from one activation pass), an `[eval]` section, and the paper's numbers. A run
+//! folder `RUNS/NAME/` holds the pipeline's stages, `eval/` and `result.md` / `result.json`
+//! with the measured scores beside the paper's; every stage resumes from what is there.
+//!
+//! `--tiny` swaps the real models, data and benchmarks for the built-in toy model, toy
+//! problems and made-up adapters and SAEs of the toy model's shapes, and shrinks every step
+//! count, so the whole plan of any experiment runs on a CPU in seconds.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use burn::backend::Autodiff;
+use burn::module::Param;
+use burn::tensor::{DType, Distribution, Tensor, backend::Backend};
+use resa_data::toy::{self, ToyWorld};
+use resa_eval::{EvalConfig, Report, TaskSources};
+use resa_qwen2::{Qwen2ForCausalLM, Sampling, Tokenizer, hub};
+use resa_sae::{SaeConfig, SparseCoder};
+use resa_tune::pipeline::{ModelRef, PipelineConfig, PipelineEvent, SaeMode, run_stage1};
+use serde::{Deserialize, Serialize};
+
+/// The paper's six benchmarks, in its column order.
+pub const PAPER_TASKS: [&str; 6] = ["aime24", "aime25", "amc23", "math500", "minerva", "gpqa_diamond"];
+
+/// Layers of the 1.5B models the paper uses; `--tiny` scales hookpoints from this depth.
+pub const PAPER_LAYERS: usize = 28;
+
+/// One experiment file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Experiment {
+    /// Its name (the file's stem).
+    pub name: String,
+    /// One line: what it is.
+    pub title: String,
+    /// Where it is in the paper (`Table 1`, …).
+    pub table: String,
+    /// Where the components come from, and what is assumed.
+    pub provenance: String,
+    /// The paper's numbers (Pass@1 %).
+    #[serde(default)]
+    pub paper: BTreeMap<String, f64>,
+    /// A `resa tune` configuration without `out`.
+    #[serde(default)]
+    pub tune: Option<toml::Table>,
+    /// Run `tune` once per hookpoint.
+    #[serde(default)]
+    pub sweep: Option<Sweep>,
+    /// What is evaluated.
+    pub eval: EvalSection,
+}
+
+/// A hookpoint sweep (the paper's Table 6).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sweep {
+    /// Hookpoints, each replacing `tune.sae.hookpoint`.
+    pub hookpoints: Vec<String>,
+}
+
+/// The evaluation of an experiment.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvalSection {
+    /// The model evaluated; default: the tune section's target.
+    #[serde(default)]
+    pub model: Option<ModelRef>,
+    /// Attach the Stage II adapter of this experiment (default when there is a tune section).
+    #[serde(default = "yes")]
+    pub use_adapter: bool,
+    /// Benchmarks (default: the paper's six).
+    #[serde(default = "paper_tasks")]
+    pub tasks: Vec<String>,
+    /// Samples per problem.
+    #[serde(default = "one")]
+    pub samples: usize,
+    /// New-token budget.
+    #[serde(default = "budget")]
+    pub max_new_tokens: usize,
+    /// Prompts generated together.
+    #[serde(default = "batch")]
+    pub batch_size: usize,
+}
+
+fn yes() -> bool {
+    true
+}
+fn one() -> usize {
+    1
+}
+fn budget() -> usize {
+    32768
+}
+fn batch() -> usize {
+    8
+}
+fn paper_tasks() -> Vec<String> {
+    PAPER_TASKS.iter().map(|s| s.to_string()).collect()
+}
+
+impl Experiment {
+    /// Reads and checks one experiment file (its tune section must be a valid `resa tune`
+    /// configuration; its name must be the file's stem).
+    pub fn from_file(path: &Path) -> anyhow::Result<Experiment> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let exp: Experiment = toml::from_str(&text).with_context(|| format!("{}", path.display()))?;
+        let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+        if exp.name != stem {
+            bail!("{}: `name` is `{}` but the file is `{stem}.toml`", path.display(), exp.name);
+        }
+        if exp.sweep.is_some() && exp.tune.is_none() {
+            bail!("{}: a [sweep] needs a [tune] section to repeat", path.display());
+        }
+        if exp.tune.is_none() && exp.eval.model.is_none() {
+            bail!("{}: without [tune], [eval] must name a model", path.display());
+        }
+        exp.pipeline(Path::new("runs"), None).with_context(|| format!("{}: [tune]", path.display()))?;
+        Ok(exp)
+    }
+
+    /// The tune section as a pipeline configuration writing into `out`, with the hookpoint
+    /// replaced when given. `None` without a tune section.
+    pub fn pipeline(&self, out: &Path, hookpoint: Option<&str>) -> anyhow::Result<Option<PipelineConfig>> {
+        let Some(tune) = &self.tune else { return Ok(None) };
+        let mut table = tune.clone();
+        table.insert("out".into(), toml::Value::String(out.display().to_string()));
+        let mut cfg: PipelineConfig = table.try_into()?;
+        if let Some(h) = hookpoint {
+            cfg.sae.hookpoint = h.to_string();
+        }
+        Ok(Some(cfg))
+    }
+
+    /// The model the evaluation runs on.
+    pub fn eval_model(&self) -> anyhow::Result<ModelRef> {
+        match (&self.eval.model, self.pipeline(Path::new("runs"), None)?) {
+            (Some(m), _) => Ok(m.clone()),
+            (None, Some(cfg)) => Ok(cfg.target),
+            (None, None) => bail!("{}: [eval] names no model", self.name),
+        }
+    }
+}
+
+/// Every `*.toml` of `dir` but `README`, sorted by name.
+pub fn load_experiments(dir: &Path) -> anyhow::Result<Vec<Experiment>> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading the experiment folder {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    paths.sort();
+    paths.iter().map(|p| Experiment::from_file(p)).collect()
+}
+
+/// One stage of a plan.
+#[derive(Debug, Clone)]
+pub enum Stage {
+    /// Stage I for several hookpoints from one activation pass (a sweep).
+    Stage1 {
+        /// The sweep's pipeline (its `out` holds `stage1/`).
+        cfg: PipelineConfig,
+        /// The hookpoints.
+        hookpoints: Vec<String>,
+    },
+    /// `resa tune` (Stage I unless pretrained or done by a sweep, Stage II, adapter).
+    Tune {
+        /// Label in the results (the hookpoint in a sweep).
+        label: String,
+        /// The configuration.
+        cfg: PipelineConfig,
+    },
+    /// An evaluation.
+    Eval {
+        /// Label in the results.
+        label: String,
+        /// The model.
+        model: ModelRef,
+        /// An adapter attached on top (a Stage II output).
+        adapter: Option<PathBuf>,
+        /// Benchmarks.
+        tasks: Vec<String>,
+        /// Output folder.
+        out: PathBuf,
+    },
+}
+
+/// What `--tiny` uses instead of the real things.
+#[derive(Debug, Clone)]
+pub struct TinyAssets {
+    /// The toy model folder.
+    pub model: PathBuf,
+    /// Toy-world training problems (JSONL).
+    pub data: PathBuf,
+    /// A folder of random SAEs, one per layer of the toy model (`layers.N/`).
+    pub saes: PathBuf,
+    /// Folder of made-up adapters, one per adapter named by the experiments.
+    pub adapters: PathBuf,
+    /// Layers of the toy model.
+    pub layers: usize,
+}
+
+impl TinyAssets {
+    /// Makes (or reuses) the toy assets under `dir` for the toy model at `model`.
+    pub fn prepare<B: Backend>(model: &Path, dir: &Path, device: &B::Device) -> anyhow::Result<TinyAssets> {
+        let m = Qwen2ForCausalLM::<B>::from_pretrained(model, device, DType::F32)
+            .with_context(|| format!("--tiny needs the toy model at {}", model.display()))?;
+        let layers = m.config().num_hidden_layers;
+        let hidden = m.config().hidden_size;
+        let data = dir.join("data");
+        if !data.join("train.jsonl").is_file() {
+            ToyWorld::with_seed(0).write_splits(&data, [64, 0, 0])?;
+        }
+        let saes = dir.join("saes");
+        for layer in 0..layers {
+            let at = saes.join(format!("layers.{layer}"));
+            if !at.join("cfg.json").is_file() {
+                SparseCoder::<B>::random(SaeConfig::new(hidden, 128, 8), layer as u64, device)?.save(&at)?;
+            }
+        }
+        Ok(TinyAssets {
+            model: model.to_path_buf(),
+            data: data.join("train.jsonl"),
+            saes,
+            adapters: dir.join("adapters"),
+            layers,
+        })
+    }
+
+    /// A made-up adapter for the toy model standing in for `spec` (made once, seeded by it).
+    fn adapter<B: Backend>(&self, spec: &str, device: &B::Device) -> anyhow::Result<PathBuf> {
+        let name: String = spec.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
+        let dir = self.adapters.join(name);
+        if dir.join("adapter_config.json").is_file() {
+            return Ok(dir);
+        }
+        let mut model = Qwen2ForCausalLM::<B>::from_pretrained(&self.model, device, DType::F32)?;
+        let cfg = resa_lora::LoraConfig::new(4, 8.0, 0.0, &resa_lora::ALL_LINEAR);
+        let seed = spec.bytes().fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+        resa_lora::attach(&mut model, &cfg, seed)?;
+        B::seed(device, seed);
+        for (_, lin) in model.linears_mut() {
+            if let Some(ad) = lin.adapter.as_mut() {
+                let shape = ad.b.val().dims();
+                ad.b = Param::from_tensor(Tensor::random(shape, Distribution::Normal(0.0, 0.01), device));
+            }
+        }
+        resa_lora::save_adapter(&model, &cfg, &dir)?;
+        Ok(dir)
+    }
+
+    /// `layers.N[.mlp]` of a 28-layer model mapped to the toy model's depth.
+    pub fn hookpoint(&self, h: &str) -> String {
+        let rest = h.strip_prefix("layers.").unwrap_or(h);
+        let (n, suffix) = rest.split_once('.').map_or((rest, ""), |(n, s)| (n, s));
+        let Ok(n) = n.parse::<usize>() else { return h.to_string() };
+        let scaled = (n * self.layers / PAPER_LAYERS).min(self.layers - 1);
+        if suffix.is_empty() { format!("layers.{scaled}") } else { format!("layers.{scaled}.{suffix}") }
+    }
+
+    fn model_ref<B: Backend>(&self, r: &ModelRef, device: &B::Device) -> anyhow::Result<ModelRef> {
+        let adapter = r.adapter.as_deref().map(|a| self.adapter::<B>(a, device)).transpose()?;
+        Ok(ModelRef { model: self.model.display().to_string(), adapter: adapter.map(|a| a.display().to_string()) })
+    }
+
+    /// The experiment's pipeline shrunk onto the toy model.
+    fn pipeline<B: Backend>(&self, mut cfg: PipelineConfig, device: &B::Device) -> anyhow::Result<PipelineConfig> {
+        cfg.source = self.model_ref::<B>(&cfg.source, device)?;
+        cfg.target = self.model_ref::<B>(&cfg.target, device)?;
+        let data = self.data.display().to_string();
+        cfg.data.trigger = data.clone();
+        cfg.data.elicitation = data;
+        cfg.data.template = toy::TOY_TEMPLATE.into();
+        cfg.data.ctx_len = 48;
+        cfg.data.max_rows = None;
+        cfg.sae.hookpoint = self.hookpoint(&cfg.sae.hookpoint);
+        if cfg.sae.mode != SaeMode::Scratch {
+            cfg.sae.path = Some(self.saes.display().to_string());
+        }
+        cfg.sae.num_latents = 128;
+        cfg.sae.k = 8;
+        cfg.sae.batch_size = 4;
+        cfg.sae.max_steps = Some(2);
+        cfg.lora.r = cfg.lora.r.min(4);
+        cfg.lora.alpha = 4.0 * cfg.lora.r as f64;
+        cfg.stage2.max_steps = Some(2);
+        cfg.stage2.batch_size = 1;
+        cfg.stage2.grad_accum = 1;
+        cfg.stage2.data_parallel = 1;
+        cfg.stage2.save_every = 2;
+        Ok(cfg)
+    }
+}
+
+/// The stages of `exp`, run into `runs/NAME` (or onto the toy model with `tiny`).
+pub fn plan<B: Backend>(
+    exp: &Experiment,
+    runs: &Path,
+    tiny: Option<&TinyAssets>,
+    device: &B::Device,
+) -> anyhow::Result<Vec<Stage>> {
+    let out = runs.join(&exp.name);
+    let shrink = |cfg: PipelineConfig| -> anyhow::Result<PipelineConfig> {
+        match tiny {
+            Some(t) => t.pipeline::<B>(cfg, device),
+            None => Ok(cfg),
+        }
+    };
+    let tasks = match tiny {
+        Some(_) => vec!["toy".to_string()],
+        None => exp.eval.tasks.clone(),
+    };
+    let eval_model = match tiny {
+        Some(t) => t.model_ref::<B>(&exp.eval_model()?, device)?,
+        None => exp.eval_model()?,
+    };
+    let mut stages = Vec::new();
+    match (&exp.sweep, exp.pipeline(&out, None)?) {
+        (Some(sweep), Some(base)) => {
+            let base = shrink(base)?;
+            let mut hookpoints: Vec<String> =
+                sweep.hookpoints.iter().map(|h| tiny.map_or_else(|| h.clone(), |t| t.hookpoint(h))).collect();
+            hookpoints.dedup();
+            if base.sae.mode != SaeMode::Pretrained {
+                stages.push(Stage::Stage1 { cfg: base.clone(), hookpoints: hookpoints.clone() });
+            }
+            for h in &hookpoints {
+                let mut cfg = base.clone();
+                cfg.out = out.join(h);
+                cfg.sae.hookpoint = h.clone();
+                if base.sae.mode != SaeMode::Pretrained {
+                    cfg.sae.mode = SaeMode::Pretrained;
+                    cfg.sae.path = Some(out.join("stage1").display().to_string());
+                }
+                let adapter = cfg.out.join("stage2/adapter");
+                stages.push(Stage::Tune { label: h.clone(), cfg });
+                stages.push(Stage::Eval {
+                    label: h.clone(),
+                    model: eval_model.clone(),
+                    adapter: exp.eval.use_adapter.then_some(adapter),
+                    tasks: tasks.clone(),
+                    out: out.join(h).join("eval"),
+                });
+            }
+        }
+        (_, Some(cfg)) => {
+            let cfg = shrink(cfg)?;
+            let adapter = cfg.out.join("stage2/adapter");
+            stages.push(Stage::Tune { label: exp.name.clone(), cfg });
+            stages.push(Stage::Eval {
+                label: exp.name.clone(),
+                model: eval_model,
+                adapter: exp.eval.use_adapter.then_some(adapter),
+                tasks,
+                out: out.join("eval"),
+            });
+        }
+        (_, None) => stages.push(Stage::Eval {
+            label: exp.name.clone(),
+            model: eval_model,
+            adapter: None,
+            tasks,
+            out: out.join("eval"),
+        }),
+    }
+    Ok(stages)
+}
+
+/// The plan as text: each stage and its configuration (`--dry-run`).
+pub fn describe(exp: &Experiment, stages: &[Stage]) -> String {
+    let mut s = format!("# {} — {}\n# {}; {}\n", exp.name, exp.title, exp.table, exp.provenance);
+    for (i, stage) in stages.iter().enumerate() {
+        match stage {
+            Stage::Stage1 { cfg, hookpoints } => {
+                let _ = writeln!(
+                    s,
+                    "\n## stage {}: Stage I ({:?} SAEs) for {} hookpoints from one activation pass into {}",
+                    i + 1,
+                    cfg.sae.mode,
+                    hookpoints.len(),
+                    cfg.out.join("stage1").display()
+                );
+                let _ = writeln!(s, "hookpoints = {hookpoints:?}");
+            }
+            Stage::Tune { label, cfg } => {
+                let _ = writeln!(s, "\n## stage {}: resa tune ({label})", i + 1);
+                s.push_str(&toml::to_string(cfg).unwrap_or_else(|e| format!("(not printable: {e})\n")));
+            }
+            Stage::Eval { label, model, adapter, tasks, out } => {
+                let _ = writeln!(
+                    s,
+                    "\n## stage {}: resa eval ({label})\nmodel = {:?}{}\nadapter = {}\ntasks = {tasks:?}\nout = {:?}",
+                    i + 1,
+                    model.model,
+                    model.adapter.as_deref().map(|a| format!(" (with {a} merged)")).unwrap_or_default(),
+                    adapter.as_ref().map_or("none".to_string(), |a| format!("{:?}", a.display().to_string())),
+                    out.display().to_string()
+                );
+            }
+        }
+    }
+    s
+}
+
+/// Settings of a run that are not part of an experiment.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Compute dtype.
+    pub dtype: DType,
+    /// Where the benchmarks come from.
+    pub sources: TaskSources,
+    /// With `--tiny`: problems per evaluation and their token budget.
+    pub tiny_eval: Option<(usize, usize)>,
+}
+
+/// One measured row of the results.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ResultRow {
+    /// The experiment (or hookpoint of a sweep).
+    pub label: String,
+    /// The evaluation's report.
+    pub report: Report,
+}
+
+/// Progress of a run.
+#[derive(Debug, Clone, Copy)]
+pub enum RunEvent<'a> {
+    /// A stage begins (index, count, a description).
+    Stage(usize, usize, &'a str),
+    /// Pipeline progress.
+    Pipeline(PipelineEvent<'a>),
+    /// Evaluation progress.
+    Eval(&'a resa_eval::Progress<'a>),
+}
+
+/// Runs the stages (each resumes from its folder) and writes `result.md` / `result.json`
+/// into `runs/NAME`; returns the measured rows.
+pub fn run<B: Backend>(
+    exp: &Experiment,
+    stages: &[Stage],
+    runs: &Path,
+    device: &B::Device,
+    opts: &RunOptions,
+    on_event: &mut dyn FnMut(RunEvent<'_>),
+) -> anyhow::Result<Vec<ResultRow>> {
+    let mut rows = Vec::new();
+    for (i, stage) in stages.iter().enumerate() {
+        match stage {
+            Stage::Stage1 { cfg, hookpoints } => {
+                on_event(RunEvent::Stage(i, stages.len(), "Stage I (all hookpoints)"));
+                let source = hub::resolve_model(&cfg.source.model)?;
+                run_stage1::<Autodiff<B>>(cfg, hookpoints, &source, device, opts.dtype, &mut |e| {
+                    on_event(RunEvent::Pipeline(e))
+                })?;
+            }
+            Stage::Tune { label, cfg } => {
+                on_event(RunEvent::Stage(i, stages.len(), &format!("resa tune ({label})")));
+                resa_tune::run_pipeline::<Autodiff<B>>(cfg, device, opts.dtype, &mut |e| {
+                    on_event(RunEvent::Pipeline(e))
+                })?;
+            }
+            Stage::Eval { label, model, adapter, tasks, out } => {
+                on_event(RunEvent::Stage(i, stages.len(), &format!("resa eval ({label})")));
+                let dir = hub::resolve_model(&model.model)?;
+                let mut m = model.load::<B>(&dir, device, opts.dtype)?;
+                if let Some(a) = adapter {
+                    resa_lora::load_adapter(&mut m, a)?;
+                }
+                let tokenizer = Tokenizer::from_dir(&dir)?;
+                let mut cfg = EvalConfig {
+                    samples: exp.eval.samples,
+                    max_new_tokens: exp.eval.max_new_tokens,
+                    batch_size: exp.eval.batch_size,
+                    ..EvalConfig::default()
+                };
+                let mut loaded = Vec::new();
+                for t in tasks {
+                    match resa_eval::load_task(t, &opts.sources) {
+                        Ok(task) => loaded.push(match opts.tiny_eval {
+                            Some((n, _)) => task.truncate(n),
+                            None => task,
+                        }),
+                        Err(resa_eval::Error::MissingData { task, message }) if task == "gpqa_diamond" => {
+                            tracing::warn!("{task} left out: {message}");
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                if let Some((_, tokens)) = opts.tiny_eval {
+                    cfg.max_new_tokens = tokens;
+                    cfg.sampling = Sampling::Greedy;
+                }
+                let report =
+                    resa_eval::evaluate(&m, &tokenizer, &loaded, &cfg, out, label, |p| on_event(RunEvent::Eval(p)))?;
+                rows.push(ResultRow { label: label.clone(), report });
+            }
+        }
+    }
+    write_results(exp, &rows, &runs.join(&exp.name), opts.tiny_eval.is_some())?;
+    Ok(rows)
+}
+
+/// `result.md` (measured beside the paper) and `result.json`; for a sweep also
+/// `scores.json` (`{"layers.N": average}`, the input of `resa features --scores`).
+fn write_results(exp: &Experiment, rows: &[ResultRow], dir: &Path, tiny: bool) -> anyhow::Result<()> {
+    let benches: Vec<String> = {
+        let mut b: Vec<String> = rows.iter().flat_map(|r| r.report.benches.iter().map(|s| s.bench.clone())).collect();
+        b.dedup();
+        b
+    };
+    let mut md = format!("# {} — {}\n\n{} ({}).\n", exp.name, exp.title, exp.table, exp.provenance);
+    if tiny {
+        md.push_str("\n**--tiny run on the toy model: these numbers are not comparable with the paper's.**\n");
+    }
+    let _ = write!(md, "\n| run |");
+    for b in &benches {
+        let _ = write!(md, " {b} |");
+    }
+    md.push_str(" Avg. |\n|---|");
+    md.push_str(&"---:|".repeat(benches.len() + 1));
+    md.push('\n');
+    for r in rows {
+        let _ = write!(md, "| {} (measured) |", r.label);
+        for b in &benches {
+            let cell = r.report.benches.iter().find(|s| &s.bench == b);
+            let _ = write!(
+                md,
+                " {} |",
+                cell.map_or("–".into(), |s| format!("{:.2} ± {:.2}", s.pass_at_1_pct, s.stderr_pct))
+            );
+        }
+        let _ = writeln!(md, " {:.2} |", r.report.average_pct);
+    }
+    if !exp.paper.is_empty() {
+        let _ = write!(md, "| {} (paper) |", exp.name);
+        for b in &benches {
+            let _ = write!(md, " {} |", exp.paper.get(b).map_or("–".into(), |v| format!("{v:.2}")));
+        }
+        let _ = writeln!(md, " {} |", exp.paper.get("average").map_or("–".into(), |v| format!("{v:.2}")));
+    }
+    let missing: Vec<&str> = PAPER_TASKS.iter().copied().filter(|t| !benches.iter().any(|b| b == t)).collect();
+    if !tiny && !missing.is_empty() {
+        let _ = writeln!(md, "\nNot run: {} (the average is over the benchmarks run).", missing.join(", "));
+    }
+    std::fs::create_dir_all(dir)?;
+    resa_qwen2::safetensors_io::write_atomic(dir.join("result.md"), md.as_bytes())?;
+    let json = serde_json::json!({ "experiment": exp.name, "paper": exp.paper, "tiny": tiny, "rows": rows });
+    resa_qwen2::safetensors_io::write_atomic(dir.join("result.json"), serde_json::to_string_pretty(&json)?.as_bytes())?;
+    if exp.sweep.is_some() {
+        let scores: BTreeMap<&str, f64> = rows.iter().map(|r| (r.label.as_str(), r.report.average_pct)).collect();
+        resa_qwen2::safetensors_io::write_atomic(
+            dir.join("scores.json"),
+            serde_json::to_string_pretty(&scores)?.as_bytes(),
+        )?;
+    }
+    Ok(())
+}
+
+/// `--list`: name, table, paper average and title of each experiment.
+pub fn list(experiments: &[Experiment]) -> String {
+    let mut s = String::new();
+    for e in experiments {
+        let avg = e.paper.get("average").map_or("    –".to_string(), |v| format!("{v:5.2}"));
+        let _ = writeln!(s, "{:<26} {:<11} {avg}  {}", e.name, e.table, e.title);
+    }
+    s
+}
