@@ -4,7 +4,10 @@
 #        DEVICE=cpu runs the same checks on the CPU build, to test this script)
 # Runs the Qwen2 parity fixtures through `resa forward/generate --device "${DEVICE:-cuda}"` and compares
 # them with the transformers reference values (f32: 1e-4 on CPU, TF32's 5e-2 on CUDA;
-# bf16 compute: loose sanity bound). Put CUDA's lib folder (not its stubs/) on LD_LIBRARY_PATH
+# bf16 compute: loose sanity bound), then the bench workloads at R1-Distill-1.5B's shapes in
+# bf16 with MFU (PEAK_TFLOPS, default 989 = H100 SXM dense bf16), and the same in PyTorch
+# when torch, transformers, peft and sparsify are importable there. BENCH=0 skips the bench
+# (it is skipped on DEVICE=cpu). Results: $OUT/*.jsonl. Put CUDA's lib folder (not its stubs/) on LD_LIBRARY_PATH
 # so that libnvrtc is found, e.g. /usr/local/cuda-13.0/targets/x86_64-linux/lib.
 set -uo pipefail
 RESA=${1:?usage: scripts/gpu-check.sh PATH/TO/resa}
@@ -51,5 +54,17 @@ got=$("$RESA" generate --device "${DEVICE:-cuda}" --model "$FIX/tied_gqa_f32_old
   | tail -1 | python3 -c 'import json,sys; print(",".join(map(str, json.load(sys.stdin)["ids"])))')
 echo "  want $want"; echo "  got  $got"
 [ "$got" = "$want" ] || fail=1
+if [ "${BENCH:-1}" = 1 ] && [ "${DEVICE:-cuda}" != cpu ]; then
+  echo "== bench, R1-Distill-1.5B shapes, bf16 (resa)"
+  "$RESA" bench --device "${DEVICE:-cuda}" --size 1.5b --dtype bf16 --repeats 3 --peak-tflops "${PEAK_TFLOPS:-989}" \
+    --json | tee "$OUT/bench_resa.jsonl" || fail=1
+  if python3 -c 'import torch, transformers, peft, sparsify' 2>/dev/null; then
+    echo "== bench, same workloads (PyTorch)"
+    python3 scripts/bench/bench_torch.py --device cuda --size 1.5b --dtype bf16 --repeats 3 \
+      --peak-tflops "${PEAK_TFLOPS:-989}" --json | tee "$OUT/bench_torch.jsonl"
+  else
+    echo "== PyTorch bench skipped: torch/transformers/peft/sparsify not importable here"
+  fi
+fi
 [ $fail = 0 ] && echo "GPU CHECK: PASS" || echo "GPU CHECK: FAIL"
 exit $fail

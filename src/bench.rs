@@ -12,6 +12,13 @@
 //!   batch 1 and 8, Qwen2.5-0.5B shapes.
 //!
 //! Each workload runs once to warm up, then `repeats` times; the median time gives tokens/s.
+//!
+//! [`BenchSize::Gpu15b`] (`resa bench --size 1.5b`, for `scripts/gpu-check.sh`) runs the same
+//! workloads at DeepSeek-R1-Distill-Qwen-1.5B's shapes: prefill 1 × 2048, Stage II step on
+//! one 2048-token chunk with the reference's SAE (65,536 latents, k 32) at `layers.12`, SAE
+//! step with 65,536 latents, decode batch 1 and 8. Each result carries an estimate of the
+//! floating-point operations it did ([`BenchResult::flops`], formulas in
+//! `docs/performance.md`), so a peak rate gives the model-FLOPs utilisation (MFU).
 
 use std::time::Instant;
 
@@ -42,6 +49,83 @@ pub struct BenchResult {
     /// The process's peak resident memory after the workload (Linux `VmHWM`), MiB; a running
     /// maximum over the whole process.
     pub peak_rss_mib: Option<f64>,
+    /// Estimated floating-point operations of one run (multiply-adds count 2).
+    pub flops: f64,
+    /// `flops / median_seconds / 1e12`.
+    pub tflops_per_second: f64,
+}
+
+/// The shapes the workloads run at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BenchSize {
+    /// CPU-sized (the default; see the module documentation).
+    Cpu,
+    /// DeepSeek-R1-Distill-Qwen-1.5B's shapes (for a GPU).
+    Gpu15b,
+}
+
+impl std::str::FromStr for BenchSize {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "cpu" => Ok(BenchSize::Cpu),
+            "1.5b" => Ok(BenchSize::Gpu15b),
+            _ => Err(format!("unknown size `{s}` (expected cpu or 1.5b)")),
+        }
+    }
+}
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// Only these workloads (all when empty).
+    pub only: Vec<String>,
+    /// Timed runs per workload, after one warm-up.
+    pub repeats: usize,
+    /// Shapes.
+    pub size: BenchSize,
+    /// Compute dtype of the models (the SAE step stays f32, as sparsify trains).
+    pub dtype: DType,
+}
+
+/// DeepSeek-R1-Distill-Qwen-1.5B's shapes (Qwen2.5-1.5B with an untied head).
+pub fn r1_distill_15b() -> Qwen2Config {
+    Qwen2Config {
+        vocab_size: 151_936,
+        hidden_size: 1536,
+        intermediate_size: 8960,
+        num_hidden_layers: 28,
+        num_attention_heads: 12,
+        num_key_value_heads: 2,
+        head_dim: 128,
+        max_position_embeddings: 131_072,
+        rms_norm_eps: 1e-6,
+        rope_theta: 10_000.0,
+        tie_word_embeddings: false,
+        bos_token_id: None,
+        eos_token_ids: vec![],
+        torch_dtype: Some("bfloat16".into()),
+    }
+}
+
+/// Matmul parameters of the decoder stack (attention and MLP projections), without the
+/// embedding and head.
+fn stack_params(cfg: &Qwen2Config) -> f64 {
+    let (h, i) = (cfg.hidden_size as f64, cfg.intermediate_size as f64);
+    let q = (cfg.num_attention_heads * cfg.head_dim) as f64;
+    let kv = (cfg.num_key_value_heads * cfg.head_dim) as f64;
+    (h * q + 2.0 * h * kv + q * h + 3.0 * h * i) * cfg.num_hidden_layers as f64
+}
+
+/// FLOPs of a causal forward over `t` new tokens after `past` cached ones through `layers`
+/// layers, with `head_tokens` positions through the output head.
+fn forward_flops(cfg: &Qwen2Config, t: f64, past: f64, layers: f64, head_tokens: f64) -> f64 {
+    let per_layer = stack_params(cfg) / cfg.num_hidden_layers as f64;
+    let q = (cfg.num_attention_heads * cfg.head_dim) as f64;
+    // Scores and weighted values: 2·2·q per (query, key) pair; causal pairs ≈ t·past + t²/2.
+    let attention = 4.0 * q * (t * past + t * t / 2.0);
+    layers * (2.0 * t * per_layer + attention) + 2.0 * head_tokens * (cfg.hidden_size * cfg.vocab_size) as f64
 }
 
 /// Qwen2.5-0.5B's shapes.
@@ -92,6 +176,7 @@ fn ids(n: usize, vocab: usize, salt: u64) -> Vec<u32> {
 fn measure(
     name: &str,
     tokens: usize,
+    flops: f64,
     repeats: usize,
     mut run: impl FnMut() -> anyhow::Result<()>,
 ) -> anyhow::Result<BenchResult> {
@@ -112,16 +197,20 @@ fn measure(
         median_seconds,
         tokens_per_second: tokens as f64 / median_seconds,
         peak_rss_mib: peak_rss_mib(),
+        flops,
+        tflops_per_second: flops / median_seconds / 1e12,
     })
 }
 
-/// Runs the workloads named in `only` (all when empty) on backend `B`.
+/// Runs the workloads of `opts` on backend `B`.
 pub fn run_benches<B: Backend>(
     device: &B::Device,
-    only: &[String],
-    repeats: usize,
+    opts: &BenchOptions,
     on_result: &mut dyn FnMut(&BenchResult),
 ) -> anyhow::Result<Vec<BenchResult>> {
+    let only = &opts.only;
+    let repeats = opts.repeats;
+    let big = opts.size == BenchSize::Gpu15b;
     if let Some(bad) = only.iter().find(|n| !WORKLOADS.contains(&n.as_str())) {
         anyhow::bail!("unknown workload `{bad}`; known: {}", WORKLOADS.join(", "));
     }
@@ -132,13 +221,16 @@ pub fn run_benches<B: Backend>(
         out.push(r);
     };
     if wanted("prefill") || wanted("decode_b1") || wanted("decode_b8") {
-        let cfg = qwen25_05b();
-        let model = Qwen2ForCausalLM::<B>::random(&cfg, 0, device, DType::F32);
+        let cfg = if big { r1_distill_15b() } else { qwen25_05b() };
+        let layers = cfg.num_hidden_layers as f64;
+        let model = Qwen2ForCausalLM::<B>::random(&cfg, 0, device, opts.dtype);
         if wanted("prefill") {
-            let prompt = ids(512, cfg.vocab_size, 1);
-            let r = measure("prefill", 512, repeats, || {
+            let n = if big { 2048 } else { 512 };
+            let prompt = ids(n, cfg.vocab_size, 1);
+            let flops = forward_flops(&cfg, n as f64, 0.0, layers, 1.0);
+            let r = measure("prefill", n, flops, repeats, || {
                 let input = Tensor::<B, 2, Int>::from_data(
-                    TensorData::new(prompt.iter().map(|&t| i64::from(t)).collect::<Vec<_>>(), [1, 512]),
+                    TensorData::new(prompt.iter().map(|&t| i64::from(t)).collect::<Vec<_>>(), [1, n]),
                     device,
                 );
                 let out = model.forward(ForwardInput::new(input).with_logits(Logits::Last), &Hooks::default(), None)?;
@@ -155,7 +247,10 @@ pub fn run_benches<B: Backend>(
             let prompts: Vec<Vec<u32>> = (0..batch).map(|b| ids(16, cfg.vocab_size, b as u64 + 2)).collect();
             // No stop ids: every sequence runs the full 128 tokens.
             let gen_cfg = GenerationConfig::greedy(128, vec![]);
-            let r = measure(name, batch * 128, repeats, || {
+            let flops = batch as f64
+                * (forward_flops(&cfg, 16.0, 0.0, layers, 1.0)
+                    + (0..127).map(|p| forward_flops(&cfg, 1.0, 16.0 + p as f64, layers, 1.0)).sum::<f64>());
+            let r = measure(name, batch * 128, flops, repeats, || {
                 let g = generate(&model, &prompts, &gen_cfg)?;
                 anyhow::ensure!(g.iter().all(|s| s.ids.len() == 128), "a sequence stopped early");
                 Ok(())
@@ -165,20 +260,33 @@ pub fn run_benches<B: Backend>(
     }
     if wanted("stage2_step") {
         type AD<B> = Autodiff<B>;
-        let cfg = stage2_model();
-        let seq = 512;
+        let (cfg, seq, latents, layer) = if big {
+            (r1_distill_15b(), 2048, 65_536, 12)
+        } else {
+            let c = stage2_model();
+            let l = 16 * c.hidden_size;
+            (c, 512, l, 2)
+        };
         let chunks: Vec<Vec<u32>> = (0..2).map(|c| ids(seq, cfg.vocab_size, 10 + c)).collect();
-        let sae = SparseCoder::<AD<B>>::random(SaeConfig::new(cfg.hidden_size, 16 * cfg.hidden_size, 32), 0, device)?;
+        let sae = SparseCoder::<AD<B>>::random(SaeConfig::new(cfg.hidden_size, latents, 32), 0, device)?;
         let lora = LoraConfig::reference();
         let tmp = std::env::temp_dir().join(format!("resa-bench-stage2-{}", std::process::id()));
-        let mut base = Qwen2ForCausalLM::<AD<B>>::random(&cfg, 0, device, DType::F32);
+        let mut base = Qwen2ForCausalLM::<AD<B>>::random(&cfg, 0, device, opts.dtype);
         resa_lora::attach(&mut base, &lora, 0)?;
         let base = resa_lora::trainable(base);
+        // Teacher and student forwards, the backward to the hookpoint (input gradients of
+        // the layers after it and of the head), the SAE's dense encoder.
+        let t = seq as f64;
+        let layers = cfg.num_hidden_layers as f64;
+        let after = layers - (layer + 1) as f64;
+        let flops = 2.0 * forward_flops(&cfg, t, 0.0, layers, t)
+            + forward_flops(&cfg, t, 0.0, after, t)
+            + 2.0 * t * (cfg.hidden_size * latents) as f64;
         // The step includes writing its (small) checkpoint, as every last step of a run does.
-        let r = measure("stage2_step", seq, repeats, || {
+        let r = measure("stage2_step", seq, flops, repeats, || {
             let m = base.clone();
             let objective =
-                Objective::SaeTuning { sae: &sae, hookpoint: Hookpoint::Residual(2), grad: SaeGrad::Detach };
+                Objective::SaeTuning { sae: &sae, hookpoint: Hookpoint::Residual(layer), grad: SaeGrad::Detach };
             let tune = TuneConfig { max_steps: Some(1), save_every: 1000, out: tmp.clone(), ..TuneConfig::default() };
             train_adapters(m, &lora, &objective, &chunks, &tune, &mut |_| false)?;
             Ok(())
@@ -187,14 +295,16 @@ pub fn run_benches<B: Backend>(
         push(r, &mut out);
     }
     if wanted("sae_step") {
-        let (d, latents, n) = (1536, 16384, 4096);
+        let (d, latents, n) = (1536, if big { 65_536 } else { 16_384 }, 4096);
         let sae = SparseCoder::<B>::random(SaeConfig::new(d, latents, 32), 0, device)?;
         let mut trainer = SaeTrainer::<Autodiff<B>>::new(
             sae,
             TrainConfig { optimizer: OptimizerKind::Adam, ..TrainConfig::default() },
         )?;
         let acts = Tensor::<B, 2>::random([n, d], Distribution::Normal(0.0, 1.0), device);
-        let r = measure("sae_step", n, repeats, || {
+        // Dense encoder forward and its two backward products; the decoder is k-sparse.
+        let flops = 6.0 * (n * d * latents) as f64;
+        let r = measure("sae_step", n, flops, repeats, || {
             trainer.step(acts.clone())?;
             Ok(())
         })?;

@@ -1,8 +1,8 @@
 //! `resa bench`: the fixed workloads of `resa::bench` (what `cargo xtask bench` runs).
 
-use burn::tensor::backend::Backend;
-use resa::bench::{BenchResult, run_benches};
-use resa::device::DeviceSpec;
+use burn::tensor::{DType, backend::Backend};
+use resa::bench::{BenchOptions, BenchResult, BenchSize, run_benches};
+use resa::device::{DeviceSpec, parse_dtype};
 use resa::with_backend;
 
 /// Arguments of `resa bench`.
@@ -14,6 +14,16 @@ pub struct BenchArgs {
     /// Timed runs per workload (after one warm-up).
     #[arg(long, default_value_t = 3)]
     pub repeats: usize,
+    /// Shapes: `cpu` (the default workloads) or `1.5b` (R1-Distill-Qwen-1.5B, for a GPU).
+    #[arg(long, default_value = "cpu")]
+    pub size: BenchSize,
+    /// Compute dtype of the models: f32 (default) or bf16.
+    #[arg(long, default_value = "f32", value_parser = parse_dtype)]
+    pub dtype: DType,
+    /// The device's peak rate in TFLOP/s for the dtype (e.g. 989 for an H100 SXM in bf16);
+    /// adds a model-FLOPs-utilisation column.
+    #[arg(long)]
+    pub peak_tflops: Option<f64>,
     /// Print one JSON object per workload instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -26,28 +36,46 @@ pub struct BenchArgs {
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let spec = args.device;
     if !args.json {
-        println!("device {spec}, {} threads available", std::thread::available_parallelism().map_or(0, |n| n.get()));
-        println!("| workload | tokens | median s | tokens/s | peak RSS MiB |\n|---|---:|---:|---:|---:|");
+        println!(
+            "device {spec}, {:?}, {:?} shapes, {} threads available",
+            args.dtype,
+            args.size,
+            std::thread::available_parallelism().map_or(0, |n| n.get())
+        );
+        println!(
+            "| workload | tokens | median s | tokens/s | TFLOP/s | MFU | peak RSS MiB |\n|---|---:|---:|---:|---:|---:|---:|"
+        );
     }
-    let json = args.json;
+    let (json, peak) = (args.json, args.peak_tflops);
     let mut print = |r: &BenchResult| {
         if json {
-            println!("{}", serde_json::to_string(r).unwrap_or_default());
+            let mut v = serde_json::to_value(r).unwrap_or_default();
+            if let (Some(p), Some(o)) = (peak, v.as_object_mut()) {
+                o.insert("mfu".into(), (r.tflops_per_second / p).into());
+            }
+            println!("{v}");
         } else {
             println!(
-                "| {} | {} | {:.3} | {:.1} | {} |",
+                "| {} | {} | {:.3} | {:.1} | {:.3} | {} | {} |",
                 r.name,
                 r.tokens,
                 r.median_seconds,
                 r.tokens_per_second,
+                r.tflops_per_second,
+                peak.map_or("-".into(), |p| format!("{:.1}%", 100.0 * r.tflops_per_second / p)),
                 r.peak_rss_mib.map_or("-".into(), |m| format!("{m:.0}"))
             );
         }
     };
-    with_backend!(spec, |B, device| { bench::<B>(&device, &args, &mut print) })
+    let opts = BenchOptions { only: args.only.clone(), repeats: args.repeats, size: args.size, dtype: args.dtype };
+    with_backend!(spec, |B, device| { bench::<B>(&device, &opts, &mut print) })
 }
 
-fn bench<B: Backend>(device: &B::Device, args: &BenchArgs, print: &mut dyn FnMut(&BenchResult)) -> anyhow::Result<()> {
-    run_benches::<B>(device, &args.only, args.repeats, print)?;
+fn bench<B: Backend>(
+    device: &B::Device,
+    opts: &BenchOptions,
+    print: &mut dyn FnMut(&BenchResult),
+) -> anyhow::Result<()> {
+    run_benches::<B>(device, opts, print)?;
     Ok(())
 }
