@@ -294,7 +294,7 @@ impl<B: Backend> SparseCoder<B> {
         let fvu = e.clone().powi_scalar(2).sum() / total_variance.clone();
         let multi_topk_fvu = if self.cfg.multi_topk {
             let k4 = (4 * self.cfg.k).min(self.num_latents());
-            let (acts, idx) = enc.pre_acts.topk_with_indices(k4, 1);
+            let (acts, idx) = topk_rows(enc.pre_acts, k4);
             let out = self.decode(acts, idx);
             (out - x).powi_scalar(2).sum() / total_variance
         } else {
@@ -318,7 +318,7 @@ pub(crate) fn select_latents<B: Backend>(
 ) -> (Tensor<B, 2>, Tensor<B, 2, Int>) {
     let [n, l] = pre_acts.dims();
     match activation {
-        Activation::TopK => pre_acts.topk_with_indices(k, 1),
+        Activation::TopK => topk_rows(pre_acts, k),
         Activation::GroupMax => {
             let group = l / k;
             let (v, i) = pre_acts.reshape([n, k, group]).max_dim_with_indices(2);
@@ -328,12 +328,41 @@ pub(crate) fn select_latents<B: Backend>(
     }
 }
 
+/// The `k` largest values of each row of `x` `[n, L]` and their column indices, largest
+/// first — the values of `x.topk_with_indices(k, 1)`, without sorting whole rows.
+///
+/// burn 0.21's `topk_with_indices` sorts every row (`O(L log L)`); here the row is cut into
+/// blocks of `b ≈ √(L/k)` columns, the `k` blocks with the largest maxima are kept (every
+/// one of the row's `k` largest values lies in one of them: a block holding one has a
+/// maximum at least that large, and at most `k` blocks can), and only their `k·b`
+/// candidates are sorted. On the CPU at `[4096, 16384]`, k 32 this took 0.6 s against 5.6 s.
+/// The values are the same; among equal values (rows with fewer than `k` positive entries
+/// after a ReLU) other indices than a full sort's may be chosen, which PyTorch's `topk`
+/// does not specify either.
+pub fn topk_rows<B: Backend>(x: Tensor<B, 2>, k: usize) -> (Tensor<B, 2>, Tensor<B, 2, Int>) {
+    let [n, l] = x.dims();
+    let ratio = l / k.max(1);
+    let block = if ratio >= 16 { 1usize << ((ratio as f64).sqrt().log2().floor() as u32) } else { 1 };
+    if block < 2 || !l.is_multiple_of(block) || l / block < k || k == 0 {
+        return x.topk_with_indices(k, 1);
+    }
+    let blocks = l / block;
+    let maxima = x.clone().reshape([n, blocks, block]).max_dim(2).reshape([n, blocks]);
+    let (_, chosen) = maxima.topk_with_indices(k, 1);
+    let offsets = Tensor::<B, 1, Int>::arange(0..block as i64, &x.device()).reshape([1, 1, block]);
+    let candidates = (chosen.reshape([n, k, 1]).mul_scalar(block as i64) + offsets).reshape([n, k * block]);
+    let (values, at) = x.gather(1, candidates.clone()).topk_with_indices(k, 1);
+    (values, candidates.gather(1, at))
+}
+
 /// `Σ_j acts[·, j] W[indices[·, j]]` `[n, d]` by gathering rows of `w` `[L, d]`.
 pub fn sparse_decode<B: Backend>(w: Tensor<B, 2>, indices: Tensor<B, 2, Int>, acts: Tensor<B, 2>) -> Tensor<B, 2> {
     let [n, k] = indices.dims();
     let [_, d] = w.dims();
     let rows = w.select(0, indices.reshape([n * k])).reshape([n, k, d]);
-    (rows * acts.unsqueeze_dim::<3>(2)).sum_dim(1).reshape([n, d])
+    // A batched [1, k] × [k, d] product per input: on flex this is 50× faster forward and 7×
+    // backward than the broadcast multiply and sum over k (measured at n 4096, k 32, d 1536).
+    acts.reshape([n, 1, k]).matmul(rows).reshape([n, d])
 }
 
 /// The AuxK loss: the top k_aux dead latents' decoding of the residual `e`, scaled.
@@ -357,7 +386,7 @@ pub(crate) fn auxk_loss<B: Backend>(
     let scale = (num_dead as f32 / k_aux as f32).min(1.0);
     let k_aux = k_aux.min(num_dead as usize);
     let auxk_latents = pre_acts.mask_fill(dead_mask.bool_not().unsqueeze_dim(0), f32::NEG_INFINITY);
-    let (acts, idx) = auxk_latents.topk_with_indices(k_aux, 1);
+    let (acts, idx) = topk_rows(auxk_latents, k_aux);
     let e_hat = sparse_decode(w_dec.clone(), idx, acts);
     Ok((e_hat - e.detach()).powi_scalar(2).sum().mul_scalar(scale) / total_variance)
 }

@@ -26,7 +26,7 @@ use burn::tensor::{
 use resa_qwen2::safetensors_io::{OwnedTensor, SafetensorsReader, write_atomic, write_safetensors};
 use serde::{Deserialize, Serialize};
 
-use crate::coder::{SparseCoder, owned, select_latents, sparse_decode, tensor_to_vec, total_variance};
+use crate::coder::{SparseCoder, owned, select_latents, sparse_decode, tensor_to_vec, topk_rows, total_variance};
 use crate::error::{Error, Result};
 
 /// The optimizer of SAE training.
@@ -386,13 +386,8 @@ impl<B: AutodiffBackend> SaeTrainer<B> {
     ) -> Result<ChunkResult<B::InnerBackend>> {
         let sae = &self.sae;
         let cfg = sae.config();
-        let [n, d] = y.dims();
+        let [_, d] = y.dims();
         let k = cfg.k;
-        // Selection without a gradient.
-        let pre = sae.pre_acts(y.clone())?;
-        let (_, idx) = select_latents(pre.clone(), k, cfg.activation);
-        let flat = Tensor::<B, 1, Int>::from_inner(idx.clone().reshape([n * k]));
-
         let p = Params::of(sae);
         let enc_w = Tensor::<B, 2>::from_inner(p.enc_w).require_grad();
         let enc_b = Tensor::<B, 1>::from_inner(p.enc_b).require_grad();
@@ -400,11 +395,18 @@ impl<B: AutodiffBackend> SaeTrainer<B> {
         let b_dec = Tensor::<B, 1>::from_inner(p.b_dec).require_grad();
         let w_skip = p.w_skip.map(|w| Tensor::<B, 2>::from_inner(w).require_grad());
 
+        // Selection without a gradient (the dense product, on the inner backend); then the
+        // selected latents' values recomputed with one from the k gathered encoder rows of
+        // each input, as batched [k, d] × [d, 1] products: the gradient reaches only those
+        // rows (sparsify's fused encoder) and no dense [n, L] gradient is formed.
+        let pre = sae.pre_acts(y.clone())?;
+        let (_, idx) = select_latents(pre.clone(), k, cfg.activation);
+        let [n, _] = idx.dims();
+        let flat = Tensor::<B, 1, Int>::from_inner(idx.clone().reshape([n * k]));
         let y_ad = Tensor::<B, 2>::from_inner(y);
         let xc = y_ad.clone() - b_dec.clone().unsqueeze_dim(0);
         let rows = enc_w.clone().select(0, flat.clone()).reshape([n, k, d]);
-        let v = (rows * xc.unsqueeze_dim::<3>(1)).sum_dim(2).reshape([n, k])
-            + enc_b.clone().select(0, flat).reshape([n, k]);
+        let v = rows.matmul(xc.reshape([n, d, 1])).reshape([n, k]) + enc_b.clone().select(0, flat).reshape([n, k]);
         // ReLU forward, identity backward (sparsify's fused encoder).
         let acts = v.clone() + (relu(v.clone()) - v).detach();
         let idx_ad = Tensor::<B, 2, Int>::from_inner(idx.clone());
@@ -424,7 +426,7 @@ impl<B: AutodiffBackend> SaeTrainer<B> {
             let scale = (num_dead as f64 / k_aux as f64).min(1.0);
             let k_aux = k_aux.min(num_dead as usize);
             let masked = pre.clone().mask_fill(mask.bool_not().unsqueeze_dim(0), f32::NEG_INFINITY);
-            let (a, i) = masked.topk_with_indices(k_aux, 1);
+            let (a, i) = topk_rows(masked, k_aux);
             let e_hat = sparse_decode(w_dec.clone(), Tensor::from_inner(i), Tensor::from_inner(a));
             let auxk = (e_hat - e.detach()).powi_scalar(2).sum().mul_scalar(scale) / tv_ad.clone();
             auxk_value = scalar_f32(auxk.clone().inner());
@@ -434,7 +436,7 @@ impl<B: AutodiffBackend> SaeTrainer<B> {
         let mut fired_indices = idx;
         if cfg.multi_topk {
             let k4 = (4 * k).min(sae.num_latents());
-            let (a, i) = pre.topk_with_indices(k4, 1);
+            let (a, i) = topk_rows(pre, k4);
             // sparsify's forward returns the 4k indices in this mode, and its trainer marks
             // them all as fired; do the same so dead-latent counts agree.
             fired_indices = i.clone();
