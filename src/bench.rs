@@ -9,7 +9,9 @@
 //!   middle layer, on a small Qwen2 (hidden 512, 4 layers, vocabulary 8192), 512 tokens;
 //! - `sae_step`: one SAE training step (Adam), d_in 1536, 16384 latents, k 32, 4096 tokens;
 //! - `decode_b1`, `decode_b8`: greedy decoding of 128 new tokens after a 16-token prompt,
-//!   batch 1 and 8, Qwen2.5-0.5B shapes.
+//!   batch 1 and 8, Qwen2.5-0.5B shapes;
+//! - `gemm`: one 2048 × 2048 × 2048 matrix product in the compute dtype (4096 at `1.5b`),
+//!   the backend's attainable rate that the other workloads' TFLOP/s are compared with.
 //!
 //! Each workload runs once to warm up, then `repeats` times; the median time gives tokens/s.
 //!
@@ -31,7 +33,7 @@ use resa_tune::{Objective, SaeGrad, TuneConfig, train_adapters};
 use serde::Serialize;
 
 /// The workloads, in the order they run.
-pub const WORKLOADS: [&str; 5] = ["prefill", "stage2_step", "sae_step", "decode_b1", "decode_b8"];
+pub const WORKLOADS: [&str; 6] = ["gemm", "prefill", "stage2_step", "sae_step", "decode_b1", "decode_b8"];
 
 /// One measured workload.
 #[derive(Debug, Clone, Serialize)]
@@ -220,6 +222,17 @@ pub fn run_benches<B: Backend>(
         on_result(&r);
         out.push(r);
     };
+    if wanted("gemm") {
+        let n = if big { 4096 } else { 2048 };
+        let a = Tensor::<B, 2>::random([n, n], Distribution::Normal(0.0, 1.0), device).cast(opts.dtype);
+        let b = Tensor::<B, 2>::random([n, n], Distribution::Normal(0.0, 1.0), device).cast(opts.dtype);
+        let r = measure("gemm", n, 2.0 * (n as f64).powi(3), repeats, || {
+            let c = a.clone().matmul(b.clone());
+            let _ = c.slice([0..1, 0..1]).into_data();
+            Ok(())
+        })?;
+        push(r, &mut out);
+    }
     if wanted("prefill") || wanted("decode_b1") || wanted("decode_b8") {
         let cfg = if big { r1_distill_15b() } else { qwen25_05b() };
         let layers = cfg.num_hidden_layers as f64;

@@ -28,7 +28,7 @@ from peft import LoraConfig, get_peft_model  # noqa: E402
 from sparsify import SparseCoder, SparseCoderConfig  # noqa: E402
 from transformers import Qwen2Config, Qwen2ForCausalLM  # noqa: E402
 
-WORKLOADS = ["prefill", "stage2_step", "sae_step", "decode_b1", "decode_b8"]
+WORKLOADS = ["gemm", "prefill", "stage2_step", "sae_step", "decode_b1", "decode_b8"]
 
 
 def qwen25_05b():
@@ -134,6 +134,15 @@ def main():
     if not args.json:
         print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}, {args.dtype}, {args.size} shapes")
         print("| workload | tokens | median s | tokens/s | TFLOP/s | MFU | peak RSS MiB |\n|---|---:|---:|---:|---:|---:|---:|")
+    if wanted("gemm"):
+        n = 4096 if big else 2048
+        a = torch.randn(n, n, device=device, dtype=dtype)
+        b = torch.randn(n, n, device=device, dtype=dtype)
+
+        def gemm():
+            (a @ b)[0, 0].item()
+
+        report(measure("gemm", n, 2.0 * n ** 3, args.repeats, gemm, device))
     if wanted("prefill") or wanted("decode_b1") or wanted("decode_b8"):
         mcfg = r1_distill_15b(dtype) if big else qwen25_05b()
         model = Qwen2ForCausalLM(mcfg).to(device=device, dtype=dtype).eval()
