@@ -4,8 +4,6 @@
 //! Dropout is off: the replicas draw dropout masks concurrently from the backend's one
 //! random generator, so with dropout the masks depend on thread timing.
 
-use std::path::Path;
-
 use resa_lora::LoraConfig;
 use resa_qwen2::Hookpoint;
 use resa_tune::{Error, Objective, SaeGrad, TuneConfig, train_adapters};
@@ -13,14 +11,6 @@ use resa_tune::{Error, Objective, SaeGrad, TuneConfig, train_adapters};
 mod common;
 
 use common::*;
-
-fn adapter_values(dir: &Path) -> Vec<f32> {
-    let r = resa_qwen2::safetensors_io::SafetensorsReader::open_file(dir.join("adapter_model.safetensors"))
-        .expect("adapter");
-    let mut keys: Vec<String> = r.keys().map(str::to_string).collect();
-    keys.sort();
-    keys.iter().flat_map(|k| r.read_f32_any(k).expect("tensor").0).collect()
-}
 
 fn no_dropout() -> LoraConfig {
     LoraConfig::new(4, 16.0, 0.0, &resa_lora::ALL_LINEAR)

@@ -2,22 +2,12 @@
 //! adapter of an uninterrupted run (CPU backend, dropout on). Its own test binary, so no
 //! other test draws from the backend's global random generator meanwhile.
 
-use std::path::Path;
-
 use resa_qwen2::Hookpoint;
 use resa_tune::{Objective, SaeGrad, TuneConfig, train_adapters};
 
 mod common;
 
 use common::*;
-
-fn adapter_values(dir: &Path) -> Vec<f32> {
-    let r = resa_qwen2::safetensors_io::SafetensorsReader::open_file(dir.join("adapter_model.safetensors"))
-        .expect("adapter");
-    let mut keys: Vec<String> = r.keys().map(str::to_string).collect();
-    keys.sort();
-    keys.iter().flat_map(|k| r.read_f32_any(k).expect("tensor").0).collect()
-}
 
 #[test]
 fn an_interrupted_run_resumes_to_the_same_adapter() {

@@ -41,3 +41,12 @@ pub fn chunks(n: usize, len: usize) -> Vec<Vec<u32>> {
 pub fn lora() -> LoraConfig {
     LoraConfig::new(4, 16.0, 0.05, &resa_lora::ALL_LINEAR)
 }
+
+/// Every value of an adapter folder's tensors, in key order.
+pub fn adapter_values(dir: &Path) -> Vec<f32> {
+    let r = resa_qwen2::safetensors_io::SafetensorsReader::open_file(dir.join("adapter_model.safetensors"))
+        .expect("adapter");
+    let mut keys: Vec<String> = r.keys().map(str::to_string).collect();
+    keys.sort();
+    keys.iter().flat_map(|k| r.read_f32_any(k).expect("tensor").0).collect()
+}
