@@ -20,8 +20,8 @@ use burn::backend::Autodiff;
 use burn::module::Param;
 use burn::tensor::{DType, Distribution, Tensor, backend::Backend};
 use resa_data::toy::{self, ToyWorld};
-use resa_eval::{EvalConfig, Report, TaskSources};
-use resa_qwen2::{Qwen2ForCausalLM, Sampling, Tokenizer, hub};
+use resa_eval::{EvalConfig, Report, TaskSources, bench_columns, compare_markdown};
+use resa_qwen2::{Hookpoint, Qwen2Config, Qwen2ForCausalLM, Sampling, Tokenizer, hub};
 use resa_sae::{SaeConfig, SparseCoder};
 use resa_tune::pipeline::{ModelRef, PipelineConfig, PipelineEvent, SaeMode, run_stage1};
 use serde::{Deserialize, Serialize};
@@ -121,26 +121,21 @@ impl Experiment {
         if exp.tune.is_none() && exp.eval.model.is_none() {
             bail!("{}: without [tune], [eval] must name a model", path.display());
         }
-        exp.pipeline(Path::new("runs"), None).with_context(|| format!("{}: [tune]", path.display()))?;
+        exp.pipeline(Path::new("runs")).with_context(|| format!("{}: [tune]", path.display()))?;
         Ok(exp)
     }
 
-    /// The tune section as a pipeline configuration writing into `out`, with the hookpoint
-    /// replaced when given. `None` without a tune section.
-    pub fn pipeline(&self, out: &Path, hookpoint: Option<&str>) -> anyhow::Result<Option<PipelineConfig>> {
+    /// The tune section as a pipeline configuration writing into `out`; `None` without one.
+    pub fn pipeline(&self, out: &Path) -> anyhow::Result<Option<PipelineConfig>> {
         let Some(tune) = &self.tune else { return Ok(None) };
         let mut table = tune.clone();
         table.insert("out".into(), toml::Value::String(out.display().to_string()));
-        let mut cfg: PipelineConfig = table.try_into()?;
-        if let Some(h) = hookpoint {
-            cfg.sae.hookpoint = h.to_string();
-        }
-        Ok(Some(cfg))
+        Ok(Some(table.try_into()?))
     }
 
     /// The model the evaluation runs on.
     pub fn eval_model(&self) -> anyhow::Result<ModelRef> {
-        match (&self.eval.model, self.pipeline(Path::new("runs"), None)?) {
+        match (&self.eval.model, self.pipeline(Path::new("runs"))?) {
             (Some(m), _) => Ok(m.clone()),
             (None, Some(cfg)) => Ok(cfg.target),
             (None, None) => bail!("{}: [eval] names no model", self.name),
@@ -209,10 +204,9 @@ pub struct TinyAssets {
 impl TinyAssets {
     /// Makes (or reuses) the toy assets under `dir` for the toy model at `model`.
     pub fn prepare<B: Backend>(model: &Path, dir: &Path, device: &B::Device) -> anyhow::Result<TinyAssets> {
-        let m = Qwen2ForCausalLM::<B>::from_pretrained(model, device, DType::F32)
+        let config = Qwen2Config::from_file(model.join("config.json"))
             .with_context(|| format!("--tiny needs the toy model at {}", model.display()))?;
-        let layers = m.config().num_hidden_layers;
-        let hidden = m.config().hidden_size;
+        let (layers, hidden) = (config.num_hidden_layers, config.hidden_size);
         let data = dir.join("data");
         if !data.join("train.jsonl").is_file() {
             ToyWorld::with_seed(0).write_splits(&data, [64, 0, 0])?;
@@ -255,13 +249,15 @@ impl TinyAssets {
         Ok(dir)
     }
 
-    /// `layers.N[.mlp]` of a 28-layer model mapped to the toy model's depth.
+    /// `layers.N[.mlp]` of a 28-layer model mapped to the toy model's depth (other names
+    /// are left for the pipeline to refuse).
     pub fn hookpoint(&self, h: &str) -> String {
-        let rest = h.strip_prefix("layers.").unwrap_or(h);
-        let (n, suffix) = rest.split_once('.').map_or((rest, ""), |(n, s)| (n, s));
-        let Ok(n) = n.parse::<usize>() else { return h.to_string() };
-        let scaled = (n * self.layers / PAPER_LAYERS).min(self.layers - 1);
-        if suffix.is_empty() { format!("layers.{scaled}") } else { format!("layers.{scaled}.{suffix}") }
+        let scale = |n: usize| (n * self.layers / PAPER_LAYERS).min(self.layers - 1);
+        match h.parse::<Hookpoint>() {
+            Ok(Hookpoint::Residual(n)) => Hookpoint::Residual(scale(n)).to_string(),
+            Ok(Hookpoint::Mlp(n)) => Hookpoint::Mlp(scale(n)).to_string(),
+            Err(_) => h.to_string(),
+        }
     }
 
     fn model_ref<B: Backend>(&self, r: &ModelRef, device: &B::Device) -> anyhow::Result<ModelRef> {
@@ -321,7 +317,7 @@ pub fn plan<B: Backend>(
         None => exp.eval_model()?,
     };
     let mut stages = Vec::new();
-    match (&exp.sweep, exp.pipeline(&out, None)?) {
+    match (&exp.sweep, exp.pipeline(&out)?) {
         (Some(sweep), Some(base)) => {
             let base = shrink(base)?;
             let mut hookpoints: Vec<String> =
@@ -509,42 +505,23 @@ pub fn run<B: Backend>(
 /// `result.md` (measured beside the paper) and `result.json`; for a sweep also
 /// `scores.json` (`{"layers.N": average}`, the input of `resa features --scores`).
 fn write_results(exp: &Experiment, rows: &[ResultRow], dir: &Path, tiny: bool) -> anyhow::Result<()> {
-    let benches: Vec<String> = {
-        let mut b: Vec<String> = rows.iter().flat_map(|r| r.report.benches.iter().map(|s| s.bench.clone())).collect();
-        b.dedup();
-        b
-    };
     let mut md = format!("# {} — {}\n\n{} ({}).\n", exp.name, exp.title, exp.table, exp.provenance);
     if tiny {
         md.push_str("\n**--tiny run on the toy model: these numbers are not comparable with the paper's.**\n");
     }
-    let _ = write!(md, "\n| run |");
-    for b in &benches {
-        let _ = write!(md, " {b} |");
-    }
-    md.push_str(" Avg. |\n|---|");
-    md.push_str(&"---:|".repeat(benches.len() + 1));
+    let labels: Vec<String> = rows.iter().map(|r| format!("{} (measured)", r.label)).collect();
+    let table: Vec<(&str, &Report)> = labels.iter().map(String::as_str).zip(rows.iter().map(|r| &r.report)).collect();
     md.push('\n');
-    for r in rows {
-        let _ = write!(md, "| {} (measured) |", r.label);
-        for b in &benches {
-            let cell = r.report.benches.iter().find(|s| &s.bench == b);
-            let _ = write!(
-                md,
-                " {} |",
-                cell.map_or("–".into(), |s| format!("{:.2} ± {:.2}", s.pass_at_1_pct, s.stderr_pct))
-            );
-        }
-        let _ = writeln!(md, " {:.2} |", r.report.average_pct);
-    }
+    md.push_str(&compare_markdown(&table));
+    let benches = bench_columns(rows.iter().map(|r| &r.report));
     if !exp.paper.is_empty() {
         let _ = write!(md, "| {} (paper) |", exp.name);
         for b in &benches {
-            let _ = write!(md, " {} |", exp.paper.get(b).map_or("–".into(), |v| format!("{v:.2}")));
+            let _ = write!(md, " {} |", exp.paper.get(*b).map_or(String::new(), |v| format!("{v:.2}")));
         }
-        let _ = writeln!(md, " {} |", exp.paper.get("average").map_or("–".into(), |v| format!("{v:.2}")));
+        let _ = writeln!(md, " {} |", exp.paper.get("average").map_or(String::new(), |v| format!("{v:.2}")));
     }
-    let missing: Vec<&str> = PAPER_TASKS.iter().copied().filter(|t| !benches.iter().any(|b| b == t)).collect();
+    let missing: Vec<&str> = PAPER_TASKS.iter().copied().filter(|t| !benches.contains(t)).collect();
     if !tiny && !missing.is_empty() {
         let _ = writeln!(md, "\nNot run: {} (the average is over the benchmarks run).", missing.join(", "));
     }

@@ -12,6 +12,6 @@ pub mod task;
 pub use bench::{MATH_BENCHMARKS, Problem, benchmark_file, load_problems};
 pub use error::{Error, Result};
 pub use grade::{Graded, extract_choice, grade_choice, grade_math};
-pub use report::{BenchScore, Report, compare_markdown};
+pub use report::{BenchScore, Report, bench_columns, compare_markdown};
 pub use runner::{CompletionRecord, EvalConfig, EvalFiles, Progress, evaluate, read_completions, sample_seed, score};
 pub use task::{EvalItem, Grader, TASKS, Task, TaskSources, TaskSpec, load_gpqa, load_task, task_spec};

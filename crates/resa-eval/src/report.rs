@@ -107,18 +107,25 @@ fn settings_line(cfg: &EvalConfig) -> String {
     )
 }
 
-/// A table with one row per report and one column per benchmark (the union, in first-seen
-/// order) plus the average, as the paper's tables are laid out. A blank cell means the
-/// model was not run on that benchmark.
-pub fn compare_markdown(rows: &[(&str, &Report)]) -> String {
+/// The benchmarks of `reports`, each once, in first-seen order: the columns of
+/// [`compare_markdown`].
+pub fn bench_columns<'a>(reports: impl IntoIterator<Item = &'a Report>) -> Vec<&'a str> {
     let mut benches: Vec<&str> = Vec::new();
-    for (_, r) in rows {
+    for r in reports {
         for b in &r.benches {
             if !benches.contains(&b.bench.as_str()) {
                 benches.push(&b.bench);
             }
         }
     }
+    benches
+}
+
+/// A table with one row per report and one column per benchmark (the union, in first-seen
+/// order) plus the average, as the paper's tables are laid out. A blank cell means the
+/// model was not run on that benchmark.
+pub fn compare_markdown(rows: &[(&str, &Report)]) -> String {
+    let benches = bench_columns(rows.iter().map(|(_, r)| *r));
     let mut s = String::new();
     let _ = write!(s, "| Model |");
     for b in &benches {
