@@ -1,365 +1,455 @@
-//! Finding the final answer in a completion, in the manner of math-verify's extraction for
-//! the paper's math tasks: `\boxed{…}` and "final answer is …" first, then "answer: …", then
-//! the last LaTeX span or number in the text; and normalising LaTeX for parsing.
+//! Finding answers in text, ported from math-verify 0.9 (`parser.py`): the same extraction
+//! targets (expression, LaTeX, literal strings), the same regular expressions, the same
+//! priorities (0: "final answer is … I hope" and boxed when asked; 50: "final answer … is";
+//! 100: "answer:"; 200: "answer"; 250/300: anywhere), and the same choice among matches:
+//! within the first priority that yields anything, matches are tried from the rightmost end
+//! (then the leftmost start) until one parses; with `fallback_mode = "first_match"` the
+//! first matched string is kept as a string candidate too.
 
-use crate::math::{Value, parse_value};
+use std::sync::LazyLock;
 
-/// The contents of every `\boxed{…}` / `\fbox{…}` (balanced braces), in order.
-pub fn boxed(text: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    for key in ["\\boxed", "\\fbox"] {
-        let mut from = 0;
-        while let Some(pos) = text[from..].find(key) {
-            let start = from + pos + key.len();
-            from = start;
-            let rest = &text[start..];
-            let rest_trim = rest.trim_start();
-            if let Some(body) = rest_trim.strip_prefix('{') {
-                let mut depth = 1;
-                let mut end = None;
-                for (i, ch) in body.char_indices() {
-                    match ch {
-                        '{' => depth += 1,
-                        '}' => {
-                            depth -= 1;
-                            if depth == 0 {
-                                end = Some(i);
-                                break;
-                            }
-                        }
-                        _ => {}
-                    }
-                }
-                if let Some(e) = end {
-                    out.push((start, body[..e].to_string()));
-                }
-            } else if let Some(word) = rest.strip_prefix(' ') {
-                // \boxed 5
-                let w: String = word.chars().take_while(|c| !c.is_whitespace() && *c != '$').collect();
-                if !w.is_empty() {
-                    out.push((start, w));
-                }
-            }
-        }
-    }
-    out.sort_by_key(|(p, _)| *p);
-    out.into_iter().map(|(_, s)| s).collect()
+use fancy_regex::{Captures, Regex, RegexBuilder};
+
+use crate::math::{Expr, Value, parse_value};
+use crate::normalize::{BoxedMode, NormalizationConfig, normalize_latex};
+
+/// What to look for in a text (math-verify's `ExtractionTarget`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Target {
+    /// Plain numbers (`1,000.5`, `.4`, `28 percent`) and simple arithmetic (`1/2`).
+    Expr,
+    /// LaTeX spans (`$…$`, `\[…\]`, `\(…\)`, ` […] `, bare `\frac{1}{2}`), optionally with
+    /// `\boxed{…}` at `boxed_priority` (math-verify's `boxed_match_priority`; `None` = -1,
+    /// boxes not looked for except inside spans).
+    Latex {
+        /// Priority of boxed matches (0 first; 50 math-verify's default).
+        boxed_priority: Option<u32>,
+    },
+    /// Literal strings (GPQA's letters), case-folded when `lowercase`.
+    Strings {
+        /// The strings (`["A", "B", "C", "D"]`).
+        strings: Vec<String>,
+        /// Compare lower-cased.
+        lowercase: bool,
+    },
 }
 
-/// LaTeX spans: `$$…$$`, `\[…\]`, `$…$`, `\(…\)`, with their end offsets.
-fn latex_spans(text: &str) -> Vec<(usize, String)> {
+impl Target {
+    /// LaTeX with boxed answers at priority 0 (lighteval's prediction target).
+    pub fn latex_boxed_first() -> Target {
+        Target::Latex { boxed_priority: Some(0) }
+    }
+    /// LaTeX with math-verify's default boxed priority (50).
+    pub fn latex() -> Target {
+        Target::Latex { boxed_priority: Some(50) }
+    }
+    /// The letters A–D.
+    pub fn letters() -> Target {
+        Target::Strings { strings: ["A", "B", "C", "D"].map(String::from).to_vec(), lowercase: true }
+    }
+}
+
+/// One candidate answer taken from a text.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Extracted {
+    /// A parsed value, with the (normalised) text it came from.
+    Value {
+        /// The value.
+        value: Value,
+        /// The normalised text.
+        text: String,
+    },
+    /// A matched string kept as text (`fallback_mode = "first_match"`, and string targets).
+    Text(String),
+}
+
+impl Extracted {
+    /// The text of the candidate.
+    pub fn text(&self) -> &str {
+        match self {
+            Extracted::Value { text, .. } | Extracted::Text(text) => text,
+        }
+    }
+}
+
+/// Why extraction stopped early.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Budget {
+    /// Everything was searched.
+    Complete,
+    /// A pattern exceeded its backtracking limit (the text is graded on what was found).
+    Exhausted,
+}
+
+const BACKTRACK_LIMIT: usize = 200_000;
+
+fn build(p: &str, dotall: bool) -> Regex {
+    let p = if dotall { format!("(?s){p}") } else { p.to_string() };
+    RegexBuilder::new(&p)
+        .backtrack_limit(BACKTRACK_LIMIT)
+        .build()
+        .unwrap_or_else(|e| panic!("extraction pattern {p}: {e}"))
+}
+
+/// Python's `$` without MULTILINE: the end, or before a final newline.
+const END: &str = r"(?=\n?\z)";
+
+fn expr_patterns() -> Vec<(Regex, u32)> {
+    let number = r"(?<!\d)(?:(?P<integer1>-?[1-9]\d{0,2}(?:[ ,]\d{3})+)(?P<decimal1>\.\d+)?|(?P<integer2>-?\d+)(?P<decimal2>[.,]\d+)|(?P<decimal3>\.\d+)|(?P<integer3>-?\d+))(?P<percent>\s*(?:%|[Pp]ercent|\s*[Pp]ercentage|\s*[Pp]ct))?";
+    let ops = r"\+\-\*×/\^\(\)÷";
+    let all = format!(r"[\d\.\s{ops}]");
+    let expr = format!(r"(?P<expr>-?\(?-?\d{all}*[{ops}]{all}+\)?)");
+    let prefix = r"(?:\A|\s|=)(?:\*\*)?";
+    let suffix = format!(r"(?:\*\*)?(?:\.|,|:|\s|\)|\$|{END})");
+    let currency = "[$€£¥₹₽₪₩₫฿₡₢₣₤₥₦₧₨₩₪₫₭₮₯₰₱₲₳₴₵₶₷₸₹₺₻₼₽₾₿]";
+    let expr_anchored = format!("(?:{prefix}{expr}{suffix})");
+    let number_anchored = format!("(?:{prefix}{currency}?{number})");
+    let eon = format!("(?:{expr_anchored}|{number_anchored})");
+    let answer = "(?i:answer)";
+    [
+        (format!(r"(?i:final answer is):?\s*{eon}\.?\s?I hope"), 0),
+        (format!(r"(?i:final answer.{{0,100}}?)\s+is:?{eon}"), 50),
+        (format!(r"{answer}:(?:.{{0,100}}=\s*|.{{0,50}}?){eon}(?!\s*=)"), 100),
+        (format!(r"{answer}(?:.{{0,100}}=\s*|.{{0,50}}?){eon}(?!\s*=)"), 200),
+        (expr_anchored, 300),
+        (number_anchored, 300),
+    ]
+    .into_iter()
+    .map(|(p, prio)| (build(&p, false), prio))
+    .collect()
+}
+
+fn latex_env(prefix: &str, boxed: bool) -> String {
+    let percent = format!(r"(?P<{prefix}percent>(?:\\?%|[Pp]ercent|[Pp]ercentage|[Pp]ct))");
+    let dd = r"(?:[^$]|\$(?!\$))";
+    let db = r"(?:[^\\]|\\(?!\]))";
+    let id = r"(?:\\[$]|[^\n$])";
+    let ip = r"(?:[^\\\n]|\\(?!\)))";
+    let ib = r"[^\n\]\[]";
+    let content = |c: &str| {
+        if boxed { format!(r"{c}*?\\boxed\{{{c}+?\}}{c}*?") } else { format!("{c}+?") }
+    };
+    let mut patterns = vec![
+        format!(r"(?<!\\)\$\$(?P<{prefix}latexDisplayDollar>{})(?<!\\)\$\$", content(dd)),
+        format!(r"(?<!\\)\\\[(?P<{prefix}latexDisplayBracket>{})(?<!\\)\\\]", content(db)),
+        format!(r"(?<!\\|\d)\$(?P<{prefix}latexInlineDollar>{})(?<!\\)\$", content(id)),
+        format!(r"(?<!\\)\\\((?P<{prefix}latexInlineParenthesis>{})(?<!\\)\\\)", content(ip)),
+        format!(r"\s\[(?P<{prefix}latexInlineBracket>{})\]\s", content(ib)),
+    ];
+    if !boxed {
+        let n = r"-?\d+(?:[.,]\d+)?";
+        patterns.push(format!(r"(?P<{prefix}latexFraction>-?\\frac\{{{n}\}}\{{{n}\}})"));
+    }
+    format!(r"(?:(?:{})\s*{percent}?)", patterns.join("|"))
+}
+
+fn latex_patterns(boxed_priority: Option<u32>) -> Vec<(Regex, u32)> {
+    let next: String =
+        (1..=5).map(|i| format!(r"(?:\s*(?:,?and|,?or|,)\s*{})?", latex_env(&format!("next{i}_"), false))).collect();
+    let envs = format!("(?:{}{next})", latex_env("first_", false));
+    let answer = "(?i:answer)";
+    let mut out = vec![
+        (format!(r"(?i:final answer is):?\s*{envs}\.?\s?I hope"), 0),
+        (format!(r"(?i:final answer.{{0,100}}?)\s+is:?\s*{envs}"), 50),
+        (format!(r"{answer}:.{{0,50}}?{envs}"), 100),
+        (format!(r"{answer}.{{0,50}}?{envs}"), 200),
+        (envs.clone(), 300),
+    ];
+    if let Some(p) = boxed_priority {
+        let next: String = (1..=5)
+            .map(|i| format!(r"\s*(?:\s*(?:,?and|,?or|,)\s*{})?", latex_env(&format!("next{i}_"), true)))
+            .collect();
+        out.push((format!("{}{next}", latex_env("first_", true)), p));
+        out.push((r"(?P<first_latexBoxed>\\boxed\{.+\})".to_string(), p));
+    }
+    out.into_iter().map(|(p, prio)| (build(&p, true), prio)).collect()
+}
+
+fn string_patterns(strings: &[String]) -> Vec<(Regex, u32)> {
+    // lighteval's indices extraction: a letter, or the letter in parentheses (`(B)`).
+    let keys: Vec<String> = strings
+        .iter()
+        .map(|s| {
+            let e = fancy_regex::escape(s);
+            format!(r"(?:{e}|\({e}\))")
+        })
+        .collect();
+    let keys = format!("(?P<string_keys>{})", keys.join("|"));
+    let suffix = format!(r"(?:\*\*)?(?:\.|,|:|\s|{END})");
+    let answer_re = format!(r"(?:\A|\s)(?:\*\*)?{keys}{suffix}");
+    let answer_start = format!(r"\A(?:\*\*)?{keys}{suffix}");
+    [
+        (format!(r"(?i:final answer is):?\s*{keys}\.?\s?I hope"), 0),
+        (format!(r"(?i:final answer.{{0,100}}?)\s+is:?\s*{keys}"), 50),
+        (format!(r"(?i:answer):.{{0,50}}?{answer_re}"), 100),
+        (format!(r"(?i:answer).{{0,50}}?{answer_re}"), 200),
+        (answer_start, 250),
+        (format!(r"\n(?:\*\*)?{keys}{suffix}"), 250),
+        (answer_re, 300),
+    ]
+    .into_iter()
+    .map(|(p, prio)| (build(&p, false), prio))
+    .collect()
+}
+
+static EXPR: LazyLock<Vec<(Regex, u32)>> = LazyLock::new(expr_patterns);
+static LATEX_BOXED_0: LazyLock<Vec<(Regex, u32)>> = LazyLock::new(|| latex_patterns(Some(0)));
+static LATEX_BOXED_50: LazyLock<Vec<(Regex, u32)>> = LazyLock::new(|| latex_patterns(Some(50)));
+static LATEX_NO_BOX: LazyLock<Vec<(Regex, u32)>> = LazyLock::new(|| latex_patterns(None));
+
+fn patterns(target: &Target) -> std::borrow::Cow<'static, [(Regex, u32)]> {
+    use std::borrow::Cow;
+    match target {
+        Target::Expr => Cow::Borrowed(&EXPR[..]),
+        Target::Latex { boxed_priority: Some(0) } => Cow::Borrowed(&LATEX_BOXED_0[..]),
+        Target::Latex { boxed_priority: Some(50) } => Cow::Borrowed(&LATEX_BOXED_50[..]),
+        Target::Latex { boxed_priority: None } => Cow::Borrowed(&LATEX_NO_BOX[..]),
+        Target::Latex { boxed_priority } => Cow::Owned(latex_patterns(*boxed_priority)),
+        Target::Strings { strings, .. } => Cow::Owned(string_patterns(strings)),
+    }
+}
+
+/// A number as math-verify builds it from the number groups: separators dropped, leading
+/// zeros stripped, decimal comma read as a point; `float` when it has a decimal part.
+fn number_value(integer: &str, decimal: &str, pct: bool) -> Option<(Value, String)> {
+    let int: String = integer.chars().filter(|c| *c != ',' && *c != ' ').collect();
+    let (neg, digits) = match int.strip_prefix('-') {
+        Some(d) => (true, d),
+        None => (false, int.as_str()),
+    };
+    let mut digits = digits.trim_start_matches('0').to_string();
+    if digits.is_empty() && !neg {
+        digits = "0".into();
+    }
+    let sign = if neg { "-" } else { "" };
+    let dec = decimal.replace(',', ".");
+    let text = format!("{sign}{digits}{dec}");
+    let value: f64 = if digits.is_empty() { format!("-0{dec}") } else { text.clone() }.parse().ok()?;
+    let mut e = Expr::Num { value: value.abs(), float: !dec.is_empty() };
+    if value < 0.0 || neg {
+        e = Expr::Neg(Box::new(e));
+    }
+    if pct {
+        e = Expr::Pct(Box::new(e));
+    }
+    Some((Value::Expr(e), text))
+}
+
+fn extract_expr(c: &Captures) -> (Option<Value>, String) {
+    let first = |prefix: &str, names: &[&str]| {
+        names
+            .iter()
+            .find_map(|n| c.name(&format!("{prefix}{n}")).map(|m| m.as_str().to_string()).filter(|s| !s.is_empty()))
+    };
+    let integer = first("integer", &["1", "2", "3"]).unwrap_or_default();
+    let decimal = first("decimal", &["1", "2", "3"]).unwrap_or_default();
+    let pct = c.name("percent").is_some_and(|m| !m.as_str().is_empty());
+    if !integer.is_empty() || !decimal.is_empty() {
+        return match number_value(&integer, &decimal, pct) {
+            Some((v, t)) => (Some(v), t),
+            None => (None, format!("{integer}{decimal}")),
+        };
+    }
+    let expr = c.name("expr").map(|m| m.as_str().to_string()).unwrap_or_default();
+    if expr.is_empty() {
+        return (None, expr);
+    }
+    let parsed = crate::math::parse_expr(&expr.replace('\n', " ")).map(Value::Expr);
+    (parsed, expr)
+}
+
+const GROUP_KINDS: [&str; 7] = [
+    "latexDisplayDollar",
+    "latexDisplayBracket",
+    "latexInlineDollar",
+    "latexInlineParenthesis",
+    "latexInlineBracket",
+    "latexFraction",
+    "latexBoxed",
+];
+
+/// Parses a normalised LaTeX string, then (as math-verify) its last equation part.
+pub fn parse_latex(normalized: &str) -> Option<Value> {
+    if let Some(v) = parse_value(normalized) {
+        return Some(v);
+    }
+    let last = last_equation(normalized);
+    if last != normalized { parse_value(&last) } else { None }
+}
+
+/// math-verify's `get_last_eq`: without `,` or `;`, a chain `a = b = c` is shortened to its
+/// last part.
+fn last_equation(latex: &str) -> String {
+    if latex.contains(',') || latex.contains(';') {
+        return latex.to_string();
+    }
+    // Split at `=` not preceded by `\`, `<`, `!`, `>`.
+    let mut parts = Vec::new();
+    let mut start = 0;
+    let mut prev = '\0';
+    for (i, ch) in latex.char_indices() {
+        if ch == '=' && !matches!(prev, '\\' | '<' | '!' | '>') {
+            parts.push(&latex[start..i]);
+            start = i + 1;
+        }
+        prev = ch;
+    }
+    parts.push(&latex[start..]);
+    if parts.len() > 2 { parts[parts.len() - 1].to_string() } else { latex.to_string() }
+}
+
+fn extract_latex(c: &Captures) -> (Option<Value>, String) {
+    let mut values = Vec::new();
+    let mut texts = Vec::new();
+    let prefixes: Vec<String> =
+        std::iter::once("first".to_string()).chain((1..=5).map(|i| format!("next{i}"))).collect();
+    for prefix in &prefixes {
+        let Some((latex, kind)) = GROUP_KINDS.iter().find_map(|k| {
+            c.name(&format!("{prefix}_{k}")).filter(|m| !m.as_str().is_empty()).map(|m| (m.as_str(), *k))
+        }) else {
+            continue;
+        };
+        let pct = c.name(&format!("{prefix}_percent")).is_some_and(|m| !m.as_str().is_empty());
+        let config = NormalizationConfig {
+            boxed: if kind == "latexBoxed" { BoxedMode::Last } else { BoxedMode::All },
+            ..NormalizationConfig::default()
+        };
+        let normalized = normalize_latex(latex, &config);
+        let mut value = parse_latex(&normalized);
+        if pct {
+            value = value.map(|v| match v {
+                Value::Expr(e) => Value::Expr(Expr::Pct(Box::new(e))),
+                other => other,
+            });
+        }
+        texts.push(normalized);
+        values.push(value);
+    }
+    if values.is_empty() {
+        return (None, String::new());
+    }
+    if values.len() > 1 && values.iter().all(Option::is_some) {
+        let mut all = Vec::new();
+        for v in values.into_iter().flatten() {
+            match v {
+                Value::Set(inner) => all.extend(inner),
+                v => all.push(v),
+            }
+        }
+        return (Some(Value::Set(all)), texts.join(" and "));
+    }
+    (values.swap_remove(0), texts.swap_remove(0))
+}
+
+fn extract_string(c: &Captures, lowercase: bool) -> (Option<Extracted>, String) {
+    let s = c.name("string_keys").map(|m| m.as_str().trim_matches(['(', ')']).to_string()).unwrap_or_default();
+    // A string target's candidate is the string itself, compared as text.
+    let v = if lowercase { s.to_lowercase() } else { s.clone() };
+    (Some(Extracted::Text(v)), s)
+}
+
+/// The candidates math-verify's `parse` returns for `text` with these targets and
+/// `fallback_mode = "first_match"` (`fallback = true`) or `"no_fallback"`, in
+/// `extraction_mode = "any_match"`.
+pub fn extract(text: &str, targets: &[Target], fallback: bool) -> (Vec<Extracted>, Budget) {
+    let mut budget = Budget::Complete;
+    let mut all: Vec<(&Regex, &Target, u32)> = Vec::new();
+    let pats: Vec<(std::borrow::Cow<'static, [(Regex, u32)]>, &Target)> =
+        targets.iter().map(|t| (patterns(t), t)).collect();
+    for (ps, t) in &pats {
+        for (r, prio) in ps.iter() {
+            all.push((r, t, *prio));
+        }
+    }
+    all.sort_by_key(|x| x.2); // stable, as Python's sorted
     let mut out = Vec::new();
-    let pairs: [(&str, &str); 4] = [("$$", "$$"), ("\\[", "\\]"), ("\\(", "\\)"), ("$", "$")];
-    let bytes = text.as_bytes();
+    let mut fallbacks: Vec<String> = Vec::new();
     let mut i = 0;
-    while i < text.len() {
-        let mut matched = false;
-        for (open, close) in pairs {
-            if text[i..].starts_with(open) && (i == 0 || bytes[i - 1] != b'\\') {
-                let body_start = i + open.len();
-                let mut search = body_start;
-                let mut found = None;
-                while let Some(rel) = text[search..].find(close) {
-                    let at = search + rel;
-                    if at > 0 && bytes[at - 1] == b'\\' {
-                        search = at + close.len();
-                        continue;
-                    }
-                    found = Some(at - body_start);
-                    break;
-                }
-                if let Some(rel) = found {
-                    let body = &text[body_start..body_start + rel];
-                    if !body.trim().is_empty() && (open != "$" || !body.contains('\n')) {
-                        out.push((body_start + rel + close.len(), body.to_string()));
-                        i = body_start + rel + close.len();
-                        matched = true;
+    while i < all.len() {
+        let prio = all[i].2;
+        let group: Vec<_> = all[i..].iter().take_while(|x| x.2 == prio).collect();
+        i += group.len();
+        let mut matches: Vec<(Captures, &Target)> = Vec::new();
+        for (r, t, _) in &group {
+            for m in r.captures_iter(text) {
+                match m {
+                    Ok(c) => matches.push((c, t)),
+                    Err(_) => {
+                        budget = Budget::Exhausted;
                         break;
                     }
                 }
             }
         }
-        if !matched {
-            i += text[i..].chars().next().map_or(1, char::len_utf8);
+        // Rightmost end first, then leftmost start; ties keep pattern order (stable sort).
+        matches.sort_by(|a, b| {
+            let (ma, mb) = (a.0.get(0), b.0.get(0));
+            let (ea, sa) = ma.map_or((0, 0), |m| (m.end(), m.start()));
+            let (eb, sb) = mb.map_or((0, 0), |m| (m.end(), m.start()));
+            eb.cmp(&ea).then(sa.cmp(&sb))
+        });
+        let mut found = false;
+        for (c, t) in &matches {
+            let as_value =
+                |(v, s): (Option<Value>, String)| (v.map(|value| Extracted::Value { value, text: s.clone() }), s);
+            let (candidate, s) = match t {
+                Target::Expr => as_value(extract_expr(c)),
+                Target::Latex { .. } => as_value(extract_latex(c)),
+                Target::Strings { lowercase, .. } => extract_string(c, *lowercase),
+            };
+            if !s.is_empty() {
+                fallbacks.push(s);
+            }
+            if let Some(candidate) = candidate {
+                out.push(candidate);
+                found = true;
+                break;
+            }
+        }
+        if found {
+            break;
         }
     }
-    out
+    if fallback && let Some(f) = fallbacks.into_iter().next() {
+        out.push(Extracted::Text(f));
+    }
+    (out, budget)
 }
 
-/// Numbers and simple arithmetic in plain text, as math-verify's expression patterns find
-/// them: after the start, a space or `=`; a number needs nothing after it (so `145^\circ`
-/// gives 145), an expression with operators must end at `.`, `,`, `:`, a space, `)`, `$` or
-/// the end. Bare `\frac{a}{b}` of plain numbers counts too. Offsets are end positions.
-fn plain_numbers(text: &str) -> Vec<(usize, String)> {
-    let c: Vec<(usize, char)> = text.char_indices().collect();
-    let at = |j: usize| c.get(j).map_or(text.len(), |(p, _)| *p);
-    let mut out = Vec::new();
-    for k in 0..c.len() {
-        let (pos, ch) = c[k];
-        let prev = if k > 0 { c[k - 1].1 } else { ' ' };
-        let prefix_ok = k == 0 || prev.is_whitespace() || prev == '=' || prev == '*';
-        if !prefix_ok {
-            continue;
-        }
-        // \frac{3}{4}, -\frac{3}{4}
-        let rest = &text[pos..];
-        let frac_body = rest.strip_prefix("-\\frac{").or_else(|| rest.strip_prefix("\\frac{"));
-        if let Some(body) = frac_body
-            && let Some((num, tail)) = body.split_once("}{")
-            && let Some((den, _)) = tail.split_once('}')
-            && [num, den].iter().all(|x| !x.is_empty() && x.chars().all(|d| d.is_ascii_digit() || d == '.'))
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pred() -> Vec<Target> {
+        vec![Target::Expr, Target::latex_boxed_first()]
+    }
+
+    #[test]
+    fn boxed_first_then_answer_then_anywhere() {
+        let (c, _) = extract("So $x=3$ and then \\boxed{5}. Later 7.", &pred(), true);
+        assert_eq!(c[0].text(), "5");
+        let (c, _) = extract("The answer is 12, not 13 or 14", &pred(), true);
+        assert_eq!(c[0].text(), "12");
+        let (c, _) = extract("we get 3 then 4", &pred(), true);
+        assert_eq!(c[0].text(), "4");
+    }
+
+    #[test]
+    fn numbers_as_math_verify_builds_them() {
+        let (c, _) = extract("it is 1,000.5", &[Target::Expr], true);
+        assert_eq!(c[0].text(), "1000.5");
+        let (c, _) = extract("about 007 percent", &[Target::Expr], true);
+        assert_eq!(c[0].text(), "7");
+        assert!(matches!(&c[0], Extracted::Value { value: Value::Expr(Expr::Pct(_)), .. }));
+    }
+
+    #[test]
+    fn unicode_before_anchors_does_not_panic() {
+        for s in ["İ answer: 5", "→ answer is $3$", "ǅ final answer is $\\boxed{2}$. I hope", "answer: İİİ (B)"]
         {
-            let len = rest.len() - body.len() + num.len() + 2 + den.len() + 1;
-            out.push((pos + len, rest[..len].to_string()));
-            continue;
-        }
-        let starts = ch.is_ascii_digit()
-            || ((ch == '-' || ch == '.' || ch == '(')
-                && c.get(k + 1).is_some_and(|(_, d)| d.is_ascii_digit() || *d == '-'));
-        if !starts {
-            continue;
-        }
-        // The number: digits with thousands groups (',' or ' '), a decimal part.
-        let mut j = k + usize::from(ch == '-');
-        if c.get(j).is_some_and(|(_, d)| d.is_ascii_digit()) {
-            while j < c.len() {
-                let d = c[j].1;
-                let group = (d == ',' || d == ' ')
-                    && c.get(j + 1..j + 4).is_some_and(|w| w.iter().all(|(_, x)| x.is_ascii_digit()))
-                    && c.get(j + 4).is_none_or(|(_, x)| !x.is_ascii_digit());
-                if d.is_ascii_digit() {
-                    j += 1;
-                } else if group {
-                    j += 4;
-                } else if (d == '.' || d == ',')
-                    && c.get(j + 1).is_some_and(|(_, x)| x.is_ascii_digit())
-                    && !text[at(k)..at(j)].contains('.')
-                {
-                    j += 1;
-                } else {
-                    break;
-                }
-            }
-            let mut num = text[pos..at(j)].to_string();
-            let tail = &text[at(j)..];
-            if tail.starts_with('%') || tail.trim_start().to_lowercase().starts_with("percent") {
-                num.push('%');
-            }
-            out.push((at(j), num));
-        }
-        // The expression: [digits . space ops ( )], with an operator, anchored after.
-        let mut e = k;
-        while e < c.len() && (c[e].1.is_ascii_digit() || ".+-*/^×÷() ".contains(c[e].1)) {
-            e += 1;
-        }
-        while e > k && c[e - 1].1 == ' ' {
-            e -= 1;
-        }
-        let expr = &text[pos..at(e)];
-        let has_op = expr.chars().skip(1).any(|x| "+-*/^×÷".contains(x));
-        let after = &text[at(e)..];
-        let anchored = after.is_empty() || after.starts_with(['.', ',', ':', ' ', ')', '$', '\n']);
-        if has_op && anchored && expr.chars().last().is_some_and(|x| x.is_ascii_digit() || x == ')') {
-            out.push((at(e), expr.to_string()));
+            let _ = extract(s, &pred(), true);
+            let _ = extract(s, &[Target::letters()], true);
         }
     }
-    out
-}
-
-/// Normalises a LaTeX answer for parsing: delimiters, spacing commands, `\left`/`\right`,
-/// `\dfrac`, text and unit wrappers, degrees, percent, thousands separators, trailing dots.
-pub fn normalize(s: &str) -> String {
-    const ROW: &str = "\u{1}";
-    let mut s = s.trim().replace("\\\\", ROW);
-    for (from, to) in [
-        ("\\dfrac", "\\frac"),
-        ("\\tfrac", "\\frac"),
-        ("\\cfrac", "\\frac"),
-        ("\\left", ""),
-        ("\\right", ""),
-        ("\\displaystyle", ""),
-        ("\\!", ""),
-        ("\\,", ""),
-        ("\\;", ""),
-        ("\\:", ""),
-        ("\\quad", " "),
-        ("\\qquad", " "),
-        ("\\ ", " "),
-        ("~", " "),
-        ("^{\\circ}", ""),
-        ("^\\circ", ""),
-        ("\\circ", ""),
-        ("°", ""),
-        ("\\le", "<"),
-        ("\\$", ""),
-        ("$", ""),
-        ("\\mathrm{e}", "e"),
-        ("\\operatorname", ""),
-    ] {
-        s = s.replace(from, to);
-    }
-    // Wrappers: keep content; a trailing unit word after a number is dropped.
-    for cmd in ["\\text", "\\textbf", "\\textit", "\\mathrm", "\\mathbf", "\\mbox", "\\textnormal"] {
-        while let Some(pos) = s.find(&format!("{cmd}{{")) {
-            let body_start = pos + cmd.len() + 1;
-            let mut depth = 1;
-            let mut end = None;
-            for (i, ch) in s[body_start..].char_indices() {
-                match ch {
-                    '{' => depth += 1,
-                    '}' => {
-                        depth -= 1;
-                        if depth == 0 {
-                            end = Some(body_start + i);
-                            break;
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            let Some(end) = end else { break };
-            let body = s[body_start..end].to_string();
-            let before = s[..pos].trim_end();
-            let is_unit = !before.is_empty()
-                && before.chars().last().is_some_and(|c| c.is_ascii_digit() || c == '}')
-                && body
-                    .trim()
-                    .chars()
-                    .all(|c| c.is_alphabetic() || c == ' ' || c == '^' || c == '/' || c.is_ascii_digit());
-            let replacement = if is_unit { String::new() } else { body };
-            let mut after = &s[end + 1..];
-            if is_unit {
-                for p in ["^2", "^3", "^{2}", "^{3}"] {
-                    after = after.strip_prefix(p).unwrap_or(after);
-                }
-            }
-            s = format!("{}{}{}", &s[..pos], replacement, after);
-        }
-    }
-    let mut s = s.replace(ROW, "\\\\").trim().trim_end_matches(['.', ',', ';']).trim().to_string();
-    // Number bases: 52_8, 4210_{5} → the digits.
-    s = strip_bases(&s);
-    // Percent: 50\% → (50)/100.
-    if let Some(v) = s.strip_suffix("\\%").or_else(|| s.strip_suffix('%')) {
-        s = format!("({})/100", v.trim());
-    }
-    // Thousands separators in a lone number.
-    let t: String = s.chars().filter(|c| !c.is_whitespace()).collect();
-    let groups: Vec<&str> = t.trim_start_matches('-').split(',').collect();
-    if groups.len() > 1
-        && groups[0].len() <= 3
-        && !groups[0].is_empty()
-        && groups[0].chars().all(|c| c.is_ascii_digit())
-        && groups[1..].iter().enumerate().all(|(i, g)| {
-            let digits = if i + 2 == groups.len() { g.split('.').next().unwrap_or("") } else { g };
-            digits.len() == 3 && digits.chars().all(|c| c.is_ascii_digit())
-        })
-    {
-        s = t.replace(',', "");
-    }
-    s
-}
-
-/// A parsed candidate: the normalised text and its value.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Extracted {
-    /// The normalised answer text.
-    pub text: String,
-    /// Its value (`Value::Text` when it is not mathematics).
-    pub value: Value,
-}
-
-fn parsed(raw: &str) -> Option<Extracted> {
-    let text = normalize(raw);
-    match parse_value(&text) {
-        Value::Text(_) => None,
-        value => Some(Extracted { text, value }),
-    }
-}
-
-/// The answer after an anchor (`final answer is`, `answer:`): a LaTeX span starting within
-/// 50 characters, else a plain number or simple expression within 50 characters.
-fn after_anchor(rest: &str) -> Option<String> {
-    let limit = rest.char_indices().nth(60).map_or(rest.len(), |(i, _)| i);
-    if let Some((end, body)) = latex_spans(rest).into_iter().next() {
-        let start = end.saturating_sub(body.len() + 2);
-        if start <= limit {
-            return Some(body);
-        }
-    }
-    plain_numbers(rest).into_iter().find(|(end, s)| end.saturating_sub(s.len()) <= limit).map(|(_, s)| s)
-}
-
-/// The final answer of a completion, or `None` when nothing parses. The second value is
-/// the first raw candidate (reported when nothing parses, and compared as text with
-/// answers that are not mathematics).
-pub fn extract(text: &str) -> (Option<Extracted>, Option<String>) {
-    let lower = text.to_lowercase();
-    let mut groups: Vec<Vec<String>> = Vec::new();
-    // Priority 0: boxed (last first) and "final answer is … I hope".
-    let mut g0: Vec<String> = boxed(text).into_iter().rev().collect();
-    if let Some(pos) = lower.rfind("final answer is")
-        && let Some(a) = after_anchor(&text[pos + "final answer is".len()..])
-    {
-        g0.push(a);
-    }
-    groups.push(g0);
-    // Priority 100/200: "answer:" / "answer is" anchors, last first.
-    let mut g1 = Vec::new();
-    let mut from = lower.len();
-    while let Some(pos) = lower[..from].rfind("answer") {
-        if let Some(a) = after_anchor(&text[pos + "answer".len()..]) {
-            g1.push(a);
-        }
-        from = pos;
-    }
-    groups.push(g1);
-    // Priority 300: every LaTeX span and plain number, by end position, last first.
-    let mut spans = latex_spans(text);
-    spans.extend(plain_numbers(text));
-    spans.sort_by_key(|s| std::cmp::Reverse(s.0));
-    groups.push(spans.into_iter().map(|(_, s)| s).collect());
-
-    let first = groups.iter().flatten().next().cloned();
-    for g in &groups {
-        for cand in g {
-            if let Some(e) = parsed(cand) {
-                return (Some(e), first);
-            }
-        }
-    }
-    (None, first)
-}
-
-/// Parses a gold answer (as `\boxed{gold}`: the gold strings of the math sets are LaTeX
-/// without delimiters).
-pub fn parse_gold(gold: &str) -> Extracted {
-    let text = normalize(gold);
-    let value = parse_value(&text);
-    Extracted { text, value }
-}
-
-/// Drops the base subscript of digit strings (`52_8`, `4210_{5}`).
-fn strip_bases(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let c: Vec<char> = s.chars().collect();
-    let mut i = 0;
-    while i < c.len() {
-        if c[i] == '_' && i > 0 && c[i - 1].is_ascii_digit() {
-            let mut j = i + 1;
-            if c.get(j) == Some(&'{') {
-                j += 1;
-                while j < c.len() && c[j] != '}' {
-                    j += 1;
-                }
-                i = j + 1;
-            } else {
-                i = j + 1;
-            }
-            continue;
-        }
-        out.push(c[i]);
-        i += 1;
-    }
-    out
 }

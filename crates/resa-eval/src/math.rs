@@ -1,12 +1,28 @@
-//! Parsing normalised LaTeX / plain math into values, and deciding equivalence
-//! numerically (expressions are evaluated; free variables at fixed sample points).
+//! Parsing normalised LaTeX (and plain expressions) into values, in the manner of
+//! latex2sympy2_extended: numbers keep their kind (integer, rational, float, percent), single
+//! letters are symbols, `f(x)` of a single letter is an undefined function, relations chain
+//! (`2 \le x < 3` is two relations), `(a, b)` is an open interval, `\{…\}` a set, matrices
+//! are matrices. Parsing is bounded: an expression nested deeper than [`MAX_DEPTH`] is "not
+//! parsed", never a stack overflow.
+
+/// How deep an expression may nest before it is "not parsed".
+pub const MAX_DEPTH: usize = 200;
+
+/// How many terms (or factors) one sum (or product) may have before it is "not parsed"
+/// (keeps every tree shallow enough to evaluate and drop without deep recursion).
+const MAX_TERMS: usize = 500;
 
 /// An expression tree.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Expr {
-    /// A number.
-    Num(f64),
-    /// A free variable.
+    /// A number; `float` when it was written with a decimal point (sympy's `Float`).
+    Num {
+        /// Its value.
+        value: f64,
+        /// Written as a decimal (`2.50`), not an integer.
+        float: bool,
+    },
+    /// A free variable (an undefined function application is a variable named by it).
     Var(String),
     /// Sum.
     Add(Box<Expr>, Box<Expr>),
@@ -22,6 +38,49 @@ pub enum Expr {
     Neg(Box<Expr>),
     /// A named function of one argument (`sqrt`, `sin`, `ln`, …).
     Func(String, Box<Expr>),
+    /// `x %`: the value over 100, remembered as a percentage.
+    Pct(Box<Expr>),
+}
+
+/// A relation symbol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelOp {
+    /// `=`
+    Eq,
+    /// `\neq`
+    Ne,
+    /// `<`
+    Lt,
+    /// `\le`
+    Le,
+    /// `>`
+    Gt,
+    /// `\ge`
+    Ge,
+}
+
+impl RelOp {
+    /// The relation read from the other side (`<` ↔ `>`).
+    pub fn flipped(self) -> RelOp {
+        match self {
+            RelOp::Lt => RelOp::Gt,
+            RelOp::Gt => RelOp::Lt,
+            RelOp::Le => RelOp::Ge,
+            RelOp::Ge => RelOp::Le,
+            other => other,
+        }
+    }
+}
+
+/// One relation `lhs op rhs`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Relation {
+    /// Left side.
+    pub lhs: Value,
+    /// The symbol.
+    pub op: RelOp,
+    /// Right side.
+    pub rhs: Value,
 }
 
 /// A parsed answer.
@@ -29,29 +88,59 @@ pub enum Expr {
 pub enum Value {
     /// One expression.
     Expr(Expr),
-    /// An ordered tuple `(a, b)` or a matrix row list.
+    /// Relations that all hold (`a = b`, `2 \le x < 3`).
+    Rel(Vec<Relation>),
+    /// An ordered tuple (only where sympy keeps one: `(a, b, c)`, tuples inside relations).
     Tuple(Vec<Value>),
-    /// An unordered collection: `\{a, b\}` or a bare list `a, b`.
+    /// A finite set: `\{a, b\}`, a bare list `a, b`, answers joined by "and"/"or".
     Set(Vec<Value>),
-    /// An interval with open/closed ends.
+    /// An interval; `closed` flags for the left and right ends. `(a, b)` is one.
     Interval(Box<Value>, Box<Value>, bool, bool),
-    /// Text that is not mathematics (compared after normalisation).
-    Text(String),
+    /// A union of sets.
+    Union(Vec<Value>),
+    /// A matrix, row by row (a sum of matrices is evaluated).
+    Matrix(Vec<Vec<Value>>),
+    /// The empty set.
+    Empty,
 }
 
 impl Expr {
-    fn eval(&self, vars: &dyn Fn(&str) -> f64) -> f64 {
+    fn num(value: f64) -> Expr {
+        Expr::Num { value, float: false }
+    }
+
+    /// Evaluates with the free variables given by `vars`.
+    pub fn eval(&self, vars: &dyn Fn(&str) -> f64) -> f64 {
+        self.eval_depth(vars, 0)
+    }
+
+    fn eval_depth(&self, vars: &dyn Fn(&str) -> f64, d: usize) -> f64 {
+        if d > 4 * MAX_TERMS {
+            return f64::NAN;
+        }
+        let e = |x: &Expr| x.eval_depth(vars, d + 1);
         match self {
-            Expr::Num(v) => *v,
+            Expr::Num { value, .. } => *value,
             Expr::Var(n) => vars(n),
-            Expr::Add(a, b) => a.eval(vars) + b.eval(vars),
-            Expr::Sub(a, b) => a.eval(vars) - b.eval(vars),
-            Expr::Mul(a, b) => a.eval(vars) * b.eval(vars),
-            Expr::Div(a, b) => a.eval(vars) / b.eval(vars),
-            Expr::Pow(a, b) => a.eval(vars).powf(b.eval(vars)),
-            Expr::Neg(a) => -a.eval(vars),
+            Expr::Add(a, b) => e(a) + e(b),
+            Expr::Sub(a, b) => e(a) - e(b),
+            Expr::Mul(a, b) => e(a) * e(b),
+            Expr::Div(a, b) => e(a) / e(b),
+            Expr::Pow(a, b) => {
+                let (x, y) = (e(a), e(b));
+                if x < 0.0 && y.fract() != 0.0 {
+                    // Odd roots of negatives (cube roots) as reals.
+                    let inv = 1.0 / y;
+                    if (inv.round() - inv).abs() < 1e-12 && (inv.round() as i64) % 2 != 0 {
+                        return -(-x).powf(y);
+                    }
+                }
+                x.powf(y)
+            }
+            Expr::Neg(a) => -e(a),
+            Expr::Pct(a) => e(a) / 100.0,
             Expr::Func(f, a) => {
-                let x = a.eval(vars);
+                let x = e(a);
                 match f.as_str() {
                     "sqrt" => x.sqrt(),
                     "sin" => x.sin(),
@@ -63,87 +152,86 @@ impl Expr {
                     "arcsin" => x.asin(),
                     "arccos" => x.acos(),
                     "arctan" => x.atan(),
+                    "sinh" => x.sinh(),
+                    "cosh" => x.cosh(),
+                    "tanh" => x.tanh(),
                     "ln" => x.ln(),
-                    "log" => x.log10(),
+                    "log" => x.ln(),
                     "exp" => x.exp(),
+                    "abs" => x.abs(),
+                    "floor" => x.floor(),
+                    "ceil" => x.ceil(),
+                    "fact" => gamma_fact(x),
                     _ => f64::NAN,
                 }
             }
         }
     }
 
-    fn vars(&self, out: &mut Vec<String>) {
+    /// The free variables, in order of appearance.
+    pub fn vars(&self, out: &mut Vec<String>) {
         match self {
             Expr::Var(n) => {
                 if !out.contains(n) {
                     out.push(n.clone());
                 }
             }
-            Expr::Num(_) => {}
+            Expr::Num { .. } => {}
             Expr::Add(a, b) | Expr::Sub(a, b) | Expr::Mul(a, b) | Expr::Div(a, b) | Expr::Pow(a, b) => {
                 a.vars(out);
                 b.vars(out);
             }
-            Expr::Neg(a) | Expr::Func(_, a) => a.vars(out),
+            Expr::Neg(a) | Expr::Func(_, a) | Expr::Pct(a) => a.vars(out),
+        }
+    }
+
+    /// The kind of number this is when sympy would hold it as an atomic `Number`.
+    pub fn atomic(&self) -> Option<NumKind> {
+        match self {
+            Expr::Num { value, float } => Some(if *float {
+                NumKind::Float
+            } else if value.fract() == 0.0 {
+                NumKind::Integer
+            } else {
+                NumKind::Rational
+            }),
+            Expr::Neg(a) => a.atomic(),
+            // \frac{a}{b} of integers is evaluated to a Rational by latex2sympy.
+            Expr::Div(a, b) => match (a.atomic()?, b.atomic()?) {
+                (NumKind::Integer, NumKind::Integer) => {
+                    let v = self.eval(&|_| f64::NAN);
+                    Some(if v.fract() == 0.0 { NumKind::Integer } else { NumKind::Rational })
+                }
+                _ => None,
+            },
+            _ => None,
         }
     }
 }
 
-fn close(a: f64, b: f64) -> bool {
-    if a.is_infinite() || b.is_infinite() {
-        return a == b;
-    }
-    if !a.is_finite() || !b.is_finite() {
-        return false;
-    }
-    let scale = a.abs().max(b.abs());
-    a == b || (a - b).abs() <= 1e-6 * scale
+/// How sympy holds an atomic number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NumKind {
+    /// `Integer`.
+    Integer,
+    /// `Rational` (not an integer).
+    Rational,
+    /// `Float`.
+    Float,
 }
 
-/// Whether two expressions agree: as numbers, or, with free variables, at several points.
-pub fn expr_equal(a: &Expr, b: &Expr) -> bool {
-    let mut names = Vec::new();
-    a.vars(&mut names);
-    b.vars(&mut names);
-    if names.is_empty() {
-        return close(a.eval(&|_| f64::NAN), b.eval(&|_| f64::NAN));
+fn gamma_fact(n: f64) -> f64 {
+    if n.fract() != 0.0 || !(0.0..=170.0).contains(&n) {
+        return f64::NAN;
     }
-    let points = [[0.713, 1.37, 2.11, 0.29], [1.91, 0.47, 3.3, 2.7], [2.53, 1.09, 0.61, 1.44]];
-    points.iter().all(|p| {
-        let f = |n: &str| names.iter().position(|m| m == n).map_or(f64::NAN, |i| p[i % p.len()] + i as f64 * 0.173);
-        let (x, y) = (a.eval(&f), b.eval(&f));
-        (x.is_nan() && y.is_nan()) || close(x, y)
-    })
-}
-
-/// Whether two parsed answers are equivalent.
-pub fn value_equal(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Expr(x), Value::Expr(y)) => expr_equal(x, y),
-        (Value::Tuple(x), Value::Tuple(y)) => x.len() == y.len() && x.iter().zip(y).all(|(p, q)| value_equal(p, q)),
-        (Value::Set(x), Value::Set(y)) | (Value::Set(x), Value::Tuple(y)) | (Value::Tuple(x), Value::Set(y)) => {
-            x.len() == y.len()
-                && x.iter().all(|p| y.iter().any(|q| value_equal(p, q)))
-                && y.iter().all(|q| x.iter().any(|p| value_equal(p, q)))
-        }
-        (Value::Interval(a1, b1, c1, d1), Value::Interval(a2, b2, c2, d2)) => {
-            c1 == c2 && d1 == d2 && value_equal(a1, a2) && value_equal(b1, b2)
-        }
-        (Value::Interval(a1, b1, false, false), Value::Tuple(t))
-        | (Value::Tuple(t), Value::Interval(a1, b1, false, false)) => {
-            t.len() == 2 && value_equal(a1, &t[0]) && value_equal(b1, &t[1])
-        }
-        (Value::Text(x), Value::Text(y)) => x == y,
-        (Value::Set(x), Value::Expr(_)) if x.len() == 1 => value_equal(&x[0], b),
-        (Value::Expr(_), Value::Set(y)) if y.len() == 1 => value_equal(a, &y[0]),
-        _ => false,
-    }
+    (1..=n as u64).map(|k| k as f64).product()
 }
 
 #[derive(Debug, Clone, PartialEq)]
 enum Tok {
-    Num(f64),
+    Num(f64, bool),
     Ident(String),
+    Text(String),
     Cmd(String),
     Op(char),
 }
@@ -158,25 +246,15 @@ fn tokenize(s: &str) -> Option<Vec<Tok>> {
             i += 1;
         } else if ch.is_ascii_digit() || (ch == '.' && c.get(i + 1).is_some_and(char::is_ascii_digit)) {
             let start = i;
-            while i < c.len() && (c[i].is_ascii_digit() || c[i] == '.') {
+            let mut dot = false;
+            while i < c.len() && (c[i].is_ascii_digit() || (c[i] == '.' && !dot)) {
+                dot |= c[i] == '.';
                 i += 1;
             }
-            // Scientific notation: 3.83e35, 1e-5.
-            if i < c.len() && (c[i] == 'e' || c[i] == 'E') {
-                let mut j = i + 1;
-                if j < c.len() && (c[j] == '-' || c[j] == '+') {
-                    j += 1;
-                }
-                if j < c.len() && c[j].is_ascii_digit() {
-                    while j < c.len() && c[j].is_ascii_digit() {
-                        j += 1;
-                    }
-                    i = j;
-                }
-            }
             let text: String = c[start..i].iter().collect();
+            let float = text.contains('.') && !text.ends_with('.');
             let text = text.trim_end_matches('.');
-            out.push(Tok::Num(text.parse().ok()?));
+            out.push(Tok::Num(text.parse().ok()?, float));
         } else if ch == '\\' {
             let start = i + 1;
             i += 1;
@@ -184,23 +262,102 @@ fn tokenize(s: &str) -> Option<Vec<Tok>> {
                 i += 1;
             }
             if i == start {
-                // \{ \} \, etc.
                 if i < c.len() {
-                    out.push(Tok::Cmd(c[i].to_string()));
+                    match c[i] {
+                        ',' | ';' | ':' | '!' | ' ' => {}
+                        '(' | ')' | '[' | ']' => out.push(Tok::Op(c[i])),
+                        '%' => out.push(Tok::Cmd("%".into())),
+                        x => out.push(Tok::Cmd(x.to_string())),
+                    }
                     i += 1;
                 }
+            } else if matches!(&c[start..i].iter().collect::<String>()[..], "quad" | "qquad") {
+                // spacing
             } else {
-                out.push(Tok::Cmd(c[start..i].iter().collect()));
+                let name: String = c[start..i].iter().collect();
+                if name == "text" || name == "mbox" || name == "textnormal" {
+                    // \text{…}: one symbol of the lower-cased content without spaces.
+                    let mut j = i;
+                    while j < c.len() && c[j].is_whitespace() {
+                        j += 1;
+                    }
+                    if c.get(j) != Some(&'{') {
+                        return None;
+                    }
+                    let mut depth = 0usize;
+                    let mut k = j;
+                    let mut body = String::new();
+                    while k < c.len() {
+                        match c[k] {
+                            '{' => {
+                                depth += 1;
+                                if depth > 1 {
+                                    body.push('{');
+                                }
+                            }
+                            '}' => {
+                                depth -= 1;
+                                if depth == 0 {
+                                    break;
+                                }
+                                body.push('}');
+                            }
+                            x => body.push(x),
+                        }
+                        k += 1;
+                    }
+                    if k >= c.len() {
+                        return None;
+                    }
+                    i = k + 1;
+                    let mut t: String =
+                        body.chars().filter(|x| !x.is_whitespace()).flat_map(char::to_lowercase).collect();
+                    if t.len() > 2 && t.starts_with('(') && t.ends_with(')') && !t[1..t.len() - 1].contains(['(', ')'])
+                    {
+                        t = t[1..t.len() - 1].to_string();
+                    }
+                    if t.is_empty() {
+                        continue;
+                    }
+                    out.push(Tok::Text(t));
+                } else {
+                    out.push(Tok::Cmd(name));
+                }
             }
         } else if ch.is_alphabetic() {
-            // Three letters in a row are a word, not a product of variables.
-            if c.get(i + 1).is_some_and(|x| x.is_alphabetic()) && c.get(i + 2).is_some_and(|x| x.is_alphabetic()) {
-                return None;
-            }
-            out.push(Tok::Ident(ch.to_string()));
+            // latex2sympy's symbols are lower-cased (`A` is `a`).
+            out.push(Tok::Ident(ch.to_lowercase().collect()));
             i += 1;
-        } else if "+-*/^()[]{},_=!|<>".contains(ch) {
+        } else if "+-*/^()[]{},_=!|<>&;:'".contains(ch) {
             out.push(Tok::Op(ch));
+            i += 1;
+        } else if ch == '×' || ch == '·' {
+            out.push(Tok::Op('*'));
+            i += 1;
+        } else if ch == '÷' {
+            out.push(Tok::Op('/'));
+            i += 1;
+        } else if ch == '%' {
+            out.push(Tok::Cmd("%".into()));
+            i += 1;
+        } else if ch == 'π' {
+            out.push(Tok::Cmd("pi".into()));
+            i += 1;
+        } else if ch == '∞' {
+            out.push(Tok::Cmd("infty".into()));
+            i += 1;
+        } else if ch == '√' {
+            out.push(Tok::Cmd("sqrt".into()));
+            i += 1;
+        } else if ch == '≤' || ch == '≥' || ch == '≠' {
+            out.push(Tok::Cmd(
+                match ch {
+                    '≤' => "le",
+                    '≥' => "ge",
+                    _ => "neq",
+                }
+                .into(),
+            ));
             i += 1;
         } else {
             return None;
@@ -212,14 +369,26 @@ fn tokenize(s: &str) -> Option<Vec<Tok>> {
 struct Parser {
     t: Vec<Tok>,
     i: usize,
+    depth: usize,
 }
 
-const FUNCS: [&str; 13] =
-    ["sqrt", "sin", "cos", "tan", "cot", "sec", "csc", "arcsin", "arccos", "arctan", "ln", "log", "exp"];
+const FUNCS: &[&str] = &[
+    "sqrt", "sin", "cos", "tan", "cot", "sec", "csc", "arcsin", "arccos", "arctan", "sinh", "cosh", "tanh", "ln",
+    "log", "exp",
+];
+
+/// Single letters that are functions when followed by `(` holding one atom (latex2sympy reads
+/// `f(2)`, `P(2)`, `I(0)` as function applications, `x(x+1)` and `a(b+1)` as products).
+fn function_letter(name: &str) -> bool {
+    name.chars().count() == 1 && name != "x" && name != "y" && name != "z" && name != "e"
+}
 
 impl Parser {
     fn peek(&self) -> Option<&Tok> {
         self.t.get(self.i)
+    }
+    fn peek_at(&self, k: usize) -> Option<&Tok> {
+        self.t.get(self.i + k)
     }
     fn eat(&mut self, op: char) -> bool {
         if self.peek() == Some(&Tok::Op(op)) {
@@ -229,46 +398,6 @@ impl Parser {
             false
         }
     }
-    fn expr(&mut self) -> Option<Expr> {
-        let mut lhs = if self.eat('-') {
-            Expr::Neg(Box::new(self.term()?))
-        } else {
-            self.eat('+');
-            self.term()?
-        };
-        loop {
-            if self.eat('+') {
-                lhs = Expr::Add(Box::new(lhs), Box::new(self.term()?));
-            } else if self.eat('-') {
-                lhs = Expr::Sub(Box::new(lhs), Box::new(self.term()?));
-            } else if matches!(self.peek(), Some(Tok::Cmd(c)) if c == "pm" || c == "mp") {
-                return None;
-            } else {
-                return Some(lhs);
-            }
-        }
-    }
-    fn term(&mut self) -> Option<Expr> {
-        let mut lhs = self.unary()?;
-        loop {
-            if self.eat('*') || self.eat_cmd("cdot") || self.eat_cmd("times") {
-                lhs = Expr::Mul(Box::new(lhs), Box::new(self.unary()?));
-            } else if self.eat('/') || self.eat_cmd("div") {
-                lhs = Expr::Div(Box::new(lhs), Box::new(self.unary()?));
-            } else if self.starts_atom() {
-                // Implicit multiplication: 2\pi, 3x, 2\sqrt{3}, (a)(b).
-                lhs = Expr::Mul(Box::new(lhs), Box::new(self.power()?));
-            } else {
-                return Some(lhs);
-            }
-        }
-    }
-    fn unary(&mut self) -> Option<Expr> {
-        if self.eat('-') {
-            return Some(Expr::Neg(Box::new(self.unary()?)));
-        }
-        self.power()
-    }
     fn eat_cmd(&mut self, name: &str) -> bool {
         if matches!(self.peek(), Some(Tok::Cmd(c)) if c == name) {
             self.i += 1;
@@ -277,30 +406,107 @@ impl Parser {
             false
         }
     }
+    fn enter(&mut self) -> Option<()> {
+        self.depth += 1;
+        (self.depth <= MAX_DEPTH).then_some(())
+    }
+    fn expr(&mut self) -> Option<Expr> {
+        self.enter()?;
+        let mut lhs = if self.eat('-') {
+            Expr::Neg(Box::new(self.term()?))
+        } else {
+            self.eat('+');
+            self.term()?
+        };
+        for _ in 0..MAX_TERMS {
+            if self.eat('+') {
+                lhs = Expr::Add(Box::new(lhs), Box::new(self.term()?));
+            } else if self.eat('-') {
+                lhs = Expr::Sub(Box::new(lhs), Box::new(self.term()?));
+            } else {
+                self.depth -= 1;
+                return Some(lhs);
+            }
+        }
+        None
+    }
+    fn term(&mut self) -> Option<Expr> {
+        self.enter()?;
+        let mut lhs = self.unary()?;
+        for _ in 0..MAX_TERMS {
+            if self.eat('*') || self.eat_cmd("cdot") || self.eat_cmd("times") || self.eat_cmd("ast") {
+                lhs = Expr::Mul(Box::new(lhs), Box::new(self.unary()?));
+            } else if self.eat('/') || self.eat_cmd("div") {
+                lhs = Expr::Div(Box::new(lhs), Box::new(self.unary()?));
+            } else if self.starts_atom() {
+                lhs = Expr::Mul(Box::new(lhs), Box::new(self.power()?));
+            } else {
+                self.depth -= 1;
+                return Some(lhs);
+            }
+        }
+        None
+    }
+    fn unary(&mut self) -> Option<Expr> {
+        self.enter()?;
+        let r = if self.eat('-') {
+            Some(Expr::Neg(Box::new(self.unary()?)))
+        } else if self.eat('+') {
+            self.unary()
+        } else {
+            self.power()
+        };
+        self.depth -= 1;
+        r
+    }
     fn starts_atom(&self) -> bool {
         match self.peek() {
-            Some(Tok::Num(_) | Tok::Ident(_)) => true,
+            Some(Tok::Num(..) | Tok::Ident(_) | Tok::Text(_)) => true,
             Some(Tok::Op('(')) => true,
+            Some(Tok::Op('|')) => false,
             Some(Tok::Cmd(c)) => {
-                matches!(c.as_str(), "frac" | "sqrt" | "pi" | "infty") || FUNCS.contains(&c.as_str()) || greek(c)
+                matches!(c.as_str(), "frac" | "sqrt" | "pi" | "infty" | "binom" | "lfloor" | "lceil")
+                    || FUNCS.contains(&c.as_str())
+                    || greek(c)
             }
             _ => false,
         }
     }
     fn power(&mut self) -> Option<Expr> {
-        let base = self.atom()?;
-        if self.eat('^') {
-            let exp = self.group_or_atom()?;
-            return Some(Expr::Pow(Box::new(base), Box::new(exp)));
-        }
-        if self.eat('!') {
-            // Factorial of a small integer.
-            let n = base.eval(&|_| f64::NAN);
-            if n.fract() != 0.0 || !(0.0..=170.0).contains(&n) {
-                return None;
+        self.enter()?;
+        let mut base = self.atom()?;
+        for _ in 0..MAX_TERMS {
+            // 90^\circ, 90^{\circ}: degrees are the number itself (convert_degrees=False).
+            if self.peek() == Some(&Tok::Op('^')) && self.peek_at(1) == Some(&Tok::Cmd("circ".into())) {
+                self.i += 2;
+                continue;
             }
-            return Some(Expr::Num((1..=n as u64).map(|k| k as f64).product()));
+            if self.peek() == Some(&Tok::Op('^'))
+                && self.peek_at(1) == Some(&Tok::Op('{'))
+                && self.peek_at(2) == Some(&Tok::Cmd("circ".into()))
+                && self.peek_at(3) == Some(&Tok::Op('}'))
+            {
+                self.i += 4;
+                continue;
+            }
+            // 52_8, 4210_{5}: the base subscript of a digit string is dropped.
+            if matches!(base, Expr::Num { .. }) && self.peek() == Some(&Tok::Op('_')) {
+                self.i += 1;
+                self.subscript()?;
+                continue;
+            }
+            if self.eat('^') {
+                let exp = self.group_or_atom()?;
+                base = Expr::Pow(Box::new(base), Box::new(exp));
+            } else if self.eat('!') {
+                base = Expr::Func("fact".into(), Box::new(base));
+            } else if self.eat_cmd("%") {
+                base = Expr::Pct(Box::new(base));
+            } else {
+                break;
+            }
         }
+        self.depth -= 1;
         Some(base)
     }
     fn group_or_atom(&mut self) -> Option<Expr> {
@@ -314,49 +520,123 @@ impl Parser {
         if self.eat('-') {
             return Some(Expr::Neg(Box::new(self.atom()?)));
         }
-        // A single digit or symbol: x^23 means x^2 · 3 in LaTeX.
-        if let Some(Tok::Num(v)) = self.peek().cloned() {
+        // A single digit: x^23 is x^2 · 3 in LaTeX.
+        if let Some(Tok::Num(v, false)) = self.peek().cloned() {
             let s = format!("{v}");
-            if s.len() > 1 && !s.contains('.') {
+            if s.len() > 1 && s.chars().all(|c| c.is_ascii_digit()) {
                 let first: f64 = s[..1].parse().ok()?;
                 let rest: f64 = s[1..].parse().ok()?;
-                self.t[self.i] = Tok::Num(rest);
-                return Some(Expr::Num(first));
+                self.t[self.i] = Tok::Num(rest, false);
+                return Some(Expr::num(first));
             }
         }
         self.atom()
     }
-    fn atom(&mut self) -> Option<Expr> {
-        match self.peek().cloned()? {
-            Tok::Num(v) => {
+    fn subscript(&mut self) -> Option<String> {
+        Some(match self.peek().cloned()? {
+            Tok::Num(v, _) => {
                 self.i += 1;
-                Some(Expr::Num(v))
+                format!("{v}")
+            }
+            Tok::Ident(s) | Tok::Text(s) => {
+                self.i += 1;
+                s
+            }
+            Tok::Op('{') => {
+                self.i += 1;
+                let mut s = String::new();
+                let mut depth = 1;
+                loop {
+                    let t = self.peek()?.clone();
+                    self.i += 1;
+                    match t {
+                        Tok::Op('{') => depth += 1,
+                        Tok::Op('}') => {
+                            depth -= 1;
+                            if depth == 0 {
+                                break;
+                            }
+                        }
+                        _ => {}
+                    }
+                    s.push_str(&tok_text(&t));
+                }
+                s
+            }
+            Tok::Cmd(c) => {
+                self.i += 1;
+                c
+            }
+            _ => return None,
+        })
+    }
+    fn atom(&mut self) -> Option<Expr> {
+        self.enter()?;
+        let r = self.atom_inner();
+        self.depth -= 1;
+        r
+    }
+    fn atom_inner(&mut self) -> Option<Expr> {
+        match self.peek().cloned()? {
+            Tok::Num(v, float) => {
+                self.i += 1;
+                // 15\frac{39}{40}: a mixed number.
+                if !float
+                    && self.peek() == Some(&Tok::Cmd("frac".into()))
+                    && matches!(
+                        (
+                            self.peek_at(1),
+                            self.peek_at(2),
+                            self.peek_at(3),
+                            self.peek_at(4),
+                            self.peek_at(5),
+                            self.peek_at(6)
+                        ),
+                        (
+                            Some(Tok::Op('{')),
+                            Some(Tok::Num(_, false)),
+                            Some(Tok::Op('}')),
+                            Some(Tok::Op('{')),
+                            Some(Tok::Num(_, false)),
+                            Some(Tok::Op('}'))
+                        )
+                    )
+                {
+                    let (Some(Tok::Num(n, _)), Some(Tok::Num(m, _))) =
+                        (self.peek_at(2).cloned(), self.peek_at(5).cloned())
+                    else {
+                        return None;
+                    };
+                    self.i += 7;
+                    return Some(Expr::Add(
+                        Box::new(Expr::Num { value: v, float: false }),
+                        Box::new(Expr::Div(Box::new(Expr::num(n)), Box::new(Expr::num(m)))),
+                    ));
+                }
+                Some(Expr::Num { value: v, float })
+            }
+            Tok::Text(t) => {
+                self.i += 1;
+                Some(Expr::Var(t))
             }
             Tok::Ident(n) => {
                 self.i += 1;
                 let mut name = n;
                 if self.eat('_') {
-                    let sub = match self.peek().cloned()? {
-                        Tok::Num(v) => format!("{v}"),
-                        Tok::Ident(s) => s,
-                        Tok::Op('{') => {
-                            self.i += 1;
-                            let mut s = String::new();
-                            while !self.eat('}') {
-                                s.push_str(&format!("{:?}", self.peek()?));
-                                self.i += 1;
-                            }
-                            s
-                        }
-                        _ => return None,
-                    };
-                    if !matches!(self.t.get(self.i.wrapping_sub(1)), Some(Tok::Op('}'))) {
-                        self.i += 1;
-                    }
-                    name = format!("{name}_{sub}");
+                    name = format!("{name}_{}", self.subscript()?);
+                }
+                // f(2), P(x): an undefined function of one atom is one opaque symbol.
+                if function_letter(&name)
+                    && self.peek() == Some(&Tok::Op('('))
+                    && matches!(self.peek_at(1), Some(Tok::Num(..) | Tok::Ident(_)))
+                    && self.peek_at(2) == Some(&Tok::Op(')'))
+                {
+                    let arg = tok_text(self.peek_at(1)?);
+                    self.i += 3;
+                    return Some(Expr::Var(format!("{name}({arg})")));
                 }
                 if name == "e" {
-                    return Some(Expr::Num(std::f64::consts::E));
+                    return Some(Expr::num(std::f64::consts::E));
                 }
                 Some(Expr::Var(name))
             }
@@ -384,15 +664,38 @@ impl Parser {
                 }
                 Some(e)
             }
+            Tok::Op('|') => {
+                self.i += 1;
+                let e = self.expr()?;
+                if !self.eat('|') {
+                    return None;
+                }
+                Some(Expr::Func("abs".into(), Box::new(e)))
+            }
             Tok::Cmd(c) => {
                 self.i += 1;
                 match c.as_str() {
-                    "pi" => Some(Expr::Num(std::f64::consts::PI)),
-                    "infty" => Some(Expr::Num(f64::INFINITY)),
+                    "pi" => Some(Expr::num(std::f64::consts::PI)),
+                    "infty" => Some(Expr::num(f64::INFINITY)),
                     "frac" => {
                         let a = self.group_or_atom()?;
                         let b = self.group_or_atom()?;
                         Some(Expr::Div(Box::new(a), Box::new(b)))
+                    }
+                    "binom" => {
+                        let n = self.group_or_atom()?;
+                        let k = self.group_or_atom()?;
+                        let (nv, kv) = (n.eval(&|_| f64::NAN), k.eval(&|_| f64::NAN));
+                        let v = gamma_fact(nv) / (gamma_fact(kv) * gamma_fact(nv - kv));
+                        v.is_finite().then(|| Expr::num(v.round()))
+                    }
+                    "lfloor" | "lceil" => {
+                        let e = self.expr()?;
+                        let close = if c == "lfloor" { "rfloor" } else { "rceil" };
+                        if !self.eat_cmd(close) {
+                            return None;
+                        }
+                        Some(Expr::Func(if c == "lfloor" { "floor" } else { "ceil" }.into(), Box::new(e)))
                     }
                     "sqrt" => {
                         if self.eat('[') {
@@ -403,13 +706,12 @@ impl Parser {
                             let x = self.group_or_atom()?;
                             return Some(Expr::Pow(
                                 Box::new(x),
-                                Box::new(Expr::Div(Box::new(Expr::Num(1.0)), Box::new(n))),
+                                Box::new(Expr::Div(Box::new(Expr::num(1.0)), Box::new(n))),
                             ));
                         }
                         Some(Expr::Func("sqrt".into(), Box::new(self.group_or_atom()?)))
                     }
                     f if FUNCS.contains(&f) => {
-                        // \sin^2 x, \log_2 8.
                         let mut pow = None;
                         if self.eat('^') {
                             pow = Some(self.group_or_atom()?);
@@ -423,16 +725,10 @@ impl Parser {
                         } else {
                             self.power()?
                         };
-                        let mut e = Expr::Func(f.to_string(), Box::new(arg));
+                        let mut e = Expr::Func(f.to_string(), Box::new(arg.clone()));
                         if let Some(b) = base {
                             e = Expr::Div(
-                                Box::new(Expr::Func(
-                                    "ln".into(),
-                                    Box::new(match e {
-                                        Expr::Func(_, a) => *a,
-                                        other => other,
-                                    }),
-                                )),
+                                Box::new(Expr::Func("ln".into(), Box::new(arg))),
                                 Box::new(Expr::Func("ln".into(), Box::new(b))),
                             );
                         }
@@ -441,11 +737,19 @@ impl Parser {
                             None => e,
                         })
                     }
+                    "sum" | "prod" | "int" | "lim" | "iint" | "oint" => {
+                        // Opaque: the operator with its limits and body, as one symbol.
+                        let mut name = format!("\\{c}");
+                        while self.eat('_') || self.eat('^') {
+                            name.push_str(&format!("[{}]", self.subscript()?));
+                        }
+                        name.push_str(&format!("({})", canonical(&self.term()?)));
+                        Some(Expr::Var(name))
+                    }
                     g if greek(g) => {
                         let mut name = g.to_string();
                         if self.eat('_') {
-                            let sub = self.group_or_atom()?;
-                            name = format!("{name}_{sub:?}");
+                            name = format!("{name}_{}", self.subscript()?);
                         }
                         Some(Expr::Var(name))
                     }
@@ -457,6 +761,43 @@ impl Parser {
     }
 }
 
+/// A text for an expression that does not depend on the order of sums and products.
+fn canonical(e: &Expr) -> String {
+    fn flat<'a>(e: &'a Expr, mul: bool, out: &mut Vec<&'a Expr>) {
+        match e {
+            Expr::Mul(a, b) if mul => {
+                flat(a, mul, out);
+                flat(b, mul, out);
+            }
+            Expr::Add(a, b) if !mul => {
+                flat(a, mul, out);
+                flat(b, mul, out);
+            }
+            other => out.push(other),
+        }
+    }
+    match e {
+        Expr::Mul(..) | Expr::Add(..) => {
+            let mul = matches!(e, Expr::Mul(..));
+            let mut parts = Vec::new();
+            flat(e, mul, &mut parts);
+            let mut texts: Vec<String> = parts.iter().map(|p| canonical(p)).collect();
+            texts.sort();
+            format!("{}({})", if mul { "mul" } else { "add" }, texts.join(","))
+        }
+        other => format!("{other:?}"),
+    }
+}
+
+fn tok_text(t: &Tok) -> String {
+    match t {
+        Tok::Num(v, _) => format!("{v}"),
+        Tok::Ident(s) | Tok::Text(s) => s.clone(),
+        Tok::Cmd(c) => format!("\\{c}"),
+        Tok::Op(c) => c.to_string(),
+    }
+}
+
 fn greek(c: &str) -> bool {
     matches!(
         c,
@@ -465,6 +806,7 @@ fn greek(c: &str) -> bool {
             | "gamma"
             | "delta"
             | "theta"
+            | "vartheta"
             | "lambda"
             | "mu"
             | "sigma"
@@ -482,6 +824,8 @@ fn greek(c: &str) -> bool {
             | "zeta"
             | "xi"
             | "varphi"
+            | "iota"
+            | "upsilon"
             | "Delta"
             | "Gamma"
             | "Lambda"
@@ -490,159 +834,487 @@ fn greek(c: &str) -> bool {
             | "Psi"
             | "Sigma"
             | "Theta"
+            | "Pi"
+            | "Xi"
             | "hbar"
-            | "odot"
             | "ell"
     )
 }
 
-/// Parses one expression (the whole string).
+/// Parses one expression (the whole string); `None` when it is not one.
 pub fn parse_expr(s: &str) -> Option<Expr> {
     let t = tokenize(s)?;
     if t.is_empty() {
         return None;
     }
-    let mut p = Parser { t, i: 0 };
+    let mut p = Parser { t, i: 0, depth: 0 };
     let e = p.expr()?;
     (p.i == p.t.len()).then_some(e)
 }
 
-/// Splits at top-level commas (outside brackets and braces).
-fn split_top(s: &str, sep: char) -> Vec<String> {
-    let mut depth = 0i32;
-    let mut parts = vec![String::new()];
-    let mut prev = ' ';
-    for ch in s.chars() {
-        match ch {
-            '(' | '[' | '{' => depth += 1,
-            ')' | ']' | '}' => depth -= 1,
+/// Splits at a top-level separator (outside brackets and braces; `\{`/`\}` count as
+/// brackets). `None` when the brackets do not balance or nest too deep.
+fn split_top(s: &str, sep: &[&str]) -> Option<Vec<String>> {
+    let b = s.as_bytes();
+    let mut depth = 0i64;
+    let mut parts = Vec::new();
+    let mut start = 0;
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        if c == b'\\' {
+            if i + 1 < b.len() && (b[i + 1] == b'{' || b[i + 1] == b'}') {
+                depth += if b[i + 1] == b'{' { 1 } else { -1 };
+                i += 2;
+                continue;
+            }
+            if i + 1 < b.len() && !b[i + 1].is_ascii_alphabetic() {
+                i += 2; // \, \; \! \( …: never a separator
+                continue;
+            }
+            // A command: separators like \cup, \le are matched below before skipping it.
+            if depth == 0
+                && let Some(sp) = sep.iter().find(|sp| sp.starts_with('\\') && s[i..].starts_with(**sp))
+                && !s[i + sp.len()..].starts_with(|x: char| x.is_ascii_alphabetic())
+            {
+                parts.push(s[start..i].trim().to_string());
+                i += sp.len();
+                start = i;
+                continue;
+            }
+            i += 1;
+            while i < b.len() && b[i].is_ascii_alphabetic() {
+                i += 1;
+            }
+            continue;
+        }
+        match c {
+            b'(' | b'[' | b'{' => depth += 1,
+            b')' | b']' | b'}' => depth -= 1,
             _ => {}
         }
-        if ch == sep && depth == 0 && prev != '\\' {
-            parts.push(String::new());
-        } else if let Some(last) = parts.last_mut() {
-            last.push(ch);
+        if depth == 0
+            && let Some(sp) = sep.iter().find(|sp| !sp.starts_with('\\') && s[i..].starts_with(**sp))
+        {
+            parts.push(s[start..i].trim().to_string());
+            i += sp.len();
+            start = i;
+            continue;
         }
-        prev = ch;
+        if depth > MAX_DEPTH as i64 {
+            return None;
+        }
+        i += 1;
     }
-    parts.into_iter().map(|p| p.trim().to_string()).collect()
+    parts.push(s[start..].trim().to_string());
+    Some(parts)
 }
 
-fn matching_close(s: &str) -> bool {
-    // The first character's bracket closes at the very end.
-    let mut depth = 0i32;
-    let n = s.chars().count();
-    for (k, ch) in s.chars().enumerate() {
-        match ch {
-            '(' | '[' | '{' => depth += 1,
-            ')' | ']' | '}' => depth -= 1,
+/// Whether the bracket opening at the first character closes at the last.
+fn encloses(s: &str) -> bool {
+    let b = s.as_bytes();
+    let mut depth = 0i64;
+    for (k, &c) in b.iter().enumerate() {
+        match c {
+            b'(' | b'[' | b'{' => depth += 1,
+            b')' | b']' | b'}' => depth -= 1,
             _ => {}
         }
-        if depth == 0 && k + 1 < n {
+        if depth == 0 && k + 1 < b.len() {
             return false;
         }
     }
     depth == 0
 }
 
-/// Parses an answer: intervals, tuples, sets, matrices, lists, equations (right side),
-/// expressions; otherwise text.
-pub fn parse_value(s: &str) -> Value {
-    let s = s.trim();
-    if let Some(v) = parse_structured(s) {
-        return v;
+const REL_SEPS: &[&str] =
+    &["\\leq", "\\geq", "\\neq", "\\le", "\\ge", "\\ne", "\\lt", "\\gt", "<=", ">=", "!=", "=", "<", ">"];
+
+fn rel_op(sep: &str) -> RelOp {
+    match sep {
+        "\\leq" | "\\le" | "<=" => RelOp::Le,
+        "\\geq" | "\\ge" | ">=" => RelOp::Ge,
+        "\\neq" | "\\ne" | "!=" => RelOp::Ne,
+        "\\lt" | "<" => RelOp::Lt,
+        "\\gt" | ">" => RelOp::Gt,
+        _ => RelOp::Eq,
     }
-    Value::Text(s.to_lowercase().chars().filter(|c| !c.is_whitespace()).collect())
 }
 
-fn parse_structured(s: &str) -> Option<Value> {
-    if s.is_empty() {
+/// Parses a normalised LaTeX answer; `None` when it is not mathematics this parser reads.
+pub fn parse_value(s: &str) -> Option<Value> {
+    let mut s = s.replace("\\(", "(").replace("\\)", ")");
+    for space in ["\\qquad", "\\quad", "\\,", "\\;", "\\:", "\\!"] {
+        s = s.replace(space, " ");
+    }
+    parse_depth(s.trim(), 0)
+}
+
+/// latex2sympy's `comma_number_regex`: `1,234,567.5` is one number.
+fn comma_number(s: &str) -> Option<Expr> {
+    let t = s.trim();
+    let (neg, body) = match t.strip_prefix('-') {
+        Some(b) => (true, b),
+        None => (false, t),
+    };
+    let (int, dec) = match body.split_once('.') {
+        Some((i, d)) if !d.is_empty() && d.chars().all(|c| c.is_ascii_digit()) => (i, Some(d)),
+        Some(_) => return None,
+        None => (body, None),
+    };
+    let groups: Vec<&str> = int.split(',').collect();
+    if groups.len() < 2
+        || groups[0].is_empty()
+        || groups[0].len() > 3
+        || !groups[0].chars().all(|c| c.is_ascii_digit())
+        || !groups[1..].iter().all(|g| g.len() == 3 && g.chars().all(|c| c.is_ascii_digit()))
+    {
         return None;
     }
-    // Matrices: \begin{pmatrix} a & b \\ c & d \end{pmatrix}.
-    if let Some(inner) = s.strip_prefix("\\begin{pmatrix}").or_else(|| s.strip_prefix("\\begin{bmatrix}")) {
-        let inner = inner.trim_end_matches("\\end{pmatrix}").trim_end_matches("\\end{bmatrix}");
-        let rows: Vec<Value> = inner
-            .split("\\\\")
-            .filter(|r| !r.trim().is_empty())
-            .map(|r| r.split('&').map(|c| parse_structured(c.trim())).collect::<Option<Vec<_>>>().map(Value::Tuple))
-            .collect::<Option<_>>()?;
-        return Some(Value::Tuple(rows));
+    let text = format!("{}{}", groups.concat(), dec.map(|d| format!(".{d}")).unwrap_or_default());
+    let e = Expr::Num { value: text.parse().ok()?, float: dec.is_some() };
+    Some(if neg { Expr::Neg(Box::new(e)) } else { e })
+}
+
+/// Whether a top-level relation symbol occurs.
+fn has_relation(s: &str) -> bool {
+    split_top(s, REL_SEPS).is_some_and(|p| p.len() > 1)
+}
+
+fn parse_depth(s: &str, d: usize) -> Option<Value> {
+    if s.is_empty() || d > 40 {
+        return None;
     }
-    // Sets \{a, b\} (normalised to {a,b} by the caller? keep both).
-    if let Some(inner) = s.strip_prefix("\\{").and_then(|x| x.strip_suffix("\\}")) {
-        let items = split_top(inner, ',');
-        let mut flat = Vec::new();
-        for i in items {
-            match parse_structured(&i)? {
-                Value::Set(inner) => flat.extend(inner),
-                v => flat.push(v),
+    if let Some(e) = comma_number(s) {
+        return Some(Value::Expr(e));
+    }
+    // `a \approx b`: the approximation is dropped.
+    if let Some(parts) = split_top(s, &["\\approx"])
+        && parts.len() > 1
+        && !parts[0].is_empty()
+    {
+        return parse_depth(&parts[0], d + 1);
+    }
+    // `p=5,q=2;p=7,q=2`: `;` groups first, then lists whose every item is a relation.
+    if let Some(groups) = split_top(s, &[";"])
+        && groups.len() > 1
+        && groups.iter().all(|g| has_relation(g))
+    {
+        return groups.iter().map(|g| parse_depth(g, d + 1)).collect::<Option<Vec<_>>>().map(Value::Set);
+    }
+    if let Some(items) = split_top(s, &[","])
+        && items.len() > 1
+        && items.iter().all(|g| has_relation(g))
+    {
+        return items.iter().map(|g| parse_depth(g, d + 1)).collect::<Option<Vec<_>>>().map(Value::Set);
+    }
+    // Relations (outermost): a chain of sides and symbols.
+    if let Some(rel) = parse_relation(s, d)? {
+        return Some(rel);
+    }
+    // \in: `x \in [1, 2]` is Eq(x, set) in latex2sympy.
+    if let Some(parts) = split_top(s, &["\\in"])
+        && parts.len() == 2
+    {
+        let lhs = parse_depth(&parts[0], d + 1)?;
+        let rhs = parse_depth(&parts[1], d + 1)?;
+        return Some(Value::Rel(vec![Relation { lhs, op: RelOp::Eq, rhs }]));
+    }
+    // Lists: a, b (a set) — also `;`-separated.
+    for sep in [",", ";"] {
+        let items = split_top(s, &[sep])?;
+        if items.len() >= 2 {
+            if items.iter().any(String::is_empty) {
+                return None;
             }
+            let mut out = Vec::new();
+            for i in &items {
+                push_flat(&mut out, parse_depth(i, d + 1)?);
+            }
+            return Some(Value::Set(out));
         }
-        return Some(Value::Set(flat));
     }
-    let first = s.chars().next()?;
-    let last = s.chars().last()?;
-    if matches!(first, '(' | '[') && matches!(last, ')' | ']') && matching_close_any(s) {
+    // Unions.
+    let parts = split_top(s, &["\\cup"])?;
+    if parts.len() > 1 {
+        return parts.iter().map(|p| parse_depth(p, d + 1)).collect::<Option<Vec<_>>>().map(Value::Union);
+    }
+    if s == "\\emptyset" || s == "\\varnothing" || s == "\\{\\}" {
+        return Some(Value::Empty);
+    }
+    // Matrices, and sums of matrices.
+    if s.starts_with("\\begin{") {
+        return parse_matrix_sum(s, d);
+    }
+    // Sets \{a, b\}.
+    if let Some(inner) = s.strip_prefix("\\{").and_then(|x| x.strip_suffix("\\}"))
+        && encloses(&s.replace("\\{", "{").replace("\\}", "}"))
+    {
+        let mut out = Vec::new();
+        for i in split_top(inner, &[","])? {
+            if i.is_empty() {
+                continue;
+            }
+            push_flat(&mut out, parse_depth(&i, d + 1)?);
+        }
+        return Some(Value::Set(out));
+    }
+    // {a, b}: a set.
+    if s.starts_with('{') && s.ends_with('}') && encloses(s) {
         let inner = &s[1..s.len() - 1];
-        let items = split_top(inner, ',');
-        if items.len() == 2 && (first != '(' || last != ')') {
-            let a = parse_structured(&items[0])?;
-            let b = parse_structured(&items[1])?;
+        let items = split_top(inner, &[","])?;
+        if items.len() > 1 {
+            let mut out = Vec::new();
+            for i in items.iter().filter(|i| !i.is_empty()) {
+                push_flat(&mut out, parse_depth(i, d + 1)?);
+            }
+            return Some(Value::Set(out));
+        }
+        return parse_depth(inner, d + 1);
+    }
+    // [\begin{array}…\end{array}]: the matrix.
+    if s.starts_with('[') && s.ends_with(']') && s[1..].trim_start().starts_with("\\begin{") && encloses(s) {
+        return parse_matrix_sum(s[1..s.len() - 1].trim(), d);
+    }
+    // Brackets: intervals and tuples.
+    let (first, last) = (s.chars().next()?, s.chars().last()?);
+    if matches!(first, '(' | '[') && matches!(last, ')' | ']') && encloses(&s.replace(']', ")").replace('[', "(")) {
+        let inner = &s[1..s.len() - 1];
+        let mut items = split_top(inner, &[","])?;
+        if items.len() == 1 {
+            items = split_top(inner, &[";"])?;
+        }
+        if items.len() == 2 {
+            let a = parse_depth(&items[0], d + 1)?;
+            let b = parse_depth(&items[1], d + 1)?;
             return Some(Value::Interval(Box::new(a), Box::new(b), first == '[', last == ']'));
         }
-        if items.len() >= 2 && first == '(' && last == ')' {
-            return items.iter().map(|i| parse_structured(i)).collect::<Option<Vec<_>>>().map(Value::Tuple);
+        if items.len() > 2 && first == '(' && last == ')' {
+            return items.iter().map(|i| parse_depth(i, d + 1)).collect::<Option<Vec<_>>>().map(Value::Tuple);
         }
-    }
-    let items = split_top(s, ',');
-    if items.len() >= 2 {
-        return items.iter().map(|i| parse_structured(i)).collect::<Option<Vec<_>>>().map(Value::Set);
-    }
-    // Unions of intervals.
-    let parts: Vec<&str> = s.split("\\cup").collect();
-    if parts.len() > 1 {
-        return parts.iter().map(|p| parse_structured(p.trim())).collect::<Option<Vec<_>>>().map(Value::Set);
     }
     // a \pm b: both values.
-    if let Some((a, b)) = s.split_once("\\pm") {
-        let a = if a.trim().is_empty() { "0" } else { a.trim() };
-        let (x, y) = (parse_expr(a)?, parse_expr(b.trim())?);
+    if let Some(parts) = split_top(s, &["\\pm", "\\mp"])
+        && parts.len() == 2
+    {
+        let a = if parts[0].is_empty() { "0" } else { &parts[0] };
+        let (x, y) = (parse_expr(a)?, parse_expr(&parts[1])?);
         return Some(Value::Set(vec![
-            Value::Expr(Expr::Add(Box::new(x.clone()), Box::new(y.clone()))),
-            Value::Expr(Expr::Sub(Box::new(x), Box::new(y))),
+            Value::Expr(Expr::Sub(Box::new(x.clone()), Box::new(y.clone()))),
+            Value::Expr(Expr::Add(Box::new(x), Box::new(y))),
         ]));
-    }
-    // Equations: keep the right-hand side (x = 5, y = 2x + 1).
-    let eq = split_top(s, '=');
-    if eq.len() == 2 {
-        let lhs = eq[0].trim();
-        let simple = parse_expr(lhs).is_some_and(|e| matches!(e, Expr::Var(_)));
-        if simple {
-            return parse_structured(&eq[1]);
-        }
-        let (a, b) = (parse_expr(lhs)?, parse_expr(eq[1].trim())?);
-        return Some(Value::Expr(Expr::Sub(Box::new(a), Box::new(b))));
-    }
-    if eq.len() > 2 {
-        return None;
     }
     parse_expr(s).map(Value::Expr)
 }
 
-fn matching_close_any(s: &str) -> bool {
-    // Intervals may mix brackets: [a, b) — check balance ignoring kinds.
-    let t: String = s
-        .chars()
-        .map(|c| {
-            if c == ']' {
-                ')'
-            } else if c == '[' {
-                '('
-            } else {
-                c
+fn push_flat(out: &mut Vec<Value>, v: Value) {
+    match v {
+        Value::Set(inner) => out.extend(inner),
+        v => out.push(v),
+    }
+}
+
+/// `Some(None)`: no relation symbol at the top level; `None`: a relation that does not parse.
+fn parse_relation(s: &str, d: usize) -> Option<Option<Value>> {
+    // Find top-level relation symbols in order.
+    let mut sides = Vec::new();
+    let mut ops = Vec::new();
+    let b = s.as_bytes();
+    let mut depth = 0i64;
+    let mut start = 0;
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        if c == b'\\' && i + 1 < b.len() && (b[i + 1] == b'{' || b[i + 1] == b'}') {
+            depth += if b[i + 1] == b'{' { 1 } else { -1 };
+            i += 2;
+            continue;
+        }
+        match c {
+            b'(' | b'[' | b'{' => depth += 1,
+            b')' | b']' | b'}' => depth -= 1,
+            _ => {}
+        }
+        if depth == 0 {
+            let found = REL_SEPS.iter().find(|sp| {
+                s[i..].starts_with(**sp)
+                    && (!sp.starts_with('\\') || !s[i + sp.len()..].starts_with(|x: char| x.is_ascii_alphabetic()))
+            });
+            if let Some(sp) = found {
+                sides.push(s[start..i].trim().to_string());
+                ops.push(rel_op(sp));
+                i += sp.len();
+                start = i;
+                continue;
             }
-        })
+        }
+        if c == b'\\' {
+            i += 1;
+            if i < b.len() && !b[i].is_ascii_alphabetic() {
+                i += 1;
+                continue;
+            }
+            while i < b.len() && b[i].is_ascii_alphabetic() {
+                i += 1;
+            }
+            continue;
+        }
+        i += 1;
+    }
+    if ops.is_empty() {
+        return Some(None);
+    }
+    sides.push(s[start..].trim().to_string());
+    if sides.iter().any(String::is_empty) {
+        return None;
+    }
+    let vals: Vec<Value> = sides.iter().map(|x| parse_depth(x, d + 1)).collect::<Option<_>>()?;
+    let rels = ops
+        .iter()
+        .enumerate()
+        .map(|(k, op)| Relation { lhs: vals[k].clone(), op: *op, rhs: vals[k + 1].clone() })
         .collect();
-    matching_close(&t)
+    Some(Some(Value::Rel(rels)))
+}
+
+fn parse_matrix_sum(s: &str, d: usize) -> Option<Value> {
+    // Split into \begin{…}…\end{…} blocks joined by + or -.
+    let mut total: Option<Vec<Vec<Value>>> = None;
+    let mut rest = s;
+    let mut sign = 1.0;
+    let mut multiply = false;
+    loop {
+        let rest_t = rest.trim_start();
+        let env_start = rest_t.strip_prefix("\\begin{")?;
+        let env_end = env_start.find('}')?;
+        let env = &env_start[..env_end];
+        let end_tag = format!("\\end{{{env}}}");
+        let body_all = &env_start[env_end + 1..];
+        let close = body_all.find(&end_tag)?;
+        let mut body = &body_all[..close];
+        if env == "array" {
+            // Column spec {cc}.
+            let b = body.trim_start().strip_prefix('{')?;
+            body = &b[b.find('}')? + 1..];
+        }
+        let rows: Vec<Vec<Value>> = body
+            .split("\\\\")
+            .filter(|r| !r.trim().is_empty())
+            .map(|r| r.split('&').map(|c| parse_depth(c.trim(), d + 1)).collect::<Option<Vec<_>>>())
+            .collect::<Option<_>>()?;
+        let rows = if sign < 0.0 {
+            rows.into_iter()
+                .map(|r| r.into_iter().map(|v| negate(v)).collect::<Option<Vec<_>>>())
+                .collect::<Option<_>>()?
+        } else {
+            rows
+        };
+        total = Some(match total {
+            None => rows,
+            Some(t) if multiply => mul_matrices(&t, &rows)?,
+            Some(t) => add_matrices(t, rows)?,
+        });
+        rest = body_all[close + end_tag.len()..].trim_start();
+        if rest.is_empty() {
+            return total.map(Value::Matrix);
+        }
+        multiply = false;
+        if rest.starts_with("\\begin{") {
+            multiply = true;
+        } else if let Some(r) = rest.strip_prefix("\\cdot").or_else(|| rest.strip_prefix("\\times")) {
+            multiply = true;
+            rest = r;
+        } else if let Some(r) = rest.strip_prefix('+') {
+            sign = 1.0;
+            rest = r;
+        } else if let Some(r) = rest.strip_prefix('-') {
+            sign = -1.0;
+            rest = r;
+        } else {
+            return None;
+        }
+    }
+}
+
+fn mul_matrices(a: &[Vec<Value>], b: &[Vec<Value>]) -> Option<Vec<Vec<Value>>> {
+    let inner = b.len();
+    if a.iter().any(|r| r.len() != inner) || inner == 0 {
+        return None;
+    }
+    let cols = b[0].len();
+    let get = |v: &Value| match v {
+        Value::Expr(e) => Some(e.clone()),
+        _ => None,
+    };
+    let mut out = Vec::new();
+    for row in a {
+        let mut r = Vec::new();
+        for j in 0..cols {
+            let mut acc: Option<Expr> = None;
+            for (k, x) in row.iter().enumerate() {
+                let term = Expr::Mul(Box::new(get(x)?), Box::new(get(b[k].get(j)?)?));
+                acc = Some(match acc {
+                    None => term,
+                    Some(a) => Expr::Add(Box::new(a), Box::new(term)),
+                });
+            }
+            r.push(Value::Expr(acc?));
+        }
+        out.push(r);
+    }
+    Some(out)
+}
+
+fn negate(v: Value) -> Option<Value> {
+    match v {
+        Value::Expr(e) => Some(Value::Expr(Expr::Neg(Box::new(e)))),
+        _ => None,
+    }
+}
+
+fn add_matrices(a: Vec<Vec<Value>>, b: Vec<Vec<Value>>) -> Option<Vec<Vec<Value>>> {
+    if a.len() != b.len() {
+        return None;
+    }
+    a.into_iter()
+        .zip(b)
+        .map(|(ra, rb)| {
+            if ra.len() != rb.len() {
+                return None;
+            }
+            ra.into_iter()
+                .zip(rb)
+                .map(|(x, y)| match (x, y) {
+                    (Value::Expr(p), Value::Expr(q)) => Some(Value::Expr(Expr::Add(Box::new(p), Box::new(q)))),
+                    _ => None,
+                })
+                .collect()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deep_nesting_is_not_parsed_and_does_not_overflow() {
+        let s = format!("{}1{}", "(".repeat(7000), ")".repeat(7000));
+        assert!(parse_value(&s).is_none());
+        let s = format!("{}1{}", "{".repeat(10000), "}".repeat(10000));
+        assert!(parse_value(&s).is_none());
+        let s = format!("{}1", "-".repeat(100_000));
+        assert!(parse_value(&s).is_none());
+    }
+
+    #[test]
+    fn kinds_and_structures() {
+        assert_eq!(parse_expr("2.50").and_then(|e| e.atomic()), Some(NumKind::Float));
+        assert_eq!(parse_expr("\\frac{4}{2}").and_then(|e| e.atomic()), Some(NumKind::Integer));
+        assert_eq!(parse_expr("-\\frac{3}{4}").and_then(|e| e.atomic()), Some(NumKind::Rational));
+        assert!(matches!(parse_value("(1,2)"), Some(Value::Interval(_, _, false, false))));
+        assert!(matches!(parse_value("2 \\le x < 3"), Some(Value::Rel(r)) if r.len() == 2));
+        assert!(matches!(parse_value("\\{1,2\\}"), Some(Value::Set(s)) if s.len() == 2));
+        assert!(matches!(parse_value("I(0)"), Some(Value::Expr(Expr::Var(v))) if v == "i(0)"));
+    }
 }

@@ -1,5 +1,6 @@
 //! Hand-written grading cases: forms of the same answer that must agree, and near misses
-//! that must not.
+//! that must not. Every verdict here is math-verify 0.9's under lighteval's settings
+//! (checked with `scripts/reference/mathverify_suite_reference.py`'s `label`).
 
 use resa_eval::{extract_choice, grade_math};
 
@@ -28,7 +29,12 @@ fn equivalent_forms_are_accepted() {
     yes("45^\\circ", "The angle is \\boxed{45^{\\circ}}.");
     yes("5", "After simplifying we get $x = 5$.");
     yes("1 \\pm \\sqrt{19}", "\\boxed{1 - \\sqrt{19}, 1 + \\sqrt{19}}");
-    yes("3.83e35", "\\boxed{3.83 \\times 10^{35}}");
+    yes("3.83 \\times 10^{35}", "\\boxed{3.83 \\times 10^{35}}");
+    yes("4", "\\boxed{4\\%}");
+    yes("26000", "so it is $26000\\%$");
+    yes("14916", "The final answer is $14{,}916$. I hope it is correct.");
+    yes("(3, 2)", "$(p,q)=(3,2)$");
+    yes("210", "$f(9)-f(3)=210$");
     yes("\\text{Evelyn}", "\\boxed{\\text{Evelyn}}");
 }
 
@@ -41,12 +47,24 @@ fn wrong_or_missing_answers_are_rejected() {
     no("7.4e-12", "\\boxed{0}");
     no("42", "I could not solve this problem.");
     no("\\text{Evelyn}", "\\boxed{\\text{Navin}}");
+    // math-verify reads `e` as Euler's number: 3.83e35 is 3.83·e·35.
+    no("3.83e35", "\\boxed{3.83 \\times 10^{35}}");
+    // A function application is not a product that vanishes at the sample points.
+    no("I(0)e^{-\\frac{t}{RC}}", "\\boxed{I(0)}");
+    // …but `\\mathbf{4 3}` is the symbol `43`, whose text equals 43's (math-verify's str
+    // comparison); it is not 4·3.
+    yes("43", "\\boxed{\\mathbf{4 3}}");
+    no("12", "\\boxed{\\mathbf{4 3}}");
 }
 
 #[test]
 fn the_last_boxed_answer_wins() {
-    yes("4", "First I thought \\boxed{3}, but correcting: \\boxed{4}");
-    no("3", "First I thought \\boxed{3}, but correcting: \\boxed{4}");
+    let long = "First I thought \\boxed{3}, but that was wrong; after checking every case again, correcting the sum: \\boxed{4}";
+    yes("4", long);
+    no("3", long);
+    // Boxes close together with a separator are one answer {3, 4} (math-verify).
+    no("4", "First I thought \\boxed{3}, but correcting: \\boxed{4}");
+    yes("\\{3, 4\\}", "First I thought \\boxed{3}, but correcting: \\boxed{4}");
 }
 
 #[test]
