@@ -82,7 +82,7 @@ pub enum Budget {
     Exhausted,
 }
 
-const BACKTRACK_LIMIT: usize = 200_000;
+const BACKTRACK_LIMIT: usize = 20_000_000;
 
 fn build(p: &str, dotall: bool) -> Regex {
     let p = if dotall { format!("(?s){p}") } else { p.to_string() };

@@ -874,8 +874,8 @@ fn split_top(s: &str, sep: &[&str]) -> Option<Vec<String>> {
             }
             // A command: separators like \cup, \le are matched below before skipping it.
             if depth == 0
-                && let Some(sp) = sep.iter().find(|sp| sp.starts_with('\\') && s[i..].starts_with(**sp))
-                && !s[i + sp.len()..].starts_with(|x: char| x.is_ascii_alphabetic())
+                && let Some(sp) = sep.iter().find(|sp| sp.starts_with('\\') && s.get(i..).unwrap_or("").starts_with(**sp))
+                && !s.get(i + sp.len()..).unwrap_or("").starts_with(|x: char| x.is_ascii_alphabetic())
             {
                 parts.push(s[start..i].trim().to_string());
                 i += sp.len();
@@ -894,7 +894,7 @@ fn split_top(s: &str, sep: &[&str]) -> Option<Vec<String>> {
             _ => {}
         }
         if depth == 0
-            && let Some(sp) = sep.iter().find(|sp| !sp.starts_with('\\') && s[i..].starts_with(**sp))
+            && let Some(sp) = sep.iter().find(|sp| !sp.starts_with('\\') && s.get(i..).unwrap_or("").starts_with(**sp))
         {
             parts.push(s[start..i].trim().to_string());
             i += sp.len();
@@ -1137,8 +1137,8 @@ fn parse_relation(s: &str, d: usize) -> Option<Option<Value>> {
         }
         if depth == 0 {
             let found = REL_SEPS.iter().find(|sp| {
-                s[i..].starts_with(**sp)
-                    && (!sp.starts_with('\\') || !s[i + sp.len()..].starts_with(|x: char| x.is_ascii_alphabetic()))
+                s.get(i..).unwrap_or("").starts_with(**sp)
+                    && (!sp.starts_with('\\') || !s.get(i + sp.len()..).unwrap_or("").starts_with(|x: char| x.is_ascii_alphabetic()))
             });
             if let Some(sp) = found {
                 sides.push(s[start..i].trim().to_string());
