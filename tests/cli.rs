@@ -251,8 +251,38 @@ fn grade_adds_correct_and_extracted_in_order() {
         std::fs::read_to_string(&out).expect("out").lines().map(|l| serde_json::from_str(l).expect("json")).collect();
     assert_eq!(got.iter().map(|v| v["id"].as_i64().expect("id")).collect::<Vec<_>>(), [1, 2, 3]);
     assert_eq!(got.iter().map(|v| v["correct"].as_bool().expect("bool")).collect::<Vec<_>>(), [true, false, true]);
-    assert_eq!(got[0]["extracted"], "0.5");
-    assert_eq!(got[2]["extracted"], "C");
+    // math-verify's normalisation writes 0.5 as \frac{1}{2}.
+    assert_eq!(got[0]["extracted"], "\\frac{1}{2}");
+    assert_eq!(got[2]["extracted"], "c");
+    assert!(got[0].get("explain").is_none());
+    // --explain: candidates and the reason; a MATH-500 line with solution text as its gold
+    // is graded against the solution's boxed answer.
+    let lines = [
+        serde_json::json!({"gold": "So $x=2$ and the answer is $\\boxed{\\frac{3}{4}}$.", "completion": "I get \\boxed{0.75}", "bench": "math500"}),
+        serde_json::json!({"gold": "5", "completion": "no idea"}),
+    ];
+    let text: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+    std::fs::write(&input, text.join("\n")).expect("write");
+    let o =
+        resa(&["grade", "--input", input.to_str().expect("utf8"), "--out", out.to_str().expect("utf8"), "--explain"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let got: Vec<serde_json::Value> =
+        std::fs::read_to_string(&out).expect("out").lines().map(|l| serde_json::from_str(l).expect("json")).collect();
+    assert_eq!(got[0]["correct"], true);
+    assert_eq!(got[0]["explain"]["config"], "solution");
+    assert!(got[0]["explain"]["gold"][0].as_str().expect("gold").starts_with("\\frac{3}{4}"), "{}", got[0]);
+    assert_eq!(got[1]["correct"], false);
+    assert_eq!(got[1]["explain"]["reason"], "nothing extracted from the completion");
+    let o = resa(&[
+        "grade",
+        "--input",
+        input.to_str().expect("utf8"),
+        "--out",
+        out.to_str().expect("utf8"),
+        "--config",
+        "nope",
+    ]);
+    assert!(!o.status.success());
     std::fs::write(&input, "{\"gold\": \"1\"}\n").expect("write");
     let o = resa(&["grade", "--input", input.to_str().expect("utf8"), "--out", out.to_str().expect("utf8")]);
     let err = String::from_utf8_lossy(&o.stderr);

@@ -19,6 +19,21 @@ pub struct Problem {
     pub problem: String,
     /// The gold answer (LaTeX or plain).
     pub answer: String,
+    /// The full solution text (`meta.solution` in the shipped files, `solution` on the hub),
+    /// which the paper grades MATH-500 and Minerva against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub solution: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RawProblem {
+    id: String,
+    problem: String,
+    answer: String,
+    #[serde(default)]
+    solution: Option<String>,
+    #[serde(default)]
+    meta: Option<serde_json::Value>,
 }
 
 /// Reads a benchmark JSONL file; every line needs `id`, `problem` and `answer` strings.
@@ -30,12 +45,23 @@ pub fn load_problems(path: impl AsRef<Path>) -> Result<Vec<Problem>> {
         if line.trim().is_empty() {
             continue;
         }
-        let p: Problem = serde_json::from_str(line).map_err(|e| Error::Malformed {
+        let p: RawProblem = serde_json::from_str(line).map_err(|e| Error::Malformed {
             path: path.to_path_buf(),
             line: i + 1,
             message: format!("expected an object with string fields id, problem, answer: {e}"),
         })?;
-        out.push(p);
+        let meta_solution = match p.meta.as_ref().and_then(|m| m.get("solution")) {
+            None | Some(serde_json::Value::Null) => None,
+            Some(serde_json::Value::String(s)) => Some(s.clone()),
+            Some(other) => {
+                return Err(Error::Malformed {
+                    path: path.to_path_buf(),
+                    line: i + 1,
+                    message: format!("`meta.solution` must be a string, found {other}"),
+                });
+            }
+        };
+        out.push(Problem { id: p.id, problem: p.problem, answer: p.answer, solution: p.solution.or(meta_solution) });
     }
     if out.is_empty() {
         return Err(Error::Empty(path.to_path_buf()));

@@ -106,6 +106,8 @@ pub struct Explained {
     pub correct: bool,
     /// The configuration used.
     pub config: String,
+    /// The first predicted candidate's text (what [`Graded::extracted`] holds).
+    pub extracted: String,
     /// Gold candidates (normalised text; `"text:"` marks a string candidate).
     pub gold: Vec<String>,
     /// Predicted candidates.
@@ -174,6 +176,7 @@ pub fn grade_explained(config: &GradingConfig, gold: &str, completion: &str) -> 
     Explained {
         correct: matched.is_some(),
         config: config.name.clone(),
+        extracted: p.first().map(|c| c.text().to_string()).unwrap_or_default(),
         gold: describe(&g),
         pred: describe(&p),
         matched,

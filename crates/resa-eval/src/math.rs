@@ -874,7 +874,8 @@ fn split_top(s: &str, sep: &[&str]) -> Option<Vec<String>> {
             }
             // A command: separators like \cup, \le are matched below before skipping it.
             if depth == 0
-                && let Some(sp) = sep.iter().find(|sp| sp.starts_with('\\') && s.get(i..).unwrap_or("").starts_with(**sp))
+                && let Some(sp) =
+                    sep.iter().find(|sp| sp.starts_with('\\') && s.get(i..).unwrap_or("").starts_with(**sp))
                 && !s.get(i + sp.len()..).unwrap_or("").starts_with(|x: char| x.is_ascii_alphabetic())
             {
                 parts.push(s[start..i].trim().to_string());
@@ -985,15 +986,24 @@ fn parse_depth(s: &str, d: usize) -> Option<Value> {
     if s.is_empty() || d > 40 {
         return None;
     }
-    if let Some(e) = comma_number(s) {
+    // Only the whole answer is read as one comma-grouped number (`x = 1,625` is not).
+    if d == 0
+        && let Some(e) = comma_number(s)
+    {
         return Some(Value::Expr(e));
     }
-    // `a \approx b`: the approximation is dropped.
+    // `a \approx b` (as latex2sympy): a relation on the left is kept (`x = 1/3 \approx 0.33`
+    // is x = 1/3), anything else gives way to the right (`a + b \approx 3` is 3; `x = x`
+    // evaluates to True, so `x = x \approx 104` is 104).
     if let Some(parts) = split_top(s, &["\\approx"])
         && parts.len() > 1
-        && !parts[0].is_empty()
     {
-        return parse_depth(&parts[0], d + 1);
+        if let Some(Value::Rel(r)) = parse_depth(&parts[0], d + 1)
+            && !r.iter().any(|x| x.lhs == x.rhs)
+        {
+            return Some(Value::Rel(r));
+        }
+        return parse_depth(parts.last()?, d + 1);
     }
     // `p=5,q=2;p=7,q=2`: `;` groups first, then lists whose every item is a relation.
     if let Some(groups) = split_top(s, &[";"])
@@ -1138,7 +1148,8 @@ fn parse_relation(s: &str, d: usize) -> Option<Option<Value>> {
         if depth == 0 {
             let found = REL_SEPS.iter().find(|sp| {
                 s.get(i..).unwrap_or("").starts_with(**sp)
-                    && (!sp.starts_with('\\') || !s.get(i + sp.len()..).unwrap_or("").starts_with(|x: char| x.is_ascii_alphabetic()))
+                    && (!sp.starts_with('\\')
+                        || !s.get(i + sp.len()..).unwrap_or("").starts_with(|x: char| x.is_ascii_alphabetic()))
             });
             if let Some(sp) = found {
                 sides.push(s[start..i].trim().to_string());

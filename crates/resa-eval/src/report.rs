@@ -26,6 +26,12 @@ pub struct BenchScore {
     pub mean_new_tokens: f64,
     /// Completions cut by the token budget.
     pub truncated: usize,
+    /// The grading configuration (`answer`, `solution`, `boxed_answer`, `letters`).
+    #[serde(default)]
+    pub grading: String,
+    /// Completions the grader could not decide within its time budget (graded wrong).
+    #[serde(default)]
+    pub grading_timeouts: usize,
 }
 
 /// The result of one evaluation.
@@ -57,16 +63,27 @@ impl Report {
         let mut s = String::new();
         let _ = writeln!(s, "# Evaluation of {}\n", self.model);
         let _ = writeln!(s, "{}\n", settings_line(&self.config));
-        let _ = writeln!(s, "| Benchmark | Problems | Samples | Pass@1 (%) | ± s.e. | Mean tokens | Truncated |");
-        let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|");
+        let _ = writeln!(
+            s,
+            "| Benchmark | Problems | Samples | Pass@1 (%) | ± s.e. | Mean tokens | Truncated | Grading | Grader timeouts |"
+        );
+        let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---|---:|");
         for b in &self.benches {
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {:.2} | {:.2} | {:.0} | {} |",
-                b.bench, b.problems, b.completions, b.pass_at_1_pct, b.stderr_pct, b.mean_new_tokens, b.truncated
+                "| {} | {} | {} | {:.2} | {:.2} | {:.0} | {} | {} | {} |",
+                b.bench,
+                b.problems,
+                b.completions,
+                b.pass_at_1_pct,
+                b.stderr_pct,
+                b.mean_new_tokens,
+                b.truncated,
+                b.grading,
+                b.grading_timeouts
             );
         }
-        let _ = writeln!(s, "| **Average** | | | **{:.2}** | | | |", self.average_pct);
+        let _ = writeln!(s, "| **Average** | | | **{:.2}** | | | | | |", self.average_pct);
         s
     }
 
@@ -161,6 +178,8 @@ mod tests {
             stderr_pct: 1.0,
             mean_new_tokens: 10.0,
             truncated: 0,
+            grading: "answer".into(),
+            grading_timeouts: 0,
         }
     }
 

@@ -368,13 +368,16 @@ pub fn score(tasks: &[Task], records: &[CompletionRecord], cfg: &EvalConfig, lab
         let mut tokens = 0usize;
         let mut truncated = 0usize;
         let mut completions = 0usize;
+        let mut timeouts = 0usize;
         for item in &task.items {
             let mine: Vec<&CompletionRecord> =
                 records.iter().filter(|r| r.bench == task.name && r.id == item.id && r.sample < cfg.samples).collect();
             if mine.is_empty() {
                 continue;
             }
-            let right = mine.iter().filter(|r| task.grader.grade(&r.gold, &r.completion).correct).count();
+            let verdicts: Vec<_> = mine.iter().map(|r| task.grader.explain(&r.gold, &r.completion)).collect();
+            let right = verdicts.iter().filter(|v| v.correct).count();
+            timeouts += verdicts.iter().filter(|v| v.timed_out).count();
             per_problem.push(right as f64 / mine.len() as f64);
             tokens += mine.iter().map(|r| r.new_tokens).sum::<usize>();
             truncated += mine.iter().filter(|r| r.finish == "length").count();
@@ -396,6 +399,8 @@ pub fn score(tasks: &[Task], records: &[CompletionRecord], cfg: &EvalConfig, lab
             stderr_pct: 100.0 * stderr,
             mean_new_tokens: if completions == 0 { 0.0 } else { tokens as f64 / completions as f64 },
             truncated,
+            grading: task.grader.config().name,
+            grading_timeouts: timeouts,
         });
     }
     Report::new(label, cfg.clone(), benches)

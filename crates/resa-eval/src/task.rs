@@ -13,14 +13,21 @@ use serde::{Deserialize, Serialize};
 
 use crate::bench::{Problem, benchmark_file, load_problems};
 use crate::error::{Error, Result};
-use crate::grade::{Graded, grade_choice, grade_math};
+use crate::grade::{Explained, Graded, GradingConfig, grade, grade_explained};
 
-/// How a completion is graded.
+/// How a completion is graded (each a [`GradingConfig`], reported with the scores).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Grader {
-    /// [`grade_math`]: the final answer (boxed first, …) against the gold answer.
+    /// An answer column in LaTeX or plain text ([`GradingConfig::boxed_answer`]): math sets
+    /// other than the paper's, and MATH-500/Minerva copies without their solutions.
     Math,
+    /// AIME24/25, AMC23 as the paper grades them: the `answer` column, expression
+    /// extraction only ([`GradingConfig::answer`]).
+    Answer,
+    /// MATH-500, Minerva as the paper grades them: the gold is the whole solution text,
+    /// LaTeX extraction only ([`GradingConfig::solution`]).
+    Solution,
     /// [`grade_choice`]: the chosen letter A–D.
     Choice,
     /// The text inside the last `<answer>…</answer>` compared as mathematics (the toy
@@ -29,18 +36,38 @@ pub enum Grader {
 }
 
 impl Grader {
+    /// The grading configuration.
+    pub fn config(self) -> GradingConfig {
+        match self {
+            Grader::Math | Grader::AnswerTag => GradingConfig::boxed_answer(),
+            Grader::Answer => GradingConfig::answer(),
+            Grader::Solution => GradingConfig::solution(),
+            Grader::Choice => GradingConfig::letters(),
+        }
+    }
+
     /// Grades one completion.
     pub fn grade(self, gold: &str, completion: &str) -> Graded {
         match self {
-            Grader::Math => grade_math(gold, completion),
-            Grader::Choice => grade_choice(gold, completion),
             Grader::AnswerTag => match answer_tag(completion) {
                 Some(inner) => {
-                    let g = grade_math(gold, &format!("\\boxed{{{inner}}}"));
+                    let g = grade(&self.config(), gold, &format!("\\boxed{{{inner}}}"));
                     Graded { correct: g.correct, extracted: inner.to_string() }
                 }
                 None => Graded { correct: false, extracted: String::new() },
             },
+            _ => grade(&self.config(), gold, completion),
+        }
+    }
+
+    /// Grades one completion, with the candidates and the reason (`resa grade --explain`).
+    pub fn explain(self, gold: &str, completion: &str) -> Explained {
+        match self {
+            Grader::AnswerTag => match answer_tag(completion) {
+                Some(inner) => grade_explained(&self.config(), gold, &format!("\\boxed{{{inner}}}")),
+                None => grade_explained(&self.config(), gold, ""),
+            },
+            _ => grade_explained(&self.config(), gold, completion),
         }
     }
 }
@@ -76,17 +103,30 @@ pub struct Task {
 }
 
 impl Task {
-    /// A math task with the lighteval prompt around each problem.
+    /// A math task with the lighteval prompt around each problem, graded as the paper
+    /// grades the benchmark of that name: AIME/AMC by their answer column (expression
+    /// extraction), MATH-500/Minerva against each problem's solution text when every problem
+    /// has one (LaTeX extraction), anything else by its answer column.
     pub fn math(name: impl Into<String>, problems: &[Problem]) -> Task {
+        let name = name.into();
+        let spec = task_spec(&name).map(|s| s.grader);
+        let grader = match spec {
+            Some(Grader::Solution) if problems.iter().all(|p| p.solution.is_some()) => Grader::Solution,
+            Some(Grader::Answer) => Grader::Answer,
+            _ => Grader::Math,
+        };
         let items = problems
             .iter()
             .map(|p| EvalItem {
                 id: p.id.clone(),
                 message: resa_data::math_eval_message(&p.problem),
-                gold: p.answer.clone(),
+                gold: match (grader, &p.solution) {
+                    (Grader::Solution, Some(sol)) => sol.clone(),
+                    _ => p.answer.clone(),
+                },
             })
             .collect();
-        Task { name: name.into(), grader: Grader::Math, items }
+        Task { name, grader, items }
     }
 
     /// The toy world's test split: the question alone (the toy model's format), graded by
@@ -129,11 +169,11 @@ pub struct TaskSpec {
 
 /// The paper's six benchmarks, in the order of its tables.
 pub const TASKS: [TaskSpec; 6] = [
-    TaskSpec { name: "aime24", grader: Grader::Math, size: 30, hub_id: "HuggingFaceH4/aime_2024", split: "train" },
-    TaskSpec { name: "aime25", grader: Grader::Math, size: 30, hub_id: "yentinglin/aime_2025", split: "train" },
-    TaskSpec { name: "amc23", grader: Grader::Math, size: 40, hub_id: "math-ai/amc23", split: "test" },
-    TaskSpec { name: "math500", grader: Grader::Math, size: 500, hub_id: "HuggingFaceH4/MATH-500", split: "test" },
-    TaskSpec { name: "minerva", grader: Grader::Math, size: 272, hub_id: "math-ai/minervamath", split: "test" },
+    TaskSpec { name: "aime24", grader: Grader::Answer, size: 30, hub_id: "HuggingFaceH4/aime_2024", split: "train" },
+    TaskSpec { name: "aime25", grader: Grader::Answer, size: 30, hub_id: "yentinglin/aime_2025", split: "train" },
+    TaskSpec { name: "amc23", grader: Grader::Answer, size: 40, hub_id: "math-ai/amc23", split: "test" },
+    TaskSpec { name: "math500", grader: Grader::Solution, size: 500, hub_id: "HuggingFaceH4/MATH-500", split: "test" },
+    TaskSpec { name: "minerva", grader: Grader::Solution, size: 272, hub_id: "math-ai/minervamath", split: "test" },
     TaskSpec { name: "gpqa_diamond", grader: Grader::Choice, size: 198, hub_id: "", split: "train" },
 ];
 
@@ -204,7 +244,12 @@ fn load_from_hub(spec: &TaskSpec) -> Result<Task> {
     let problems: Vec<Problem> = rows
         .into_iter()
         .enumerate()
-        .map(|(i, r)| Problem { id: format!("{}-{i:03}", spec.name), problem: r.problem, answer: r.answer })
+        .map(|(i, r)| Problem {
+            id: format!("{}-{i:03}", spec.name),
+            problem: r.problem,
+            answer: r.answer,
+            solution: None,
+        })
         .collect();
     Ok(Task::math(spec.name, &problems))
 }
