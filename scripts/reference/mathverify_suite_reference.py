@@ -2,10 +2,14 @@
 """Labelled grading cases that this project did not write, for resa-eval's agreement tests.
 
     python scripts/reference/mathverify_suite_reference.py MATH_VERIFY_TESTS_DIR ../shared/data/eval \
-        crates/resa-eval/tests/fixtures
+        crates/resa-eval/tests/fixtures [LIGHTEVAL_TEST_EXTRACTIVE_MATCH_PY]
 
 MATH_VERIFY_TESTS_DIR is the `tests/` folder of huggingface/Math-Verify (any checkout; the
-cases are read from its `pytest.mark.parametrize` lists, not copied by hand). Writes:
+cases are read from its `pytest.mark.parametrize` lists, not copied by hand). The optional
+last argument is lighteval's `tests/unit/metrics/test_extractive_match.py`: its literal
+parametrize lists are read with `ast` (lighteval need not be installed); its math cases are
+relabelled by math-verify like the suite's, its English letter cases (GPQA's extraction) keep
+the verdict lighteval's test asserts (`config = "letters"`). Writes:
 
 - `mathverify_suite.jsonl`: every (gold, pred) pair of math-verify's own test suite,
   relabelled with math-verify's verdict under the settings of the paper's evaluation
@@ -78,11 +82,55 @@ def suite_cases(tests_dir):
                            "suite_expected": bool(expected) if expected is not None else None}
 
 
+def lighteval_cases(path):
+    import ast
+
+    tree = ast.parse(open(path).read())
+    for fn in tree.body:
+        if not isinstance(fn, ast.FunctionDef) or not fn.name.startswith("test_"):
+            continue
+        body = ast.unparse(fn)
+        letters = "NativeLetters" in body
+        for dec in fn.decorator_list:
+            if not (isinstance(dec, ast.Call) and ast.unparse(dec.func).endswith("parametrize")):
+                continue
+            argnames = [a.strip() for a in ast.literal_eval(dec.args[0]).split(",")]
+            if "gold" not in argnames or "pred" not in argnames:
+                continue
+            for elt in dec.args[1].elts:
+                try:
+                    values = ast.literal_eval(elt)
+                except ValueError:
+                    # A Language.X member: only English cases are kept.
+                    src = ast.unparse(elt)
+                    if "Language.ENGLISH" not in src:
+                        continue
+                    values = ast.literal_eval(src.replace("Language.ENGLISH", "'en'"))
+                row = dict(zip(argnames, values))
+                if not isinstance(row["gold"], str) or not isinstance(row["pred"], str):
+                    continue
+                yield {"source": f"lighteval::{fn.name}", "gold": row["gold"], "completion": row["pred"],
+                       "suite_expected": bool(row.get("expected")), "letters": letters}
+
+
 def main():
     tests_dir, eval_dir, out_dir = sys.argv[1], sys.argv[2], sys.argv[3]
     seen = set()
     suite = []
-    for c in suite_cases(tests_dir):
+    extra = list(lighteval_cases(sys.argv[4])) if len(sys.argv) > 4 else []
+    for c in extra:
+        if not c.pop("letters"):
+            continue
+        key = (c["gold"], c["completion"])
+        if key in seen:
+            continue
+        seen.add(key)
+        c["config"] = "letters"
+        c["label"] = c["suite_expected"]
+        c["gold_parsed"], c["pred_parsed"] = [], []
+        suite.append(c)
+    extra_math = [c for c in lighteval_cases(sys.argv[4])] if len(sys.argv) > 4 else []
+    for c in list(suite_cases(tests_dir)) + [c for c in extra_math if not c.pop("letters")]:
         key = (c["gold"], c["completion"])
         if key in seen:
             continue

@@ -1044,6 +1044,15 @@ fn parse_depth(s: &str, d: usize) -> Option<Value> {
             return Some(Value::Set(out));
         }
     }
+    // Ratios: `7:32` is 7/32 (latex2sympy's colon).
+    if let Some(parts) = split_top(s, &[":"])
+        && parts.len() == 2
+        && let (Some(a), Some(b)) = (parse_expr(&parts[0]), parse_expr(&parts[1]))
+        && b.eval(&|_| 1.0) != 0.0
+    {
+        // (a zero second part, as in a time `12:00`, is sympy's zoo: not a number)
+        return Some(Value::Expr(Expr::Div(Box::new(a), Box::new(b))));
+    }
     // Unions.
     let parts = split_top(s, &["\\cup"])?;
     if parts.len() > 1 {
@@ -1180,6 +1189,34 @@ fn parse_relation(s: &str, d: usize) -> Option<Option<Value>> {
         return None;
     }
     let vals: Vec<Value> = sides.iter().map(|x| parse_depth(x, d + 1)).collect::<Option<_>>()?;
+    // latex2sympy cannot relate a number-valued expression to a tuple, interval or braced
+    // set (`f(1) = (2, 4)`, `f(1) = \{1, 2\}` do not parse; `k = 1, 2` does), nor chain them
+    // (`x = (x, y) = (2, 4)`); a tuple of symbols on one side is an assignment and parses.
+    let structured: Vec<bool> = vals
+        .iter()
+        .zip(&sides)
+        .map(|(v, t)| match v {
+            Value::Set(_) => t.starts_with("\\{"),
+            Value::Expr(_) | Value::Rel(_) | Value::Matrix(_) => false,
+            _ => true,
+        })
+        .collect();
+    if structured.iter().any(|x| *x) {
+        let lone_symbol = |v: &Value| matches!(v, Value::Expr(Expr::Var(n)) if !n.contains('('));
+        let symbols_tuple = |v: &Value| match v {
+            Value::Interval(a, b, false, false) => lone_symbol(a) && lone_symbol(b),
+            Value::Tuple(items) => items.iter().all(lone_symbol),
+            _ => false,
+        };
+        let scalars: Vec<&Value> = vals.iter().zip(&structured).filter(|(_, s)| !**s).map(|(v, _)| v).collect();
+        if vals.len() > 2 && !scalars.is_empty() {
+            return None;
+        }
+        let assignment = vals.iter().zip(&structured).any(|(v, s)| *s && symbols_tuple(v));
+        if !assignment && scalars.iter().any(|v| !lone_symbol(v)) {
+            return None;
+        }
+    }
     let rels = ops
         .iter()
         .enumerate()

@@ -189,8 +189,12 @@ fn numeric_eq(a: &Expr, b: &Expr, fr: u32) -> bool {
             if int_a || int_b {
                 return exact_eq(x, y);
             }
+            // sympy's round of `x·UnevaluatedExpr(1/100)` rounds x: the percent sign is not
+            // applied here (the exact comparison afterwards applies it: 0.04 = 4%).
+            let (Some(x), Some(y)) = (constant(strip_pct(a).0), constant(strip_pct(b).0)) else { return false };
             let (rx, ry) = (round_to(x, fr), round_to(y, fr));
-            return if rx.abs() * 10f64.powi(fr as i32) > 1e15 { exact_eq(rx, ry) } else { rx == ry };
+            let rounded = if rx.abs() * 10f64.powi(fr as i32) > 1e15 { exact_eq(rx, ry) } else { rx == ry };
+            return rounded || matches!((constant(a), constant(b)), (Some(p), Some(q)) if exact_eq(p, q));
         }
         if ka == Some(NumKind::Integer) && kb == Some(NumKind::Integer) {
             // Percent of an integer against an integer: the numbers themselves.
