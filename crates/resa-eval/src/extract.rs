@@ -198,7 +198,10 @@ static LATEX_BOXED_0: LazyLock<Vec<(Regex, u32)>> = LazyLock::new(|| latex_patte
 static LATEX_BOXED_50: LazyLock<Vec<(Regex, u32)>> = LazyLock::new(|| latex_patterns(Some(50)));
 static LATEX_NO_BOX: LazyLock<Vec<(Regex, u32)>> = LazyLock::new(|| latex_patterns(None));
 
-fn patterns(target: &Target) -> std::borrow::Cow<'static, [(Regex, u32)]> {
+/// A target's patterns with their priorities (the common ones compiled once).
+type Patterns = std::borrow::Cow<'static, [(Regex, u32)]>;
+
+fn patterns(target: &Target) -> Patterns {
     use std::borrow::Cow;
     match target {
         Target::Expr => Cow::Borrowed(&EXPR[..]),
@@ -355,8 +358,7 @@ fn extract_string(c: &Captures, lowercase: bool) -> (Option<Extracted>, String) 
 pub fn extract(text: &str, targets: &[Target], fallback: bool) -> (Vec<Extracted>, Budget) {
     let mut budget = Budget::Complete;
     let mut all: Vec<(&Regex, &Target, u32)> = Vec::new();
-    let pats: Vec<(std::borrow::Cow<'static, [(Regex, u32)]>, &Target)> =
-        targets.iter().map(|t| (patterns(t), t)).collect();
+    let pats: Vec<(Patterns, &Target)> = targets.iter().map(|t| (patterns(t), t)).collect();
     for (ps, t) in &pats {
         for (r, prio) in ps.iter() {
             all.push((r, t, *prio));

@@ -1251,9 +1251,7 @@ fn parse_matrix_sum(s: &str, d: usize) -> Option<Value> {
             .map(|r| r.split('&').map(|c| parse_depth(c.trim(), d + 1)).collect::<Option<Vec<_>>>())
             .collect::<Option<_>>()?;
         let rows = if sign < 0.0 {
-            rows.into_iter()
-                .map(|r| r.into_iter().map(|v| negate(v)).collect::<Option<Vec<_>>>())
-                .collect::<Option<_>>()?
+            rows.into_iter().map(|r| r.into_iter().map(negate).collect::<Option<Vec<_>>>()).collect::<Option<_>>()?
         } else {
             rows
         };

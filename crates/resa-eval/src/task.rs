@@ -28,7 +28,7 @@ pub enum Grader {
     /// MATH-500, Minerva as the paper grades them: the gold is the whole solution text,
     /// LaTeX extraction only ([`GradingConfig::solution`]).
     Solution,
-    /// [`grade_choice`]: the chosen letter A–D.
+    /// The chosen letter A–D ([`GradingConfig::letters`]).
     Choice,
     /// The text inside the last `<answer>…</answer>` compared as mathematics (the toy
     /// world's format); no tag means no answer.

@@ -528,7 +528,7 @@ mod tests {
     use crate::math::parse_value;
 
     fn eq(g: &str, p: &str) -> bool {
-        expr_eq(&parse_value(g).unwrap(), &parse_value(p).unwrap(), 5)
+        expr_eq(&parse_value(g).expect("gold parses"), &parse_value(p).expect("prediction parses"), 5)
     }
 
     #[test]
