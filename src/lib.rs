@@ -12,7 +12,8 @@
 //! - [`lora`]: LoRA adapters in PEFT's format, merging.
 //! - [`tune`]: Stage II (SAE-guided SFT), the CoT-free SFT baseline, the whole pipeline,
 //!   full-parameter training.
-//! - [`eval`]: the paper's benchmarks, Pass@1 and math-equivalence grading.
+//! - [`eval`]: the paper's benchmarks and Pass@1.
+//! - [`mod@grade`]: math-answer grading (math-verify 0.9 ported; no tensors).
 //! - [`features`]: reasoning features per layer, the layer mixture, figures.
 //! - [`toy_model`] and [`demo`]: the built-in toy reasoning model and `resa demo`.
 //! - [`mod@bench`]: the fixed workloads of `resa bench` / `cargo xtask bench`.
@@ -23,6 +24,7 @@
 pub use resa_data as data;
 pub use resa_eval as eval;
 pub use resa_features as features;
+pub use resa_grade as grade;
 pub use resa_lora as lora;
 pub use resa_qwen2 as qwen2;
 pub use resa_sae as sae;

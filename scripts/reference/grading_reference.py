@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Grading cases labelled by math-verify (pinned), for resa-eval's agreement test.
+"""Grading cases labelled by math-verify (pinned), for resa-grade's agreement test.
 
-    python scripts/reference/grading_reference.py ../shared/data/eval crates/resa-eval/tests/fixtures/grading_cases.jsonl
+    python scripts/reference/grading_reference.py ../shared/data/eval crates/resa-grade/tests/fixtures/grading_cases.jsonl
 
 Gold answers come from the shipped math sets; each is put into several completion forms
 (boxed with the paper's "final answer is" sentence, bare boxed, "The answer is $…$",

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""Labelled grading cases that this project did not write, for resa-eval's agreement tests.
+"""Labelled grading cases that this project did not write, for resa-grade's agreement tests.
 
     python scripts/reference/mathverify_suite_reference.py MATH_VERIFY_TESTS_DIR ../shared/data/eval \
-        crates/resa-eval/tests/fixtures [LIGHTEVAL_TEST_EXTRACTIVE_MATCH_PY]
+        crates/resa-grade/tests/fixtures [LIGHTEVAL_TEST_EXTRACTIVE_MATCH_PY]
 
 MATH_VERIFY_TESTS_DIR is the `tests/` folder of huggingface/Math-Verify (any checkout; the
 cases are read from its `pytest.mark.parametrize` lists, not copied by hand). The optional
@@ -21,7 +21,7 @@ the verdict lighteval's test asserts (`config = "letters"`). Writes:
   the gold of the paper's configuration (LaTeX-only extraction of the solution) against the
   answer column as a completion. Labels are math-verify's.
 
-Configurations (names used by the Rust tests, `resa_eval::GradingConfig`):
+Configurations (names used by the Rust tests, `resa_grade::GradingConfig`):
   suite    gold [Expr, LaTeX]        pred [Expr, LaTeX(boxed 0)]
   answer   gold [Expr]               pred [Expr, LaTeX(boxed 0)]   (AIME24/25, AMC23)
   solution gold [LaTeX]              pred [Expr, LaTeX(boxed 0)]   (MATH-500, Minerva)

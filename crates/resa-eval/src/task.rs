@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::bench::{Problem, benchmark_file, load_problems};
 use crate::error::{Error, Result};
-use crate::grade::{Explained, Graded, GradingConfig, grade, grade_explained};
+use resa_grade::{Explained, Graded, GradingConfig, grade, grade_explained};
 
 /// How a completion is graded (each a [`GradingConfig`], reported with the scores).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use resa_eval::{GradingConfig, grade_explained};
+use resa_grade::{GradingConfig, grade_explained};
 
 #[derive(serde::Deserialize)]
 struct Case {

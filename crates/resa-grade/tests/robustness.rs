@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use proptest::prelude::*;
-use resa_eval::{GradingConfig, grade, grade_choice, grade_explained};
+use resa_grade::{GradingConfig, grade, grade_choice, grade_explained};
 
 fn all_configs() -> Vec<GradingConfig> {
     GradingConfig::NAMES.iter().map(|n| GradingConfig::by_name(n).expect("config")).collect()

@@ -86,6 +86,11 @@ impl GradingConfig {
             _ => return None,
         })
     }
+    /// A configuration by name, or an error naming the ones there are.
+    pub fn from_name(name: &str) -> crate::Result<Self> {
+        Self::by_name(name)
+            .ok_or_else(|| crate::Error::UnknownConfig { name: name.into(), known: Self::NAMES.join(", ") })
+    }
     /// The names [`GradingConfig::by_name`] knows.
     pub const NAMES: [&'static str; 5] = ["answer", "solution", "boxed_answer", "suite", "letters"];
 }

@@ -1,5 +1,5 @@
 #![allow(missing_docs)]
-//! Grading throughput (completions per second). Run with `cargo bench -p resa-eval`.
+//! Grading throughput (completions per second). Run with `cargo bench -p resa-grade`.
 //!
 //! - `realistic_2_20kb`: human-written MATH-500 and Minerva solutions (the committed
 //!   `real_solutions.jsonl` fixture), each repeated until it is 2–20 KB long — the size of
@@ -9,7 +9,7 @@
 //!   benchmark's configuration.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use resa_eval::{GradingConfig, grade};
+use resa_grade::{GradingConfig, grade};
 
 fn read(file: &str) -> Vec<serde_json::Value> {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(file);

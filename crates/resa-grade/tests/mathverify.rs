@@ -21,7 +21,7 @@ const KNOWN: &[(&str, &str, &str)] = &[
 
 use std::collections::BTreeMap;
 
-use resa_eval::{GradingConfig, grade_explained};
+use resa_grade::{GradingConfig, grade_explained};
 
 #[derive(serde::Deserialize)]
 struct Case {
