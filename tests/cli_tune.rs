@@ -123,3 +123,29 @@ fn tune_reports_config_errors_with_the_field() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("bad.toml") && err.contains("target"), "{err}");
 }
+
+#[test]
+fn tune_refuses_a_hookpoint_or_rank_the_models_do_not_have_before_stage_one() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let model = tmp.path().join("model");
+    toy_model(&model);
+    ToyWorld::default().write_splits(tmp.path().join("data"), [20, 2, 2]).expect("data");
+    let layers = Qwen2Config::tiny().num_hidden_layers;
+    let hidden = Qwen2Config::tiny().hidden_size;
+    for (hookpoint, r, named) in
+        [(format!("layers.{layers}"), 4, "[sae] hookpoint = "), ("layers.1".to_string(), hidden + 1, "[lora] r = ")]
+    {
+        let config = format!(
+            "out = \"{out}\"\n[source]\nmodel = \"{m}\"\n[target]\nmodel = \"{m}\"\n[data]\ntrigger = \"{d}\"\nelicitation = \"{d}\"\n[sae]\nmode = \"scratch\"\nhookpoint = \"{hookpoint}\"\nnum_latents = 64\nk = 4\n[lora]\nr = {r}\n",
+            out = tmp.path().join("run").display(),
+            m = model.display(),
+            d = tmp.path().join("data/train.jsonl").display(),
+        );
+        let cfg_path = tmp.path().join("run.toml");
+        std::fs::write(&cfg_path, config).expect("config");
+        let o = resa(&["tune", "--config", cfg_path.to_str().expect("utf8")]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && err.contains(named) && err.contains("run.toml"), "{err}");
+        assert!(!tmp.path().join("run/stage1").exists(), "Stage I started before the check: {err}");
+    }
+}

@@ -64,6 +64,10 @@ pub fn run(args: TuneArgs) -> anyhow::Result<()> {
     if let Some(n) = args.data_parallel {
         cfg.stage2.data_parallel = n;
     }
+    // Everything a run needs is checked before it starts (the overrides included).
+    let file = args.config.display().to_string();
+    cfg.validate(&file)?;
+    cfg.validate_models(&file)?;
     let spec = args.device;
     with_backend!(spec, |B, device| { tune::<B>(&cfg, &device, args.dtype) })
 }

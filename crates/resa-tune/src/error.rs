@@ -37,6 +37,20 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// A value of a run configuration is impossible; found before any work starts.
+    #[error("{file}: [{table}] {key} = {value}: {allowed}")]
+    Invalid {
+        /// The file (or "run configuration" when built in code).
+        file: String,
+        /// The TOML table (`stage2`, `lora`, …; empty for top-level keys).
+        table: &'static str,
+        /// The key as written in the file.
+        key: &'static str,
+        /// The value found.
+        value: String,
+        /// What is allowed.
+        allowed: String,
+    },
     /// The loss became NaN or infinite; training stopped (the last checkpoint is kept).
     #[error("training stopped at step {step}: the loss is {value} (not finite); the last good checkpoint is kept")]
     NonFiniteLoss {

@@ -318,11 +318,189 @@ fn seed() -> u64 {
 }
 
 impl PipelineConfig {
-    /// Reads a TOML file.
+    /// Reads a TOML file and checks every value ([`PipelineConfig::validate`]).
     pub fn from_toml_file(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        toml::from_str(&text).map_err(|e| Error::option(path.display().to_string(), e.to_string()))
+        let cfg: PipelineConfig =
+            toml::from_str(&text).map_err(|e| Error::option(path.display().to_string(), e.to_string()))?;
+        cfg.validate(&path.display().to_string())?;
+        Ok(cfg)
+    }
+
+    /// Checks every value that can be checked without the models, naming `file`, the TOML
+    /// table and key, the value and what is allowed ([`Error::Invalid`]). [`run_pipeline`]
+    /// calls it (and checks the hookpoint and rank against the models' `config.json`) before
+    /// any stage starts.
+    pub fn validate(&self, file: &str) -> Result<()> {
+        let bad = |table: &'static str, key: &'static str, value: String, allowed: &str| {
+            Err(Error::Invalid { file: file.to_string(), table, key, value, allowed: allowed.to_string() })
+        };
+        let positive_int = |table: &'static str, key: &'static str, v: u64| {
+            if v == 0 { bad(table, key, v.to_string(), "must be at least 1") } else { Ok(()) }
+        };
+        if self.out.as_os_str().is_empty() {
+            return bad("", "out", "\"\"".into(), "must name the run folder");
+        }
+        for (table, model) in [("source", &self.source.model), ("target", &self.target.model)] {
+            if model.trim().is_empty() {
+                return bad(table, "model", "\"\"".into(), "must name a model folder or hub id");
+            }
+        }
+        // [data]
+        for (key, v) in [("trigger", &self.data.trigger), ("elicitation", &self.data.elicitation)] {
+            if v.trim().is_empty() {
+                return bad("data", key, "\"\"".into(), "must name a dataset (file, folder or hub id)");
+            }
+        }
+        if let Err(e) = template(&self.data.template) {
+            return bad(
+                "data",
+                "template",
+                format!("{:?}", self.data.template),
+                &format!("\"reference\", \"paper\" or a template with {{problem}} ({e})"),
+            );
+        }
+        if self.data.ctx_len < 2 || self.data.ctx_len > 1 << 20 {
+            return bad("data", "ctx_len", self.data.ctx_len.to_string(), "tokens per chunk, 2 ..= 1048576");
+        }
+        if let Some(n) = self.data.max_rows {
+            positive_int("data", "max_rows", n as u64)?;
+        }
+        // [sae]
+        if let Err(e) = self.sae.hookpoint.parse::<Hookpoint>() {
+            return bad(
+                "sae",
+                "hookpoint",
+                format!("{:?}", self.sae.hookpoint),
+                &format!("`layers.N` or `layers.N.mlp` ({e})"),
+            );
+        }
+        match (self.sae.mode, &self.sae.path) {
+            (SaeMode::Finetune | SaeMode::Pretrained, None) => {
+                return bad(
+                    "sae",
+                    "path",
+                    "(missing)".into(),
+                    "finetune and pretrained modes need the SAE folder or hub repo",
+                );
+            }
+            (SaeMode::Finetune | SaeMode::Pretrained, Some(p)) if p.trim().is_empty() => {
+                return bad("sae", "path", "\"\"".into(), "must name the SAE folder or hub repo");
+            }
+            _ => {}
+        }
+        positive_int("sae", "num_latents", self.sae.num_latents as u64)?;
+        if self.sae.k == 0 || self.sae.k > self.sae.num_latents {
+            return bad("sae", "k", self.sae.k.to_string(), &format!("1 ..= num_latents ({})", self.sae.num_latents));
+        }
+        positive_int("sae", "batch_size", self.sae.batch_size as u64)?;
+        if let Some(lr) = self.sae.lr
+            && !(lr.is_finite() && lr > 0.0)
+        {
+            return bad(
+                "sae",
+                "lr",
+                lr.to_string(),
+                "a positive finite learning rate (omit it for sparsify's automatic one)",
+            );
+        }
+        if let Some(n) = self.sae.max_steps {
+            positive_int("sae", "max_steps", n)?;
+        }
+        // [lora]
+        if self.lora.r == 0 || self.lora.r > 65536 {
+            return bad(
+                "lora",
+                "r",
+                self.lora.r.to_string(),
+                "the rank, 1 ..= 65536 (and at most the model's hidden size)",
+            );
+        }
+        if !(self.lora.alpha.is_finite() && self.lora.alpha > 0.0) {
+            return bad("lora", "alpha", self.lora.alpha.to_string(), "a positive finite number");
+        }
+        if !(0.0..1.0).contains(&self.lora.dropout) {
+            return bad("lora", "dropout", self.lora.dropout.to_string(), "a probability in [0, 1)");
+        }
+        if self.lora.targets.is_empty() {
+            return bad(
+                "lora",
+                "targets",
+                "[]".into(),
+                &format!("one or more of {}", resa_lora::ALL_LINEAR.join(", ")),
+            );
+        }
+        if let Some(t) = self.lora.targets.iter().find(|t| !resa_lora::ALL_LINEAR.contains(&t.as_str())) {
+            return bad(
+                "lora",
+                "targets",
+                format!("{t:?}"),
+                &format!("Qwen2's linear layers: {}", resa_lora::ALL_LINEAR.join(", ")),
+            );
+        }
+        // [stage2]
+        let s = &self.stage2;
+        if !(s.lr.is_finite() && s.lr > 0.0) {
+            return bad("stage2", "lr", s.lr.to_string(), "a positive finite learning rate");
+        }
+        if let Some((warmup, ratio)) = s.cosine
+            && !(ratio.is_finite() && (0.0..=1.0).contains(&ratio))
+        {
+            return bad("stage2", "cosine", format!("[{warmup}, {ratio}]"), "[warm-up steps, floor ratio in [0, 1]]");
+        }
+        positive_int("stage2", "epochs", s.epochs as u64)?;
+        if let Some(n) = s.max_steps {
+            positive_int("stage2", "max_steps", n)?;
+        }
+        positive_int("stage2", "batch_size", s.batch_size as u64)?;
+        positive_int("stage2", "grad_accum", s.grad_accum as u64)?;
+        positive_int("stage2", "data_parallel", s.data_parallel as u64)?;
+        positive_int("stage2", "save_every", s.save_every)?;
+        if s.objective == ObjectiveKind::Sft && self.sae.mode == SaeMode::Pretrained && self.sae.path.is_none() {
+            return bad("sae", "path", "(missing)".into(), "pretrained mode needs a path even for the SFT baseline");
+        }
+        Ok(())
+    }
+
+    /// The checks that need the models' `config.json` (models are resolved, not loaded): the
+    /// hookpoint's layer exists in the source and the target, and the LoRA rank is at most the
+    /// target's hidden size. `file` names the configuration in errors.
+    pub fn validate_models(&self, file: &str) -> Result<()> {
+        let source_dir = hub::resolve_model(&self.source.model)?;
+        let target_dir = hub::resolve_model(&self.target.model)?;
+        self.validate_against_models(file, &source_dir, &target_dir)
+    }
+
+    fn validate_against_models(&self, file: &str, source_dir: &Path, target_dir: &Path) -> Result<()> {
+        let hookpoint: Hookpoint = self.sae.hookpoint.parse()?;
+        for (table, dir) in [("source", source_dir), ("target", target_dir)] {
+            let Ok(cfg) = resa_qwen2::Qwen2Config::from_file(dir.join("config.json")) else { continue };
+            if hookpoint.check(cfg.num_hidden_layers).is_err() {
+                return Err(Error::Invalid {
+                    file: file.to_string(),
+                    table: "sae",
+                    key: "hookpoint",
+                    value: format!("{:?}", self.sae.hookpoint),
+                    allowed: format!(
+                        "the {table} model ({}) has {} layers: layers.0 ..= layers.{}",
+                        dir.display(),
+                        cfg.num_hidden_layers,
+                        cfg.num_hidden_layers.saturating_sub(1)
+                    ),
+                });
+            }
+            if table == "target" && self.lora.r > cfg.hidden_size {
+                return Err(Error::Invalid {
+                    file: file.to_string(),
+                    table: "lora",
+                    key: "r",
+                    value: self.lora.r.to_string(),
+                    allowed: format!("at most the target's hidden size ({})", cfg.hidden_size),
+                });
+            }
+        }
+        Ok(())
     }
 }
 
@@ -471,8 +649,10 @@ pub fn run_pipeline<B: AutodiffBackend>(
     dtype: DType,
     on_event: &mut dyn FnMut(PipelineEvent<'_>),
 ) -> Result<PipelineReport> {
+    cfg.validate("run configuration")?;
     let source_dir = hub::resolve_model(&cfg.source.model)?;
     let target_dir = hub::resolve_model(&cfg.target.model)?;
+    cfg.validate_against_models("run configuration", &source_dir, &target_dir)?;
     std::fs::create_dir_all(&cfg.out).map_err(|e| Error::io(&cfg.out, e))?;
 
     // Stage I.

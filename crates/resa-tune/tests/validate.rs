@@ -1,0 +1,113 @@
+//! A bad value anywhere in a run TOML is refused before any work starts, with the file, the
+//! table, the key, the value and what is allowed in the message.
+
+use resa_tune::{Error, PipelineConfig};
+
+const GOOD: &str = r#"
+out = "run"
+[source]
+model = "m"
+[target]
+model = "m"
+[data]
+trigger = "t.jsonl"
+elicitation = "e.jsonl"
+[sae]
+mode = "scratch"
+hookpoint = "layers.12"
+[lora]
+r = 32
+[stage2]
+lr = 1e-6
+"#;
+
+/// Replaces `key = …` in `[table]` (or adds it there) and parses.
+fn with(table: &str, key: &str, value: &str) -> String {
+    let mut out = String::new();
+    let mut in_table = table.is_empty();
+    let mut done = false;
+    for line in GOOD.lines() {
+        if line.starts_with('[') {
+            if in_table && !done {
+                out.push_str(&format!("{key} = {value}\n"));
+                done = true;
+            }
+            in_table = line == format!("[{table}]");
+        }
+        if in_table && !done && line.split('=').next().is_some_and(|k| k.trim() == key) {
+            out.push_str(&format!("{key} = {value}\n"));
+            done = true;
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    if !done {
+        out.push_str(&format!("{key} = {value}\n"));
+    }
+    out
+}
+
+fn load(text: &str) -> Result<PipelineConfig, Error> {
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("run.toml");
+    std::fs::write(&path, text).expect("write");
+    PipelineConfig::from_toml_file(&path)
+}
+
+#[test]
+fn the_good_file_is_accepted() {
+    load(GOOD).expect("valid");
+}
+
+#[test]
+fn every_table_refuses_bad_values_with_file_table_key_and_value() {
+    let cases: &[(&str, &str, &str, &str)] = &[
+        ("", "out", "\"\"", "run folder"),
+        ("source", "model", "\" \"", "model folder"),
+        ("data", "trigger", "\"\"", "dataset"),
+        ("data", "template", "\"Q: {question}\"", "{problem}"),
+        ("data", "ctx_len", "1", "2 ..= 1048576"),
+        ("data", "max_rows", "0", "at least 1"),
+        ("sae", "hookpoint", "\"layer12\"", "layers.N"),
+        ("sae", "mode", "\"finetune\"", "need the SAE folder"),
+        ("sae", "num_latents", "0", "at least 1"),
+        ("sae", "k", "100000", "num_latents"),
+        ("sae", "batch_size", "0", "at least 1"),
+        ("sae", "lr", "-0.5", "positive finite"),
+        ("sae", "max_steps", "0", "at least 1"),
+        ("lora", "r", "100000000", "1 ..= 65536"),
+        ("lora", "r", "0", "1 ..= 65536"),
+        ("lora", "alpha", "-1.0", "positive"),
+        ("lora", "dropout", "2.0", "[0, 1)"),
+        ("lora", "targets", "[\"qproj\"]", "q_proj"),
+        ("lora", "targets", "[]", "one or more"),
+        ("stage2", "lr", "-0.001", "positive finite"),
+        ("stage2", "cosine", "[10, 1.5]", "floor ratio"),
+        ("stage2", "epochs", "0", "at least 1"),
+        ("stage2", "max_steps", "0", "at least 1"),
+        ("stage2", "batch_size", "0", "at least 1"),
+        ("stage2", "grad_accum", "0", "at least 1"),
+        ("stage2", "data_parallel", "0", "at least 1"),
+        ("stage2", "save_every", "0", "at least 1"),
+    ];
+    for (table, key, value, allowed) in cases {
+        let text = with(table, key, value);
+        let err = load(&text).expect_err(&format!("[{table}] {key} = {value} accepted:\n{text}"));
+        let msg = err.to_string();
+        assert!(matches!(err, Error::Invalid { .. }), "[{table}] {key}: {msg}");
+        assert!(msg.contains("run.toml"), "{msg}");
+        // A finetune SAE without `path`: the missing key is the one named.
+        let named = if *key == "mode" { "path" } else { key };
+        assert!(msg.contains(&format!("[{table}] {named} = ")), "{msg}");
+        assert!(msg.contains(allowed), "[{table}] {key}: {msg}");
+    }
+}
+
+#[test]
+fn unknown_keys_and_wrong_types_name_the_key() {
+    let err = load(&with("lora", "lora_dropout", "0.1")).expect_err("unknown key").to_string();
+    assert!(err.contains("run.toml") && err.contains("lora_dropout"), "{err}");
+    let err = load(&with("stage2", "lr", "\"fast\"")).expect_err("wrong type").to_string();
+    assert!(err.contains("run.toml") && err.contains("lr"), "{err}");
+}
