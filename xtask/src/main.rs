@@ -12,8 +12,12 @@
 //!   `reproduce --list` names them all with the paper's numbers.
 //! - `toy-model [ARGS]`: retrain the committed toy model `models/toy-qwen2` from scratch
 //!   (`resa toy-model`, release build, CPU; extra arguments are passed on).
+//!
+//! Every task that runs `resa` takes cargo features as `--features x`, `--features=x` or
+//! `-F x` (`cargo xtask reproduce resa-still-v5 --features cuda --device cuda --dtype bf16`).
 
 mod fixtures;
+mod run;
 mod tidy;
 
 use std::path::PathBuf;
@@ -31,52 +35,32 @@ fn main() -> anyhow::Result<()> {
             eprintln!("tidy: ok");
             Ok(())
         }
-        Some("reproduce") => match args.get(1).map(String::as_str) {
-            Some("toy") => resa(&["demo", "--out", "runs/toy"], &args[2..]),
-            Some("--list") | None => {
-                println!(
-                    "{:<26} {:<11} {:>5}  Table 3 in miniature on the built-in toy model (resa demo), CPU",
-                    "toy", "Table 3", "–"
-                );
-                resa(&["reproduce", "--list"], &[])
+        Some(task @ ("reproduce" | "toy-model" | "bench")) => {
+            let (features, rest) = run::split_features(&args[1..])?;
+            match task {
+                "reproduce" => match rest.first().map(String::as_str) {
+                    Some("toy") => run::resa(&["demo", "--out", "runs/toy"], &rest[1..], &features),
+                    Some("--list") | None if rest.len() <= 1 => {
+                        println!(
+                            "{:<26} {:<11} {:>5}  Table 3 in miniature on the built-in toy model (resa demo), CPU",
+                            "toy", "Table 3", "–"
+                        );
+                        run::resa(&["reproduce", "--list"], &[], &features)
+                    }
+                    // Everything else is an experiment of configs/ (`resa reproduce`).
+                    _ => run::resa(&["reproduce"], &rest, &features),
+                },
+                "toy-model" => run::resa(&["toy-model", "--out", "models/toy-qwen2"], &rest, &features),
+                _ => run::resa(&["bench"], &rest, &features),
             }
-            // Everything else is an experiment of configs/ (`resa reproduce`).
-            Some(_) => resa(&["reproduce"], &args[1..]),
-        },
-        Some("toy-model") => resa(&["toy-model", "--out", "models/toy-qwen2"], &args[1..]),
-        Some("bench") => {
-            // Backend features (`--features cuda`) go before `--`: `cargo xtask bench --features cuda -- --device cuda`.
-            let split = args.iter().position(|a| a == "--").unwrap_or(args.len());
-            let features: Vec<&str> = args[1..split].iter().map(String::as_str).collect();
-            let rest = if split < args.len() { &args[split + 1..] } else { &[][..] };
-            let mut cmd = vec!["bench"];
-            cmd.extend(features.iter().filter(|a| !a.starts_with("--features")).copied());
-            let feature = features.iter().find_map(|a| a.strip_prefix("--features=")).map(str::to_string);
-            resa_with(&cmd, rest, feature.as_deref())
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask <fixtures [--python PATH] | tidy | reproduce NAME|all|toy|--list [--dry-run] [--tiny] | toy-model [ARGS] | bench [--features=F] [-- ARGS]>"
+                "usage: cargo xtask <fixtures [--python PATH] | tidy | reproduce NAME|all|toy|--list [--dry-run] [--tiny] | toy-model [ARGS] | bench [ARGS]> (tasks that run resa take --features F)"
             );
             std::process::exit(2)
         }
     }
-}
-
-/// Runs the `resa` program (release build) from the workspace root.
-fn resa(cmd: &[&str], extra: &[String]) -> anyhow::Result<()> {
-    resa_with(cmd, extra, None)
-}
-
-fn resa_with(cmd: &[&str], extra: &[String], features: Option<&str>) -> anyhow::Result<()> {
-    let mut c = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    c.current_dir(workspace_root()).args(["run", "--release", "--bin", "resa"]);
-    if let Some(f) = features {
-        c.args(["--features", f]);
-    }
-    let status = c.arg("--").args(cmd).args(extra).status()?;
-    anyhow::ensure!(status.success(), "resa {} failed ({status})", cmd.join(" "));
-    Ok(())
 }
 
 /// The workspace root (parent of this crate's folder).
