@@ -121,7 +121,10 @@ impl Experiment {
         if exp.tune.is_none() && exp.eval.model.is_none() {
             bail!("{}: without [tune], [eval] must name a model", path.display());
         }
-        exp.pipeline(Path::new("runs")).with_context(|| format!("{}: [tune]", path.display()))?;
+        if let Some(cfg) = exp.pipeline(Path::new("runs")).with_context(|| format!("{}: [tune]", path.display()))? {
+            // Every value checked when the file is read, long before a GPU is involved.
+            cfg.validate(&format!("{} ([tune])", path.display()))?;
+        }
         Ok(exp)
     }
 

@@ -262,7 +262,16 @@ pub fn evaluate<B: Backend>(
             .filter(|r| r.bench == task.name && wanted.contains(r.id.as_str()) && r.sample < cfg.samples)
             .collect();
         let mut finished = earlier.len();
-        let mut correct = earlier.iter().filter(|r| task.grader.grade(&r.gold, &r.completion).correct).count();
+        // Earlier completions are graded against the task's gold (not the one recorded with
+        // them), so a folder written before a grading change is scored as it is now.
+        let gold_of: std::collections::HashMap<&str, &str> =
+            task.items.iter().map(|i| (i.id.as_str(), i.gold.as_str())).collect();
+        let mut correct = earlier
+            .iter()
+            .filter(|r| {
+                task.grader.grade(gold_of.get(r.id.as_str()).copied().unwrap_or(&r.gold), &r.completion).correct
+            })
+            .count();
         let mut report = |done: usize, correct: usize, new_tokens: usize| {
             on_progress(&Progress {
                 bench: &task.name,
@@ -360,7 +369,8 @@ fn check_or_write_config(path: &Path, cfg: &EvalConfig) -> Result<()> {
 
 /// Scores `records` for `tasks`: per benchmark, the mean over problems of the fraction of
 /// right samples (the first `cfg.samples` of each problem), with the standard error of that
-/// mean over problems; completions are graded again with the task's grader.
+/// mean over problems; completions are graded again with the task's grader against the
+/// task's gold.
 pub fn score(tasks: &[Task], records: &[CompletionRecord], cfg: &EvalConfig, label: &str) -> Report {
     let mut benches = Vec::new();
     for task in tasks {
@@ -375,7 +385,7 @@ pub fn score(tasks: &[Task], records: &[CompletionRecord], cfg: &EvalConfig, lab
             if mine.is_empty() {
                 continue;
             }
-            let verdicts: Vec<_> = mine.iter().map(|r| task.grader.explain(&r.gold, &r.completion)).collect();
+            let verdicts: Vec<_> = mine.iter().map(|r| task.grader.explain(&item.gold, &r.completion)).collect();
             let right = verdicts.iter().filter(|v| v.correct).count();
             timeouts += verdicts.iter().filter(|v| v.timed_out).count();
             per_problem.push(right as f64 / mine.len() as f64);

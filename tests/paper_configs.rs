@@ -1,0 +1,100 @@
+//! Every experiment of `configs/` against a machine-readable copy of the paper's Table 1
+//! (components), its result tables (per-benchmark Pass@1 and average) and Appendix B (the
+//! best Tina checkpoints), written by hand from `../shared/docs/paper-results.md` into
+//! `tests/fixtures/paper_table1.json`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use resa::reproduce::{Experiment, load_experiments};
+use resa::tune::pipeline::{ModelRef, ObjectiveKind, SaeMode};
+
+#[derive(serde::Deserialize)]
+struct Fixture {
+    models: BTreeMap<String, String>,
+    experiments: BTreeMap<String, Row>,
+    #[serde(rename = "_scores_order")]
+    scores_order: Vec<String>,
+    tina_best_step: BTreeMap<String, u64>,
+}
+
+#[derive(serde::Deserialize)]
+struct Row {
+    source: Option<String>,
+    target: String,
+    trigger: Option<String>,
+    elicitation: Option<String>,
+    sae_mode: Option<String>,
+    avg: Option<f64>,
+    scores: Option<Vec<f64>>,
+}
+
+fn fixture() -> Fixture {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/paper_table1.json");
+    serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("json")
+}
+
+/// The fixture's short name of a model reference: `r1`, `tina-still`, `qwen`, ….
+fn short(m: &ModelRef, fx: &Fixture) -> String {
+    match &m.adapter {
+        Some(a) if a.contains("-STILL") => "tina-still".into(),
+        Some(a) if a.contains("-DeepScaleR") => "tina-deepscaler".into(),
+        Some(a) => format!("adapter {a}"),
+        None => fx.models.iter().find(|(_, id)| **id == m.model).map_or(m.model.clone(), |(k, _)| k.clone()),
+    }
+}
+
+fn check_tina_step(m: &ModelRef, fx: &Fixture, name: &str) {
+    if let Some(a) = &m.adapter {
+        let key = short(m, fx);
+        let step = fx.tina_best_step[&key];
+        assert!(a.ends_with(&format!("/checkpoint-{step}")), "{name}: {a} is not {key}'s best checkpoint ({step})");
+    }
+}
+
+#[test]
+fn every_experiment_matches_the_paper() {
+    let fx = fixture();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
+    let experiments: BTreeMap<String, Experiment> =
+        load_experiments(&dir).expect("configs").into_iter().map(|e| (e.name.clone(), e)).collect();
+    for (name, row) in &fx.experiments {
+        let exp = experiments.get(name).unwrap_or_else(|| panic!("configs/{name}.toml is missing"));
+        // The paper's numbers.
+        assert_eq!(exp.paper.get("average").copied(), row.avg, "{name}: average");
+        if let Some(scores) = &row.scores {
+            for (bench, v) in fx.scores_order.iter().zip(scores) {
+                assert_eq!(exp.paper.get(bench), Some(v), "{name}: {bench}");
+            }
+        }
+        // The components.
+        let eval_model = exp.eval_model().expect("eval model");
+        check_tina_step(&eval_model, &fx, name);
+        match exp.pipeline(Path::new("runs")).expect("tune") {
+            None => {
+                assert_eq!(short(&eval_model, &fx), row.target, "{name}: evaluated model");
+                assert!(row.source.is_none() && row.sae_mode.is_none(), "{name}: the paper trains this one");
+            }
+            Some(cfg) => {
+                check_tina_step(&cfg.source, &fx, name);
+                assert_eq!(short(&cfg.target, &fx), row.target, "{name}: target");
+                assert_eq!(Some(&cfg.data.elicitation), row.elicitation.as_ref(), "{name}: elicitation");
+                let mode = match (cfg.stage2.objective, cfg.sae.mode) {
+                    (ObjectiveKind::Sft, _) => None,
+                    (_, SaeMode::Scratch) => Some("scratch"),
+                    (_, SaeMode::Finetune) => Some("finetune"),
+                    (_, SaeMode::Pretrained) => Some("pretrained"),
+                };
+                assert_eq!(mode, row.sae_mode.as_deref(), "{name}: SAE mode");
+                // A pre-trained SAE (and the SFT baseline) has no Stage I: Table 1 lists no
+                // source and no trigger data; the file's are unused.
+                if mode.is_some() && mode != Some("pretrained") {
+                    assert_eq!(Some(short(&cfg.source, &fx)), row.source, "{name}: source");
+                    assert_eq!(Some(&cfg.data.trigger), row.trigger.as_ref(), "{name}: trigger");
+                } else {
+                    assert!(row.source.is_none() && row.trigger.is_none(), "{name}: Table 1 has a source");
+                }
+            }
+        }
+    }
+}
