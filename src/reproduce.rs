@@ -23,7 +23,7 @@ use resa_data::toy::{self, ToyWorld};
 use resa_eval::{EvalConfig, Report, TaskSources, bench_columns, compare_markdown};
 use resa_qwen2::{Hookpoint, Qwen2Config, Qwen2ForCausalLM, Sampling, Tokenizer, hub};
 use resa_sae::{SaeConfig, SparseCoder};
-use resa_tune::pipeline::{ModelRef, PipelineConfig, PipelineEvent, SaeMode, run_stage1};
+use resa_tune::pipeline::{ModelRef, ObjectiveKind, PipelineConfig, PipelineEvent, SaeMode, run_stage1};
 use serde::{Deserialize, Serialize};
 
 /// The paper's six benchmarks, in its column order.
@@ -47,6 +47,13 @@ pub struct Experiment {
     /// The paper's numbers (Pass@1 %).
     #[serde(default)]
     pub paper: BTreeMap<String, f64>,
+    /// The Stage II checkpoint behind the paper's number (its Appendix B; the paper reports
+    /// the best of checkpoints saved every 500 steps). Absent where the appendix has none.
+    #[serde(default)]
+    pub paper_step: Option<u64>,
+    /// Stage II steps per epoch in the paper's run (Appendix B).
+    #[serde(default)]
+    pub steps_per_epoch: Option<u64>,
     /// A `resa tune` configuration without `out`.
     #[serde(default)]
     pub tune: Option<toml::Table>,
@@ -540,6 +547,72 @@ fn write_results(exp: &Experiment, rows: &[ResultRow], dir: &Path, tiny: bool) -
         )?;
     }
     Ok(())
+}
+
+/// The number of the results table an experiment's `table` names last (`"Table 1, 4"` is
+/// `4`), or `None` (`"none"`).
+pub fn results_table(table: &str) -> Option<String> {
+    table.split(|c: char| !c.is_ascii_digit()).rfind(|t| !t.is_empty()).map(str::to_string)
+}
+
+fn model_text(m: &ModelRef) -> String {
+    match &m.adapter {
+        Some(a) => format!("{}+{a}", m.model),
+        None => m.model.clone(),
+    }
+}
+
+/// `--list --json`: one JSON object per line and experiment, with `name`, `table`,
+/// `paper_avg`, `paper_step`, `steps_per_epoch`, `source`, `target` (a model id, or
+/// `model+adapter`), `trigger`, `elicitation`, `sae_mode` (`scratch`, `finetune`,
+/// `pretrained` or null), `objective`, `hookpoint`, `hookpoints` (a sweep's) and `title`.
+/// Fields an experiment does not have are null (an evaluation-only baseline has no source;
+/// a pre-trained SAE has no source and no trigger). Stable: it is how the plan is checked
+/// against the paper.
+pub fn list_json(experiments: &[Experiment]) -> anyhow::Result<String> {
+    let mut s = String::new();
+    for e in experiments {
+        let cfg = e.pipeline(Path::new("runs"))?;
+        let target = match &cfg {
+            Some(c) => model_text(&c.target),
+            None => model_text(&e.eval_model()?),
+        };
+        let stage1 =
+            cfg.as_ref().filter(|c| c.sae.mode != SaeMode::Pretrained && c.stage2.objective != ObjectiveKind::Sft);
+        let sae_mode = cfg.as_ref().filter(|c| c.stage2.objective != ObjectiveKind::Sft).map(|c| match c.sae.mode {
+            SaeMode::Scratch => "scratch",
+            SaeMode::Finetune => "finetune",
+            SaeMode::Pretrained => "pretrained",
+        });
+        let objective = cfg.as_ref().map(|c| match c.stage2.objective {
+            ObjectiveKind::SaeTuning => "sae-tuning",
+            ObjectiveKind::Sft => "sft",
+        });
+        let hookpoints = e.sweep.as_ref().map(|sw| sw.hookpoints.clone());
+        let hookpoint = match (&hookpoints, &cfg) {
+            (None, Some(c)) if c.stage2.objective != ObjectiveKind::Sft => Some(c.sae.hookpoint.clone()),
+            _ => None,
+        };
+        let v = serde_json::json!({
+            "name": e.name,
+            "table": results_table(&e.table),
+            "paper_avg": e.paper.get("average"),
+            "paper_step": e.paper_step,
+            "steps_per_epoch": e.steps_per_epoch,
+            "source": stage1.map(|c| model_text(&c.source)),
+            "target": target,
+            "trigger": stage1.map(|c| c.data.trigger.clone()),
+            "elicitation": cfg.as_ref().map(|c| c.data.elicitation.clone()),
+            "sae_mode": sae_mode,
+            "objective": objective,
+            "hookpoint": hookpoint,
+            "hookpoints": hookpoints,
+            "title": e.title,
+        });
+        s.push_str(&serde_json::to_string(&v)?);
+        s.push('\n');
+    }
+    Ok(s)
 }
 
 /// `--list`: name, table, paper average and title of each experiment.

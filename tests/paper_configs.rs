@@ -20,6 +20,8 @@ struct Fixture {
 
 #[derive(serde::Deserialize)]
 struct Row {
+    table: String,
+    paper_step: Option<u64>,
     source: Option<String>,
     target: String,
     trigger: Option<String>,
@@ -60,7 +62,9 @@ fn every_experiment_matches_the_paper() {
         load_experiments(&dir).expect("configs").into_iter().map(|e| (e.name.clone(), e)).collect();
     for (name, row) in &fx.experiments {
         let exp = experiments.get(name).unwrap_or_else(|| panic!("configs/{name}.toml is missing"));
-        // The paper's numbers.
+        // Where the paper reports it, its numbers and the checkpoint behind them.
+        assert_eq!(resa::reproduce::results_table(&exp.table).as_deref(), Some(row.table.as_str()), "{name}: table");
+        assert_eq!(exp.paper_step, row.paper_step, "{name}: paper_step (Appendix B)");
         assert_eq!(exp.paper.get("average").copied(), row.avg, "{name}: average");
         if let Some(scores) = &row.scores {
             for (bench, v) in fx.scores_order.iter().zip(scores) {
@@ -97,4 +101,53 @@ fn every_experiment_matches_the_paper() {
             }
         }
     }
+}
+
+/// `resa reproduce --list --json`: one object per experiment with the stable fields.
+#[test]
+fn list_json_has_the_stable_fields() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_resa"))
+        .args(["reproduce", "--list", "--json", "--configs"])
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("configs"))
+        .output()
+        .expect("runs resa");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rows: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object a line"))
+        .collect();
+    let fx = fixture();
+    assert!(rows.len() >= fx.experiments.len());
+    for r in &rows {
+        for key in [
+            "name",
+            "table",
+            "paper_avg",
+            "paper_step",
+            "source",
+            "target",
+            "trigger",
+            "elicitation",
+            "sae_mode",
+            "hookpoint",
+        ] {
+            assert!(r.get(key).is_some(), "{key} missing in {r}");
+        }
+    }
+    let by_name = |n: &str| rows.iter().find(|r| r["name"] == n).unwrap_or_else(|| panic!("{n} not listed"));
+    let v1 = by_name("resa-still-v1");
+    assert_eq!(v1["table"], "3");
+    assert_eq!(v1["paper_avg"], 47.28);
+    assert_eq!(v1["paper_step"], 2000);
+    assert_eq!(v1["sae_mode"], "finetune");
+    assert_eq!(v1["hookpoint"], "layers.12");
+    assert!(v1["source"].as_str().expect("source").ends_with("-STILL/checkpoint-2000"), "{v1}");
+    let v2 = by_name("resa-still-v2");
+    assert_eq!(
+        (v2["sae_mode"].as_str(), v2["source"].is_null(), v2["trigger"].is_null()),
+        (Some("pretrained"), true, true)
+    );
+    let r1 = by_name("r1-distill");
+    assert_eq!((r1["source"].is_null(), r1["sae_mode"].is_null(), r1["table"].as_str()), (true, true, Some("3")));
+    assert!(by_name("layer-sweep")["hookpoints"].as_array().is_some_and(|h| h.len() == 26));
 }

@@ -8,7 +8,9 @@ use anyhow::bail;
 use burn::tensor::{DType, backend::Backend};
 use resa::device::{DeviceSpec, parse_dtype};
 use resa::eval::TaskSources;
-use resa::reproduce::{Experiment, RunEvent, RunOptions, TinyAssets, describe, list, load_experiments, plan, run};
+use resa::reproduce::{
+    Experiment, RunEvent, RunOptions, TinyAssets, describe, list, list_json, load_experiments, plan, run,
+};
 use resa::tune::PipelineEvent;
 use resa::with_backend;
 
@@ -20,6 +22,10 @@ pub struct ReproduceArgs {
     /// List the experiments with their paper numbers.
     #[arg(long)]
     pub list: bool,
+    /// With `--list`: one JSON object per experiment (name, table, paper_avg, paper_step,
+    /// source, target, trigger, elicitation, sae_mode, hookpoint, …); stable.
+    #[arg(long, requires = "list")]
+    pub json: bool,
     /// Print the stages and their configurations; run nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -56,6 +62,10 @@ pub struct ReproduceArgs {
 pub fn run_command(args: ReproduceArgs) -> anyhow::Result<()> {
     let experiments = load_experiments(&args.configs)?;
     if args.list || args.name.is_none() {
+        if args.json {
+            print!("{}", list_json(&experiments)?);
+            return Ok(());
+        }
         print!("{}", list(&experiments));
         return Ok(());
     }
