@@ -94,6 +94,11 @@ pub struct EvalSection {
     /// Prompts generated together.
     #[serde(default = "batch")]
     pub batch_size: usize,
+    /// Also evaluate every saved Stage II checkpoint whose step is a multiple of this (the
+    /// paper evaluates one every 500 steps and reports the best); absent: the final adapter
+    /// only. With `--tiny` the toy run's checkpoint interval is used.
+    #[serde(default)]
+    pub every: Option<u64>,
 }
 
 fn yes() -> bool {
@@ -124,6 +129,12 @@ impl Experiment {
         }
         if exp.sweep.is_some() && exp.tune.is_none() {
             bail!("{}: a [sweep] needs a [tune] section to repeat", path.display());
+        }
+        if exp.eval.every == Some(0) {
+            bail!("{}: [eval] every = 0: the checkpoint interval must be at least 1 step", path.display());
+        }
+        if exp.eval.every.is_some() && exp.tune.is_none() {
+            bail!("{}: [eval] every needs a [tune] section (there are no checkpoints to evaluate)", path.display());
         }
         if exp.tune.is_none() && exp.eval.model.is_none() {
             bail!("{}: without [tune], [eval] must name a model", path.display());
@@ -189,6 +200,22 @@ pub enum Stage {
         model: ModelRef,
         /// An adapter attached on top (a Stage II output).
         adapter: Option<PathBuf>,
+        /// Benchmarks.
+        tasks: Vec<String>,
+        /// Output folder.
+        out: PathBuf,
+    },
+    /// An evaluation of every saved Stage II checkpoint whose step is a multiple of `every`
+    /// (the checkpoints are found when the stage runs), each into `out/checkpoint-STEP`.
+    EvalCheckpoints {
+        /// Label in the results (`LABEL @ step N` per checkpoint).
+        label: String,
+        /// The model the adapters attach to.
+        model: ModelRef,
+        /// The Stage II folder holding `checkpoint-STEP/`.
+        stage2: PathBuf,
+        /// Step interval.
+        every: u64,
         /// Benchmarks.
         tasks: Vec<String>,
         /// Output folder.
@@ -345,6 +372,7 @@ pub fn plan<B: Backend>(
                     cfg.sae.path = Some(out.join("stage1").display().to_string());
                 }
                 let adapter = cfg.out.join("stage2/adapter");
+                let checkpoints = checkpoint_stage(exp, tiny, h, &eval_model, &cfg, &tasks, out.join(h));
                 stages.push(Stage::Tune { label: h.clone(), cfg });
                 stages.push(Stage::Eval {
                     label: h.clone(),
@@ -353,11 +381,13 @@ pub fn plan<B: Backend>(
                     tasks: tasks.clone(),
                     out: out.join(h).join("eval"),
                 });
+                stages.extend(checkpoints);
             }
         }
         (_, Some(cfg)) => {
             let cfg = shrink(cfg)?;
             let adapter = cfg.out.join("stage2/adapter");
+            let checkpoints = checkpoint_stage(exp, tiny, &exp.name, &eval_model, &cfg, &tasks, out.clone());
             stages.push(Stage::Tune { label: exp.name.clone(), cfg });
             stages.push(Stage::Eval {
                 label: exp.name.clone(),
@@ -366,6 +396,7 @@ pub fn plan<B: Backend>(
                 tasks,
                 out: out.join("eval"),
             });
+            stages.extend(checkpoints);
         }
         (_, None) => stages.push(Stage::Eval {
             label: exp.name.clone(),
@@ -376,6 +407,43 @@ pub fn plan<B: Backend>(
         }),
     }
     Ok(stages)
+}
+
+/// The checkpoint evaluation of one tune stage, when the experiment asks for it.
+fn checkpoint_stage(
+    exp: &Experiment,
+    tiny: Option<&TinyAssets>,
+    label: &str,
+    model: &ModelRef,
+    cfg: &PipelineConfig,
+    tasks: &[String],
+    out: PathBuf,
+) -> Option<Stage> {
+    let every = exp.eval.every?;
+    exp.eval.use_adapter.then(|| Stage::EvalCheckpoints {
+        label: label.to_string(),
+        model: model.clone(),
+        stage2: cfg.out.join("stage2"),
+        // The toy run saves every few steps: evaluate those.
+        every: if tiny.is_some() { cfg.stage2.save_every } else { every },
+        tasks: tasks.to_vec(),
+        out: out.join("eval-checkpoints"),
+    })
+}
+
+/// The saved checkpoints of a Stage II folder whose step is a multiple of `every`, by step.
+pub fn checkpoints(stage2: &Path, every: u64) -> Vec<(u64, PathBuf)> {
+    let mut found: Vec<(u64, PathBuf)> = std::fs::read_dir(stage2)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let step: u64 = e.file_name().to_str()?.strip_prefix("checkpoint-")?.parse().ok()?;
+            (step % every.max(1) == 0 && e.path().join("adapter_model.safetensors").is_file()).then(|| (step, e.path()))
+        })
+        .collect();
+    found.sort();
+    found
 }
 
 /// The plan as text: each stage and its configuration (`--dry-run`).
@@ -409,6 +477,16 @@ pub fn describe(exp: &Experiment, stages: &[Stage]) -> String {
                     out.display().to_string()
                 );
             }
+            Stage::EvalCheckpoints { label, model, stage2, every, tasks, out } => {
+                let _ = writeln!(
+                    s,
+                    "\n## stage {}: resa eval of every checkpoint ({label})\nmodel = {:?}\ncheckpoints = {:?} (every {every} steps)\ntasks = {tasks:?}\nout = {:?}",
+                    i + 1,
+                    model.model,
+                    stage2.join("checkpoint-*").display().to_string(),
+                    out.display().to_string()
+                );
+            }
         }
     }
     s
@@ -430,6 +508,9 @@ pub struct RunOptions {
 pub struct ResultRow {
     /// The experiment (or hookpoint of a sweep).
     pub label: String,
+    /// The Stage II checkpoint evaluated; absent for the final adapter (or no adapter).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<u64>,
     /// The evaluation's report.
     pub report: Report,
 }
@@ -473,43 +554,82 @@ pub fn run<B: Backend>(
             }
             Stage::Eval { label, model, adapter, tasks, out } => {
                 on_event(RunEvent::Stage(i, stages.len(), &format!("resa eval ({label})")));
-                let dir = hub::resolve_model(&model.model)?;
-                let mut m = model.load::<B>(&dir, device, opts.dtype)?;
-                if let Some(a) = adapter {
-                    resa_lora::load_adapter(&mut m, a)?;
-                }
-                let tokenizer = Tokenizer::from_dir(&dir)?;
-                let mut cfg = EvalConfig {
-                    samples: exp.eval.samples,
-                    max_new_tokens: exp.eval.max_new_tokens,
-                    batch_size: exp.eval.batch_size,
-                    ..EvalConfig::default()
-                };
-                let mut loaded = Vec::new();
-                for t in tasks {
-                    match resa_eval::load_task(t, &opts.sources) {
-                        Ok(task) => loaded.push(match opts.tiny_eval {
-                            Some((n, _)) => task.truncate(n),
-                            None => task,
-                        }),
-                        Err(resa_eval::Error::MissingData { task, message }) if task == "gpqa_diamond" => {
-                            tracing::warn!("{task} left out: {message}");
-                        }
-                        Err(e) => return Err(e.into()),
-                    }
-                }
-                if let Some((_, tokens)) = opts.tiny_eval {
-                    cfg.max_new_tokens = tokens;
-                    cfg.sampling = Sampling::Greedy;
-                }
                 let report =
-                    resa_eval::evaluate(&m, &tokenizer, &loaded, &cfg, out, label, |p| on_event(RunEvent::Eval(p)))?;
-                rows.push(ResultRow { label: label.clone(), report });
+                    evaluate_one::<B>(exp, model, adapter.as_deref(), tasks, out, label, device, opts, on_event)?;
+                rows.push(ResultRow { label: label.clone(), step: None, report });
+            }
+            Stage::EvalCheckpoints { label, model, stage2, every, tasks, out } => {
+                let found = checkpoints(stage2, *every);
+                on_event(RunEvent::Stage(
+                    i,
+                    stages.len(),
+                    &format!("resa eval of {} checkpoints ({label}, every {every} steps)", found.len()),
+                ));
+                for (step, dir) in found {
+                    let name = format!("{label} @ step {step}");
+                    let report = evaluate_one::<B>(
+                        exp,
+                        model,
+                        Some(&dir),
+                        tasks,
+                        &out.join(format!("checkpoint-{step}")),
+                        &name,
+                        device,
+                        opts,
+                        on_event,
+                    )?;
+                    rows.push(ResultRow { label: label.clone(), step: Some(step), report });
+                }
             }
         }
     }
     write_results(exp, &rows, &runs.join(&exp.name), opts.tiny_eval.is_some())?;
     Ok(rows)
+}
+
+/// One evaluation (resumes from `out`).
+#[allow(clippy::too_many_arguments)]
+fn evaluate_one<B: Backend>(
+    exp: &Experiment,
+    model: &ModelRef,
+    adapter: Option<&Path>,
+    tasks: &[String],
+    out: &Path,
+    label: &str,
+    device: &B::Device,
+    opts: &RunOptions,
+    on_event: &mut dyn FnMut(RunEvent<'_>),
+) -> anyhow::Result<Report> {
+    let dir = hub::resolve_model(&model.model)?;
+    let mut m = model.load::<B>(&dir, device, opts.dtype)?;
+    if let Some(a) = adapter {
+        resa_lora::load_adapter(&mut m, a)?;
+    }
+    let tokenizer = Tokenizer::from_dir(&dir)?;
+    let mut cfg = EvalConfig {
+        samples: exp.eval.samples,
+        max_new_tokens: exp.eval.max_new_tokens,
+        batch_size: exp.eval.batch_size,
+        ..EvalConfig::default()
+    };
+    let mut loaded = Vec::new();
+    for t in tasks {
+        match resa_eval::load_task(t, &opts.sources) {
+            Ok(task) => loaded.push(match opts.tiny_eval {
+                Some((n, _)) => task.truncate(n),
+                None => task,
+            }),
+            Err(resa_eval::Error::MissingData { task, message }) if task == "gpqa_diamond" => {
+                tracing::warn!("{task} left out: {message}");
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if let Some((_, tokens)) = opts.tiny_eval {
+        cfg.max_new_tokens = tokens;
+        cfg.sampling = Sampling::Greedy;
+    }
+    Ok(resa_eval::evaluate(&m, &tokenizer, &loaded, &cfg, out, label, |p| on_event(RunEvent::Eval(p)))?)
 }
 
 /// `result.md` (measured beside the paper) and `result.json`; for a sweep also
@@ -519,7 +639,13 @@ fn write_results(exp: &Experiment, rows: &[ResultRow], dir: &Path, tiny: bool) -
     if tiny {
         md.push_str("\n**--tiny run on the toy model: these numbers are not comparable with the paper's.**\n");
     }
-    let labels: Vec<String> = rows.iter().map(|r| format!("{} (measured)", r.label)).collect();
+    let labels: Vec<String> = rows
+        .iter()
+        .map(|r| match r.step {
+            Some(step) => format!("{} @ step {step} (measured)", r.label),
+            None => format!("{} (measured)", r.label),
+        })
+        .collect();
     let table: Vec<(&str, &Report)> = labels.iter().map(String::as_str).zip(rows.iter().map(|r| &r.report)).collect();
     md.push('\n');
     md.push_str(&compare_markdown(&table));
@@ -535,18 +661,116 @@ fn write_results(exp: &Experiment, rows: &[ResultRow], dir: &Path, tiny: bool) -
     if !tiny && !missing.is_empty() {
         let _ = writeln!(md, "\nNot run: {} (the average is over the benchmarks run).", missing.join(", "));
     }
+    let selections = checkpoint_selections(exp, rows);
+    if !selections.is_empty() {
+        md.push_str(
+            "\n## Checkpoints\n\nThe paper evaluates a checkpoint every 500 steps and reports the best by average: \
+             a selection on the test sets themselves, so its numbers are optimistic. Here, per run: the final \
+             adapter, the best checkpoint by average (the paper's selection), and the checkpoint at the step \
+             the paper reports (Appendix B).\n\n| run | final adapter | best checkpoint | at the paper's step | paper |\n|---|---:|---:|---:|---:|\n",
+        );
+        for sel in &selections {
+            let cell = |x: Option<(u64, f64)>| x.map_or("–".to_string(), |(s, a)| format!("{a:.2} (step {s})"));
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} |",
+                sel.label,
+                sel.final_avg.map_or("–".to_string(), |a| format!("{a:.2}")),
+                cell(sel.best),
+                cell(sel.at_paper_step),
+                exp.paper.get("average").map_or("–".to_string(), |v| match exp.paper_step {
+                    Some(s) => format!("{v:.2} (step {s})"),
+                    None => format!("{v:.2}"),
+                }),
+            );
+        }
+        if resa_features::plot::font_available().is_some() {
+            for sel in &selections {
+                let stem = dir.join(format!("checkpoints-{}", sel.label.replace(['/', ' '], "_")));
+                let paper = exp.paper.get("average").copied().zip(exp.paper_step).map(|(a, s)| (s, a));
+                match resa_features::plot::checkpoints_figure(&sel.curve, paper, &sel.label, &stem) {
+                    Ok(files) => {
+                        let _ = writeln!(
+                            md,
+                            "\n![{}]({})",
+                            sel.label,
+                            files[0].file_name().unwrap_or_default().to_string_lossy()
+                        );
+                    }
+                    Err(e) => tracing::warn!("checkpoint figure not drawn: {e}"),
+                }
+            }
+        }
+    }
     std::fs::create_dir_all(dir)?;
     resa_qwen2::safetensors_io::write_atomic(dir.join("result.md"), md.as_bytes())?;
-    let json = serde_json::json!({ "experiment": exp.name, "paper": exp.paper, "tiny": tiny, "rows": rows });
+    let json = serde_json::json!({
+        "experiment": exp.name,
+        "paper": exp.paper,
+        "paper_step": exp.paper_step,
+        "tiny": tiny,
+        "rows": rows,
+        "checkpoints": selections.iter().map(|s| serde_json::json!({
+            "label": s.label,
+            "final_avg": s.final_avg,
+            "best": s.best.map(|(step, avg)| serde_json::json!({"step": step, "avg": avg})),
+            "at_paper_step": s.at_paper_step.map(|(step, avg)| serde_json::json!({"step": step, "avg": avg})),
+        })).collect::<Vec<_>>(),
+    });
     resa_qwen2::safetensors_io::write_atomic(dir.join("result.json"), serde_json::to_string_pretty(&json)?.as_bytes())?;
     if exp.sweep.is_some() {
-        let scores: BTreeMap<&str, f64> = rows.iter().map(|r| (r.label.as_str(), r.report.average_pct)).collect();
+        // Per hookpoint, as the paper's Table 6: the best checkpoint when checkpoints were
+        // evaluated, else the final adapter.
+        let mut scores: BTreeMap<&str, f64> = BTreeMap::new();
+        for r in rows {
+            let has_checkpoints = rows.iter().any(|x| x.label == r.label && x.step.is_some());
+            if has_checkpoints == r.step.is_some() {
+                let e = scores.entry(r.label.as_str()).or_insert(f64::NEG_INFINITY);
+                *e = e.max(r.report.average_pct);
+            }
+        }
         resa_qwen2::safetensors_io::write_atomic(
             dir.join("scores.json"),
             serde_json::to_string_pretty(&scores)?.as_bytes(),
         )?;
     }
     Ok(())
+}
+
+/// Per run label: the final adapter's average, the best checkpoint and the one at the
+/// paper's step, and the (step, average) curve.
+struct Selection {
+    label: String,
+    final_avg: Option<f64>,
+    best: Option<(u64, f64)>,
+    at_paper_step: Option<(u64, f64)>,
+    curve: Vec<(u64, f64)>,
+}
+
+fn checkpoint_selections(exp: &Experiment, rows: &[ResultRow]) -> Vec<Selection> {
+    let mut labels: Vec<&str> = rows.iter().filter(|r| r.step.is_some()).map(|r| r.label.as_str()).collect();
+    labels.dedup();
+    labels
+        .into_iter()
+        .map(|label| {
+            let curve: Vec<(u64, f64)> = rows
+                .iter()
+                .filter(|r| r.label == label)
+                .filter_map(|r| Some((r.step?, r.report.average_pct)))
+                .collect();
+            let best = curve.iter().copied().fold(None, |b: Option<(u64, f64)>, x| match b {
+                Some(b) if b.1 >= x.1 => Some(b),
+                _ => Some(x),
+            });
+            Selection {
+                label: label.to_string(),
+                final_avg: rows.iter().find(|r| r.label == label && r.step.is_none()).map(|r| r.report.average_pct),
+                best,
+                at_paper_step: exp.paper_step.and_then(|p| curve.iter().copied().find(|(s, _)| *s == p)),
+                curve,
+            }
+        })
+        .collect()
 }
 
 /// The number of the results table an experiment's `table` names last (`"Table 1, 4"` is

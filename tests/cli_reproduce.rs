@@ -65,6 +65,20 @@ fn every_experiment_lists_plans_and_runs_tiny() {
         }
         assert_eq!(result["tiny"], true);
     }
+    // Checkpoint evaluation: every saved checkpoint of a training experiment is evaluated,
+    // and the final adapter, the best checkpoint and the one at the paper's step reported.
+    let v1: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(runs.join("resa-still-v1/result.json")).expect("result"))
+            .expect("json");
+    let steps: Vec<u64> = v1["rows"].as_array().expect("rows").iter().filter_map(|r| r["step"].as_u64()).collect();
+    assert_eq!(steps, [2], "the toy run saves at step 2: {v1}");
+    assert_eq!(v1["paper_step"], 2000);
+    let sel = &v1["checkpoints"][0];
+    assert_eq!(sel["best"]["step"], 2, "{v1}");
+    assert!(sel["final_avg"].is_number() && sel["at_paper_step"].is_null(), "{sel}");
+    let md = std::fs::read_to_string(runs.join("resa-still-v1/result.md")).expect("result.md");
+    assert!(md.contains("## Checkpoints") && md.contains("47.28 (step 2000)"), "{md}");
+    assert!(runs.join("resa-still-v1/eval-checkpoints/checkpoint-2/completions.jsonl").is_file());
     // The sweep: Stage I for every (scaled) hookpoint in one pass, then one run per hookpoint.
     let sweep = runs.join("layer-sweep");
     let scores: std::collections::BTreeMap<String, f64> =

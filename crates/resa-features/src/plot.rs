@@ -156,6 +156,67 @@ where
     Ok(())
 }
 
+/// Average Pass@1 against Stage II checkpoint step, with the paper's reported point, written
+/// as `stem.svg` and `stem.png`. Returns the files written.
+pub fn checkpoints_figure(
+    curve: &[(u64, f64)],
+    paper: Option<(u64, f64)>,
+    title: &str,
+    stem: &Path,
+) -> Result<Vec<PathBuf>> {
+    let svg = stem.with_extension("svg");
+    let png = stem.with_extension("png");
+    draw_checkpoints(SVGBackend::new(&svg, (640, 400)).into_drawing_area(), curve, paper, title)
+        .map_err(|e| plot_err(&svg, e))?;
+    draw_checkpoints(BitMapBackend::new(&png, (640, 400)).into_drawing_area(), curve, paper, title)
+        .map_err(|e| plot_err(&png, e))?;
+    Ok(vec![svg, png])
+}
+
+fn draw_checkpoints<DB: DrawingBackend>(
+    root: DrawingArea<DB, plotters::coord::Shift>,
+    curve: &[(u64, f64)],
+    paper: Option<(u64, f64)>,
+    title: &str,
+) -> std::result::Result<(), Box<dyn std::error::Error>>
+where
+    DB::ErrorType: 'static,
+{
+    root.fill(&WHITE)?;
+    let points: Vec<(f64, f64)> =
+        curve.iter().map(|&(s, a)| (s as f64, a)).chain(paper.map(|(s, a)| (s as f64, a))).collect();
+    let (xmin, xmax) = points.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| (a.min(p.0), b.max(p.0)));
+    let (ymin, ymax) = points.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| (a.min(p.1), b.max(p.1)));
+    let (xpad, ypad) = (((xmax - xmin) * 0.08).max(1.0), ((ymax - ymin) * 0.15).max(1.0));
+    let mut chart = ChartBuilder::on(&root)
+        .caption(format!("{title}: average Pass@1 by checkpoint"), ("sans-serif", 16))
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(52)
+        .build_cartesian_2d((xmin - xpad)..(xmax + xpad), (ymin - ypad)..(ymax + ypad))?;
+    chart
+        .configure_mesh()
+        .x_desc("Stage II step")
+        .y_desc("average Pass@1 (%)")
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .draw()?;
+    let measured: Vec<(f64, f64)> = curve.iter().map(|&(s, a)| (s as f64, a)).collect();
+    chart
+        .draw_series(LineSeries::new(measured.clone(), RGBColor(90, 130, 200).stroke_width(2)))?
+        .label("measured")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], RGBColor(90, 130, 200).stroke_width(2)));
+    chart.draw_series(measured.iter().map(|&p| Circle::new(p, 3, RGBColor(90, 130, 200).filled())))?;
+    if let Some((s, a)) = paper {
+        chart
+            .draw_series(std::iter::once(Cross::new((s as f64, a), 6, RGBColor(200, 60, 40).stroke_width(2))))?
+            .label("paper")
+            .legend(|(x, y)| Cross::new((x + 9, y), 5, RGBColor(200, 60, 40).stroke_width(2)));
+    }
+    chart.configure_series_labels().border_style(BLACK).background_style(WHITE.mix(0.8)).draw()?;
+    root.present()?;
+    Ok(())
+}
+
 /// Pearson correlation (0 when either side is constant).
 pub fn pearson(a: &[f64], b: &[f64]) -> f64 {
     let n = a.len().min(b.len()) as f64;
