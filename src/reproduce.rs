@@ -439,7 +439,8 @@ pub fn checkpoints(stage2: &Path, every: u64) -> Vec<(u64, PathBuf)> {
         .filter_map(|e| {
             let e = e.ok()?;
             let step: u64 = e.file_name().to_str()?.strip_prefix("checkpoint-")?.parse().ok()?;
-            (step % every.max(1) == 0 && e.path().join("adapter_model.safetensors").is_file()).then(|| (step, e.path()))
+            (step.is_multiple_of(every.max(1)) && e.path().join("adapter_model.safetensors").is_file())
+                .then(|| (step, e.path()))
         })
         .collect();
     found.sort();
