@@ -23,6 +23,9 @@ struct Row {
     table: String,
     paper_step: Option<u64>,
     source: Option<String>,
+    /// The Tina checkpoint of the source when it is not the best one (Table 4's ablation).
+    #[serde(default)]
+    source_step: Option<u64>,
     target: String,
     trigger: Option<String>,
     elicitation: Option<String>,
@@ -39,18 +42,22 @@ fn fixture() -> Fixture {
 /// The fixture's short name of a model reference: `r1`, `tina-still`, `qwen`, ….
 fn short(m: &ModelRef, fx: &Fixture) -> String {
     match &m.adapter {
-        Some(a) if a.contains("-STILL") => "tina-still".into(),
-        Some(a) if a.contains("-DeepScaleR") => "tina-deepscaler".into(),
-        Some(a) => format!("adapter {a}"),
+        // Tina-Yi/R1-Distill-Qwen-1.5B-<DATA>[/checkpoint-N] is tina-<data>.
+        Some(a) => match a.split('/').nth(1).and_then(|repo| repo.strip_prefix("R1-Distill-Qwen-1.5B-")) {
+            Some(data) => format!("tina-{}", data.to_lowercase()),
+            None => format!("adapter {a}"),
+        },
         None => fx.models.iter().find(|(_, id)| **id == m.model).map_or(m.model.clone(), |(k, _)| k.clone()),
     }
 }
 
-fn check_tina_step(m: &ModelRef, fx: &Fixture, name: &str) {
+/// A Tina source names the checkpoint the paper used: the row's own step (Table 4's
+/// ablation), else the best one (Appendix B).
+fn check_tina_step(m: &ModelRef, fx: &Fixture, name: &str, row_step: Option<u64>) {
     if let Some(a) = &m.adapter {
         let key = short(m, fx);
-        let step = fx.tina_best_step[&key];
-        assert!(a.ends_with(&format!("/checkpoint-{step}")), "{name}: {a} is not {key}'s best checkpoint ({step})");
+        let Some(step) = row_step.or_else(|| fx.tina_best_step.get(&key).copied()) else { return };
+        assert!(a.ends_with(&format!("/checkpoint-{step}")), "{name}: {a} is not {key}'s checkpoint {step}");
     }
 }
 
@@ -60,6 +67,13 @@ fn every_experiment_matches_the_paper() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
     let experiments: BTreeMap<String, Experiment> =
         load_experiments(&dir).expect("configs").into_iter().map(|e| (e.name.clone(), e)).collect();
+    for (name, exp) in &experiments {
+        assert!(
+            fx.experiments.contains_key(name) || resa::reproduce::results_table(&exp.table).is_none(),
+            "configs/{name}.toml claims {} but the fixture has no such row",
+            exp.table
+        );
+    }
     for (name, row) in &fx.experiments {
         let exp = experiments.get(name).unwrap_or_else(|| panic!("configs/{name}.toml is missing"));
         // Where the paper reports it, its numbers and the checkpoint behind them.
@@ -73,14 +87,14 @@ fn every_experiment_matches_the_paper() {
         }
         // The components.
         let eval_model = exp.eval_model().expect("eval model");
-        check_tina_step(&eval_model, &fx, name);
+        check_tina_step(&eval_model, &fx, name, None);
         match exp.pipeline(Path::new("runs")).expect("tune") {
             None => {
                 assert_eq!(short(&eval_model, &fx), row.target, "{name}: evaluated model");
                 assert!(row.source.is_none() && row.sae_mode.is_none(), "{name}: the paper trains this one");
             }
             Some(cfg) => {
-                check_tina_step(&cfg.source, &fx, name);
+                check_tina_step(&cfg.source, &fx, name, row.source_step);
                 assert_eq!(short(&cfg.target, &fx), row.target, "{name}: target");
                 assert_eq!(Some(&cfg.data.elicitation), row.elicitation.as_ref(), "{name}: elicitation");
                 let mode = match (cfg.stage2.objective, cfg.sae.mode) {
