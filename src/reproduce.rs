@@ -54,6 +54,10 @@ pub struct Experiment {
     /// Stage II steps per epoch in the paper's run (Appendix B).
     #[serde(default)]
     pub steps_per_epoch: Option<u64>,
+    /// A sweep's per-hookpoint averages in the paper (`"layers.1" = 47.84`: Table 6 counts
+    /// layers from 1, hookpoints from 0).
+    #[serde(default)]
+    pub paper_layers: BTreeMap<String, f64>,
     /// A `resa tune` configuration without `out`.
     #[serde(default)]
     pub tune: Option<toml::Table>,
@@ -662,6 +666,36 @@ fn write_results(exp: &Experiment, rows: &[ResultRow], dir: &Path, tiny: bool) -
     if !tiny && !missing.is_empty() {
         let _ = writeln!(md, "\nNot run: {} (the average is over the benchmarks run).", missing.join(", "));
     }
+    // Per hookpoint of a sweep, as the paper's Table 6: the best checkpoint when checkpoints
+    // were evaluated, else the final adapter.
+    let mut layer_scores: BTreeMap<&str, f64> = BTreeMap::new();
+    if exp.sweep.is_some() {
+        for r in rows {
+            let has_checkpoints = rows.iter().any(|x| x.label == r.label && x.step.is_some());
+            if has_checkpoints == r.step.is_some() {
+                let e = layer_scores.entry(r.label.as_str()).or_insert(f64::NEG_INFINITY);
+                *e = e.max(r.report.average_pct);
+            }
+        }
+        if !exp.paper_layers.is_empty() {
+            md.push_str(
+                "\n## Per hookpoint (the paper's Table 6)\n\n| hookpoint | measured | paper |\n|---|---:|---:|\n",
+            );
+            let mut keys: Vec<&str> =
+                layer_scores.keys().copied().chain(exp.paper_layers.keys().map(String::as_str)).collect();
+            keys.sort_by_key(|k| k.trim_start_matches("layers.").parse::<usize>().unwrap_or(usize::MAX));
+            keys.dedup();
+            for k in keys {
+                let cell = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.2}"));
+                let _ = writeln!(
+                    md,
+                    "| {k} | {} | {} |",
+                    cell(layer_scores.get(k).copied()),
+                    cell(exp.paper_layers.get(k).copied())
+                );
+            }
+        }
+    }
     let selections = checkpoint_selections(exp, rows);
     if !selections.is_empty() {
         md.push_str(
@@ -720,19 +754,9 @@ fn write_results(exp: &Experiment, rows: &[ResultRow], dir: &Path, tiny: bool) -
     });
     resa_qwen2::safetensors_io::write_atomic(dir.join("result.json"), serde_json::to_string_pretty(&json)?.as_bytes())?;
     if exp.sweep.is_some() {
-        // Per hookpoint, as the paper's Table 6: the best checkpoint when checkpoints were
-        // evaluated, else the final adapter.
-        let mut scores: BTreeMap<&str, f64> = BTreeMap::new();
-        for r in rows {
-            let has_checkpoints = rows.iter().any(|x| x.label == r.label && x.step.is_some());
-            if has_checkpoints == r.step.is_some() {
-                let e = scores.entry(r.label.as_str()).or_insert(f64::NEG_INFINITY);
-                *e = e.max(r.report.average_pct);
-            }
-        }
         resa_qwen2::safetensors_io::write_atomic(
             dir.join("scores.json"),
-            serde_json::to_string_pretty(&scores)?.as_bytes(),
+            serde_json::to_string_pretty(&layer_scores)?.as_bytes(),
         )?;
     }
     Ok(())

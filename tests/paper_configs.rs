@@ -16,6 +16,8 @@ struct Fixture {
     #[serde(rename = "_scores_order")]
     scores_order: Vec<String>,
     tina_best_step: BTreeMap<String, u64>,
+    /// Table 6's averages, its 2nd layer first.
+    layer_sweep_avgs: Vec<f64>,
 }
 
 #[derive(serde::Deserialize)]
@@ -73,6 +75,11 @@ fn every_experiment_matches_the_paper() {
             "configs/{name}.toml claims {} but the fixture has no such row",
             exp.table
         );
+    }
+    let sweep = &experiments["layer-sweep"];
+    assert_eq!(sweep.paper_layers.len(), 26);
+    for (i, avg) in fx.layer_sweep_avgs.iter().enumerate() {
+        assert_eq!(sweep.paper_layers.get(&format!("layers.{}", i + 1)), Some(avg), "Table 6, layer {}", i + 2);
     }
     for (name, row) in &fx.experiments {
         let exp = experiments.get(name).unwrap_or_else(|| panic!("configs/{name}.toml is missing"));
