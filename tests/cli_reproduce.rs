@@ -45,6 +45,12 @@ fn every_experiment_lists_plans_and_runs_tiny() {
         assert!(plan.lines().any(|l| l.starts_with(&format!("# {n} — "))), "{n} has no plan:\n{plan}");
     }
     assert!(plan.contains("layers.26") && plan.contains("objective = \"sft\""), "{plan}");
+    // The budget: Resa-STILL-v1 is 2 epochs of 1,448 steps at the paper's rate (20 minutes
+    // on 2 GPUs), evaluated at 5 checkpoints and its final adapter; and a total.
+    assert!(plan.contains("## estimate: Stage II 2896 steps ≈ 0.67 GPU-hours; 6 evaluation(s)"), "{plan}");
+    assert!(plan.lines().any(|l| l.starts_with("# total: Stage II ")), "{plan}");
+    let o = resa(&["reproduce", "all", "--dry-run", "--gpu-seconds-per-step=0"]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("--gpu-seconds-per-step"));
 
     let tmp = tempfile::tempdir().expect("tmp");
     let runs = tmp.path().join("runs");

@@ -26,6 +26,14 @@ pub struct ReproduceArgs {
     /// source, target, trigger, elicitation, sae_mode, hookpoint, …); stable.
     #[arg(long, requires = "list")]
     pub json: bool,
+    /// With `--dry-run`: Stage II GPU-seconds per optimizer step for the estimate (default:
+    /// the paper's, about 20 minutes on 2 GPUs for 2,896 steps).
+    #[arg(long)]
+    pub gpu_seconds_per_step: Option<f64>,
+    /// With `--dry-run`: GPU-hours of one evaluation of the benchmarks, to include
+    /// evaluation in the estimate (it depends on the engine and the completions' length).
+    #[arg(long)]
+    pub eval_gpu_hours: Option<f64>,
     /// Print the stages and their configurations; run nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -101,10 +109,28 @@ fn reproduce<B: Backend>(args: &ReproduceArgs, chosen: &[&Experiment], device: &
         tiny_eval: args.tiny.then_some((4, 24)),
     };
     let tty = std::io::stderr().is_terminal();
+    let rate = args.gpu_seconds_per_step.unwrap_or(resa::reproduce::PAPER_STAGE2_GPU_SECONDS_PER_STEP);
+    if !(rate.is_finite() && rate > 0.0) {
+        bail!("--gpu-seconds-per-step {rate}: must be a positive number of seconds");
+    }
+    if let Some(h) = args.eval_gpu_hours
+        && !(h.is_finite() && h > 0.0)
+    {
+        bail!("--eval-gpu-hours {h}: must be a positive number of hours");
+    }
+    let (mut total_steps, mut total_hours, mut total_evals, mut unknown) = (0u64, 0.0f64, 0usize, Vec::new());
     for exp in chosen {
         let stages = plan::<B>(exp, &runs, tiny.as_ref(), device)?;
         if args.dry_run {
             println!("{}", describe(exp, &stages));
+            let b = resa::reproduce::estimate(exp, &stages, rate, args.eval_gpu_hours);
+            println!("## estimate: {}\n", b.line());
+            match b.stage2_steps {
+                Some(n) => total_steps += n,
+                None => unknown.push(exp.name.as_str()),
+            }
+            total_hours += b.stage2_gpu_hours.unwrap_or(0.0) + b.eval_gpu_hours.unwrap_or(0.0);
+            total_evals += b.evaluations;
             continue;
         }
         eprintln!("== {} — {}", exp.name, exp.title);
@@ -128,6 +154,15 @@ fn reproduce<B: Backend>(args: &ReproduceArgs, chosen: &[&Experiment], device: &
         }
         let result = runs.join(&exp.name).join("result.md");
         println!("{}", std::fs::read_to_string(&result).unwrap_or_default());
+    }
+    if args.dry_run && chosen.len() > 1 {
+        println!(
+            "# total: Stage II {total_steps} steps, {total_evals} evaluations ≈ {total_hours:.1} GPU-hours{} \
+             (Stage II at {rate:.3} GPU-s/step{}; Stage I not estimated{}). The paper: about $436 of GPU time in all.",
+            if args.eval_gpu_hours.is_some() { " with evaluation" } else { " of Stage II" },
+            if args.gpu_seconds_per_step.is_none() { ", the paper's rate" } else { "" },
+            if unknown.is_empty() { String::new() } else { format!("; steps unknown for {}", unknown.join(", ")) },
+        );
     }
     Ok(())
 }
