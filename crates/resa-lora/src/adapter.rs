@@ -121,7 +121,7 @@ pub fn load_adapter<B: Backend>(model: &mut Qwen2ForCausalLM<B>, dir: impl AsRef
             if !reader.contains(&key) {
                 return Err(resa_qwen2::Error::MissingTensor { key, path: weights.clone() }.into());
             }
-            let v = reader.read_f32(&key, &shape)?;
+            let v = reader.read_f32_finite(&key, &shape)?;
             // PEFT stores [r, in] and [out, r]; the model multiplies by their transposes.
             let t = transpose(&v, shape[0], shape[1]);
             Ok(Tensor::from_data(TensorData::new(t, [shape[1], shape[0]]), (&device, dtype)))

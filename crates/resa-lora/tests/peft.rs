@@ -159,3 +159,30 @@ fn merge_and_unload_gives_a_plain_model() {
     let got = logits(&m, &ids(&exp), AdapterMode::On);
     assert!(max_diff(&got, &exp.read_f32_any("logits_merged").expect("m").0) <= 1e-4);
 }
+
+/// An adapter holding NaN is refused at load, naming the tensor.
+#[test]
+fn non_finite_adapter_weights_are_refused() {
+    use resa_qwen2::safetensors_io::{OwnedTensor, StoredDtype, write_safetensors};
+    let tmp = tempfile::tempdir().expect("tmp");
+    let src = fixtures().join("all7_tied_gqa/adapter");
+    let dst = tmp.path().join("bad");
+    std::fs::create_dir(&dst).expect("dir");
+    std::fs::copy(src.join("adapter_config.json"), dst.join("adapter_config.json")).expect("copy");
+    let r = SafetensorsReader::open_file(src.join("adapter_model.safetensors")).expect("open");
+    let key = "base_model.model.model.layers.1.mlp.up_proj.lora_B.weight";
+    let tensors: Vec<OwnedTensor> = r
+        .keys()
+        .map(|k| {
+            let (mut v, s) = r.read_f32_any(k).expect("read");
+            if k == key {
+                v[0] = f32::NAN;
+            }
+            OwnedTensor::from_f32(k, &v, s, StoredDtype::F32)
+        })
+        .collect();
+    write_safetensors(dst.join("adapter_model.safetensors"), &tensors, None).expect("write");
+    let mut m = model(&qwen_fixture("tied_gqa_f32_old"));
+    let err = load_adapter(&mut m, &dst).expect_err("refused");
+    assert!(err.to_string().contains(key) && err.to_string().contains("non-finite"), "{err}");
+}

@@ -9,6 +9,20 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
+    /// A tensor holds NaN or an infinity (checked when SAEs and adapters load).
+    #[error(
+        "{path}: tensor `{key}` holds a non-finite value ({value}) at element {index}; the file is corrupt or the training diverged"
+    )]
+    NonFinite {
+        /// The tensor.
+        key: String,
+        /// The file.
+        path: PathBuf,
+        /// Flat index of the first bad element.
+        index: usize,
+        /// The value found.
+        value: f32,
+    },
     /// A file could not be read or written.
     #[error("I/O error on {path}: {cause}")]
     Io {

@@ -51,6 +51,9 @@ impl GenerationConfig {
     }
 
     fn validate(&self) -> Result<()> {
+        if self.max_new_tokens == 0 {
+            return Err(Error::Input("max_new_tokens must be at least 1 (0 would generate nothing)".into()));
+        }
         if let Sampling::Sample { temperature, top_p, top_k } = self.sampling {
             if !(temperature.is_finite() && temperature > 0.0) {
                 return Err(Error::Input(format!("temperature must be positive, got {temperature}")));
@@ -194,6 +197,15 @@ fn generate_inner<B: Backend>(
         }
         if let Some(&bad) = p.iter().find(|&&t| t as usize >= vocab) {
             return Err(Error::Input(format!("prompt {i} holds id {bad}, outside the vocabulary of {vocab}")));
+        }
+        let limit = model.config().max_position_embeddings;
+        if p.len() >= limit {
+            return Err(Error::Input(format!(
+                "prompt {i} has {} tokens; the model has {limit} positions (max_position_embeddings), \
+                 so at most {} prompt tokens leave room for one new token",
+                p.len(),
+                limit - 1
+            )));
         }
     }
     let device = model.device();

@@ -205,9 +205,12 @@ impl SafetensorsReader {
                 serde_json::from_value(value).map_err(|e| malformed(path, format!("header entry `{key}`: {e}")))?;
             let dtype = StoredDtype::parse(&info.dtype).ok_or(info.dtype.clone());
             let (s, e) = info.data_offsets;
-            let numel: u64 = info.shape.iter().map(|&d| d as u64).product();
+            // Checked arithmetic: a hostile header (`[2^55, 128]`) must not wrap around.
+            let numel: Option<u64> = info.shape.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d as u64));
             let size = dtype.as_ref().map(|d| d.size() as u64).unwrap_or(0);
-            if e < s || data_start + e > file_len || (size > 0 && numel * size != e - s) {
+            let bytes = numel.and_then(|n| n.checked_mul(size));
+            let end = data_start.checked_add(e);
+            if e < s || end.is_none_or(|end| end > file_len) || (size > 0 && bytes != Some(e - s)) {
                 return Err(malformed(
                     path,
                     format!(
@@ -287,6 +290,17 @@ impl SafetensorsReader {
             });
         }
         self.read_f32_any(key).map(|(v, _)| v)
+    }
+
+    /// [`SafetensorsReader::read_f32`], refusing NaN and infinities ([`Error::NonFinite`]
+    /// names the tensor, the file and the first bad element).
+    pub fn read_f32_finite(&self, key: &str, expected_shape: &[usize]) -> Result<Vec<f32>> {
+        let v = self.read_f32(key, expected_shape)?;
+        if let Some((index, &value)) = v.iter().enumerate().find(|(_, x)| !x.is_finite()) {
+            let path = self.entry(key).map(|e| self.files[e.file].clone()).unwrap_or_default();
+            return Err(Error::NonFinite { key: key.to_string(), path, index, value });
+        }
+        Ok(v)
     }
 
     /// Reads a float tensor of any shape, widened to `f32`, with its shape.
@@ -456,10 +470,21 @@ fn sibling(dir: &Path, tag: &str) -> PathBuf {
 }
 
 /// Moves the finished folder `tmp` to `dir`, replacing what was there, so `dir` is never
-/// half-written.
+/// half-written. A `dir` that exists and is not a folder (a user's file) is refused, never
+/// moved aside: `tmp` is removed and the error names the path.
 pub fn replace_dir(tmp: &Path, dir: &Path) -> Result<()> {
     if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+    }
+    if dir.exists() && !dir.is_dir() {
+        let _ = std::fs::remove_dir_all(tmp);
+        return Err(Error::io(
+            dir,
+            std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "exists and is not a folder; refusing to replace it (choose another output path)",
+            ),
+        ));
     }
     if dir.exists() {
         let old = temp_sibling(dir, "old")?;

@@ -140,3 +140,64 @@ fn bad_forward_inputs() {
         other => panic!("expected Hookpoint error, got {:?}", other.map(|_| ())),
     }
 }
+
+/// A safetensors header whose shape product overflows u64 is a typed error, not a panic.
+#[test]
+fn overflowing_shape_is_an_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("x.safetensors");
+    let header = br#"{"x":{"dtype":"F32","shape":[36028797018963968,128],"data_offsets":[0,4]}}"#;
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(header);
+    bytes.extend_from_slice(&[0; 4]);
+    std::fs::write(&path, bytes).expect("write");
+    let err = SafetensorsReader::open_file(&path).err().expect("refused");
+    assert!(matches!(err, Error::Safetensors { .. }), "{err}");
+    assert!(err.to_string().contains("do not match shape"), "{err}");
+}
+
+/// NaN or infinity in a tensor is refused by `read_f32_finite`, naming the tensor and element.
+#[test]
+fn non_finite_values_are_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("x.safetensors");
+    write_safetensors(&path, &[OwnedTensor::from_f32("w", &[1.0, f32::NAN, 2.0], vec![3], StoredDtype::F32)], None)
+        .expect("write");
+    let r = SafetensorsReader::open_file(&path).expect("open");
+    assert_eq!(r.read_f32("w", &[3]).expect("plain read").len(), 3);
+    let err = r.read_f32_finite("w", &[3]).expect_err("NaN");
+    assert!(matches!(err, Error::NonFinite { index: 1, .. }), "{err}");
+    assert!(err.to_string().contains("`w`") && err.to_string().contains("x.safetensors"), "{err}");
+}
+
+/// `replace_dir` never moves a user's file aside: an output path that is a file is refused.
+#[test]
+fn replacing_a_regular_file_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let target = dir.path().join("precious.txt");
+    std::fs::write(&target, "user data").expect("write");
+    let tmp = dir.path().join(".tmp-out");
+    std::fs::create_dir(&tmp).expect("tmp");
+    std::fs::write(tmp.join("config.json"), "{}").expect("write");
+    let err = resa_qwen2::safetensors_io::replace_dir(&tmp, &target).expect_err("refused");
+    assert!(err.to_string().contains("precious.txt") && err.to_string().contains("not a folder"), "{err}");
+    assert_eq!(std::fs::read_to_string(&target).expect("still there"), "user data");
+    assert!(!tmp.exists(), "the temporary folder is removed");
+    let others: Vec<_> = std::fs::read_dir(dir.path()).expect("dir").filter_map(|e| e.ok()).collect();
+    assert_eq!(others.len(), 1, "nothing else left behind: {others:?}");
+}
+
+/// Generation refuses `max_new_tokens = 0` and prompts with no room left in the positions.
+#[test]
+fn generation_limits_are_checked() {
+    let cfg = resa_qwen2::Qwen2Config { max_position_embeddings: 16, ..resa_qwen2::Qwen2Config::tiny() };
+    let model = Qwen2ForCausalLM::<Flex>::random(&cfg, 0, &Default::default(), DType::F32);
+    let err = resa_qwen2::generate(&model, &[vec![1, 2, 3]], &resa_qwen2::GenerationConfig::greedy(0, vec![]))
+        .expect_err("0 tokens");
+    assert!(err.to_string().contains("max_new_tokens"), "{err}");
+    let long: Vec<u32> = (0..16).map(|i| i % 50).collect();
+    let err =
+        resa_qwen2::generate(&model, &[long], &resa_qwen2::GenerationConfig::greedy(4, vec![])).expect_err("too long");
+    assert!(err.to_string().contains("16 tokens") && err.to_string().contains("16 positions"), "{err}");
+    resa_qwen2::generate(&model, &[vec![1, 2, 3]], &resa_qwen2::GenerationConfig::greedy(2, vec![])).expect("fits");
+}

@@ -168,7 +168,7 @@ impl<B: Backend> SparseCoder<B> {
             if !reader.contains(key) {
                 return Err(resa_qwen2::Error::MissingTensor { key: key.to_string(), path: weights.clone() }.into());
             }
-            Ok(TensorData::new(reader.read_f32(key, shape)?, shape.to_vec()))
+            Ok(TensorData::new(reader.read_f32_finite(key, shape)?, shape.to_vec()))
         };
         let encoder_weight = Tensor::from_data(read("encoder.weight", &[l, d])?, device);
         let encoder_bias = Tensor::from_data(read("encoder.bias", &[l])?, device);

@@ -198,3 +198,28 @@ fn groupmax_picks_the_largest_of_each_group() {
         }
     }
 }
+
+/// An SAE folder holding NaN is refused at load, naming the tensor.
+#[test]
+fn non_finite_weights_are_refused_at_load() {
+    use resa_qwen2::safetensors_io::{OwnedTensor, SafetensorsReader, StoredDtype, write_safetensors};
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("layers.0");
+    random_sae(8, 16, 2).save(&dir).expect("save");
+    let path = dir.join("sae.safetensors");
+    let r = SafetensorsReader::open_file(&path).expect("open");
+    let tensors: Vec<OwnedTensor> = r
+        .keys()
+        .map(|k| {
+            let (mut v, s) = r.read_f32_any(k).expect("read");
+            if k == "W_dec" {
+                v[5] = f32::INFINITY;
+            }
+            OwnedTensor::from_f32(k, &v, s, StoredDtype::F32)
+        })
+        .collect();
+    drop(r);
+    write_safetensors(&path, &tensors, None).expect("write");
+    let err = SparseCoder::<B>::load(&dir, &device()).err().expect("refused");
+    assert!(err.to_string().contains("`W_dec`") && err.to_string().contains("non-finite"), "{err}");
+}

@@ -345,6 +345,24 @@ pub fn train_adapters<B: AutodiffBackend>(
 
     let mut replicas = Replicas::new(&model, objective, cfg.data_parallel)?;
     let metrics_path = cfg.out.join("metrics.jsonl");
+    // A resumed run repeats the steps after its checkpoint: their lines go (a fresh run
+    // starts an empty file), so every step is in the file once.
+    if metrics_path.is_file() {
+        let text = std::fs::read_to_string(&metrics_path).map_err(|e| Error::io(&metrics_path, e))?;
+        let kept: String = text
+            .lines()
+            .filter(|l| {
+                serde_json::from_str::<serde_json::Value>(l)
+                    .ok()
+                    .and_then(|v| v.get("step").and_then(serde_json::Value::as_u64))
+                    .is_some_and(|s| s <= step)
+            })
+            .flat_map(|l| [l, "\n"])
+            .collect();
+        if kept.len() != text.len() {
+            write_atomic(&metrics_path, kept.as_bytes())?;
+        }
+    }
     let mut metrics = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -383,7 +401,25 @@ pub fn train_adapters<B: AutodiffBackend>(
             .sum();
         let grad_norm = norm_sq.sqrt();
         if !grad_norm.is_finite() {
-            return Err(Error::NonFiniteLoss { step, value: grad_norm });
+            // The failing step is recorded (loss and norm as null when not finite) before
+            // training stops; the last good checkpoint is kept.
+            let loss = loss_sum / micro_per_step as f32;
+            let m = StepMetrics {
+                step: step + 1,
+                total,
+                epoch: last_micro * cfg.batch_size / chunks.len().max(1),
+                loss,
+                lr: cfg.lr_at(step, total),
+                grad_norm,
+                tokens,
+                tokens_per_second: 0.0,
+            };
+            if let Ok(mut line) = serde_json::to_string(&m) {
+                line.push('\n');
+                let _ = metrics.write_all(line.as_bytes());
+            }
+            let value = if loss.is_finite() { grad_norm } else { loss };
+            return Err(Error::NonFiniteLoss { step, value });
         }
         let clip =
             if cfg.max_grad_norm > 0.0 { (cfg.max_grad_norm / (f64::from(grad_norm) + 1e-6)).min(1.0) } else { 1.0 };

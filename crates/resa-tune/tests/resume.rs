@@ -28,4 +28,41 @@ fn an_interrupted_run_resumes_to_the_same_adapter() {
     let (a, b) = (adapter_values(&whole.out.join("adapter")), adapter_values(&split.out.join("adapter")));
     let diff = a.iter().zip(&b).fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
     assert!(a.len() == b.len() && diff == 0.0, "resumed adapter differs by {diff}");
+    // Every step is in metrics.jsonl once, in order.
+    let steps: Vec<u64> = std::fs::read_to_string(split.out.join("metrics.jsonl"))
+        .expect("metrics")
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json")["step"].as_u64().expect("step"))
+        .collect();
+    assert_eq!(steps, [1, 2, 3, 4, 5, 6]);
+    // In the same test: the backend's generator (dropout masks) is global, so runs of this
+    // file must not overlap.
+    a_resume_from_an_earlier_checkpoint_drops_the_repeated_metrics();
+}
+
+/// Killed between two checkpoints: the steps after the last one are run again, and their
+/// earlier lines are dropped from `metrics.jsonl`.
+fn a_resume_from_an_earlier_checkpoint_drops_the_repeated_metrics() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let sae = sae();
+    let objective = Objective::SaeTuning { sae: &sae, hookpoint: Hookpoint::Residual(1), grad: SaeGrad::Detach };
+    let data = chunks(6, 12);
+    let cfg = TuneConfig {
+        lr: 5e-3,
+        epochs: 2,
+        grad_accum: 2,
+        save_every: 2,
+        out: tmp.path().join("run"),
+        ..TuneConfig::default()
+    };
+    // Killed after step 3: the last checkpoint is step 2, the metrics already hold step 3.
+    train_adapters(model(&lora()), &lora(), &objective, &data, &cfg, &mut |m| m.step < 3).expect("part");
+    let resumed = TuneConfig { resume: true, ..cfg.clone() };
+    train_adapters(model(&lora()), &lora(), &objective, &data, &resumed, &mut |_| true).expect("rest");
+    let steps: Vec<u64> = std::fs::read_to_string(cfg.out.join("metrics.jsonl"))
+        .expect("metrics")
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json")["step"].as_u64().expect("step"))
+        .collect();
+    assert_eq!(steps, [1, 2, 3, 4, 5, 6], "step 3 once");
 }

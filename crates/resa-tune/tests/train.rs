@@ -66,6 +66,12 @@ fn a_diverging_run_stops_and_keeps_the_last_checkpoint() {
         other => panic!("expected NonFiniteLoss, got {:?}", other.map(|(_, r)| r)),
     }
     assert_eq!(adapter_bytes(&out.join("checkpoint-2")), kept);
+    // The failing step is in metrics.jsonl (its loss is not a number: null).
+    let metrics = std::fs::read_to_string(out.join("metrics.jsonl")).expect("metrics");
+    let lines: Vec<serde_json::Value> = metrics.lines().map(|l| serde_json::from_str(l).expect("json")).collect();
+    assert_eq!(lines.len(), 1, "{metrics}");
+    assert_eq!(lines[0]["step"], 1);
+    assert!(lines[0]["loss"].is_null() || lines[0]["grad_norm"].is_null(), "{metrics}");
 }
 
 #[test]
