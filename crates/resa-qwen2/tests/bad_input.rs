@@ -151,7 +151,7 @@ fn overflowing_shape_is_an_error() {
     bytes.extend_from_slice(header);
     bytes.extend_from_slice(&[0; 4]);
     std::fs::write(&path, bytes).expect("write");
-    let err = SafetensorsReader::open_file(&path).err().expect("refused");
+    let err = SafetensorsReader::open_file(&path).expect_err("refused");
     assert!(matches!(err, Error::Safetensors { .. }), "{err}");
     assert!(err.to_string().contains("do not match shape"), "{err}");
 }

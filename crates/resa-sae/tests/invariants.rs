@@ -220,6 +220,6 @@ fn non_finite_weights_are_refused_at_load() {
         .collect();
     drop(r);
     write_safetensors(&path, &tensors, None).expect("write");
-    let err = SparseCoder::<B>::load(&dir, &device()).err().expect("refused");
+    let err = SparseCoder::<B>::load(&dir, &device()).expect_err("refused");
     assert!(err.to_string().contains("`W_dec`") && err.to_string().contains("non-finite"), "{err}");
 }
