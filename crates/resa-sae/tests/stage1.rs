@@ -84,15 +84,27 @@ fn a_diverging_run_stops_and_keeps_the_last_good_checkpoint() {
     train_saes::<AD>(&model(), &chunks(), &good).expect("good run");
     let before = std::fs::read(out.join("layers.1/sae.safetensors")).expect("saved");
 
-    // An SAE with a NaN bias makes the loss NaN at once.
+    // An SAE with a NaN bias is refused when it loads, before any step.
     let device = Default::default();
-    let bad_init = tmp.path().join("bad");
+    let nan_init = tmp.path().join("nan");
+    let huge_init = tmp.path().join("huge");
     for hp in ["layers.1", "layers.2.mlp"] {
         let mut sae = SparseCoder::<B>::load(fixtures().join("adam/init").join(hp), &device).expect("init");
-        sae.b_dec = sae.b_dec.clone() * f32::NAN;
-        sae.save(bad_init.join(hp)).expect("save");
+        let b_dec = sae.b_dec.clone();
+        sae.b_dec = b_dec.clone() * f32::NAN;
+        sae.save(nan_init.join(hp)).expect("save");
+        // Finite but huge: the reconstruction error overflows f32 at the first step.
+        sae.b_dec = (b_dec + 1.0) * 1e30;
+        sae.save(huge_init.join(hp)).expect("save");
     }
-    let bad = Stage1Options { init: SaeInit::Finetune(bad_init), ..adam_options(out.clone()) };
+    let bad = Stage1Options { init: SaeInit::Finetune(nan_init), ..adam_options(out.clone()) };
+    match train_saes::<AD>(&model(), &chunks(), &bad) {
+        Err(Error::Tensors(resa_qwen2::Error::NonFinite { key, .. })) => assert_eq!(key, "b_dec"),
+        other => panic!("expected NonFinite at load, got {other:?}"),
+    }
+    assert_eq!(std::fs::read(out.join("layers.1/sae.safetensors")).expect("kept"), before);
+    // A run whose loss becomes infinite stops at that step.
+    let bad = Stage1Options { init: SaeInit::Finetune(huge_init), ..adam_options(out.clone()) };
     match train_saes::<AD>(&model(), &chunks(), &bad) {
         Err(Error::NonFiniteLoss { step: 0, hookpoint, .. }) => assert_eq!(hookpoint, "layers.1"),
         other => panic!("expected NonFiniteLoss, got {other:?}"),
