@@ -233,6 +233,14 @@ fn order(n: usize, epochs: usize, seed: u64) -> Vec<usize> {
         .collect()
 }
 
+/// Appends one step's metrics (best effort: the step is failing anyway).
+fn record(metrics: &mut std::fs::File, m: &StepMetrics) {
+    if let Ok(mut line) = serde_json::to_string(m) {
+        line.push('\n');
+        let _ = metrics.write_all(line.as_bytes());
+    }
+}
+
 fn latest_checkpoint(out: &Path) -> Option<(u64, PathBuf)> {
     std::fs::read_dir(out)
         .ok()?
@@ -392,7 +400,25 @@ pub fn train_adapters<B: AutodiffBackend>(
             .collect();
         let tokens = micro_per_step * cfg.batch_size * seq;
         let shape = [cfg.batch_size, seq];
-        let (loss_sum, grads) = replicas.gradients(&model, objective, work, shape, micro_per_step, step)?;
+        let failed = |loss: f32, grad_norm: f32| StepMetrics {
+            step: step + 1,
+            total,
+            epoch: last_micro * cfg.batch_size / chunks.len().max(1),
+            loss,
+            lr: cfg.lr_at(step, total),
+            grad_norm,
+            tokens,
+            tokens_per_second: 0.0,
+        };
+        let (loss_sum, grads) = match replicas.gradients(&model, objective, work, shape, micro_per_step, step) {
+            Ok(r) => r,
+            Err(Error::NonFiniteLoss { step, value }) => {
+                // The failing step is recorded (its loss as null) before training stops.
+                record(&mut metrics, &failed(value, f32::NAN));
+                return Err(Error::NonFiniteLoss { step, value });
+            }
+            Err(e) => return Err(e),
+        };
 
         // Global norm over all trainable tensors, clipped as torch's clip_grad_norm_.
         let norm_sq: f32 = grads
@@ -401,23 +427,10 @@ pub fn train_adapters<B: AutodiffBackend>(
             .sum();
         let grad_norm = norm_sq.sqrt();
         if !grad_norm.is_finite() {
-            // The failing step is recorded (loss and norm as null when not finite) before
-            // training stops; the last good checkpoint is kept.
+            // The failing step is recorded (the norm as null) before training stops; the
+            // last good checkpoint is kept.
             let loss = loss_sum / micro_per_step as f32;
-            let m = StepMetrics {
-                step: step + 1,
-                total,
-                epoch: last_micro * cfg.batch_size / chunks.len().max(1),
-                loss,
-                lr: cfg.lr_at(step, total),
-                grad_norm,
-                tokens,
-                tokens_per_second: 0.0,
-            };
-            if let Ok(mut line) = serde_json::to_string(&m) {
-                line.push('\n');
-                let _ = metrics.write_all(line.as_bytes());
-            }
+            record(&mut metrics, &failed(loss, grad_norm));
             let value = if loss.is_finite() { grad_norm } else { loss };
             return Err(Error::NonFiniteLoss { step, value });
         }
