@@ -25,7 +25,9 @@ pub enum Error {
         message: String,
     },
     /// A row lacks a field (or has it empty) and strict reading was asked for.
-    #[error("{path}:{line}: field `{field}` is missing or empty (fields tried: {tried})")]
+    #[error(
+        "{path}:{line}: field `{field}` {found} (fields tried: {tried}; a non-empty string or a number is expected)"
+    )]
     MissingField {
         /// The file.
         path: PathBuf,
@@ -35,6 +37,8 @@ pub enum Error {
         field: String,
         /// The keys looked up, in order.
         tried: String,
+        /// What was there: "is missing", "is empty", "is an array", ….
+        found: String,
     },
     /// The file held no usable row.
     #[error("{path}: no usable rows ({reason})")]

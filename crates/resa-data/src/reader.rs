@@ -71,6 +71,24 @@ fn field(obj: &serde_json::Map<String, serde_json::Value>, keys: &[String]) -> O
     })
 }
 
+/// What a row holds under the first of `keys` present: for messages.
+fn describe_field(obj: &serde_json::Map<String, serde_json::Value>, keys: &[String]) -> String {
+    match keys.iter().find_map(|k| obj.get(k).map(|v| (k, v))) {
+        None => "is missing".into(),
+        Some((k, v)) => {
+            let what = match v {
+                serde_json::Value::Null => "null",
+                serde_json::Value::String(_) => "an empty string",
+                serde_json::Value::Array(_) => "an array",
+                serde_json::Value::Object(_) => "an object",
+                serde_json::Value::Bool(_) => "a boolean",
+                serde_json::Value::Number(_) => "a number",
+            };
+            format!("is {what} (under `{k}`)")
+        }
+    }
+}
+
 /// The rows of a Parquet file (any compression the `parquet` crate reads: snappy, zstd,
 /// uncompressed) as JSON objects, numbered from 1.
 fn parquet_values(path: &Path) -> Result<Vec<(usize, serde_json::Value)>> {
@@ -151,6 +169,7 @@ fn rows_from_values(
             line,
             field: field.into(),
             tried: keys.join(", "),
+            found: describe_field(&obj, keys),
         };
         let Some(problem) = field(&obj, &options.problem_keys) else {
             if options.strict {
@@ -214,6 +233,17 @@ mod tests {
             Err(Error::MissingField { line, field, .. }) => assert_eq!((line, field.as_str()), (4, "answer")),
             other => panic!("expected MissingField, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_field_of_the_wrong_kind_is_named_as_such() {
+        let (_d, p) = write("{\"problem\": \"p\", \"answer\": [\"1\", \"2\"]}\n", "a.jsonl");
+        let err = read_qa(&p, &ReadOptions::strict()).expect_err("array answer");
+        let msg = err.to_string();
+        assert!(msg.contains(":1: field `answer` is an array (under `answer`)"), "{msg}");
+        let (_d, p) = write("{\"problem\": \"p\"}\n", "b.jsonl");
+        let msg = read_qa(&p, &ReadOptions::strict()).expect_err("missing").to_string();
+        assert!(msg.contains("field `answer` is missing"), "{msg}");
     }
 
     #[test]

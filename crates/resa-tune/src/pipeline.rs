@@ -567,6 +567,19 @@ pub fn prepare_chunks(data: &DataSection, spec: &str, model_dir: &Path) -> Resul
         &texts,
         &ChunkOptions { chunk_len: data.ctx_len, eos_token: eos.to_string(), ..ChunkOptions::default() },
     )?;
+    if chunks.chunks.is_empty() {
+        let st = &chunks.stats;
+        return Err(Error::Setup(format!(
+            "{spec}: no chunk of {} tokens: {} rows give {} tokens after templating and {} of them are in the \
+             last partial chunk of each batch of rows, which is dropped (as sparsify does); lower [data] ctx_len \
+             or use more rows{}",
+            data.ctx_len,
+            st.rows,
+            st.stream_tokens,
+            st.dropped_tokens,
+            data.max_rows.map_or(String::new(), |n| format!(" ([data] max_rows = {n} keeps only {n})")),
+        )));
+    }
     Ok(chunks.chunks)
 }
 

@@ -111,3 +111,21 @@ fn unknown_keys_and_wrong_types_name_the_key() {
     let err = load(&with("stage2", "lr", "\"fast\"")).expect_err("wrong type").to_string();
     assert!(err.contains("run.toml") && err.contains("lr"), "{err}");
 }
+
+/// Too little data for one chunk is refused with the cause: rows, tokens, the chunk length.
+#[test]
+fn too_little_data_for_one_chunk_says_why() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let data = dir.path().join("two.jsonl");
+    std::fs::write(&data, "{\"problem\": \"1+1\", \"answer\": \"2\"}\n{\"problem\": \"2+2\", \"answer\": \"4\"}\n")
+        .expect("write");
+    let section: resa_tune::pipeline::DataSection = toml::from_str(&format!(
+        "trigger = \"{d}\"\nelicitation = \"{d}\"\nctx_len = 2048\n",
+        d = data.display().to_string().replace('\\', "/")
+    ))
+    .expect("section");
+    let model = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/toy-qwen2");
+    let err = resa_tune::pipeline::prepare_chunks(&section, &section.trigger, &model).expect_err("no chunk");
+    let msg = err.to_string();
+    assert!(msg.contains("no chunk of 2048 tokens") && msg.contains("2 rows") && msg.contains("ctx_len"), "{msg}");
+}
