@@ -128,7 +128,7 @@ pub struct Explained {
 fn describe(c: &[Extracted]) -> Vec<String> {
     c.iter()
         .map(|x| match x {
-            Extracted::Value { value, text } => format!("{text}  ⟶ {value:?}"),
+            Extracted::Value { value, text } => format!("{text}  ⟶ {value}"),
             Extracted::Text(t) => format!("text: {t}"),
         })
         .collect()

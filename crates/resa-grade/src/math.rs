@@ -1364,3 +1364,113 @@ mod tests {
         assert!(matches!(parse_value("I(0)"), Some(Value::Expr(Expr::Var(v))) if v == "i(0)"));
     }
 }
+
+/// Numbers as sympy prints them: integers without a point, others in the shortest form.
+fn fmt_num(value: f64, float: bool) -> String {
+    if value.is_infinite() {
+        return if value > 0.0 { "oo".into() } else { "-oo".into() };
+    }
+    if !float && value.fract() == 0.0 && value.abs() < 1e15 {
+        return format!("{}", value as i64);
+    }
+    if (value - std::f64::consts::PI).abs() < 1e-15 {
+        return "pi".into();
+    }
+    if (value - std::f64::consts::E).abs() < 1e-15 {
+        return "E".into();
+    }
+    format!("{value}")
+}
+
+impl std::fmt::Display for Expr {
+    /// A sympy-like text (`x**2 + 1`, `sqrt(2)/2`, `f(3)`), for `--explain`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        fn prec(e: &Expr) -> u8 {
+            match e {
+                Expr::Add(..) | Expr::Sub(..) => 1,
+                Expr::Mul(..) | Expr::Div(..) | Expr::Neg(_) => 2,
+                Expr::Pow(..) => 3,
+                _ => 4,
+            }
+        }
+        fn wrap(e: &Expr, min: u8) -> String {
+            if prec(e) < min { format!("({e})") } else { e.to_string() }
+        }
+        match self {
+            Expr::Num { value, float } => write!(f, "{}", fmt_num(*value, *float)),
+            Expr::Var(n) => write!(f, "{n}"),
+            Expr::Add(a, b) => write!(f, "{a} + {}", wrap(b, 2)),
+            Expr::Sub(a, b) => write!(f, "{a} - {}", wrap(b, 2)),
+            Expr::Mul(a, b) => write!(f, "{}*{}", wrap(a, 2), wrap(b, 3)),
+            Expr::Div(a, b) => write!(f, "{}/{}", wrap(a, 2), wrap(b, 3)),
+            Expr::Pow(a, b) => write!(f, "{}**{}", wrap(a, 4), wrap(b, 4)),
+            Expr::Neg(a) => write!(f, "-{}", wrap(a, 2)),
+            Expr::Func(n, a) => {
+                if n == "fact" {
+                    write!(f, "{}!", wrap(a, 4))
+                } else {
+                    write!(f, "{n}({a})")
+                }
+            }
+            Expr::Pct(a) => write!(f, "{}%", wrap(a, 4)),
+        }
+    }
+}
+
+impl std::fmt::Display for RelOp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RelOp::Eq => "=",
+            RelOp::Ne => "!=",
+            RelOp::Lt => "<",
+            RelOp::Le => "<=",
+            RelOp::Gt => ">",
+            RelOp::Ge => ">=",
+        })
+    }
+}
+
+impl std::fmt::Display for Value {
+    /// A sympy-like text of the value (`{1, 2}`, `Interval(0, 1, closed, open)`, `x = 5`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let join = |items: &[Value]| items.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+        match self {
+            Value::Expr(e) => write!(f, "{e}"),
+            Value::Rel(rels) => {
+                let parts: Vec<String> = rels.iter().map(|r| format!("{} {} {}", r.lhs, r.op, r.rhs)).collect();
+                write!(f, "{}", parts.join(" and "))
+            }
+            Value::Tuple(items) => write!(f, "({})", join(items)),
+            Value::Set(items) => write!(f, "{{{}}}", join(items)),
+            Value::Interval(a, b, l, r) => {
+                write!(f, "{}{a}, {b}{}", if *l { "[" } else { "(" }, if *r { "]" } else { ")" })
+            }
+            Value::Union(items) => {
+                write!(f, "{}", items.iter().map(ToString::to_string).collect::<Vec<_>>().join(" U "))
+            }
+            Value::Matrix(rows) => {
+                let rows: Vec<String> = rows.iter().map(|r| format!("[{}]", join(r))).collect();
+                write!(f, "Matrix([{}])", rows.join(", "))
+            }
+            Value::Empty => write!(f, "EmptySet"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod display_tests {
+    use super::*;
+
+    #[test]
+    fn values_print_as_sympy_would() {
+        let show = |s: &str| parse_value(s).map(|v| v.to_string()).unwrap_or_default();
+        assert_eq!(show("x^2+1"), "x**2 + 1");
+        assert_eq!(show("\\frac{\\sqrt{2}}{2}"), "sqrt(2)/2");
+        assert_eq!(show("[0,1)"), "[0, 1)");
+        assert_eq!(show("\\{1,2\\}"), "{1, 2}");
+        assert_eq!(show("x \\ge 2"), "x >= 2");
+        assert_eq!(show("2(x+1)"), "2*(x + 1)");
+        assert_eq!(show("-\\frac{3}{4}"), "-3/4");
+        assert_eq!(show("2.50"), "2.5");
+    }
+}
