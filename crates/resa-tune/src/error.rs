@@ -38,7 +38,7 @@ pub enum Error {
         message: String,
     },
     /// A value of a run configuration is impossible; found before any work starts.
-    #[error("{file}: [{table}] {key} = {value}: {allowed}")]
+    #[error("{file}: {}{key} = {value}: {allowed}", table_prefix(.table))]
     Invalid {
         /// The file (or "run configuration" when built in code).
         file: String,
@@ -67,6 +67,11 @@ pub enum Error {
         /// What does not match.
         message: String,
     },
+}
+
+/// `[stage2] ` for a table, nothing for a top-level key.
+fn table_prefix(table: &str) -> String {
+    if table.is_empty() { String::new() } else { format!("[{table}] ") }
 }
 
 /// Result with this crate's [`Error`].

@@ -99,7 +99,8 @@ fn every_table_refuses_bad_values_with_file_table_key_and_value() {
         assert!(msg.contains("run.toml"), "{msg}");
         // A finetune SAE without `path`: the missing key is the one named.
         let named = if *key == "mode" { "path" } else { key };
-        assert!(msg.contains(&format!("[{table}] {named} = ")), "{msg}");
+        let location = if table.is_empty() { format!("{named} = ") } else { format!("[{table}] {named} = ") };
+        assert!(msg.contains(&location), "{msg}");
         assert!(msg.contains(allowed), "[{table}] {key}: {msg}");
     }
 }
