@@ -437,17 +437,8 @@ fn checkpoint_stage(
 
 /// The saved checkpoints of a Stage II folder whose step is a multiple of `every`, by step.
 pub fn checkpoints(stage2: &Path, every: u64) -> Vec<(u64, PathBuf)> {
-    let mut found: Vec<(u64, PathBuf)> = std::fs::read_dir(stage2)
-        .into_iter()
-        .flatten()
-        .filter_map(|e| {
-            let e = e.ok()?;
-            let step: u64 = e.file_name().to_str()?.strip_prefix("checkpoint-")?.parse().ok()?;
-            (step.is_multiple_of(every.max(1)) && e.path().join("adapter_model.safetensors").is_file())
-                .then(|| (step, e.path()))
-        })
-        .collect();
-    found.sort();
+    let mut found = resa_tune::checkpoints(stage2);
+    found.retain(|(step, _)| step.is_multiple_of(every.max(1)));
     found
 }
 
@@ -478,6 +469,7 @@ pub struct Budget {
 /// implies, at `eval_gpu_hours` each when given. Stage I is not estimated (the paper gives
 /// no time for it).
 pub fn estimate(exp: &Experiment, stages: &[Stage], gpu_seconds_per_step: f64, eval_gpu_hours: Option<f64>) -> Budget {
+    // Some(0) without a Tune stage; None once a run's steps are unknown.
     let mut steps: Option<u64> = Some(0);
     let mut evaluations = 0usize;
     for stage in stages {
@@ -498,11 +490,10 @@ pub fn estimate(exp: &Experiment, stages: &[Stage], gpu_seconds_per_step: f64, e
             _ => {}
         }
     }
-    let has_tune = stages.iter().any(|s| matches!(s, Stage::Tune { .. }));
-    let stage2_steps = if has_tune { steps } else { Some(0) };
+
     Budget {
-        stage2_steps,
-        stage2_gpu_hours: stage2_steps.map(|n| n as f64 * gpu_seconds_per_step / 3600.0),
+        stage2_steps: steps,
+        stage2_gpu_hours: steps.map(|n| n as f64 * gpu_seconds_per_step / 3600.0),
         evaluations,
         eval_gpu_hours: eval_gpu_hours.map(|h| h * evaluations as f64),
     }

@@ -15,7 +15,7 @@ use std::io::{BufRead, Write};
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use resa::eval::{GradingConfig, grade_explained};
+use resa::eval::{GradingConfig, grade, grade_explained};
 
 /// Arguments of `resa grade`.
 #[derive(Debug, clap::Args)]
@@ -75,14 +75,21 @@ pub fn run(args: GradeArgs) -> anyhow::Result<()> {
             }
             None => config_for(&bench, &gold),
         };
-        let e = grade_explained(&config, &gold, &completion);
+        // Candidate texts are only built when asked for.
+        let (g, explain) = if args.explain {
+            let e = grade_explained(&config, &gold, &completion);
+            let g = resa::eval::Graded { correct: e.correct, extracted: e.extracted.clone(), timed_out: e.timed_out };
+            (g, Some(serde_json::to_value(&e)?))
+        } else {
+            (grade(&config, &gold, &completion), None)
+        };
         n += 1;
-        right += usize::from(e.correct);
-        timeouts += usize::from(e.timed_out);
-        obj.insert("correct".into(), serde_json::Value::Bool(e.correct));
-        obj.insert("extracted".into(), serde_json::Value::String(e.extracted.clone()));
-        if args.explain {
-            obj.insert("explain".into(), serde_json::to_value(&e)?);
+        right += usize::from(g.correct);
+        timeouts += usize::from(g.timed_out);
+        obj.insert("correct".into(), serde_json::Value::Bool(g.correct));
+        obj.insert("extracted".into(), serde_json::Value::String(g.extracted));
+        if let Some(e) = explain {
+            obj.insert("explain".into(), e);
         }
         out.push(serde_json::to_string(&v)?);
     }

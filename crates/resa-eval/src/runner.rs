@@ -385,7 +385,7 @@ pub fn score(tasks: &[Task], records: &[CompletionRecord], cfg: &EvalConfig, lab
             if mine.is_empty() {
                 continue;
             }
-            let verdicts: Vec<_> = mine.iter().map(|r| task.grader.explain(&item.gold, &r.completion)).collect();
+            let verdicts: Vec<_> = mine.iter().map(|r| task.grader.grade(&item.gold, &r.completion)).collect();
             let right = verdicts.iter().filter(|v| v.correct).count();
             timeouts += verdicts.iter().filter(|v| v.timed_out).count();
             per_problem.push(right as f64 / mine.len() as f64);

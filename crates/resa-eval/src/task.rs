@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::bench::{Problem, benchmark_file, load_problems};
 use crate::error::{Error, Result};
-use resa_grade::{Explained, Graded, GradingConfig, grade, grade_explained};
+use resa_grade::{Graded, GradingConfig, grade};
 
 /// How a completion is graded (each a [`GradingConfig`], reported with the scores).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,22 +52,11 @@ impl Grader {
             Grader::AnswerTag => match answer_tag(completion) {
                 Some(inner) => {
                     let g = grade(&self.config(), gold, &format!("\\boxed{{{inner}}}"));
-                    Graded { correct: g.correct, extracted: inner.to_string() }
+                    Graded { extracted: inner.to_string(), ..g }
                 }
-                None => Graded { correct: false, extracted: String::new() },
+                None => Graded { correct: false, extracted: String::new(), timed_out: false },
             },
             _ => grade(&self.config(), gold, completion),
-        }
-    }
-
-    /// Grades one completion, with the candidates and the reason (`resa grade --explain`).
-    pub fn explain(self, gold: &str, completion: &str) -> Explained {
-        match self {
-            Grader::AnswerTag => match answer_tag(completion) {
-                Some(inner) => grade_explained(&self.config(), gold, &format!("\\boxed{{{inner}}}")),
-                None => grade_explained(&self.config(), gold, ""),
-            },
-            _ => grade_explained(&self.config(), gold, completion),
         }
     }
 }

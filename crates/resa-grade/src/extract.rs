@@ -46,7 +46,7 @@ impl Target {
     }
     /// The letters A–D.
     pub fn letters() -> Target {
-        Target::Strings { strings: ["A", "B", "C", "D"].map(String::from).to_vec(), lowercase: true }
+        Target::Strings { strings: ABCD.map(String::from).to_vec(), lowercase: true }
     }
 }
 
@@ -197,6 +197,9 @@ static EXPR: LazyLock<Vec<(Regex, u32)>> = LazyLock::new(expr_patterns);
 static LATEX_BOXED_0: LazyLock<Vec<(Regex, u32)>> = LazyLock::new(|| latex_patterns(Some(0)));
 static LATEX_BOXED_50: LazyLock<Vec<(Regex, u32)>> = LazyLock::new(|| latex_patterns(Some(50)));
 static LATEX_NO_BOX: LazyLock<Vec<(Regex, u32)>> = LazyLock::new(|| latex_patterns(None));
+/// GPQA's letters A–D, the string target every choice grading uses.
+static LETTERS_ABCD: LazyLock<Vec<(Regex, u32)>> = LazyLock::new(|| string_patterns(&ABCD.map(String::from)));
+const ABCD: [&str; 4] = ["A", "B", "C", "D"];
 
 /// A target's patterns with their priorities (the common ones compiled once).
 type Patterns = std::borrow::Cow<'static, [(Regex, u32)]>;
@@ -209,6 +212,9 @@ fn patterns(target: &Target) -> Patterns {
         Target::Latex { boxed_priority: Some(50) } => Cow::Borrowed(&LATEX_BOXED_50[..]),
         Target::Latex { boxed_priority: None } => Cow::Borrowed(&LATEX_NO_BOX[..]),
         Target::Latex { boxed_priority } => Cow::Owned(latex_patterns(*boxed_priority)),
+        Target::Strings { strings, .. } if strings.iter().map(String::as_str).eq(ABCD) => {
+            Cow::Borrowed(&LETTERS_ABCD[..])
+        }
         Target::Strings { strings, .. } => Cow::Owned(string_patterns(strings)),
     }
 }
@@ -216,21 +222,16 @@ fn patterns(target: &Target) -> Patterns {
 /// A number as math-verify builds it from the number groups: separators dropped, leading
 /// zeros stripped, decimal comma read as a point; `float` when it has a decimal part.
 fn number_value(integer: &str, decimal: &str, pct: bool) -> Option<(Value, String)> {
+    // Python's `integer.translate(…", ").lstrip("0") or "0"`: a sign stops the stripping.
     let int: String = integer.chars().filter(|c| *c != ',' && *c != ' ').collect();
-    let (neg, digits) = match int.strip_prefix('-') {
-        Some(d) => (true, d),
-        None => (false, int.as_str()),
+    let int = match int.trim_start_matches('0') {
+        "" => "0",
+        rest => rest,
     };
-    let mut digits = digits.trim_start_matches('0').to_string();
-    if digits.is_empty() && !neg {
-        digits = "0".into();
-    }
-    let sign = if neg { "-" } else { "" };
-    let dec = decimal.replace(',', ".");
-    let text = format!("{sign}{digits}{dec}");
-    let value: f64 = if digits.is_empty() { format!("-0{dec}") } else { text.clone() }.parse().ok()?;
-    let mut e = Expr::Num { value: value.abs(), float: !dec.is_empty() };
-    if value < 0.0 || neg {
+    let text = format!("{int}{}", decimal.replace(',', "."));
+    let value: f64 = text.parse().ok()?;
+    let mut e = Expr::Num { value: value.abs(), float: !decimal.is_empty() };
+    if text.starts_with('-') {
         e = Expr::Neg(Box::new(e));
     }
     if pct {

@@ -102,6 +102,9 @@ pub struct Graded {
     pub correct: bool,
     /// The extracted answer (the first candidate's text), empty when none was found.
     pub extracted: String,
+    /// The time budget or a pattern's backtracking limit ran out (graded wrong).
+    #[serde(default)]
+    pub timed_out: bool,
 }
 
 /// A verdict with its reasons (`resa grade --explain`).
@@ -194,7 +197,7 @@ pub fn grade_explained(config: &GradingConfig, gold: &str, completion: &str) -> 
 pub fn grade(config: &GradingConfig, gold: &str, completion: &str) -> Graded {
     let r = run(config, gold, completion);
     let extracted = r.pred.first().map(|c| c.text().to_string()).unwrap_or_default();
-    Graded { correct: r.matched.is_some(), extracted }
+    Graded { correct: r.matched.is_some(), extracted, timed_out: r.timed_out }
 }
 
 /// Grades a math completion against an answer written as LaTeX or plain text (an answer

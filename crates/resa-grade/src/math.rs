@@ -271,11 +271,11 @@ fn tokenize(s: &str) -> Option<Vec<Tok>> {
                     }
                     i += 1;
                 }
-            } else if matches!(&c[start..i].iter().collect::<String>()[..], "quad" | "qquad") {
-                // spacing
             } else {
                 let name: String = c[start..i].iter().collect();
-                if name == "text" || name == "mbox" || name == "textnormal" {
+                if name == "quad" || name == "qquad" {
+                    // spacing
+                } else if name == "text" || name == "mbox" || name == "textnormal" {
                     // \text{…}: one symbol of the lower-cased content without spaces.
                     let mut j = i;
                     while j < c.len() && c[j].is_whitespace() {
@@ -640,37 +640,19 @@ impl Parser {
                 }
                 Some(Expr::Var(name))
             }
-            Tok::Op('(') => {
+            Tok::Op(open @ ('(' | '{' | '[' | '|')) => {
                 self.i += 1;
                 let e = self.expr()?;
-                if !self.eat(')') {
+                let close = match open {
+                    '(' => ')',
+                    '{' => '}',
+                    '[' => ']',
+                    _ => '|',
+                };
+                if !self.eat(close) {
                     return None;
                 }
-                Some(e)
-            }
-            Tok::Op('{') => {
-                self.i += 1;
-                let e = self.expr()?;
-                if !self.eat('}') {
-                    return None;
-                }
-                Some(e)
-            }
-            Tok::Op('[') => {
-                self.i += 1;
-                let e = self.expr()?;
-                if !self.eat(']') {
-                    return None;
-                }
-                Some(e)
-            }
-            Tok::Op('|') => {
-                self.i += 1;
-                let e = self.expr()?;
-                if !self.eat('|') {
-                    return None;
-                }
-                Some(Expr::Func("abs".into(), Box::new(e)))
+                Some(if open == '|' { Expr::Func("abs".into(), Box::new(e)) } else { e })
             }
             Tok::Cmd(c) => {
                 self.i += 1;

@@ -429,26 +429,21 @@ fn relation_as_set(v: &Value) -> Option<Value> {
     Some(Value::Interval(Box::new(Value::Expr(lo.2)), Box::new(Value::Expr(hi.2)), lo.1, hi.1))
 }
 
-fn dedup(items: &[Value], fr: u32) -> Vec<Value> {
+fn dedup(items: &[Value]) -> Vec<Value> {
     let mut out: Vec<Value> = Vec::new();
     for v in items {
-        if !out.iter().any(|o| structural_eq(o, v) || value_num_eq(o, v, fr)) {
+        if !out.iter().any(|o| structural_eq(o, v) || same_constant(o, v)) {
             out.push(v.clone());
         }
     }
     out
 }
 
-fn value_num_eq(a: &Value, b: &Value, fr: u32) -> bool {
+/// Two constant expressions with the same value (sympy's FiniteSet drops such repeats).
+fn same_constant(a: &Value, b: &Value) -> bool {
     match (a, b) {
-        (Value::Expr(x), Value::Expr(y)) => match (constant(x), constant(y)) {
-            (Some(p), Some(q)) => exact_eq(p, q),
-            _ => false,
-        },
-        _ => {
-            let _ = fr;
-            false
-        }
+        (Value::Expr(x), Value::Expr(y)) => matches!((constant(x), constant(y)), (Some(p), Some(q)) if exact_eq(p, q)),
+        _ => false,
     }
 }
 
@@ -501,11 +496,11 @@ fn compare_sets(g: &Value, p: &Value, fr: u32) -> bool {
     }
     match (&a, &b) {
         (Value::Set(x), Value::Set(y)) => {
-            let (x, y) = (dedup(x, fr), dedup(y, fr));
+            let (x, y) = (dedup(x), dedup(y));
             return unordered_eq(&x, &y, fr);
         }
-        (Value::Set(x), Value::Tuple(y)) => return unordered_eq(&dedup(x, fr), y, fr),
-        (Value::Tuple(x), Value::Set(y)) => return ordered_eq(x, &dedup(y, fr), fr),
+        (Value::Set(x), Value::Tuple(y)) => return unordered_eq(&dedup(x), y, fr),
+        (Value::Tuple(x), Value::Set(y)) => return ordered_eq(x, &dedup(y), fr),
         (Value::Tuple(x), Value::Tuple(y)) => return ordered_eq(x, y, fr),
         _ => {}
     }

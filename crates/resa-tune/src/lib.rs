@@ -11,4 +11,4 @@ pub use error::{Error, Result};
 pub use lora_grads::lora_gradients;
 pub use pipeline::{PipelineConfig, PipelineEvent, PipelineReport, run_pipeline};
 pub use stage2::{SaeGrad, SaeSplice, causal_lm_loss, kl_batchmean, stage2_loss};
-pub use train::{LrSchedule, Objective, StepMetrics, TuneConfig, TuneReport, train_adapters};
+pub use train::{LrSchedule, Objective, StepMetrics, TuneConfig, TuneReport, checkpoints, train_adapters};

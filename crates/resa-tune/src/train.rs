@@ -241,16 +241,20 @@ fn record(metrics: &mut std::fs::File, m: &StepMetrics) {
     }
 }
 
-fn latest_checkpoint(out: &Path) -> Option<(u64, PathBuf)> {
-    std::fs::read_dir(out)
-        .ok()?
-        .filter_map(|e| e.ok())
+/// The complete checkpoints of a run folder (`checkpoint-STEP/` with its trainer state; each
+/// is published in one rename, so present means whole), by step.
+pub fn checkpoints(out: &Path) -> Vec<(u64, PathBuf)> {
+    let mut found: Vec<(u64, PathBuf)> = std::fs::read_dir(out)
+        .into_iter()
+        .flatten()
         .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let step: u64 = name.strip_prefix("checkpoint-")?.parse().ok()?;
+            let e = e.ok()?;
+            let step: u64 = e.file_name().to_str()?.strip_prefix("checkpoint-")?.parse().ok()?;
             e.path().join("trainer_state.json").is_file().then(|| (step, e.path()))
         })
-        .max_by_key(|(s, _)| *s)
+        .collect();
+    found.sort();
+    found
 }
 
 /// Trains the adapters of `model` (attached and made [`resa_lora::trainable`] by the
@@ -318,7 +322,7 @@ pub fn train_adapters<B: AutodiffBackend>(
     let mut moments: Vec<Moments<B::InnerBackend>> = Vec::new();
     let mut step = 0u64;
     if cfg.resume
-        && let Some((s, dir)) = latest_checkpoint(&cfg.out)
+        && let Some((s, dir)) = checkpoints(&cfg.out).pop()
     {
         let text = std::fs::read_to_string(dir.join("trainer_state.json")).map_err(|e| Error::io(&dir, e))?;
         let state: TrainerState =
