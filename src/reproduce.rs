@@ -626,8 +626,11 @@ pub fn run<B: Backend>(
             }
             Stage::Eval { label, model, adapter, tasks, out } => {
                 on_event(RunEvent::Stage(i, stages.len(), &format!("resa eval ({label})")));
-                let report =
-                    evaluate_one::<B>(exp, model, adapter.as_deref(), tasks, out, label, device, opts, on_event)?;
+                let mut setup = EvalSetup::<B>::load(exp, model, tasks, device, opts)?;
+                if let Some(a) = adapter {
+                    setup.with_adapter(a)?;
+                }
+                let report = setup.evaluate(out, label, on_event)?;
                 rows.push(ResultRow { label: label.clone(), step: None, report });
             }
             Stage::EvalCheckpoints { label, model, stage2, every, tasks, out } => {
@@ -637,17 +640,17 @@ pub fn run<B: Backend>(
                     stages.len(),
                     &format!("resa eval of {} checkpoints ({label}, every {every} steps)", found.len()),
                 ));
+                // The base model and the benchmarks are loaded once; each checkpoint's
+                // adapter replaces the previous one.
+                if found.is_empty() {
+                    continue;
+                }
+                let mut setup = EvalSetup::<B>::load(exp, model, tasks, device, opts)?;
                 for (step, dir) in found {
-                    let name = format!("{label} @ step {step}");
-                    let report = evaluate_one::<B>(
-                        exp,
-                        model,
-                        Some(&dir),
-                        tasks,
+                    setup.with_adapter(&dir)?;
+                    let report = setup.evaluate(
                         &out.join(format!("checkpoint-{step}")),
-                        &name,
-                        device,
-                        opts,
+                        &format!("{label} @ step {step}"),
                         on_event,
                     )?;
                     rows.push(ResultRow { label: label.clone(), step: Some(step), report });
@@ -659,49 +662,66 @@ pub fn run<B: Backend>(
     Ok(rows)
 }
 
-/// One evaluation (resumes from `out`).
-#[allow(clippy::too_many_arguments)]
-fn evaluate_one<B: Backend>(
-    exp: &Experiment,
-    model: &ModelRef,
-    adapter: Option<&Path>,
-    tasks: &[String],
-    out: &Path,
-    label: &str,
-    device: &B::Device,
-    opts: &RunOptions,
-    on_event: &mut dyn FnMut(RunEvent<'_>),
-) -> anyhow::Result<Report> {
-    let dir = hub::resolve_model(&model.model)?;
-    let mut m = model.load::<B>(&dir, device, opts.dtype)?;
-    if let Some(a) = adapter {
-        resa_lora::load_adapter(&mut m, a)?;
-    }
-    let tokenizer = Tokenizer::from_dir(&dir)?;
-    let mut cfg = EvalConfig {
-        samples: exp.eval.samples,
-        max_new_tokens: exp.eval.max_new_tokens,
-        batch_size: exp.eval.batch_size,
-        ..EvalConfig::default()
-    };
-    let mut loaded = Vec::new();
-    for t in tasks {
-        match resa_eval::load_task(t, &opts.sources) {
-            Ok(task) => loaded.push(match opts.tiny_eval {
-                Some((n, _)) => task.truncate(n),
-                None => task,
-            }),
-            Err(resa_eval::Error::MissingData { task, message }) if task == "gpqa_diamond" => {
-                tracing::warn!("{task} left out: {message}");
+/// What an evaluation runs: the model with its tokenizer, the benchmarks and the settings.
+struct EvalSetup<B: Backend> {
+    model: Qwen2ForCausalLM<B>,
+    tokenizer: Tokenizer,
+    tasks: Vec<resa_eval::Task>,
+    cfg: EvalConfig,
+}
+
+impl<B: Backend> EvalSetup<B> {
+    /// Loads the model and the benchmarks once (GPQA is left out, with a warning, when its
+    /// CSV was not given).
+    fn load(
+        exp: &Experiment,
+        model: &ModelRef,
+        tasks: &[String],
+        device: &B::Device,
+        opts: &RunOptions,
+    ) -> anyhow::Result<Self> {
+        let dir = hub::resolve_model(&model.model)?;
+        let m = model.load::<B>(&dir, device, opts.dtype)?;
+        let tokenizer = Tokenizer::from_dir(&dir)?;
+        let mut cfg = EvalConfig {
+            samples: exp.eval.samples,
+            max_new_tokens: exp.eval.max_new_tokens,
+            batch_size: exp.eval.batch_size,
+            ..EvalConfig::default()
+        };
+        let mut loaded = Vec::new();
+        for t in tasks {
+            match resa_eval::load_task(t, &opts.sources) {
+                Ok(task) => loaded.push(match opts.tiny_eval {
+                    Some((n, _)) => task.truncate(n),
+                    None => task,
+                }),
+                Err(resa_eval::Error::MissingData { task, message }) if task == "gpqa_diamond" => {
+                    tracing::warn!("{task} left out: {message}");
+                }
+                Err(e) => return Err(e.into()),
             }
-            Err(e) => return Err(e.into()),
         }
+        if let Some((_, tokens)) = opts.tiny_eval {
+            cfg.max_new_tokens = tokens;
+            cfg.sampling = Sampling::Greedy;
+        }
+        Ok(EvalSetup { model: m, tokenizer, tasks: loaded, cfg })
     }
-    if let Some((_, tokens)) = opts.tiny_eval {
-        cfg.max_new_tokens = tokens;
-        cfg.sampling = Sampling::Greedy;
+
+    /// Attaches `adapter` in place of any adapter the model holds (the base weights stay).
+    fn with_adapter(&mut self, adapter: &Path) -> anyhow::Result<()> {
+        resa_lora::remove(&mut self.model);
+        resa_lora::load_adapter(&mut self.model, adapter)?;
+        Ok(())
     }
-    Ok(resa_eval::evaluate(&m, &tokenizer, &loaded, &cfg, out, label, |p| on_event(RunEvent::Eval(p)))?)
+
+    /// One evaluation (resumes from `out`).
+    fn evaluate(&self, out: &Path, label: &str, on_event: &mut dyn FnMut(RunEvent<'_>)) -> anyhow::Result<Report> {
+        Ok(resa_eval::evaluate(&self.model, &self.tokenizer, &self.tasks, &self.cfg, out, label, |p| {
+            on_event(RunEvent::Eval(p))
+        })?)
+    }
 }
 
 /// `result.md` (measured beside the paper) and `result.json`; for a sweep also
