@@ -70,9 +70,7 @@ pub fn run(args: GradeArgs) -> anyhow::Result<()> {
         let (gold, completion) = (field("gold")?, field("completion")?);
         let bench = obj.get("bench").and_then(|b| b.as_str()).unwrap_or("").to_lowercase();
         let config = match &args.config {
-            Some(name) => {
-                GradingConfig::by_name(name).with_context(|| format!("unknown grading configuration {name}"))?
-            }
+            Some(name) => GradingConfig::from_name(name)?,
             None => config_for(&bench, &gold),
         };
         // Candidate texts are only built when asked for.
