@@ -110,6 +110,15 @@ pub enum Error {
         reason: String,
     },
 
+    /// The splice at a hookpoint failed (for an SAE: it reads another width).
+    #[error("the splice at {at} failed: {cause}")]
+    Splice {
+        /// Where.
+        at: crate::Hookpoint,
+        /// The splice's own error.
+        cause: crate::hooks::SpliceError,
+    },
+
     /// Input ids or masks have an impossible shape or value.
     #[error("invalid input: {0}")]
     Input(String),

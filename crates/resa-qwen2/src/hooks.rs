@@ -95,22 +95,29 @@ impl FromStr for Hookpoint {
     }
 }
 
+/// Why a [`Splice`] could not replace an activation (its own error, boxed).
+pub type SpliceError = Box<dyn std::error::Error + Send + Sync>;
+
 /// A function that replaces the activation at a hookpoint (the SAE splice of Stage II).
+/// A splice that fails fails the forward pass ([`Error::Splice`]); it never hands the
+/// activation back unchanged.
 ///
-/// Any `Fn(Tensor<B, 3>) -> Tensor<B, 3>` is a `Splice`.
+/// Any `Fn(Tensor<B, 3>) -> Tensor<B, 3>` is a `Splice` that cannot fail.
 pub trait Splice<B: Backend> {
     /// Maps the activation `[batch, seq, hidden]` to its replacement of the same shape.
-    fn splice(&self, x: Tensor<B, 3>) -> Tensor<B, 3>;
+    fn splice(&self, x: Tensor<B, 3>) -> std::result::Result<Tensor<B, 3>, SpliceError>;
 }
 
 impl<B: Backend, F: Fn(Tensor<B, 3>) -> Tensor<B, 3>> Splice<B> for F {
-    fn splice(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        self(x)
+    fn splice(&self, x: Tensor<B, 3>) -> std::result::Result<Tensor<B, 3>, SpliceError> {
+        Ok(self(x))
     }
 }
 
-/// How gradients pass a splice.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// How gradients pass a splice. In configuration files and on the command line it is
+/// named `detach`, `straight-through` or `flow`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum SpliceGrad {
     /// The replacement is computed from a detached input and detached itself, so no
     /// gradient reaches the layers at or below the hookpoint (what Resa's reference code
@@ -124,6 +131,42 @@ pub enum SpliceGrad {
     /// pass treats the splice as the identity (`x + (f(x) − x).detach()`), so earlier layers
     /// get the gradient the activation itself would get.
     StraightThrough,
+}
+
+impl SpliceGrad {
+    /// The names, as configuration files write them.
+    pub const NAMES: [&'static str; 3] = ["detach", "straight-through", "flow"];
+
+    /// The name of this mode.
+    pub fn name(self) -> &'static str {
+        match self {
+            SpliceGrad::Detach => "detach",
+            SpliceGrad::StraightThrough => "straight-through",
+            SpliceGrad::Flow => "flow",
+        }
+    }
+}
+
+impl fmt::Display for SpliceGrad {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for SpliceGrad {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "detach" => Ok(SpliceGrad::Detach),
+            "straight-through" => Ok(SpliceGrad::StraightThrough),
+            "flow" => Ok(SpliceGrad::Flow),
+            _ => Err(Error::Input(format!(
+                "unknown SAE gradient mode `{s}` (expected {})",
+                SpliceGrad::NAMES.join(", ")
+            ))),
+        }
+    }
 }
 
 /// A replacement at one hookpoint.
@@ -174,21 +217,22 @@ impl<'a, B: Backend> Hooks<'a, B> {
         at: Hookpoint,
         x: Tensor<B, 3>,
         captured: &mut Vec<(Hookpoint, Tensor<B, 3>)>,
-    ) -> Tensor<B, 3> {
+    ) -> Result<Tensor<B, 3>> {
         if self.capture.contains(&at) {
             captured.push((at, x.clone()));
         }
-        match &self.splice {
+        let failed = |cause: SpliceError| Error::Splice { at, cause };
+        Ok(match &self.splice {
             Some(s) if s.at == at => match s.grad {
-                SpliceGrad::Detach => s.func.splice(x.detach()).detach(),
-                SpliceGrad::Flow => s.func.splice(x),
+                SpliceGrad::Detach => s.func.splice(x.detach()).map_err(failed)?.detach(),
+                SpliceGrad::Flow => s.func.splice(x).map_err(failed)?,
                 SpliceGrad::StraightThrough => {
-                    let replaced = s.func.splice(x.clone().detach());
+                    let replaced = s.func.splice(x.clone().detach()).map_err(failed)?;
                     x.clone() + (replaced - x).detach()
                 }
             },
             _ => x,
-        }
+        })
     }
 }
 

@@ -15,7 +15,7 @@ pub use error::{Error, Result};
 pub use generate::{
     FinishReason, Generated, GeneratedText, GenerationConfig, Sampling, generate, generate_seeded, generate_text,
 };
-pub use hooks::{Hookpoint, Hooks, Splice, SpliceGrad, SpliceHook};
+pub use hooks::{Hookpoint, Hooks, Splice, SpliceError, SpliceGrad, SpliceHook};
 pub use model::{AdapterMode, ForwardInput, ForwardOutput, KvCache, Linear, Logits, LowRank, Qwen2ForCausalLM};
 pub use tokenizer::{ChatMessage, Tokenizer};
 

@@ -509,8 +509,8 @@ impl<B: Backend> Qwen2ForCausalLM<B> {
                 layer.self_attn.forward(layer.input_layernorm.forward(x.clone()), &rope, &mask, slot, input.adapters);
             let h = x + attn;
             let mlp = layer.mlp.forward(layer.post_attention_layernorm.forward(h.clone()), input.adapters);
-            let mlp = hooks.apply(Hookpoint::Mlp(i), mlp, &mut captured);
-            x = hooks.apply(Hookpoint::Residual(i), h + mlp, &mut captured);
+            let mlp = hooks.apply(Hookpoint::Mlp(i), mlp, &mut captured)?;
+            x = hooks.apply(Hookpoint::Residual(i), h + mlp, &mut captured)?;
         }
         let logits = match input.logits {
             Logits::None => None,

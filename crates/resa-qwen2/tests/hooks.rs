@@ -5,12 +5,50 @@ mod common;
 use burn::backend::{Autodiff, Flex};
 use burn::tensor::{DType, Int, Tensor};
 use common::{assert_close, fixture, host};
-use resa_qwen2::{ForwardInput, Hookpoint, Hooks, Logits, Qwen2ForCausalLM, SpliceGrad};
+use resa_qwen2::{Error, ForwardInput, Hookpoint, Hooks, Logits, Qwen2ForCausalLM, Splice, SpliceError, SpliceGrad};
 
 type B = Flex;
 
 fn ids() -> Tensor<B, 2, Int> {
     Tensor::from_ints([[5, 17, 3, 44, 9, 60]], &Default::default())
+}
+
+/// A splice that always fails, as an SAE of another width would.
+struct Failing;
+
+impl Splice<B> for Failing {
+    fn splice(&self, _x: Tensor<B, 3>) -> Result<Tensor<B, 3>, SpliceError> {
+        Err("reads width 7, the activation has width 32".into())
+    }
+}
+
+#[test]
+fn a_failing_splice_fails_the_forward_pass_in_every_gradient_mode() {
+    let model = Qwen2ForCausalLM::<B>::from_pretrained(fixture("tied_gqa_f32_old"), &Default::default(), DType::F32)
+        .expect("load");
+    for grad in [SpliceGrad::Detach, SpliceGrad::Flow, SpliceGrad::StraightThrough] {
+        let hooks = Hooks::default().with_splice(Hookpoint::Residual(1), &Failing, grad);
+        match model.forward(ForwardInput::new(ids()), &hooks, None) {
+            Err(Error::Splice { at, cause }) => {
+                assert_eq!(at, Hookpoint::Residual(1));
+                assert!(cause.to_string().contains("width 7"), "{cause}");
+            }
+            Err(e) => panic!("{grad}: wrong error {e}"),
+            Ok(_) => panic!("{grad}: a failing splice must fail the forward pass"),
+        }
+    }
+}
+
+#[test]
+fn splice_grad_names_round_trip() {
+    for name in SpliceGrad::NAMES {
+        let g: SpliceGrad = name.parse().expect("parse");
+        assert_eq!(g.to_string(), name);
+        let json = serde_json::to_string(&g).expect("json");
+        assert_eq!(json, format!("\"{name}\""));
+    }
+    let err = "straight_through".parse::<SpliceGrad>().expect_err("unknown name");
+    assert!(err.to_string().contains("detach, straight-through, flow"), "{err}");
 }
 
 #[test]

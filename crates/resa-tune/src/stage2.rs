@@ -8,50 +8,17 @@
 
 use burn::tensor::activation::{log_softmax, softmax};
 use burn::tensor::{DType, Int, Tensor, backend::Backend};
-use resa_qwen2::{AdapterMode, ForwardInput, Hookpoint, Hooks, Qwen2ForCausalLM, Splice, SpliceGrad};
+use resa_qwen2::{AdapterMode, ForwardInput, Hookpoint, Hooks, Qwen2ForCausalLM, Splice, SpliceError, SpliceGrad};
 use resa_sae::SparseCoder;
-use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-/// How gradients pass the spliced SAE.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum SaeGrad {
-    /// No gradient through the SAE: only adapters after the hookpoint train (Resa's code,
-    /// where the SAE runs under `no_grad`). The default.
-    #[default]
-    Detach,
-    /// Straight-through: the backward pass treats the splice as the identity, so adapters
-    /// at and below the hookpoint train too.
-    StraightThrough,
-    /// The true gradient of the frozen SAE (decoder, top-k selection, encoder).
-    Flow,
-}
-
-impl SaeGrad {
-    /// The model's splice mode.
-    pub fn splice_grad(self) -> SpliceGrad {
-        match self {
-            SaeGrad::Detach => SpliceGrad::Detach,
-            SaeGrad::StraightThrough => SpliceGrad::StraightThrough,
-            SaeGrad::Flow => SpliceGrad::Flow,
-        }
-    }
-}
-
-impl std::str::FromStr for SaeGrad {
-    type Err = String;
-
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        match s {
-            "detach" => Ok(SaeGrad::Detach),
-            "straight-through" => Ok(SaeGrad::StraightThrough),
-            "flow" => Ok(SaeGrad::Flow),
-            _ => Err(format!("unknown SAE gradient mode `{s}` (expected detach, straight-through or flow)")),
-        }
-    }
-}
+/// How gradients pass the spliced SAE: the model's own [`SpliceGrad`] (one type, named
+/// `detach`, `straight-through` or `flow` in files and on the command line). `Detach`, the
+/// default, is Resa's code: the SAE runs under `no_grad`, so only adapters after the
+/// hookpoint train; `StraightThrough` treats the splice as the identity backwards, so
+/// adapters at and below it train too; `Flow` is the frozen SAE's true gradient.
+pub type SaeGrad = SpliceGrad;
 
 /// A sparse coder as a [`Splice`]: `[b, s, d]` → its reconstruction, in the input dtype.
 pub struct SaeSplice<'a, B: Backend> {
@@ -72,13 +39,9 @@ impl<'a, B: Backend> SaeSplice<'a, B> {
 }
 
 impl<B: Backend> Splice<B> for SaeSplice<'_, B> {
-    fn splice(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+    fn splice(&self, x: Tensor<B, 3>) -> std::result::Result<Tensor<B, 3>, SpliceError> {
         let [b, s, d] = x.dims();
-        match self.sae.reconstruct(x.clone().reshape([b * s, d])) {
-            Ok(r) => r.reshape([b, s, d]),
-            // The width was checked in `new`; keep the activation rather than panic.
-            Err(_) => x,
-        }
+        Ok(self.sae.reconstruct(x.reshape([b * s, d]))?.reshape([b, s, d]))
     }
 }
 
@@ -109,7 +72,7 @@ pub fn stage2_loss<B: Backend>(
         .logits
         .ok_or_else(|| Error::Setup("the teacher forward returned no logits".into()))?
         .detach();
-    let hooks = Hooks::default().with_splice(hookpoint, &splice, grad.splice_grad());
+    let hooks = Hooks::default().with_splice(hookpoint, &splice, grad);
     let student = model
         .forward(ForwardInput::new(input_ids).with_adapters(student_adapters), &hooks, None)?
         .logits
