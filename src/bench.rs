@@ -29,7 +29,7 @@ use burn::tensor::{DType, Distribution, Int, Tensor, TensorData, backend::Backen
 use resa_lora::LoraConfig;
 use resa_qwen2::{ForwardInput, GenerationConfig, Hookpoint, Hooks, Logits, Qwen2Config, Qwen2ForCausalLM, generate};
 use resa_sae::{OptimizerKind, SaeConfig, SaeTrainer, SparseCoder, TrainConfig};
-use resa_tune::{Objective, SaeGrad, TuneConfig, train_adapters};
+use resa_tune::{SaeGrad, SaeTuning, TuneConfig, train_adapters};
 use serde::Serialize;
 
 /// The workloads, in the order they run.
@@ -298,8 +298,7 @@ pub fn run_benches<B: Backend>(
         // The step includes writing its (small) checkpoint, as every last step of a run does.
         let r = measure("stage2_step", seq, flops, repeats, || {
             let m = base.clone();
-            let objective =
-                Objective::SaeTuning { sae: &sae, hookpoint: Hookpoint::Residual(layer), grad: SaeGrad::Detach };
+            let objective = SaeTuning::new(&sae, Hookpoint::Residual(layer), SaeGrad::Detach);
             let tune = TuneConfig { max_steps: Some(1), save_every: 1000, out: tmp.clone(), ..TuneConfig::default() };
             train_adapters(m, &lora, &objective, &chunks, &tune, &mut |_| false)?;
             Ok(())

@@ -11,7 +11,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use resa_lora::LoraConfig;
 use resa_qwen2::{Hookpoint, Qwen2Config, Qwen2ForCausalLM};
 use resa_sae::{SaeConfig, SparseCoder};
-use resa_tune::{Objective, SaeGrad, TuneConfig, train_adapters};
+use resa_tune::{SaeGrad, SaeTuning, TuneConfig, train_adapters};
 
 type AD = Autodiff<Flex>;
 
@@ -43,8 +43,7 @@ fn benches(c: &mut Criterion) {
                 resa_lora::trainable(m)
             },
             |model| {
-                let objective =
-                    Objective::SaeTuning { sae: &sae, hookpoint: Hookpoint::Residual(1), grad: SaeGrad::Detach };
+                let objective = SaeTuning::new(&sae, Hookpoint::Residual(1), SaeGrad::Detach);
                 let tune =
                     TuneConfig { max_steps: Some(1), save_every: 1000, out: tmp.clone(), ..TuneConfig::default() };
                 train_adapters(model, &lora, &objective, &chunks, &tune, &mut |_| false).expect("step").1.steps

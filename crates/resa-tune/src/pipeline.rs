@@ -40,8 +40,9 @@ use resa_sae::{SaeInit, SparseCoder, Stage1Options, TrainConfig as SaeTrainConfi
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::objective::{Objective, SaeTuning, Sft};
 use crate::stage2::SaeGrad;
-use crate::train::{LrSchedule, Objective, StepMetrics, TuneConfig, train_adapters};
+use crate::train::{LrSchedule, StepMetrics, TuneConfig, train_adapters};
 
 /// A model reference.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -715,9 +716,10 @@ pub fn run_pipeline<B: AutodiffBackend>(
         resa_lora::attach(&mut model, &lora, cfg.seed)?;
         let model = resa_lora::trainable(model);
         let sae = SparseCoder::<B>::load(&sae_dir, device)?;
-        let objective = match cfg.stage2.objective {
-            ObjectiveKind::SaeTuning => Objective::SaeTuning { sae: &sae, hookpoint, grad: cfg.stage2.sae_grad },
-            ObjectiveKind::Sft => Objective::Sft,
+        let sae_tuning = SaeTuning::new(&sae, hookpoint, cfg.stage2.sae_grad);
+        let objective: &dyn Objective<B> = match cfg.stage2.objective {
+            ObjectiveKind::SaeTuning => &sae_tuning,
+            ObjectiveKind::Sft => &Sft,
         };
         let chunks = prepare_chunks(&cfg.data, &cfg.data.elicitation, &target_dir)?;
         let tune = TuneConfig {
@@ -737,7 +739,7 @@ pub fn run_pipeline<B: AutodiffBackend>(
             resume: true,
             ..TuneConfig::default()
         };
-        let (model, r) = train_adapters(model, &lora, &objective, &chunks, &tune, &mut |m| {
+        let (model, r) = train_adapters(model, &lora, objective, &chunks, &tune, &mut |m| {
             on_event(PipelineEvent::Stage2(m));
             true
         })?;

@@ -22,30 +22,14 @@ use burn::tensor::backend::{AutodiffBackend, Backend, Device, DeviceId};
 use burn::tensor::{DType, Int, Tensor, TensorData};
 use rand::{SeedableRng, rngs::StdRng, seq::SliceRandom};
 use resa_lora::LoraConfig;
+use resa_qwen2::Qwen2ForCausalLM;
 use resa_qwen2::safetensors_io::{
     OwnedTensor, SafetensorsReader, StoredDtype, replace_dir, temp_sibling, write_atomic, write_safetensors,
 };
-use resa_qwen2::{AdapterMode, Hookpoint, Qwen2ForCausalLM};
-use resa_sae::SparseCoder;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::stage2::{SaeGrad, causal_lm_loss, stage2_loss};
-
-/// What the adapters are trained to do.
-pub enum Objective<'a, B: Backend> {
-    /// Stage II: match the unmodified model's next-token distribution with the SAE spliced in.
-    SaeTuning {
-        /// The frozen SAE.
-        sae: &'a SparseCoder<B>,
-        /// Where it is spliced.
-        hookpoint: Hookpoint,
-        /// How gradients pass it.
-        grad: SaeGrad,
-    },
-    /// The CoT-free SFT baseline: next-token cross-entropy on the same data, no SAE.
-    Sft,
-}
+use crate::objective::Objective;
 
 /// Learning-rate schedule.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -265,7 +249,7 @@ pub fn checkpoints(out: &Path) -> Vec<(u64, PathBuf)> {
 pub fn train_adapters<B: AutodiffBackend>(
     mut model: Qwen2ForCausalLM<B>,
     lora: &LoraConfig,
-    objective: &Objective<'_, B>,
+    objective: &dyn Objective<B>,
     chunks: &[Vec<u32>],
     cfg: &TuneConfig,
     on_step: &mut dyn FnMut(&StepMetrics) -> bool,
@@ -275,16 +259,7 @@ pub fn train_adapters<B: AutodiffBackend>(
     if keys.is_empty() {
         return Err(Error::Setup("the model carries no adapter to train (attach one first)".into()));
     }
-    if let Objective::SaeTuning { sae, hookpoint, .. } = objective {
-        hookpoint.check(model.config().num_hidden_layers)?;
-        if sae.d_in() != model.config().hidden_size {
-            return Err(Error::Setup(format!(
-                "the SAE reads width {} but the model's hidden size is {}",
-                sae.d_in(),
-                model.config().hidden_size
-            )));
-        }
-    }
+    objective.check(&model)?;
     let seq = chunks.first().map(Vec::len).unwrap_or(0);
     if seq < 2 {
         return Err(Error::option("data", "no chunks (or chunks shorter than 2 tokens) to train on"));
@@ -501,12 +476,12 @@ pub fn train_adapters<B: AutodiffBackend>(
 /// the model itself. Each optimizer step, every replica computes the gradients of its
 /// micro-batches on its own device (in its own thread); they are summed on the primary
 /// device, the primary is updated, and the new adapter weights are copied back out.
-struct Replicas<B: AutodiffBackend> {
-    others: Vec<(Qwen2ForCausalLM<B>, Option<SparseCoder<B>>)>,
+struct Replicas<'o, B: AutodiffBackend> {
+    others: Vec<(Qwen2ForCausalLM<B>, Box<dyn Objective<B> + 'o>)>,
 }
 
-impl<B: AutodiffBackend> Replicas<B> {
-    fn new(model: &Qwen2ForCausalLM<B>, objective: &Objective<'_, B>, n: usize) -> Result<Self> {
+impl<'o, B: AutodiffBackend> Replicas<'o, B> {
+    fn new(model: &Qwen2ForCausalLM<B>, objective: &'o dyn Objective<B>, n: usize) -> Result<Self> {
         let primary = model.device();
         let id = primary.to_id();
         let count = B::device_count(id.type_id);
@@ -525,11 +500,7 @@ impl<B: AutodiffBackend> Replicas<B> {
                     ),
                 ));
             }
-            let sae = match objective {
-                Objective::SaeTuning { sae, .. } => Some((*sae).clone().to_device(&device)),
-                Objective::Sft => None,
-            };
-            others.push((model.clone().fork(&device), sae));
+            others.push((model.clone().fork(&device), objective.to_device(&device)));
         }
         Ok(Replicas { others })
     }
@@ -539,7 +510,7 @@ impl<B: AutodiffBackend> Replicas<B> {
     fn gradients(
         &self,
         model: &Qwen2ForCausalLM<B>,
-        objective: &Objective<'_, B>,
+        objective: &dyn Objective<B>,
         work: Vec<Vec<Vec<i64>>>,
         shape: [usize; 2],
         micro_total: usize,
@@ -556,14 +527,9 @@ impl<B: AutodiffBackend> Replicas<B> {
                     .others
                     .iter()
                     .zip(work)
-                    .map(|((replica, sae), batches)| {
-                        let objective = match (objective, sae) {
-                            (Objective::SaeTuning { hookpoint, grad, .. }, Some(sae)) => {
-                                Objective::SaeTuning { sae, hookpoint: *hookpoint, grad: *grad }
-                            }
-                            _ => Objective::Sft,
-                        };
-                        s.spawn(move || replica_pass(replica, &objective, batches, shape, micro_total, step))
+                    .map(|((replica, objective), batches)| {
+                        let objective: &dyn Objective<B> = objective.as_ref();
+                        s.spawn(move || replica_pass(replica, objective, batches, shape, micro_total, step))
                     })
                     .collect();
                 let mine = replica_pass(model, objective, own, shape, micro_total, step);
@@ -617,7 +583,7 @@ impl<B: AutodiffBackend> Replicas<B> {
 /// sum of their adapter gradients (f32, each loss divided by `micro_total` first).
 fn replica_pass<B: AutodiffBackend>(
     model: &Qwen2ForCausalLM<B>,
-    objective: &Objective<'_, B>,
+    objective: &dyn Objective<B>,
     batches: Vec<Vec<i64>>,
     shape: [usize; 2],
     micro_total: usize,
@@ -628,12 +594,7 @@ fn replica_pass<B: AutodiffBackend>(
     let mut grad_sum: Option<Vec<Tensor<B::InnerBackend, 2>>> = None;
     for ids in batches {
         let input = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, shape), &device);
-        let loss = match objective {
-            Objective::SaeTuning { sae, hookpoint, grad } => {
-                stage2_loss(model, sae, *hookpoint, *grad, input, AdapterMode::Train)?
-            }
-            Objective::Sft => causal_lm_loss(model, input, AdapterMode::Train)?,
-        };
+        let loss = objective.loss(model, input)?;
         let value = loss.clone().into_data().iter::<f32>().next().unwrap_or(f32::NAN);
         if !value.is_finite() {
             return Err(Error::NonFiniteLoss { step, value });

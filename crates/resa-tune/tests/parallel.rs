@@ -6,7 +6,7 @@
 
 use resa_lora::LoraConfig;
 use resa_qwen2::Hookpoint;
-use resa_tune::{Error, Objective, SaeGrad, TuneConfig, train_adapters};
+use resa_tune::{Error, Objective, SaeGrad, SaeTuning, Sft, TuneConfig, train_adapters};
 
 mod common;
 
@@ -21,7 +21,7 @@ fn max_diff(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).fold(0.0f32, |m, (x, y)| m.max((x - y).abs()))
 }
 
-fn compare(objective: &Objective<'_, AD>, name: &str) {
+fn compare(objective: &dyn Objective<AD>, name: &str) {
     let tmp = tempfile::tempdir().expect("tmp");
     let data = chunks(8, 12);
     let base = TuneConfig { lr: 5e-3, epochs: 1, save_every: 100, ..TuneConfig::default() };
@@ -52,22 +52,19 @@ fn compare(objective: &Objective<'_, AD>, name: &str) {
 #[test]
 fn two_replicas_equal_one_device_accumulating_stage2() {
     let sae = sae();
-    compare(
-        &Objective::SaeTuning { sae: &sae, hookpoint: Hookpoint::Residual(1), grad: SaeGrad::StraightThrough },
-        "stage II",
-    );
+    compare(&SaeTuning::new(&sae, Hookpoint::Residual(1), SaeGrad::StraightThrough), "stage II");
 }
 
 #[test]
 fn two_replicas_equal_one_device_accumulating_sft() {
-    compare(&Objective::Sft, "sft");
+    compare(&Sft, "sft");
 }
 
 #[test]
 fn a_data_parallel_run_resumes_exactly_and_refuses_another_replica_count() {
     let tmp = tempfile::tempdir().expect("tmp");
     let sae = sae();
-    let objective = Objective::SaeTuning { sae: &sae, hookpoint: Hookpoint::Residual(1), grad: SaeGrad::Detach };
+    let objective = SaeTuning::new(&sae, Hookpoint::Residual(1), SaeGrad::Detach);
     let data = chunks(8, 12);
     let lora = no_dropout();
     let base = TuneConfig { lr: 5e-3, epochs: 2, data_parallel: 2, save_every: 2, ..TuneConfig::default() };

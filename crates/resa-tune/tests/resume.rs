@@ -3,7 +3,7 @@
 //! other test draws from the backend's global random generator meanwhile.
 
 use resa_qwen2::Hookpoint;
-use resa_tune::{Objective, SaeGrad, TuneConfig, train_adapters};
+use resa_tune::{SaeGrad, SaeTuning, TuneConfig, train_adapters};
 
 mod common;
 
@@ -13,7 +13,7 @@ use common::*;
 fn an_interrupted_run_resumes_to_the_same_adapter() {
     let tmp = tempfile::tempdir().expect("tmp");
     let sae = sae();
-    let objective = Objective::SaeTuning { sae: &sae, hookpoint: Hookpoint::Residual(1), grad: SaeGrad::Detach };
+    let objective = SaeTuning::new(&sae, Hookpoint::Residual(1), SaeGrad::Detach);
     let data = chunks(6, 12);
     let base = TuneConfig { lr: 5e-3, epochs: 2, grad_accum: 2, save_every: 2, ..TuneConfig::default() };
     let whole = TuneConfig { out: tmp.path().join("whole"), ..base.clone() };
@@ -45,7 +45,7 @@ fn an_interrupted_run_resumes_to_the_same_adapter() {
 fn a_resume_from_an_earlier_checkpoint_drops_the_repeated_metrics() {
     let tmp = tempfile::tempdir().expect("tmp");
     let sae = sae();
-    let objective = Objective::SaeTuning { sae: &sae, hookpoint: Hookpoint::Residual(1), grad: SaeGrad::Detach };
+    let objective = SaeTuning::new(&sae, Hookpoint::Residual(1), SaeGrad::Detach);
     let data = chunks(6, 12);
     let cfg = TuneConfig {
         lr: 5e-3,

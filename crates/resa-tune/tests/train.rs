@@ -8,7 +8,7 @@ use std::path::Path;
 use burn::tensor::DType;
 use resa_qwen2::{Hookpoint, Qwen2ForCausalLM};
 use resa_sae::SparseCoder;
-use resa_tune::{Error, Objective, SaeGrad, TuneConfig, train_adapters};
+use resa_tune::{Error, Objective, SaeGrad, SaeTuning, Sft, TuneConfig, train_adapters};
 
 mod common;
 
@@ -18,7 +18,7 @@ use common::*;
 fn stage2_kl_goes_down() {
     let tmp = tempfile::tempdir().expect("tmp");
     let sae = sae();
-    let objective = Objective::SaeTuning { sae: &sae, hookpoint: Hookpoint::Residual(1), grad: SaeGrad::Detach };
+    let objective = SaeTuning::new(&sae, Hookpoint::Residual(1), SaeGrad::Detach);
     let cfg =
         TuneConfig { lr: 1e-2, epochs: 4, save_every: 1000, out: tmp.path().join("run"), ..TuneConfig::default() };
     let data = chunks(8, 16);
@@ -38,10 +38,82 @@ fn sft_cross_entropy_goes_down() {
     let cfg =
         TuneConfig { lr: 1e-2, epochs: 6, save_every: 1000, out: tmp.path().join("run"), ..TuneConfig::default() };
     let data = chunks(4, 16);
-    let (_, report) =
-        train_adapters(model(&lora()), &lora(), &Objective::Sft, &data, &cfg, &mut |_| true).expect("train");
+    let (_, report) = train_adapters(model(&lora()), &lora(), &Sft, &data, &cfg, &mut |_| true).expect("train");
     let (first, last) = (report.first_loss.expect("first"), report.last_loss.expect("last"));
     assert!(last < 0.8 * first, "CE {first} → {last}");
+}
+
+/// A downstream objective: the SFT loss scaled by a constant, refusing models with fewer
+/// than `min_layers` layers. Scaling the loss scales the step's gradient, which Adam then
+/// normalises away, so the recorded losses are exactly `scale ×` those of [`Sft`].
+struct ScaledSft {
+    scale: f64,
+    min_layers: usize,
+}
+
+impl<B: burn::tensor::backend::AutodiffBackend> Objective<B> for ScaledSft {
+    fn name(&self) -> &'static str {
+        "scaled-sft"
+    }
+
+    fn check(&self, model: &Qwen2ForCausalLM<B>) -> resa_tune::Result<()> {
+        if model.config().num_hidden_layers < self.min_layers {
+            return Err(Error::Setup(format!("scaled-sft needs {} layers", self.min_layers)));
+        }
+        Ok(())
+    }
+
+    fn loss(
+        &self,
+        model: &Qwen2ForCausalLM<B>,
+        input_ids: burn::tensor::Tensor<B, 2, burn::tensor::Int>,
+    ) -> resa_tune::Result<burn::tensor::Tensor<B, 1>> {
+        Ok(Objective::<B>::loss(&Sft, model, input_ids)?.mul_scalar(self.scale))
+    }
+
+    fn to_device(&self, _device: &B::Device) -> Box<dyn Objective<B> + '_> {
+        Box::new(ScaledSft { scale: self.scale, min_layers: self.min_layers })
+    }
+}
+
+#[test]
+fn a_downstream_objective_trains_through_the_same_loop() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let cfg = |name: &str| TuneConfig {
+        lr: 1e-2,
+        epochs: 2,
+        save_every: 1000,
+        max_grad_norm: 0.0,
+        out: tmp.path().join(name),
+        ..TuneConfig::default()
+    };
+    let data = chunks(4, 16);
+    // No dropout: its masks come from the backend's global generator, which the other tests
+    // of this file draw from concurrently.
+    let lora = resa_lora::LoraConfig::new(4, 16.0, 0.0, &resa_lora::ALL_LINEAR);
+    let mut sft = Vec::new();
+    train_adapters(model(&lora), &lora, &Sft, &data, &cfg("sft"), &mut |m| {
+        sft.push(m.loss);
+        true
+    })
+    .expect("sft");
+    let mut scaled = Vec::new();
+    let objective = ScaledSft { scale: 3.0, min_layers: 1 };
+    train_adapters(model(&lora), &lora, &objective, &data, &cfg("scaled"), &mut |m| {
+        scaled.push(m.loss);
+        true
+    })
+    .expect("scaled");
+    assert_eq!(sft.len(), scaled.len());
+    for (a, b) in sft.iter().zip(&scaled) {
+        assert!((3.0 * a - b).abs() <= 1e-3 * b.abs().max(1.0), "3 × {a} vs {b}");
+    }
+    // Its check runs before any work: nothing is written.
+    let refused = ScaledSft { scale: 1.0, min_layers: 99 };
+    let err = train_adapters(model(&lora), &lora, &refused, &data, &cfg("refused"), &mut |_| true)
+        .expect_err("too few layers");
+    assert!(err.to_string().contains("needs 99 layers"), "{err}");
+    assert!(!tmp.path().join("refused").exists());
 }
 
 fn adapter_bytes(dir: &Path) -> Vec<u8> {
@@ -53,14 +125,14 @@ fn a_diverging_run_stops_and_keeps_the_last_checkpoint() {
     let tmp = tempfile::tempdir().expect("tmp");
     let out = tmp.path().join("run");
     let sae = sae();
-    let objective = Objective::SaeTuning { sae: &sae, hookpoint: Hookpoint::Residual(1), grad: SaeGrad::Detach };
+    let objective = SaeTuning::new(&sae, Hookpoint::Residual(1), SaeGrad::Detach);
     let cfg = TuneConfig { lr: 1e-3, epochs: 1, save_every: 1, out: out.clone(), ..TuneConfig::default() };
     let data = chunks(2, 8);
     train_adapters(model(&lora()), &lora(), &objective, &data, &cfg, &mut |_| true).expect("good");
     let kept = adapter_bytes(&out.join("checkpoint-2"));
     let mut bad = sae.clone();
     bad.b_dec = bad.b_dec.clone() * f32::NAN;
-    let objective = Objective::SaeTuning { sae: &bad, hookpoint: Hookpoint::Residual(1), grad: SaeGrad::Detach };
+    let objective = SaeTuning::new(&bad, Hookpoint::Residual(1), SaeGrad::Detach);
     match train_adapters(model(&lora()), &lora(), &objective, &data, &cfg, &mut |_| true) {
         Err(Error::NonFiniteLoss { step: 0, .. }) => {}
         other => panic!("expected NonFiniteLoss, got {:?}", other.map(|(_, r)| r)),
@@ -79,13 +151,13 @@ fn setup_errors_are_typed() {
     let tmp = tempfile::tempdir().expect("tmp");
     let cfg = TuneConfig { out: tmp.path().join("o"), ..TuneConfig::default() };
     let narrow = SparseCoder::<AD>::random(resa_sae::SaeConfig::new(32, 64, 4), 0, &Default::default()).expect("sae");
-    let objective = Objective::SaeTuning { sae: &narrow, hookpoint: Hookpoint::Residual(1), grad: SaeGrad::Detach };
+    let objective = SaeTuning::new(&narrow, Hookpoint::Residual(1), SaeGrad::Detach);
     let err = train_adapters(model(&lora()), &lora(), &objective, &chunks(2, 8), &cfg, &mut |_| true)
         .map(|(_, r)| r)
         .expect_err("width");
     assert!(err.to_string().contains("width 32"), "{err}");
     let sae = sae();
-    let objective = Objective::SaeTuning { sae: &sae, hookpoint: Hookpoint::Residual(5), grad: SaeGrad::Detach };
+    let objective = SaeTuning::new(&sae, Hookpoint::Residual(5), SaeGrad::Detach);
     let err = train_adapters(model(&lora()), &lora(), &objective, &chunks(2, 8), &cfg, &mut |_| true)
         .map(|(_, r)| r)
         .expect_err("layer");
@@ -97,7 +169,7 @@ fn setup_errors_are_typed() {
     )
     .expect("model");
     resa_lora::remove(&mut bare);
-    let err = train_adapters(bare, &lora(), &Objective::Sft, &chunks(2, 8), &cfg, &mut |_| true)
+    let err = train_adapters(bare, &lora(), &Sft, &chunks(2, 8), &cfg, &mut |_| true)
         .map(|(_, r)| r)
         .expect_err("no adapter");
     assert!(err.to_string().contains("no adapter"), "{err}");
