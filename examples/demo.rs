@@ -9,7 +9,7 @@
 
 use burn::backend::Flex;
 use resa::demo::{DemoConfig, DemoEvent, run_demo, table};
-use resa::tune::PipelineEvent;
+use resa::pipeline::PipelineEvent;
 
 fn main() -> anyhow::Result<()> {
     let quick = std::env::args().nth(1).as_deref() == Some("quick");

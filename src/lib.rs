@@ -10,8 +10,11 @@
 //!   sparsify makes them; the toy reasoning world.
 //! - [`sae`]: TopK sparse autoencoders in sparsify's format and Stage I training.
 //! - [`lora`]: LoRA adapters in PEFT's format, merging.
-//! - [`tune`]: Stage II (SAE-guided SFT), the CoT-free SFT baseline, the whole pipeline,
+//! - [`tune`]: Stage II (SAE-guided SFT), its objectives, the CoT-free SFT baseline,
 //!   full-parameter training.
+//! - [`mod@pipeline`]: the stages as one typed library — the run configuration checked
+//!   before any work, Stage I → Stage II → adapter → merged model (`resa tune`), and the
+//!   experiments, demo, toy model and benchmarks below, which are compositions of them.
 //! - [`eval`]: the paper's benchmarks and Pass@1.
 //! - [`mod@grade`]: math-answer grading (math-verify 0.9 ported; no tensors).
 //! - [`features`]: reasoning features per layer, the layer mixture, figures.
@@ -26,12 +29,10 @@ pub use resa_eval as eval;
 pub use resa_features as features;
 pub use resa_grade as grade;
 pub use resa_lora as lora;
+pub use resa_pipeline as pipeline;
+pub use resa_pipeline::{bench, demo, reproduce, toy_model};
 pub use resa_qwen2 as qwen2;
 pub use resa_sae as sae;
 pub use resa_tune as tune;
 
-pub mod bench;
-pub mod demo;
 pub mod device;
-pub mod reproduce;
-pub mod toy_model;

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use burn::tensor::backend::Backend;
 use resa::demo::{DemoConfig, DemoEvent, run_demo, table};
 use resa::device::DeviceSpec;
-use resa::tune::PipelineEvent;
+use resa::pipeline::PipelineEvent;
 use resa::with_backend;
 
 /// Arguments of `resa demo`.

@@ -8,10 +8,10 @@ use anyhow::bail;
 use burn::tensor::{DType, backend::Backend};
 use resa::device::{DeviceSpec, parse_dtype};
 use resa::eval::TaskSources;
+use resa::pipeline::PipelineEvent;
 use resa::reproduce::{
     Experiment, RunEvent, RunOptions, TinyAssets, describe, list, list_json, load_experiments, plan, run,
 };
-use resa::tune::PipelineEvent;
 use resa::with_backend;
 
 /// Arguments of `resa reproduce`.

@@ -32,7 +32,7 @@ pub struct TrainSaeArgs {
     pub token_ids: Option<PathBuf>,
     /// Template for `--data`: `reference` (default), `paper`, or a string with `{problem}` and `{answer}`.
     #[arg(long, default_value = "reference")]
-    pub template: String,
+    pub template: Template,
     /// Skip rows with a missing or empty field instead of failing (they are counted either way).
     #[arg(long)]
     pub lenient: bool,
@@ -44,7 +44,7 @@ pub struct TrainSaeArgs {
     pub shuffle_seed: Option<u64>,
     /// Hookpoint (`layers.N` or `layers.N.mlp`); repeatable, one SAE each, one forward for all.
     #[arg(long = "hookpoint", required = true)]
-    pub hookpoints: Vec<String>,
+    pub hookpoints: Vec<Hookpoint>,
     /// Output folder: one sparsify SAE folder per hookpoint, training state, metrics.jsonl.
     #[arg(long)]
     pub out: PathBuf,
@@ -119,17 +119,12 @@ fn load_chunks(args: &TrainSaeArgs, dir: &std::path::Path) -> anyhow::Result<Vec
         return Ok(ids.chunks(cols).take(rows).map(|r| r.iter().map(|&t| t as u32).collect()).collect());
     }
     let data = args.data.as_ref().context("--data or --token-ids is required")?;
-    let template = match args.template.as_str() {
-        "reference" => Template::Reference,
-        "paper" => Template::Paper,
-        custom => Template::custom(custom)?,
-    };
     let read = if args.lenient { ReadOptions::default() } else { ReadOptions::strict() };
     let (rows, report, _) = load_dataset(data, &args.split, &read)?;
     if report.skipped() > 0 {
         eprintln!("{data}: skipped {} rows with a missing or empty field", report.skipped());
     }
-    let texts: Vec<String> = rows.iter().map(|r| template.render(r)).collect();
+    let texts: Vec<String> = rows.iter().map(|r| args.template.render(r)).collect();
     let tok = Tokenizer::from_dir(dir)?;
     let eos = tok.eos_token().context("tokenizer_config.json names no eos_token")?.to_string();
     let chunks = chunk_texts(
@@ -153,7 +148,9 @@ fn train<B: Backend>(args: &TrainSaeArgs, device: &B::Device) -> anyhow::Result<
     let dir = hub::resolve_model(&args.model)?;
     let model = Qwen2ForCausalLM::<B>::from_pretrained(&dir, device, args.dtype)?;
     let layers = model.config().num_hidden_layers;
-    let hookpoints = args.hookpoints.iter().map(|h| Hookpoint::parse_for(h, layers)).collect::<Result<Vec<_>, _>>()?;
+    for h in &args.hookpoints {
+        h.check(layers)?;
+    }
     let chunks = load_chunks(args, &dir)?;
     let init = match args.mode.as_str() {
         "finetune" => SaeInit::Finetune(args.init.clone().context("--mode finetune needs --init")?),
@@ -169,7 +166,7 @@ fn train<B: Backend>(args: &TrainSaeArgs, device: &B::Device) -> anyhow::Result<
         },
     };
     let options = Stage1Options {
-        hookpoints,
+        hookpoints: args.hookpoints.clone(),
         init,
         train: TrainConfig {
             optimizer: if args.optimizer == "adam" { OptimizerKind::Adam } else { OptimizerKind::Signum },

@@ -8,8 +8,8 @@ use std::time::Instant;
 use burn::backend::Autodiff;
 use burn::tensor::{DType, backend::Backend};
 use resa::device::{DeviceSpec, parse_dtype};
-use resa::tune::pipeline::ObjectiveKind;
-use resa::tune::{PipelineConfig, PipelineEvent, run_pipeline};
+use resa::pipeline::pipeline::ObjectiveKind;
+use resa::pipeline::{PipelineConfig, PipelineEvent, run_pipeline};
 use resa::with_backend;
 
 /// Arguments of `resa tune`.

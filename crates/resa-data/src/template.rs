@@ -19,7 +19,11 @@ pub fn math_eval_message(question: &str) -> String {
 }
 
 /// How a row becomes text (no chat template; the reference code uses none for training data).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+///
+/// In configuration files it is a string: `"reference"`, `"paper"`, or a template with
+/// `{problem}` (and optionally `{answer}`); parsing checks the placeholder.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(into = "String", try_from = "String")]
 pub enum Template {
     /// The reference code's template, used for both trigger and elicitation data:
     /// `{SYSTEM}User:\n {problem}\n\nAssistant:\n <think> {answer} </think>\n<answer> Answer: {answer}</answer>`.
@@ -40,6 +44,15 @@ impl Template {
             return Err(Error::Template { template, message: "has no {problem} placeholder".into() });
         }
         Ok(Template::Custom(template))
+    }
+
+    /// The name (`reference`, `paper`) or the custom template itself.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Template::Reference => "reference",
+            Template::Paper => "paper",
+            Template::Custom(t) => t,
+        }
     }
 
     /// Renders one row.
@@ -72,6 +85,42 @@ impl Template {
                 out
             }
         }
+    }
+}
+
+impl std::str::FromStr for Template {
+    type Err = Error;
+
+    /// `reference`, `paper`, or a custom template (checked for `{problem}`).
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "reference" => Ok(Template::Reference),
+            "paper" => Ok(Template::Paper),
+            other => Template::custom(other),
+        }
+    }
+}
+
+impl std::fmt::Display for Template {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<Template> for String {
+    fn from(t: Template) -> String {
+        match t {
+            Template::Custom(t) => t,
+            other => other.as_str().to_string(),
+        }
+    }
+}
+
+impl TryFrom<String> for Template {
+    type Error = Error;
+
+    fn try_from(s: String) -> Result<Self> {
+        s.parse()
     }
 }
 

@@ -23,8 +23,8 @@ pub const R1_SYSTEM_PROMPT: &str = "A conversation between User and Assistant. T
 /// The reasoning features of one hookpoint.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LayerFeatures {
-    /// Hookpoint name, e.g. `layers.12`.
-    pub hookpoint: String,
+    /// The hookpoint, e.g. `layers.12` (serialised as its name).
+    pub hookpoint: resa_qwen2::Hookpoint,
     /// Its decoder layer (0-based).
     pub layer: usize,
     /// Number of reasoning features.
@@ -114,7 +114,7 @@ pub fn extract<B: Backend>(
         let [_, s, d] = act.dims();
         let active = active_latents(sae, act.reshape([s, d]))?;
         let latents = reasoning_latents(&active, &think, &end, threshold);
-        result.push(LayerFeatures { hookpoint: hp.to_string(), layer: hp.layer(), count: latents.len(), latents });
+        result.push(LayerFeatures { hookpoint: *hp, layer: hp.layer(), count: latents.len(), latents });
     }
     Ok(result)
 }

@@ -234,8 +234,8 @@ fn em(pts: &[(f64, f64)], init: Vec<Component>, opts: &GmmOptions) -> Gmm {
 /// A suggested hookpoint.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Proposal {
-    /// The hookpoint name, e.g. `layers.12`.
-    pub hookpoint: String,
+    /// The hookpoint, e.g. `layers.12` (serialised as its name).
+    pub hookpoint: resa_qwen2::Hookpoint,
     /// Why.
     pub reason: String,
 }
@@ -253,7 +253,7 @@ pub fn propose(gmm: &Gmm, layers: &[usize], quantity: &str) -> Vec<Proposal> {
         else {
             break;
         };
-        let hookpoint = format!("layers.{layer}");
+        let hookpoint = resa_qwen2::Hookpoint::Residual(layer);
         if out.iter().any(|p| p.hookpoint == hookpoint) {
             continue;
         }
@@ -297,7 +297,7 @@ mod tests {
         assert!((weights - 1.0).abs() < 1e-9);
         assert!(g.components[0].weight > g.components[1].weight && g.components[1].weight > g.components[2].weight);
         let p = propose(&g, &(0..24).collect::<Vec<_>>(), "count");
-        assert_eq!(p[0].hookpoint, "layers.2");
+        assert_eq!(p[0].hookpoint.to_string(), "layers.2");
         assert_eq!(p.len(), 3);
         assert_eq!(fit_gmm(&x, &w, &GmmOptions::default()).expect("fits"), g, "deterministic");
     }

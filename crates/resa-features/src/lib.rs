@@ -95,7 +95,7 @@ pub fn analyze(
         Some(s) => {
             let mut w = Vec::with_capacity(features.len());
             for f in &features {
-                w.push(*s.get(&f.hookpoint).ok_or_else(|| Error::Input {
+                w.push(*s.get(&f.hookpoint.to_string()).ok_or_else(|| Error::Input {
                     field: "scores",
                     message: format!(
                         "no score for {} (scores name: {})",
@@ -170,7 +170,7 @@ pub fn summary(a: &Analysis) -> String {
     for l in &a.layers {
         let _ = write!(s, "| {} | {} |", l.hookpoint, l.count);
         if let Some(sc) = &a.scores {
-            let _ = write!(s, " {} |", sc.get(&l.hookpoint).map(|v| format!("{v:.2}")).unwrap_or_default());
+            let _ = write!(s, " {} |", sc.get(&l.hookpoint.to_string()).map(|v| format!("{v:.2}")).unwrap_or_default());
         }
         s.push('\n');
     }

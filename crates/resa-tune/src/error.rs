@@ -37,20 +37,6 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
-    /// A value of a run configuration is impossible; found before any work starts.
-    #[error("{file}: {}{key} = {value}: {allowed}", table_prefix(.table))]
-    Invalid {
-        /// The file (or "run configuration" when built in code).
-        file: String,
-        /// The TOML table (`stage2`, `lora`, …; empty for top-level keys).
-        table: &'static str,
-        /// The key as written in the file.
-        key: &'static str,
-        /// The value found.
-        value: String,
-        /// What is allowed.
-        allowed: String,
-    },
     /// The loss became NaN or infinite; training stopped (the last checkpoint is kept).
     #[error("training stopped at step {step}: the loss is {value} (not finite); the last good checkpoint is kept")]
     NonFiniteLoss {
@@ -67,11 +53,6 @@ pub enum Error {
         /// What does not match.
         message: String,
     },
-}
-
-/// `[stage2] ` for a table, nothing for a top-level key.
-fn table_prefix(table: &str) -> String {
-    if table.is_empty() { String::new() } else { format!("[{table}] ") }
 }
 
 /// Result with this crate's [`Error`].

@@ -4,13 +4,11 @@ pub mod error;
 pub mod full;
 pub mod lora_grads;
 pub mod objective;
-pub mod pipeline;
 pub mod stage2;
 pub mod train;
 
 pub use error::{Error, Result};
 pub use lora_grads::lora_gradients;
 pub use objective::{Objective, SaeTuning, Sft};
-pub use pipeline::{PipelineConfig, PipelineEvent, PipelineReport, run_pipeline};
 pub use stage2::{SaeGrad, SaeSplice, causal_lm_loss, kl_batchmean, stage2_loss};
 pub use train::{LrSchedule, StepMetrics, TuneConfig, TuneReport, checkpoints, train_adapters};

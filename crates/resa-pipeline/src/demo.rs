@@ -18,17 +18,20 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use crate::pipeline::{
+    DataSection, LoraSection, ModelRef, ObjectiveKind, PipelineConfig, SaeMode, SaeSection, Stage2Section,
+};
+use crate::pipeline::{PipelineEvent, PipelineReport, run_pipeline};
 use burn::backend::Autodiff;
 use burn::tensor::{DType, backend::Backend};
+use resa_data::Template;
 use resa_data::toy::{self, ToyWorld};
 use resa_eval::{EvalConfig, Report, Task, compare_markdown};
 use resa_qwen2::{Hookpoint, Qwen2ForCausalLM, Sampling, Tokenizer};
 use resa_sae::{SaeInit, SparseCoder, Stage1Options, train_saes_with};
-use resa_tune::pipeline::{
-    DataSection, LoraSection, ModelRef, ObjectiveKind, PipelineConfig, SaeMode, SaeSection, Stage2Section,
-};
-use resa_tune::{PipelineEvent, PipelineReport, run_pipeline};
 use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
 
 /// Settings of the demo (the defaults take a few minutes on two cores).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -42,7 +45,7 @@ pub struct DemoConfig {
     /// Test problems evaluated per model.
     pub test_problems: usize,
     /// Where the SAE reads and is spliced.
-    pub hookpoint: String,
+    pub hookpoint: Hookpoint,
     /// SAE latents.
     pub num_latents: usize,
     /// SAE active latents.
@@ -74,7 +77,7 @@ impl Default for DemoConfig {
             out: PathBuf::from("resa-demo"),
             train_rows: 2000,
             test_problems: 200,
-            hookpoint: "layers.3".into(),
+            hookpoint: Hookpoint::Residual(3),
             num_latents: 1024,
             k: 16,
             stage1_steps: 150,
@@ -146,7 +149,7 @@ fn pipeline_config(cfg: &DemoConfig, data: &Path, out: PathBuf, objective: Objec
         data: DataSection {
             trigger: data.display().to_string(),
             elicitation: data.display().to_string(),
-            template: toy::TOY_TEMPLATE.into(),
+            template: Template::Custom(toy::TOY_TEMPLATE.into()),
             split: "train".into(),
             ctx_len: cfg.ctx_len,
             max_rows: None,
@@ -156,7 +159,7 @@ fn pipeline_config(cfg: &DemoConfig, data: &Path, out: PathBuf, objective: Objec
             // only needs one to load).
             mode: if sae_tuning { SaeMode::Scratch } else { SaeMode::Pretrained },
             path: (!sae_tuning).then(|| cfg.out.join("sae-tuning/stage1").display().to_string()),
-            hookpoint: cfg.hookpoint.clone(),
+            hookpoint: cfg.hookpoint,
             num_latents: cfg.num_latents,
             k: cfg.k,
             batch_size: 8,
@@ -183,14 +186,14 @@ pub fn run_demo<B: Backend>(
     cfg: &DemoConfig,
     device: &B::Device,
     on_event: &mut dyn FnMut(DemoEvent<'_>),
-) -> anyhow::Result<DemoReport> {
+) -> Result<DemoReport> {
     if !cfg.model.join("config.json").is_file() {
-        anyhow::bail!(
+        return Err(Error::Usage(format!(
             "{}: no toy model there (config.json missing); `cargo xtask toy-model` makes it",
             cfg.model.display()
-        );
+        )));
     }
-    std::fs::create_dir_all(&cfg.out)?;
+    std::fs::create_dir_all(&cfg.out).map_err(|e| Error::io(&cfg.out, e))?;
     let mut seconds = Vec::new();
     let mut clock = Instant::now();
     let mut lap = |name: &str, seconds: &mut Vec<(String, f64)>| {
@@ -297,18 +300,19 @@ fn reasoning_features<B: Backend>(
     train: &Path,
     device: &B::Device,
     on_event: &mut dyn FnMut(DemoEvent<'_>),
-) -> anyhow::Result<resa_features::Analysis> {
+) -> Result<resa_features::Analysis> {
     let dir = cfg.out.join("features");
     let saes_dir = dir.join("saes");
     let model = Qwen2ForCausalLM::<B>::from_pretrained(&cfg.model, device, DType::F32)?;
     let layers = model.config().num_hidden_layers;
     let hookpoints: Vec<Hookpoint> = (0..layers).map(Hookpoint::Residual).collect();
     let stamp =
-        serde_json::to_string(&(cfg.num_latents, cfg.k, cfg.stage1_steps, cfg.seed, cfg.train_rows, &cfg.model))?;
+        serde_json::to_string(&(cfg.num_latents, cfg.k, cfg.stage1_steps, cfg.seed, cfg.train_rows, &cfg.model))
+            .map_err(|e| Error::json("the feature stage's stamp", e))?;
     if std::fs::read_to_string(saes_dir.join("done.json")).is_ok_and(|s| s == stamp) {
         on_event(DemoEvent::Pipeline("features", PipelineEvent::Skipped("stage I")));
     } else {
-        let chunks = resa_tune::pipeline::prepare_chunks(data, &train.display().to_string(), &cfg.model)?;
+        let chunks = crate::pipeline::prepare_chunks(data, &train.display().to_string(), &cfg.model)?;
         let options = Stage1Options {
             hookpoints: hookpoints.clone(),
             init: SaeInit::Scratch {
@@ -333,11 +337,13 @@ fn reasoning_features<B: Backend>(
     let saes = hookpoints
         .iter()
         .map(|h| Ok((*h, SparseCoder::<B>::load(saes_dir.join(h.to_string()), device)?)))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+        .collect::<Result<Vec<_>>>()?;
     let tokenizer = Tokenizer::from_dir(&cfg.model)?;
     let ids = tokenizer.encode(resa_features::R1_SYSTEM_PROMPT, true)?;
-    let think = tokenizer.token_to_id("<think>").ok_or_else(|| anyhow::anyhow!("the toy tokenizer has no <think>"))?;
-    let end = tokenizer.token_to_id("</think>").ok_or_else(|| anyhow::anyhow!("the toy tokenizer has no </think>"))?;
+    let think =
+        tokenizer.token_to_id("<think>").ok_or_else(|| Error::Setup("the toy tokenizer has no <think>".into()))?;
+    let end =
+        tokenizer.token_to_id("</think>").ok_or_else(|| Error::Setup("the toy tokenizer has no </think>".into()))?;
     let features = resa_features::extract(&model, &saes, &ids, think, end, 0.0)?;
     Ok(resa_features::analyze(features, None, &resa_features::GmmOptions::default(), &dir)?)
 }
@@ -348,7 +354,7 @@ pub fn table(report: &DemoReport) -> String {
     compare_markdown(&rows)
 }
 
-fn write_report(report: &DemoReport) -> anyhow::Result<()> {
+fn write_report(report: &DemoReport) -> Result<()> {
     let out = &report.config.out;
     let mut md = String::new();
     md.push_str("# resa demo: SAE-Tuning on the toy reasoning world\n\n");
@@ -400,12 +406,12 @@ fn write_report(report: &DemoReport) -> anyhow::Result<()> {
     md.push_str(&report.seconds.iter().map(|(n, s)| format!("{n} {s:.0} s")).collect::<Vec<_>>().join(", "));
     md.push_str("\n\n![Pass@1](figures/pass_at_1.svg)\n");
     let figures = out.join("figures");
-    std::fs::create_dir_all(&figures)?;
+    std::fs::create_dir_all(&figures).map_err(|e| Error::io(&figures, e))?;
     resa_qwen2::safetensors_io::write_atomic(figures.join("pass_at_1.svg"), bar_chart(report).as_bytes())?;
     resa_qwen2::safetensors_io::write_atomic(out.join("report.md"), md.as_bytes())?;
     resa_qwen2::safetensors_io::write_atomic(
         out.join("report.json"),
-        serde_json::to_string_pretty(report)?.as_bytes(),
+        serde_json::to_string_pretty(report).map_err(|e| Error::json("the demo report", e))?.as_bytes(),
     )?;
     Ok(())
 }

@@ -32,6 +32,8 @@ use resa_sae::{OptimizerKind, SaeConfig, SaeTrainer, SparseCoder, TrainConfig};
 use resa_tune::{SaeGrad, SaeTuning, TuneConfig, train_adapters};
 use serde::Serialize;
 
+use crate::error::{Error, Result};
+
 /// The workloads, in the order they run.
 pub const WORKLOADS: [&str; 6] = ["gemm", "prefill", "stage2_step", "sae_step", "decode_b1", "decode_b8"];
 
@@ -180,8 +182,8 @@ fn measure(
     tokens: usize,
     flops: f64,
     repeats: usize,
-    mut run: impl FnMut() -> anyhow::Result<()>,
-) -> anyhow::Result<BenchResult> {
+    mut run: impl FnMut() -> Result<()>,
+) -> Result<BenchResult> {
     run()?;
     let mut seconds = Vec::with_capacity(repeats);
     for _ in 0..repeats.max(1) {
@@ -209,12 +211,12 @@ pub fn run_benches<B: Backend>(
     device: &B::Device,
     opts: &BenchOptions,
     on_result: &mut dyn FnMut(&BenchResult),
-) -> anyhow::Result<Vec<BenchResult>> {
+) -> Result<Vec<BenchResult>> {
     let only = &opts.only;
     let repeats = opts.repeats;
     let big = opts.size == BenchSize::Gpu15b;
     if let Some(bad) = only.iter().find(|n| !WORKLOADS.contains(&n.as_str())) {
-        anyhow::bail!("unknown workload `{bad}`; known: {}", WORKLOADS.join(", "));
+        return Err(Error::Usage(format!("unknown workload `{bad}`; known: {}", WORKLOADS.join(", "))));
     }
     let wanted = |n: &str| only.is_empty() || only.iter().any(|o| o == n);
     let mut out = Vec::new();
@@ -247,7 +249,7 @@ pub fn run_benches<B: Backend>(
                     device,
                 );
                 let out = model.forward(ForwardInput::new(input).with_logits(Logits::Last), &Hooks::default(), None)?;
-                let logits = out.logits.ok_or_else(|| anyhow::anyhow!("no logits"))?;
+                let logits = out.logits.ok_or_else(|| Error::Setup("the prefill returned no logits".into()))?;
                 let _ = logits.into_data();
                 Ok(())
             })?;
@@ -265,7 +267,9 @@ pub fn run_benches<B: Backend>(
                     + (0..127).map(|p| forward_flops(&cfg, 1.0, 16.0 + p as f64, layers, 1.0)).sum::<f64>());
             let r = measure(name, batch * 128, flops, repeats, || {
                 let g = generate(&model, &prompts, &gen_cfg)?;
-                anyhow::ensure!(g.iter().all(|s| s.ids.len() == 128), "a sequence stopped early");
+                if !g.iter().all(|s| s.ids.len() == 128) {
+                    return Err(Error::Setup("a decode sequence stopped before 128 tokens".into()));
+                }
                 Ok(())
             })?;
             push(r, &mut out);

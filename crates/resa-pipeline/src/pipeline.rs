@@ -39,10 +39,9 @@ use resa_qwen2::{Hookpoint, Qwen2ForCausalLM, Tokenizer, hub};
 use resa_sae::{SaeInit, SparseCoder, Stage1Options, TrainConfig as SaeTrainConfig, resolve_sae, train_saes_with};
 use serde::{Deserialize, Serialize};
 
+use resa_tune::{LrSchedule, Objective, SaeGrad, SaeTuning, Sft, StepMetrics, TuneConfig, train_adapters};
+
 use crate::error::{Error, Result};
-use crate::objective::{Objective, SaeTuning, Sft};
-use crate::stage2::SaeGrad;
-use crate::train::{LrSchedule, StepMetrics, TuneConfig, train_adapters};
 
 /// A model reference.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -87,9 +86,9 @@ pub struct DataSection {
     pub trigger: String,
     /// Stage II data.
     pub elicitation: String,
-    /// `reference`, `paper` or a template string.
-    #[serde(default = "reference")]
-    pub template: String,
+    /// `reference`, `paper` or a template string (parsed and checked when the file is read).
+    #[serde(default)]
+    pub template: Template,
     /// Split of folders and hub datasets.
     #[serde(default = "train")]
     pub split: String,
@@ -101,9 +100,6 @@ pub struct DataSection {
     pub max_rows: Option<usize>,
 }
 
-fn reference() -> String {
-    "reference".into()
-}
 fn train() -> String {
     "train".into()
 }
@@ -132,8 +128,9 @@ pub struct SaeSection {
     /// Folder of hookpoint folders (or hub repo) for finetune / pretrained.
     #[serde(default)]
     pub path: Option<String>,
-    /// Where the SAE reads and is spliced (reference: `layers.12`).
-    pub hookpoint: String,
+    /// Where the SAE reads and is spliced (reference: `layers.12`); parsed when the file is
+    /// read, checked against the models' depth before any stage starts.
+    pub hookpoint: Hookpoint,
     /// Latents (scratch).
     #[serde(default = "latents")]
     pub num_latents: usize,
@@ -323,8 +320,7 @@ impl PipelineConfig {
     pub fn from_toml_file(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let cfg: PipelineConfig =
-            toml::from_str(&text).map_err(|e| Error::option(path.display().to_string(), e.to_string()))?;
+        let cfg: PipelineConfig = toml::from_str(&text).map_err(|e| parse_error(path, &text, &e))?;
         cfg.validate(&path.display().to_string())?;
         Ok(cfg)
     }
@@ -345,22 +341,14 @@ impl PipelineConfig {
         }
         for (table, model) in [("source", &self.source.model), ("target", &self.target.model)] {
             if model.trim().is_empty() {
-                return bad(table, "model", "\"\"".into(), "must name a model folder or hub id");
+                return bad(table, "model", format!("{model:?}"), "must name a model folder or hub id");
             }
         }
         // [data]
         for (key, v) in [("trigger", &self.data.trigger), ("elicitation", &self.data.elicitation)] {
             if v.trim().is_empty() {
-                return bad("data", key, "\"\"".into(), "must name a dataset (file, folder or hub id)");
+                return bad("data", key, format!("{v:?}"), "must name a dataset (file, folder or hub id)");
             }
-        }
-        if let Err(e) = template(&self.data.template) {
-            return bad(
-                "data",
-                "template",
-                format!("{:?}", self.data.template),
-                &format!("\"reference\", \"paper\" or a template with {{problem}} ({e})"),
-            );
         }
         if self.data.ctx_len < 2 || self.data.ctx_len > 1 << 20 {
             return bad("data", "ctx_len", self.data.ctx_len.to_string(), "tokens per chunk, 2 ..= 1048576");
@@ -369,14 +357,6 @@ impl PipelineConfig {
             positive_int("data", "max_rows", n as u64)?;
         }
         // [sae]
-        if let Err(e) = self.sae.hookpoint.parse::<Hookpoint>() {
-            return bad(
-                "sae",
-                "hookpoint",
-                format!("{:?}", self.sae.hookpoint),
-                &format!("`layers.N` or `layers.N.mlp` ({e})"),
-            );
-        }
         match (self.sae.mode, &self.sae.path) {
             (SaeMode::Finetune | SaeMode::Pretrained, None) => {
                 return bad(
@@ -387,7 +367,7 @@ impl PipelineConfig {
                 );
             }
             (SaeMode::Finetune | SaeMode::Pretrained, Some(p)) if p.trim().is_empty() => {
-                return bad("sae", "path", "\"\"".into(), "must name the SAE folder or hub repo");
+                return bad("sae", "path", format!("{p:?}"), "must name the SAE folder or hub repo");
             }
             _ => {}
         }
@@ -474,15 +454,14 @@ impl PipelineConfig {
     }
 
     fn validate_against_models(&self, file: &str, source_dir: &Path, target_dir: &Path) -> Result<()> {
-        let hookpoint: Hookpoint = self.sae.hookpoint.parse()?;
         for (table, dir) in [("source", source_dir), ("target", target_dir)] {
             let Ok(cfg) = resa_qwen2::Qwen2Config::from_file(dir.join("config.json")) else { continue };
-            if hookpoint.check(cfg.num_hidden_layers).is_err() {
+            if self.sae.hookpoint.check(cfg.num_hidden_layers).is_err() {
                 return Err(Error::Invalid {
                     file: file.to_string(),
                     table: "sae",
                     key: "hookpoint",
-                    value: format!("{:?}", self.sae.hookpoint),
+                    value: format!("\"{}\"", self.sae.hookpoint),
                     allowed: format!(
                         "the {table} model ({}) has {} layers: layers.0 ..= layers.{}",
                         dir.display(),
@@ -503,6 +482,30 @@ impl PipelineConfig {
         }
         Ok(())
     }
+}
+
+/// A TOML error of `path` (holding `text`) as [`Error::Parse`], its message led by the
+/// `[table] key` where the parser stopped (the parser's own message shows the line and the
+/// value, and says what was expected, but not the table).
+pub(crate) fn parse_error(path: &Path, text: &str, e: &toml::de::Error) -> Error {
+    let message = e.to_string();
+    let Some(span) = e.span() else { return Error::Parse { path: path.to_path_buf(), message } };
+    let before = &text[..span.start.min(text.len())];
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = text[line_start..].lines().next().unwrap_or_default();
+    let key = line.split_once('=').map(|(k, _)| k.trim()).filter(|k| !k.is_empty() && !k.starts_with('['));
+    let table = before[..line_start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('[') && !l.starts_with("[["))
+        .map(|l| l.trim_start_matches('[').split(']').next().unwrap_or_default().trim());
+    let at = match (table, key) {
+        (Some(t), Some(k)) => format!("[{t}] {k}: "),
+        (None, Some(k)) => format!("{k}: "),
+        _ => String::new(),
+    };
+    Error::Parse { path: path.to_path_buf(), message: format!("{at}{message}") }
 }
 
 /// What the pipeline produced.
@@ -540,14 +543,6 @@ pub enum PipelineEvent<'a> {
     Skipped(&'static str),
 }
 
-fn template(s: &str) -> Result<Template> {
-    Ok(match s {
-        "reference" => Template::Reference,
-        "paper" => Template::Paper,
-        other => Template::custom(other)?,
-    })
-}
-
 /// Templated, tokenised chunks of a dataset for a model folder's tokenizer.
 pub fn prepare_chunks(data: &DataSection, spec: &str, model_dir: &Path) -> Result<Vec<Vec<u32>>> {
     let (mut rows, report, _) = load_dataset(spec, &data.split, &ReadOptions::default())?;
@@ -557,8 +552,7 @@ pub fn prepare_chunks(data: &DataSection, spec: &str, model_dir: &Path) -> Resul
     if let Some(n) = data.max_rows {
         rows.truncate(n);
     }
-    let t = template(&data.template)?;
-    let texts: Vec<String> = rows.iter().map(|r| t.render(r)).collect();
+    let texts: Vec<String> = rows.iter().map(|r| data.template.render(r)).collect();
     let tok = Tokenizer::from_dir(model_dir)?;
     let eos = tok
         .eos_token()
@@ -588,8 +582,35 @@ fn up_to_date(dir: &Path, stamp: &str) -> bool {
     std::fs::read_to_string(dir.join("done.json")).is_ok_and(|s| s == stamp)
 }
 
-fn stage1_stamp(cfg: &PipelineConfig, hookpoints: &[String]) -> Result<String> {
-    let sae = SaeSection { hookpoint: hookpoints.join(","), ..cfg.sae.clone() };
+/// What makes Stage I's output reusable: the source, the trigger data as chunked, and the
+/// SAE section with every hookpoint trained (a sweep trains several from one pass; the
+/// stamp lists them comma-joined).
+fn stage1_stamp(cfg: &PipelineConfig, hookpoints: &[Hookpoint]) -> Result<String> {
+    // The [sae] section's fields in their order, the hookpoints comma-joined.
+    #[derive(Serialize)]
+    struct SaeStamp<'a> {
+        mode: SaeMode,
+        path: &'a Option<String>,
+        hookpoint: String,
+        num_latents: usize,
+        k: usize,
+        batch_size: usize,
+        lr: Option<f64>,
+        max_steps: Option<u64>,
+        seed: u64,
+    }
+    let s = &cfg.sae;
+    let sae = SaeStamp {
+        mode: s.mode,
+        path: &s.path,
+        hookpoint: hookpoints.iter().map(Hookpoint::to_string).collect::<Vec<_>>().join(","),
+        num_latents: s.num_latents,
+        k: s.k,
+        batch_size: s.batch_size,
+        lr: s.lr,
+        max_steps: s.max_steps,
+        seed: s.seed,
+    };
     serde_json::to_string_pretty(&(
         &cfg.source,
         &cfg.data.trigger,
@@ -598,7 +619,7 @@ fn stage1_stamp(cfg: &PipelineConfig, hookpoints: &[String]) -> Result<String> {
         &cfg.data.max_rows,
         &sae,
     ))
-    .map_err(|e| Error::Setup(e.to_string()))
+    .map_err(|e| Error::json("the Stage I stamp", e))
 }
 
 /// Stage I alone: trains (mode `scratch`) or fine-tunes (mode `finetune`) one SAE per
@@ -608,7 +629,7 @@ fn stage1_stamp(cfg: &PipelineConfig, hookpoints: &[String]) -> Result<String> {
 /// the resolved folder of `cfg.source`.
 pub fn run_stage1<B: AutodiffBackend>(
     cfg: &PipelineConfig,
-    hookpoints: &[String],
+    hookpoints: &[Hookpoint],
     source_dir: &Path,
     device: &B::Device,
     dtype: DType,
@@ -621,24 +642,27 @@ pub fn run_stage1<B: AutodiffBackend>(
         return Ok((stage1_dir, false));
     }
     let source = cfg.source.load::<B::InnerBackend>(source_dir, device, dtype)?;
-    let layers = source.config().num_hidden_layers;
-    let hookpoints =
-        hookpoints.iter().map(|h| Ok(Hookpoint::parse_for(h, layers)?)).collect::<Result<Vec<Hookpoint>>>()?;
     let chunks = prepare_chunks(&cfg.data, &cfg.data.trigger, source_dir)?;
     let init = match cfg.sae.mode {
-        SaeMode::Finetune => SaeInit::Finetune(PathBuf::from(
-            cfg.sae.path.clone().ok_or_else(|| Error::option("sae.path", "finetune mode needs a path"))?,
-        )),
+        SaeMode::Finetune => SaeInit::Finetune(PathBuf::from(cfg.sae.path.clone().ok_or_else(|| Error::Invalid {
+            file: "run configuration".into(),
+            table: "sae",
+            key: "path",
+            value: "(missing)".into(),
+            allowed: "finetune mode needs the SAE folder or hub repo".into(),
+        })?)),
         SaeMode::Scratch => SaeInit::Scratch {
             num_latents: Some(cfg.sae.num_latents),
             expansion_factor: 64,
             k: cfg.sae.k,
             seed: cfg.sae.seed,
         },
-        SaeMode::Pretrained => return Err(Error::option("sae.mode", "pretrained SAEs have no Stage I to run")),
+        SaeMode::Pretrained => {
+            return Err(Error::Setup("[sae] mode = \"pretrained\": a pretrained SAE has no Stage I to run".into()));
+        }
     };
     let options = Stage1Options {
-        hookpoints,
+        hookpoints: hookpoints.to_vec(),
         init,
         train: SaeTrainConfig { lr: cfg.sae.lr, ..SaeTrainConfig::default() },
         batch_size: cfg.sae.batch_size,
@@ -653,6 +677,20 @@ pub fn run_stage1<B: AutodiffBackend>(
     })?;
     write_atomic(stage1_dir.join("done.json"), stamp1.as_bytes())?;
     Ok((stage1_dir, true))
+}
+
+/// The folder of one hookpoint's SAE from `[sae] path` (a local folder of hookpoint folders,
+/// a single SAE folder, or a hub repo `owner/name` whose `<hookpoint>/` is fetched).
+pub fn sae_folder(path: &str, hookpoint: Hookpoint) -> Result<PathBuf> {
+    let local = Path::new(path);
+    let name = hookpoint.to_string();
+    Ok(if local.join(&name).join("cfg.json").is_file() {
+        local.join(&name)
+    } else if local.join("cfg.json").is_file() {
+        local.to_path_buf()
+    } else {
+        resolve_sae(&format!("{path}/{name}"))?
+    })
 }
 
 /// Runs the pipeline on backend `B` (the model's forward runs on its inner backend in
@@ -672,29 +710,21 @@ pub fn run_pipeline<B: AutodiffBackend>(
     // Stage I.
     let (sae_dir, stage1_ran) = match cfg.sae.mode {
         SaeMode::Pretrained => {
-            let path =
-                cfg.sae.path.as_deref().ok_or_else(|| Error::option("sae.path", "pretrained mode needs a path"))?;
-            let local = Path::new(path);
-            let dir = if local.join(&cfg.sae.hookpoint).join("cfg.json").is_file() {
-                local.join(&cfg.sae.hookpoint)
-            } else if local.join("cfg.json").is_file() {
-                local.to_path_buf()
-            } else {
-                resolve_sae(&format!("{path}/{}", cfg.sae.hookpoint))?
-            };
-            (dir, false)
+            // `validate` checked that pretrained mode names a path.
+            let path = cfg.sae.path.as_deref().unwrap_or_default();
+            (sae_folder(path, cfg.sae.hookpoint)?, false)
         }
         _ => {
             let (dir, ran) =
                 run_stage1::<B>(cfg, std::slice::from_ref(&cfg.sae.hookpoint), &source_dir, device, dtype, on_event)?;
-            (dir.join(&cfg.sae.hookpoint), ran)
+            (dir.join(cfg.sae.hookpoint.to_string()), ran)
         }
     };
     let stamp1 = stage1_stamp(cfg, std::slice::from_ref(&cfg.sae.hookpoint))?;
 
     let stage2_dir = cfg.out.join("stage2");
     let stamp2 = serde_json::to_string_pretty(&(&stamp1, &cfg.target, &cfg.data, &cfg.lora, &cfg.stage2, cfg.seed))
-        .map_err(|e| Error::Setup(e.to_string()))?;
+        .map_err(|e| Error::json("the Stage II stamp", e))?;
     let adapter = stage2_dir.join("adapter");
     let mut report = PipelineReport {
         sae: sae_dir.clone(),
@@ -708,7 +738,6 @@ pub fn run_pipeline<B: AutodiffBackend>(
         on_event(PipelineEvent::Skipped("stage II"));
     } else {
         let mut model = cfg.target.load::<B>(&target_dir, device, dtype)?;
-        let hookpoint = Hookpoint::parse_for(&cfg.sae.hookpoint, model.config().num_hidden_layers)?;
         let targets: Vec<&str> = cfg.lora.targets.iter().map(String::as_str).collect();
         let mut lora = LoraConfig::new(cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout, &targets);
         lora.use_rslora = cfg.lora.use_rslora;
@@ -716,7 +745,7 @@ pub fn run_pipeline<B: AutodiffBackend>(
         resa_lora::attach(&mut model, &lora, cfg.seed)?;
         let model = resa_lora::trainable(model);
         let sae = SparseCoder::<B>::load(&sae_dir, device)?;
-        let sae_tuning = SaeTuning::new(&sae, hookpoint, cfg.stage2.sae_grad);
+        let sae_tuning = SaeTuning::new(&sae, cfg.sae.hookpoint, cfg.stage2.sae_grad);
         let objective: &dyn Objective<B> = match cfg.stage2.objective {
             ObjectiveKind::SaeTuning => &sae_tuning,
             ObjectiveKind::Sft => &Sft,

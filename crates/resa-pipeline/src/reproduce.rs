@@ -15,16 +15,18 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, bail};
+use crate::pipeline::{ModelRef, ObjectiveKind, PipelineConfig, PipelineEvent, SaeMode, run_stage1};
 use burn::backend::Autodiff;
 use burn::module::Param;
 use burn::tensor::{DType, Distribution, Tensor, backend::Backend};
+use resa_data::Template;
 use resa_data::toy::{self, ToyWorld};
 use resa_eval::{EvalConfig, Report, TaskSources, bench_columns, compare_markdown};
 use resa_qwen2::{Hookpoint, Qwen2Config, Qwen2ForCausalLM, Sampling, Tokenizer, hub};
 use resa_sae::{SaeConfig, SparseCoder};
-use resa_tune::pipeline::{ModelRef, ObjectiveKind, PipelineConfig, PipelineEvent, SaeMode, run_stage1};
 use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
 
 /// The paper's six benchmarks, in its column order.
 pub const PAPER_TASKS: [&str; 6] = ["aime24", "aime25", "amc23", "math500", "minerva", "gpqa_diamond"];
@@ -73,7 +75,7 @@ pub struct Experiment {
 #[serde(deny_unknown_fields)]
 pub struct Sweep {
     /// Hookpoints, each replacing `tune.sae.hookpoint`.
-    pub hookpoints: Vec<String>,
+    pub hookpoints: Vec<Hookpoint>,
 }
 
 /// The evaluation of an experiment.
@@ -124,26 +126,34 @@ fn paper_tasks() -> Vec<String> {
 impl Experiment {
     /// Reads and checks one experiment file (its tune section must be a valid `resa tune`
     /// configuration; its name must be the file's stem).
-    pub fn from_file(path: &Path) -> anyhow::Result<Experiment> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let exp: Experiment = toml::from_str(&text).with_context(|| format!("{}", path.display()))?;
+    pub fn from_file(path: &Path) -> Result<Experiment> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let exp: Experiment =
+            toml::from_str(&text).map_err(|e| Error::Parse { path: path.to_path_buf(), message: e.to_string() })?;
+        let bad = |message: String| Err(Error::Experiment { path: path.to_path_buf(), message });
         let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
         if exp.name != stem {
-            bail!("{}: `name` is `{}` but the file is `{stem}.toml`", path.display(), exp.name);
+            return bad(format!("`name` is `{}` but the file is `{stem}.toml`", exp.name));
         }
         if exp.sweep.is_some() && exp.tune.is_none() {
-            bail!("{}: a [sweep] needs a [tune] section to repeat", path.display());
+            return bad("a [sweep] needs a [tune] section to repeat".into());
         }
         if exp.eval.every == Some(0) {
-            bail!("{}: [eval] every = 0: the checkpoint interval must be at least 1 step", path.display());
+            return bad("[eval] every = 0: the checkpoint interval must be at least 1 step".into());
         }
         if exp.eval.every.is_some() && exp.tune.is_none() {
-            bail!("{}: [eval] every needs a [tune] section (there are no checkpoints to evaluate)", path.display());
+            return bad("[eval] every needs a [tune] section (there are no checkpoints to evaluate)".into());
         }
         if exp.tune.is_none() && exp.eval.model.is_none() {
-            bail!("{}: without [tune], [eval] must name a model", path.display());
+            return bad("without [tune], [eval] must name a model".into());
         }
-        if let Some(cfg) = exp.pipeline(Path::new("runs")).with_context(|| format!("{}: [tune]", path.display()))? {
+        let tune = exp.pipeline(Path::new("runs")).map_err(|e| match e {
+            Error::Parse { message, .. } => {
+                Error::Parse { path: path.to_path_buf(), message: format!("[tune]: {message}") }
+            }
+            other => other,
+        })?;
+        if let Some(cfg) = tune {
             // Every value checked when the file is read, long before a GPU is involved.
             cfg.validate(&format!("{} ([tune])", path.display()))?;
         }
@@ -151,27 +161,33 @@ impl Experiment {
     }
 
     /// The tune section as a pipeline configuration writing into `out`; `None` without one.
-    pub fn pipeline(&self, out: &Path) -> anyhow::Result<Option<PipelineConfig>> {
+    pub fn pipeline(&self, out: &Path) -> Result<Option<PipelineConfig>> {
         let Some(tune) = &self.tune else { return Ok(None) };
         let mut table = tune.clone();
         table.insert("out".into(), toml::Value::String(out.display().to_string()));
-        Ok(Some(table.try_into()?))
+        let cfg = table
+            .try_into()
+            .map_err(|e| Error::Parse { path: PathBuf::from(format!("{}.toml", self.name)), message: e.to_string() })?;
+        Ok(Some(cfg))
     }
 
     /// The model the evaluation runs on.
-    pub fn eval_model(&self) -> anyhow::Result<ModelRef> {
+    pub fn eval_model(&self) -> Result<ModelRef> {
         match (&self.eval.model, self.pipeline(Path::new("runs"))?) {
             (Some(m), _) => Ok(m.clone()),
             (None, Some(cfg)) => Ok(cfg.target),
-            (None, None) => bail!("{}: [eval] names no model", self.name),
+            (None, None) => Err(Error::Experiment {
+                path: PathBuf::from(format!("{}.toml", self.name)),
+                message: "[eval] names no model".into(),
+            }),
         }
     }
 }
 
 /// Every `*.toml` of `dir` but `README`, sorted by name.
-pub fn load_experiments(dir: &Path) -> anyhow::Result<Vec<Experiment>> {
+pub fn load_experiments(dir: &Path) -> Result<Vec<Experiment>> {
     let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
-        .with_context(|| format!("reading the experiment folder {}", dir.display()))?
+        .map_err(|e| Error::io(dir, e))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|e| e == "toml"))
         .collect();
@@ -187,7 +203,7 @@ pub enum Stage {
         /// The sweep's pipeline (its `out` holds `stage1/`).
         cfg: PipelineConfig,
         /// The hookpoints.
-        hookpoints: Vec<String>,
+        hookpoints: Vec<Hookpoint>,
     },
     /// `resa tune` (Stage I unless pretrained or done by a sweep, Stage II, adapter).
     Tune {
@@ -244,9 +260,9 @@ pub struct TinyAssets {
 
 impl TinyAssets {
     /// Makes (or reuses) the toy assets under `dir` for the toy model at `model`.
-    pub fn prepare<B: Backend>(model: &Path, dir: &Path, device: &B::Device) -> anyhow::Result<TinyAssets> {
+    pub fn prepare<B: Backend>(model: &Path, dir: &Path, device: &B::Device) -> Result<TinyAssets> {
         let config = Qwen2Config::from_file(model.join("config.json"))
-            .with_context(|| format!("--tiny needs the toy model at {}", model.display()))?;
+            .map_err(|e| Error::Usage(format!("--tiny needs the toy model at {}: {e}", model.display())))?;
         let (layers, hidden) = (config.num_hidden_layers, config.hidden_size);
         let data = dir.join("data");
         if !data.join("train.jsonl").is_file() {
@@ -269,7 +285,7 @@ impl TinyAssets {
     }
 
     /// A made-up adapter for the toy model standing in for `spec` (made once, seeded by it).
-    fn adapter<B: Backend>(&self, spec: &str, device: &B::Device) -> anyhow::Result<PathBuf> {
+    fn adapter<B: Backend>(&self, spec: &str, device: &B::Device) -> Result<PathBuf> {
         let name: String = spec.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
         let dir = self.adapters.join(name);
         if dir.join("adapter_config.json").is_file() {
@@ -290,33 +306,31 @@ impl TinyAssets {
         Ok(dir)
     }
 
-    /// `layers.N[.mlp]` of a 28-layer model mapped to the toy model's depth (other names
-    /// are left for the pipeline to refuse).
-    pub fn hookpoint(&self, h: &str) -> String {
+    /// `layers.N[.mlp]` of a 28-layer model mapped to the toy model's depth.
+    pub fn hookpoint(&self, h: Hookpoint) -> Hookpoint {
         let scale = |n: usize| (n * self.layers / PAPER_LAYERS).min(self.layers - 1);
-        match h.parse::<Hookpoint>() {
-            Ok(Hookpoint::Residual(n)) => Hookpoint::Residual(scale(n)).to_string(),
-            Ok(Hookpoint::Mlp(n)) => Hookpoint::Mlp(scale(n)).to_string(),
-            Err(_) => h.to_string(),
+        match h {
+            Hookpoint::Residual(n) => Hookpoint::Residual(scale(n)),
+            Hookpoint::Mlp(n) => Hookpoint::Mlp(scale(n)),
         }
     }
 
-    fn model_ref<B: Backend>(&self, r: &ModelRef, device: &B::Device) -> anyhow::Result<ModelRef> {
+    fn model_ref<B: Backend>(&self, r: &ModelRef, device: &B::Device) -> Result<ModelRef> {
         let adapter = r.adapter.as_deref().map(|a| self.adapter::<B>(a, device)).transpose()?;
         Ok(ModelRef { model: self.model.display().to_string(), adapter: adapter.map(|a| a.display().to_string()) })
     }
 
     /// The experiment's pipeline shrunk onto the toy model.
-    fn pipeline<B: Backend>(&self, mut cfg: PipelineConfig, device: &B::Device) -> anyhow::Result<PipelineConfig> {
+    fn pipeline<B: Backend>(&self, mut cfg: PipelineConfig, device: &B::Device) -> Result<PipelineConfig> {
         cfg.source = self.model_ref::<B>(&cfg.source, device)?;
         cfg.target = self.model_ref::<B>(&cfg.target, device)?;
         let data = self.data.display().to_string();
         cfg.data.trigger = data.clone();
         cfg.data.elicitation = data;
-        cfg.data.template = toy::TOY_TEMPLATE.into();
+        cfg.data.template = Template::custom(toy::TOY_TEMPLATE)?;
         cfg.data.ctx_len = 48;
         cfg.data.max_rows = None;
-        cfg.sae.hookpoint = self.hookpoint(&cfg.sae.hookpoint);
+        cfg.sae.hookpoint = self.hookpoint(cfg.sae.hookpoint);
         if cfg.sae.mode != SaeMode::Scratch {
             cfg.sae.path = Some(self.saes.display().to_string());
         }
@@ -341,9 +355,9 @@ pub fn plan<B: Backend>(
     runs: &Path,
     tiny: Option<&TinyAssets>,
     device: &B::Device,
-) -> anyhow::Result<Vec<Stage>> {
+) -> Result<Vec<Stage>> {
     let out = runs.join(&exp.name);
-    let shrink = |cfg: PipelineConfig| -> anyhow::Result<PipelineConfig> {
+    let shrink = |cfg: PipelineConfig| -> Result<PipelineConfig> {
         match tiny {
             Some(t) => t.pipeline::<B>(cfg, device),
             None => Ok(cfg),
@@ -361,25 +375,27 @@ pub fn plan<B: Backend>(
     match (&exp.sweep, exp.pipeline(&out)?) {
         (Some(sweep), Some(base)) => {
             let base = shrink(base)?;
-            let mut hookpoints: Vec<String> =
-                sweep.hookpoints.iter().map(|h| tiny.map_or_else(|| h.clone(), |t| t.hookpoint(h))).collect();
+            let mut hookpoints: Vec<Hookpoint> =
+                sweep.hookpoints.iter().map(|&h| tiny.map_or(h, |t| t.hookpoint(h))).collect();
             hookpoints.dedup();
             if base.sae.mode != SaeMode::Pretrained {
                 stages.push(Stage::Stage1 { cfg: base.clone(), hookpoints: hookpoints.clone() });
             }
-            for h in &hookpoints {
+            for &hookpoint in &hookpoints {
+                let h = hookpoint.to_string();
+                let h = h.as_str();
                 let mut cfg = base.clone();
                 cfg.out = out.join(h);
-                cfg.sae.hookpoint = h.clone();
+                cfg.sae.hookpoint = hookpoint;
                 if base.sae.mode != SaeMode::Pretrained {
                     cfg.sae.mode = SaeMode::Pretrained;
                     cfg.sae.path = Some(out.join("stage1").display().to_string());
                 }
                 let adapter = cfg.out.join("stage2/adapter");
                 let checkpoints = checkpoint_stage(exp, tiny, h, &eval_model, &cfg, &tasks, out.join(h));
-                stages.push(Stage::Tune { label: h.clone(), cfg });
+                stages.push(Stage::Tune { label: h.to_string(), cfg });
                 stages.push(Stage::Eval {
-                    label: h.clone(),
+                    label: h.to_string(),
                     model: eval_model.clone(),
                     adapter: exp.eval.use_adapter.then_some(adapter),
                     tasks: tasks.clone(),
@@ -607,7 +623,7 @@ pub fn run<B: Backend>(
     device: &B::Device,
     opts: &RunOptions,
     on_event: &mut dyn FnMut(RunEvent<'_>),
-) -> anyhow::Result<Vec<ResultRow>> {
+) -> Result<Vec<ResultRow>> {
     let mut rows = Vec::new();
     for (i, stage) in stages.iter().enumerate() {
         match stage {
@@ -620,7 +636,7 @@ pub fn run<B: Backend>(
             }
             Stage::Tune { label, cfg } => {
                 on_event(RunEvent::Stage(i, stages.len(), &format!("resa tune ({label})")));
-                resa_tune::run_pipeline::<Autodiff<B>>(cfg, device, opts.dtype, &mut |e| {
+                crate::pipeline::run_pipeline::<Autodiff<B>>(cfg, device, opts.dtype, &mut |e| {
                     on_event(RunEvent::Pipeline(e))
                 })?;
             }
@@ -679,7 +695,7 @@ impl<B: Backend> EvalSetup<B> {
         tasks: &[String],
         device: &B::Device,
         opts: &RunOptions,
-    ) -> anyhow::Result<Self> {
+    ) -> Result<Self> {
         let dir = hub::resolve_model(&model.model)?;
         let m = model.load::<B>(&dir, device, opts.dtype)?;
         let tokenizer = Tokenizer::from_dir(&dir)?;
@@ -710,14 +726,14 @@ impl<B: Backend> EvalSetup<B> {
     }
 
     /// Attaches `adapter` in place of any adapter the model holds (the base weights stay).
-    fn with_adapter(&mut self, adapter: &Path) -> anyhow::Result<()> {
+    fn with_adapter(&mut self, adapter: &Path) -> Result<()> {
         resa_lora::remove(&mut self.model);
         resa_lora::load_adapter(&mut self.model, adapter)?;
         Ok(())
     }
 
     /// One evaluation (resumes from `out`).
-    fn evaluate(&self, out: &Path, label: &str, on_event: &mut dyn FnMut(RunEvent<'_>)) -> anyhow::Result<Report> {
+    fn evaluate(&self, out: &Path, label: &str, on_event: &mut dyn FnMut(RunEvent<'_>)) -> Result<Report> {
         Ok(resa_eval::evaluate(&self.model, &self.tokenizer, &self.tasks, &self.cfg, out, label, |p| {
             on_event(RunEvent::Eval(p))
         })?)
@@ -726,7 +742,7 @@ impl<B: Backend> EvalSetup<B> {
 
 /// `result.md` (measured beside the paper) and `result.json`; for a sweep also
 /// `scores.json` (`{"layers.N": average}`, the input of `resa features --scores`).
-fn write_results(exp: &Experiment, rows: &[ResultRow], dir: &Path, tiny: bool) -> anyhow::Result<()> {
+fn write_results(exp: &Experiment, rows: &[ResultRow], dir: &Path, tiny: bool) -> Result<()> {
     let mut md = format!("# {} — {}\n\n{} ({}).\n", exp.name, exp.title, exp.table, exp.provenance);
     if tiny {
         md.push_str("\n**--tiny run on the toy model: these numbers are not comparable with the paper's.**\n");
@@ -824,7 +840,7 @@ fn write_results(exp: &Experiment, rows: &[ResultRow], dir: &Path, tiny: bool) -
             }
         }
     }
-    std::fs::create_dir_all(dir)?;
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     resa_qwen2::safetensors_io::write_atomic(dir.join("result.md"), md.as_bytes())?;
     let json = serde_json::json!({
         "experiment": exp.name,
@@ -839,11 +855,14 @@ fn write_results(exp: &Experiment, rows: &[ResultRow], dir: &Path, tiny: bool) -
             "at_paper_step": s.at_paper_step.map(|(step, avg)| serde_json::json!({"step": step, "avg": avg})),
         })).collect::<Vec<_>>(),
     });
-    resa_qwen2::safetensors_io::write_atomic(dir.join("result.json"), serde_json::to_string_pretty(&json)?.as_bytes())?;
+    resa_qwen2::safetensors_io::write_atomic(
+        dir.join("result.json"),
+        serde_json::to_string_pretty(&json).map_err(|e| Error::json("result.json", e))?.as_bytes(),
+    )?;
     if exp.sweep.is_some() {
         resa_qwen2::safetensors_io::write_atomic(
             dir.join("scores.json"),
-            serde_json::to_string_pretty(&layer_scores)?.as_bytes(),
+            serde_json::to_string_pretty(&layer_scores).map_err(|e| Error::json("scores.json", e))?.as_bytes(),
         )?;
     }
     Ok(())
@@ -905,7 +924,7 @@ fn model_text(m: &ModelRef) -> String {
 /// Fields an experiment does not have are null (an evaluation-only baseline has no source;
 /// a pre-trained SAE has no source and no trigger). Stable: it is how the plan is checked
 /// against the paper.
-pub fn list_json(experiments: &[Experiment]) -> anyhow::Result<String> {
+pub fn list_json(experiments: &[Experiment]) -> Result<String> {
     let mut s = String::new();
     for e in experiments {
         let cfg = e.pipeline(Path::new("runs"))?;
@@ -926,7 +945,7 @@ pub fn list_json(experiments: &[Experiment]) -> anyhow::Result<String> {
         });
         let hookpoints = e.sweep.as_ref().map(|sw| sw.hookpoints.clone());
         let hookpoint = match (&hookpoints, &cfg) {
-            (None, Some(c)) if c.stage2.objective != ObjectiveKind::Sft => Some(c.sae.hookpoint.clone()),
+            (None, Some(c)) if c.stage2.objective != ObjectiveKind::Sft => Some(c.sae.hookpoint),
             _ => None,
         };
         let v = serde_json::json!({
@@ -945,7 +964,7 @@ pub fn list_json(experiments: &[Experiment]) -> anyhow::Result<String> {
             "hookpoints": hookpoints,
             "title": e.title,
         });
-        s.push_str(&serde_json::to_string(&v)?);
+        s.push_str(&serde_json::to_string(&v).map_err(|e| Error::json("the experiment list", e))?);
         s.push('\n');
     }
     Ok(s)

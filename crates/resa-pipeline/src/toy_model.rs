@@ -16,9 +16,11 @@ use resa_tune::full::{FullTrainConfig, train_full};
 use resa_tune::{LrSchedule, StepMetrics};
 use serde::{Deserialize, Serialize};
 
+use crate::error::{Error, Result};
+
 /// The folder of the committed toy model, inside this repository.
 pub fn default_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("models/toy-qwen2")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/toy-qwen2")
 }
 
 /// How the toy model is made.
@@ -123,7 +125,7 @@ pub fn train_toy_model<B: Backend>(
     device: &B::Device,
     out: &Path,
     on_step: &mut dyn FnMut(&StepMetrics) -> bool,
-) -> anyhow::Result<ToyModelReport> {
+) -> Result<ToyModelReport> {
     let tmp = resa_qwen2::safetensors_io::temp_sibling(out, "tmp")?;
     toy::write_tokenizer(&tmp)?;
     let tokenizer = Tokenizer::from_dir(&tmp)?;
@@ -144,7 +146,7 @@ pub fn train_toy_model<B: Backend>(
     let model = burn::module::AutodiffModule::valid(&model);
     model.save_pretrained(&tmp, StoredDtype::F32)?;
     let accuracy = evaluate_toy(&model, &tokenizer, cfg.world_seed, cfg.test_problems, &tmp.join("eval"))?;
-    std::fs::remove_dir_all(tmp.join("eval"))?;
+    std::fs::remove_dir_all(tmp.join("eval")).map_err(|e| Error::io(tmp.join("eval"), e))?;
     let report = ToyModelReport {
         config: cfg.clone(),
         parameters,
@@ -155,7 +157,7 @@ pub fn train_toy_model<B: Backend>(
     };
     resa_qwen2::safetensors_io::write_atomic(
         tmp.join("toy_model.json"),
-        serde_json::to_string_pretty(&report)?.as_bytes(),
+        serde_json::to_string_pretty(&report).map_err(|e| Error::json("the toy-model report", e))?.as_bytes(),
     )?;
     resa_qwen2::safetensors_io::replace_dir(&tmp, out)?;
     Ok(report)
@@ -169,7 +171,7 @@ pub fn evaluate_toy<B: Backend>(
     seed: u64,
     n: usize,
     eval_dir: &Path,
-) -> anyhow::Result<Report> {
+) -> Result<Report> {
     let cfg = EvalConfig { sampling: Sampling::Greedy, max_new_tokens: 96, batch_size: 50, ..EvalConfig::default() };
     Ok(resa_eval::evaluate(model, tokenizer, &[Task::toy(seed, n)], &cfg, eval_dir, "toy", |_| {})?)
 }

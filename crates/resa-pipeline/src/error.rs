@@ -1,0 +1,96 @@
+//! Errors of the pipeline: every lower crate's error, and what goes wrong in a run's own
+//! files (configuration, experiment files, reports).
+
+use std::path::PathBuf;
+
+/// What can go wrong configuring or running a stage.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A file could not be read or written.
+    #[error("I/O error on {path}: {cause}")]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// The underlying error (shown in the message).
+        cause: std::io::Error,
+    },
+    /// A configuration or experiment file does not parse (TOML syntax, an unknown key, a
+    /// value of the wrong kind); the parser's message names the line, the key and what was
+    /// expected.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message.
+        message: String,
+    },
+    /// A value of a run configuration is impossible; found before any work starts.
+    #[error("{file}: {}{key} = {value}: {allowed}", table_prefix(.table))]
+    Invalid {
+        /// The file (or "run configuration" when built in code).
+        file: String,
+        /// The TOML table (`stage2`, `lora`, …; empty for top-level keys).
+        table: &'static str,
+        /// The key as written in the file.
+        key: &'static str,
+        /// The value found.
+        value: String,
+        /// What is allowed.
+        allowed: String,
+    },
+    /// An experiment file (`configs/NAME.toml`) is inconsistent.
+    #[error("{path}: {message}")]
+    Experiment {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// An argument of a stage is impossible (an unknown workload or experiment name, a
+    /// missing asset).
+    #[error("{0}")]
+    Usage(String),
+    /// The parts of a run do not fit together, or a result is not what the stage needs.
+    #[error("{0}")]
+    Setup(String),
+    /// Model errors (loading, hookpoints, shapes, generation).
+    #[error(transparent)]
+    Model(#[from] resa_qwen2::Error),
+    /// SAE errors (Stage I, loading).
+    #[error(transparent)]
+    Sae(#[from] resa_sae::Error),
+    /// Adapter errors.
+    #[error(transparent)]
+    Lora(#[from] resa_lora::Error),
+    /// Data errors.
+    #[error(transparent)]
+    Data(#[from] resa_data::Error),
+    /// Stage II and full-parameter training errors.
+    #[error(transparent)]
+    Tune(#[from] resa_tune::Error),
+    /// Evaluation errors.
+    #[error(transparent)]
+    Eval(#[from] resa_eval::Error),
+    /// Feature-analysis and figure errors.
+    #[error(transparent)]
+    Features(#[from] resa_features::Error),
+}
+
+/// `[stage2] ` for a table, nothing for a top-level key.
+fn table_prefix(table: &str) -> String {
+    if table.is_empty() { String::new() } else { format!("[{table}] ") }
+}
+
+/// Result with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn io(path: impl Into<PathBuf>, cause: std::io::Error) -> Self {
+        Error::Io { path: path.into(), cause }
+    }
+
+    pub(crate) fn json(what: &str, cause: serde_json::Error) -> Self {
+        Error::Setup(format!("{what}: cannot be written as JSON: {cause}"))
+    }
+}

@@ -1,0 +1,11 @@
+#![doc = include_str!("../README.md")]
+
+pub mod bench;
+pub mod demo;
+pub mod error;
+pub mod pipeline;
+pub mod reproduce;
+pub mod toy_model;
+
+pub use error::{Error, Result};
+pub use pipeline::{PipelineConfig, PipelineEvent, PipelineReport, run_pipeline};
