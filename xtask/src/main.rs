@@ -16,44 +16,24 @@
 //! Every task that runs `resa` takes cargo features as `--features x`, `--features=x` or
 //! `-F x` (`cargo xtask reproduce resa-still-v5 --features cuda --device cuda --dtype bf16`).
 
+mod bench;
 mod fixtures;
+mod reproduce;
 mod run;
 mod tidy;
+mod toy_model;
 
 use std::path::PathBuf;
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    let rest = args.get(1..).unwrap_or_default();
     match args.first().map(String::as_str) {
-        Some("fixtures") => fixtures::run(&args[1..]),
-        Some("tidy") => {
-            let problems = tidy::check(&workspace_root());
-            for p in &problems {
-                eprintln!("tidy: {p}");
-            }
-            anyhow::ensure!(problems.is_empty(), "{} tidy problem(s)", problems.len());
-            eprintln!("tidy: ok");
-            Ok(())
-        }
-        Some(task @ ("reproduce" | "toy-model" | "bench")) => {
-            let (features, rest) = run::split_features(&args[1..])?;
-            match task {
-                "reproduce" => match rest.first().map(String::as_str) {
-                    Some("toy") => run::resa(&["demo", "--out", "runs/toy"], &rest[1..], &features),
-                    Some("--list") | None if rest.len() <= 1 => {
-                        println!(
-                            "{:<26} {:<11} {:>5}  Table 3 in miniature on the built-in toy model (resa demo), CPU",
-                            "toy", "Table 3", "–"
-                        );
-                        run::resa(&["reproduce", "--list"], &[], &features)
-                    }
-                    // Everything else is an experiment of configs/ (`resa reproduce`).
-                    _ => run::resa(&["reproduce"], &rest, &features),
-                },
-                "toy-model" => run::resa(&["toy-model", "--out", "models/toy-qwen2"], &rest, &features),
-                _ => run::resa(&["bench"], &rest, &features),
-            }
-        }
+        Some("fixtures") => fixtures::run(rest),
+        Some("tidy") => tidy::task(),
+        Some("reproduce") => reproduce::task(rest),
+        Some("toy-model") => toy_model::task(rest),
+        Some("bench") => bench::task(rest),
         _ => {
             eprintln!(
                 "usage: cargo xtask <fixtures [--python PATH] | tidy | reproduce NAME|all|toy|--list [--dry-run] [--tiny] | toy-model [ARGS] | bench [ARGS]> (tasks that run resa take --features F)"

@@ -2,6 +2,17 @@
 
 use std::path::Path;
 
+/// `cargo xtask tidy`: prints the problems, fails when there are any.
+pub fn task() -> anyhow::Result<()> {
+    let problems = check(&crate::workspace_root());
+    for p in &problems {
+        eprintln!("tidy: {p}");
+    }
+    anyhow::ensure!(problems.is_empty(), "{} tidy problem(s)", problems.len());
+    eprintln!("tidy: ok");
+    Ok(())
+}
+
 /// Returns one line per violated convention.
 pub fn check(root: &Path) -> Vec<String> {
     let mut problems = Vec::new();
@@ -20,6 +31,13 @@ pub fn check(root: &Path) -> Vec<String> {
             && !manifest.contains("[lints]\nworkspace = true")
         {
             problems.push(format!("crates/{name}/Cargo.toml: add `[lints] workspace = true`"));
+        }
+        // Libraries return typed errors (thiserror); anyhow is for the program and xtask.
+        if let Ok(manifest) = std::fs::read_to_string(dir.join("Cargo.toml"))
+            && let Some(deps) = manifest.split("[dependencies]").nth(1)
+            && deps.split("\n[").next().unwrap_or_default().lines().any(|l| l.trim_start().starts_with("anyhow"))
+        {
+            problems.push(format!("crates/{name}/Cargo.toml: a library depends on anyhow; return its own error type"));
         }
         scan_sources(&dir.join("src"), &name, &mut problems);
     }

@@ -1,0 +1,22 @@
+//! `cargo xtask reproduce NAME|all|toy|--list [--dry-run] [--tiny] [ARGS]`: an experiment of
+//! `configs/` through `resa reproduce` (release build); `toy` is the toy-world experiment
+//! (`resa demo --out runs/toy`).
+
+use crate::run;
+
+/// Runs the task with the arguments after `reproduce`.
+pub fn task(args: &[String]) -> anyhow::Result<()> {
+    let (features, rest) = run::split_features(args)?;
+    match rest.first().map(String::as_str) {
+        Some("toy") => run::resa(&["demo", "--out", "runs/toy"], &rest[1..], &features),
+        Some("--list") | None if rest.len() <= 1 => {
+            println!(
+                "{:<26} {:<11} {:>5}  Table 3 in miniature on the built-in toy model (resa demo), CPU",
+                "toy", "Table 3", "–"
+            );
+            run::resa(&["reproduce", "--list"], &[], &features)
+        }
+        // Everything else is an experiment of configs/ (`resa reproduce`).
+        _ => run::resa(&["reproduce"], &rest, &features),
+    }
+}
