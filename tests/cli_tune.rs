@@ -65,6 +65,11 @@ merge = true
     let o = resa(&["tune", "--config", cfg]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{err}");
+    // stderr is not a terminal here: progress comes as plain lines, each phase's last one
+    // with its rate, elapsed time and `done`.
+    assert!(err.lines().any(|l| l.starts_with("stage I  5/5 fvu ") && l.ends_with(" · done")), "{err}");
+    assert!(err.lines().any(|l| l.starts_with("stage II 4/4 loss ") && l.contains("/s · ")), "{err}");
+    assert!(!err.contains('\r'), "no carriage returns off a terminal: {err:?}");
     let run = tmp.path().join("run");
     let sae = resa::sae::SparseCoder::<burn::backend::Flex>::load(run.join("stage1/layers.1"), &Default::default())
         .expect("SAE folder in sparsify format");
@@ -87,6 +92,10 @@ merge = true
         o.status.success() && err.contains("stage I: output up to date") && err.contains("stage II: output up to date"),
         "{err}"
     );
+    // --quiet: no progress and no stage messages, only the results.
+    let o = resa(&["--quiet", "tune", "--config", cfg]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success() && !err.contains("up to date") && err.contains("adapter: "), "{err}");
 
     // The baseline, with two data-parallel replicas (sharing the CPU).
     let sft = tmp.path().join("sft");

@@ -1,7 +1,6 @@
 //! `resa demo`: the whole SAE-Tuning pipeline on the built-in toy model, offline, on the
 //! CPU (see `resa::demo`).
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use burn::tensor::backend::Backend;
@@ -9,6 +8,8 @@ use resa::demo::{DemoConfig, DemoEvent, run_demo, table};
 use resa::device::DeviceSpec;
 use resa::pipeline::PipelineEvent;
 use resa::with_backend;
+
+use super::progress::Reporter;
 
 /// Arguments of `resa demo`.
 #[derive(Debug, clap::Args)]
@@ -61,32 +62,32 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
 }
 
 fn demo<B: Backend>(cfg: &DemoConfig, device: &B::Device) -> anyhow::Result<()> {
-    let tty = std::io::stderr().is_terminal();
-    let every = |step: u64, total: u64| tty || step == total || step.is_multiple_of(25);
-    let end = |done: bool| if done || !tty { "\n" } else { "" };
-    let cr = if tty { "\r" } else { "" };
+    let mut progress = Reporter::new();
     let report = run_demo::<B>(cfg, device, &mut |e| match e {
-        DemoEvent::Begin(part) => eprintln!("== {part}"),
-        DemoEvent::Pipeline(_, PipelineEvent::Stage1 { step, total, fvu }) if every(step, total) => {
-            eprint!("{cr}  stage I  {step:>5}/{total}  fvu {fvu:.4}   {}", end(step == total));
+        DemoEvent::Begin(part) => {
+            progress.finish();
+            progress.message(&format!("== {part}"));
         }
-        DemoEvent::Pipeline(name, PipelineEvent::Stage2(m)) if every(m.step, m.total) => {
+        DemoEvent::Pipeline(_, PipelineEvent::Stage1 { step, total, fvu }) => {
+            progress.update("  stage I ", step, total, &format!("fvu {fvu:.4}"));
+        }
+        DemoEvent::Pipeline(name, PipelineEvent::Stage2(m)) => {
             let what = if name == "CoT-free SFT" { "cross-entropy" } else { "KL" };
-            eprint!(
-                "{cr}  stage II {:>5}/{}  {what} {:.4}  {:>6.0} tok/s   {}",
+            progress.update(
+                "  stage II",
                 m.step,
                 m.total,
-                m.loss,
-                m.tokens_per_second,
-                end(m.step == m.total)
+                &format!("{what} {:.4} {:.0} tok/s", m.loss, m.tokens_per_second),
             );
         }
-        DemoEvent::Pipeline(_, PipelineEvent::Skipped(stage)) => eprintln!("  {stage}: up to date, skipped"),
-        DemoEvent::Eval(_, p) if tty || p.done == p.total => {
-            eprint!("{cr}  {:>4}/{} answered, {} right   {}", p.done, p.total, p.correct, end(p.done == p.total));
+        DemoEvent::Pipeline(_, PipelineEvent::Skipped(stage)) => {
+            progress.message(&format!("  {stage}: up to date, skipped"));
         }
-        _ => {}
+        DemoEvent::Eval(_, p) => {
+            progress.update("  eval    ", p.done as u64, p.total as u64, &format!("{} right", p.correct));
+        }
     })?;
+    drop(progress);
     println!("{}", table(&report));
     eprintln!("report: {}", cfg.out.join("report.md").display());
     Ok(())

@@ -132,18 +132,17 @@ fn run_on<B: Backend>(args: &EvalArgs, device: &B::Device) -> anyhow::Result<()>
         chat: !args.no_chat,
         system_prompt: args.system_prompt.clone(),
     };
+    let mut progress = super::progress::Reporter::new();
     let report = evaluate(&model, &tokenizer, &tasks, &cfg, &args.out, &label, |p: &Progress<'_>| {
         let rate = if p.seconds > 0.0 { p.new_tokens as f64 / p.seconds } else { 0.0 };
-        eprint!(
-            "\r{:<14} {:>5}/{:<5} right {:>5}  {:>8.1} tok/s   {}",
-            p.bench,
-            p.done,
-            p.total,
-            p.correct,
-            rate,
-            if p.done == p.total { "\n" } else { "" }
+        progress.update(
+            &format!("{:<14}", p.bench),
+            p.done as u64,
+            p.total as u64,
+            &format!("right {} {rate:.1} tok/s", p.correct),
         );
     })?;
+    drop(progress);
     println!("{}", report.to_markdown());
     eprintln!("completions, report.json and report.md in {}", args.out.display());
     Ok(())

@@ -9,6 +9,7 @@ pub mod forward;
 pub mod generate;
 pub mod grade;
 pub mod merge;
+pub mod progress;
 pub mod reproduce;
 pub mod sae;
 pub mod toy_model;
@@ -21,6 +22,9 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "resa", version, about)]
 pub struct Cli {
+    /// No progress bars or lines and no stage messages (results and errors still print).
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
     /// The command to run.
     #[command(subcommand)]
     pub command: Command,
@@ -63,6 +67,7 @@ pub enum Command {
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
+    progress::set_quiet(cli.quiet);
     match cli.command {
         Command::Forward(args) => forward::run(args),
         Command::Generate(args) => generate::run(args),

@@ -1,7 +1,6 @@
 //! `resa reproduce NAME|all`: run one of the paper's experiments (`configs/NAME.toml`) end
 //! to end, or list them, or print their plan; `--tiny` runs any of them on the toy model.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::bail;
@@ -108,7 +107,6 @@ fn reproduce<B: Backend>(args: &ReproduceArgs, chosen: &[&Experiment], device: &
         },
         tiny_eval: args.tiny.then_some((4, 24)),
     };
-    let tty = std::io::stderr().is_terminal();
     let rate = args.gpu_seconds_per_step.unwrap_or(resa::reproduce::PAPER_STAGE2_GPU_SECONDS_PER_STEP);
     if !(rate.is_finite() && rate > 0.0) {
         bail!("--gpu-seconds-per-step {rate}: must be a positive number of seconds");
@@ -133,22 +131,32 @@ fn reproduce<B: Backend>(args: &ReproduceArgs, chosen: &[&Experiment], device: &
             total_evals += b.evaluations;
             continue;
         }
-        eprintln!("== {} — {}", exp.name, exp.title);
+        let mut progress = super::progress::Reporter::new();
+        progress.message(&format!("== {} — {}", exp.name, exp.title));
         let rows = run::<B>(exp, &stages, &runs, device, &opts, &mut |e| match e {
-            RunEvent::Stage(i, n, what) => eprintln!("[{}/{n}] {what}", i + 1),
-            RunEvent::Pipeline(PipelineEvent::Skipped(stage)) => eprintln!("  {stage}: up to date, skipped"),
-            RunEvent::Pipeline(PipelineEvent::Stage2(m)) if tty || m.step == m.total => {
-                eprint!(
-                    "\r  stage II {}/{} loss {:.4}{}",
-                    m.step,
-                    m.total,
-                    m.loss,
-                    if m.step == m.total { "\n" } else { "" }
-                )
+            RunEvent::Stage(i, n, what) => {
+                progress.finish();
+                progress.message(&format!("[{}/{n}] {what}", i + 1));
             }
-            RunEvent::Eval(p) if tty => eprint!("\r  {} {}/{}   ", p.bench, p.done, p.total),
-            _ => {}
+            RunEvent::Pipeline(PipelineEvent::Skipped(stage)) => {
+                progress.message(&format!("  {stage}: up to date, skipped"));
+            }
+            RunEvent::Pipeline(PipelineEvent::Stage1 { step, total, fvu }) => {
+                progress.update("  stage I ", step, total, &format!("fvu {fvu:.4}"));
+            }
+            RunEvent::Pipeline(PipelineEvent::Stage2(m)) => {
+                progress.update("  stage II", m.step, m.total, &format!("loss {:.4}", m.loss));
+            }
+            RunEvent::Eval(p) => {
+                progress.update(
+                    &format!("  {}", p.bench),
+                    p.done as u64,
+                    p.total as u64,
+                    &format!("{} right", p.correct),
+                );
+            }
         })?;
+        drop(progress);
         for r in &rows {
             eprintln!("{}: average {:.2}%", r.label, r.report.average_pct);
         }

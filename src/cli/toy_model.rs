@@ -1,7 +1,6 @@
 //! `resa toy-model --out DIR`: trains the built-in toy reasoning model from scratch (what
 //! `cargo xtask toy-model` runs to remake `models/toy-qwen2`).
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use burn::tensor::backend::Backend;
@@ -47,22 +46,17 @@ pub fn run(args: ToyModelArgs) -> anyhow::Result<()> {
 }
 
 fn train<B: Backend>(cfg: &ToyModelConfig, device: &B::Device, args: &ToyModelArgs) -> anyhow::Result<()> {
-    let tty = std::io::stderr().is_terminal();
+    let mut progress = super::progress::Reporter::new();
     let report = train_toy_model::<B>(cfg, device, &args.out, &mut |m: &StepMetrics| {
-        if tty || m.step.is_multiple_of(50) || m.step == m.total {
-            eprint!(
-                "{}step {:>5}/{} loss {:.4} lr {:.2e} {:>7.0} tok/s{}",
-                if tty { "\r" } else { "" },
-                m.step,
-                m.total,
-                m.loss,
-                m.lr,
-                m.tokens_per_second,
-                if tty && m.step != m.total { "" } else { "\n" }
-            );
-        }
+        progress.update(
+            "train",
+            m.step,
+            m.total,
+            &format!("loss {:.4} lr {:.2e} {:.0} tok/s", m.loss, m.lr, m.tokens_per_second),
+        );
         true
     })?;
+    drop(progress);
     println!(
         "toy model: {} parameters, loss {:.4} → {:.4} in {:.0} s, held-out accuracy {:.1}% ({} problems, greedy) → {}",
         report.parameters,

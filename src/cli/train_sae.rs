@@ -1,6 +1,5 @@
 //! `resa train-sae`: Stage I — train TopK SAEs on a source model's hookpoint activations.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
@@ -183,26 +182,20 @@ fn train<B: Backend>(args: &TrainSaeArgs, device: &B::Device) -> anyhow::Result<
         out: args.out.clone(),
         resume: args.resume,
     };
-    let show = std::io::stderr().is_terminal();
+    let mut progress = super::progress::Reporter::new();
     let mut draw = |p: Progress<'_>| {
-        if show {
-            let n = p.metrics.len().max(1) as f32;
-            let fvu = p.metrics.iter().map(|(_, m)| m.fvu).sum::<f32>() / n;
-            let dead = p.metrics.iter().map(|(_, m)| m.dead_fraction).sum::<f32>() / n;
-            eprint!(
-                "\rstage I {:>6}/{} [{:<30}] fvu {fvu:.4} dead {:.1}% {:.0} tok/s ",
-                p.step,
-                p.total,
-                "#".repeat((p.step * 30 / p.total.max(1)) as usize),
-                dead * 100.0,
-                p.tokens_per_second
-            );
-        }
+        let n = p.metrics.len().max(1) as f32;
+        let fvu = p.metrics.iter().map(|(_, m)| m.fvu).sum::<f32>() / n;
+        let dead = p.metrics.iter().map(|(_, m)| m.dead_fraction).sum::<f32>() / n;
+        progress.update(
+            "stage I",
+            p.step,
+            p.total,
+            &format!("fvu {fvu:.4} dead {:.1}% {:.0} tok/s", dead * 100.0, p.tokens_per_second),
+        );
     };
     let report = train_saes_with::<Autodiff<B>>(&model, &chunks, &options, &mut draw)?;
-    if show {
-        eprintln!();
-    }
+    drop(progress);
     for (hp, m) in &report.last {
         eprintln!("{hp}: final fvu {:.4}, dead {:.2}%", m.fvu, m.dead_fraction * 100.0);
     }

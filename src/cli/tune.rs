@@ -1,9 +1,7 @@
 //! `resa tune --config run.toml`: the whole SAE-Tuning pipeline (Stage I, Stage II, adapter,
 //! optionally the merged model); see `resa_tune::pipeline` for the configuration.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::time::Instant;
 
 use burn::backend::Autodiff;
 use burn::tensor::{DType, backend::Backend};
@@ -11,6 +9,8 @@ use resa::device::{DeviceSpec, parse_dtype};
 use resa::pipeline::pipeline::ObjectiveKind;
 use resa::pipeline::{PipelineConfig, PipelineEvent, run_pipeline};
 use resa::with_backend;
+
+use super::progress::Reporter;
 
 /// Arguments of `resa tune`.
 #[derive(Debug, clap::Args)]
@@ -73,31 +73,20 @@ pub fn run(args: TuneArgs) -> anyhow::Result<()> {
 }
 
 fn tune<B: Backend>(cfg: &PipelineConfig, device: &B::Device, dtype: DType) -> anyhow::Result<()> {
-    let tty = std::io::stderr().is_terminal();
-    let started = Instant::now();
+    let mut progress = Reporter::new();
     let report = run_pipeline::<Autodiff<B>>(cfg, device, dtype, &mut |e| match e {
-        PipelineEvent::Skipped(stage) => eprintln!("{stage}: output up to date, skipped"),
+        PipelineEvent::Skipped(stage) => progress.message(&format!("{stage}: output up to date, skipped")),
         PipelineEvent::Stage1 { step, total, fvu } => {
-            if tty || step == total {
-                eprint!("\rstage I  {step:>6}/{total} fvu {fvu:.4}   {}", if step == total { "\n" } else { "" });
-            }
+            progress.update("stage I ", step, total, &format!("fvu {fvu:.4}"));
         }
-        PipelineEvent::Stage2(m) => {
-            let elapsed = started.elapsed().as_secs_f64();
-            if tty || m.step == m.total {
-                eprint!(
-                    "\rstage II {:>6}/{} loss {:.4} lr {:.2e} |g| {:.3} {:.0} tok/s {}",
-                    m.step,
-                    m.total,
-                    m.loss,
-                    m.lr,
-                    m.grad_norm,
-                    m.tokens_per_second,
-                    if m.step == m.total { format!("({elapsed:.0} s)\n") } else { String::new() }
-                );
-            }
-        }
+        PipelineEvent::Stage2(m) => progress.update(
+            "stage II",
+            m.step,
+            m.total,
+            &format!("loss {:.4} lr {:.2e} |g| {:.3} {:.0} tok/s", m.loss, m.lr, m.grad_norm, m.tokens_per_second),
+        ),
     })?;
+    drop(progress);
     eprintln!("SAE: {}{}", report.sae.display(), if report.stage1_ran { " (trained)" } else { "" });
     if let Some((a, b)) = report.stage2_loss {
         eprintln!("stage II loss {a:.4} → {b:.4}");
