@@ -59,48 +59,142 @@ pub fn parse_dtype(s: &str) -> Result<DType, String> {
     }
 }
 
+/// The device named is not compiled into this build of `resa`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeviceUnavailable(pub DeviceSpec);
+
+impl fmt::Display for DeviceUnavailable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "device `{}` is not available in this build (rebuild `resa` with the matching feature: \
+             --features ndarray, wgpu or cuda)",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for DeviceUnavailable {}
+
+#[doc(hidden)]
+pub use burn as __burn;
+
 /// Runs `$body` with `B` bound to the backend type and `device` to the device named by
-/// `$spec`, or evaluates to an error when that backend was not compiled in.
+/// `$spec`; evaluates to `Err(DeviceUnavailable(spec).into())` when that backend is not
+/// compiled into `resa`. Which backends exist is decided by `resa`'s own features, not by
+/// the crate that calls the macro (each arm goes through a helper macro defined under
+/// `resa`'s `cfg`).
 #[macro_export]
 macro_rules! with_backend {
     ($spec:expr, |$b:ident, $device:ident| $body:block) => {{
-        #[allow(unreachable_patterns)]
-        match $spec {
-            #[cfg(feature = "flex")]
-            $crate::device::DeviceSpec::Cpu => {
-                type $b = burn::backend::Flex;
-                let $device: <$b as burn::tensor::backend::BackendTypes>::Device = Default::default();
-                $body
-            }
-            #[cfg(all(not(feature = "flex"), feature = "ndarray"))]
-            $crate::device::DeviceSpec::Cpu => {
-                type $b = burn::backend::NdArray;
-                let $device: <$b as burn::tensor::backend::BackendTypes>::Device = Default::default();
-                $body
-            }
-            #[cfg(feature = "ndarray")]
-            $crate::device::DeviceSpec::NdArray => {
-                type $b = burn::backend::NdArray;
-                let $device: <$b as burn::tensor::backend::BackendTypes>::Device = Default::default();
-                $body
-            }
-            #[cfg(feature = "wgpu")]
-            $crate::device::DeviceSpec::Wgpu => {
-                type $b = burn::backend::Wgpu;
-                let $device: <$b as burn::tensor::backend::BackendTypes>::Device = Default::default();
-                $body
-            }
-            #[cfg(feature = "cuda")]
-            $crate::device::DeviceSpec::Cuda(n) => {
-                type $b = burn::backend::Cuda;
-                let $device = burn::backend::cuda::CudaDevice { index: n };
-                $body
-            }
-            other => Err(anyhow::anyhow!(
-                "device `{other}` is not available in this build (rebuild with the matching feature: \
-                 --features ndarray, wgpu or cuda)"
-            )),
+        let spec: $crate::device::DeviceSpec = $spec;
+        match spec {
+            $crate::device::DeviceSpec::Cpu => $crate::__resa_cpu!(spec, $b, $device, $body),
+            $crate::device::DeviceSpec::NdArray => $crate::__resa_ndarray!(spec, $b, $device, $body),
+            $crate::device::DeviceSpec::Wgpu => $crate::__resa_wgpu!(spec, $b, $device, $body),
+            $crate::device::DeviceSpec::Cuda(n) => $crate::__resa_cuda!(spec, n, $b, $device, $body),
         }
+    }};
+}
+
+/// The CPU arm: flex, else ndarray, else unavailable.
+#[cfg(feature = "flex")]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __resa_cpu {
+    ($spec:ident, $b:ident, $device:ident, $body:block) => {{
+        type $b = $crate::device::__burn::backend::Flex;
+        let $device: <$b as $crate::device::__burn::tensor::backend::BackendTypes>::Device = Default::default();
+        $body
+    }};
+}
+
+/// The CPU arm: flex, else ndarray, else unavailable.
+#[cfg(all(not(feature = "flex"), feature = "ndarray"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __resa_cpu {
+    ($spec:ident, $b:ident, $device:ident, $body:block) => {{
+        type $b = $crate::device::__burn::backend::NdArray;
+        let $device: <$b as $crate::device::__burn::tensor::backend::BackendTypes>::Device = Default::default();
+        $body
+    }};
+}
+
+/// The CPU arm: flex, else ndarray, else unavailable.
+#[cfg(not(any(feature = "flex", feature = "ndarray")))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __resa_cpu {
+    ($spec:ident, $b:ident, $device:ident, $body:block) => {
+        Err($crate::device::DeviceUnavailable($spec).into())
+    };
+}
+
+/// The ndarray arm.
+#[cfg(feature = "ndarray")]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __resa_ndarray {
+    ($spec:ident, $b:ident, $device:ident, $body:block) => {{
+        type $b = $crate::device::__burn::backend::NdArray;
+        let $device: <$b as $crate::device::__burn::tensor::backend::BackendTypes>::Device = Default::default();
+        $body
+    }};
+}
+
+/// The ndarray arm.
+#[cfg(not(feature = "ndarray"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __resa_ndarray {
+    ($spec:ident, $b:ident, $device:ident, $body:block) => {
+        Err($crate::device::DeviceUnavailable($spec).into())
+    };
+}
+
+/// The wgpu arm.
+#[cfg(feature = "wgpu")]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __resa_wgpu {
+    ($spec:ident, $b:ident, $device:ident, $body:block) => {{
+        type $b = $crate::device::__burn::backend::Wgpu;
+        let $device: <$b as $crate::device::__burn::tensor::backend::BackendTypes>::Device = Default::default();
+        $body
+    }};
+}
+
+/// The wgpu arm.
+#[cfg(not(feature = "wgpu"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __resa_wgpu {
+    ($spec:ident, $b:ident, $device:ident, $body:block) => {
+        Err($crate::device::DeviceUnavailable($spec).into())
+    };
+}
+
+/// The CUDA arm.
+#[cfg(feature = "cuda")]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __resa_cuda {
+    ($spec:ident, $n:ident, $b:ident, $device:ident, $body:block) => {{
+        type $b = $crate::device::__burn::backend::Cuda;
+        let $device = $crate::device::__burn::backend::cuda::CudaDevice { index: $n };
+        $body
+    }};
+}
+
+/// The CUDA arm.
+#[cfg(not(feature = "cuda"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __resa_cuda {
+    ($spec:ident, $n:ident, $b:ident, $device:ident, $body:block) => {{
+        let _ = $n;
+        Err($crate::device::DeviceUnavailable($spec).into())
     }};
 }
 
@@ -115,5 +209,21 @@ mod tests {
         assert!("tpu".parse::<DeviceSpec>().is_err());
         assert_eq!(parse_dtype("bf16"), Ok(DType::BF16));
         assert!(parse_dtype("int8").is_err());
+    }
+
+    #[test]
+    fn with_backend_runs_compiled_backends_and_names_the_missing_ones() {
+        let run = |spec: DeviceSpec| -> Result<String, Box<dyn std::error::Error>> {
+            crate::with_backend!(spec, |B, device| {
+                let t = burn::tensor::Tensor::<B, 1>::from_floats([1.0, 2.0], &device);
+                Ok(format!("{}", t.sum().into_scalar()))
+            })
+        };
+        assert_eq!(run(DeviceSpec::Cpu).expect("flex is the default"), "3");
+        #[cfg(not(feature = "cuda"))]
+        {
+            let err = run(DeviceSpec::Cuda(2)).expect_err("no cuda in this build").to_string();
+            assert!(err.contains("`cuda:2` is not available") && err.contains("--features"), "{err}");
+        }
     }
 }
