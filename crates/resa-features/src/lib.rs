@@ -3,6 +3,7 @@
 pub mod error;
 pub mod extract;
 pub mod gmm;
+#[cfg(feature = "plot")]
 pub mod plot;
 
 use std::collections::BTreeMap;
@@ -108,30 +109,7 @@ pub fn analyze(
         }
         None => None,
     };
-    let mut figures = Vec::new();
-    if plot::font_available().is_some() {
-        figures.extend(plot::counts_figure(
-            &layers,
-            &counts,
-            count_mix.gmm.as_ref(),
-            "Reasoning features per layer",
-            "features",
-            &out.join("figures/counts"),
-        )?);
-        if let Some((w, mix)) = &score_mix {
-            figures.extend(plot::counts_figure(
-                &layers,
-                w,
-                mix.gmm.as_ref(),
-                "Score per layer",
-                "score",
-                &out.join("figures/scores"),
-            )?);
-            figures.extend(plot::counts_vs_scores_figure(&layers, &counts, w, &out.join("figures/counts_vs_scores"))?);
-        }
-    } else {
-        tracing::warn!("no TrueType font found (set RESA_FONT): figures skipped");
-    }
+    let figures = figures(&layers, &counts, &count_mix, score_mix.as_ref(), out)?;
     let analysis =
         Analysis { layers: features, scores, counts: count_mix, score_mixture: score_mix.map(|(_, m)| m), figures };
     let write = |name: &str, text: String| {
@@ -209,4 +187,54 @@ pub fn summary(a: &Analysis) -> String {
         }
     }
     s
+}
+
+/// The figures of [`analyze`] (with the `plot` feature and a font; none otherwise, with a
+/// warning).
+#[cfg(feature = "plot")]
+fn figures(
+    layers: &[usize],
+    counts: &[f64],
+    count_mix: &LayerMixture,
+    score_mix: Option<&(Vec<f64>, LayerMixture)>,
+    out: &Path,
+) -> Result<Vec<PathBuf>> {
+    let mut figures = Vec::new();
+    if plot::font_available().is_some() {
+        figures.extend(plot::counts_figure(
+            layers,
+            counts,
+            count_mix.gmm.as_ref(),
+            "Reasoning features per layer",
+            "features",
+            &out.join("figures/counts"),
+        )?);
+        if let Some((w, mix)) = score_mix {
+            figures.extend(plot::counts_figure(
+                layers,
+                w,
+                mix.gmm.as_ref(),
+                "Score per layer",
+                "score",
+                &out.join("figures/scores"),
+            )?);
+            figures.extend(plot::counts_vs_scores_figure(layers, counts, w, &out.join("figures/counts_vs_scores"))?);
+        }
+    } else {
+        tracing::warn!("no TrueType font found (set RESA_FONT): figures skipped");
+    }
+    Ok(figures)
+}
+
+/// Without the `plot` feature there are no figures.
+#[cfg(not(feature = "plot"))]
+fn figures(
+    _layers: &[usize],
+    _counts: &[f64],
+    _count_mix: &LayerMixture,
+    _score_mix: Option<&(Vec<f64>, LayerMixture)>,
+    _out: &Path,
+) -> Result<Vec<PathBuf>> {
+    tracing::warn!("resa-features was built without the `plot` feature: figures skipped");
+    Ok(Vec::new())
 }

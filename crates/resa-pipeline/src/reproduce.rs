@@ -822,18 +822,17 @@ fn write_results(exp: &Experiment, rows: &[ResultRow], dir: &Path, tiny: bool) -
                 }),
             );
         }
+        #[cfg(feature = "plot")]
         if resa_features::plot::font_available().is_some() {
             for sel in &selections {
                 let stem = dir.join(format!("checkpoints-{}", sel.label.replace(['/', ' '], "_")));
                 let paper = exp.paper.get("average").copied().zip(exp.paper_step).map(|(a, s)| (s, a));
                 match resa_features::plot::checkpoints_figure(&sel.curve, paper, &sel.label, &stem) {
                     Ok(files) => {
-                        let _ = writeln!(
-                            md,
-                            "\n![{}]({})",
-                            sel.label,
-                            files[0].file_name().unwrap_or_default().to_string_lossy()
-                        );
+                        if let Some(svg) = files.first() {
+                            let name = svg.file_name().unwrap_or_default().to_string_lossy();
+                            let _ = writeln!(md, "\n![{}]({name})", sel.label);
+                        }
                     }
                     Err(e) => tracing::warn!("checkpoint figure not drawn: {e}"),
                 }
@@ -875,6 +874,7 @@ struct Selection {
     final_avg: Option<f64>,
     best: Option<(u64, f64)>,
     at_paper_step: Option<(u64, f64)>,
+    #[cfg_attr(not(feature = "plot"), allow(dead_code))]
     curve: Vec<(u64, f64)>,
 }
 
