@@ -148,3 +148,14 @@ fn eval_errors_name_what_is_missing() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("aime24.jsonl does not exist"), "{err}");
 }
+
+/// Hub options exist only in a build that can use them.
+#[cfg(not(feature = "hub"))]
+#[test]
+fn hub_flags_are_absent_without_the_hub_feature() {
+    for cmd in ["eval", "reproduce"] {
+        let o = resa(&[cmd, "--hub"]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && err.contains("unexpected argument '--hub'"), "{cmd}: {err}");
+    }
+}

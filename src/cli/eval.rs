@@ -29,7 +29,8 @@ pub struct EvalArgs {
     /// as `../shared/data/eval`. Default: $RESA_EVAL_DIR.
     #[arg(long, env = "RESA_EVAL_DIR")]
     pub eval_dir: Option<PathBuf>,
-    /// Read math sets missing from --eval-dir from the hub (needs the `hub` feature).
+    /// Read math sets missing from --eval-dir from the hub (a build with the `hub` feature).
+    #[cfg(feature = "hub")]
     #[arg(long)]
     pub hub: bool,
     /// Your copy of GPQA Diamond (gpqa_diamond.csv of Idavidrein/gpqa; gated, never shipped).
@@ -94,12 +95,17 @@ fn run_on<B: Backend>(args: &EvalArgs, device: &B::Device) -> anyhow::Result<()>
     } else {
         args.tasks.clone()
     };
-    let sources = TaskSources {
+    #[allow(unused_mut)]
+    let mut sources = TaskSources {
         eval_dir: args.eval_dir.clone(),
         gpqa_csv: args.gpqa.clone(),
         gpqa_seed: args.gpqa_seed,
-        hub: args.hub,
+        ..TaskSources::default()
     };
+    #[cfg(feature = "hub")]
+    {
+        sources.hub = args.hub;
+    }
     let tasks = names
         .iter()
         .map(|n| {

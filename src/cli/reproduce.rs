@@ -54,7 +54,8 @@ pub struct ReproduceArgs {
     /// Your copy of GPQA Diamond (gpqa_diamond.csv); without it GPQA is left out.
     #[arg(long)]
     pub gpqa: Option<PathBuf>,
-    /// Read math sets missing from --eval-dir from the hub (feature `hub`).
+    /// Read math sets missing from --eval-dir from the hub (a build with the `hub` feature).
+    #[cfg(feature = "hub")]
     #[arg(long)]
     pub hub: bool,
     /// cpu, ndarray, wgpu, cuda or cuda:N.
@@ -97,16 +98,14 @@ fn reproduce<B: Backend>(args: &ReproduceArgs, chosen: &[&Experiment], device: &
     let runs = args.runs.clone().unwrap_or_else(|| PathBuf::from(if args.tiny { "runs/tiny" } else { "runs" }));
     let tiny =
         if args.tiny { Some(TinyAssets::prepare::<B>(&args.toy_model, &runs.join("_toy"), device)?) } else { None };
-    let opts = RunOptions {
-        dtype: args.dtype,
-        sources: TaskSources {
-            eval_dir: args.eval_dir.clone(),
-            gpqa_csv: args.gpqa.clone(),
-            gpqa_seed: 0,
-            hub: args.hub,
-        },
-        tiny_eval: args.tiny.then_some((4, 24)),
-    };
+    #[allow(unused_mut)]
+    let mut sources =
+        TaskSources { eval_dir: args.eval_dir.clone(), gpqa_csv: args.gpqa.clone(), ..TaskSources::default() };
+    #[cfg(feature = "hub")]
+    {
+        sources.hub = args.hub;
+    }
+    let opts = RunOptions { dtype: args.dtype, sources, tiny_eval: args.tiny.then_some((4, 24)) };
     let rate = args.gpu_seconds_per_step.unwrap_or(resa::reproduce::PAPER_STAGE2_GPU_SECONDS_PER_STEP);
     if !(rate.is_finite() && rate > 0.0) {
         bail!("--gpu-seconds-per-step {rate}: must be a positive number of seconds");

@@ -41,7 +41,8 @@ pub fn split_files(files: &[String], split: &str) -> Vec<String> {
     out
 }
 
-/// Where hub datasets are cached and whether the network may be used.
+/// Where hub datasets are cached and whether the network may be used (feature `hub`).
+#[cfg(feature = "hub")]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HubOptions {
     /// The Hugging Face cache folder (default: `HF_HOME`/`HF_HUB_CACHE` as the hub tools use).
@@ -50,6 +51,7 @@ pub struct HubOptions {
     pub offline: bool,
 }
 
+#[cfg(feature = "hub")]
 impl Default for HubOptions {
     fn default() -> Self {
         HubOptions {
@@ -59,20 +61,37 @@ impl Default for HubOptions {
     }
 }
 
-/// [`load_dataset_with`] with the default [`HubOptions`].
-pub fn load_dataset(spec: &str, split: &str, options: &ReadOptions) -> Result<(Vec<QaRow>, ReadReport, Source)> {
-    load_dataset_with(spec, split, options, &HubOptions::default())
-}
-
 /// Reads a dataset named by `spec`: a data file; a folder of data files (the split's, see
 /// [`split_files`]); a registry name (`still`, `deepscaler`, …, see [`registry::REGISTRY`],
 /// whose field mapping is applied unless `options` overrides the defaults); or a hub id
-/// `owner/name` (feature `hub`).
+/// `owner/name`. Registry names and hub ids are fetched with the feature `hub` (the cache
+/// and `HF_HUB_OFFLINE` as the hub tools use them; `load_dataset_with` chooses); without
+/// it they are an error that says so.
+pub fn load_dataset(spec: &str, split: &str, options: &ReadOptions) -> Result<(Vec<QaRow>, ReadReport, Source)> {
+    #[cfg(feature = "hub")]
+    return load_dataset_with(spec, split, options, &HubOptions::default());
+    #[cfg(not(feature = "hub"))]
+    return load_from(spec, split, options, |repo, _split| {
+        Err(Error::Hub { repo: repo.into(), message: "loading hub datasets needs the `hub` feature".into() })
+    });
+}
+
+/// [`load_dataset`] with explicit [`HubOptions`] (feature `hub`).
+#[cfg(feature = "hub")]
 pub fn load_dataset_with(
     spec: &str,
     split: &str,
     options: &ReadOptions,
     hub: &HubOptions,
+) -> Result<(Vec<QaRow>, ReadReport, Source)> {
+    load_from(spec, split, options, |repo, split| fetch(repo, split, hub))
+}
+
+fn load_from(
+    spec: &str,
+    split: &str,
+    options: &ReadOptions,
+    fetch: impl FnOnce(&str, &str) -> Result<Vec<PathBuf>>,
 ) -> Result<(Vec<QaRow>, ReadReport, Source)> {
     let path = Path::new(spec);
     if path.is_file() {
@@ -107,7 +126,7 @@ pub fn load_dataset_with(
         }
         None => return Err(Error::UnknownDataset { name: spec.into(), known: registry::names() }),
     };
-    let files = fetch(&repo, split, hub)?;
+    let files = fetch(&repo, split)?;
     let (rows, report) = read_qa_files(&files, &options)?;
     Ok((rows, report, Source::Hub { repo, files }))
 }
@@ -122,11 +141,6 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) -> std::io::Result<()> {
         }
     }
     Ok(())
-}
-
-#[cfg(not(feature = "hub"))]
-fn fetch(repo: &str, _split: &str, _hub: &HubOptions) -> Result<Vec<PathBuf>> {
-    Err(Error::Hub { repo: repo.into(), message: "loading hub datasets needs the `hub` feature".into() })
 }
 
 /// Lists the repository (the cached snapshot when offline), picks the split's data files

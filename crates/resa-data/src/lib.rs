@@ -10,6 +10,8 @@ pub mod toy;
 
 pub use chunk::{ChunkOptions, ChunkStats, Chunks, chunk_texts};
 pub use error::{Error, Result};
-pub use hub::{HubOptions, Source, load_dataset, load_dataset_with};
+#[cfg(feature = "hub")]
+pub use hub::{HubOptions, load_dataset_with};
+pub use hub::{Source, load_dataset};
 pub use reader::{QaRow, ReadOptions, ReadReport, read_qa, read_qa_files};
 pub use template::{MATH_EVAL_PROMPT, REFERENCE_SYSTEM_PROMPT, Template, math_eval_message};

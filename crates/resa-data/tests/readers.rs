@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use resa_data::{Error, HubOptions, QaRow, ReadOptions, Source, load_dataset, load_dataset_with, read_qa};
+use resa_data::{Error, QaRow, ReadOptions, Source, load_dataset, read_qa};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
@@ -53,8 +53,10 @@ fn a_folder_reads_its_split_files() {
 }
 
 /// A hub dataset already in the cache loads offline, by id and by registry name.
+#[cfg(feature = "hub")]
 #[test]
 fn hub_datasets_load_offline_from_the_cache() {
+    use resa_data::{HubOptions, load_dataset_with};
     let cache = tempfile::tempdir().expect("tmp");
     let repo = cache.path().join("datasets--agentica-org--DeepScaleR-Preview-Dataset");
     let rev = "fedcba9876543210fedcba9876543210fedcba98";
@@ -64,19 +66,24 @@ fn hub_datasets_load_offline_from_the_cache() {
     std::fs::create_dir_all(&snap).expect("mkdir");
     std::fs::copy(fixture("qa_zstd.parquet"), snap.join("deepscaler.parquet")).expect("cp");
     let hub = HubOptions { cache_dir: Some(cache.path().to_path_buf()), offline: true };
-    let result = load_dataset_with("deepscaler", "train", &ReadOptions::default(), &hub);
-    if cfg!(feature = "hub") {
-        let (rows, _, source) = result.expect("cached dataset");
-        assert_eq!(rows.len(), 10);
-        assert!(matches!(source, Source::Hub { ref repo, .. } if repo == "agentica-org/DeepScaleR-Preview-Dataset"));
-        let (rows, _, _) =
-            load_dataset_with("agentica-org/DeepScaleR-Preview-Dataset", "train", &ReadOptions::default(), &hub)
-                .expect("by id");
-        assert_eq!(rows.len(), 10);
-        let err = load_dataset_with("nobody/nothing", "train", &ReadOptions::default(), &hub).expect_err("miss");
-        assert!(err.to_string().contains("nobody/nothing") && err.to_string().contains("HF_HUB_OFFLINE"), "{err}");
-    } else {
-        let err = result.expect_err("needs the hub feature");
+    let (rows, _, source) =
+        load_dataset_with("deepscaler", "train", &ReadOptions::default(), &hub).expect("cached dataset");
+    assert_eq!(rows.len(), 10);
+    assert!(matches!(source, Source::Hub { ref repo, .. } if repo == "agentica-org/DeepScaleR-Preview-Dataset"));
+    let (rows, _, _) =
+        load_dataset_with("agentica-org/DeepScaleR-Preview-Dataset", "train", &ReadOptions::default(), &hub)
+            .expect("by id");
+    assert_eq!(rows.len(), 10);
+    let err = load_dataset_with("nobody/nothing", "train", &ReadOptions::default(), &hub).expect_err("miss");
+    assert!(err.to_string().contains("nobody/nothing") && err.to_string().contains("HF_HUB_OFFLINE"), "{err}");
+}
+
+/// Without the `hub` feature, registry names and hub ids say that they need it.
+#[cfg(not(feature = "hub"))]
+#[test]
+fn hub_datasets_without_the_feature_say_so() {
+    for spec in ["deepscaler", "agentica-org/DeepScaleR-Preview-Dataset"] {
+        let err = load_dataset(spec, "train", &ReadOptions::default()).expect_err("needs the hub feature");
         assert!(err.to_string().contains("`hub` feature"), "{err}");
     }
 }

@@ -182,12 +182,17 @@ pub struct TaskSources {
     /// Seed of the per-question choice shuffle of GPQA.
     pub gpqa_seed: u64,
     /// Fetch math sets from the hub when no folder holds them (feature `hub`).
+    #[cfg(feature = "hub")]
     pub hub: bool,
 }
 
 /// Loads a benchmark by name: `aime24`, `aime25`, `amc23`, `math500`, `minerva` from
 /// `eval_dir` (or the hub), `gpqa_diamond` from the user's CSV, `toy` from the toy world.
 pub fn load_task(name: &str, sources: &TaskSources) -> Result<Task> {
+    #[cfg(feature = "hub")]
+    let hub = sources.hub;
+    #[cfg(not(feature = "hub"))]
+    let hub = false;
     if name == "toy" {
         return Ok(Task::toy(0, 200));
     }
@@ -209,19 +214,26 @@ pub fn load_task(name: &str, sources: &TaskSources) -> Result<Task> {
         if file.is_file() {
             return Ok(Task::math(spec.name, &load_problems(&file)?));
         }
-        if !sources.hub {
+        if !hub {
             return Err(Error::MissingData {
                 task: spec.name.into(),
                 message: format!("{} does not exist", file.display()),
             });
         }
     }
-    if sources.hub {
+    #[cfg(feature = "hub")]
+    if hub {
         return load_from_hub(spec);
     }
     Err(Error::MissingData {
         task: spec.name.into(),
-        message: "give a folder of benchmark JSONL files (--eval-dir) or allow the hub".into(),
+        message: if cfg!(feature = "hub") {
+            "give a folder of benchmark JSONL files (--eval-dir) or allow the hub (--hub)".into()
+        } else {
+            "give a folder of benchmark JSONL files (--eval-dir); reading them from the hub needs a build with the \
+             `hub` feature"
+                .into()
+        },
     })
 }
 
@@ -241,14 +253,6 @@ fn load_from_hub(spec: &TaskSpec) -> Result<Task> {
         })
         .collect();
     Ok(Task::math(spec.name, &problems))
-}
-
-#[cfg(not(feature = "hub"))]
-fn load_from_hub(spec: &TaskSpec) -> Result<Task> {
-    Err(Error::MissingData {
-        task: spec.name.into(),
-        message: format!("reading {} from the hub needs the `hub` feature", spec.hub_id),
-    })
 }
 
 /// Reads GPQA's CSV (`Question`, `Correct Answer`, `Incorrect Answer 1..3`) and shuffles the
