@@ -95,7 +95,7 @@ fn run_on<B: Backend>(args: &EvalArgs, device: &B::Device) -> anyhow::Result<()>
     } else {
         args.tasks.clone()
     };
-    #[allow(unused_mut)]
+    #[allow(unused_mut, clippy::needless_update)] // the hub field exists in hub builds only
     let mut sources = TaskSources {
         eval_dir: args.eval_dir.clone(),
         gpqa_csv: args.gpqa.clone(),

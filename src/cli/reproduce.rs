@@ -98,7 +98,7 @@ fn reproduce<B: Backend>(args: &ReproduceArgs, chosen: &[&Experiment], device: &
     let runs = args.runs.clone().unwrap_or_else(|| PathBuf::from(if args.tiny { "runs/tiny" } else { "runs" }));
     let tiny =
         if args.tiny { Some(TinyAssets::prepare::<B>(&args.toy_model, &runs.join("_toy"), device)?) } else { None };
-    #[allow(unused_mut)]
+    #[allow(unused_mut)] // set only in hub builds
     let mut sources =
         TaskSources { eval_dir: args.eval_dir.clone(), gpqa_csv: args.gpqa.clone(), ..TaskSources::default() };
     #[cfg(feature = "hub")]
