@@ -49,6 +49,27 @@ impl fmt::Display for DeviceSpec {
     }
 }
 
+/// `--device` and `--dtype`, as every command that computes takes them
+/// (`#[command(flatten)]`).
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct ComputeArgs {
+    /// cpu, ndarray, wgpu, cuda or cuda:N (the backends this build has).
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceSpec,
+    /// Compute dtype: f32 (default), bf16 or f16; weights are converted on load (SAEs and
+    /// optimizer state stay f32).
+    #[arg(long, default_value = "f32", value_parser = parse_dtype)]
+    pub dtype: DType,
+}
+
+/// `--device` alone, for commands that compute in f32 only.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct DeviceArgs {
+    /// cpu, ndarray, wgpu, cuda or cuda:N (the backends this build has).
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceSpec,
+}
+
 /// Parses `f32`, `bf16` or `f16`.
 pub fn parse_dtype(s: &str) -> Result<DType, String> {
     match s {

@@ -1,8 +1,8 @@
 //! `resa bench`: the fixed workloads of `resa::bench` (what `cargo xtask bench` runs).
 
-use burn::tensor::{DType, backend::Backend};
+use burn::tensor::backend::Backend;
 use resa::bench::{BenchOptions, BenchResult, BenchSize, run_benches};
-use resa::device::{DeviceSpec, parse_dtype};
+use resa::device::ComputeArgs;
 use resa::with_backend;
 
 /// Arguments of `resa bench`.
@@ -17,9 +17,6 @@ pub struct BenchArgs {
     /// Shapes: `cpu` (the default workloads) or `1.5b` (R1-Distill-Qwen-1.5B, for a GPU).
     #[arg(long, default_value = "cpu")]
     pub size: BenchSize,
-    /// Compute dtype of the models: f32 (default) or bf16.
-    #[arg(long, default_value = "f32", value_parser = parse_dtype)]
-    pub dtype: DType,
     /// The device's peak rate in TFLOP/s for the dtype (e.g. 989 for an H100 SXM in bf16);
     /// adds a model-FLOPs-utilisation column.
     #[arg(long)]
@@ -27,18 +24,18 @@ pub struct BenchArgs {
     /// Print one JSON object per workload instead of a table.
     #[arg(long)]
     pub json: bool,
-    /// cpu, ndarray, wgpu, cuda or cuda:N.
-    #[arg(long, default_value = "cpu")]
-    pub device: DeviceSpec,
+    /// Where and in which dtype to compute.
+    #[command(flatten)]
+    pub compute: ComputeArgs,
 }
 
 /// Runs the command.
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let spec = args.device;
+    let spec = args.compute.device;
     if !args.json {
         println!(
             "device {spec}, {:?}, {:?} shapes, {} threads available",
-            args.dtype,
+            args.compute.dtype,
             args.size,
             std::thread::available_parallelism().map_or(0, |n| n.get())
         );
@@ -67,7 +64,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             );
         }
     };
-    let opts = BenchOptions { only: args.only.clone(), repeats: args.repeats, size: args.size, dtype: args.dtype };
+    let opts =
+        BenchOptions { only: args.only.clone(), repeats: args.repeats, size: args.size, dtype: args.compute.dtype };
     with_backend!(spec, |B, device| { bench::<B>(&device, &opts, &mut print) })
 }
 

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use burn::backend::Autodiff;
 use burn::tensor::{DType, Int, Tensor, TensorData, backend::Backend};
-use resa::device::{DeviceSpec, parse_dtype};
+use resa::device::ComputeArgs;
 use resa::qwen2::safetensors_io::{OwnedTensor, StoredDtype, write_safetensors};
 use resa::qwen2::{AdapterMode, Hookpoint, Qwen2ForCausalLM, hub};
 use resa::sae::{SparseCoder, resolve_sae};
@@ -49,19 +49,16 @@ pub struct Stage2StepArgs {
     /// detach (default), straight-through or flow.
     #[arg(long, default_value = "detach")]
     pub sae_grad: SaeGrad,
-    /// cpu, ndarray, wgpu, cuda or cuda:N.
-    #[arg(long, default_value = "cpu")]
-    pub device: DeviceSpec,
-    /// Compute dtype of the model.
-    #[arg(long, default_value = "f32", value_parser = parse_dtype)]
-    pub dtype: DType,
+    /// Where and in which dtype to compute.
+    #[command(flatten)]
+    pub compute: ComputeArgs,
 }
 
 /// Runs a `resa debug` subcommand.
 pub fn run(cmd: DebugCommand) -> anyhow::Result<()> {
     match cmd {
         DebugCommand::Stage2Step(args) => {
-            let spec = args.device;
+            let spec = args.compute.device;
             with_backend!(spec, |B, device| { stage2_step::<B>(&args, &device) })
         }
     }
@@ -69,7 +66,7 @@ pub fn run(cmd: DebugCommand) -> anyhow::Result<()> {
 
 fn stage2_step<B: Backend>(args: &Stage2StepArgs, device: &B::Device) -> anyhow::Result<()> {
     let dir = hub::resolve_model(&args.model)?;
-    let mut model = Qwen2ForCausalLM::<Autodiff<B>>::from_pretrained(&dir, device, args.dtype)?;
+    let mut model = Qwen2ForCausalLM::<Autodiff<B>>::from_pretrained(&dir, device, args.compute.dtype)?;
     let hookpoint = Hookpoint::parse_for(&args.hookpoint, model.config().num_hidden_layers)?;
     resa::lora::load_adapter(&mut model, &args.adapter)?;
     let model = resa::lora::trainable(model);

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use burn::tensor::backend::Backend;
 use resa::demo::{DemoConfig, DemoEvent, run_demo, table};
-use resa::device::DeviceSpec;
+use resa::device::DeviceArgs;
 use resa::pipeline::PipelineEvent;
 use resa::with_backend;
 
@@ -32,9 +32,9 @@ pub struct DemoArgs {
     /// Test problems per model.
     #[arg(long)]
     pub test_problems: Option<usize>,
-    /// cpu, ndarray, wgpu, cuda or cuda:N.
-    #[arg(long, default_value = "cpu")]
-    pub device: DeviceSpec,
+    /// Where to compute.
+    #[command(flatten)]
+    pub device: DeviceArgs,
 }
 
 /// Runs the command.
@@ -57,7 +57,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     cfg.stage1_steps = args.stage1_steps.unwrap_or(cfg.stage1_steps);
     cfg.stage2_steps = args.stage2_steps.unwrap_or(cfg.stage2_steps);
     cfg.test_problems = args.test_problems.unwrap_or(cfg.test_problems);
-    let spec = args.device;
+    let spec = args.device.device;
     with_backend!(spec, |B, device| { demo::<B>(&cfg, &device) })
 }
 

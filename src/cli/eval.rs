@@ -6,8 +6,8 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use burn::tensor::{DType, backend::Backend};
-use resa::device::{DeviceSpec, parse_dtype};
+use burn::tensor::backend::Backend;
+use resa::device::ComputeArgs;
 use resa::eval::{EvalConfig, Progress, TASKS, TaskSources, evaluate, load_task};
 use resa::qwen2::{Qwen2ForCausalLM, Sampling, Tokenizer, hub};
 use resa::with_backend;
@@ -75,17 +75,14 @@ pub struct EvalArgs {
     /// A system message before each question.
     #[arg(long)]
     pub system_prompt: Option<String>,
-    /// cpu, ndarray, wgpu, cuda or cuda:N.
-    #[arg(long, default_value = "cpu")]
-    pub device: DeviceSpec,
-    /// Compute dtype: f32 (default), bf16 or f16.
-    #[arg(long, default_value = "f32", value_parser = parse_dtype)]
-    pub dtype: DType,
+    /// Where and in which dtype to compute.
+    #[command(flatten)]
+    pub compute: ComputeArgs,
 }
 
 /// Runs the command.
 pub fn run(args: EvalArgs) -> anyhow::Result<()> {
-    let spec = args.device;
+    let spec = args.compute.device;
     with_backend!(spec, |B, device| { run_on::<B>(&args, &device) })
 }
 
@@ -119,7 +116,7 @@ fn run_on<B: Backend>(args: &EvalArgs, device: &B::Device) -> anyhow::Result<()>
     let dir = hub::resolve_model(&args.model)?;
     let tokenizer =
         Tokenizer::from_dir(&dir).with_context(|| format!("evaluation needs the tokenizer of {}", dir.display()))?;
-    let mut model = Qwen2ForCausalLM::<B>::from_pretrained(&dir, device, args.dtype)?;
+    let mut model = Qwen2ForCausalLM::<B>::from_pretrained(&dir, device, args.compute.dtype)?;
     let mut label = args.model.clone();
     if let Some(adapter) = &args.adapter {
         resa::lora::load_adapter(&mut model, adapter)?;

@@ -8,8 +8,8 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use anyhow::Context as _;
-use burn::tensor::{DType, backend::Backend};
-use resa::device::{DeviceSpec, parse_dtype};
+use burn::tensor::backend::Backend;
+use resa::device::ComputeArgs;
 use resa::features::extract::top_contexts;
 use resa::features::{GmmOptions, R1_SYSTEM_PROMPT, analyze, extract, read_scores};
 use resa::qwen2::{Hookpoint, Qwen2ForCausalLM, Tokenizer, hub};
@@ -59,24 +59,21 @@ pub struct FeaturesArgs {
     /// Output folder.
     #[arg(long)]
     pub out: PathBuf,
-    /// cpu, ndarray, wgpu, cuda or cuda:N.
-    #[arg(long, default_value = "cpu")]
-    pub device: DeviceSpec,
-    /// Compute dtype: f32 (default), bf16 or f16.
-    #[arg(long, default_value = "f32", value_parser = parse_dtype)]
-    pub dtype: DType,
+    /// Where and in which dtype to compute.
+    #[command(flatten)]
+    pub compute: ComputeArgs,
 }
 
 /// Runs the command.
 pub fn run(args: FeaturesArgs) -> anyhow::Result<()> {
-    let spec = args.device;
+    let spec = args.compute.device;
     with_backend!(spec, |B, device| { run_on::<B>(&args, &device) })
 }
 
 fn run_on<B: Backend>(args: &FeaturesArgs, device: &B::Device) -> anyhow::Result<()> {
     let dir = hub::resolve_model(&args.model)?;
     let tokenizer = Tokenizer::from_dir(&dir)?;
-    let model = Qwen2ForCausalLM::<B>::from_pretrained(&dir, device, args.dtype)?;
+    let model = Qwen2ForCausalLM::<B>::from_pretrained(&dir, device, args.compute.dtype)?;
     let layers = model.config().num_hidden_layers;
     let mut saes = Vec::new();
     for (name, sae) in SparseCoder::<B>::load_many(&args.saes, device)? {

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use burn::tensor::{DType, Int, Tensor, TensorData, backend::Backend};
-use resa::device::{DeviceSpec, parse_dtype};
+use resa::device::ComputeArgs;
 use resa::qwen2::safetensors_io::{OwnedTensor, StoredDtype, write_safetensors};
 use resa::qwen2::{ForwardInput, Hookpoint, Hooks, Qwen2ForCausalLM, hub};
 use resa::with_backend;
@@ -33,12 +33,9 @@ pub struct ForwardArgs {
     /// Hookpoint to capture (`layers.N` or `layers.N.mlp`); repeatable.
     #[arg(long = "hookpoint")]
     pub hookpoints: Vec<String>,
-    /// cpu, ndarray, wgpu, cuda or cuda:N.
-    #[arg(long, default_value = "cpu")]
-    pub device: DeviceSpec,
-    /// Compute dtype: f32 (default), bf16 or f16. Weights are converted on load.
-    #[arg(long, default_value = "f32", value_parser = parse_dtype)]
-    pub dtype: DType,
+    /// Where and in which dtype to compute.
+    #[command(flatten)]
+    pub compute: ComputeArgs,
 }
 
 /// Reads the ids file: a non-empty list of non-empty rows of equal length.
@@ -67,13 +64,13 @@ pub fn read_ids(path: &PathBuf) -> anyhow::Result<(Vec<i64>, [usize; 2])> {
 
 /// Runs the command.
 pub fn run(args: ForwardArgs) -> anyhow::Result<()> {
-    let spec = args.device;
+    let spec = args.compute.device;
     with_backend!(spec, |B, device| { forward::<B>(&args, &device) })
 }
 
 fn forward<B: Backend>(args: &ForwardArgs, device: &B::Device) -> anyhow::Result<()> {
     let dir = hub::resolve_model(&args.model)?;
-    let mut model = Qwen2ForCausalLM::<B>::from_pretrained(&dir, device, args.dtype)?;
+    let mut model = Qwen2ForCausalLM::<B>::from_pretrained(&dir, device, args.compute.dtype)?;
     if let Some(adapter) = &args.adapter {
         resa::lora::load_adapter(&mut model, adapter)?;
     }

@@ -4,8 +4,8 @@
 //! `{"ids": [new ids], "text": "..."}`. Stable, like `resa forward`.
 
 use anyhow::{Context, bail};
-use burn::tensor::{DType, backend::Backend};
-use resa::device::{DeviceSpec, parse_dtype};
+use burn::tensor::backend::Backend;
+use resa::device::ComputeArgs;
 use resa::qwen2::{ChatMessage, GenerationConfig, Qwen2ForCausalLM, Sampling, Tokenizer, generate, hub};
 use resa::with_backend;
 
@@ -48,17 +48,14 @@ pub struct GenerateArgs {
     /// Print `{"ids": [...], "text": "..."}` as the last line.
     #[arg(long)]
     pub json: bool,
-    /// cpu, ndarray, wgpu, cuda or cuda:N.
-    #[arg(long, default_value = "cpu")]
-    pub device: DeviceSpec,
-    /// Compute dtype: f32 (default), bf16 or f16.
-    #[arg(long, default_value = "f32", value_parser = parse_dtype)]
-    pub dtype: DType,
+    /// Where and in which dtype to compute.
+    #[command(flatten)]
+    pub compute: ComputeArgs,
 }
 
 /// Runs the command.
 pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
-    let spec = args.device;
+    let spec = args.compute.device;
     with_backend!(spec, |B, device| { run_on::<B>(&args, &device) })
 }
 
@@ -75,7 +72,7 @@ fn run_on<B: Backend>(args: &GenerateArgs, device: &B::Device) -> anyhow::Result
         }
         (None, None) => bail!("give --prompt or --prompt-ids"),
     };
-    let model = Qwen2ForCausalLM::<B>::from_pretrained(&dir, device, args.dtype)?;
+    let model = Qwen2ForCausalLM::<B>::from_pretrained(&dir, device, args.compute.dtype)?;
     let mut stop = model.config().eos_token_ids.clone();
     if let Some(eos) = tokenizer.as_ref().and_then(Tokenizer::eos_token_id) {
         stop.push(eos);

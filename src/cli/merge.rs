@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::bail;
 use burn::tensor::{DType, backend::Backend};
-use resa::device::DeviceSpec;
+use resa::device::DeviceArgs;
 use resa::lora::{base_dtype, load_adapter, save_merged};
 use resa::qwen2::safetensors_io::StoredDtype;
 use resa::qwen2::{Qwen2ForCausalLM, hub};
@@ -27,14 +27,14 @@ pub struct MergeArgs {
     /// Stored dtype of the merged weights: bf16, f16 or f32 (default: the base model's).
     #[arg(long)]
     pub dtype: Option<String>,
-    /// Where to compute (the merge is one matrix product per adapted layer, in f32).
-    #[arg(long, default_value = "cpu")]
-    pub device: DeviceSpec,
+    /// Where to compute.
+    #[command(flatten)]
+    pub device: DeviceArgs,
 }
 
 /// Runs the command.
 pub fn run(args: MergeArgs) -> anyhow::Result<()> {
-    let spec = args.device;
+    let spec = args.device.device;
     with_backend!(spec, |B, device| { merge::<B>(&args, &device) })
 }
 

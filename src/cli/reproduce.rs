@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 
 use anyhow::bail;
-use burn::tensor::{DType, backend::Backend};
-use resa::device::{DeviceSpec, parse_dtype};
+use burn::tensor::backend::Backend;
+use resa::device::ComputeArgs;
 use resa::eval::TaskSources;
 use resa::pipeline::PipelineEvent;
 use resa::reproduce::{
@@ -58,12 +58,9 @@ pub struct ReproduceArgs {
     #[cfg(feature = "hub")]
     #[arg(long)]
     pub hub: bool,
-    /// cpu, ndarray, wgpu, cuda or cuda:N.
-    #[arg(long, default_value = "cpu")]
-    pub device: DeviceSpec,
-    /// Compute dtype (bf16 on CUDA for the real models).
-    #[arg(long, default_value = "f32", value_parser = parse_dtype)]
-    pub dtype: DType,
+    /// Where and in which dtype to compute.
+    #[command(flatten)]
+    pub compute: ComputeArgs,
 }
 
 /// Runs the command.
@@ -90,7 +87,7 @@ pub fn run_command(args: ReproduceArgs) -> anyhow::Result<()> {
             ),
         }
     };
-    let spec = args.device;
+    let spec = args.compute.device;
     with_backend!(spec, |B, device| { reproduce::<B>(&args, &chosen, &device) })
 }
 
@@ -105,7 +102,7 @@ fn reproduce<B: Backend>(args: &ReproduceArgs, chosen: &[&Experiment], device: &
     {
         sources.hub = args.hub;
     }
-    let opts = RunOptions { dtype: args.dtype, sources, tiny_eval: args.tiny.then_some((4, 24)) };
+    let opts = RunOptions { dtype: args.compute.dtype, sources, tiny_eval: args.tiny.then_some((4, 24)) };
     let rate = args.gpu_seconds_per_step.unwrap_or(resa::reproduce::PAPER_STAGE2_GPU_SECONDS_PER_STEP);
     if !(rate.is_finite() && rate > 0.0) {
         bail!("--gpu-seconds-per-step {rate}: must be a positive number of seconds");

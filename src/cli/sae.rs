@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use burn::tensor::{Int, Tensor, TensorData, backend::Backend};
-use resa::device::DeviceSpec;
+use resa::device::DeviceArgs;
 use resa::qwen2::safetensors_io::{OwnedTensor, SafetensorsReader, StoredDtype, write_safetensors};
 use resa::sae::{SparseCoder, resolve_sae};
 use resa::with_backend;
@@ -35,16 +35,16 @@ pub struct EncodeArgs {
     /// Output safetensors file.
     #[arg(long)]
     pub out: PathBuf,
-    /// cpu, ndarray, wgpu, cuda or cuda:N.
-    #[arg(long, default_value = "cpu")]
-    pub device: DeviceSpec,
+    /// Where to compute.
+    #[command(flatten)]
+    pub device: DeviceArgs,
 }
 
 /// Runs a `resa sae` subcommand.
 pub fn run(cmd: SaeCommand) -> anyhow::Result<()> {
     match cmd {
         SaeCommand::Encode(args) => {
-            let spec = args.device;
+            let spec = args.device.device;
             with_backend!(spec, |B, device| { encode::<B>(&args, &device) })
         }
     }

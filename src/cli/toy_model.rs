@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use burn::tensor::backend::Backend;
-use resa::device::DeviceSpec;
+use resa::device::DeviceArgs;
 use resa::toy_model::{ToyModelConfig, train_toy_model};
 use resa::tune::StepMetrics;
 use resa::with_backend;
@@ -24,9 +24,9 @@ pub struct ToyModelArgs {
     /// Held-out problems for the accuracy check.
     #[arg(long)]
     pub test_problems: Option<usize>,
-    /// cpu, ndarray, wgpu, cuda or cuda:N.
-    #[arg(long, default_value = "cpu")]
-    pub device: DeviceSpec,
+    /// Where to compute.
+    #[command(flatten)]
+    pub device: DeviceArgs,
 }
 
 /// Runs the command.
@@ -41,7 +41,7 @@ pub fn run(args: ToyModelArgs) -> anyhow::Result<()> {
     if let Some(n) = args.test_problems {
         cfg.test_problems = n;
     }
-    let spec = args.device;
+    let spec = args.device.device;
     with_backend!(spec, |B, device| { train::<B>(&cfg, &device, &args) })
 }
 

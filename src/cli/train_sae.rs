@@ -4,9 +4,9 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use burn::backend::Autodiff;
-use burn::tensor::{DType, backend::Backend};
+use burn::tensor::backend::Backend;
 use resa::data::{ChunkOptions, ReadOptions, Template, chunk_texts, load_dataset};
-use resa::device::{DeviceSpec, parse_dtype};
+use resa::device::ComputeArgs;
 use resa::qwen2::{Hookpoint, Qwen2ForCausalLM, Tokenizer, hub};
 use resa::sae::{OptimizerKind, Progress, SaeInit, Stage1Options, TrainConfig, train_saes_with};
 use resa::with_backend;
@@ -95,17 +95,14 @@ pub struct TrainSaeArgs {
     /// Continue from the checkpoint in `--out`.
     #[arg(long)]
     pub resume: bool,
-    /// cpu, ndarray, wgpu, cuda or cuda:N.
-    #[arg(long, default_value = "cpu")]
-    pub device: DeviceSpec,
-    /// Dtype of the source model's forward (the SAEs train in f32).
-    #[arg(long, default_value = "f32", value_parser = parse_dtype)]
-    pub dtype: DType,
+    /// Where and in which dtype to compute.
+    #[command(flatten)]
+    pub compute: ComputeArgs,
 }
 
 /// Runs the command.
 pub fn run(args: TrainSaeArgs) -> anyhow::Result<()> {
-    let spec = args.device;
+    let spec = args.compute.device;
     with_backend!(spec, |B, device| { train::<B>(&args, &device) })
 }
 
@@ -145,7 +142,7 @@ fn load_chunks(args: &TrainSaeArgs, dir: &std::path::Path) -> anyhow::Result<Vec
 
 fn train<B: Backend>(args: &TrainSaeArgs, device: &B::Device) -> anyhow::Result<()> {
     let dir = hub::resolve_model(&args.model)?;
-    let model = Qwen2ForCausalLM::<B>::from_pretrained(&dir, device, args.dtype)?;
+    let model = Qwen2ForCausalLM::<B>::from_pretrained(&dir, device, args.compute.dtype)?;
     let layers = model.config().num_hidden_layers;
     for h in &args.hookpoints {
         h.check(layers)?;

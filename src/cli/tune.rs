@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use burn::backend::Autodiff;
 use burn::tensor::{DType, backend::Backend};
-use resa::device::{DeviceSpec, parse_dtype};
+use resa::device::ComputeArgs;
 use resa::pipeline::pipeline::ObjectiveKind;
 use resa::pipeline::{PipelineConfig, PipelineEvent, run_pipeline};
 use resa::with_backend;
@@ -37,12 +37,9 @@ pub struct TuneArgs {
     /// (`--device cuda:0 --data-parallel 4` uses cuda:0…cuda:3); overrides `stage2.data_parallel`.
     #[arg(long)]
     pub data_parallel: Option<usize>,
-    /// cpu, ndarray, wgpu, cuda or cuda:N.
-    #[arg(long, default_value = "cpu")]
-    pub device: DeviceSpec,
-    /// Compute dtype (bf16 on CUDA for real models).
-    #[arg(long, default_value = "f32", value_parser = parse_dtype)]
-    pub dtype: DType,
+    /// Where and in which dtype to compute.
+    #[command(flatten)]
+    pub compute: ComputeArgs,
 }
 
 /// Runs the command.
@@ -68,8 +65,8 @@ pub fn run(args: TuneArgs) -> anyhow::Result<()> {
     let file = args.config.display().to_string();
     cfg.validate(&file)?;
     cfg.validate_models(&file)?;
-    let spec = args.device;
-    with_backend!(spec, |B, device| { tune::<B>(&cfg, &device, args.dtype) })
+    let spec = args.compute.device;
+    with_backend!(spec, |B, device| { tune::<B>(&cfg, &device, args.compute.dtype) })
 }
 
 fn tune<B: Backend>(cfg: &PipelineConfig, device: &B::Device, dtype: DType) -> anyhow::Result<()> {
