@@ -28,10 +28,11 @@ use resa_data::Template;
 use resa_data::toy::{self, ToyWorld};
 use resa_eval::{EvalConfig, Report, Task, compare_markdown};
 use resa_qwen2::{Hookpoint, Qwen2ForCausalLM, Sampling, Tokenizer};
-use resa_sae::{SaeInit, SparseCoder, Stage1Options, train_saes_with};
+use resa_sae::SparseCoder;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::stage::{SaeTraining, run_stage};
 
 /// Settings of the demo (the defaults take a few minutes on two cores).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -258,7 +259,7 @@ pub fn run_demo<B: Backend>(
     lap("evaluation", &mut seconds);
 
     on_event(DemoEvent::Begin("reasoning features (SAEs on every layer)"));
-    let features = reasoning_features::<B>(cfg, &tuned_cfg.data, &train, device, on_event)?;
+    let features = reasoning_features::<B>(cfg, &tuned_cfg, device, on_event)?;
     lap("features", &mut seconds);
 
     let report = DemoReport {
@@ -292,48 +293,24 @@ fn loss_ends(path: &Path) -> Option<(f32, f32)> {
     Some((mean(&losses[..n]), mean(&losses[losses.len() - n..])))
 }
 
-/// Stage I on every layer of the toy model (skipped when its SAEs exist), then
+/// Stage I on every layer of the toy model ([`SaeTraining`] with the SAE-Tuning run's
+/// `[sae]` and trigger data, into `features/stage1/`; skipped when its SAEs exist), then
 /// [`resa_features::extract`] on the R1 system prompt and [`resa_features::analyze`].
 fn reasoning_features<B: Backend>(
     cfg: &DemoConfig,
-    data: &DataSection,
-    train: &Path,
+    tuned: &PipelineConfig,
     device: &B::Device,
     on_event: &mut dyn FnMut(DemoEvent<'_>),
 ) -> Result<resa_features::Analysis> {
     let dir = cfg.out.join("features");
-    let saes_dir = dir.join("saes");
     let model = Qwen2ForCausalLM::<B>::from_pretrained(&cfg.model, device, DType::F32)?;
     let layers = model.config().num_hidden_layers;
     let hookpoints: Vec<Hookpoint> = (0..layers).map(Hookpoint::Residual).collect();
-    let stamp =
-        serde_json::to_string(&(cfg.num_latents, cfg.k, cfg.stage1_steps, cfg.seed, cfg.train_rows, &cfg.model))
-            .map_err(|e| Error::json("the feature stage's stamp", e))?;
-    if std::fs::read_to_string(saes_dir.join("done.json")).is_ok_and(|s| s == stamp) {
-        on_event(DemoEvent::Pipeline("features", PipelineEvent::Skipped("stage I")));
-    } else {
-        let chunks = crate::pipeline::prepare_chunks(data, &train.display().to_string(), &cfg.model)?;
-        let options = Stage1Options {
-            hookpoints: hookpoints.clone(),
-            init: SaeInit::Scratch {
-                num_latents: Some(cfg.num_latents),
-                expansion_factor: 64,
-                k: cfg.k,
-                seed: cfg.seed,
-            },
-            train: Default::default(),
-            batch_size: 8,
-            save_every: 1000,
-            max_steps: Some(cfg.stage1_steps),
-            out: saes_dir.clone(),
-            resume: false,
-        };
-        train_saes_with::<Autodiff<B>>(&model, &chunks, &options, &mut |p| {
-            let fvu = p.metrics.iter().map(|(_, m)| m.fvu).sum::<f32>() / p.metrics.len().max(1) as f32;
-            on_event(DemoEvent::Pipeline("features", PipelineEvent::Stage1 { step: p.step, total: p.total, fvu }));
-        })?;
-        resa_qwen2::safetensors_io::write_atomic(saes_dir.join("done.json"), stamp.as_bytes())?;
-    }
+    let every_layer = PipelineConfig { out: dir.clone(), ..tuned.clone() };
+    let stage = SaeTraining { cfg: &every_layer, hookpoints: hookpoints.clone(), source_dir: cfg.model.clone() };
+    let (saes_dir, _) = run_stage::<Autodiff<B>, _>(&stage, device, DType::F32, &mut |e| {
+        on_event(DemoEvent::Pipeline("features", e));
+    })?;
     let saes = hookpoints
         .iter()
         .map(|h| Ok((*h, SparseCoder::<B>::load(saes_dir.join(h.to_string()), device)?)))

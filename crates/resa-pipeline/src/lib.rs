@@ -5,7 +5,9 @@ pub mod demo;
 pub mod error;
 pub mod pipeline;
 pub mod reproduce;
+pub mod stage;
 pub mod toy_model;
 
 pub use error::{Error, Result};
 pub use pipeline::{PipelineConfig, PipelineEvent, PipelineReport, run_pipeline};
+pub use stage::{AdapterTraining, Merge, SaeTraining, Stage, run_stage};

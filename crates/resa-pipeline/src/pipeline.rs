@@ -33,15 +33,14 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::{DType, backend::AutodiffBackend};
 use resa_data::{ChunkOptions, ReadOptions, Template, chunk_texts, load_dataset};
-use resa_lora::LoraConfig;
-use resa_qwen2::safetensors_io::write_atomic;
 use resa_qwen2::{Hookpoint, Qwen2ForCausalLM, Tokenizer, hub};
-use resa_sae::{SaeInit, SparseCoder, Stage1Options, TrainConfig as SaeTrainConfig, resolve_sae, train_saes_with};
+use resa_sae::resolve_sae;
 use serde::{Deserialize, Serialize};
 
-use resa_tune::{LrSchedule, Objective, SaeGrad, SaeTuning, Sft, StepMetrics, TuneConfig, train_adapters};
+use resa_tune::{SaeGrad, StepMetrics};
 
 use crate::error::{Error, Result};
+use crate::stage::{AdapterTraining, Merge, SaeTraining, Stage, run_stage};
 
 /// A model reference.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -578,14 +577,10 @@ pub fn prepare_chunks(data: &DataSection, spec: &str, model_dir: &Path) -> Resul
     Ok(chunks.chunks)
 }
 
-fn up_to_date(dir: &Path, stamp: &str) -> bool {
-    std::fs::read_to_string(dir.join("done.json")).is_ok_and(|s| s == stamp)
-}
-
 /// What makes Stage I's output reusable: the source, the trigger data as chunked, and the
 /// SAE section with every hookpoint trained (a sweep trains several from one pass; the
 /// stamp lists them comma-joined).
-fn stage1_stamp(cfg: &PipelineConfig, hookpoints: &[Hookpoint]) -> Result<String> {
+pub(crate) fn stage1_stamp(cfg: &PipelineConfig, hookpoints: &[Hookpoint]) -> Result<String> {
     // The [sae] section's fields in their order, the hookpoints comma-joined.
     #[derive(Serialize)]
     struct SaeStamp<'a> {
@@ -622,11 +617,10 @@ fn stage1_stamp(cfg: &PipelineConfig, hookpoints: &[Hookpoint]) -> Result<String
     .map_err(|e| Error::json("the Stage I stamp", e))
 }
 
-/// Stage I alone: trains (mode `scratch`) or fine-tunes (mode `finetune`) one SAE per
-/// hookpoint of `hookpoints` on the source model, all from one activation pass over the
-/// trigger data, into `cfg.out/stage1/<hookpoint>/`. Skips itself when that folder was made
-/// from the same configuration. Returns the folder and whether it trained. `source_dir` is
-/// the resolved folder of `cfg.source`.
+/// Stage I alone ([`SaeTraining`] through [`run_stage`]): one SAE per hookpoint of
+/// `hookpoints`, all from one activation pass, into `cfg.out/stage1/<hookpoint>/`; skipped
+/// when that folder was made from the same configuration. Returns the folder and whether it
+/// trained. `source_dir` is the resolved folder of `cfg.source`.
 pub fn run_stage1<B: AutodiffBackend>(
     cfg: &PipelineConfig,
     hookpoints: &[Hookpoint],
@@ -635,48 +629,8 @@ pub fn run_stage1<B: AutodiffBackend>(
     dtype: DType,
     on_event: &mut dyn FnMut(PipelineEvent<'_>),
 ) -> Result<(PathBuf, bool)> {
-    let stage1_dir = cfg.out.join("stage1");
-    let stamp1 = stage1_stamp(cfg, hookpoints)?;
-    if up_to_date(&stage1_dir, &stamp1) {
-        on_event(PipelineEvent::Skipped("stage I"));
-        return Ok((stage1_dir, false));
-    }
-    let source = cfg.source.load::<B::InnerBackend>(source_dir, device, dtype)?;
-    let chunks = prepare_chunks(&cfg.data, &cfg.data.trigger, source_dir)?;
-    let init = match cfg.sae.mode {
-        SaeMode::Finetune => SaeInit::Finetune(PathBuf::from(cfg.sae.path.clone().ok_or_else(|| Error::Invalid {
-            file: "run configuration".into(),
-            table: "sae",
-            key: "path",
-            value: "(missing)".into(),
-            allowed: "finetune mode needs the SAE folder or hub repo".into(),
-        })?)),
-        SaeMode::Scratch => SaeInit::Scratch {
-            num_latents: Some(cfg.sae.num_latents),
-            expansion_factor: 64,
-            k: cfg.sae.k,
-            seed: cfg.sae.seed,
-        },
-        SaeMode::Pretrained => {
-            return Err(Error::Setup("[sae] mode = \"pretrained\": a pretrained SAE has no Stage I to run".into()));
-        }
-    };
-    let options = Stage1Options {
-        hookpoints: hookpoints.to_vec(),
-        init,
-        train: SaeTrainConfig { lr: cfg.sae.lr, ..SaeTrainConfig::default() },
-        batch_size: cfg.sae.batch_size,
-        save_every: 1000,
-        max_steps: cfg.sae.max_steps,
-        out: stage1_dir.clone(),
-        resume: true,
-    };
-    train_saes_with::<B>(&source, &chunks, &options, &mut |p| {
-        let fvu = p.metrics.iter().map(|(_, m)| m.fvu).sum::<f32>() / p.metrics.len().max(1) as f32;
-        on_event(PipelineEvent::Stage1 { step: p.step, total: p.total, fvu });
-    })?;
-    write_atomic(stage1_dir.join("done.json"), stamp1.as_bytes())?;
-    Ok((stage1_dir, true))
+    let stage = SaeTraining { cfg, hookpoints: hookpoints.to_vec(), source_dir: source_dir.to_path_buf() };
+    run_stage::<B, _>(&stage, device, dtype, on_event)
 }
 
 /// The folder of one hookpoint's SAE from `[sae] path` (a local folder of hookpoint folders,
@@ -707,7 +661,8 @@ pub fn run_pipeline<B: AutodiffBackend>(
     cfg.validate_against_models("run configuration", &source_dir, &target_dir)?;
     std::fs::create_dir_all(&cfg.out).map_err(|e| Error::io(&cfg.out, e))?;
 
-    // Stage I.
+    // Stage I (none for a pretrained SAE).
+    let hookpoints = vec![cfg.sae.hookpoint];
     let (sae_dir, stage1_ran) = match cfg.sae.mode {
         SaeMode::Pretrained => {
             // `validate` checked that pretrained mode names a path.
@@ -715,82 +670,34 @@ pub fn run_pipeline<B: AutodiffBackend>(
             (sae_folder(path, cfg.sae.hookpoint)?, false)
         }
         _ => {
-            let (dir, ran) =
-                run_stage1::<B>(cfg, std::slice::from_ref(&cfg.sae.hookpoint), &source_dir, device, dtype, on_event)?;
+            let stage = SaeTraining { cfg, hookpoints: hookpoints.clone(), source_dir: source_dir.clone() };
+            let (dir, ran) = run_stage::<B, _>(&stage, device, dtype, on_event)?;
             (dir.join(cfg.sae.hookpoint.to_string()), ran)
         }
     };
-    let stamp1 = stage1_stamp(cfg, std::slice::from_ref(&cfg.sae.hookpoint))?;
-
-    let stage2_dir = cfg.out.join("stage2");
-    let stamp2 = serde_json::to_string_pretty(&(&stamp1, &cfg.target, &cfg.data, &cfg.lora, &cfg.stage2, cfg.seed))
-        .map_err(|e| Error::json("the Stage II stamp", e))?;
-    let adapter = stage2_dir.join("adapter");
-    let mut report = PipelineReport {
-        sae: sae_dir.clone(),
-        stage1_ran,
-        adapter: adapter.clone(),
-        stage2_ran: false,
-        stage2_loss: None,
-        merged: None,
+    // Stage II (or the SFT baseline).
+    let stage2 = AdapterTraining {
+        cfg,
+        sae_dir: sae_dir.clone(),
+        sae_stamp: stage1_stamp(cfg, &hookpoints)?,
+        target_dir: target_dir.clone(),
     };
-    if up_to_date(&stage2_dir, &stamp2) && adapter.is_dir() {
-        on_event(PipelineEvent::Skipped("stage II"));
+    let (adapter, stage2_ran) = run_stage::<B, _>(&stage2, device, dtype, on_event)?;
+    // The merged model.
+    let merged = if cfg.stage2.merge {
+        let merge =
+            Merge { cfg, target_dir, adapter: adapter.adapter.clone(), adapter_stamp: Stage::<B>::stamp(&stage2)? };
+        Some(run_stage::<B, _>(&merge, device, dtype, on_event)?.0)
     } else {
-        let mut model = cfg.target.load::<B>(&target_dir, device, dtype)?;
-        let targets: Vec<&str> = cfg.lora.targets.iter().map(String::as_str).collect();
-        let mut lora = LoraConfig::new(cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout, &targets);
-        lora.use_rslora = cfg.lora.use_rslora;
-        lora.base_model_name_or_path = Some(cfg.target.model.clone());
-        resa_lora::attach(&mut model, &lora, cfg.seed)?;
-        let model = resa_lora::trainable(model);
-        let sae = SparseCoder::<B>::load(&sae_dir, device)?;
-        let sae_tuning = SaeTuning::new(&sae, cfg.sae.hookpoint, cfg.stage2.sae_grad);
-        let objective: &dyn Objective<B> = match cfg.stage2.objective {
-            ObjectiveKind::SaeTuning => &sae_tuning,
-            ObjectiveKind::Sft => &Sft,
-        };
-        let chunks = prepare_chunks(&cfg.data, &cfg.data.elicitation, &target_dir)?;
-        let tune = TuneConfig {
-            lr: cfg.stage2.lr,
-            schedule: match cfg.stage2.cosine {
-                Some((warmup_steps, min_lr_ratio)) => LrSchedule::Cosine { warmup_steps, min_lr_ratio },
-                None => LrSchedule::Constant,
-            },
-            epochs: cfg.stage2.epochs,
-            max_steps: cfg.stage2.max_steps,
-            batch_size: cfg.stage2.batch_size,
-            grad_accum: cfg.stage2.grad_accum,
-            data_parallel: cfg.stage2.data_parallel,
-            seed: cfg.seed,
-            save_every: cfg.stage2.save_every,
-            out: stage2_dir.clone(),
-            resume: true,
-            ..TuneConfig::default()
-        };
-        let (model, r) = train_adapters(model, &lora, objective, &chunks, &tune, &mut |m| {
-            on_event(PipelineEvent::Stage2(m));
-            true
-        })?;
-        write_atomic(stage2_dir.join("done.json"), stamp2.as_bytes())?;
-        report.stage2_ran = true;
-        report.stage2_loss = r.first_loss.zip(r.last_loss);
-        if cfg.stage2.merge {
-            let merged = cfg.out.join("merged");
-            let base = resa_lora::base_dtype(&target_dir);
-            let plain = burn::module::AutodiffModule::valid(&model);
-            resa_lora::save_merged(plain, &merged, base, Some(&target_dir))?;
-            report.merged = Some(merged);
-        }
-    }
-    if cfg.stage2.merge && report.merged.is_none() {
-        let merged = cfg.out.join("merged");
-        if !merged.join("config.json").is_file() {
-            let mut model = cfg.target.load::<B::InnerBackend>(&target_dir, device, DType::F32)?;
-            resa_lora::load_adapter(&mut model, &adapter)?;
-            resa_lora::save_merged(model, &merged, resa_lora::base_dtype(&target_dir), Some(&target_dir))?;
-        }
-        report.merged = Some(merged);
-    }
+        None
+    };
+    let report = PipelineReport {
+        sae: sae_dir,
+        stage1_ran,
+        adapter: adapter.adapter,
+        stage2_ran,
+        stage2_loss: adapter.loss,
+        merged,
+    };
     Ok(report)
 }

@@ -1,0 +1,292 @@
+//! Stages as values: each has its configuration, a stamp (what makes its output reusable)
+//! and a `run` that writes its artifacts atomically; [`run_stage`] skips a stage whose
+//! stamp file matches and whose output is on disk, and writes the stamp after a run.
+//! [`run_pipeline`](crate::run_pipeline), the paper's experiments and the demo are
+//! compositions of these stages.
+
+use std::path::PathBuf;
+
+use burn::tensor::{DType, backend::AutodiffBackend};
+use resa_lora::LoraConfig;
+use resa_qwen2::Hookpoint;
+use resa_qwen2::safetensors_io::write_atomic;
+use resa_sae::{SaeInit, SparseCoder, Stage1Options, TrainConfig as SaeTrainConfig, train_saes_with};
+use resa_tune::{LrSchedule, Objective, SaeTuning, Sft, TuneConfig, train_adapters};
+
+use crate::error::{Error, Result};
+use crate::pipeline::{ObjectiveKind, PipelineConfig, PipelineEvent, SaeMode, prepare_chunks, stage1_stamp};
+
+/// One stage of a run on backend `B`.
+pub trait Stage<B: AutodiffBackend> {
+    /// What the stage hands to the next (a folder, a report).
+    type Output;
+
+    /// Its name in events and messages (`stage I`).
+    fn name(&self) -> &'static str;
+
+    /// The file that holds the stamp of the finished output.
+    fn stamp_file(&self) -> PathBuf;
+
+    /// What makes the output reusable: a rerun with the same stamp is skipped.
+    fn stamp(&self) -> Result<String>;
+
+    /// The output of a finished run as found on disk, or `None` when it is incomplete
+    /// (then the stage runs again even though the stamp matches).
+    fn finished(&self) -> Option<Self::Output>;
+
+    /// Does the work on `device` in `dtype`, writing every artifact atomically.
+    fn run(
+        &self,
+        device: &B::Device,
+        dtype: DType,
+        on_event: &mut dyn FnMut(PipelineEvent<'_>),
+    ) -> Result<Self::Output>;
+}
+
+/// Runs `stage` unless its output is up to date (then [`PipelineEvent::Skipped`] is sent);
+/// writes its stamp after a run. Returns the output and whether the stage ran.
+pub fn run_stage<B: AutodiffBackend, S: Stage<B>>(
+    stage: &S,
+    device: &B::Device,
+    dtype: DType,
+    on_event: &mut dyn FnMut(PipelineEvent<'_>),
+) -> Result<(S::Output, bool)> {
+    let stamp = stage.stamp()?;
+    let file = stage.stamp_file();
+    if std::fs::read_to_string(&file).is_ok_and(|s| s == stamp)
+        && let Some(out) = stage.finished()
+    {
+        on_event(PipelineEvent::Skipped(stage.name()));
+        return Ok((out, false));
+    }
+    let out = stage.run(device, dtype, on_event)?;
+    if let Some(dir) = file.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    }
+    write_atomic(&file, stamp.as_bytes())?;
+    Ok((out, true))
+}
+
+/// Stage I: trains (mode `scratch`) or fine-tunes (mode `finetune`) one SAE per hookpoint
+/// on the source model, all from one activation pass over the trigger data, into
+/// `cfg.out/stage1/<hookpoint>/` (sparsify's layout). Output: the `stage1` folder.
+pub struct SaeTraining<'a> {
+    /// The run (source model, trigger data, `[sae]`).
+    pub cfg: &'a PipelineConfig,
+    /// Hookpoints to train an SAE for (checked against the source model before).
+    pub hookpoints: Vec<Hookpoint>,
+    /// The resolved folder of `cfg.source`.
+    pub source_dir: PathBuf,
+}
+
+impl<B: AutodiffBackend> Stage<B> for SaeTraining<'_> {
+    type Output = PathBuf;
+
+    fn name(&self) -> &'static str {
+        "stage I"
+    }
+
+    fn stamp_file(&self) -> PathBuf {
+        self.cfg.out.join("stage1/done.json")
+    }
+
+    fn stamp(&self) -> Result<String> {
+        stage1_stamp(self.cfg, &self.hookpoints)
+    }
+
+    fn finished(&self) -> Option<PathBuf> {
+        let dir = self.cfg.out.join("stage1");
+        self.hookpoints.iter().all(|h| dir.join(h.to_string()).join("cfg.json").is_file()).then_some(dir)
+    }
+
+    fn run(&self, device: &B::Device, dtype: DType, on_event: &mut dyn FnMut(PipelineEvent<'_>)) -> Result<PathBuf> {
+        let cfg = self.cfg;
+        let out = cfg.out.join("stage1");
+        let init = match cfg.sae.mode {
+            SaeMode::Finetune => {
+                SaeInit::Finetune(PathBuf::from(cfg.sae.path.clone().ok_or_else(|| Error::Invalid {
+                    file: "run configuration".into(),
+                    table: "sae",
+                    key: "path",
+                    value: "(missing)".into(),
+                    allowed: "finetune mode needs the SAE folder or hub repo".into(),
+                })?))
+            }
+            SaeMode::Scratch => SaeInit::Scratch {
+                num_latents: Some(cfg.sae.num_latents),
+                expansion_factor: 64,
+                k: cfg.sae.k,
+                seed: cfg.sae.seed,
+            },
+            SaeMode::Pretrained => {
+                return Err(Error::Setup("[sae] mode = \"pretrained\": a pretrained SAE has no Stage I to run".into()));
+            }
+        };
+        let source = cfg.source.load::<B::InnerBackend>(&self.source_dir, device, dtype)?;
+        let chunks = prepare_chunks(&cfg.data, &cfg.data.trigger, &self.source_dir)?;
+        let options = Stage1Options {
+            hookpoints: self.hookpoints.clone(),
+            init,
+            train: SaeTrainConfig { lr: cfg.sae.lr, ..SaeTrainConfig::default() },
+            batch_size: cfg.sae.batch_size,
+            save_every: 1000,
+            max_steps: cfg.sae.max_steps,
+            out: out.clone(),
+            resume: true,
+        };
+        train_saes_with::<B>(&source, &chunks, &options, &mut |p| {
+            let fvu = p.metrics.iter().map(|(_, m)| m.fvu).sum::<f32>() / p.metrics.len().max(1) as f32;
+            on_event(PipelineEvent::Stage1 { step: p.step, total: p.total, fvu });
+        })?;
+        Ok(out)
+    }
+}
+
+/// What Stage II produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdapterOutput {
+    /// The PEFT adapter folder (`cfg.out/stage2/adapter`).
+    pub adapter: PathBuf,
+    /// First and last loss of this invocation (`None` when skipped).
+    pub loss: Option<(f32, f32)>,
+}
+
+/// Stage II (or the CoT-free SFT baseline, by `[stage2] objective`): LoRA adapters on the
+/// target model trained towards the objective on the elicitation data, checkpointed and
+/// resumable, into `cfg.out/stage2/`.
+pub struct AdapterTraining<'a> {
+    /// The run (target model, elicitation data, `[lora]`, `[stage2]`).
+    pub cfg: &'a PipelineConfig,
+    /// The SAE spliced in (a sparsify folder).
+    pub sae_dir: PathBuf,
+    /// Stage I's stamp: a new SAE makes a new adapter.
+    pub sae_stamp: String,
+    /// The resolved folder of `cfg.target`.
+    pub target_dir: PathBuf,
+}
+
+impl AdapterTraining<'_> {
+    /// The LoRA configuration of `[lora]`, named after the target model.
+    pub fn lora(&self) -> LoraConfig {
+        let cfg = self.cfg;
+        let targets: Vec<&str> = cfg.lora.targets.iter().map(String::as_str).collect();
+        let mut lora = LoraConfig::new(cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout, &targets);
+        lora.use_rslora = cfg.lora.use_rslora;
+        lora.base_model_name_or_path = Some(cfg.target.model.clone());
+        lora
+    }
+
+    /// The trainer's configuration of `[stage2]` and the run's seed.
+    pub fn tune_config(&self) -> TuneConfig {
+        let s = &self.cfg.stage2;
+        TuneConfig {
+            lr: s.lr,
+            schedule: match s.cosine {
+                Some((warmup_steps, min_lr_ratio)) => LrSchedule::Cosine { warmup_steps, min_lr_ratio },
+                None => LrSchedule::Constant,
+            },
+            epochs: s.epochs,
+            max_steps: s.max_steps,
+            batch_size: s.batch_size,
+            grad_accum: s.grad_accum,
+            data_parallel: s.data_parallel,
+            seed: self.cfg.seed,
+            save_every: s.save_every,
+            out: self.cfg.out.join("stage2"),
+            resume: true,
+            ..TuneConfig::default()
+        }
+    }
+}
+
+impl<B: AutodiffBackend> Stage<B> for AdapterTraining<'_> {
+    type Output = AdapterOutput;
+
+    fn name(&self) -> &'static str {
+        "stage II"
+    }
+
+    fn stamp_file(&self) -> PathBuf {
+        self.cfg.out.join("stage2/done.json")
+    }
+
+    fn stamp(&self) -> Result<String> {
+        let c = self.cfg;
+        serde_json::to_string_pretty(&(&self.sae_stamp, &c.target, &c.data, &c.lora, &c.stage2, c.seed))
+            .map_err(|e| Error::json("the Stage II stamp", e))
+    }
+
+    fn finished(&self) -> Option<AdapterOutput> {
+        let adapter = self.cfg.out.join("stage2/adapter");
+        adapter.is_dir().then_some(AdapterOutput { adapter, loss: None })
+    }
+
+    fn run(
+        &self,
+        device: &B::Device,
+        dtype: DType,
+        on_event: &mut dyn FnMut(PipelineEvent<'_>),
+    ) -> Result<AdapterOutput> {
+        let cfg = self.cfg;
+        let mut model = cfg.target.load::<B>(&self.target_dir, device, dtype)?;
+        let lora = self.lora();
+        resa_lora::attach(&mut model, &lora, cfg.seed)?;
+        let model = resa_lora::trainable(model);
+        let sae = SparseCoder::<B>::load(&self.sae_dir, device)?;
+        let sae_tuning = SaeTuning::new(&sae, cfg.sae.hookpoint, cfg.stage2.sae_grad);
+        let objective: &dyn Objective<B> = match cfg.stage2.objective {
+            ObjectiveKind::SaeTuning => &sae_tuning,
+            ObjectiveKind::Sft => &Sft,
+        };
+        let chunks = prepare_chunks(&cfg.data, &cfg.data.elicitation, &self.target_dir)?;
+        let (_, report) = train_adapters(model, &lora, objective, &chunks, &self.tune_config(), &mut |m| {
+            on_event(PipelineEvent::Stage2(m));
+            true
+        })?;
+        Ok(AdapterOutput { adapter: report.adapter, loss: report.first_loss.zip(report.last_loss) })
+    }
+}
+
+/// The adapter merged into the target model, written as a Hugging Face checkpoint in the
+/// target's stored dtype (with its tokenizer files) into `cfg.out/merged/`; its stamp lives
+/// beside it (`merged.done.json`), so the checkpoint folder holds only the checkpoint.
+pub struct Merge<'a> {
+    /// The run.
+    pub cfg: &'a PipelineConfig,
+    /// The resolved folder of `cfg.target`.
+    pub target_dir: PathBuf,
+    /// The adapter folder.
+    pub adapter: PathBuf,
+    /// Stage II's stamp: a new adapter makes a new merged model.
+    pub adapter_stamp: String,
+}
+
+impl<B: AutodiffBackend> Stage<B> for Merge<'_> {
+    type Output = PathBuf;
+
+    fn name(&self) -> &'static str {
+        "merge"
+    }
+
+    fn stamp_file(&self) -> PathBuf {
+        self.cfg.out.join("merged.done.json")
+    }
+
+    fn stamp(&self) -> Result<String> {
+        Ok(self.adapter_stamp.clone())
+    }
+
+    fn finished(&self) -> Option<PathBuf> {
+        let merged = self.cfg.out.join("merged");
+        merged.join("config.json").is_file().then_some(merged)
+    }
+
+    fn run(&self, device: &B::Device, _dtype: DType, _on_event: &mut dyn FnMut(PipelineEvent<'_>)) -> Result<PathBuf> {
+        let merged = self.cfg.out.join("merged");
+        // The merge is one f32 product per adapted layer, whatever dtype Stage II ran in.
+        let mut model = self.cfg.target.load::<B::InnerBackend>(&self.target_dir, device, DType::F32)?;
+        resa_lora::load_adapter(&mut model, &self.adapter)?;
+        resa_lora::save_merged(model, &merged, resa_lora::base_dtype(&self.target_dir), Some(&self.target_dir))?;
+        Ok(merged)
+    }
+}
