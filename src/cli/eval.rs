@@ -5,11 +5,12 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
 use burn::tensor::backend::Backend;
 use resa::device::ComputeArgs;
-use resa::eval::{EvalConfig, Progress, TASKS, TaskSources, evaluate, load_task};
-use resa::qwen2::{Qwen2ForCausalLM, Sampling, Tokenizer, hub};
+use resa::eval::{EvalConfig, Progress, TASKS, TaskSources};
+use resa::pipeline::pipeline::ModelRef;
+use resa::pipeline::{Evaluation, load_tasks};
+use resa::qwen2::Sampling;
 use resa::with_backend;
 
 /// Arguments of `resa eval`.
@@ -103,25 +104,8 @@ fn run_on<B: Backend>(args: &EvalArgs, device: &B::Device) -> anyhow::Result<()>
     {
         sources.hub = args.hub;
     }
-    let tasks = names
-        .iter()
-        .map(|n| {
-            let t = load_task(n, &sources)?;
-            Ok(match args.limit {
-                Some(l) => t.truncate(l),
-                None => t,
-            })
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let dir = hub::resolve_model(&args.model)?;
-    let tokenizer =
-        Tokenizer::from_dir(&dir).with_context(|| format!("evaluation needs the tokenizer of {}", dir.display()))?;
-    let mut model = Qwen2ForCausalLM::<B>::from_pretrained(&dir, device, args.compute.dtype)?;
+    let tasks = load_tasks(&names, &sources, args.limit, false)?;
     let mut label = args.model.clone();
-    if let Some(adapter) = &args.adapter {
-        resa::lora::load_adapter(&mut model, adapter)?;
-        label = format!("{label} + {}", adapter.display());
-    }
     let cfg = EvalConfig {
         sampling: if args.greedy {
             Sampling::Greedy
@@ -135,8 +119,13 @@ fn run_on<B: Backend>(args: &EvalArgs, device: &B::Device) -> anyhow::Result<()>
         chat: !args.no_chat,
         system_prompt: args.system_prompt.clone(),
     };
+    let mut evaluation = Evaluation::<B>::new(&ModelRef::new(&args.model), tasks, cfg, device, args.compute.dtype)?;
+    if let Some(adapter) = &args.adapter {
+        evaluation.with_adapter(adapter)?;
+        label = format!("{label} + {}", adapter.display());
+    }
     let mut progress = super::progress::Reporter::new();
-    let report = evaluate(&model, &tokenizer, &tasks, &cfg, &args.out, &label, |p: &Progress<'_>| {
+    let report = evaluation.run(&args.out, &label, |p: &Progress<'_>| {
         let rate = if p.seconds > 0.0 { p.new_tokens as f64 / p.seconds } else { 0.0 };
         progress.update(
             &format!("{:<14}", p.bench),

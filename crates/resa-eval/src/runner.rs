@@ -55,7 +55,9 @@ impl Default for EvalConfig {
 }
 
 impl EvalConfig {
-    fn validate(&self) -> Result<()> {
+    /// Checks every setting (samples, token budget, batch size, sampling parameters) before any
+    /// generation; [`evaluate`] calls it too.
+    pub fn validate(&self) -> Result<()> {
         if self.samples == 0 {
             return Err(Error::Config { field: "samples", message: "must be at least 1".into() });
         }

@@ -32,6 +32,7 @@ use resa_sae::SparseCoder;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::evaluation::Evaluation;
 use crate::stage::{SaeTraining, run_stage};
 
 /// Settings of the demo (the defaults take a few minutes on two cores).
@@ -225,7 +226,6 @@ pub fn run_demo<B: Backend>(
     })?;
     lap("cot-free-sft", &mut seconds);
 
-    let tokenizer = Tokenizer::from_dir(&cfg.model)?;
     let task = Task::toy(cfg.seed, cfg.test_problems);
     let eval_cfg = EvalConfig {
         sampling: cfg.sampling,
@@ -234,6 +234,9 @@ pub fn run_demo<B: Backend>(
         batch_size: 50,
         ..EvalConfig::default()
     };
+    // The base model is loaded once; each row attaches its adapter (or none).
+    let base = ModelRef::new(cfg.model.display().to_string());
+    let mut evaluation = Evaluation::<B>::new(&base, vec![task], eval_cfg, device, DType::F32)?;
     let mut rows = Vec::new();
     for (name, dir, adapter) in [
         ("Toy model (base)", "eval/base", None),
@@ -241,19 +244,11 @@ pub fn run_demo<B: Backend>(
         ("SAE-Tuning", "eval/sae-tuning", Some(tuned.adapter.clone())),
     ] {
         on_event(DemoEvent::Begin(name));
-        let mut model = Qwen2ForCausalLM::<B>::from_pretrained(&cfg.model, device, DType::F32)?;
-        if let Some(a) = &adapter {
-            resa_lora::load_adapter(&mut model, a)?;
+        match &adapter {
+            Some(a) => evaluation.with_adapter(a)?,
+            None => evaluation.without_adapter(),
         }
-        let report = resa_eval::evaluate(
-            &model,
-            &tokenizer,
-            std::slice::from_ref(&task),
-            &eval_cfg,
-            &cfg.out.join(dir),
-            name,
-            |p| on_event(DemoEvent::Eval(name, p)),
-        )?;
+        let report = evaluation.run(&cfg.out.join(dir), name, |p| on_event(DemoEvent::Eval(name, p)))?;
         rows.push(DemoRow { name: name.into(), adapter, report });
     }
     lap("evaluation", &mut seconds);

@@ -3,11 +3,13 @@
 pub mod bench;
 pub mod demo;
 pub mod error;
+pub mod evaluation;
 pub mod pipeline;
 pub mod reproduce;
 pub mod stage;
 pub mod toy_model;
 
 pub use error::{Error, Result};
+pub use evaluation::{Evaluation, load_tasks};
 pub use pipeline::{PipelineConfig, PipelineEvent, PipelineReport, run_pipeline};
 pub use stage::{AdapterTraining, Merge, SaeTraining, Stage, run_stage};

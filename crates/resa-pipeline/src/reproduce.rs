@@ -22,11 +22,12 @@ use burn::tensor::{DType, Distribution, Tensor, backend::Backend};
 use resa_data::Template;
 use resa_data::toy::{self, ToyWorld};
 use resa_eval::{EvalConfig, Report, TaskSources, bench_columns, compare_markdown};
-use resa_qwen2::{Hookpoint, Qwen2Config, Qwen2ForCausalLM, Sampling, Tokenizer, hub};
+use resa_qwen2::{Hookpoint, Qwen2Config, Qwen2ForCausalLM, Sampling, hub};
 use resa_sae::{SaeConfig, SparseCoder};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::evaluation::{Evaluation, load_tasks};
 
 /// The paper's six benchmarks, in its column order.
 pub const PAPER_TASKS: [&str; 6] = ["aime24", "aime25", "amc23", "math500", "minerva", "gpqa_diamond"];
@@ -642,11 +643,11 @@ pub fn run<B: Backend>(
             }
             Stage::Eval { label, model, adapter, tasks, out } => {
                 on_event(RunEvent::Stage(i, stages.len(), &format!("resa eval ({label})")));
-                let mut setup = EvalSetup::<B>::load(exp, model, tasks, device, opts)?;
+                let mut setup = evaluation::<B>(exp, model, tasks, device, opts)?;
                 if let Some(a) = adapter {
                     setup.with_adapter(a)?;
                 }
-                let report = setup.evaluate(out, label, on_event)?;
+                let report = setup.run(out, label, |p| on_event(RunEvent::Eval(p)))?;
                 rows.push(ResultRow { label: label.clone(), step: None, report });
             }
             Stage::EvalCheckpoints { label, model, stage2, every, tasks, out } => {
@@ -661,14 +662,13 @@ pub fn run<B: Backend>(
                 if found.is_empty() {
                     continue;
                 }
-                let mut setup = EvalSetup::<B>::load(exp, model, tasks, device, opts)?;
+                let mut setup = evaluation::<B>(exp, model, tasks, device, opts)?;
                 for (step, dir) in found {
                     setup.with_adapter(&dir)?;
-                    let report = setup.evaluate(
-                        &out.join(format!("checkpoint-{step}")),
-                        &format!("{label} @ step {step}"),
-                        on_event,
-                    )?;
+                    let report =
+                        setup.run(&out.join(format!("checkpoint-{step}")), &format!("{label} @ step {step}"), |p| {
+                            on_event(RunEvent::Eval(p))
+                        })?;
                     rows.push(ResultRow { label: label.clone(), step: Some(step), report });
                 }
             }
@@ -678,66 +678,27 @@ pub fn run<B: Backend>(
     Ok(rows)
 }
 
-/// What an evaluation runs: the model with its tokenizer, the benchmarks and the settings.
-struct EvalSetup<B: Backend> {
-    model: Qwen2ForCausalLM<B>,
-    tokenizer: Tokenizer,
-    tasks: Vec<resa_eval::Task>,
-    cfg: EvalConfig,
-}
-
-impl<B: Backend> EvalSetup<B> {
-    /// Loads the model and the benchmarks once (GPQA is left out, with a warning, when its
-    /// CSV was not given).
-    fn load(
-        exp: &Experiment,
-        model: &ModelRef,
-        tasks: &[String],
-        device: &B::Device,
-        opts: &RunOptions,
-    ) -> Result<Self> {
-        let dir = hub::resolve_model(&model.model)?;
-        let m = model.load::<B>(&dir, device, opts.dtype)?;
-        let tokenizer = Tokenizer::from_dir(&dir)?;
-        let mut cfg = EvalConfig {
-            samples: exp.eval.samples,
-            max_new_tokens: exp.eval.max_new_tokens,
-            batch_size: exp.eval.batch_size,
-            ..EvalConfig::default()
-        };
-        let mut loaded = Vec::new();
-        for t in tasks {
-            match resa_eval::load_task(t, &opts.sources) {
-                Ok(task) => loaded.push(match opts.tiny_eval {
-                    Some((n, _)) => task.truncate(n),
-                    None => task,
-                }),
-                Err(resa_eval::Error::MissingData { task, message }) if task == "gpqa_diamond" => {
-                    tracing::warn!("{task} left out: {message}");
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        if let Some((_, tokens)) = opts.tiny_eval {
-            cfg.max_new_tokens = tokens;
-            cfg.sampling = Sampling::Greedy;
-        }
-        Ok(EvalSetup { model: m, tokenizer, tasks: loaded, cfg })
+/// The experiment's evaluation of `model` on `tasks`, loaded once (GPQA is left out, with a
+/// warning, when its CSV was not given; `--tiny` cuts the benchmarks and the budget).
+fn evaluation<B: Backend>(
+    exp: &Experiment,
+    model: &ModelRef,
+    tasks: &[String],
+    device: &B::Device,
+    opts: &RunOptions,
+) -> Result<Evaluation<B>> {
+    let mut cfg = EvalConfig {
+        samples: exp.eval.samples,
+        max_new_tokens: exp.eval.max_new_tokens,
+        batch_size: exp.eval.batch_size,
+        ..EvalConfig::default()
+    };
+    if let Some((_, tokens)) = opts.tiny_eval {
+        cfg.max_new_tokens = tokens;
+        cfg.sampling = Sampling::Greedy;
     }
-
-    /// Attaches `adapter` in place of any adapter the model holds (the base weights stay).
-    fn with_adapter(&mut self, adapter: &Path) -> Result<()> {
-        resa_lora::remove(&mut self.model);
-        resa_lora::load_adapter(&mut self.model, adapter)?;
-        Ok(())
-    }
-
-    /// One evaluation (resumes from `out`).
-    fn evaluate(&self, out: &Path, label: &str, on_event: &mut dyn FnMut(RunEvent<'_>)) -> Result<Report> {
-        Ok(resa_eval::evaluate(&self.model, &self.tokenizer, &self.tasks, &self.cfg, out, label, |p| {
-            on_event(RunEvent::Eval(p))
-        })?)
-    }
+    let tasks = load_tasks(tasks, &opts.sources, opts.tiny_eval.map(|(n, _)| n), true)?;
+    Evaluation::new(model, tasks, cfg, device, opts.dtype)
 }
 
 /// `result.md` (measured beside the paper) and `result.json`; for a sweep also
