@@ -5,9 +5,10 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use burn::backend::Autodiff;
 use burn::tensor::backend::Backend;
-use resa::data::{ChunkOptions, ReadOptions, Template, chunk_texts, load_dataset};
+use resa::data::{ReadOptions, Template};
 use resa::device::ComputeArgs;
-use resa::qwen2::{Hookpoint, Qwen2ForCausalLM, Tokenizer, hub};
+use resa::pipeline::pipeline::{ChunkSource, chunk_dataset};
+use resa::qwen2::{Hookpoint, Qwen2ForCausalLM, hub};
 use resa::sae::{OptimizerKind, Progress, SaeInit, Stage1Options, TrainConfig, train_saes_with};
 use resa::with_backend;
 
@@ -115,27 +116,21 @@ fn load_chunks(args: &TrainSaeArgs, dir: &std::path::Path) -> anyhow::Result<Vec
         return Ok(ids.chunks(cols).take(rows).map(|r| r.iter().map(|&t| t as u32).collect()).collect());
     }
     let data = args.data.as_ref().context("--data or --token-ids is required")?;
-    let read = if args.lenient { ReadOptions::default() } else { ReadOptions::strict() };
-    let (rows, report, _) = load_dataset(data, &args.split, &read)?;
-    if report.skipped() > 0 {
-        eprintln!("{data}: skipped {} rows with a missing or empty field", report.skipped());
-    }
-    let texts: Vec<String> = rows.iter().map(|r| args.template.render(r)).collect();
-    let tok = Tokenizer::from_dir(dir)?;
-    let eos = tok.eos_token().context("tokenizer_config.json names no eos_token")?.to_string();
-    let chunks = chunk_texts(
-        tok.inner(),
-        &texts,
-        &ChunkOptions {
-            chunk_len: args.ctx_len,
-            eos_token: eos,
-            shuffle_seed: args.shuffle_seed,
-            ..Default::default()
-        },
-    )?;
+    let source = ChunkSource {
+        spec: data,
+        split: &args.split,
+        template: &args.template,
+        ctx_len: args.ctx_len,
+        max_rows: None,
+        read: if args.lenient { ReadOptions::default() } else { ReadOptions::strict() },
+        shuffle_seed: args.shuffle_seed,
+        ctx_len_name: "--ctx-len",
+    };
+    let chunks = chunk_dataset(&source, dir)?;
+    let st = &chunks.stats;
     eprintln!(
         "{data}: {} rows → {} tokens → {} chunks of {} tokens",
-        chunks.stats.rows, chunks.stats.stream_tokens, chunks.stats.chunks, args.ctx_len
+        st.rows, st.stream_tokens, st.chunks, args.ctx_len
     );
     Ok(chunks.chunks)
 }

@@ -34,7 +34,6 @@ use std::path::{Path, PathBuf};
 use burn::tensor::{DType, backend::AutodiffBackend};
 use resa_data::{ChunkOptions, ReadOptions, Template, chunk_texts, load_dataset};
 use resa_qwen2::{Hookpoint, Qwen2ForCausalLM, Tokenizer, hub};
-use resa_sae::resolve_sae;
 use serde::{Deserialize, Serialize};
 
 use resa_tune::{SaeGrad, StepMetrics};
@@ -542,16 +541,41 @@ pub enum PipelineEvent<'a> {
     Skipped(&'static str),
 }
 
-/// Templated, tokenised chunks of a dataset for a model folder's tokenizer.
-pub fn prepare_chunks(data: &DataSection, spec: &str, model_dir: &Path) -> Result<Vec<Vec<u32>>> {
-    let (mut rows, report, _) = load_dataset(spec, &data.split, &ReadOptions::default())?;
+/// How a dataset becomes training chunks: read, cut, templated, tokenised with a model
+/// folder's tokenizer and packed as sparsify does ([`chunk_dataset`]).
+#[derive(Debug, Clone)]
+pub struct ChunkSource<'a> {
+    /// File, folder, registry name or hub id.
+    pub spec: &'a str,
+    /// Split of folders and hub datasets.
+    pub split: &'a str,
+    /// How a row becomes text.
+    pub template: &'a Template,
+    /// Tokens per chunk.
+    pub ctx_len: usize,
+    /// Use at most this many rows.
+    pub max_rows: Option<usize>,
+    /// Field names and whether a row with a missing field fails the read.
+    pub read: ReadOptions,
+    /// Shuffle the chunks with this seed (default: data order).
+    pub shuffle_seed: Option<u64>,
+    /// Where the cut is configured, for the message when no chunk results
+    /// (`[data] ctx_len`, `--ctx-len`).
+    pub ctx_len_name: &'a str,
+}
+
+/// The chunks of `source` for the tokenizer of `model_dir`, with their statistics; no chunk
+/// at all is an error that says why (rows, tokens, the partial chunks dropped).
+pub fn chunk_dataset(source: &ChunkSource<'_>, model_dir: &Path) -> Result<resa_data::Chunks> {
+    let spec = source.spec;
+    let (mut rows, report, _) = load_dataset(spec, source.split, &source.read)?;
     if report.skipped() > 0 {
         tracing::warn!(spec, skipped = report.skipped(), "rows with a missing field were skipped");
     }
-    if let Some(n) = data.max_rows {
+    if let Some(n) = source.max_rows {
         rows.truncate(n);
     }
-    let texts: Vec<String> = rows.iter().map(|r| data.template.render(r)).collect();
+    let texts: Vec<String> = rows.iter().map(|r| source.template.render(r)).collect();
     let tok = Tokenizer::from_dir(model_dir)?;
     let eos = tok
         .eos_token()
@@ -559,22 +583,44 @@ pub fn prepare_chunks(data: &DataSection, spec: &str, model_dir: &Path) -> Resul
     let chunks = chunk_texts(
         tok.inner(),
         &texts,
-        &ChunkOptions { chunk_len: data.ctx_len, eos_token: eos.to_string(), ..ChunkOptions::default() },
+        &ChunkOptions {
+            chunk_len: source.ctx_len,
+            eos_token: eos.to_string(),
+            shuffle_seed: source.shuffle_seed,
+            ..ChunkOptions::default()
+        },
     )?;
     if chunks.chunks.is_empty() {
         let st = &chunks.stats;
         return Err(Error::Setup(format!(
             "{spec}: no chunk of {} tokens: {} rows give {} tokens after templating and {} of them are in the \
-             last partial chunk of each batch of rows, which is dropped (as sparsify does); lower [data] ctx_len \
-             or use more rows{}",
-            data.ctx_len,
+             last partial chunk of each batch of rows, which is dropped (as sparsify does); lower {} or use more \
+             rows{}",
+            source.ctx_len,
             st.rows,
             st.stream_tokens,
             st.dropped_tokens,
-            data.max_rows.map_or(String::new(), |n| format!(" ([data] max_rows = {n} keeps only {n})")),
+            source.ctx_len_name,
+            source.max_rows.map_or(String::new(), |n| format!(" ([data] max_rows = {n} keeps only {n})")),
         )));
     }
-    Ok(chunks.chunks)
+    Ok(chunks)
+}
+
+/// Templated, tokenised chunks of the dataset `spec` as `[data]` describes them, for a model
+/// folder's tokenizer ([`chunk_dataset`]).
+pub fn prepare_chunks(data: &DataSection, spec: &str, model_dir: &Path) -> Result<Vec<Vec<u32>>> {
+    let source = ChunkSource {
+        spec,
+        split: &data.split,
+        template: &data.template,
+        ctx_len: data.ctx_len,
+        max_rows: data.max_rows,
+        read: ReadOptions::default(),
+        shuffle_seed: None,
+        ctx_len_name: "[data] ctx_len",
+    };
+    Ok(chunk_dataset(&source, model_dir)?.chunks)
 }
 
 /// What makes Stage I's output reusable: the source, the trigger data as chunked, and the
@@ -634,17 +680,10 @@ pub fn run_stage1<B: AutodiffBackend>(
 }
 
 /// The folder of one hookpoint's SAE from `[sae] path` (a local folder of hookpoint folders,
-/// a single SAE folder, or a hub repo `owner/name` whose `<hookpoint>/` is fetched).
+/// a single SAE folder, or a hub repo `owner/name` whose `<hookpoint>/` is fetched), as
+/// [`resa_sae::sae_folder`] finds it.
 pub fn sae_folder(path: &str, hookpoint: Hookpoint) -> Result<PathBuf> {
-    let local = Path::new(path);
-    let name = hookpoint.to_string();
-    Ok(if local.join(&name).join("cfg.json").is_file() {
-        local.join(&name)
-    } else if local.join("cfg.json").is_file() {
-        local.to_path_buf()
-    } else {
-        resolve_sae(&format!("{path}/{name}"))?
-    })
+    Ok(resa_sae::sae_folder(Path::new(path), &hookpoint.to_string(), true)?)
 }
 
 /// Runs the pipeline on backend `B` (the model's forward runs on its inner backend in

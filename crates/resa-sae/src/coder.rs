@@ -24,6 +24,30 @@ pub fn resolve_sae(spec: &str) -> Result<PathBuf> {
     Ok(resa_qwen2::hub::resolve_subfolder(spec, &[CFG_FILE, WEIGHTS_FILE])?)
 }
 
+/// The SAE folder of `hookpoint` under `spec`: `spec/<hookpoint>/` when it holds a
+/// `cfg.json` (sparsify's layout of one folder per hookpoint); `spec` itself when it is one
+/// SAE folder and `single` allows that (one hookpoint asked for); otherwise, when `spec` is
+/// not a local folder, the hub repository `spec` with its `<hookpoint>/` (feature `hub`).
+/// An existing folder with neither is an error naming the hookpoint.
+pub fn sae_folder(spec: &Path, hookpoint: &str, single: bool) -> Result<PathBuf> {
+    let sub = spec.join(hookpoint);
+    if sub.join(CFG_FILE).is_file() {
+        Ok(sub)
+    } else if single && spec.join(CFG_FILE).is_file() {
+        Ok(spec.to_path_buf())
+    } else if !spec.exists() {
+        resolve_sae(&format!("{}/{hookpoint}", spec.display()))
+    } else {
+        Err(Error::io(
+            &sub,
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("no SAE folder for hookpoint {hookpoint} (expected {}/{hookpoint}/cfg.json)", spec.display()),
+            ),
+        ))
+    }
+}
+
 /// A TopK sparse autoencoder with sparsify's parameters and semantics.
 ///
 /// `z = TopK(ReLU(W_enc (x − b_dec) + b_enc))`, `x̂ = Σ z_i W_dec[i] + b_dec`.

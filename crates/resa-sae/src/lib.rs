@@ -6,7 +6,7 @@ pub mod error;
 pub mod stage1;
 pub mod train;
 
-pub use coder::{Encoded, SaeOutput, SparseCoder, resolve_sae, sparse_decode, total_variance};
+pub use coder::{Encoded, SaeOutput, SparseCoder, resolve_sae, sae_folder, sparse_decode, total_variance};
 pub use config::{Activation, SaeConfig};
 pub use error::{Error, Result};
 pub use stage1::{Progress, SaeInit, Stage1Options, Stage1Report, train_saes, train_saes_with};

@@ -23,7 +23,7 @@ use resa_qwen2::safetensors_io::write_atomic;
 use resa_qwen2::{ForwardInput, Hookpoint, Hooks, Logits, Qwen2ForCausalLM};
 use serde::{Deserialize, Serialize};
 
-use crate::coder::{CFG_FILE, SparseCoder};
+use crate::coder::SparseCoder;
 use crate::config::SaeConfig;
 use crate::error::{Error, Result};
 use crate::train::{SaeTrainer, StepMetrics, TrainConfig};
@@ -216,23 +216,7 @@ pub fn train_saes_with<B: AutodiffBackend>(
                 SparseCoder::random(c, *seed, &device)?
             }
             SaeInit::Finetune(dir) => {
-                let sub = dir.join(name);
-                let src = if sub.join(CFG_FILE).is_file() {
-                    sub
-                } else if dir.join(CFG_FILE).is_file() && names.len() == 1 {
-                    dir.clone()
-                } else if !dir.exists() {
-                    // A hub repository of hookpoint folders (feature `hub`).
-                    crate::coder::resolve_sae(&format!("{}/{name}", dir.display()))?
-                } else {
-                    return Err(Error::io(
-                        &sub,
-                        std::io::Error::new(
-                            std::io::ErrorKind::NotFound,
-                            format!("no SAE folder for hookpoint {name}"),
-                        ),
-                    ));
-                };
+                let src = crate::coder::sae_folder(dir, name, names.len() == 1)?;
                 SparseCoder::load(&src, &device)?
             }
         };
