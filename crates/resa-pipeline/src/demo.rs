@@ -28,7 +28,6 @@ use resa_data::Template;
 use resa_data::toy::{self, ToyWorld};
 use resa_eval::{EvalConfig, Report, Task, compare_markdown};
 use resa_qwen2::{Hookpoint, Qwen2ForCausalLM, Sampling, Tokenizer};
-use resa_sae::SparseCoder;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -306,18 +305,9 @@ fn reasoning_features<B: Backend>(
     let (saes_dir, _) = run_stage::<Autodiff<B>, _>(&stage, device, DType::F32, &mut |e| {
         on_event(DemoEvent::Pipeline("features", e));
     })?;
-    let saes = hookpoints
-        .iter()
-        .map(|h| Ok((*h, SparseCoder::<B>::load(saes_dir.join(h.to_string()), device)?)))
-        .collect::<Result<Vec<_>>>()?;
+    let saes = crate::features::load_saes::<B>(&saes_dir, layers, device)?;
     let tokenizer = Tokenizer::from_dir(&cfg.model)?;
-    let ids = tokenizer.encode(resa_features::R1_SYSTEM_PROMPT, true)?;
-    let think =
-        tokenizer.token_to_id("<think>").ok_or_else(|| Error::Setup("the toy tokenizer has no <think>".into()))?;
-    let end =
-        tokenizer.token_to_id("</think>").ok_or_else(|| Error::Setup("the toy tokenizer has no </think>".into()))?;
-    let features = resa_features::extract(&model, &saes, &ids, think, end, 0.0)?;
-    Ok(resa_features::analyze(features, None, &resa_features::GmmOptions::default(), &dir)?)
+    crate::features::reasoning_features(&model, &tokenizer, &saes, &crate::features::FeatureOptions::default(), &dir)
 }
 
 /// The Table-3-shaped comparison.

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod demo;
 pub mod error;
 pub mod evaluation;
+pub mod features;
 pub mod pipeline;
 pub mod reproduce;
 pub mod stage;

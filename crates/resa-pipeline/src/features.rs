@@ -1,0 +1,124 @@
+//! The feature stage: the reasoning features of one prompt on every hookpoint with an SAE,
+//! their mixture over layers, suggested hookpoints and figures ([`resa_features::analyze`]),
+//! and optionally a dashboard of each feature's strongest contexts in a dataset. `resa
+//! features` and `resa demo` run it.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use burn::tensor::backend::Backend;
+use resa_features::{Analysis, GmmOptions, R1_SYSTEM_PROMPT, analyze, extract, read_scores};
+use resa_qwen2::{Hookpoint, Qwen2ForCausalLM, Tokenizer};
+use resa_sae::SparseCoder;
+
+use crate::error::{Error, Result};
+
+/// What the feature stage reads and how.
+#[derive(Debug, Clone)]
+pub struct FeatureOptions {
+    /// The prompt (default: the DeepSeek-R1 system prompt, which holds `<think>` and `</think>`).
+    pub prompt: Option<String>,
+    /// The opening marker token.
+    pub think_token: String,
+    /// The closing marker token.
+    pub end_think_token: String,
+    /// A latent counts as active above this activation.
+    pub threshold: f32,
+    /// Per-hookpoint scores, JSON `{"layers.1": 43.2, …}`.
+    pub scores: Option<PathBuf>,
+    /// The mixture fit.
+    pub gmm: GmmOptions,
+    /// A dashboard of the strongest contexts in a dataset (`dashboard.md`).
+    pub dashboard: Option<Dashboard>,
+}
+
+impl Default for FeatureOptions {
+    fn default() -> Self {
+        FeatureOptions {
+            prompt: None,
+            think_token: "<think>".into(),
+            end_think_token: "</think>".into(),
+            threshold: 0.0,
+            scores: None,
+            gmm: GmmOptions::default(),
+            dashboard: None,
+        }
+    }
+}
+
+/// Where the dashboard searches.
+#[derive(Debug, Clone)]
+pub struct Dashboard {
+    /// Question–answer data (file, folder, registry name or hub id) whose problems are searched.
+    pub dataset: String,
+    /// Rows searched.
+    pub rows: usize,
+    /// Contexts kept per feature.
+    pub top: usize,
+}
+
+/// The SAEs of a folder of sparsify hookpoint folders, each name checked against a model of
+/// `layers` layers, sorted by layer.
+pub fn load_saes<B: Backend>(
+    dir: &Path,
+    layers: usize,
+    device: &B::Device,
+) -> Result<Vec<(Hookpoint, SparseCoder<B>)>> {
+    let mut saes = Vec::new();
+    for (name, sae) in SparseCoder::<B>::load_many(dir, device)? {
+        let hp = Hookpoint::parse_for(&name, layers)
+            .map_err(|e| Error::Setup(format!("SAE folder {}: {e}", dir.join(&name).display())))?;
+        saes.push((hp, sae));
+    }
+    saes.sort_by_key(|(h, _)| (h.layer(), h.to_string()));
+    Ok(saes)
+}
+
+/// Runs the feature stage into `out`: `counts.json`, `gmm.json`, `summary.md`, figures (the
+/// `plot` feature) and, with a dashboard, `dashboard.md`.
+pub fn reasoning_features<B: Backend>(
+    model: &Qwen2ForCausalLM<B>,
+    tokenizer: &Tokenizer,
+    saes: &[(Hookpoint, SparseCoder<B>)],
+    opts: &FeatureOptions,
+    out: &Path,
+) -> Result<Analysis> {
+    let id = |token: &str| {
+        tokenizer.token_to_id(token).ok_or_else(|| Error::Setup(format!("the tokenizer has no token `{token}`")))
+    };
+    let (think, end) = (id(&opts.think_token)?, id(&opts.end_think_token)?);
+    let ids = tokenizer.encode(opts.prompt.as_deref().unwrap_or(R1_SYSTEM_PROMPT), true)?;
+    let features = extract(model, saes, &ids, think, end, opts.threshold)?;
+    let scores = opts.scores.as_deref().map(read_scores).transpose()?;
+    let analysis = analyze(features, scores, &opts.gmm, out)?;
+    if let Some(d) = &opts.dashboard {
+        let (rows, _, _) = resa_data::load_dataset(&d.dataset, "train", &resa_data::ReadOptions::default())?;
+        let texts = rows
+            .iter()
+            .take(d.rows)
+            .map(|r| tokenizer.encode(&r.problem, true))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let decode = |ids: &[u32]| tokenizer.decode(ids, false).unwrap_or_default().replace('\n', "⏎");
+        let mut md = String::from("# Reasoning features: strongest contexts\n\n");
+        for ((hp, sae), layer) in saes.iter().zip(&analysis.layers) {
+            if layer.latents.is_empty() {
+                continue;
+            }
+            let _ = writeln!(md, "## {hp}\n");
+            let found =
+                resa_features::extract::top_contexts(model, *hp, sae, &layer.latents, &texts, d.top, 8, &decode)?;
+            for (latent, contexts) in found {
+                let _ = writeln!(md, "### latent {latent}\n");
+                if contexts.is_empty() {
+                    md.push_str("(never active on the dataset)\n\n");
+                }
+                for c in contexts {
+                    let _ = writeln!(md, "- {:.3}: `{}`**`{}`**`{}`", c.activation, c.before, c.token, c.after);
+                }
+                md.push('\n');
+            }
+        }
+        resa_qwen2::safetensors_io::write_atomic(out.join("dashboard.md"), md.as_bytes())?;
+    }
+    Ok(analysis)
+}
