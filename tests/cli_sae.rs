@@ -148,7 +148,10 @@ fn train_sae_on_token_ids_matches_sparsify() {
             assert!(d <= 1e-4, "{hp} {key}: {d}");
         }
     }
-    assert!(out.join("metrics.jsonl").is_file() && out.join("stage1.json").is_file());
+    assert!(out.join("metrics.jsonl").is_file() && out.join("checkpoints/step-4/stage1.json").is_file());
+    let names: Vec<String> =
+        std::fs::read_dir(&out).expect("out").flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    assert!(names.iter().all(|n| !n.starts_with('.')), "no temporaries left: {names:?}");
 }
 
 #[test]

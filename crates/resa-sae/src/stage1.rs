@@ -8,18 +8,26 @@
 //!
 //! Output folder:
 //! ```text
-//! OUT/layers.12/{cfg.json, sae.safetensors}     the SAE (sparsify format)
-//! OUT/state/layers.12/train_state.{json,safetensors}
-//! OUT/stage1.json                                 step, options, data position
-//! OUT/metrics.jsonl                               one line per hookpoint and step
+//! OUT/layers.12/{cfg.json, sae.safetensors}      the SAE (sparsify format), newest checkpoint's
+//! OUT/checkpoints/step-N/                        one complete checkpoint:
+//!     layers.12/{cfg.json, sae.safetensors}       its SAEs,
+//!     state/layers.12/train_state.{json,safetensors}  the training state,
+//!     stage1.json                                 step, options, data position (written last)
+//! OUT/metrics.jsonl                              one line per hookpoint and step
 //! ```
+//!
+//! A checkpoint is assembled in `checkpoints/.step-N.tmp` and published by one rename, so a
+//! visible `step-N` is always complete; older ones are removed after, and the SAE folders
+//! at the top are refreshed from it (and again when a run resumes, so an interruption while
+//! they were being replaced costs nothing). Resuming picks the newest checkpoint and says
+//! which; temporaries a killed run left are removed at the next start.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::tensor::{Int, Tensor, TensorData, backend::AutodiffBackend};
-use resa_qwen2::safetensors_io::write_atomic;
+use resa_qwen2::safetensors_io::{remove_stale_temporaries, replace_dir, temp_sibling, write_atomic};
 use resa_qwen2::{ForwardInput, Hookpoint, Hooks, Logits, Qwen2ForCausalLM};
 use serde::{Deserialize, Serialize};
 
@@ -126,8 +134,33 @@ struct MetricsLine<'a> {
     lr: f64,
 }
 
-fn stage1_json(out: &Path) -> PathBuf {
-    out.join("stage1.json")
+const MANIFEST: &str = "stage1.json";
+
+/// The complete Stage I checkpoints in `out` (`checkpoints/step-N/` holding the manifest
+/// `stage1.json`), oldest first.
+pub fn stage1_checkpoints(out: &Path) -> Vec<(u64, PathBuf)> {
+    let Ok(entries) = std::fs::read_dir(out.join("checkpoints")) else { return Vec::new() };
+    let mut found: Vec<(u64, PathBuf)> = entries
+        .flatten()
+        .filter_map(|e| {
+            let step = e.file_name().to_str()?.strip_prefix("step-")?.parse().ok()?;
+            let dir = e.path();
+            dir.join(MANIFEST).is_file().then_some((step, dir))
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+/// Copies a checkpoint's SAE folder to `dst` (assembled beside it, then moved into place).
+fn publish_sae(src: &Path, dst: &Path) -> Result<()> {
+    let tmp = temp_sibling(dst, "tmp")?;
+    std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    for file in [crate::coder::CFG_FILE, crate::coder::WEIGHTS_FILE] {
+        let bytes = std::fs::read(src.join(file)).map_err(|e| Error::io(src.join(file), e))?;
+        write_atomic(tmp.join(file), &bytes)?;
+    }
+    Ok(replace_dir(&tmp, dst)?)
 }
 
 /// Where a run is, reported after every step to [`train_saes_with`]'s callback.
@@ -231,9 +264,14 @@ pub fn train_saes_with<B: AutodiffBackend>(
 
     let out = &options.out;
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    let checkpoints = out.join("checkpoints");
+    for dir in [out, &checkpoints] {
+        remove_stale_temporaries(dir)?;
+    }
     let mut start = 0u64;
-    if options.resume && stage1_json(out).is_file() {
-        let path = stage1_json(out);
+    let newest = if options.resume { stage1_checkpoints(out).pop() } else { None };
+    if let Some((_, dir)) = newest {
+        let path = dir.join(MANIFEST);
         let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
         let state: RunState =
             serde_json::from_str(&text).map_err(|e| Error::Resume { path: path.clone(), message: e.to_string() })?;
@@ -247,34 +285,69 @@ pub fn train_saes_with<B: AutodiffBackend>(
             });
         }
         for (name, t) in names.iter().zip(trainers.iter_mut()) {
-            t.load_state(out.join("state").join(name))?;
+            t.load_state(dir.join("state").join(name))?;
             if t.step_count() != state.step {
                 return Err(Error::Resume {
-                    path: out.join("state").join(name),
-                    message: format!("holds step {}, stage1.json says {}", t.step_count(), state.step),
+                    path: dir.join("state").join(name),
+                    message: format!(
+                        "holds step {}, {MANIFEST} says {} (the checkpoint is damaged: remove {} to resume from the \
+                         one before, or run without --resume)",
+                        t.step_count(),
+                        state.step,
+                        dir.display()
+                    ),
                 });
             }
+            // The top-level SAE folders may be older (an interruption while they were
+            // being replaced): they are refreshed from the checkpoint resumed from.
+            publish_sae(&dir.join(name), &out.join(name))?;
         }
         start = state.step;
-        tracing::info!(step = start, "resuming Stage I");
-    } else if options.resume {
-        tracing::info!("no checkpoint in {}; starting from step 0", out.display());
+        tracing::info!(step = start, "resuming Stage I from {}", dir.display());
+    } else if options.resume && out.join(MANIFEST).is_file() {
+        return Err(Error::Resume {
+            path: out.join(MANIFEST),
+            message: "written by an older resa, whose Stage I state was not published in one step, so it cannot \
+                      be resumed safely; run without --resume (or remove stage1.json and state/) to start over"
+                .into(),
+        });
+    } else {
+        if options.resume {
+            tracing::info!("no checkpoint in {}; starting from step 0", checkpoints.display());
+        }
+        // A fresh run: checkpoints of an earlier run in this folder must not be resumed later.
+        if checkpoints.exists() {
+            std::fs::remove_dir_all(&checkpoints).map_err(|e| Error::io(&checkpoints, e))?;
+        }
     }
 
+    // The metrics of the steps this run does (again) go; every step is in the file once.
     let metrics_path = out.join("metrics.jsonl");
-    let mut metrics = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&metrics_path)
-        .map_err(|e| Error::io(&metrics_path, e))?;
+    let kept: String = std::fs::read_to_string(&metrics_path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| {
+            start > 0
+                && serde_json::from_str::<serde_json::Value>(l)
+                    .ok()
+                    .and_then(|v| v.get("step").and_then(serde_json::Value::as_u64))
+                    .is_some_and(|s| s < start)
+        })
+        .flat_map(|l| [l, "\n"])
+        .collect();
+    write_atomic(&metrics_path, kept.as_bytes())?;
+    let mut metrics =
+        std::fs::OpenOptions::new().append(true).open(&metrics_path).map_err(|e| Error::io(&metrics_path, e))?;
     let hooks = Hooks::capture(options.hookpoints.iter().copied());
     let began = Instant::now();
     let mut tokens = 0u64;
     let mut last = Vec::new();
     let save = |trainers: &[SaeTrainer<B>], step: u64| -> Result<()> {
+        let dir = checkpoints.join(format!("step-{step}"));
+        let tmp = temp_sibling(&dir, "tmp")?;
         for (name, t) in names.iter().zip(trainers) {
-            t.to_sae().save(out.join(name))?;
-            t.save_state(out.join("state").join(name))?;
+            t.to_sae().save(tmp.join(name))?;
+            t.save_state(tmp.join("state").join(name))?;
         }
         let state = RunState {
             step,
@@ -284,7 +357,17 @@ pub fn train_saes_with<B: AutodiffBackend>(
             options: options.clone(),
         };
         let json = serde_json::to_string_pretty(&state).map_err(|e| Error::Input(e.to_string()))?;
-        write_atomic(stage1_json(out), json.as_bytes())?;
+        // The manifest last: a folder without it is not a checkpoint.
+        write_atomic(tmp.join(MANIFEST), json.as_bytes())?;
+        replace_dir(&tmp, &dir)?;
+        for (s, older) in stage1_checkpoints(out) {
+            if s != step {
+                std::fs::remove_dir_all(&older).map_err(|e| Error::io(&older, e))?;
+            }
+        }
+        for name in &names {
+            publish_sae(&dir.join(name), &out.join(name))?;
+        }
         Ok(())
     };
 
@@ -335,7 +418,9 @@ pub fn train_saes_with<B: AutodiffBackend>(
             save(&trainers, step + 1)?;
         }
     }
-    save(&trainers, total)?;
+    if start < total {
+        save(&trainers, total)?;
+    }
     let secs = began.elapsed().as_secs_f64().max(1e-9);
     Ok(Stage1Report { steps: total, tokens, last, tokens_per_second: tokens as f64 / secs })
 }

@@ -291,6 +291,8 @@ pub fn train_adapters<B: AutodiffBackend>(
     let order = order(chunks.len(), cfg.epochs, cfg.seed);
     let device = model.device();
     std::fs::create_dir_all(&cfg.out).map_err(|e| Error::io(&cfg.out, e))?;
+    // What a killed run left (a half-written checkpoint under its temporary name) goes.
+    resa_qwen2::safetensors_io::remove_stale_temporaries(&cfg.out)?;
     let run_json = serde_json::to_string_pretty(&cfg).map_err(|e| Error::Setup(e.to_string()))?;
     write_atomic(cfg.out.join("run.json"), run_json.as_bytes())?;
 
