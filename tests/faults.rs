@@ -1,0 +1,214 @@
+//! Fault tests: Stage I (`resa train-sae`) and Stage II (`resa tune`) are killed with SIGKILL
+//! just before each rename of their checkpoint writes (`RESA_TEST_ABORT_AT_RENAME=K`, for
+//! every K until a run gets through), then resumed. Every resumed run must end with files
+//! bit-identical to an uninterrupted run's, each step once in `metrics.jsonl`, and no
+//! temporary left behind.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use resa::data::toy::{self, ToyWorld};
+use resa::qwen2::safetensors_io::StoredDtype;
+use resa::qwen2::{Qwen2Config, Qwen2ForCausalLM};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+fn resa(args: &[&str], kill_at: Option<u64>) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_resa"));
+    cmd.args(args).env_remove("RESA_TEST_ABORT_AT_RENAME");
+    if let Some(k) = kill_at {
+        cmd.env("RESA_TEST_ABORT_AT_RENAME", k.to_string());
+    }
+    cmd.output().expect("runs resa")
+}
+
+/// Every file under `dir` (relative path → bytes), and the dot-entries (temporaries).
+fn files(dir: &Path, rel: &Path, out: &mut Vec<(PathBuf, Vec<u8>)>, temps: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).expect("read_dir").flatten() {
+        let name = e.file_name();
+        let rel = rel.join(&name);
+        if name.to_string_lossy().starts_with('.') {
+            temps.push(rel.clone());
+        }
+        if e.path().is_dir() {
+            files(&e.path(), &rel, out, temps);
+        } else {
+            out.push((rel, std::fs::read(e.path()).expect("read")));
+        }
+    }
+}
+
+/// The bytes of `names` under `dir`, and any temporaries anywhere in `dir`.
+fn snapshot(dir: &Path, names: &[&str]) -> (Vec<(String, Vec<u8>)>, Vec<PathBuf>) {
+    let (mut all, mut temps) = (Vec::new(), Vec::new());
+    files(dir, Path::new(""), &mut all, &mut temps);
+    let wanted = names
+        .iter()
+        .map(|n| {
+            let bytes = std::fs::read(dir.join(n)).unwrap_or_else(|e| panic!("{}: {e}", dir.join(n).display()));
+            (n.to_string(), bytes)
+        })
+        .collect();
+    (wanted, temps)
+}
+
+/// Steps recorded in a metrics file, in order.
+fn steps(path: &Path) -> Vec<u64> {
+    std::fs::read_to_string(path)
+        .expect("metrics")
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json")["step"].as_u64().expect("step"))
+        .collect()
+}
+
+/// Kills `args` (with `--out OUT` appended) at every rename, resumes with `resume_args`,
+/// and compares `compare` under OUT with the uninterrupted run's.
+fn kill_at_every_rename(
+    name: &str,
+    args: &dyn Fn(&Path) -> Vec<String>,
+    resume_args: &dyn Fn(&Path) -> Vec<String>,
+    compare: &[&str],
+    metrics: (&str, Vec<u64>),
+) -> u64 {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let whole = tmp.path().join("whole");
+    let a = args(&whole);
+    let o = resa(&a.iter().map(String::as_str).collect::<Vec<_>>(), None);
+    assert!(o.status.success(), "{name} uninterrupted: {}", String::from_utf8_lossy(&o.stderr));
+    let (want, temps) = snapshot(&whole, compare);
+    assert!(temps.is_empty(), "{name}: the uninterrupted run left {temps:?}");
+    assert_eq!(steps(&whole.join(metrics.0)), metrics.1, "{name}: uninterrupted metrics");
+    let mut k = 1;
+    loop {
+        let out = tmp.path().join(format!("k{k}"));
+        let a = args(&out);
+        let o = resa(&a.iter().map(String::as_str).collect::<Vec<_>>(), Some(k));
+        if o.status.success() {
+            // K is past the last rename: every rename has been tried.
+            return k - 1;
+        }
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("RESA_TEST_ABORT_AT_RENAME"), "{name} k={k}: failed otherwise: {err}");
+        let a = resume_args(&out);
+        let o = resa(&a.iter().map(String::as_str).collect::<Vec<_>>(), None);
+        assert!(o.status.success(), "{name} k={k}: resume failed: {}", String::from_utf8_lossy(&o.stderr));
+        let (got, temps) = snapshot(&out, compare);
+        assert!(temps.is_empty(), "{name} k={k}: temporaries left: {temps:?}");
+        for ((file, a), (_, b)) in want.iter().zip(&got) {
+            assert!(a == b, "{name} k={k}: {file} differs from the uninterrupted run's");
+        }
+        assert_eq!(steps(&out.join(metrics.0)), metrics.1, "{name} k={k}: metrics.jsonl");
+        std::fs::remove_dir_all(&out).expect("rm");
+        k += 1;
+        assert!(k < 500, "{name}: no run got through 500 renames");
+    }
+}
+
+#[test]
+fn stage1_killed_at_every_rename_resumes_bit_identically() {
+    let model = root().join("crates/resa-qwen2/tests/fixtures/tied_gqa_f32_old");
+    let fixtures = root().join("crates/resa-sae/tests/fixtures");
+    let base = |out: &Path| -> Vec<String> {
+        [
+            "train-sae",
+            "--model",
+            s(&model),
+            "--token-ids",
+            s(&fixtures.join("input_ids.json")),
+            "--hookpoint",
+            "layers.1",
+            "--hookpoint",
+            "layers.2.mlp",
+            "--mode",
+            "finetune",
+            "--init",
+            s(&fixtures.join("adam/init")),
+            "--optimizer",
+            "adam",
+            "--lr-warmup-steps",
+            "2",
+            "--batch-size",
+            "2",
+            "--save-every",
+            "1",
+            "--out",
+            s(out),
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .collect()
+    };
+    let resume = |out: &Path| {
+        let mut a = base(out);
+        a.push("--resume".into());
+        a
+    };
+    // Four steps, two hookpoints: a metrics line per hookpoint and step.
+    let renames = kill_at_every_rename(
+        "stage I",
+        &base,
+        &resume,
+        &["layers.1/sae.safetensors", "layers.1/cfg.json", "layers.2.mlp/sae.safetensors", "layers.2.mlp/cfg.json"],
+        ("metrics.jsonl", vec![0, 0, 1, 1, 2, 2, 3, 3]),
+    );
+    eprintln!("stage I: killed at each of {renames} renames, every resume identical");
+    assert!(renames >= 20, "only {renames} renames: the checkpoint writes were not exercised");
+}
+
+#[test]
+fn stage2_killed_at_every_rename_resumes_bit_identically() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let model = tmp.path().join("model");
+    let cfg = Qwen2Config { vocab_size: toy::vocab_size(), ..Qwen2Config::tiny() };
+    Qwen2ForCausalLM::<burn::backend::Flex>::random(&cfg, 1, &Default::default(), burn::tensor::DType::F32)
+        .save_pretrained(&model, StoredDtype::F32)
+        .expect("model");
+    toy::write_tokenizer(&model).expect("tokenizer");
+    ToyWorld::default().write_splits(tmp.path().join("data"), [60, 2, 2]).expect("data");
+    let sae = tmp.path().join("sae");
+    resa::sae::SparseCoder::<burn::backend::Flex>::random(
+        resa::sae::SaeConfig::new(cfg.hidden_size, 64, 4),
+        0,
+        &Default::default(),
+    )
+    .expect("sae")
+    .save(sae.join("layers.1"))
+    .expect("save sae");
+    let config = |out: &Path| {
+        format!(
+            "out = \"{out}\"\n[source]\nmodel = \"{m}\"\n[target]\nmodel = \"{m}\"\n[data]\ntrigger = \"{d}\"\n\
+             elicitation = \"{d}\"\ntemplate = \"{t}\"\nctx_len = 48\n[sae]\nmode = \"pretrained\"\npath = \"{sae}\"\n\
+             hookpoint = \"layers.1\"\n[lora]\nr = 4\nalpha = 16\n[stage2]\nlr = 1e-3\nmax_steps = 4\nsave_every = 1\n",
+            out = out.display(),
+            m = model.display(),
+            d = tmp.path().join("data/train.jsonl").display(),
+            t = toy::TOY_TEMPLATE.replace('\n', "\\n"),
+            sae = sae.display(),
+        )
+    };
+    let configs = tmp.path().join("configs");
+    std::fs::create_dir_all(&configs).expect("configs");
+    let args = |out: &Path| -> Vec<String> {
+        let file = configs.join(format!("{}.toml", out.file_name().and_then(|n| n.to_str()).unwrap_or("run")));
+        if !file.is_file() {
+            std::fs::write(&file, config(out)).expect("config");
+        }
+        vec!["tune".into(), "--config".into(), file.display().to_string()]
+    };
+    // `resa tune` resumes by itself (the stage is redone from its newest checkpoint).
+    let renames = kill_at_every_rename(
+        "stage II",
+        &args,
+        &args,
+        &["stage2/adapter/adapter_model.safetensors", "stage2/adapter/adapter_config.json"],
+        ("stage2/metrics.jsonl", vec![1, 2, 3, 4]),
+    );
+    eprintln!("stage II: killed at each of {renames} renames, every resume identical");
+    assert!(renames >= 10, "only {renames} renames: the checkpoint writes were not exercised");
+}
