@@ -350,6 +350,11 @@ pub struct ForwardInput<B: Backend> {
     pub logits: Logits,
     /// How attached adapters act (default: on, no dropout).
     pub adapters: AdapterMode,
+    /// Start at decoder layer `k` from the hidden states `[batch, seq, hidden]` entering it
+    /// (the output of layer `k − 1`, as a capture at `layers.{k-1}` gives it) instead of
+    /// embedding `input_ids` and running layers `0..k` (whose shape still sets the batch
+    /// and positions). Hooks below `k` see nothing. Not with a KV cache.
+    pub start: Option<(usize, Tensor<B, 3>)>,
 }
 
 impl<B: Backend> ForwardInput<B> {
@@ -361,7 +366,15 @@ impl<B: Backend> ForwardInput<B> {
             position_ids: None,
             logits: Logits::All,
             adapters: AdapterMode::On,
+            start: None,
         }
+    }
+
+    /// Starts at decoder layer `layer` from `hidden`, the hidden states entering it (see
+    /// [`ForwardInput::start`]).
+    pub fn starting_at(mut self, layer: usize, hidden: Tensor<B, 3>) -> Self {
+        self.start = Some((layer, hidden));
+        self
     }
 
     /// Sets how attached adapters act.
@@ -459,6 +472,19 @@ impl<B: Backend> Qwen2ForCausalLM<B> {
                 cfg.num_hidden_layers
             )));
         }
+        if let Some((k, h)) = &input.start {
+            if *k > cfg.num_hidden_layers || h.dims() != [b, s, cfg.hidden_size] {
+                return Err(Error::Input(format!(
+                    "start at layer {k} with hidden states {:?}: expected a layer 0 ..= {} and [{b}, {s}, {}]",
+                    h.dims(),
+                    cfg.num_hidden_layers,
+                    cfg.hidden_size
+                )));
+            }
+            if cache.is_some() {
+                return Err(Error::Input("a forward that starts at a layer takes no KV cache".into()));
+            }
+        }
         let past = cache.as_deref().map_or(0, KvCache::len);
         let t = past + s;
         let device = self.device();
@@ -502,8 +528,11 @@ impl<B: Backend> Qwen2ForCausalLM<B> {
             _ => cfg.num_hidden_layers,
         };
         let mut captured = Vec::new();
-        let mut x = self.model.embed_tokens.forward(input.input_ids);
-        for (i, layer) in self.model.layers.iter().enumerate().take(stop) {
+        let (first, mut x) = match input.start {
+            Some((k, h)) => (k, h),
+            None => (0, self.model.embed_tokens.forward(input.input_ids)),
+        };
+        for (i, layer) in self.model.layers.iter().enumerate().take(stop).skip(first) {
             let slot = cache.as_deref_mut().map(|c| &mut c.layers[i]);
             let attn =
                 layer.self_attn.forward(layer.input_layernorm.forward(x.clone()), &rope, &mask, slot, input.adapters);
@@ -520,6 +549,42 @@ impl<B: Backend> Qwen2ForCausalLM<B> {
             }
         };
         Ok(ForwardOutput { logits, captured })
+    }
+
+    /// Draws the dropout masks that a [`AdapterMode::Train`] forward of `[batch, seq]` tokens
+    /// through decoder layers `layers` would draw, in the same order (`q`, `k`, `v`, `o`,
+    /// `gate`, `up`, `down` per layer), and discards them. A forward that skips those layers
+    /// (see [`ForwardInput::start`]) calls it first, so the masks of the layers it does run
+    /// are the ones the full forward would have drawn from the backend's generator.
+    pub fn draw_adapter_dropout(&self, layers: std::ops::Range<usize>, batch: usize, seq: usize) {
+        let cfg = &self.config;
+        let device = self.device();
+        let heads = cfg.num_attention_heads * cfg.head_dim;
+        for layer in self.model.layers.iter().take(layers.end).skip(layers.start) {
+            let (a, m) = (&layer.self_attn, &layer.mlp);
+            let shaped = [
+                (&a.q_proj, cfg.hidden_size),
+                (&a.k_proj, cfg.hidden_size),
+                (&a.v_proj, cfg.hidden_size),
+                (&a.o_proj, heads),
+                (&m.gate_proj, cfg.hidden_size),
+                (&m.up_proj, cfg.hidden_size),
+                (&m.down_proj, cfg.intermediate_size),
+            ];
+            for (lin, width) in shaped {
+                if let Some(ad) = &lin.adapter
+                    && !ad.merged
+                    && ad.dropout > 0.0
+                {
+                    let keep = 1.0 - ad.dropout;
+                    let _ = Tensor::<B, 3>::random(
+                        [batch, seq, width],
+                        burn::tensor::Distribution::Bernoulli(keep),
+                        &device,
+                    );
+                }
+            }
+        }
     }
 
     /// The decoder's linear layers with their module names as PEFT and transformers call

@@ -3,6 +3,7 @@
 //! (a different divergence, a distillation target) without touching the trainer.
 
 use std::borrow::Cow;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Int, Tensor};
@@ -10,7 +11,7 @@ use resa_qwen2::{AdapterMode, Hookpoint, Qwen2ForCausalLM};
 use resa_sae::SparseCoder;
 
 use crate::error::{Error, Result};
-use crate::stage2::{SaeGrad, causal_lm_loss, stage2_loss};
+use crate::stage2::{SaeGrad, causal_lm_loss, prefix_adapters_are_zero, stage2_loss, stage2_loss_shared_prefix};
 
 /// A training objective of [`train_adapters`](crate::train_adapters): the loss of one
 /// micro-batch, with the adapters in training mode.
@@ -34,16 +35,42 @@ pub trait Objective<B: AutodiffBackend>: Send + Sync {
 
 /// Stage II: match the unmodified model's next-token distribution with the frozen SAE
 /// spliced in at `hookpoint` (KL, [`stage2_loss`]).
+///
+/// With the `detach` splice at a residual hookpoint `layers.L` and adapters of layers
+/// `0..=L` at `B = 0` (checked before the first step), each step runs the student from the
+/// teacher's activation at the hookpoint ([`stage2_loss_shared_prefix`]): the same loss and
+/// gradients for `L + 1` fewer student layers. [`SaeTuning::with_shared_prefix`] turns that
+/// off.
 pub struct SaeTuning<'a, B: AutodiffBackend> {
     sae: Cow<'a, SparseCoder<B>>,
     hookpoint: Hookpoint,
     grad: SaeGrad,
+    allow_shared_prefix: bool,
+    shared_prefix: AtomicBool,
 }
 
 impl<'a, B: AutodiffBackend> SaeTuning<'a, B> {
     /// The SAE, where it is spliced, and how gradients pass it.
     pub fn new(sae: &'a SparseCoder<B>, hookpoint: Hookpoint, grad: SaeGrad) -> Self {
-        SaeTuning { sae: Cow::Borrowed(sae), hookpoint, grad }
+        SaeTuning {
+            sae: Cow::Borrowed(sae),
+            hookpoint,
+            grad,
+            allow_shared_prefix: true,
+            shared_prefix: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether the student may start from the teacher's activation when that is exact
+    /// (default: yes).
+    pub fn with_shared_prefix(mut self, allow: bool) -> Self {
+        self.allow_shared_prefix = allow;
+        self
+    }
+
+    /// Whether [`Objective::check`] found the shared prefix exact (it is then used).
+    pub fn uses_shared_prefix(&self) -> bool {
+        self.shared_prefix.load(Ordering::Relaxed)
     }
 
     /// The spliced SAE.
@@ -76,11 +103,24 @@ impl<B: AutodiffBackend> Objective<B> for SaeTuning<'_, B> {
                 model.config().hidden_size
             )));
         }
+        let shared = match (self.allow_shared_prefix, self.grad, self.hookpoint) {
+            (true, SaeGrad::Detach, Hookpoint::Residual(l)) => prefix_adapters_are_zero(model, l),
+            _ => false,
+        };
+        self.shared_prefix.store(shared, Ordering::Relaxed);
+        if shared {
+            tracing::info!(hookpoint = %self.hookpoint, "the student starts from the teacher's activation at the hookpoint");
+        }
         Ok(())
     }
 
     fn loss(&self, model: &Qwen2ForCausalLM<B>, input_ids: Tensor<B, 2, Int>) -> Result<Tensor<B, 1>> {
-        stage2_loss(model, &self.sae, self.hookpoint, self.grad, input_ids, AdapterMode::Train)
+        match self.hookpoint {
+            Hookpoint::Residual(l) if self.uses_shared_prefix() => {
+                stage2_loss_shared_prefix(model, &self.sae, l, input_ids, AdapterMode::Train)
+            }
+            _ => stage2_loss(model, &self.sae, self.hookpoint, self.grad, input_ids, AdapterMode::Train),
+        }
     }
 
     fn to_device(&self, device: &B::Device) -> Box<dyn Objective<B> + '_> {
@@ -88,6 +128,8 @@ impl<B: AutodiffBackend> Objective<B> for SaeTuning<'_, B> {
             sae: Cow::Owned(self.sae.as_ref().clone().to_device(device)),
             hookpoint: self.hookpoint,
             grad: self.grad,
+            allow_shared_prefix: self.allow_shared_prefix,
+            shared_prefix: AtomicBool::new(self.uses_shared_prefix()),
         })
     }
 }

@@ -80,6 +80,68 @@ pub fn stage2_loss<B: Backend>(
     Ok(kl_batchmean(teacher, student))
 }
 
+/// [`stage2_loss`] with the `detach` splice at a residual hookpoint `layers.L`, doing less
+/// work and giving the same loss and adapter gradients: no gradient reaches layers `0..=L`,
+/// so while their adapters hold `B = 0` (they start so and never move) the student's
+/// activation at the hookpoint *is* the teacher's. The teacher's forward captures it, and
+/// the student runs only layers `L+1..` from the SAE's reconstruction of it. The dropout
+/// masks the skipped layers would have drawn are drawn and discarded, so every later mask
+/// is the plain computation's. The caller checks the `B = 0` condition
+/// ([`prefix_adapters_are_zero`]); [`SaeTuning`](crate::SaeTuning) does, once.
+pub fn stage2_loss_shared_prefix<B: Backend>(
+    model: &Qwen2ForCausalLM<B>,
+    sae: &SparseCoder<B>,
+    layer: usize,
+    input_ids: Tensor<B, 2, Int>,
+    student_adapters: AdapterMode,
+) -> Result<Tensor<B, 1>> {
+    let hookpoint = Hookpoint::Residual(layer);
+    hookpoint.check(model.config().num_hidden_layers)?;
+    let splice = SaeSplice::new(sae, model.config().hidden_size)?;
+    let [b, s] = input_ids.dims();
+    let out = model.forward(
+        ForwardInput::new(input_ids.clone()).with_adapters(AdapterMode::Off),
+        &Hooks::capture([hookpoint]),
+        None,
+    )?;
+    let teacher = out.logits.ok_or_else(|| Error::Setup("the teacher forward returned no logits".into()))?.detach();
+    let at = out
+        .captured
+        .into_iter()
+        .find_map(|(h, x)| (h == hookpoint).then_some(x))
+        .ok_or_else(|| Error::Setup(format!("the teacher forward did not capture {hookpoint}")))?;
+    if student_adapters == AdapterMode::Train {
+        model.draw_adapter_dropout(0..layer + 1, b, s);
+    }
+    let x = splice.splice(at.detach()).map_err(|cause| resa_qwen2::Error::Splice { at: hookpoint, cause })?.detach();
+    let student = model
+        .forward(
+            ForwardInput::new(input_ids).with_adapters(student_adapters).starting_at(layer + 1, x),
+            &Hooks::default(),
+            None,
+        )?
+        .logits
+        .ok_or_else(|| Error::Setup("the student forward returned no logits".into()))?;
+    Ok(kl_batchmean(teacher, student))
+}
+
+/// Whether every adapter of decoder layers `0..=layer` has `B = 0` exactly (so it adds
+/// nothing: the condition of [`stage2_loss_shared_prefix`]). Layers without adapters count
+/// as zero. Reads those `B` tensors once.
+pub fn prefix_adapters_are_zero<B: Backend>(model: &Qwen2ForCausalLM<B>, layer: usize) -> bool {
+    model
+        .linears()
+        .into_iter()
+        .filter(|(name, _)| {
+            name.strip_prefix("model.layers.")
+                .and_then(|r| r.split('.').next())
+                .and_then(|n| n.parse::<usize>().ok())
+                .is_some_and(|l| l <= layer)
+        })
+        .filter_map(|(_, lin)| lin.adapter.as_ref())
+        .all(|ad| ad.b.val().abs().max().cast(DType::F32).into_data().iter::<f32>().all(|v| v == 0.0))
+}
+
 /// Next-token cross-entropy (the CoT-free SFT baseline, and full-parameter training):
 /// mean over the `batch × (seq − 1)` predicted positions, as transformers' causal-LM loss.
 pub fn causal_lm_loss<B: Backend>(

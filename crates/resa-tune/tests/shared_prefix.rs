@@ -1,0 +1,90 @@
+//! The shared-prefix Stage II loss (the student starts from the teacher's activation at the
+//! hookpoint) equals the plain one: the same loss and adapter gradients with dropout on, and
+//! the same trained adapter. One test in its own process: dropout draws from the backend's
+//! global generator, which parallel tests would share.
+
+mod common;
+
+use burn::module::Param;
+use burn::tensor::backend::Backend;
+use burn::tensor::{Distribution, Int, Tensor, TensorData};
+use common::*;
+use resa_qwen2::{AdapterMode, Hookpoint};
+use resa_tune::{
+    SaeGrad, SaeTuning, TuneConfig, prefix_adapters_are_zero, stage2_loss, stage2_loss_shared_prefix, train_adapters,
+};
+
+fn layer_of(name: &str) -> usize {
+    name.strip_prefix("model.layers.").and_then(|r| r.split('.').next()).and_then(|n| n.parse().ok()).expect("layer")
+}
+
+fn values(t: Tensor<B, 2>) -> Vec<f32> {
+    t.into_data().iter::<f32>().collect()
+}
+
+#[test]
+fn the_shared_prefix_gives_the_plain_loss_gradients_and_adapter() {
+    let device = Default::default();
+    let sae = sae();
+    let lora = lora(); // dropout 0.05: the masks of the layers run must be the plain ones
+    let mut m = model(&lora);
+    // Adapters above the hookpoint have moved (B ≠ 0); those at and below have not.
+    <AD as Backend>::seed(&device, 1);
+    for (name, lin) in m.linears_mut() {
+        if let Some(ad) = lin.adapter.as_mut()
+            && layer_of(&name) > 1
+        {
+            let shape = ad.b.val().dims();
+            ad.b = Param::from_tensor(Tensor::random(shape, Distribution::Normal(0.0, 0.1), &device));
+        }
+    }
+    let m = resa_lora::trainable(m);
+    assert!(prefix_adapters_are_zero(&m, 1) && !prefix_adapters_are_zero(&m, 2));
+
+    let ids: Vec<i64> = chunks(2, 12).into_iter().flatten().map(i64::from).collect();
+    let ids = Tensor::<AD, 2, Int>::from_data(TensorData::new(ids, [2, 12]), &device);
+    let run = |shared: bool| {
+        <AD as Backend>::seed(&device, 7);
+        let loss = if shared {
+            stage2_loss_shared_prefix(&m, &sae, 1, ids.clone(), AdapterMode::Train)
+        } else {
+            stage2_loss(&m, &sae, Hookpoint::Residual(1), SaeGrad::Detach, ids.clone(), AdapterMode::Train)
+        }
+        .expect("loss");
+        let value = loss.clone().into_scalar();
+        let grads = loss.backward();
+        let g: Vec<Vec<f32>> = m
+            .linears()
+            .into_iter()
+            .filter_map(|(_, l)| l.adapter.as_ref())
+            .flat_map(|ad| [&ad.a, &ad.b])
+            .map(|p| p.val().grad(&grads).map(values).unwrap_or_default())
+            .collect();
+        (value, g)
+    };
+    let (plain, plain_grads) = run(false);
+    let (shared, shared_grads) = run(true);
+    assert!((plain - shared).abs() <= 1e-6 * plain.abs().max(1.0), "loss {plain} vs {shared}");
+    for (i, (a, b)) in plain_grads.iter().zip(&shared_grads).enumerate() {
+        // Adapters at and below the hookpoint get no gradient either way.
+        let a = if a.is_empty() { vec![0.0; b.len()] } else { a.clone() };
+        let b = if b.is_empty() { vec![0.0; a.len()] } else { b.clone() };
+        let d = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+        assert!(d <= 1e-6, "adapter tensor {i}: gradients differ by {d}");
+    }
+    assert!(plain_grads.iter().any(|g| g.iter().any(|v| *v != 0.0)), "some adapter learns");
+
+    // Training: the same adapter, bit for bit, with and without the shared prefix.
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = chunks(4, 16);
+    let mut adapters = Vec::new();
+    for (name, allow) in [("plain", false), ("shared", true)] {
+        let objective = SaeTuning::new(&sae, Hookpoint::Residual(1), SaeGrad::Detach).with_shared_prefix(allow);
+        let cfg =
+            TuneConfig { lr: 1e-2, epochs: 2, save_every: 1000, out: tmp.path().join(name), ..TuneConfig::default() };
+        train_adapters(model(&lora), &lora, &objective, &data, &cfg, &mut |_| true).expect("train");
+        assert_eq!(objective.uses_shared_prefix(), allow);
+        adapters.push(adapter_values(&tmp.path().join(name).join("adapter")));
+    }
+    assert_eq!(adapters[0], adapters[1], "the trained adapters differ");
+}
