@@ -6,7 +6,10 @@
 //!   logits, as a generation prefill);
 //! - `stage2_step`: one Stage II optimizer step (teacher and student forward, KL, backward,
 //!   clip, AdamW) with LoRA r 32 on all seven linears and a 16×-hidden SAE (k 32) at the
-//!   middle layer, on a small Qwen2 (hidden 512, 4 layers, vocabulary 8192), 512 tokens;
+//!   middle layer, on a small Qwen2 (hidden 512, 4 layers, vocabulary 8192), 512 tokens,
+//!   as resa runs it (the student starts from the teacher's activation at the hookpoint);
+//! - `stage2_step_plain`: the same step computed as the reference does (full student
+//!   forward), the same loss and gradients;
 //! - `sae_step`: one SAE training step (Adam), d_in 1536, 16384 latents, k 32, 4096 tokens;
 //! - `decode_b1`, `decode_b8`: greedy decoding of 128 new tokens after a 16-token prompt,
 //!   batch 1 and 8, Qwen2.5-0.5B shapes;
@@ -35,7 +38,8 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 
 /// The workloads, in the order they run.
-pub const WORKLOADS: [&str; 6] = ["gemm", "prefill", "stage2_step", "sae_step", "decode_b1", "decode_b8"];
+pub const WORKLOADS: [&str; 7] =
+    ["gemm", "prefill", "stage2_step", "stage2_step_plain", "sae_step", "decode_b1", "decode_b8"];
 
 /// One measured workload.
 #[derive(Debug, Clone, Serialize)]
@@ -275,7 +279,7 @@ pub fn run_benches<B: Backend>(
             push(r, &mut out);
         }
     }
-    if wanted("stage2_step") {
+    if wanted("stage2_step") || wanted("stage2_step_plain") {
         type AD<B> = Autodiff<B>;
         let (cfg, seq, latents, layer) = if big {
             (r1_distill_15b(), 2048, 65_536, 12)
@@ -300,15 +304,24 @@ pub fn run_benches<B: Backend>(
             + forward_flops(&cfg, t, 0.0, after, t)
             + 2.0 * t * (cfg.hidden_size * latents) as f64;
         // The step includes writing its (small) checkpoint, as every last step of a run does.
-        let r = measure("stage2_step", seq, flops, repeats, || {
-            let m = base.clone();
-            let objective = SaeTuning::new(&sae, Hookpoint::Residual(layer), SaeGrad::Detach);
-            let tune = TuneConfig { max_steps: Some(1), save_every: 1000, out: tmp.clone(), ..TuneConfig::default() };
-            train_adapters(m, &lora, &objective, &chunks, &tune, &mut |_| false)?;
-            Ok(())
-        })?;
+        // `stage2_step` as resa runs it (the student starts from the teacher's activation at
+        // the hookpoint); `stage2_step_plain` computes the same step as the reference does.
+        for (name, shared) in [("stage2_step", true), ("stage2_step_plain", false)] {
+            if !wanted(name) {
+                continue;
+            }
+            let r = measure(name, seq, flops, repeats, || {
+                let m = base.clone();
+                let objective =
+                    SaeTuning::new(&sae, Hookpoint::Residual(layer), SaeGrad::Detach).with_shared_prefix(shared);
+                let tune =
+                    TuneConfig { max_steps: Some(1), save_every: 1000, out: tmp.clone(), ..TuneConfig::default() };
+                train_adapters(m, &lora, &objective, &chunks, &tune, &mut |_| false)?;
+                Ok(())
+            })?;
+            push(r, &mut out);
+        }
         let _ = std::fs::remove_dir_all(&tmp);
-        push(r, &mut out);
     }
     if wanted("sae_step") {
         let (d, latents, n) = (1536, if big { 65_536 } else { 16_384 }, 4096);
