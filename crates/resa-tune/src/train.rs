@@ -402,10 +402,18 @@ pub fn train_adapters<B: AutodiffBackend>(
         };
 
         // Global norm over all trainable tensors, clipped as torch's clip_grad_norm_.
-        let norm_sq: f32 = grads
-            .iter()
-            .map(|g| g.clone().powi_scalar(2).sum().into_data().iter::<f32>().next().unwrap_or(f32::NAN))
-            .sum();
+        // Summed on the device, read back once (not once per tensor: 392 reads per step at
+        // 1.5B with seven modules in 28 layers).
+        let norm_sq: f32 = if grads.is_empty() {
+            0.0
+        } else {
+            Tensor::cat(grads.iter().map(|g| g.clone().powi_scalar(2).sum()).collect::<Vec<_>>(), 0)
+                .sum()
+                .into_data()
+                .iter::<f32>()
+                .next()
+                .unwrap_or(f32::NAN)
+        };
         let grad_norm = norm_sq.sqrt();
         if !grad_norm.is_finite() {
             // The failing step is recorded (the norm as null) before training stops; the
