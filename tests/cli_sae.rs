@@ -88,7 +88,7 @@ fn sae_encode_without_dead_mask_writes_no_auxk_loss() {
 fn sae_encode_rejects_bad_inputs() {
     let case = sae_fixtures().join("encode");
     let tmp = tempfile::tempdir().expect("tmp");
-    let cases: [(&str, Vec<OwnedTensor>, &str); 3] = [
+    let cases: [(&str, Vec<OwnedTensor>, &str); 4] = [
         ("wide", vec![OwnedTensor::from_f32("x", &[0.0; 65 * 2], vec![2, 65], StoredDtype::F32)], "width 65"),
         (
             "mask",
@@ -99,6 +99,14 @@ fn sae_encode_rejects_bad_inputs() {
             "`dead_mask` has shape [7], expected [128]",
         ),
         ("nox", vec![OwnedTensor::from_f32("y", &[0.0; 4], vec![2, 2], StoredDtype::F32)], "`x`"),
+        (
+            "float-mask",
+            vec![
+                OwnedTensor::from_f32("x", &[0.0; 64 * 2], vec![2, 64], StoredDtype::F32),
+                OwnedTensor::from_f32("dead_mask", &[0.0; 128], vec![128], StoredDtype::F32),
+            ],
+            "`dead_mask` in",
+        ),
     ];
     for (name, tensors, want) in cases {
         let input = tmp.path().join(format!("{name}.safetensors"));
@@ -107,6 +115,10 @@ fn sae_encode_rejects_bad_inputs() {
         let o = resa(&["sae", "encode", "--sae", s(&case.join("sae")), "--input", s(&input), "--out", s(&out)]);
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(!o.status.success() && err.contains(want), "{name}: {err}");
+        if name == "float-mask" {
+            // The message says what the mask may be, and nothing contrary.
+            assert!(err.contains("has dtype F32; expected an integer dtype") && !err.contains("expected F32"), "{err}");
+        }
         assert!(!out.exists(), "{name}: no output on failure");
     }
 }

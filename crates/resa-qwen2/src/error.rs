@@ -90,8 +90,8 @@ pub enum Error {
         found: Vec<usize>,
     },
 
-    /// A tensor is stored with a dtype this crate cannot convert.
-    #[error("tensor `{key}` in {path} has unsupported dtype {dtype} (expected F32, F16 or BF16)")]
+    /// A tensor is stored with a dtype this crate cannot convert (for this use).
+    #[error("tensor `{key}` in {path} has dtype {dtype}; expected {expected}")]
     UnsupportedDtype {
         /// The checkpoint key.
         key: String,
@@ -99,6 +99,8 @@ pub enum Error {
         path: PathBuf,
         /// The dtype named in the header.
         dtype: String,
+        /// What the reader accepts here.
+        expected: &'static str,
     },
 
     /// A hookpoint name does not parse or names a layer the model does not have.

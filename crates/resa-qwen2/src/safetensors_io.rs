@@ -313,6 +313,7 @@ impl SafetensorsReader {
                     key: key.into(),
                     path: self.files[entry.file].clone(),
                     dtype: other.name().into(),
+                    expected: "F32, F16 or BF16",
                 });
             }
             Err(name) => {
@@ -320,6 +321,7 @@ impl SafetensorsReader {
                     key: key.into(),
                     path: self.files[entry.file].clone(),
                     dtype: name.clone(),
+                    expected: "F32, F16 or BF16",
                 });
             }
         };
@@ -354,7 +356,8 @@ impl SafetensorsReader {
                 return Err(Error::UnsupportedDtype {
                     key: key.into(),
                     path: self.files[entry.file].clone(),
-                    dtype: format!("{} (expected an integer dtype)", other.name()),
+                    dtype: other.name().into(),
+                    expected: "an integer dtype (I64, I32, U8 or BOOL)",
                 });
             }
             Err(name) => {
@@ -362,6 +365,7 @@ impl SafetensorsReader {
                     key: key.into(),
                     path: self.files[entry.file].clone(),
                     dtype: name.clone(),
+                    expected: "an integer dtype (I64, I32, U8 or BOOL)",
                 });
             }
         };

@@ -185,12 +185,12 @@ impl<B: Backend> SparseCoder<B> {
         }
         for key in reader.keys() {
             if !expected.iter().any(|(k, _)| *k == key) {
-                return Err(resa_qwen2::Error::UnexpectedTensor { key: key.to_string(), path: weights.clone() }.into());
+                return Err(Error::SaeTensors { path: weights.clone(), message: format!("unexpected tensor `{key}`") });
             }
         }
         let read = |key: &str, shape: &[usize]| -> Result<TensorData> {
             if !reader.contains(key) {
-                return Err(resa_qwen2::Error::MissingTensor { key: key.to_string(), path: weights.clone() }.into());
+                return Err(Error::SaeTensors { path: weights.clone(), message: format!("tensor `{key}` is missing") });
             }
             Ok(TensorData::new(reader.read_f32_finite(key, shape)?, shape.to_vec()))
         };

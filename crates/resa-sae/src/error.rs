@@ -30,7 +30,17 @@ pub enum Error {
         /// What is not supported and why.
         message: String,
     },
-    /// Reading or writing safetensors failed, or a tensor is missing or mis-shaped.
+    /// `sae.safetensors` does not hold sparsify's tensors (a missing or an unexpected name).
+    #[error(
+        "{path}: {message} (a sparsify SAE holds encoder.weight, encoder.bias, W_dec, b_dec and, with a skip connection, W_skip)"
+    )]
+    SaeTensors {
+        /// The weights file.
+        path: PathBuf,
+        /// Which tensor and what is wrong with it.
+        message: String,
+    },
+    /// Reading or writing safetensors failed, or a tensor is mis-shaped.
     #[error(transparent)]
     Tensors(#[from] resa_qwen2::Error),
     /// An input tensor does not fit the SAE.

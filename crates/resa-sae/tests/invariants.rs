@@ -223,3 +223,40 @@ fn non_finite_weights_are_refused_at_load() {
     let err = SparseCoder::<B>::load(&dir, &device()).expect_err("refused");
     assert!(err.to_string().contains("`W_dec`") && err.to_string().contains("non-finite"), "{err}");
 }
+
+#[test]
+fn wrong_tensor_names_in_an_sae_folder_are_named_as_an_sae_problem() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("layers.0");
+    random_sae(8, 16, 2).save(&dir).expect("save");
+    let weights = dir.join("sae.safetensors");
+    let reader = resa_qwen2::safetensors_io::SafetensorsReader::open_file(&weights).expect("read");
+    let mut tensors = Vec::new();
+    for key in ["encoder.weight", "encoder.bias", "W_dec"] {
+        let (v, shape) = reader.read_f32_any(key).expect("tensor");
+        // `b_dec` is renamed: one missing, one unexpected name.
+        tensors.push(resa_qwen2::safetensors_io::OwnedTensor::from_f32(
+            key,
+            &v,
+            shape,
+            resa_qwen2::safetensors_io::StoredDtype::F32,
+        ));
+    }
+    let (v, shape) = reader.read_f32_any("b_dec").expect("b_dec");
+    tensors.push(resa_qwen2::safetensors_io::OwnedTensor::from_f32(
+        "decoder.bias",
+        &v,
+        shape,
+        resa_qwen2::safetensors_io::StoredDtype::F32,
+    ));
+    drop(reader);
+    resa_qwen2::safetensors_io::write_safetensors(&weights, &tensors, None).expect("write");
+    match SparseCoder::<B>::load(&dir, &device()) {
+        Err(e @ Error::SaeTensors { .. }) => {
+            let msg = e.to_string();
+            assert!(msg.contains("decoder.bias") && msg.contains("sparsify SAE") && !msg.contains("Qwen2"), "{msg}");
+        }
+        Err(e) => panic!("wrong error: {e}"),
+        Ok(_) => panic!("a renamed tensor must be refused"),
+    }
+}
