@@ -127,7 +127,9 @@ impl<B: Backend> Qwen2ForCausalLM<B> {
     /// the compute `dtype` (BF16 and F16 widen to F32 exactly).
     ///
     /// The head is tied when `tie_word_embeddings` is true or `lm_head.weight` is absent.
-    /// Missing, unexpected and mis-shaped tensors are errors naming the key.
+    /// Missing, unexpected and mis-shaped tensors are errors naming the key, and so is a NaN
+    /// or an infinity in any weight ([`Error::NonFinite`]; the values pass through the host
+    /// on their way to the device anyway, so the check costs a scan, not a read).
     pub fn from_pretrained(dir: impl AsRef<Path>, device: &B::Device, dtype: DType) -> Result<Self> {
         let dir = dir.as_ref();
         let mut cfg = Qwen2Config::from_file(dir.join("config.json"))?;
@@ -159,7 +161,7 @@ impl<B: Backend> Qwen2ForCausalLM<B> {
             }
         }
         tracing::info!(path = %dir.display(), layers = cfg.num_hidden_layers, ?dtype, "loading Qwen2 checkpoint");
-        build(&cfg, device, dtype, &mut |key, shape| reader.read_f32(key, shape))
+        build(&cfg, device, dtype, &mut |key, shape| reader.read_f32_finite(key, shape))
     }
 
     /// A model with random weights (normal, std 0.02, as transformers initialises Qwen2;

@@ -77,6 +77,26 @@ fn misshaped_tensor() {
 }
 
 #[test]
+fn a_nan_or_an_infinity_in_a_weight_is_refused_with_its_name() {
+    for (bad, name) in [(f32::NAN, "NaN"), (f32::INFINITY, "inf")] {
+        let dir = copy_case("tied_gqa_f32_old");
+        edit_weights(dir.path(), |t| {
+            let w = t.iter_mut().find(|t| t.name == "model.layers.1.mlp.down_proj.weight").expect("weight");
+            let mut values: Vec<f32> =
+                w.data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+            values[5] = bad;
+            *w = OwnedTensor::from_f32(w.name.clone(), &values, w.shape.clone(), StoredDtype::F32);
+        });
+        match load(dir.path()) {
+            Err(Error::NonFinite { key, index, .. }) => {
+                assert_eq!((key.as_str(), index), ("model.layers.1.mlp.down_proj.weight", 5), "{name}");
+            }
+            other => panic!("{name}: expected NonFinite, got {other:?}"),
+        }
+    }
+}
+
+#[test]
 fn unsupported_dtype() {
     let dir = copy_case("tied_gqa_f32_old");
     edit_weights(dir.path(), |t| {
