@@ -13,7 +13,8 @@ pub mod tokenizer;
 pub use config::{HfConfig, Qwen2Config};
 pub use error::{Error, Result};
 pub use generate::{
-    FinishReason, Generated, GeneratedText, GenerationConfig, Sampling, generate, generate_seeded, generate_text,
+    FinishReason, Generated, GeneratedText, GenerationConfig, PREFILL_CHUNK, Sampling, generate, generate_seeded,
+    generate_text, generate_with_prefill_chunk,
 };
 pub use hooks::{Hookpoint, Hooks, Splice, SpliceError, SpliceGrad, SpliceHook};
 pub use model::{AdapterMode, ForwardInput, ForwardOutput, KvCache, Linear, Logits, LowRank, Qwen2ForCausalLM};

@@ -221,3 +221,18 @@ fn generation_limits_are_checked() {
     assert!(err.to_string().contains("16 tokens") && err.to_string().contains("16 positions"), "{err}");
     resa_qwen2::generate(&model, &[vec![1, 2, 3]], &resa_qwen2::GenerationConfig::greedy(2, vec![])).expect("fits");
 }
+
+/// A prompt prefilled in pieces (through the KV cache) continues as the one-forward prefill
+/// does, padded batches included: long prompts never need all their attention scores at once.
+#[test]
+fn chunked_prefill_continues_as_the_one_forward_prefill() {
+    let model = load(&fixture("tied_gqa_f32_old")).expect("model");
+    let prompts = vec![(3..16).collect::<Vec<u32>>(), (20..29).collect::<Vec<u32>>()];
+    let cfg = resa_qwen2::GenerationConfig::greedy(6, vec![]);
+    let whole = resa_qwen2::generate_with_prefill_chunk(&model, &prompts, &cfg, usize::MAX).expect("whole");
+    for chunk in [1, 4, 5, 13] {
+        let pieces = resa_qwen2::generate_with_prefill_chunk(&model, &prompts, &cfg, chunk).expect("pieces");
+        assert_eq!(pieces, whole, "prefill chunk {chunk}");
+    }
+    assert!(resa_qwen2::generate_with_prefill_chunk(&model, &prompts, &cfg, 0).is_err());
+}
