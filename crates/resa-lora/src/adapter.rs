@@ -53,6 +53,26 @@ pub fn attach<B: Backend>(model: &mut Qwen2ForCausalLM<B>, cfg: &LoraConfig, see
     check_no_adapters(model)?;
     let chosen = select_modules(model, cfg)?;
     let dtype = model.dtype();
+    // A rank above both sides of a layer adds parameters but no expressiveness, and an
+    // absurd one would abort in the allocator: refuse it with the size it would take.
+    let linears = model.linears();
+    let targeted: Vec<(usize, usize)> =
+        linears.iter().filter(|(n, _)| chosen.contains(n)).map(|(_, l)| l.dims()).collect();
+    if let Some(&(out, inp)) = targeted.iter().find(|(out, inp)| cfg.r > (*out).max(*inp)) {
+        let bytes: usize = targeted.iter().map(|(o, i)| cfg.r.saturating_mul(o + i).saturating_mul(4)).sum();
+        return Err(Error::Config {
+            path: Path::new("<LoraConfig>").into(),
+            field: "r".into(),
+            message: format!(
+                "rank {} exceeds both sides of a targeted layer ({inp} → {out}); at most {} is useful there, and \
+                 this rank would need {:.1} GiB of adapter weights",
+                cfg.r,
+                out.max(inp),
+                bytes as f64 / (1u64 << 30) as f64
+            ),
+        });
+    }
+    drop(linears);
     let mut rng = StdRng::seed_from_u64(seed);
     let (r, scale, dropout) = (cfg.r, cfg.scale(), cfg.lora_dropout);
     for (name, lin) in model.linears_mut() {

@@ -173,3 +173,11 @@ fn attaching_twice_is_refused() {
     attach(&mut m, &LoraConfig::reference(), 0).expect("first");
     assert!(matches!(attach(&mut m, &LoraConfig::reference(), 0), Err(Error::State(_))));
 }
+
+#[test]
+fn an_absurd_rank_is_refused_with_its_size_before_any_allocation() {
+    let mut m = model::<burn::backend::Flex>("tied_gqa_f32_old");
+    let err = err_text(attach(&mut m, &LoraConfig::new(100_000_000, 16.0, 0.0, &resa_lora::ALL_LINEAR), 0));
+    assert!(err.contains("rank 100000000 exceeds both sides") && err.contains("GiB"), "{err}");
+    assert_eq!(resa_lora::remove(&mut m), 0, "nothing was attached");
+}
