@@ -1,5 +1,5 @@
 //! `resa tune --config run.toml`: the whole SAE-Tuning pipeline (Stage I, Stage II, adapter,
-//! optionally the merged model); see `resa_tune::pipeline` for the configuration.
+//! optionally the merged model); see `resa_pipeline::pipeline` for the configuration.
 
 use std::path::PathBuf;
 
