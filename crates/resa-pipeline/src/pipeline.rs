@@ -33,10 +33,11 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::{DType, backend::AutodiffBackend};
 use resa_data::{ChunkOptions, ReadOptions, Template, chunk_texts, load_dataset};
+use resa_lora::LoraConfig;
 use resa_qwen2::{Hookpoint, Qwen2ForCausalLM, Tokenizer, hub};
+use resa_sae::SaeInit;
+use resa_tune::{SaeGrad, StepMetrics, TuneConfig};
 use serde::{Deserialize, Serialize};
-
-use resa_tune::{SaeGrad, StepMetrics};
 
 use crate::error::{Error, Result};
 use crate::stage::{AdapterTraining, Merge, SaeTraining, Stage, run_stage};
@@ -101,8 +102,10 @@ pub struct DataSection {
 fn train() -> String {
     "train".into()
 }
+// The defaults of the file are the libraries' own `Default`s, read from them (never
+// copied), so the two cannot drift apart.
 fn ctx() -> usize {
-    2048
+    ChunkOptions::default().chunk_len
 }
 
 /// How the SAE is obtained.
@@ -150,13 +153,19 @@ pub struct SaeSection {
 }
 
 fn latents() -> usize {
-    65536
+    match SaeInit::default() {
+        SaeInit::Scratch { num_latents: Some(n), .. } => n,
+        _ => 65536,
+    }
 }
 fn k() -> usize {
-    32
+    match SaeInit::default() {
+        SaeInit::Scratch { k, .. } => k,
+        SaeInit::Finetune(_) => 32,
+    }
 }
 fn sae_batch() -> usize {
-    16
+    resa_sae::Stage1Options::default().batch_size
 }
 
 /// LoRA.
@@ -181,13 +190,13 @@ pub struct LoraSection {
 }
 
 fn rank() -> usize {
-    32
+    LoraConfig::reference().r
 }
 fn alpha() -> f64 {
-    128.0
+    LoraConfig::reference().lora_alpha
 }
 fn dropout() -> f64 {
-    0.05
+    LoraConfig::reference().lora_dropout
 }
 fn targets() -> Vec<String> {
     resa_lora::ALL_LINEAR.iter().map(|s| s.to_string()).collect()
@@ -251,10 +260,10 @@ pub struct Stage2Section {
 }
 
 fn lr() -> f64 {
-    1e-6
+    TuneConfig::default().lr
 }
 fn epochs() -> usize {
-    2
+    TuneConfig::default().epochs
 }
 fn one() -> usize {
     1
@@ -263,7 +272,7 @@ fn is_one(n: &usize) -> bool {
     *n == 1
 }
 fn save_every() -> u64 {
-    500
+    TuneConfig::default().save_every
 }
 
 impl Default for Stage2Section {
@@ -310,7 +319,7 @@ pub struct PipelineConfig {
 }
 
 fn seed() -> u64 {
-    42
+    TuneConfig::default().seed
 }
 
 impl PipelineConfig {

@@ -483,7 +483,8 @@ fn sibling(dir: &Path, tag: &str) -> PathBuf {
 /// `.NAME.old` (removed after), so a reader sees the old folder, the new one, or — for the
 /// instant between the two renames — none, never a mixture. A `dir` that exists and is not
 /// a folder (a user's file) is refused, never moved aside: `tmp` is removed and the error
-/// names the path. Files and folders are synced before they become visible.
+/// names the path; so is a non-empty folder holding none of [`WRITTEN_FILES`] (a user's
+/// folder is never replaced). Files and folders are synced before they become visible.
 pub fn replace_dir(tmp: &Path, dir: &Path) -> Result<()> {
     if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
@@ -495,6 +496,20 @@ pub fn replace_dir(tmp: &Path, dir: &Path) -> Result<()> {
             std::io::Error::new(
                 std::io::ErrorKind::AlreadyExists,
                 "exists and is not a folder; refusing to replace it (choose another output path)",
+            ),
+        ));
+    }
+    if dir.is_dir() && !looks_written_by_resa(dir) {
+        let _ = std::fs::remove_dir_all(tmp);
+        return Err(Error::io(
+            dir,
+            std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                format!(
+                    "is a folder holding none of the files resa writes there ({}); refusing to replace it \
+                     (choose another output path, or empty it first)",
+                    WRITTEN_FILES.join(", ")
+                ),
             ),
         ));
     }
@@ -511,6 +526,28 @@ pub fn replace_dir(tmp: &Path, dir: &Path) -> Result<()> {
         sync_dir(parent);
     }
     Ok(())
+}
+
+/// The files by which [`replace_dir`] recognises a folder it may replace: every folder this
+/// project writes whole holds one of them (a model or merged checkpoint, a PEFT adapter, an
+/// SAE, a training checkpoint).
+pub const WRITTEN_FILES: [&str; 8] = [
+    "config.json",
+    "model.safetensors",
+    "adapter_config.json",
+    "adapter_model.safetensors",
+    "cfg.json",
+    "sae.safetensors",
+    "trainer_state.json",
+    "stage1.json",
+];
+
+/// An empty folder, or one holding a file of [`WRITTEN_FILES`].
+fn looks_written_by_resa(dir: &Path) -> bool {
+    match std::fs::read_dir(dir) {
+        Ok(mut entries) => entries.next().is_none() || WRITTEN_FILES.iter().any(|f| dir.join(f).is_file()),
+        Err(_) => false,
+    }
 }
 
 /// Removes what killed runs left in `dir`: entries named `.NAME.tmp` or `.NAME.old` (the
@@ -559,7 +596,11 @@ fn rename(from: &Path, to: &Path) -> std::io::Result<()> {
     if let Some(k) = *ABORT_AT.get_or_init(|| std::env::var("RESA_TEST_ABORT_AT_RENAME").ok()?.parse().ok()) {
         let n = COUNT.fetch_add(1, Ordering::SeqCst) + 1;
         if n == k {
-            eprintln!("RESA_TEST_ABORT_AT_RENAME: killed before rename {n} ({} → {})", from.display(), to.display());
+            tracing::error!(
+                "RESA_TEST_ABORT_AT_RENAME: killed before rename {n} ({} → {})",
+                from.display(),
+                to.display()
+            );
             let pid = std::process::id().to_string();
             if std::process::Command::new("kill").args(["-9", &pid]).status().is_ok() {
                 // SIGKILL is delivered asynchronously; nothing more may happen meanwhile.
