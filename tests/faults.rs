@@ -95,9 +95,20 @@ fn kill_at_every_rename(
         }
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(err.contains("RESA_TEST_ABORT_AT_RENAME"), "{name} k={k}: failed otherwise: {err}");
+        let had_checkpoint = std::fs::read_dir(out.join("stage2"))
+            .map(|d| d.flatten().any(|e| e.file_name().to_string_lossy().starts_with("checkpoint-")))
+            .unwrap_or(false);
         let a = resume_args(&out);
         let o = resa(&a.iter().map(String::as_str).collect::<Vec<_>>(), None);
-        assert!(o.status.success(), "{name} k={k}: resume failed: {}", String::from_utf8_lossy(&o.stderr));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{name} k={k}: resume failed: {err}");
+        if name == "stage II" && had_checkpoint && !err.contains("up to date") {
+            // Stage II says which checkpoint it resumed from.
+            assert!(err.contains("resumed from"), "{name} k={k}: {err}");
+        }
+        if name == "stage I" {
+            assert!(err.contains("resuming Stage I from") || err.contains("no checkpoint in"), "{name} k={k}: {err}");
+        }
         let (got, temps) = snapshot(&out, compare);
         assert!(temps.is_empty(), "{name} k={k}: temporaries left: {temps:?}");
         for ((file, a), (_, b)) in want.iter().zip(&got) {

@@ -30,6 +30,8 @@ const LINE_EVERY: Duration = Duration::from_secs(10);
 struct Phase {
     name: String,
     total: u64,
+    /// Units done when the phase was first seen (a resumed run starts past 0).
+    first: u64,
     started: Instant,
     last_line: Option<Instant>,
     bar: Option<ProgressBar>,
@@ -89,7 +91,18 @@ impl Reporter {
                 bar.set_prefix(name.to_string());
                 bar
             });
-            self.phase = Some(Phase { name: name.to_string(), total, started: Instant::now(), last_line: None, bar });
+            if let Some(bar) = &bar {
+                bar.set_position(done);
+                bar.reset_eta();
+            }
+            self.phase = Some(Phase {
+                name: name.to_string(),
+                total,
+                first: done,
+                started: Instant::now(),
+                last_line: None,
+                bar,
+            });
         }
         let Some(phase) = self.phase.as_mut() else { return };
         match &phase.bar {
@@ -103,7 +116,7 @@ impl Reporter {
             None => {
                 let due = phase.last_line.is_none_or(|t| t.elapsed() >= LINE_EVERY);
                 if due || done >= total {
-                    eprintln!("{}", line(&phase.name, done, total, detail, phase.started.elapsed()));
+                    eprintln!("{}", line(&phase.name, phase.first, done, total, detail, phase.started.elapsed()));
                     phase.last_line = Some(Instant::now());
                 }
             }
@@ -127,11 +140,13 @@ impl Drop for Reporter {
     }
 }
 
-/// `name done/total detail · rate/s · elapsed · ETA` (what a bar shows, as one line).
-fn line(name: &str, done: u64, total: u64, detail: &str, elapsed: Duration) -> String {
+/// `name done/total detail · rate/s · elapsed · ETA` (what a bar shows, as one line); the
+/// rate and ETA count from `first`, the units already done when the phase was first seen.
+fn line(name: &str, first: u64, done: u64, total: u64, detail: &str, elapsed: Duration) -> String {
     let secs = elapsed.as_secs_f64();
-    let rate = if secs > 0.0 { done as f64 / secs } else { 0.0 };
-    let eta = if done > 0 && done < total { Some(secs / done as f64 * (total - done) as f64) } else { None };
+    let since = done.saturating_sub(first);
+    let rate = if secs > 0.0 && since > 0 { since as f64 / secs } else { 0.0 };
+    let eta = if since > 0 && done < total { Some(secs / since as f64 * (total - done) as f64) } else { None };
     let mut s = format!("{name} {done}/{total}");
     if !detail.is_empty() {
         s.push(' ');
@@ -158,9 +173,14 @@ mod tests {
 
     #[test]
     fn a_plain_line_has_rate_elapsed_and_eta() {
-        let l = line("stage II", 25, 100, "loss 0.5000", Duration::from_secs(50));
+        let l = line("stage II", 0, 25, 100, "loss 0.5000", Duration::from_secs(50));
         assert_eq!(l, "stage II 25/100 loss 0.5000 · 0.50/s · 0:00:50 · ETA 0:02:30");
-        let l = line("eval", 100, 100, "", Duration::from_secs(3725));
+        let l = line("eval", 0, 100, 100, "", Duration::from_secs(3725));
         assert_eq!(l, "eval 100/100 · 0.03/s · 1:02:05 · done");
+        // A phase first seen at its first step (or after a resume) counts from there.
+        let l = line("stage II", 1, 1, 4, "", Duration::from_millis(1));
+        assert_eq!(l, "stage II 1/4 · 0.00/s · 0:00:00");
+        let l = line("stage II", 40, 50, 100, "", Duration::from_secs(10));
+        assert_eq!(l, "stage II 50/100 · 1.00/s · 0:00:10 · ETA 0:00:50");
     }
 }
