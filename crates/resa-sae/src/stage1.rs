@@ -304,14 +304,21 @@ pub fn train_saes_with<B: AutodiffBackend>(
         }
         start = state.step;
         tracing::info!(step = start, "resuming Stage I from {}", dir.display());
-    } else if options.resume && out.join(MANIFEST).is_file() {
-        return Err(Error::Resume {
-            path: out.join(MANIFEST),
-            message: "written by an older resa, whose Stage I state was not published in one step, so it cannot \
-                      be resumed safely; run without --resume (or remove stage1.json and state/) to start over"
-                .into(),
-        });
     } else {
+        if out.join(MANIFEST).is_file() {
+            // An older resa's checkpoint (state/ and stage1.json written one after the other):
+            // it cannot be trusted to be consistent, so the run starts over.
+            tracing::warn!(
+                "{}: a Stage I checkpoint of an older resa, whose parts were not published together; \
+                 not resumed (starting from step 0)",
+                out.display()
+            );
+            std::fs::remove_file(out.join(MANIFEST)).map_err(|e| Error::io(out.join(MANIFEST), e))?;
+            let state = out.join("state");
+            if state.is_dir() {
+                std::fs::remove_dir_all(&state).map_err(|e| Error::io(&state, e))?;
+            }
+        }
         if options.resume {
             tracing::info!("no checkpoint in {}; starting from step 0", checkpoints.display());
         }

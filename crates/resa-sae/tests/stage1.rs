@@ -146,3 +146,17 @@ fn rejects_a_hookpoint_named_twice() {
     let err = train_saes::<AD>(&model(), &chunks(), &opts).expect_err("duplicate");
     assert!(err.to_string().contains("named twice"), "{err}");
 }
+
+#[test]
+fn an_older_layout_is_not_resumed_but_started_over() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let out = tmp.path().join("run");
+    std::fs::create_dir_all(out.join("state/layers.1")).expect("mkdir");
+    std::fs::write(out.join("stage1.json"), "{\"step\": 3}").expect("old manifest");
+    std::fs::write(out.join("state/layers.1/train_state.json"), "{}").expect("old state");
+    let opts = Stage1Options { resume: true, ..adam_options(out.clone()) };
+    let report = train_saes::<AD>(&model(), &chunks(), &opts).expect("starts over");
+    assert_eq!((report.steps, report.tokens), (4, 4 * 2 * 16), "every step run");
+    assert!(!out.join("stage1.json").exists() && !out.join("state").exists(), "the old files are gone");
+    assert_same_saes(&out, &fixtures().join("adam/final"), 1e-4);
+}
