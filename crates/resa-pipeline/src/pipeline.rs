@@ -633,41 +633,18 @@ pub fn prepare_chunks(data: &DataSection, spec: &str, model_dir: &Path) -> Resul
 }
 
 /// What makes Stage I's output reusable: the source, the trigger data as chunked, and the
-/// SAE section with every hookpoint trained (a sweep trains several from one pass; the
-/// stamp lists them comma-joined).
+/// SAE section, and every hookpoint trained (a sweep trains several from one pass).
 pub(crate) fn stage1_stamp(cfg: &PipelineConfig, hookpoints: &[Hookpoint]) -> Result<String> {
-    // The [sae] section's fields in their order, the hookpoints comma-joined.
-    #[derive(Serialize)]
-    struct SaeStamp<'a> {
-        mode: SaeMode,
-        path: &'a Option<String>,
-        hookpoint: String,
-        num_latents: usize,
-        k: usize,
-        batch_size: usize,
-        lr: Option<f64>,
-        max_steps: Option<u64>,
-        seed: u64,
-    }
-    let s = &cfg.sae;
-    let sae = SaeStamp {
-        mode: s.mode,
-        path: &s.path,
-        hookpoint: hookpoints.iter().map(Hookpoint::to_string).collect::<Vec<_>>().join(","),
-        num_latents: s.num_latents,
-        k: s.k,
-        batch_size: s.batch_size,
-        lr: s.lr,
-        max_steps: s.max_steps,
-        seed: s.seed,
-    };
+    // The whole [sae] section (so no field of it can be left out of the stamp) and the
+    // hookpoints trained.
     serde_json::to_string_pretty(&(
         &cfg.source,
         &cfg.data.trigger,
         &cfg.data.template,
         &cfg.data.ctx_len,
         &cfg.data.max_rows,
-        &sae,
+        &cfg.sae,
+        hookpoints,
     ))
     .map_err(|e| Error::json("the Stage I stamp", e))
 }

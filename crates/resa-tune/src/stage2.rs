@@ -104,12 +104,11 @@ pub fn stage2_loss_shared_prefix<B: Backend>(
         &Hooks::capture([hookpoint]),
         None,
     )?;
-    let teacher = out.logits.ok_or_else(|| Error::Setup("the teacher forward returned no logits".into()))?.detach();
     let at = out
-        .captured
-        .into_iter()
-        .find_map(|(h, x)| (h == hookpoint).then_some(x))
+        .activation(hookpoint)
+        .cloned()
         .ok_or_else(|| Error::Setup(format!("the teacher forward did not capture {hookpoint}")))?;
+    let teacher = out.logits.ok_or_else(|| Error::Setup("the teacher forward returned no logits".into()))?.detach();
     if student_adapters == AdapterMode::Train {
         model.draw_adapter_dropout(0..layer + 1, b, s);
     }
