@@ -15,7 +15,9 @@
 //! - [`mod@pipeline`]: the stages as one typed library — the run configuration checked
 //!   before any work, Stage I → Stage II → adapter → merged model (`resa tune`), and the
 //!   experiments, demo, toy model and benchmarks below, which are compositions of them.
-//! - [`eval`]: the paper's benchmarks and Pass@1.
+//! - [`eval`]: the paper's benchmarks and Pass@1, on this project's generator or on any
+//!   OpenAI-compatible server (vLLM, SGLang, TGI, `resa serve`).
+//! - [`serve`]: an OpenAI-compatible HTTP server over the generator (`resa serve`).
 //! - [`mod@grade`]: math-answer grading (math-verify 0.9 ported; no tensors).
 //! - [`features`]: reasoning features per layer, the layer mixture, figures.
 //! - [`toy_model`] and [`demo`]: the built-in toy reasoning model and `resa demo`.
@@ -33,6 +35,7 @@ pub use resa_pipeline as pipeline;
 pub use resa_pipeline::{bench, demo, reproduce, toy_model};
 pub use resa_qwen2 as qwen2;
 pub use resa_sae as sae;
+pub use resa_serve as serve;
 pub use resa_tune as tune;
 
 pub mod device;

@@ -12,6 +12,7 @@ pub mod merge;
 pub mod progress;
 pub mod reproduce;
 pub mod sae;
+pub mod serve;
 pub mod toy_model;
 pub mod train_sae;
 pub mod tune;
@@ -43,6 +44,8 @@ pub enum Command {
     Generate(generate::GenerateArgs),
     /// Zero-shot Pass@1 on the paper's benchmarks (resumable; Markdown and JSON report).
     Eval(Box<eval::EvalArgs>),
+    /// Serve a model (and adapter) over an OpenAI-compatible HTTP API (`/v1/completions`, …).
+    Serve(Box<serve::ServeArgs>),
     /// Grade completions against gold answers (math equivalence; GPQA letters).
     Grade(grade::GradeArgs),
     /// Merge a PEFT LoRA adapter into a model and write a Hugging Face checkpoint.
@@ -73,6 +76,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Generate(args) => generate::run(args),
         Command::Merge(args) => merge::run(args),
         Command::Grade(args) => grade::run(args),
+        Command::Serve(args) => serve::run(*args),
         Command::Eval(args) => eval::run(*args),
         Command::Demo(args) => demo::run(args),
         Command::Bench(args) => bench::run(args),

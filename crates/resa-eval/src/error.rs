@@ -59,6 +59,62 @@ pub enum Error {
         /// Which setting differs.
         message: String,
     },
+    /// An inference server did not answer (connection refused or reset, timeouts, HTTP 408,
+    /// 429 or 5xx) after every retry.
+    #[error(
+        "the server at {endpoint} did not answer after {attempts} attempt(s): {cause} (is it running? the \
+         completions finished so far are kept: run again to resume)"
+    )]
+    Unreachable {
+        /// The base URL.
+        endpoint: String,
+        /// Attempts made.
+        attempts: u32,
+        /// The last failure.
+        cause: String,
+    },
+    /// The server does not serve the model asked for.
+    #[error("the server at {endpoint} does not serve the model `{model}`; it serves: {}", served.join(", "))]
+    ModelNotServed {
+        /// The base URL.
+        endpoint: String,
+        /// The name asked for.
+        model: String,
+        /// The names it lists.
+        served: Vec<String>,
+    },
+    /// A prompt and the token budget do not fit the served model's context.
+    #[error(
+        "{bench} {id}: {prompt_tokens} prompt tokens + max_tokens {max_tokens} exceed the context of the model \
+         served at {endpoint}{}: lower --max-new-tokens (or serve with a longer context); the server said: {message}",
+        max_model_len.map_or(String::new(), |n| format!(" ({n} tokens)"))
+    )]
+    ContextLength {
+        /// The base URL.
+        endpoint: String,
+        /// Benchmark.
+        bench: String,
+        /// Problem id.
+        id: String,
+        /// Tokens of the prompt.
+        prompt_tokens: usize,
+        /// The token budget asked for.
+        max_tokens: usize,
+        /// The served context length, when the server lists it.
+        max_model_len: Option<usize>,
+        /// The server's message.
+        message: String,
+    },
+    /// The server refused a request or answered something that is not a completion.
+    #[error("the server at {endpoint} answered HTTP {status}: {message}")]
+    Server {
+        /// The base URL.
+        endpoint: String,
+        /// HTTP status (200 when the answer was malformed).
+        status: u16,
+        /// Its message.
+        message: String,
+    },
     /// Tokenising, the chat template or generation failed.
     #[error(transparent)]
     Model(#[from] resa_qwen2::Error),

@@ -1,7 +1,9 @@
 #![doc = include_str!("../README.md")]
 
 pub mod bench;
+pub mod engine;
 pub mod error;
+pub mod openai;
 pub mod report;
 pub mod runner;
 pub mod task;
@@ -13,5 +15,10 @@ pub use resa_grade::{
     Explained, Extracted, Graded, GradingConfig, Target, extract, extract_choice, grade, grade_choice, grade_explained,
     grade_math, math, normalize, verify,
 };
-pub use runner::{CompletionRecord, EvalConfig, EvalFiles, Progress, evaluate, read_completions, sample_seed, score};
+pub use engine::{Completion, Engine, Finish, LocalEngine, Request, completion_of, stop_token_ids};
+pub use openai::{OpenAiConfig, OpenAiEngine, PromptFormat, ServedModel};
+pub use runner::{
+    CompletionRecord, EvalConfig, EvalFiles, Progress, evaluate, evaluate_with, prompt_text, read_completions, sample_seed,
+    score,
+};
 pub use task::{EvalItem, Grader, TASKS, Task, TaskSources, TaskSpec, load_gpqa, load_task, task_spec};

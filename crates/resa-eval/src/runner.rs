@@ -13,9 +13,10 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use resa_qwen2::burn::tensor::backend::Backend;
-use resa_qwen2::{ChatMessage, FinishReason, GenerationConfig, Qwen2ForCausalLM, Sampling, Tokenizer, generate_seeded};
+use resa_qwen2::{ChatMessage, Qwen2ForCausalLM, Sampling, Tokenizer};
 use serde::{Deserialize, Serialize};
 
+use crate::engine::{Completion, Engine, LocalEngine, Request};
 use crate::error::{Error, Result};
 use crate::report::{BenchScore, Report};
 use crate::task::Task;
@@ -218,9 +219,28 @@ pub fn read_completions(path: &Path) -> Result<Vec<CompletionRecord>> {
 
 /// Runs `tasks` on `model` and writes into `out_dir` (see the module docs); returns the
 /// report, which is also written as `report.json` and `report.md` (with `label` as the
-/// model's name). `on_progress` is called after every batch.
+/// model's name). `on_progress` is called after every batch. This is [`evaluate_with`] on
+/// a [`LocalEngine`] of `cfg.batch_size`.
 pub fn evaluate<B: Backend>(
     model: &Qwen2ForCausalLM<B>,
+    tokenizer: &Tokenizer,
+    tasks: &[Task],
+    cfg: &EvalConfig,
+    out_dir: &Path,
+    label: &str,
+    on_progress: impl FnMut(&Progress<'_>),
+) -> Result<Report> {
+    let mut engine = LocalEngine::new(model, tokenizer, cfg.batch_size);
+    evaluate_with(&mut engine, tokenizer, tasks, cfg, out_dir, label, on_progress)
+}
+
+/// Runs `tasks` through `engine` and writes into `out_dir` (see the module docs): prompts
+/// are rendered and tokenised here with `tokenizer`, each (problem, sample) gets its seed from
+/// [`sample_seed`], every completion is appended to `completions.jsonl` as it arrives (so an
+/// engine failing mid-run loses nothing that finished), and the report is written at the
+/// end. `on_progress` is called after every completion.
+pub fn evaluate_with(
+    engine: &mut dyn Engine,
     tokenizer: &Tokenizer,
     tasks: &[Task],
     cfg: &EvalConfig,
@@ -233,19 +253,6 @@ pub fn evaluate<B: Backend>(
     std::fs::create_dir_all(out_dir).map_err(|cause| Error::Io { path: out_dir.into(), cause })?;
     check_or_write_config(&files.config, cfg)?;
     let mut records = read_completions(&files.completions)?;
-
-    let mut stop = model.config().eos_token_ids.clone();
-    stop.extend(tokenizer.eos_token_id());
-    stop.sort_unstable();
-    stop.dedup();
-    let pad = tokenizer.pad_token_id().or(stop.first().copied()).unwrap_or(0);
-    let gen_cfg = GenerationConfig {
-        max_new_tokens: cfg.max_new_tokens,
-        sampling: cfg.sampling,
-        seed: cfg.seed,
-        stop_token_ids: stop.clone(),
-        pad_token_id: pad,
-    };
 
     let mut file = std::fs::OpenOptions::new()
         .create(true)
@@ -284,59 +291,67 @@ pub fn evaluate<B: Backend>(
                 seconds: started.elapsed().as_secs_f64(),
             })
         };
-        // (item, sample) pairs still to generate, with their prompt text.
+        // (item, sample) pairs still to generate, with their prompt text and ids.
         let mut pending = Vec::new();
         for item in &task.items {
+            if (0..cfg.samples).all(|s| done.contains(&(item.id.clone(), s))) {
+                continue;
+            }
             let prompt = prompt_text(tokenizer, &item.message, cfg)?;
+            let ids = tokenizer.encode(&prompt, false)?;
             for s in 0..cfg.samples {
                 if !done.contains(&(item.id.clone(), s)) {
-                    pending.push((item, s, prompt.clone()));
+                    pending.push((item, s, prompt.clone(), ids.clone(), sample_seed(cfg.seed, &item.id, s)));
                 }
             }
         }
         report(finished, correct, new_tokens);
-        for batch in pending.chunks(cfg.batch_size) {
-            let ids =
-                batch.iter().map(|(_, _, p)| tokenizer.encode(p, false)).collect::<resa_qwen2::Result<Vec<_>>>()?;
-            let seeds: Vec<u64> = batch.iter().map(|(item, s, _)| sample_seed(cfg.seed, &item.id, *s)).collect();
-            let outs = generate_seeded(model, &ids, &seeds, &gen_cfg)?;
-            let mut lines = String::new();
-            for (((item, s, prompt), out), seed) in batch.iter().zip(outs).zip(seeds) {
-                let (body, finish) = match out.finish_reason {
-                    FinishReason::Stop(_) => (&out.ids[..out.ids.len() - 1], "stop"),
-                    FinishReason::MaxTokens => (&out.ids[..], "length"),
-                };
-                let completion = tokenizer.decode(body, false)?;
-                let graded = task.grader.grade(&item.gold, &completion);
-                new_tokens += out.ids.len();
+        for batch in pending.chunks(engine.chunk_size().max(1)) {
+            let requests: Vec<Request<'_>> = batch
+                .iter()
+                .map(|(item, s, prompt, ids, seed)| Request {
+                    bench: &task.name,
+                    id: &item.id,
+                    sample: *s,
+                    prompt,
+                    prompt_ids: ids,
+                    seed: *seed,
+                })
+                .collect();
+            engine.generate(&requests, cfg, &mut |i, out: Completion| {
+                let (item, s, prompt, _, seed) = batch.get(i).ok_or_else(|| Error::Config {
+                    field: "engine",
+                    message: format!("the engine answered request {i} of {}", batch.len()),
+                })?;
+                let graded = task.grader.grade(&item.gold, &out.text);
+                new_tokens += out.new_tokens;
                 finished += 1;
                 correct += usize::from(graded.correct);
                 let record = CompletionRecord {
                     bench: task.name.clone(),
                     id: item.id.clone(),
                     sample: *s,
-                    seed,
+                    seed: *seed,
                     prompt: prompt.clone(),
-                    completion,
+                    completion: out.text,
                     gold: item.gold.clone(),
                     extracted: graded.extracted,
                     correct: graded.correct,
-                    new_tokens: out.ids.len(),
-                    finish: finish.into(),
+                    new_tokens: out.new_tokens,
+                    finish: out.finish.as_str().into(),
                 };
-                lines.push_str(
-                    &serde_json::to_string(&record).map_err(|e| Error::Config {
-                        field: "completion",
-                        message: format!("not serialisable: {e}"),
-                    })?,
-                );
-                lines.push('\n');
+                let mut line = serde_json::to_string(&record).map_err(|e| Error::Config {
+                    field: "completion",
+                    message: format!("not serialisable: {e}"),
+                })?;
+                line.push('\n');
+                file.write_all(line.as_bytes())
+                    .and_then(|()| file.flush())
+                    .map_err(|cause| Error::Io { path: files.completions.clone(), cause })?;
                 records.push(record);
-            }
-            file.write_all(lines.as_bytes())
-                .and_then(|()| file.flush())
-                .map_err(|cause| Error::Io { path: files.completions.clone(), cause })?;
-            report(finished, correct, new_tokens);
+                report(finished, correct, new_tokens);
+                Ok(())
+            })?;
         }
     }
     let report = score(tasks, &records, cfg, label);

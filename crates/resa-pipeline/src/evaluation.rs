@@ -81,3 +81,42 @@ impl<B: Backend> Evaluation<B> {
         Ok(resa_eval::evaluate(&self.model, &self.tokenizer, &self.tasks, &self.cfg, out, label, on_progress)?)
     }
 }
+
+/// An evaluation on an OpenAI-compatible server ([`resa_eval::OpenAiEngine`]): the prompts,
+/// seeds, completions file, grading and report of [`Evaluation`], the decoding done by the
+/// server. Only the model's tokenizer and `config.json` are read here (no weights).
+pub struct RemoteEvaluation {
+    tokenizer: Tokenizer,
+    stop_token_ids: Vec<u32>,
+    tasks: Vec<Task>,
+    cfg: EvalConfig,
+    engine: resa_eval::OpenAiConfig,
+}
+
+impl RemoteEvaluation {
+    /// Reads the tokenizer and the EOS ids of `model` (a folder or hub id: the model the
+    /// server serves), and checks `cfg` and `engine` (before any request).
+    pub fn new(model: &str, tasks: Vec<Task>, cfg: EvalConfig, engine: resa_eval::OpenAiConfig) -> Result<Self> {
+        cfg.validate()?;
+        engine.validate()?;
+        let dir = hub::resolve_model(model)?;
+        let tokenizer = Tokenizer::from_dir(&dir)
+            .map_err(|e| Error::Setup(format!("evaluation needs the tokenizer of {}: {e}", dir.display())))?;
+        let config = resa_qwen2::Qwen2Config::from_file(dir.join("config.json"))?;
+        let stop_token_ids = resa_eval::stop_token_ids(&config.eos_token_ids, &tokenizer);
+        Ok(RemoteEvaluation { tokenizer, stop_token_ids, tasks, cfg, engine })
+    }
+
+    /// The benchmarks.
+    pub fn tasks(&self) -> &[Task] {
+        &self.tasks
+    }
+
+    /// Connects to the server (listing its models, retrying while it is unreachable) and runs
+    /// every benchmark into `out` (resumed from the completions already there).
+    pub fn run(&self, out: &Path, label: &str, on_progress: impl FnMut(&Progress<'_>)) -> Result<Report> {
+        let mut engine = resa_eval::OpenAiEngine::connect(self.engine.clone(), self.stop_token_ids.clone())?;
+        tracing::info!("evaluating on {}", resa_eval::Engine::describe(&engine));
+        Ok(resa_eval::evaluate_with(&mut engine, &self.tokenizer, &self.tasks, &self.cfg, out, label, on_progress)?)
+    }
+}

@@ -11,6 +11,6 @@ pub mod stage;
 pub mod toy_model;
 
 pub use error::{Error, Result};
-pub use evaluation::{Evaluation, load_tasks};
+pub use evaluation::{Evaluation, RemoteEvaluation, load_tasks};
 pub use pipeline::{PipelineConfig, PipelineEvent, PipelineReport, run_pipeline};
 pub use stage::{AdapterTraining, Merge, SaeTraining, Stage, run_stage};

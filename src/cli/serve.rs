@@ -1,0 +1,75 @@
+//! `resa serve`: an OpenAI-compatible HTTP server over this project's generator
+//! (`/v1/completions`, `/v1/chat/completions`, `/v1/models`, `/health`), for a model or a
+//! model with a PEFT adapter. When it is ready it prints one line to stdout,
+//! `resa serve: listening on http://HOST:PORT/v1 (model NAME)`, and serves until Ctrl-C or
+//! SIGTERM.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use burn::tensor::backend::Backend;
+use resa::device::ComputeArgs;
+use resa::qwen2::{Tokenizer, hub};
+use resa::serve::{ServeOptions, Server};
+use resa::with_backend;
+
+/// Arguments of `resa serve`.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Model folder (Hugging Face layout) or hub id (with the `hub` feature).
+    #[arg(long)]
+    pub model: String,
+    /// A PEFT LoRA adapter folder attached to the model (a Resa adapter, say).
+    #[arg(long)]
+    pub adapter: Option<PathBuf>,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port (0: a free one, printed when ready).
+    #[arg(long, default_value_t = 8000)]
+    pub port: u16,
+    /// The name requests use (default: --model as given, as vLLM names it).
+    #[arg(long)]
+    pub served_model_name: Option<String>,
+    /// Sequences decoded together at most.
+    #[arg(long, default_value_t = 16)]
+    pub max_batch: usize,
+    /// Context length, prompt and completion (default: the model's max_position_embeddings).
+    #[arg(long)]
+    pub max_model_len: Option<usize>,
+    /// Where and in which dtype to compute.
+    #[command(flatten)]
+    pub compute: ComputeArgs,
+}
+
+/// Runs the command.
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let spec = args.compute.device;
+    with_backend!(spec, |B, device| { run_on::<B>(&args, &device) })
+}
+
+fn run_on<B: Backend>(args: &ServeArgs, device: &B::Device) -> anyhow::Result<()> {
+    let dir = hub::resolve_model(&args.model)?;
+    let tokenizer = Tokenizer::from_dir(&dir).with_context(|| format!("resa serve needs the tokenizer of {}", dir.display()))?;
+    let mut model = resa::qwen2::Qwen2ForCausalLM::<B>::from_pretrained(&dir, device, args.compute.dtype)?;
+    if let Some(adapter) = &args.adapter {
+        resa::lora::load_adapter(&mut model, adapter)?;
+    }
+    let name = args.served_model_name.clone().unwrap_or_else(|| args.model.clone());
+    let opts = ServeOptions {
+        host: args.host.clone(),
+        port: args.port,
+        served_model_name: name.clone(),
+        max_batch: args.max_batch,
+        max_model_len: args.max_model_len,
+        ..ServeOptions::default()
+    };
+    let server = Server::start(model, tokenizer, opts)?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "resa serve: listening on http://{}/v1 (model {name})", server.addr())?;
+    out.flush()?;
+    drop(out);
+    server.wait()?;
+    Ok(())
+}
