@@ -202,7 +202,12 @@ fn eval_config(args: &EvalArgs) -> EvalConfig {
 
 fn progress_line(progress: &mut super::progress::Reporter, p: &Progress<'_>) {
     let rate = if p.seconds > 0.0 { p.new_tokens as f64 / p.seconds } else { 0.0 };
-    progress.update(&format!("{:<14}", p.bench), p.done as u64, p.total as u64, &format!("right {} {rate:.1} tok/s", p.correct));
+    progress.update(
+        &format!("{:<14}", p.bench),
+        p.done as u64,
+        p.total as u64,
+        &format!("right {} {rate:.1} tok/s", p.correct),
+    );
 }
 
 fn run_remote(args: &EvalArgs) -> anyhow::Result<()> {

@@ -51,7 +51,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 
 fn run_on<B: Backend>(args: &ServeArgs, device: &B::Device) -> anyhow::Result<()> {
     let dir = hub::resolve_model(&args.model)?;
-    let tokenizer = Tokenizer::from_dir(&dir).with_context(|| format!("resa serve needs the tokenizer of {}", dir.display()))?;
+    let tokenizer =
+        Tokenizer::from_dir(&dir).with_context(|| format!("resa serve needs the tokenizer of {}", dir.display()))?;
     let mut model = resa::qwen2::Qwen2ForCausalLM::<B>::from_pretrained(&dir, device, args.compute.dtype)?;
     if let Some(adapter) = &args.adapter {
         resa::lora::load_adapter(&mut model, adapter)?;

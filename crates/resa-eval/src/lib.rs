@@ -9,16 +9,16 @@ pub mod runner;
 pub mod task;
 
 pub use bench::{MATH_BENCHMARKS, Problem, benchmark_file, load_problems};
+pub use engine::{Completion, Engine, Finish, LocalEngine, Request, completion_of, stop_token_ids};
 pub use error::{Error, Result};
+pub use openai::{OpenAiConfig, OpenAiEngine, PromptFormat, ServedModel};
 pub use report::{BenchScore, Report, bench_columns, compare_markdown};
 pub use resa_grade::{
     Explained, Extracted, Graded, GradingConfig, Target, extract, extract_choice, grade, grade_choice, grade_explained,
     grade_math, math, normalize, verify,
 };
-pub use engine::{Completion, Engine, Finish, LocalEngine, Request, completion_of, stop_token_ids};
-pub use openai::{OpenAiConfig, OpenAiEngine, PromptFormat, ServedModel};
 pub use runner::{
-    CompletionRecord, EvalConfig, EvalFiles, Progress, evaluate, evaluate_with, prompt_text, read_completions, sample_seed,
-    score,
+    CompletionRecord, EvalConfig, EvalFiles, Progress, evaluate, evaluate_with, prompt_text, read_completions,
+    sample_seed, score,
 };
 pub use task::{EvalItem, Grader, TASKS, Task, TaskSources, TaskSpec, load_gpqa, load_task, task_spec};

@@ -262,7 +262,11 @@ impl OpenAiEngine {
                 let message = serde_json::from_str::<Value>(&text)
                     .ok()
                     .and_then(|v| {
-                        v["error"]["message"].as_str().or(v["message"].as_str()).or(v["detail"].as_str()).map(String::from)
+                        v["error"]["message"]
+                            .as_str()
+                            .or(v["message"].as_str())
+                            .or(v["detail"].as_str())
+                            .map(String::from)
                     })
                     .unwrap_or_else(|| clip(&text));
                 match status {
@@ -271,7 +275,9 @@ impl OpenAiEngine {
                 }
             }
             Err(ureq::Error::Transport(t)) => match t.kind() {
-                ureq::ErrorKind::InvalidUrl | ureq::ErrorKind::UnknownScheme | ureq::ErrorKind::InsecureRequestHttpsOnly => {
+                ureq::ErrorKind::InvalidUrl
+                | ureq::ErrorKind::UnknownScheme
+                | ureq::ErrorKind::InsecureRequestHttpsOnly => {
                     Err(Failure::Fatal(Error::Config { field: "endpoint", message: format!("{url}: {t}") }))
                 }
                 _ => Err(Failure::Retry(t.to_string(), None)),
@@ -279,7 +285,11 @@ impl OpenAiEngine {
         }
     }
 
-    fn with_retries(&self, what: &str, mut attempt: impl FnMut() -> std::result::Result<Value, Failure>) -> Result<Value> {
+    fn with_retries(
+        &self,
+        what: &str,
+        mut attempt: impl FnMut() -> std::result::Result<Value, Failure>,
+    ) -> Result<Value> {
         let mut wait = Duration::from_secs_f64(self.cfg.backoff_s);
         let max_wait = Duration::from_secs_f64(self.cfg.max_backoff_s);
         for n in 0..=self.cfg.max_retries {
@@ -342,7 +352,9 @@ impl OpenAiEngine {
             message: format!("{} {} sample {}: {message}", request.bench, request.id, request.sample),
         };
         let choice = &answer["choices"][0];
-        let text = choice["text"].as_str().ok_or_else(|| bad(format!("no choices[0].text in {}", clip(&answer.to_string()))))?;
+        let text = choice["text"]
+            .as_str()
+            .ok_or_else(|| bad(format!("no choices[0].text in {}", clip(&answer.to_string()))))?;
         let finish = match choice["finish_reason"].as_str() {
             Some("stop") => Finish::Stop,
             Some("length") => Finish::Length,

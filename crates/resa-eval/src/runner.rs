@@ -340,10 +340,8 @@ pub fn evaluate_with(
                     new_tokens: out.new_tokens,
                     finish: out.finish.as_str().into(),
                 };
-                let mut line = serde_json::to_string(&record).map_err(|e| Error::Config {
-                    field: "completion",
-                    message: format!("not serialisable: {e}"),
-                })?;
+                let mut line = serde_json::to_string(&record)
+                    .map_err(|e| Error::Config { field: "completion", message: format!("not serialisable: {e}") })?;
                 line.push('\n');
                 file.write_all(line.as_bytes())
                     .and_then(|()| file.flush())

@@ -193,7 +193,9 @@ impl Server {
             .route("/v1/completions", post(completions))
             .route("/v1/chat/completions", post(chat_completions))
             .route("/health", get(|| async { StatusCode::OK }))
-            .fallback(|| async { error(StatusCode::NOT_FOUND, "NotFoundError", "no such route; see /v1/models".into()) })
+            .fallback(|| async {
+                error(StatusCode::NOT_FOUND, "NotFoundError", "no such route; see /v1/models".into())
+            })
             .with_state(shared);
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let thread = std::thread::Builder::new()
@@ -402,7 +404,9 @@ fn params(s: &Shared, body: &Value) -> std::result::Result<Params, Response> {
     match body.get("stop") {
         None | Some(Value::Null) => {}
         Some(Value::Array(a)) if a.is_empty() => {}
-        Some(v) => return Err(bad(format!("`stop` strings ({v}) are not supported by resa serve; use stop_token_ids"))),
+        Some(v) => {
+            return Err(bad(format!("`stop` strings ({v}) are not supported by resa serve; use stop_token_ids")));
+        }
     }
     let temperature = field_f64(body, "temperature")?.unwrap_or(1.0);
     let top_p = field_f64(body, "top_p")?.unwrap_or(1.0);
@@ -678,4 +682,3 @@ async fn chat_completions(State(s): State<Arc<Shared>>, bytes: Bytes) -> Respons
     }))
     .into_response()
 }
-
