@@ -1,0 +1,156 @@
+//! The server in process on a tiny random model with the toy tokenizer: each endpoint's
+//! answer shape (OpenAI's), seeds (a request's seed gives the local generator's sequence,
+//! choices differ), concurrent requests batched to the same answers as alone, and every
+//! refusal as an OpenAI error with the status a client expects.
+
+use resa_qwen2::burn::backend::Flex;
+use resa_qwen2::burn::tensor::DType;
+use resa_qwen2::{GenerationConfig, Qwen2Config, Qwen2ForCausalLM, Sampling, Tokenizer, generate_seeded};
+use resa_serve::{ServeOptions, Server};
+use serde_json::{Value, json};
+
+fn model() -> (Qwen2ForCausalLM<Flex>, Tokenizer) {
+    let dir = tempfile::tempdir().expect("tmp");
+    resa_data::toy::write_tokenizer(dir.path()).expect("tokenizer");
+    let tokenizer = Tokenizer::from_dir(dir.path()).expect("tokenizer");
+    let cfg =
+        Qwen2Config { vocab_size: resa_data::toy::vocab_size(), max_position_embeddings: 64, ..Qwen2Config::tiny() };
+    (Qwen2ForCausalLM::<Flex>::random(&cfg, 7, &Default::default(), DType::F32), tokenizer)
+}
+
+fn start() -> (Server, String, Qwen2ForCausalLM<Flex>, Tokenizer) {
+    let (m, t) = model();
+    let opts = ServeOptions { port: 0, served_model_name: "toy".into(), max_batch: 4, ..ServeOptions::default() };
+    let server = Server::start(m.clone(), t.clone(), opts).expect("starts");
+    let url = format!("http://{}", server.addr());
+    (server, url, m, t)
+}
+
+fn post(url: &str, path: &str, body: &Value) -> (u16, Value) {
+    match ureq::post(&format!("{url}{path}")).send_string(&body.to_string()) {
+        Ok(r) => (r.status(), serde_json::from_str(&r.into_string().expect("text")).expect("json")),
+        Err(ureq::Error::Status(code, r)) => {
+            (code, serde_json::from_str(&r.into_string().expect("text")).expect("json"))
+        }
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[test]
+fn endpoints_answer_as_openai_and_seeds_reproduce_the_local_generator() {
+    let (server, url, model, tokenizer) = start();
+    let models: Value = serde_json::from_str(
+        &ureq::get(&format!("{url}/v1/models")).call().expect("models").into_string().expect("text"),
+    )
+    .expect("json");
+    assert_eq!(models["data"][0]["id"], json!("toy"));
+    assert_eq!(models["data"][0]["max_model_len"], json!(64));
+    assert_eq!(ureq::get(&format!("{url}/health")).call().expect("health").status(), 200);
+
+    let prompt = tokenizer.encode("<|bos|>Q: What is 2+3?\nA: <think>", false).expect("ids");
+    let body = json!({"model": "toy", "prompt": prompt, "max_tokens": 10, "temperature": 0.8, "top_p": 0.9,
+                      "seed": 11, "n": 3, "skip_special_tokens": false});
+    let (status, answer) = post(&url, "/v1/completions", &body);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["object"], json!("text_completion"));
+    let choices = answer["choices"].as_array().expect("choices");
+    assert_eq!(choices.len(), 3);
+    // Choice 0 is the local generator's sequence for seed 11.
+    let eos = tokenizer.eos_token_id().into_iter().collect::<Vec<_>>();
+    let cfg = GenerationConfig {
+        max_new_tokens: 10,
+        sampling: Sampling::Sample { temperature: 0.8, top_p: 0.9, top_k: None },
+        seed: 0,
+        stop_token_ids: eos.clone(),
+        pad_token_id: eos[0],
+    };
+    let local = &generate_seeded(&model, std::slice::from_ref(&prompt), &[11], &cfg).expect("local")[0];
+    let body_ids = match local.finish_reason {
+        resa_qwen2::FinishReason::Stop(_) => &local.ids[..local.ids.len() - 1],
+        resa_qwen2::FinishReason::MaxTokens => &local.ids[..],
+    };
+    assert_eq!(choices[0]["text"], json!(tokenizer.decode(body_ids, false).expect("decode")));
+    let tokens: u64 = answer["usage"]["completion_tokens"].as_u64().expect("usage");
+    assert!(tokens >= 3 && tokens <= 30, "{answer}");
+    assert_eq!(answer["usage"]["prompt_tokens"], json!(3 * prompt.len()));
+    // Same request, same answer; concurrent requests batched together answer the same.
+    let again = post(&url, "/v1/completions", &body).1;
+    assert_eq!(again["choices"], answer["choices"]);
+    let together: Vec<Value> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..4).map(|_| s.spawn(|| post(&url, "/v1/completions", &body).1)).collect();
+        hs.into_iter().map(|h| h.join().expect("thread")).collect()
+    });
+    for t in &together {
+        assert_eq!(t["choices"], answer["choices"]);
+    }
+
+    // Text prompts and a list of them; chat.
+    let (status, text) = post(
+        &url,
+        "/v1/completions",
+        &json!({"model": "toy", "prompt": ["Q: 1+1?", "Q: 2+2?"], "max_tokens": 4, "temperature": 0}),
+    );
+    assert_eq!((status, text["choices"].as_array().map(Vec::len)), (200, Some(2)), "{text}");
+    let (status, chat) = post(
+        &url,
+        "/v1/chat/completions",
+        &json!({"model": "toy", "messages": [{"role": "user", "content": "What is 2+3?"}], "max_tokens": 5, "seed": 1}),
+    );
+    assert_eq!(status, 200, "{chat}");
+    assert_eq!(chat["object"], json!("chat.completion"));
+    assert_eq!(chat["choices"][0]["message"]["role"], json!("assistant"));
+    assert!(
+        chat["choices"][0]["finish_reason"] == json!("stop") || chat["choices"][0]["finish_reason"] == json!("length")
+    );
+    server.shutdown().expect("shuts down");
+}
+
+#[test]
+fn refusals_are_openai_errors_with_the_right_status() {
+    let (_server, url, _, _) = start();
+    let cases = [
+        (json!({"model": "gpt-4", "prompt": "x"}), 404, "does not exist"),
+        (json!({"prompt": "x"}), 400, "`model` is required"),
+        (json!({"model": "toy", "prompt": "x", "max_tokens": 100}), 400, "maximum context length is 64 tokens"),
+        (json!({"model": "toy", "prompt": "x", "stream": true}), 400, "stream"),
+        (json!({"model": "toy", "prompt": "x", "logprobs": 2}), 400, "logprobs"),
+        (json!({"model": "toy", "prompt": "x", "stop": ["\n"]}), 400, "stop_token_ids"),
+        (json!({"model": "toy", "prompt": "x", "temperature": -1}), 400, "temperature"),
+        (json!({"model": "toy", "prompt": "x", "top_p": 0}), 400, "top_p"),
+        (json!({"model": "toy", "prompt": "x", "n": 0}), 400, "`n`"),
+        (json!({"model": "toy", "prompt": [1, 99999]}), 400, "outside the vocabulary"),
+        (json!({"model": "toy", "prompt": []}), 400, "prompt"),
+        (json!({"model": "toy", "prompt": "x", "max_tokens": "many"}), 400, "max_tokens"),
+        (json!(["not", "an", "object"]), 400, "JSON object"),
+    ];
+    for (body, status, needle) in cases {
+        let (got, answer) = post(&url, "/v1/completions", &body);
+        let message = answer["error"]["message"].as_str().unwrap_or_default();
+        assert_eq!(got, status, "{body}: {answer}");
+        assert!(message.contains(needle), "{body}: {message}");
+        assert_eq!(answer["error"]["code"], json!(status));
+    }
+    let (got, answer) = post(&url, "/v1/chat/completions", &json!({"model": "toy", "messages": [{"role": "user"}]}));
+    assert_eq!(got, 400, "{answer}");
+    let r = ureq::post(&format!("{url}/v1/completions")).send_string("{not json");
+    assert!(matches!(r, Err(ureq::Error::Status(400, _))));
+    let r = ureq::get(&format!("{url}/v2/nothing")).call();
+    assert!(matches!(r, Err(ureq::Error::Status(404, _))));
+}
+
+#[test]
+fn bad_settings_are_refused_at_start() {
+    let (m, t) = model();
+    for (opts, field) in [
+        (ServeOptions { max_batch: 0, port: 0, ..ServeOptions::default() }, "max_batch"),
+        (ServeOptions { max_model_len: Some(65), port: 0, ..ServeOptions::default() }, "max_model_len"),
+        (ServeOptions { served_model_name: " ".into(), port: 0, ..ServeOptions::default() }, "served_model_name"),
+    ] {
+        let err = Server::start(m.clone(), t.clone(), opts).err().expect("refused");
+        assert!(matches!(&err, resa_serve::Error::Config { field: f, .. } if *f == field), "{err}");
+    }
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port();
+    let err = Server::start(m, t, ServeOptions { port, ..ServeOptions::default() }).err().expect("port in use");
+    assert!(matches!(err, resa_serve::Error::Bind { .. }), "{err}");
+}
