@@ -1,7 +1,7 @@
 //! `resa serve`: an OpenAI-compatible HTTP server over this project's generator
 //! (`/v1/completions`, `/v1/chat/completions`, `/v1/models`, `/health`), for a model or a
 //! model with a PEFT adapter. When it is ready it prints one line to stdout,
-//! `resa serve: listening on http://HOST:PORT/v1 (model NAME)`, and serves until Ctrl-C or
+//! `resa serve: listening on http://HOST:PORT/v1 (model NAME[, LORA ...])`, and serves until Ctrl-C or
 //! SIGTERM.
 
 use std::io::Write;
@@ -23,6 +23,10 @@ pub struct ServeArgs {
     /// A PEFT LoRA adapter folder attached to the model (a Resa adapter, say).
     #[arg(long)]
     pub adapter: Option<PathBuf>,
+    /// More adapters served on the same base, each under its own name, as vLLM takes them:
+    /// `--lora-modules NAME=DIR [NAME=DIR ...]`.
+    #[arg(long, num_args = 1.., value_parser = lora_module)]
+    pub lora_modules: Vec<(String, PathBuf)>,
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1")]
     pub host: String,
@@ -43,6 +47,13 @@ pub struct ServeArgs {
     pub compute: ComputeArgs,
 }
 
+fn lora_module(text: &str) -> Result<(String, PathBuf), String> {
+    match text.split_once('=') {
+        Some((name, dir)) if !name.is_empty() && !dir.is_empty() => Ok((name.to_string(), PathBuf::from(dir))),
+        _ => Err(format!("`{text}` is not NAME=DIR")),
+    }
+}
+
 /// Runs the command.
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let spec = args.compute.device;
@@ -53,10 +64,7 @@ fn run_on<B: Backend>(args: &ServeArgs, device: &B::Device) -> anyhow::Result<()
     let dir = hub::resolve_model(&args.model)?;
     let tokenizer =
         Tokenizer::from_dir(&dir).with_context(|| format!("resa serve needs the tokenizer of {}", dir.display()))?;
-    let mut model = resa::qwen2::Qwen2ForCausalLM::<B>::from_pretrained(&dir, device, args.compute.dtype)?;
-    if let Some(adapter) = &args.adapter {
-        resa::lora::load_adapter(&mut model, adapter)?;
-    }
+    let model = resa::qwen2::Qwen2ForCausalLM::<B>::from_pretrained(&dir, device, args.compute.dtype)?;
     let name = args.served_model_name.clone().unwrap_or_else(|| args.model.clone());
     let opts = ServeOptions {
         host: args.host.clone(),
@@ -64,11 +72,15 @@ fn run_on<B: Backend>(args: &ServeArgs, device: &B::Device) -> anyhow::Result<()
         served_model_name: name.clone(),
         max_batch: args.max_batch,
         max_model_len: args.max_model_len,
+        adapter: args.adapter.clone(),
+        lora_modules: args.lora_modules.clone(),
         ..ServeOptions::default()
     };
     let server = Server::start(model, tokenizer, opts)?;
     let mut out = std::io::stdout().lock();
-    writeln!(out, "resa serve: listening on http://{}/v1 (model {name})", server.addr())?;
+    let mut names = vec![name];
+    names.extend(args.lora_modules.iter().map(|(n, _)| n.clone()));
+    writeln!(out, "resa serve: listening on http://{}/v1 (model {})", server.addr(), names.join(", "))?;
     out.flush()?;
     drop(out);
     server.wait()?;

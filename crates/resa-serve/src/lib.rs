@@ -29,6 +29,7 @@
 //! ```
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc as std_mpsc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -40,7 +41,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use resa_qwen2::burn::tensor::backend::Backend;
-use resa_qwen2::{ChatMessage, FinishReason, Generated, GenerationConfig, Qwen2ForCausalLM, Sampling, Tokenizer};
+use resa_qwen2::{
+    ChatMessage, FinishReason, Generated, GenerationConfig, LowRank, Qwen2ForCausalLM, Sampling, Tokenizer,
+};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
@@ -61,6 +64,16 @@ pub enum Error {
     Config {
         /// The setting.
         field: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// An adapter could not be loaded.
+    #[error("adapter `{name}` ({}): {message}", dir.display())]
+    Adapter {
+        /// The name it is served as.
+        name: String,
+        /// Its folder.
+        dir: PathBuf,
         /// What is wrong.
         message: String,
     },
@@ -87,6 +100,11 @@ pub struct ServeOptions {
     pub max_model_len: Option<usize>,
     /// Most choices one request may ask for (`n` × prompts).
     pub max_choices: usize,
+    /// A PEFT adapter folder attached to the model served as `served_model_name`.
+    pub adapter: Option<PathBuf>,
+    /// More adapters, each served under its own name on the same base model (vLLM's
+    /// `--lora-modules NAME=DIR`); requests naming one are decoded with it attached.
+    pub lora_modules: Vec<(String, PathBuf)>,
 }
 
 impl Default for ServeOptions {
@@ -98,6 +116,8 @@ impl Default for ServeOptions {
             max_batch: 16,
             max_model_len: None,
             max_choices: 256,
+            adapter: None,
+            lora_modules: Vec::new(),
         }
     }
 }
@@ -105,6 +125,8 @@ impl Default for ServeOptions {
 /// What one sequence is decoded with; jobs with equal keys share a batch.
 #[derive(Debug, Clone, PartialEq)]
 struct GenKey {
+    /// Which served model (0: `served_model_name`, then the LoRA modules in order).
+    served: usize,
     sampling: Sampling,
     max_new_tokens: usize,
     stop: Vec<u32>,
@@ -118,7 +140,10 @@ struct Job {
 }
 
 struct Shared {
-    name: String,
+    /// The served names: the model, then each LoRA module.
+    names: Vec<String>,
+    /// The adapter folder of each served name (none for a bare base model).
+    roots: Vec<Option<PathBuf>>,
     tokenizer: Tokenizer,
     vocab: usize,
     max_model_len: usize,
@@ -138,7 +163,11 @@ pub struct Server {
 impl Server {
     /// Binds `opts.host:opts.port` and serves `model` on background threads until
     /// [`Server::shutdown`] (or, for [`Server::wait`], Ctrl-C / SIGTERM).
-    pub fn start<B: Backend>(model: Qwen2ForCausalLM<B>, tokenizer: Tokenizer, opts: ServeOptions) -> Result<Server> {
+    pub fn start<B: Backend>(
+        mut model: Qwen2ForCausalLM<B>,
+        tokenizer: Tokenizer,
+        opts: ServeOptions,
+    ) -> Result<Server> {
         if opts.max_batch == 0 {
             return Err(Error::Config { field: "max_batch", message: "must be at least 1".into() });
         }
@@ -156,6 +185,33 @@ impl Server {
                 message: format!("{max_model_len}: must be in 2 ..= {positions} (the model's max_position_embeddings)"),
             });
         }
+        // Every served adapter is read once and kept; the model thread swaps them in.
+        let mut names = vec![opts.served_model_name.clone()];
+        let mut roots = vec![opts.adapter.clone()];
+        for (name, dir) in &opts.lora_modules {
+            if names.contains(name) {
+                return Err(Error::Config { field: "lora_modules", message: format!("`{name}` is served twice") });
+            }
+            names.push(name.clone());
+            roots.push(Some(dir.clone()));
+        }
+        if resa_lora::remove(&mut model) > 0 {
+            tracing::warn!("the model came with adapters attached; they were removed (serve them with adapter)");
+        }
+        let mut sets = Vec::with_capacity(names.len());
+        for (name, root) in names.iter().zip(&roots) {
+            let Some(dir) = root else {
+                sets.push(None);
+                continue;
+            };
+            resa_lora::load_adapter(&mut model, dir).map_err(|e| Error::Adapter {
+                name: name.clone(),
+                dir: dir.clone(),
+                message: e.to_string(),
+            })?;
+            let set: Vec<Option<LowRank<B>>> = model.linears_mut().into_iter().map(|(_, l)| l.adapter.take()).collect();
+            sets.push(Some(set));
+        }
         let mut eos = model.config().eos_token_ids.clone();
         eos.extend(tokenizer.eos_token_id());
         eos.sort_unstable();
@@ -163,7 +219,8 @@ impl Server {
         let pad = tokenizer.pad_token_id().or(eos.first().copied()).unwrap_or(0);
         let (tx, rx) = std_mpsc::channel::<Job>();
         let shared = Arc::new(Shared {
-            name: opts.served_model_name.clone(),
+            names,
+            roots,
             vocab: model.config().vocab_size,
             tokenizer,
             max_model_len,
@@ -175,7 +232,7 @@ impl Server {
         let max_batch = opts.max_batch;
         std::thread::Builder::new()
             .name("resa-serve-model".into())
-            .spawn(move || decode_loop(&model, &rx, max_batch, pad))
+            .spawn(move || decode_loop(model, &sets, &rx, max_batch, pad))
             .map_err(|e| Error::Stopped(format!("cannot start the model thread: {e}")))?;
 
         let addr_text = format!("{}:{}", opts.host, opts.port);
@@ -276,7 +333,14 @@ impl Drop for Server {
 
 /// The model thread: every job waiting is decoded, grouped by settings, in batches of at
 /// most `max_batch`.
-fn decode_loop<B: Backend>(model: &Qwen2ForCausalLM<B>, rx: &std_mpsc::Receiver<Job>, max_batch: usize, pad: u32) {
+fn decode_loop<B: Backend>(
+    mut model: Qwen2ForCausalLM<B>,
+    sets: &[Option<Vec<Option<LowRank<B>>>>],
+    rx: &std_mpsc::Receiver<Job>,
+    max_batch: usize,
+    pad: u32,
+) {
+    let mut attached: Option<usize> = None;
     while let Ok(first) = rx.recv() {
         let mut queue = vec![first];
         queue.extend(rx.try_iter());
@@ -292,9 +356,18 @@ fn decode_loop<B: Backend>(model: &Qwen2ForCausalLM<B>, rx: &std_mpsc::Receiver<
                 stop_token_ids: key.stop.clone(),
                 pad_token_id: pad,
             };
+            if attached != Some(key.served) {
+                resa_lora::remove(&mut model);
+                if let Some(Some(set)) = sets.get(key.served) {
+                    for ((_, lin), a) in model.linears_mut().into_iter().zip(set) {
+                        lin.adapter = a.clone();
+                    }
+                }
+                attached = Some(key.served);
+            }
             let prompts: Vec<Vec<u32>> = group.iter().map(|j| j.ids.clone()).collect();
             let seeds: Vec<u64> = group.iter().map(|j| j.seed).collect();
-            match resa_qwen2::generate_seeded(model, &prompts, &seeds, &cfg) {
+            match resa_qwen2::generate_seeded(&model, &prompts, &seeds, &cfg) {
                 Ok(outs) => {
                     for (job, out) in group.into_iter().zip(outs) {
                         let _ = job.reply.send(Ok(out));
@@ -324,17 +397,24 @@ fn bad(message: String) -> Response {
 }
 
 async fn models(State(s): State<Arc<Shared>>) -> Response {
-    axum::Json(json!({
-        "object": "list",
-        "data": [{
-            "id": s.name,
-            "object": "model",
-            "created": s.created,
-            "owned_by": "resa",
-            "max_model_len": s.max_model_len,
-        }],
-    }))
-    .into_response()
+    let data: Vec<Value> = s
+        .names
+        .iter()
+        .zip(&s.roots)
+        .enumerate()
+        .map(|(i, (name, root))| {
+            json!({
+                "id": name,
+                "object": "model",
+                "created": s.created,
+                "owned_by": "resa",
+                "root": root.as_ref().map(|r| r.display().to_string()),
+                "parent": if i == 0 { Value::Null } else { json!(s.names[0]) },
+                "max_model_len": s.max_model_len,
+            })
+        })
+        .collect();
+    axum::Json(json!({"object": "list", "data": data})).into_response()
 }
 
 /// The seed of choice `i` of a request seeded with `seed`: `seed` itself for the first.
@@ -350,6 +430,7 @@ pub fn choice_seed(seed: u64, i: usize) -> u64 {
 
 /// Settings common to both endpoints, read from the request body.
 struct Params {
+    served: usize,
     max_tokens: Option<usize>,
     sampling: Sampling,
     n: usize,
@@ -380,17 +461,19 @@ fn field_bool(body: &Value, key: &str, default: bool) -> std::result::Result<boo
 }
 
 fn params(s: &Shared, body: &Value) -> std::result::Result<Params, Response> {
-    match body.get("model").and_then(Value::as_str) {
-        Some(m) if m == s.name => {}
-        Some(m) => {
-            return Err(error(
-                StatusCode::NOT_FOUND,
-                "NotFoundError",
-                format!("The model `{m}` does not exist. This server serves `{}`.", s.name),
-            ));
-        }
-        None => return Err(bad(format!("`model` is required (this server serves `{}`)", s.name))),
-    }
+    let served = match body.get("model").and_then(Value::as_str) {
+        Some(m) => match s.names.iter().position(|n| n == m) {
+            Some(i) => i,
+            None => {
+                return Err(error(
+                    StatusCode::NOT_FOUND,
+                    "NotFoundError",
+                    format!("The model `{m}` does not exist. This server serves: {}.", s.names.join(", ")),
+                ));
+            }
+        },
+        None => return Err(bad(format!("`model` is required (this server serves: {})", s.names.join(", ")))),
+    };
     if field_bool(body, "stream", false)? {
         return Err(bad("`stream: true` is not supported by resa serve; send `stream: false`".into()));
     }
@@ -453,6 +536,7 @@ fn params(s: &Shared, body: &Value) -> std::result::Result<Params, Response> {
     stop.sort_unstable();
     stop.dedup();
     Ok(Params {
+        served,
         max_tokens,
         sampling,
         n,
@@ -507,7 +591,7 @@ async fn run_jobs(
             let job = Job {
                 ids: ids.clone(),
                 seed: choice_seed(base, c),
-                key: GenKey { sampling: p.sampling, max_new_tokens: max_new, stop: p.stop.clone() },
+                key: GenKey { served: p.served, sampling: p.sampling, max_new_tokens: max_new, stop: p.stop.clone() },
                 reply: tx,
             };
             let sent = s.jobs.lock().map_err(|_| internal("the job queue is poisoned".into()))?.send(job);
@@ -603,7 +687,7 @@ async fn completions(State(s): State<Arc<Shared>>, bytes: Bytes) -> Response {
         "id": request_id("cmpl"),
         "object": "text_completion",
         "created": now(),
-        "model": s.name,
+        "model": s.names[p.served],
         "choices": choices,
         "usage": {
             "prompt_tokens": prompt_tokens * p.n,
@@ -672,7 +756,7 @@ async fn chat_completions(State(s): State<Arc<Shared>>, bytes: Bytes) -> Respons
         "id": request_id("chatcmpl"),
         "object": "chat.completion",
         "created": now(),
-        "model": s.name,
+        "model": s.names[p.served],
         "choices": choices,
         "usage": {
             "prompt_tokens": prompt_tokens * p.n,

@@ -154,3 +154,80 @@ fn bad_settings_are_refused_at_start() {
     let err = Server::start(m, t, ServeOptions { port, ..ServeOptions::default() }).err().expect("port in use");
     assert!(matches!(err, resa_serve::Error::Bind { .. }), "{err}");
 }
+
+#[test]
+fn lora_modules_are_served_beside_the_base_under_their_names() {
+    use resa_qwen2::burn::module::Param;
+    use resa_qwen2::burn::tensor::{Distribution, Tensor};
+    let (base, tokenizer) = model();
+    let tmp = tempfile::tempdir().expect("tmp");
+    // Two adapters with non-zero updates, saved as PEFT folders.
+    let mut dirs = Vec::new();
+    for seed in [1u64, 2] {
+        let mut m = base.clone();
+        let cfg = resa_lora::LoraConfig::new(4, 8.0, 0.0, &["q_proj", "v_proj"]);
+        resa_lora::attach(&mut m, &cfg, seed).expect("attach");
+        for (_, lin) in m.linears_mut() {
+            if let Some(a) = lin.adapter.as_mut() {
+                let shape = a.b.val().shape();
+                a.b = Param::from_tensor(Tensor::random(shape, Distribution::Normal(0.0, 0.5), &Default::default()));
+            }
+        }
+        let dir = tmp.path().join(format!("adapter-{seed}"));
+        resa_lora::save_adapter(&m, &cfg, &dir).expect("save");
+        dirs.push(dir);
+    }
+    let opts = ServeOptions {
+        port: 0,
+        served_model_name: "toy".into(),
+        lora_modules: vec![("one".into(), dirs[0].clone()), ("two".into(), dirs[1].clone())],
+        ..ServeOptions::default()
+    };
+    let server = Server::start(base.clone(), tokenizer.clone(), opts).expect("starts");
+    let url = format!("http://{}", server.addr());
+    let listed: Value = serde_json::from_str(
+        &ureq::get(&format!("{url}/v1/models")).call().expect("models").into_string().expect("text"),
+    )
+    .expect("json");
+    let ids: Vec<&str> = listed["data"].as_array().expect("data").iter().filter_map(|m| m["id"].as_str()).collect();
+    assert_eq!(ids, ["toy", "one", "two"]);
+    assert_eq!(listed["data"][1]["parent"], json!("toy"));
+
+    let prompt = tokenizer.encode("<|bos|>Q: What is 4+4?\nA: <think>", false).expect("ids");
+    let eos: Vec<u32> = tokenizer.eos_token_id().into_iter().collect();
+    let cfg = GenerationConfig::greedy(12, eos.clone());
+    let local = |adapter: Option<&std::path::Path>| {
+        let mut m = base.clone();
+        if let Some(dir) = adapter {
+            resa_lora::load_adapter(&mut m, dir).expect("load");
+        }
+        let g = &generate_seeded(&m, std::slice::from_ref(&prompt), &[0], &cfg).expect("local")[0];
+        let body = match g.finish_reason {
+            resa_qwen2::FinishReason::Stop(_) => &g.ids[..g.ids.len() - 1],
+            resa_qwen2::FinishReason::MaxTokens => &g.ids[..],
+        };
+        tokenizer.decode(body, false).expect("decode")
+    };
+    let expected = [("toy", local(None)), ("one", local(Some(&dirs[0]))), ("two", local(Some(&dirs[1])))];
+    assert!(
+        expected[0].1 != expected[1].1 || expected[1].1 != expected[2].1,
+        "the adapters change nothing: {expected:?}"
+    );
+    // Interleaved requests: the model thread swaps the adapters in and out.
+    for (name, want) in expected.iter().chain(expected.iter().rev()) {
+        let body =
+            json!({"model": name, "prompt": prompt, "max_tokens": 12, "temperature": 0, "skip_special_tokens": false});
+        let (status, answer) = post(&url, "/v1/completions", &body);
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(answer["choices"][0]["text"], json!(want), "{name}");
+        assert_eq!(answer["model"], json!(name));
+    }
+    let bad = ServeOptions {
+        port: 0,
+        lora_modules: vec![("x".into(), tmp.path().join("missing"))],
+        ..ServeOptions::default()
+    };
+    let err = Server::start(base, tokenizer, bad).err().expect("refused");
+    assert!(matches!(&err, resa_serve::Error::Adapter { name, .. } if name == "x"), "{err}");
+    assert!(err.to_string().contains("adapter_config.json"), "{err}");
+}
