@@ -100,6 +100,15 @@ pub struct EngineArgs {
     /// Where completions come from.
     #[arg(long, value_enum, default_value_t = EngineKind::Local)]
     pub engine: EngineKind,
+    /// The OpenAI client.
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// The OpenAI-compatible client's arguments (`resa eval --engine openai`, `resa reproduce
+/// --engine vllm|endpoint`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ClientArgs {
     /// The server's base URL with /v1, as OpenAI clients take it (--engine openai).
     #[arg(long, default_value = "http://127.0.0.1:8000/v1")]
     pub endpoint: String,
@@ -135,7 +144,7 @@ pub enum PromptArg {
     Text,
 }
 
-impl EngineArgs {
+impl ClientArgs {
     /// The client settings.
     pub fn openai(&self) -> OpenAiConfig {
         OpenAiConfig {
@@ -219,8 +228,8 @@ fn run_remote(args: &EvalArgs) -> anyhow::Result<()> {
         );
     }
     let tasks = tasks_of(args)?;
-    let evaluation = RemoteEvaluation::new(&args.model, tasks, eval_config(args), args.engine.openai())?;
-    let label = format!("{} @ {}", args.model, args.engine.endpoint);
+    let evaluation = RemoteEvaluation::new(&args.model, tasks, eval_config(args), args.engine.client.openai())?;
+    let label = format!("{} @ {}", args.model, args.engine.client.endpoint);
     let mut progress = super::progress::Reporter::new();
     let report = evaluation.run(&args.out, &label, |p: &Progress<'_>| progress_line(&mut progress, p))?;
     drop(progress);

@@ -8,8 +8,9 @@ use burn::tensor::backend::Backend;
 use resa::device::ComputeArgs;
 use resa::eval::TaskSources;
 use resa::pipeline::PipelineEvent;
+use resa::pipeline::engine::{EngineKind, EngineOptions, VllmOptions};
 use resa::reproduce::{
-    Experiment, RunEvent, RunOptions, TinyAssets, describe, list, list_json, load_experiments, plan, run,
+    Experiment, RunEvent, RunOptions, TinyAssets, check_engine, describe, list, list_json, load_experiments, plan, run,
 };
 use resa::with_backend;
 
@@ -58,9 +59,45 @@ pub struct ReproduceArgs {
     #[cfg(feature = "hub")]
     #[arg(long)]
     pub hub: bool,
+    /// The evaluation engine, for every experiment (default: each one's `[eval] engine`):
+    /// local, vllm (started here for each evaluation) or endpoint (your server at --endpoint).
+    #[arg(long, value_enum)]
+    pub engine: Option<EngineArg>,
+    /// The vllm program.
+    #[arg(long, default_value = "vllm")]
+    pub vllm: PathBuf,
+    /// An argument appended to `vllm serve` (repeatable): `--vllm-arg=--tensor-parallel-size --vllm-arg=2`.
+    #[arg(long = "vllm-arg", allow_hyphen_values = true)]
+    pub vllm_args: Vec<String>,
+    /// vLLM's port (0: a free one).
+    #[arg(long, default_value_t = 0)]
+    pub vllm_port: u16,
+    /// vLLM's --max-model-len (default: the token budget + 4096).
+    #[arg(long)]
+    pub vllm_max_model_len: Option<usize>,
+    /// vLLM's --dtype.
+    #[arg(long, default_value = "bfloat16")]
+    pub vllm_dtype: String,
+    /// Seconds to wait for vLLM to answer.
+    #[arg(long, default_value_t = 1800.0)]
+    pub vllm_startup_timeout: f64,
+    /// The OpenAI client (--endpoint is used by --engine endpoint).
+    #[command(flatten)]
+    pub client: super::eval::ClientArgs,
     /// Where and in which dtype to compute.
     #[command(flatten)]
     pub compute: ComputeArgs,
+}
+
+/// `--engine`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EngineArg {
+    /// This project's generator.
+    Local,
+    /// vLLM, started here.
+    Vllm,
+    /// Your OpenAI-compatible server.
+    Endpoint,
 }
 
 /// Runs the command.
@@ -102,7 +139,27 @@ fn reproduce<B: Backend>(args: &ReproduceArgs, chosen: &[&Experiment], device: &
     {
         sources.hub = args.hub;
     }
-    let opts = RunOptions { dtype: args.compute.dtype, sources, tiny_eval: args.tiny.then_some((4, 24)) };
+    let engine = EngineOptions {
+        kind: args.engine.map(|e| match e {
+            EngineArg::Local => EngineKind::Local,
+            EngineArg::Vllm => EngineKind::Vllm,
+            EngineArg::Endpoint => EngineKind::Endpoint,
+        }),
+        vllm: VllmOptions {
+            program: args.vllm.clone(),
+            port: args.vllm_port,
+            dtype: args.vllm_dtype.clone(),
+            max_model_len: args.vllm_max_model_len,
+            extra_args: args.vllm_args.clone(),
+            startup_timeout_s: args.vllm_startup_timeout,
+            ..VllmOptions::default()
+        },
+        client: args.client.openai(),
+    };
+    if !(args.vllm_startup_timeout.is_finite() && args.vllm_startup_timeout > 0.0) {
+        bail!("--vllm-startup-timeout {}: must be a positive number of seconds", args.vllm_startup_timeout);
+    }
+    let opts = RunOptions { dtype: args.compute.dtype, sources, tiny_eval: args.tiny.then_some((4, 24)), engine };
     let rate = args.gpu_seconds_per_step.unwrap_or(resa::reproduce::PAPER_STAGE2_GPU_SECONDS_PER_STEP);
     if !(rate.is_finite() && rate > 0.0) {
         bail!("--gpu-seconds-per-step {rate}: must be a positive number of seconds");
@@ -115,8 +172,10 @@ fn reproduce<B: Backend>(args: &ReproduceArgs, chosen: &[&Experiment], device: &
     let (mut total_steps, mut total_hours, mut total_evals, mut unknown) = (0u64, 0.0f64, 0usize, Vec::new());
     for exp in chosen {
         let stages = plan::<B>(exp, &runs, tiny.as_ref(), device)?;
+        check_engine(exp, &stages, &opts)?;
         if args.dry_run {
             println!("{}", describe(exp, &stages));
+            println!("## evaluation engine: {}\n", opts.engine_of(exp));
             let b = resa::reproduce::estimate(exp, &stages, rate, args.eval_gpu_hours);
             println!("## estimate: {}\n", b.line());
             match b.stage2_steps {
@@ -143,6 +202,7 @@ fn reproduce<B: Backend>(args: &ReproduceArgs, chosen: &[&Experiment], device: &
             RunEvent::Pipeline(PipelineEvent::Stage2(m)) => {
                 progress.update("  stage II", m.step, m.total, &format!("loss {:.4}", m.loss));
             }
+            RunEvent::Message(m) => progress.message(m),
             RunEvent::Eval(p) => {
                 progress.update(
                     &format!("  {}", p.bench),
