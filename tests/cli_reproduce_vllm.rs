@@ -59,7 +59,9 @@ fn rows(runs: &Path, name: &str) -> Vec<(String, Option<u64>, Value)> {
         .as_array()
         .expect("rows")
         .iter()
-        .map(|r| (r["label"].as_str().unwrap_or_default().to_string(), r["step"].as_u64(), r["report"]["benches"].clone()))
+        .map(|r| {
+            (r["label"].as_str().unwrap_or_default().to_string(), r["step"].as_u64(), r["report"]["benches"].clone())
+        })
         .collect()
 }
 
@@ -93,9 +95,13 @@ fn reproduce_on_vllm_equals_the_local_engine() {
     }
     // Resa-STILL-v1: the final adapter and its checkpoints, each a LoRA module.
     let cmd = std::fs::read_to_string(served.join("resa-still-v1/eval/vllm-command.txt")).expect("command");
-    assert!(cmd.contains(" serve ") && cmd.contains("--served-model-name base --dtype bfloat16 --max-model-len 4120"), "{cmd}");
+    assert!(
+        cmd.contains(" serve ") && cmd.contains("--served-model-name base --dtype bfloat16 --max-model-len 4120"),
+        "{cmd}"
+    );
     assert!(cmd.contains("--enable-lora --max-lora-rank ") && cmd.contains("--lora-modules adapter="), "{cmd}");
-    let sweep = std::fs::read_to_string(served.join("resa-still-v1/eval-checkpoints/vllm-command.txt")).expect("command");
+    let sweep =
+        std::fs::read_to_string(served.join("resa-still-v1/eval-checkpoints/vllm-command.txt")).expect("command");
     assert!(sweep.contains("checkpoint-2=") && sweep.contains("--max-loras "), "{sweep}");
     // Tina: the model reference's adapter served as a module of its own.
     let tina = std::fs::read_to_string(served.join("tina-still/eval/vllm-command.txt")).expect("command");
@@ -153,7 +159,9 @@ fn the_documented_vllm_command_is_the_generated_one() {
          --max-loras 1 --lora-modules adapter=runs/resa-still-v1/stage2/adapter --tensor-parallel-size 2"
     );
     let doc = std::fs::read_to_string(root().join("docs/scaling-out.md")).expect("docs/scaling-out.md");
-    let joined = doc.replace(" \\\n  ", " ");
+    // Shell continuation lines joined.
+    let joined: String =
+        doc.split("\\\n").enumerate().map(|(i, piece)| if i == 0 { piece } else { piece.trim_start() }).collect();
     assert!(joined.contains(&line), "docs/scaling-out.md does not show the generated command:\n{line}");
     assert_eq!(resa::reproduce::shell_line(&["a b".into(), "it's".into()]), r"'a b' 'it'\''s'");
 }

@@ -26,10 +26,10 @@ use resa_qwen2::{Hookpoint, Qwen2Config, Qwen2ForCausalLM, Sampling, hub};
 use resa_sae::{SaeConfig, SparseCoder};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
 use crate::engine::{
     BASE_NAME, EngineKind, EngineOptions, PROMPT_ROOM, VllmServer, adapter_rank, check_program, free_port, vllm_command,
 };
+use crate::error::{Error, Result};
 use crate::evaluation::{Evaluation, RemoteEvaluation, load_tasks};
 
 /// The paper's six benchmarks, in its column order.
@@ -699,7 +699,8 @@ pub fn run<B: Backend>(
             }
             Stage::Eval { label, model, adapter, tasks, out } if engine != EngineKind::Local => {
                 on_event(RunEvent::Stage(i, stages.len(), &format!("resa eval ({label}) on {engine}")));
-                let runs = vec![RemoteRun { label: label.clone(), step: None, adapter: adapter.clone(), out: out.clone() }];
+                let runs =
+                    vec![RemoteRun { label: label.clone(), step: None, adapter: adapter.clone(), out: out.clone() }];
                 rows.extend(remote_eval::<B>(exp, model, &runs, tasks, out, device, opts, on_event)?);
             }
             Stage::EvalCheckpoints { label, model, stage2, every, tasks, out } if engine != EngineKind::Local => {
@@ -802,7 +803,8 @@ fn remote_eval<B: Backend>(
         .map(|a| hub::resolve_subfolder(a, &["adapter_config.json", "adapter_model.safetensors"]))
         .transpose()?;
     let stacked = model_adapter.is_some() && runs.iter().any(|r| r.adapter.is_some());
-    let served_dir = if stacked { merged_base::<B>(model, &base_dir, &dir.join("merged-base"), device)? } else { base_dir };
+    let served_dir =
+        if stacked { merged_base::<B>(model, &base_dir, &dir.join("merged-base"), device)? } else { base_dir };
     let mut modules: Vec<(String, PathBuf)> = Vec::new();
     if let (Some(a), false) = (&model_adapter, stacked) {
         modules.push(("model-adapter".into(), a.clone()));
@@ -841,7 +843,8 @@ fn remote_eval<B: Backend>(
     client.endpoint = server.endpoint.clone();
     for (run, name) in runs.iter().zip(names) {
         client.model = Some(name);
-        let evaluation = RemoteEvaluation::new(&served_dir.display().to_string(), tasks.clone(), cfg.clone(), client.clone())?;
+        let evaluation =
+            RemoteEvaluation::new(&served_dir.display().to_string(), tasks.clone(), cfg.clone(), client.clone())?;
         let report = evaluation.run(&run.out, &run.label, |p| on_event(RunEvent::Eval(p)))?;
         rows.push(ResultRow { label: run.label.clone(), step: run.step, report });
     }
@@ -869,7 +872,8 @@ pub fn shell_line(command: &[String]) -> String {
 fn merged_base<B: Backend>(model: &ModelRef, base_dir: &Path, dir: &Path, device: &B::Device) -> Result<PathBuf> {
     let stamp = serde_json::to_string_pretty(model).map_err(|e| Error::json("merged-from.json", e))?;
     let stamp_file = dir.join("merged-from.json");
-    if dir.join("config.json").is_file() && std::fs::read_to_string(&stamp_file).ok().as_deref() == Some(stamp.as_str()) {
+    if dir.join("config.json").is_file() && std::fs::read_to_string(&stamp_file).ok().as_deref() == Some(stamp.as_str())
+    {
         return Ok(dir.to_path_buf());
     }
     let loaded = model.load::<B>(base_dir, device, DType::F32)?;
