@@ -13,6 +13,9 @@
 //! - `sae_step`: one SAE training step (Adam), d_in 1536, 16384 latents, k 32, 4096 tokens;
 //! - `decode_b1`, `decode_b8`: greedy decoding of 128 new tokens after a 16-token prompt,
 //!   batch 1 and 8, Qwen2.5-0.5B shapes;
+//! - `serve_c1`, `serve_c8`: `resa serve` on the committed toy model, 32 chat requests
+//!   (toy-world test questions, greedy, up to 96 new tokens) over loopback HTTP from 1 and
+//!   from 8 concurrent clients (tokens are the completion tokens generated);
 //! - `gemm`: one 2048 × 2048 × 2048 matrix product in the compute dtype (4096 at `1.5b`),
 //!   the backend's attainable rate that the other workloads' TFLOP/s are compared with.
 //!
@@ -38,8 +41,17 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 
 /// The workloads, in the order they run.
-pub const WORKLOADS: [&str; 7] =
-    ["gemm", "prefill", "stage2_step", "stage2_step_plain", "sae_step", "decode_b1", "decode_b8"];
+pub const WORKLOADS: [&str; 9] = [
+    "gemm",
+    "prefill",
+    "stage2_step",
+    "stage2_step_plain",
+    "sae_step",
+    "decode_b1",
+    "decode_b8",
+    "serve_c1",
+    "serve_c8",
+];
 
 /// One measured workload.
 #[derive(Debug, Clone, Serialize)]
@@ -323,6 +335,11 @@ pub fn run_benches<B: Backend>(
         }
         let _ = std::fs::remove_dir_all(&tmp);
     }
+    if wanted("serve_c1") || wanted("serve_c8") {
+        for r in serve_benches::<B>(device, opts, &wanted)? {
+            push(r, &mut out);
+        }
+    }
     if wanted("sae_step") {
         let (d, latents, n) = (1536, if big { 65_536 } else { 16_384 }, 4096);
         let sae = SparseCoder::<B>::random(SaeConfig::new(d, latents, 32), 0, device)?;
@@ -339,5 +356,79 @@ pub fn run_benches<B: Backend>(
         })?;
         push(r, &mut out);
     }
+    Ok(out)
+}
+
+/// `serve_c1` / `serve_c8`: the server on the toy model, 32 requests from 1 or 8 clients.
+fn serve_benches<B: Backend>(
+    device: &B::Device,
+    opts: &BenchOptions,
+    wanted: &dyn Fn(&str) -> bool,
+) -> Result<Vec<BenchResult>> {
+    let dir = crate::toy_model::default_dir();
+    let model = Qwen2ForCausalLM::<B>::from_pretrained(&dir, device, opts.dtype)?;
+    let tokenizer = resa_qwen2::Tokenizer::from_dir(&dir)?;
+    let server = resa_serve::Server::start(
+        model,
+        tokenizer,
+        resa_serve::ServeOptions {
+            port: 0,
+            served_model_name: "toy".into(),
+            max_batch: 8,
+            ..resa_serve::ServeOptions::default()
+        },
+    )
+    .map_err(|e| Error::Setup(format!("serve bench: {e}")))?;
+    let url = format!("http://{}/v1/chat/completions", server.addr());
+    let questions: Vec<String> = resa_data::toy::ToyWorld::with_seed(0)
+        .problems(resa_data::toy::Split::Test, 32)
+        .into_iter()
+        .map(|p| p.question)
+        .collect();
+    let agent = ureq::AgentBuilder::new().timeout(std::time::Duration::from_secs(600)).build();
+    let ask = |q: &str| -> Result<usize> {
+        let body = serde_json::json!({
+            "model": "toy", "messages": [{"role": "user", "content": q}], "max_tokens": 96, "temperature": 0,
+        });
+        let text = agent
+            .post(&url)
+            .send_string(&body.to_string())
+            .and_then(|r| r.into_string().map_err(ureq::Error::from))
+            .map_err(|e| Error::Setup(format!("serve bench: {e}")))?;
+        let answer: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| Error::Setup(format!("serve bench answer: {e}")))?;
+        answer["usage"]["completion_tokens"]
+            .as_u64()
+            .map(|n| n as usize)
+            .ok_or_else(|| Error::Setup(format!("serve bench: no usage in {text}")))
+    };
+    let mut out = Vec::new();
+    for (name, clients) in [("serve_c1", 1usize), ("serve_c8", 8)] {
+        if !wanted(name) {
+            continue;
+        }
+        let round = || -> Result<usize> {
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = (0..clients)
+                    .map(|c| {
+                        let ask = &ask;
+                        let questions = &questions;
+                        scope.spawn(move || -> Result<usize> {
+                            questions.iter().skip(c).step_by(clients).map(|q| ask(q)).sum()
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().map_err(|_| Error::Setup("a serve bench client panicked".into()))?)
+                    .sum()
+            })
+        };
+        // Greedy decoding: every round generates the same tokens.
+        let tokens = round()?;
+        let r = measure(name, tokens, 0.0, opts.repeats, || round().map(|_| ()))?;
+        out.push(r);
+    }
+    server.shutdown().map_err(|e| Error::Setup(format!("serve bench: {e}")))?;
     Ok(out)
 }

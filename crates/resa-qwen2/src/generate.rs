@@ -50,7 +50,7 @@ impl GenerationConfig {
         GenerationConfig { max_new_tokens, sampling: Sampling::Greedy, seed: 0, stop_token_ids, pad_token_id }
     }
 
-    fn validate(&self) -> Result<()> {
+    pub(crate) fn validate(&self) -> Result<()> {
         if self.max_new_tokens == 0 {
             return Err(Error::Input("max_new_tokens must be at least 1 (0 would generate nothing)".into()));
         }
@@ -280,19 +280,19 @@ fn generate_inner<B: Backend>(
     let mut out: Vec<Generated> =
         (0..b).map(|_| Generated { ids: Vec::new(), finish_reason: FinishReason::MaxTokens }).collect();
     let mut done = vec![false; b];
+    // The original row of each batch slot: a sequence that stops leaves the batch (its cache
+    // rows are dropped), so the steps after it cost only what the others need.
+    let mut active: Vec<usize> = (0..b).collect();
     for step in 0..cfg.max_new_tokens {
         let logits = model
             .forward(input, &hooks, Some(&mut cache))?
             .logits
             .ok_or_else(|| Error::Input("forward returned no logits".into()))?;
-        let data = logits.reshape([b, vocab]).into_data().convert::<f32>();
+        let data = logits.reshape([active.len(), vocab]).into_data().convert::<f32>();
         let rows = data.to_vec::<f32>().map_err(|e| Error::Input(format!("logits not readable: {e:?}")))?;
-        let mut next = Vec::with_capacity(b);
-        for (r, row) in rows.chunks_exact(vocab).enumerate() {
-            if done[r] {
-                next.push(cfg.pad_token_id);
-                continue;
-            }
+        let mut next = Vec::with_capacity(active.len());
+        for (slot, row) in rows.chunks_exact(vocab).enumerate() {
+            let r = active[slot];
             let tok = sample_token(row, cfg.sampling, samplers.row(r));
             out[r].ids.push(tok);
             if cfg.stop_token_ids.contains(&tok) {
@@ -304,22 +304,30 @@ fn generate_inner<B: Backend>(
         if done.iter().all(|&d| d) || step + 1 == cfg.max_new_tokens {
             break;
         }
+        let keep: Vec<usize> = (0..active.len()).filter(|&slot| !done[active[slot]]).collect();
+        if keep.len() < active.len() {
+            cache.retain_rows(&keep);
+            next = keep.iter().map(|&slot| next[slot]).collect();
+            active = keep.iter().map(|&slot| active[slot]).collect();
+        }
+        let n = active.len();
         let ids: Vec<i64> = next.iter().map(|&t| i64::from(t)).collect();
-        input = ForwardInput::new(Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [b, 1]), &device))
+        input = ForwardInput::new(Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [n, 1]), &device))
             .with_logits(Logits::Last);
         if padded {
             let t = cache.len() + 1;
-            // Row-major [b, t]: rebuild from the per-row history.
-            let hist: Vec<bool> = (0..b)
-                .flat_map(|r| {
+            // Row-major [n, t]: rebuild from the per-row history.
+            let hist: Vec<bool> = active
+                .iter()
+                .flat_map(|&r| {
                     let pad = len - prompts[r].len();
                     (0..t).map(move |j| j >= pad)
                 })
                 .collect();
-            let pos: Vec<i64> = next_pos.iter().map(|&p| p + step as i64).collect();
+            let pos: Vec<i64> = active.iter().map(|&r| next_pos[r] + step as i64).collect();
             input = input.with_mask(
-                Tensor::<B, 2, Bool>::from_data(TensorData::new(hist, [b, t]), &device),
-                Tensor::<B, 2, Int>::from_data(TensorData::new(pos, [b, 1]), &device),
+                Tensor::<B, 2, Bool>::from_data(TensorData::new(hist, [n, t]), &device),
+                Tensor::<B, 2, Int>::from_data(TensorData::new(pos, [n, 1]), &device),
             );
         }
     }

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod config;
+pub mod decoder;
 pub mod error;
 pub mod generate;
 pub mod hooks;
@@ -12,6 +13,7 @@ pub mod tokenizer;
 
 pub use config::{HfConfig, Qwen2Config};
 pub use error::{Error, Result};
+pub use decoder::{BatchDecoder, DecodeRequest};
 pub use generate::{
     FinishReason, Generated, GeneratedText, GenerationConfig, PREFILL_CHUNK, Sampling, generate, generate_seeded,
     generate_text, generate_with_prefill_chunk,

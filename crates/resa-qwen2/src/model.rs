@@ -228,6 +228,61 @@ impl<B: Backend> KvCache<B> {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Batch rows.
+    pub fn batch(&self) -> usize {
+        self.layers.first().and_then(|l| l.as_ref()).map_or(0, |(k, _)| k.dims()[0])
+    }
+
+    /// Prepends `n` zero positions to every row (positions a mask must hide): a row with a
+    /// shorter history joins a batch with a longer one.
+    pub fn pad_left(&mut self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        for (k, v) in self.layers.iter_mut().flatten() {
+            let [b, h, _, d] = k.dims();
+            let zeros = Tensor::<B, 4>::zeros([b, h, n, d], (&k.device(), k.dtype()));
+            *k = Tensor::cat(vec![zeros.clone(), k.clone()], 2);
+            *v = Tensor::cat(vec![zeros, v.clone()], 2);
+        }
+    }
+
+    /// Drops the first `n` positions of every row (padding no row needs any more).
+    pub fn drop_leading(&mut self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        for (k, v) in self.layers.iter_mut().flatten() {
+            let [b, h, t, d] = k.dims();
+            *k = k.clone().slice([0..b, 0..h, n..t, 0..d]);
+            *v = v.clone().slice([0..b, 0..h, n..t, 0..d]);
+        }
+    }
+
+    /// Appends the rows of `other`, which must cache as many positions, after these.
+    pub fn append_rows(&mut self, other: KvCache<B>) {
+        for (mine, theirs) in self.layers.iter_mut().zip(other.layers) {
+            *mine = match (mine.take(), theirs) {
+                (Some((k, v)), Some((k2, v2))) => Some((Tensor::cat(vec![k, k2], 0), Tensor::cat(vec![v, v2], 0))),
+                (a, b) => a.or(b),
+            };
+        }
+    }
+
+    /// Keeps only the batch rows `rows` (in that order): sequences that finished leave a
+    /// batch being decoded.
+    pub fn retain_rows(&mut self, rows: &[usize]) {
+        for (k, v) in self.layers.iter_mut().flatten() {
+            let device = k.device();
+            let index = Tensor::<B, 1, burn::tensor::Int>::from_data(
+                burn::tensor::TensorData::new(rows.iter().map(|&r| r as i64).collect::<Vec<_>>(), [rows.len()]),
+                &device,
+            );
+            *k = k.clone().select(0, index.clone());
+            *v = v.clone().select(0, index);
+        }
+    }
 }
 
 /// Grouped-query self-attention with q/k/v biases and rotary position embeddings.

@@ -11,9 +11,11 @@
 //! default) and `add_special_tokens` (completions: true by default, chat: false). Streaming,
 //! `logprobs`, `echo` and `stop` strings are refused with HTTP 400 rather than ignored.
 //!
-//! Requests that arrive together are decoded together: one thread owns the model and runs
-//! every job waiting for it (up to `max_batch`, grouped by sampling settings) as one static
-//! batch with one sampler per sequence. A request's `seed` seeds its first choice exactly
+//! Requests are decoded with continuous batching ([`resa_qwen2::BatchDecoder`]): one thread
+//! owns the model; a waiting sequence joins the batch between decode steps (up to
+//! `max_batch`) and leaves it when it finishes, each with its own sampler and settings. A
+//! request for another served adapter waits until the batch drains, then that adapter is
+//! swapped in. A request's `seed` seeds its first choice exactly
 //! (choice `i > 0` uses a seed derived from it), so `resa eval --engine openai` against this
 //! server gives the completions a local `resa eval` gives with the same seeds.
 //!
@@ -42,7 +44,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use resa_qwen2::burn::tensor::backend::Backend;
 use resa_qwen2::{
-    ChatMessage, FinishReason, Generated, GenerationConfig, LowRank, Qwen2ForCausalLM, Sampling, Tokenizer,
+    BatchDecoder, ChatMessage, DecodeRequest, FinishReason, Generated, GenerationConfig, LowRank, Qwen2ForCausalLM, Sampling, Tokenizer,
 };
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
@@ -122,7 +124,7 @@ impl Default for ServeOptions {
     }
 }
 
-/// What one sequence is decoded with; jobs with equal keys share a batch.
+/// What one sequence is decoded with; the served adapter decides which batch it may join.
 #[derive(Debug, Clone, PartialEq)]
 struct GenKey {
     /// Which served model (0: `served_model_name`, then the LoRA modules in order).
@@ -216,7 +218,6 @@ impl Server {
         eos.extend(tokenizer.eos_token_id());
         eos.sort_unstable();
         eos.dedup();
-        let pad = tokenizer.pad_token_id().or(eos.first().copied()).unwrap_or(0);
         let (tx, rx) = std_mpsc::channel::<Job>();
         let shared = Arc::new(Shared {
             names,
@@ -232,7 +233,7 @@ impl Server {
         let max_batch = opts.max_batch;
         std::thread::Builder::new()
             .name("resa-serve-model".into())
-            .spawn(move || decode_loop(model, &sets, &rx, max_batch, pad))
+            .spawn(move || decode_loop(model, &sets, &rx, max_batch))
             .map_err(|e| Error::Stopped(format!("cannot start the model thread: {e}")))?;
 
         let addr_text = format!("{}:{}", opts.host, opts.port);
@@ -331,57 +332,84 @@ impl Drop for Server {
     }
 }
 
-/// The model thread: every job waiting is decoded, grouped by settings, in batches of at
-/// most `max_batch`.
+/// The model thread: continuous batching. Waiting jobs join the batch between decode steps
+/// (up to `max_batch` sequences) and leave it when they finish. Jobs are admitted in arrival
+/// order; one for another served adapter waits until the batch drains, then that adapter is
+/// swapped in.
 fn decode_loop<B: Backend>(
     mut model: Qwen2ForCausalLM<B>,
     sets: &[Option<Vec<Option<LowRank<B>>>>],
     rx: &std_mpsc::Receiver<Job>,
     max_batch: usize,
-    pad: u32,
 ) {
+    type Reply = oneshot::Sender<std::result::Result<Generated, String>>;
+    let mut decoder = BatchDecoder::<B, Reply>::new();
+    let mut waiting: std::collections::VecDeque<Job> = std::collections::VecDeque::new();
     let mut attached: Option<usize> = None;
-    while let Ok(first) = rx.recv() {
-        let mut queue = vec![first];
-        queue.extend(rx.try_iter());
-        while !queue.is_empty() {
-            let key = queue[0].key.clone();
-            let (mut group, rest): (Vec<Job>, Vec<Job>) = queue.into_iter().partition(|j| j.key == key);
-            let later = group.split_off(group.len().min(max_batch));
-            queue = later.into_iter().chain(rest).collect();
-            let cfg = GenerationConfig {
-                max_new_tokens: key.max_new_tokens,
-                sampling: key.sampling,
-                seed: 0,
-                stop_token_ids: key.stop.clone(),
-                pad_token_id: pad,
+    let mut steps = 0u64;
+    loop {
+        if decoder.is_empty() && waiting.is_empty() {
+            match rx.recv() {
+                Ok(job) => waiting.push_back(job),
+                Err(_) => return,
+            }
+        }
+        waiting.extend(rx.try_iter());
+        if decoder.is_empty()
+            && let Some(front) = waiting.front()
+            && attached != Some(front.key.served)
+        {
+            resa_lora::remove(&mut model);
+            if let Some(Some(set)) = sets.get(front.key.served) {
+                for ((_, lin), a) in model.linears_mut().into_iter().zip(set) {
+                    lin.adapter = a.clone();
+                }
+            }
+            attached = Some(front.key.served);
+        }
+        while decoder.len() < max_batch && waiting.front().is_some_and(|j| Some(j.key.served) == attached) {
+            let Some(job) = waiting.pop_front() else { break };
+            let req = DecodeRequest {
+                prompt: job.ids,
+                seed: job.seed,
+                cfg: GenerationConfig {
+                    max_new_tokens: job.key.max_new_tokens,
+                    sampling: job.key.sampling,
+                    seed: 0,
+                    stop_token_ids: job.key.stop,
+                    pad_token_id: 0,
+                },
             };
-            if attached != Some(key.served) {
-                resa_lora::remove(&mut model);
-                if let Some(Some(set)) = sets.get(key.served) {
-                    for ((_, lin), a) in model.linears_mut().into_iter().zip(set) {
-                        lin.adapter = a.clone();
-                    }
+            match decoder.add(&model, job.reply, req) {
+                Ok(Some((reply, g))) => {
+                    let _ = reply.send(Ok(g));
                 }
-                attached = Some(key.served);
-            }
-            let prompts: Vec<Vec<u32>> = group.iter().map(|j| j.ids.clone()).collect();
-            let seeds: Vec<u64> = group.iter().map(|j| j.seed).collect();
-            match resa_qwen2::generate_seeded(&model, &prompts, &seeds, &cfg) {
-                Ok(outs) => {
-                    for (job, out) in group.into_iter().zip(outs) {
-                        let _ = job.reply.send(Ok(out));
-                    }
-                }
-                Err(e) => {
-                    tracing::error!("generation failed: {e}");
-                    for job in group {
-                        let _ = job.reply.send(Err(e.to_string()));
-                    }
+                Ok(None) => {}
+                Err((reply, e)) => {
+                    tracing::error!("a request could not join the batch: {e}");
+                    let _ = reply.send(Err(e.to_string()));
                 }
             }
-            // Jobs that arrived while this batch ran join the queue.
-            queue.extend(rx.try_iter());
+        }
+        if decoder.is_empty() {
+            continue;
+        }
+        match decoder.step(&model) {
+            Ok(finished) => {
+                for (reply, g) in finished {
+                    let _ = reply.send(Ok(g));
+                }
+            }
+            Err(e) => {
+                tracing::error!("decoding failed: {e}");
+                for (reply, _) in decoder.drain() {
+                    let _ = reply.send(Err(e.to_string()));
+                }
+            }
+        }
+        steps += 1;
+        if steps.is_multiple_of(256) {
+            tracing::debug!(batch = decoder.len(), waiting = waiting.len(), steps, "decoding");
         }
     }
 }
