@@ -12,8 +12,8 @@ pub mod safetensors_io;
 pub mod tokenizer;
 
 pub use config::{HfConfig, Qwen2Config};
-pub use error::{Error, Result};
 pub use decoder::{BatchDecoder, DecodeRequest};
+pub use error::{Error, Result};
 pub use generate::{
     FinishReason, Generated, GeneratedText, GenerationConfig, PREFILL_CHUNK, Sampling, generate, generate_seeded,
     generate_text, generate_with_prefill_chunk,

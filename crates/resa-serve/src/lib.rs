@@ -44,7 +44,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use resa_qwen2::burn::tensor::backend::Backend;
 use resa_qwen2::{
-    BatchDecoder, ChatMessage, DecodeRequest, FinishReason, Generated, GenerationConfig, LowRank, Qwen2ForCausalLM, Sampling, Tokenizer,
+    BatchDecoder, ChatMessage, DecodeRequest, FinishReason, Generated, GenerationConfig, LowRank, Qwen2ForCausalLM,
+    Sampling, Tokenizer,
 };
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
