@@ -50,43 +50,9 @@ use resa_qwen2::{
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
-/// What can go wrong starting or running the server.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum Error {
-    /// The address could not be bound or served.
-    #[error("cannot serve on {addr}: {cause}")]
-    Bind {
-        /// `host:port`.
-        addr: String,
-        /// The underlying error.
-        cause: std::io::Error,
-    },
-    /// A setting that cannot work.
-    #[error("invalid server setting `{field}`: {message}")]
-    Config {
-        /// The setting.
-        field: &'static str,
-        /// What is wrong.
-        message: String,
-    },
-    /// An adapter could not be loaded.
-    #[error("adapter `{name}` ({}): {message}", dir.display())]
-    Adapter {
-        /// The name it is served as.
-        name: String,
-        /// Its folder.
-        dir: PathBuf,
-        /// What is wrong.
-        message: String,
-    },
-    /// The runtime or the model thread failed.
-    #[error("the server stopped: {0}")]
-    Stopped(String),
-}
+pub mod error;
 
-/// Result with this crate's [`Error`].
-pub type Result<T, E = Error> = std::result::Result<T, E>;
+pub use error::{Error, Result};
 
 /// Settings of the server.
 #[derive(Debug, Clone, PartialEq, Eq)]
