@@ -137,7 +137,7 @@ fn served_evaluation_equals_the_local_one_and_survives_a_killed_server() {
     // Killed mid-run: the client gives up after its retries with a message that says so, and
     // keeps every completion that finished.
     let resumed = tmp.path().join("resumed");
-    let mut client = resa()
+    let client = resa()
         .args(eval_args(&model, &resumed))
         .args(["--engine", "openai", "--endpoint", &server.url, "--concurrency", "1"])
         .args(["--max-retries", "1", "--retry-backoff", "0.1"])

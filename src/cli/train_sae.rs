@@ -49,46 +49,47 @@ pub struct TrainSaeArgs {
     #[arg(long)]
     pub out: PathBuf,
     /// `scratch` (fresh SAEs) or `finetune` (start from `--init`, keep its b_dec).
-    #[arg(long, default_value = "scratch", value_parser = ["scratch", "finetune"])]
-    pub mode: String,
+    #[arg(long, value_enum, default_value_t = ModeArg::Scratch)]
+    pub mode: ModeArg,
     /// SAE folder(s) to fine-tune: a folder of hookpoint folders (or one SAE folder for one hookpoint).
     #[arg(long, required_if_eq("mode", "finetune"))]
     pub init: Option<PathBuf>,
-    /// Number of latents (default 65536, as the reference).
+    /// Number of latents (default 65536, as the reference; with --expansion-factor, that
+    /// multiple of the hidden size).
     #[arg(long, conflicts_with = "expansion_factor")]
     pub num_latents: Option<usize>,
     /// Latents as a multiple of the model's hidden size.
     #[arg(long)]
     pub expansion_factor: Option<usize>,
     /// Active latents per token.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = SaeInit::DEFAULT_K)]
     pub k: usize,
     /// Initialisation seed (scratch).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Chunks per step.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = Stage1Options::default().batch_size)]
     pub batch_size: usize,
     /// `signum` (sign-SGD in schedule-free averaging, the default) or `adam`.
-    #[arg(long, default_value = "signum", value_parser = ["signum", "adam"])]
-    pub optimizer: String,
+    #[arg(long, value_enum, default_value_t = OptimizerArg::Signum)]
+    pub optimizer: OptimizerArg,
     /// Learning rate (default: 5e-3/√(L/2¹⁴) for Signum, 2e-4/√(L/2¹⁴) for Adam).
     #[arg(long)]
     pub lr: Option<f64>,
     /// Adam warm-up steps.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = TrainConfig::default().lr_warmup_steps)]
     pub lr_warmup_steps: u64,
     /// Weight of the AuxK loss (0: off, as the reference).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = TrainConfig::default().auxk_alpha)]
     pub auxk_alpha: f32,
     /// Tokens without firing after which a latent is dead.
-    #[arg(long, default_value_t = 10_000_000)]
+    #[arg(long, default_value_t = TrainConfig::default().dead_feature_threshold)]
     pub dead_feature_threshold: u64,
     /// Tokens processed at once inside a step (memory bound; the result does not change).
     #[arg(long)]
     pub micro_batch_tokens: Option<usize>,
     /// Checkpoint every N steps.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = Stage1Options::default().save_every)]
     pub save_every: u64,
     /// Stop after N steps (default: one epoch).
     #[arg(long)]
@@ -135,6 +136,24 @@ fn load_chunks(args: &TrainSaeArgs, dir: &std::path::Path) -> anyhow::Result<Vec
     Ok(chunks.chunks)
 }
 
+/// `--mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ModeArg {
+    /// Fresh SAEs.
+    Scratch,
+    /// Start from `--init`.
+    Finetune,
+}
+
+/// `--optimizer`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OptimizerArg {
+    /// sign-SGD in schedule-free averaging (sparsify's default).
+    Signum,
+    /// Adam with warm-up.
+    Adam,
+}
+
 fn train<B: Backend>(args: &TrainSaeArgs, device: &B::Device) -> anyhow::Result<()> {
     let dir = hub::resolve_model(&args.model)?;
     let model = Qwen2ForCausalLM::<B>::from_pretrained(&dir, device, args.compute.dtype)?;
@@ -143,15 +162,15 @@ fn train<B: Backend>(args: &TrainSaeArgs, device: &B::Device) -> anyhow::Result<
         h.check(layers)?;
     }
     let chunks = load_chunks(args, &dir)?;
-    let init = match args.mode.as_str() {
-        "finetune" => SaeInit::Finetune(args.init.clone().context("--mode finetune needs --init")?),
-        _ => SaeInit::Scratch {
+    let init = match args.mode {
+        ModeArg::Finetune => SaeInit::Finetune(args.init.clone().context("--mode finetune needs --init")?),
+        ModeArg::Scratch => SaeInit::Scratch {
             num_latents: match (args.num_latents, args.expansion_factor) {
                 (Some(n), _) => Some(n),
                 (None, Some(_)) => None,
-                (None, None) => Some(65536),
+                (None, None) => Some(SaeInit::DEFAULT_LATENTS),
             },
-            expansion_factor: args.expansion_factor.unwrap_or(64),
+            expansion_factor: args.expansion_factor.unwrap_or(SaeInit::DEFAULT_EXPANSION_FACTOR),
             k: args.k,
             seed: args.seed,
         },
@@ -160,7 +179,10 @@ fn train<B: Backend>(args: &TrainSaeArgs, device: &B::Device) -> anyhow::Result<
         hookpoints: args.hookpoints.clone(),
         init,
         train: TrainConfig {
-            optimizer: if args.optimizer == "adam" { OptimizerKind::Adam } else { OptimizerKind::Signum },
+            optimizer: match args.optimizer {
+                OptimizerArg::Signum => OptimizerKind::Signum,
+                OptimizerArg::Adam => OptimizerKind::Adam,
+            },
             lr: args.lr,
             lr_warmup_steps: args.lr_warmup_steps,
             auxk_alpha: args.auxk_alpha,

@@ -36,7 +36,7 @@ use resa_data::{ChunkOptions, ReadOptions, Template, chunk_texts, load_dataset};
 use resa_lora::LoraConfig;
 use resa_qwen2::{Hookpoint, Qwen2ForCausalLM, Tokenizer, hub};
 use resa_sae::SaeInit;
-use resa_tune::{SaeGrad, StepMetrics, TuneConfig};
+use resa_tune::{LrSchedule, SaeGrad, StepMetrics, TuneConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -153,16 +153,10 @@ pub struct SaeSection {
 }
 
 fn latents() -> usize {
-    match SaeInit::default() {
-        SaeInit::Scratch { num_latents: Some(n), .. } => n,
-        _ => 65536,
-    }
+    SaeInit::DEFAULT_LATENTS
 }
 fn k() -> usize {
-    match SaeInit::default() {
-        SaeInit::Scratch { k, .. } => k,
-        SaeInit::Finetune(_) => 32,
-    }
+    SaeInit::DEFAULT_K
 }
 fn sae_batch() -> usize {
     resa_sae::Stage1Options::default().batch_size
@@ -229,9 +223,10 @@ pub struct Stage2Section {
     /// Peak learning rate.
     #[serde(default = "lr")]
     pub lr: f64,
-    /// Cosine schedule with this warm-up and floor ratio instead of a constant rate.
-    #[serde(default)]
-    pub cosine: Option<(u64, f64)>,
+    /// The learning-rate schedule: constant, or in the file `cosine = [warm-up steps, floor
+    /// ratio]` for a linear warm-up and a cosine decay to `floor × lr`.
+    #[serde(default = "constant", rename = "cosine", with = "cosine_form")]
+    pub schedule: LrSchedule,
     /// Epochs.
     #[serde(default = "epochs")]
     pub epochs: usize,
@@ -262,6 +257,30 @@ pub struct Stage2Section {
 fn lr() -> f64 {
     TuneConfig::default().lr
 }
+fn constant() -> LrSchedule {
+    TuneConfig::default().schedule
+}
+
+/// `[stage2] cosine = [warmup, floor]` (absent or null: constant) as an [`LrSchedule`]; the
+/// file form and its stamp stay what they were when the field was a pair.
+mod cosine_form {
+    use resa_tune::LrSchedule;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(schedule: &LrSchedule, s: S) -> Result<S::Ok, S::Error> {
+        match *schedule {
+            LrSchedule::Constant => None::<(u64, f64)>.serialize(s),
+            LrSchedule::Cosine { warmup_steps, min_lr_ratio } => Some((warmup_steps, min_lr_ratio)).serialize(s),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<LrSchedule, D::Error> {
+        Ok(match Option::<(u64, f64)>::deserialize(d)? {
+            None => LrSchedule::Constant,
+            Some((warmup_steps, min_lr_ratio)) => LrSchedule::Cosine { warmup_steps, min_lr_ratio },
+        })
+    }
+}
 fn epochs() -> usize {
     TuneConfig::default().epochs
 }
@@ -280,7 +299,7 @@ impl Default for Stage2Section {
         Stage2Section {
             objective: ObjectiveKind::SaeTuning,
             lr: lr(),
-            cosine: None,
+            schedule: constant(),
             epochs: epochs(),
             max_steps: None,
             batch_size: 1,
@@ -432,7 +451,7 @@ impl PipelineConfig {
         if !(s.lr.is_finite() && s.lr > 0.0) {
             return bad("stage2", "lr", s.lr.to_string(), "a positive finite learning rate");
         }
-        if let Some((warmup, ratio)) = s.cosine
+        if let LrSchedule::Cosine { warmup_steps: warmup, min_lr_ratio: ratio } = s.schedule
             && !(ratio.is_finite() && (0.0..=1.0).contains(&ratio))
         {
             return bad("stage2", "cosine", format!("[{warmup}, {ratio}]"), "[warm-up steps, floor ratio in [0, 1]]");

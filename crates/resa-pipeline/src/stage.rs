@@ -11,7 +11,7 @@ use resa_lora::LoraConfig;
 use resa_qwen2::Hookpoint;
 use resa_qwen2::safetensors_io::write_atomic;
 use resa_sae::{SaeInit, SparseCoder, Stage1Options, TrainConfig as SaeTrainConfig, train_saes_with};
-use resa_tune::{LrSchedule, Objective, SaeTuning, Sft, TuneConfig, train_adapters};
+use resa_tune::{Objective, SaeTuning, Sft, TuneConfig, train_adapters};
 
 use crate::error::{Error, Result};
 use crate::pipeline::{ObjectiveKind, PipelineConfig, PipelineEvent, SaeMode, prepare_chunks, stage1_stamp};
@@ -181,10 +181,7 @@ impl AdapterTraining<'_> {
         let s = &self.cfg.stage2;
         TuneConfig {
             lr: s.lr,
-            schedule: match s.cosine {
-                Some((warmup_steps, min_lr_ratio)) => LrSchedule::Cosine { warmup_steps, min_lr_ratio },
-                None => LrSchedule::Constant,
-            },
+            schedule: s.schedule,
             epochs: s.epochs,
             max_steps: s.max_steps,
             batch_size: s.batch_size,

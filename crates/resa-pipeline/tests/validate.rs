@@ -140,3 +140,18 @@ fn too_little_data_for_one_chunk_says_why() {
     let msg = err.to_string();
     assert!(msg.contains("no chunk of 2048 tokens") && msg.contains("2 rows") && msg.contains("ctx_len"), "{msg}");
 }
+
+#[test]
+fn the_schedule_is_typed_and_keeps_its_file_form() {
+    use resa_tune::LrSchedule;
+    assert_eq!(load(GOOD).expect("good").stage2.schedule, LrSchedule::Constant);
+    let cfg = load(&with("stage2", "cosine", "[10, 0.1]")).expect("cosine");
+    assert_eq!(cfg.stage2.schedule, LrSchedule::Cosine { warmup_steps: 10, min_lr_ratio: 0.1 });
+    // Written back as the pair it was read from (run stamps are unchanged by the type).
+    let text = toml::to_string(&cfg).expect("toml");
+    assert!(text.contains("cosine = [10, 0.1]"), "{text}");
+    let json = serde_json::to_value(&cfg.stage2).expect("json");
+    assert_eq!(json["cosine"], serde_json::json!([10, 0.1]));
+    let json = serde_json::to_value(&load(GOOD).expect("good").stage2).expect("json");
+    assert_eq!(json["cosine"], serde_json::Value::Null);
+}

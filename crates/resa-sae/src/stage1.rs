@@ -57,9 +57,23 @@ pub enum SaeInit {
     Finetune(PathBuf),
 }
 
+impl SaeInit {
+    /// The reference's latents (`EleutherAI/sae-DeepSeek-R1-Distill-Qwen-1.5B-65k`).
+    pub const DEFAULT_LATENTS: usize = 65536;
+    /// sparsify's expansion factor (used when the latents are not given).
+    pub const DEFAULT_EXPANSION_FACTOR: usize = 64;
+    /// sparsify's and the reference's active latents.
+    pub const DEFAULT_K: usize = 32;
+}
+
 impl Default for SaeInit {
     fn default() -> Self {
-        SaeInit::Scratch { num_latents: Some(65536), expansion_factor: 64, k: 32, seed: 0 }
+        SaeInit::Scratch {
+            num_latents: Some(Self::DEFAULT_LATENTS),
+            expansion_factor: Self::DEFAULT_EXPANSION_FACTOR,
+            k: Self::DEFAULT_K,
+            seed: 0,
+        }
     }
 }
 
