@@ -10,6 +10,10 @@
 //!   as resa runs it (the student starts from the teacher's activation at the hookpoint);
 //! - `stage2_step_plain`: the same step computed as the reference does (full student
 //!   forward), the same loss and gradients;
+//! - `stage2_step_vocab`, `stage2_step_vocab_full`: one Stage II step at
+//!   DeepSeek-R1-Distill's vocabulary (151,936) and context (2,048 tokens) on a narrow model
+//!   (hidden 256, 2 layers, SAE 4,096 latents at `layers.0`): the head applied 1,024
+//!   positions at a time (the default at this shape) and as whole logits;
 //! - `sae_step`: one SAE training step (Adam), d_in 1536, 16384 latents, k 32, 4096 tokens;
 //! - `decode_b1`, `decode_b8`: greedy decoding of 128 new tokens after a 16-token prompt,
 //!   batch 1 and 8, Qwen2.5-0.5B shapes;
@@ -41,12 +45,14 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 
 /// The workloads, in the order they run.
-pub const WORKLOADS: [&str; 9] = [
+pub const WORKLOADS: [&str; 11] = [
     "gemm",
     "prefill",
     "stage2_step",
     "stage2_step_plain",
     "sae_step",
+    "stage2_step_vocab",
+    "stage2_step_vocab_full",
     "decode_b1",
     "decode_b8",
     "serve_c1",
@@ -339,6 +345,53 @@ pub fn run_benches<B: Backend>(
         for r in serve_benches::<B>(device, opts, &wanted)? {
             push(r, &mut out);
         }
+    }
+    if wanted("stage2_step_vocab") || wanted("stage2_step_vocab_full") {
+        type AD<B> = Autodiff<B>;
+        let cfg = Qwen2Config {
+            vocab_size: 151_936,
+            hidden_size: 256,
+            intermediate_size: 768,
+            num_hidden_layers: 2,
+            num_attention_heads: 4,
+            num_key_value_heads: 2,
+            head_dim: 64,
+            max_position_embeddings: 4096,
+            tie_word_embeddings: true,
+            ..Qwen2Config::tiny()
+        };
+        let seq = 2048;
+        let chunks: Vec<Vec<u32>> = vec![ids(seq, cfg.vocab_size, 20)];
+        let sae = SparseCoder::<AD<B>>::random(SaeConfig::new(cfg.hidden_size, 4096, 32), 0, device)?;
+        let lora = LoraConfig::reference();
+        let tmp = std::env::temp_dir().join(format!("resa-bench-stage2-vocab-{}", std::process::id()));
+        let mut base = Qwen2ForCausalLM::<AD<B>>::random(&cfg, 0, device, opts.dtype);
+        resa_lora::attach(&mut base, &lora, 0)?;
+        let base = resa_lora::trainable(base);
+        let t = seq as f64;
+        let flops = 2.0 * forward_flops(&cfg, t, 0.0, 2.0, t) + forward_flops(&cfg, t, 0.0, 1.0, t);
+        for (name, head) in [("stage2_step_vocab", None), ("stage2_step_vocab_full", Some(resa_tune::Head::Full))] {
+            if !wanted(name) {
+                continue;
+            }
+            let r = measure(name, seq, flops, repeats, || {
+                let mut objective = SaeTuning::new(&sae, Hookpoint::Residual(0), SaeGrad::Detach);
+                if let Some(h) = head {
+                    objective = objective.with_head(h);
+                }
+                let tune = TuneConfig {
+                    max_steps: Some(1),
+                    batch_size: 1,
+                    save_every: 1000,
+                    out: tmp.clone(),
+                    ..TuneConfig::default()
+                };
+                train_adapters(base.clone(), &lora, &objective, &chunks, &tune, &mut |_| false)?;
+                Ok(())
+            })?;
+            push(r, &mut out);
+        }
+        let _ = std::fs::remove_dir_all(&tmp);
     }
     if wanted("sae_step") {
         let (d, latents, n) = (1536, if big { 65_536 } else { 16_384 }, 4096);

@@ -388,6 +388,10 @@ pub enum Logits {
     Last,
     /// No logits; the forward stops after the deepest hooked layer (activation capture).
     None,
+    /// The final normed hidden states `[batch, seq, hidden]` in place of the logits, for a
+    /// head applied in pieces ([`Qwen2ForCausalLM::head`], [`Qwen2ForCausalLM::head_input_grad`]):
+    /// the `[batch, seq, vocab]` logits never exist at once.
+    Hidden,
 }
 
 /// Inputs of a forward pass.
@@ -598,6 +602,7 @@ impl<B: Backend> Qwen2ForCausalLM<B> {
         }
         let logits = match input.logits {
             Logits::None => None,
+            Logits::Hidden => Some(self.model.norm.forward(x)),
             which => {
                 let x = if which == Logits::Last { x.narrow(1, s - 1, 1) } else { x };
                 Some(self.head(self.model.norm.forward(x)))
@@ -681,6 +686,22 @@ impl<B: Backend> Qwen2ForCausalLM<B> {
             }
         }
         out
+    }
+
+    /// The gradient of a loss with respect to the head's input, given its gradient `g`
+    /// `[batch, seq, vocab]` with respect to the logits: `g Wᵀ` for the head's (frozen) weight
+    /// `W`, which takes no adapter.
+    pub fn head_input_grad(&self, g: Tensor<B, 3>) -> Tensor<B, 3> {
+        let [b, s, v] = g.dims();
+        let g = g.reshape([b * s, v]);
+        let x = match &self.lm_head {
+            // `Linear::weight` is `[in, out]`: logits = x W.
+            Some(head) => g.matmul(head.weight.val().transpose()),
+            // Tied: logits = x Eᵀ, so the input gradient is g E.
+            None => g.matmul(self.model.embed_tokens.weight.val()),
+        };
+        let h = self.config.hidden_size;
+        x.reshape([b, s, h])
     }
 
     /// The output head applied to normed hidden states `[batch, seq, hidden]`.

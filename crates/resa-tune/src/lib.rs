@@ -11,6 +11,7 @@ pub use error::{Error, Result};
 pub use lora_grads::lora_gradients;
 pub use objective::{Objective, SaeTuning, Sft};
 pub use stage2::{
-    SaeGrad, SaeSplice, causal_lm_loss, kl_batchmean, prefix_adapters_are_zero, stage2_loss, stage2_loss_shared_prefix,
+    Head, SaeGrad, SaeSplice, causal_lm_loss, kl_batchmean, kl_batchmean_from_hidden, prefix_adapters_are_zero,
+    stage2_loss, stage2_loss_shared_prefix, stage2_loss_shared_prefix_with, stage2_loss_with,
 };
 pub use train::{LrSchedule, StepMetrics, TuneConfig, TuneReport, checkpoints, train_adapters};

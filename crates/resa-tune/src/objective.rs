@@ -11,7 +11,9 @@ use resa_qwen2::{AdapterMode, Hookpoint, Qwen2ForCausalLM};
 use resa_sae::SparseCoder;
 
 use crate::error::{Error, Result};
-use crate::stage2::{SaeGrad, causal_lm_loss, prefix_adapters_are_zero, stage2_loss, stage2_loss_shared_prefix};
+use crate::stage2::{
+    Head, SaeGrad, causal_lm_loss, prefix_adapters_are_zero, stage2_loss_shared_prefix_with, stage2_loss_with,
+};
 
 /// A training objective of [`train_adapters`](crate::train_adapters): the loss of one
 /// micro-batch, with the adapters in training mode.
@@ -47,6 +49,7 @@ pub struct SaeTuning<'a, B: AutodiffBackend> {
     grad: SaeGrad,
     allow_shared_prefix: bool,
     shared_prefix: AtomicBool,
+    head: Option<Head>,
 }
 
 impl<'a, B: AutodiffBackend> SaeTuning<'a, B> {
@@ -58,7 +61,16 @@ impl<'a, B: AutodiffBackend> SaeTuning<'a, B> {
             grad,
             allow_shared_prefix: true,
             shared_prefix: AtomicBool::new(false),
+            head: None,
         }
+    }
+
+    /// How the loss applies the output head (default: [`Head::auto`] for each micro-batch's
+    /// positions and the model's vocabulary — whole logits for small shapes, pieces of 1,024
+    /// positions at the paper's).
+    pub fn with_head(mut self, head: Head) -> Self {
+        self.head = Some(head);
+        self
     }
 
     /// Whether the student may start from the teacher's activation when that is exact
@@ -115,11 +127,13 @@ impl<B: AutodiffBackend> Objective<B> for SaeTuning<'_, B> {
     }
 
     fn loss(&self, model: &Qwen2ForCausalLM<B>, input_ids: Tensor<B, 2, Int>) -> Result<Tensor<B, 1>> {
+        let [b, s] = input_ids.dims();
+        let head = self.head.unwrap_or_else(|| Head::auto(b * s, model.config().vocab_size));
         match self.hookpoint {
             Hookpoint::Residual(l) if self.uses_shared_prefix() => {
-                stage2_loss_shared_prefix(model, &self.sae, l, input_ids, AdapterMode::Train)
+                stage2_loss_shared_prefix_with(model, &self.sae, l, input_ids, AdapterMode::Train, head)
             }
-            _ => stage2_loss(model, &self.sae, self.hookpoint, self.grad, input_ids, AdapterMode::Train),
+            _ => stage2_loss_with(model, &self.sae, self.hookpoint, self.grad, input_ids, AdapterMode::Train, head),
         }
     }
 
@@ -130,6 +144,7 @@ impl<B: AutodiffBackend> Objective<B> for SaeTuning<'_, B> {
             grad: self.grad,
             allow_shared_prefix: self.allow_shared_prefix,
             shared_prefix: AtomicBool::new(self.uses_shared_prefix()),
+            head: self.head,
         })
     }
 }

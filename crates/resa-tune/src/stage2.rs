@@ -8,7 +8,9 @@
 
 use burn::tensor::activation::{log_softmax, softmax};
 use burn::tensor::{DType, Int, Tensor, backend::Backend};
-use resa_qwen2::{AdapterMode, ForwardInput, Hookpoint, Hooks, Qwen2ForCausalLM, Splice, SpliceError, SpliceGrad};
+use resa_qwen2::{
+    AdapterMode, ForwardInput, Hookpoint, Hooks, Logits, Qwen2ForCausalLM, Splice, SpliceError, SpliceGrad,
+};
 use resa_sae::SparseCoder;
 
 use crate::error::{Error, Result};
@@ -55,6 +57,83 @@ pub fn kl_batchmean<B: Backend>(teacher: Tensor<B, 3>, student: Tensor<B, 3>) ->
     kl.sum().div_scalar(b as f64)
 }
 
+/// How a Stage II loss applies the output head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Head {
+    /// Whole `[batch, seq, vocab]` logits (the reference's computation).
+    Full,
+    /// This many positions at a time ([`kl_batchmean_from_hidden`]): the same loss and
+    /// gradients, without the whole logits.
+    Chunked(usize),
+}
+
+impl Head {
+    /// Logit elements (`positions × vocab`) above which [`Head::auto`] chunks: 2²⁶ f32 values
+    /// are 256 MB per logits tensor.
+    pub const AUTO_LIMIT: usize = 1 << 26;
+
+    /// Positions per piece of [`Head::auto`].
+    pub const AUTO_CHUNK: usize = 1024;
+
+    /// [`Head::Full`] up to [`Head::AUTO_LIMIT`] logit elements, else [`Head::AUTO_CHUNK`]
+    /// positions at a time.
+    pub fn auto(positions: usize, vocab: usize) -> Head {
+        if positions.saturating_mul(vocab) > Self::AUTO_LIMIT { Head::Chunked(Self::AUTO_CHUNK) } else { Head::Full }
+    }
+
+    fn logits(self) -> Logits {
+        match self {
+            Head::Full => Logits::All,
+            Head::Chunked(_) => Logits::Hidden,
+        }
+    }
+
+    /// The KL of the teacher's and the student's outputs (logits, or hidden states when
+    /// chunked).
+    fn kl<B: Backend>(self, model: &Qwen2ForCausalLM<B>, teacher: Tensor<B, 3>, student: Tensor<B, 3>) -> Tensor<B, 1> {
+        match self {
+            Head::Full => kl_batchmean(teacher, student),
+            Head::Chunked(n) => kl_batchmean_from_hidden(model, teacher, student, n),
+        }
+    }
+}
+
+/// [`kl_batchmean`] from the final hidden states (`Logits::Hidden` forwards of the teacher,
+/// detached, and of the student), the head applied to `chunk` positions at a time: the value
+/// is the KL and the gradient with respect to `student` is exact (`(p_s − p_t) W / batch` per
+/// piece, through the frozen head), but no `[batch, seq, vocab]` tensor is ever held — at
+/// DeepSeek-R1-Distill's vocabulary of 151,936, 2,048 positions of f32 logits are 1.2 GB
+/// each, and the plain loss keeps several.
+pub fn kl_batchmean_from_hidden<B: Backend>(
+    model: &Qwen2ForCausalLM<B>,
+    teacher: Tensor<B, 3>,
+    student: Tensor<B, 3>,
+    chunk: usize,
+) -> Tensor<B, 1> {
+    let [b, s, h] = student.dims();
+    let n = b * s;
+    let chunk = chunk.max(1);
+    let t2 = teacher.detach().reshape([1, n, h]);
+    let s2 = student.clone().detach().reshape([1, n, h]);
+    let mut kl = Tensor::<B, 1>::zeros([1], (&student.device(), DType::F32));
+    let mut grads = Vec::with_capacity(n.div_ceil(chunk));
+    for start in (0..n).step_by(chunk) {
+        let end = (start + chunk).min(n);
+        let tl = model.head(t2.clone().slice([0..1, start..end, 0..h])).cast(DType::F32);
+        let sl = model.head(s2.clone().slice([0..1, start..end, 0..h])).cast(DType::F32);
+        let lpt = log_softmax(tl, 2);
+        let lps = log_softmax(sl, 2);
+        let pt = lpt.clone().exp();
+        kl = kl + (pt.clone() * (lpt - lps.clone())).sum();
+        let g = (lps.exp() - pt).div_scalar(b as f64).cast(student.dtype());
+        grads.push(model.head_input_grad(g).detach());
+    }
+    let g = Tensor::cat(grads, 1).reshape([b, s, h]);
+    // Value 0, gradient `g` with respect to `student`.
+    let surrogate = (student * g).cast(DType::F32).sum();
+    surrogate.clone() - surrogate.detach() + kl.div_scalar(b as f64).detach()
+}
+
 /// The Stage II loss on one batch of token ids `[batch, seq]`: teacher logits without
 /// gradient, student logits with the SAE spliced at `hookpoint`.
 pub fn stage2_loss<B: Backend>(
@@ -65,19 +144,36 @@ pub fn stage2_loss<B: Backend>(
     input_ids: Tensor<B, 2, Int>,
     student_adapters: AdapterMode,
 ) -> Result<Tensor<B, 1>> {
+    stage2_loss_with(model, sae, hookpoint, grad, input_ids, student_adapters, Head::Full)
+}
+
+/// [`stage2_loss`] with the head applied as `head` says.
+pub fn stage2_loss_with<B: Backend>(
+    model: &Qwen2ForCausalLM<B>,
+    sae: &SparseCoder<B>,
+    hookpoint: Hookpoint,
+    grad: SaeGrad,
+    input_ids: Tensor<B, 2, Int>,
+    student_adapters: AdapterMode,
+    head: Head,
+) -> Result<Tensor<B, 1>> {
     hookpoint.check(model.config().num_hidden_layers)?;
     let splice = SaeSplice::new(sae, model.config().hidden_size)?;
     let teacher = model
-        .forward(ForwardInput::new(input_ids.clone()).with_adapters(AdapterMode::Off), &Hooks::default(), None)?
+        .forward(
+            ForwardInput::new(input_ids.clone()).with_adapters(AdapterMode::Off).with_logits(head.logits()),
+            &Hooks::default(),
+            None,
+        )?
         .logits
         .ok_or_else(|| Error::Setup("the teacher forward returned no logits".into()))?
         .detach();
     let hooks = Hooks::default().with_splice(hookpoint, &splice, grad);
     let student = model
-        .forward(ForwardInput::new(input_ids).with_adapters(student_adapters), &hooks, None)?
+        .forward(ForwardInput::new(input_ids).with_adapters(student_adapters).with_logits(head.logits()), &hooks, None)?
         .logits
         .ok_or_else(|| Error::Setup("the student forward returned no logits".into()))?;
-    Ok(kl_batchmean(teacher, student))
+    Ok(head.kl(model, teacher, student))
 }
 
 /// [`stage2_loss`] with the `detach` splice at a residual hookpoint `layers.L`, doing less
@@ -95,12 +191,24 @@ pub fn stage2_loss_shared_prefix<B: Backend>(
     input_ids: Tensor<B, 2, Int>,
     student_adapters: AdapterMode,
 ) -> Result<Tensor<B, 1>> {
+    stage2_loss_shared_prefix_with(model, sae, layer, input_ids, student_adapters, Head::Full)
+}
+
+/// [`stage2_loss_shared_prefix`] with the head applied as `head` says.
+pub fn stage2_loss_shared_prefix_with<B: Backend>(
+    model: &Qwen2ForCausalLM<B>,
+    sae: &SparseCoder<B>,
+    layer: usize,
+    input_ids: Tensor<B, 2, Int>,
+    student_adapters: AdapterMode,
+    head: Head,
+) -> Result<Tensor<B, 1>> {
     let hookpoint = Hookpoint::Residual(layer);
     hookpoint.check(model.config().num_hidden_layers)?;
     let splice = SaeSplice::new(sae, model.config().hidden_size)?;
     let [b, s] = input_ids.dims();
     let out = model.forward(
-        ForwardInput::new(input_ids.clone()).with_adapters(AdapterMode::Off),
+        ForwardInput::new(input_ids.clone()).with_adapters(AdapterMode::Off).with_logits(head.logits()),
         &Hooks::capture([hookpoint]),
         None,
     )?;
@@ -115,13 +223,16 @@ pub fn stage2_loss_shared_prefix<B: Backend>(
     let x = splice.splice(at.detach()).map_err(|cause| resa_qwen2::Error::Splice { at: hookpoint, cause })?.detach();
     let student = model
         .forward(
-            ForwardInput::new(input_ids).with_adapters(student_adapters).starting_at(layer + 1, x),
+            ForwardInput::new(input_ids)
+                .with_adapters(student_adapters)
+                .starting_at(layer + 1, x)
+                .with_logits(head.logits()),
             &Hooks::default(),
             None,
         )?
         .logits
         .ok_or_else(|| Error::Setup("the student forward returned no logits".into()))?;
-    Ok(kl_batchmean(teacher, student))
+    Ok(head.kl(model, teacher, student))
 }
 
 /// Whether every adapter of decoder layers `0..=layer` has `B = 0` exactly (so it adds
