@@ -12,7 +12,7 @@
 //!   forward), the same loss and gradients;
 //! - `stage2_step_vocab`, `stage2_step_vocab_full`: one Stage II step at
 //!   DeepSeek-R1-Distill's vocabulary (151,936) and context (2,048 tokens) on a narrow model
-//!   (hidden 256, 2 layers, SAE 4,096 latents at `layers.0`): the head applied 1,024
+//!   (hidden 256, 2 layers, SAE 4,096 latents at `layers.0`): the head applied 256
 //!   positions at a time (the default at this shape) and as whole logits;
 //! - `sae_step`: one SAE training step (Adam), d_in 1536, 16384 latents, k 32, 4096 tokens;
 //! - `decode_b1`, `decode_b8`: greedy decoding of 128 new tokens after a 16-token prompt,

@@ -66,7 +66,7 @@ impl<'a, B: AutodiffBackend> SaeTuning<'a, B> {
     }
 
     /// How the loss applies the output head (default: [`Head::auto`] for each micro-batch's
-    /// positions and the model's vocabulary — whole logits for small shapes, pieces of 1,024
+    /// positions and the model's vocabulary — whole logits for small shapes, pieces of 256
     /// positions at the paper's).
     pub fn with_head(mut self, head: Head) -> Self {
         self.head = Some(head);

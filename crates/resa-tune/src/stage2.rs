@@ -73,7 +73,7 @@ impl Head {
     pub const AUTO_LIMIT: usize = 1 << 26;
 
     /// Positions per piece of [`Head::auto`].
-    pub const AUTO_CHUNK: usize = 1024;
+    pub const AUTO_CHUNK: usize = 256;
 
     /// [`Head::Full`] up to [`Head::AUTO_LIMIT`] logit elements, else [`Head::AUTO_CHUNK`]
     /// positions at a time.
