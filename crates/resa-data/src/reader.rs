@@ -6,13 +6,24 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-/// One CoT-free training row.
+/// One training row: a question and its final answer, and, where the data has one, a
+/// worked solution (the chain of thought of CoT-based SFT).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QaRow {
     /// The question.
     pub problem: String,
     /// The final answer (no chain of thought).
     pub answer: String,
+    /// The worked solution, when the row has one (`solution` in DeepScaleR's data).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub solution: Option<String>,
+}
+
+impl QaRow {
+    /// A row without a solution.
+    pub fn new(problem: impl Into<String>, answer: impl Into<String>) -> Self {
+        QaRow { problem: problem.into(), answer: answer.into(), solution: None }
+    }
 }
 
 /// Which keys hold the problem and the answer, and whether bad rows are errors.
@@ -22,6 +33,8 @@ pub struct ReadOptions {
     pub problem_keys: Vec<String>,
     /// Keys tried in order for the answer (default `answer`).
     pub answer_keys: Vec<String>,
+    /// Keys tried in order for the optional worked solution (default `solution`).
+    pub solution_keys: Vec<String>,
     /// Reject the file at the first row with a missing or empty field instead of skipping it.
     pub strict: bool,
 }
@@ -31,6 +44,7 @@ impl Default for ReadOptions {
         ReadOptions {
             problem_keys: vec!["problem".into(), "question".into(), "prompt".into()],
             answer_keys: vec!["answer".into()],
+            solution_keys: vec!["solution".into()],
             strict: false,
         }
     }
@@ -185,7 +199,8 @@ fn rows_from_values(
             report.missing_answer += 1;
             continue;
         };
-        rows.push(QaRow { problem, answer });
+        let solution = field(&obj, &options.solution_keys);
+        rows.push(QaRow { problem, answer, solution });
     }
     report.rows = rows.len();
     if rows.is_empty() {
@@ -221,13 +236,7 @@ mod tests {
             "a.jsonl",
         );
         let (rows, report) = read_qa(&p, &ReadOptions::default()).expect("reads");
-        assert_eq!(
-            rows,
-            vec![
-                QaRow { problem: "p1".into(), answer: "1".into() },
-                QaRow { problem: "p2".into(), answer: "2".into() }
-            ]
-        );
+        assert_eq!(rows, vec![QaRow::new("p1", "1"), QaRow::new("p2", "2")]);
         assert_eq!((report.rows, report.missing_problem, report.missing_answer), (2, 1, 1));
         match read_qa(&p, &ReadOptions::strict()) {
             Err(Error::MissingField { line, field, .. }) => assert_eq!((line, field.as_str()), (4, "answer")),

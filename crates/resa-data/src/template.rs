@@ -29,10 +29,15 @@ pub enum Template {
     /// `{SYSTEM}User:\n {problem}\n\nAssistant:\n <think> {answer} </think>\n<answer> Answer: {answer}</answer>`.
     #[default]
     Reference,
+    /// The reference template with the row's worked solution inside the think tags (CoT-based
+    /// SFT, the paper's DeepScaleR baseline):
+    /// `{SYSTEM}User:\n {problem}\n\nAssistant:\n <think> {solution} </think>\n<answer> Answer: {answer}</answer>`.
+    ReferenceCot,
     /// The paper's printed form:
     /// `Problem: {problem} <think> {answer} </think> <answer> Answer: {answer} </answer>`.
     Paper,
-    /// A user template with `{problem}` (required) and `{answer}` (optional) placeholders.
+    /// A user template with `{problem}` (required), `{answer}` and `{solution}` (optional)
+    /// placeholders.
     Custom(String),
 }
 
@@ -50,15 +55,29 @@ impl Template {
     pub fn as_str(&self) -> &str {
         match self {
             Template::Reference => "reference",
+            Template::ReferenceCot => "reference-cot",
             Template::Paper => "paper",
             Template::Custom(t) => t,
+        }
+    }
+
+    /// Whether rendering uses the row's worked solution (rows without one cannot be used).
+    pub fn needs_solution(&self) -> bool {
+        match self {
+            Template::ReferenceCot => true,
+            Template::Custom(t) => t.contains("{solution}"),
+            Template::Reference | Template::Paper => false,
         }
     }
 
     /// Renders one row.
     pub fn render(&self, row: &QaRow) -> String {
         let (p, a) = (row.problem.as_str(), row.answer.as_str());
+        let sol = row.solution.as_deref().unwrap_or_default();
         match self {
+            Template::ReferenceCot => format!(
+                "{REFERENCE_SYSTEM_PROMPT}User:\n {p}\n\nAssistant:\n <think> {sol} </think>\n<answer> Answer: {a}</answer>"
+            ),
             Template::Reference => format!(
                 "{REFERENCE_SYSTEM_PROMPT}User:\n {p}\n\nAssistant:\n <think> {a} </think>\n<answer> Answer: {a}</answer>"
             ),
@@ -75,6 +94,9 @@ impl Template {
                         rest = r;
                     } else if let Some(r) = tail.strip_prefix("{answer}") {
                         out.push_str(a);
+                        rest = r;
+                    } else if let Some(r) = tail.strip_prefix("{solution}") {
+                        out.push_str(sol);
                         rest = r;
                     } else {
                         out.push('{');
@@ -95,6 +117,7 @@ impl std::str::FromStr for Template {
     fn from_str(s: &str) -> Result<Self> {
         match s {
             "reference" => Ok(Template::Reference),
+            "reference-cot" => Ok(Template::ReferenceCot),
             "paper" => Ok(Template::Paper),
             other => Template::custom(other),
         }
@@ -129,7 +152,7 @@ mod tests {
     use super::*;
 
     fn row() -> QaRow {
-        QaRow { problem: "What is {answer} 1+1?".into(), answer: "2".into() }
+        QaRow::new("What is {answer} 1+1?", "2")
     }
 
     #[test]
@@ -150,5 +173,20 @@ mod tests {
         let t = Template::custom("Q: {problem}\nA: {answer} {x}").expect("valid");
         assert_eq!(t.render(&row()), "Q: What is {answer} 1+1?\nA: 2 {x}");
         assert!(matches!(Template::custom("no placeholder"), Err(Error::Template { .. })));
+    }
+
+    #[test]
+    fn cot_templates_render_the_solution_and_say_they_need_it() {
+        let row = QaRow { solution: Some("1+1=2".into()), ..QaRow::new("What is 1+1?", "2") };
+        let t: Template = "reference-cot".parse().expect("known");
+        assert!(t.needs_solution() && !Template::Reference.needs_solution());
+        assert!(t.render(&row).ends_with("Assistant:\n <think> 1+1=2 </think>\n<answer> Answer: 2</answer>"));
+        assert_eq!(t.to_string(), "reference-cot");
+        let c = Template::custom("{problem} | {solution} | {answer}").expect("valid");
+        assert!(c.needs_solution());
+        assert_eq!(c.render(&row), "What is 1+1? | 1+1=2 | 2");
+        let p = crate::toy::ToyWorld::with_seed(3).problems(crate::toy::Split::Train, 1).remove(0);
+        let toy = Template::custom(crate::toy::TOY_COT_TEMPLATE).expect("valid");
+        assert_eq!(toy.render(&p.to_row()), p.cot_text());
     }
 }

@@ -38,6 +38,10 @@ pub const SPECIAL_TOKENS: [&str; 8] = [PAD, BOS, EOS, UNK, "<think>", "</think>"
 /// for [`crate::Template::custom`].
 pub const TOY_TEMPLATE: &str = "Q: {problem}\nA: <think> {answer} </think> <answer> {answer} </answer>";
 
+/// The toy world's CoT-based training text, [`ToyProblem::cot_text`] (a toy row's solution
+/// is its whole CoT completion, as `write_splits` writes it).
+pub const TOY_COT_TEMPLATE: &str = "Q: {problem}\nA: {solution}";
+
 /// The chat template of the toy tokenizer (a user turn is `Q: …`, the assistant's `A: …`;
 /// the generation prompt opens the think block, as R1-Distill's does).
 pub const TOY_CHAT_TEMPLATE: &str = "{{ bos_token }}{% for message in messages %}{% if message['role'] == 'user' %}Q: {{ message['content'] }}\n{% elif message['role'] == 'assistant' %}A: {{ message['content'] }}{{ eos_token }}\n{% endif %}{% endfor %}{% if add_generation_prompt %}A: <think>{% endif %}";
@@ -104,9 +108,10 @@ impl ToyProblem {
         format!("Q: {}\nA: <think> {} </think> <answer> {} </answer>", self.question, self.answer, self.answer)
     }
 
-    /// A question–answer row (for templates and the CoT-free pipeline).
+    /// A question–answer row (for templates and the CoT-free pipeline), with the CoT
+    /// completion as its solution (for CoT-based SFT).
     pub fn to_row(&self) -> QaRow {
-        QaRow { problem: self.question.clone(), answer: self.answer.to_string() }
+        QaRow { problem: self.question.clone(), answer: self.answer.to_string(), solution: Some(self.cot_completion()) }
     }
 }
 

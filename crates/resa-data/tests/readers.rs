@@ -12,7 +12,7 @@ fn fixture(name: &str) -> PathBuf {
 #[test]
 fn parquet_snappy_with_numeric_answers_and_a_null() {
     let (rows, report) = read_qa(fixture("qa_snappy.parquet"), &ReadOptions::default()).expect("parquet");
-    assert_eq!(rows[0], QaRow { problem: "What is 2+3?".into(), answer: "5".into() });
+    assert_eq!(rows[0], QaRow::new("What is 2+3?", "5"));
     assert_eq!(rows[1].answer, "42");
     assert_eq!((report.rows, report.missing_answer), (3, 1));
     match read_qa(fixture("qa_snappy.parquet"), &ReadOptions::strict()) {
@@ -25,7 +25,7 @@ fn parquet_snappy_with_numeric_answers_and_a_null() {
 fn parquet_zstd_with_row_groups() {
     let (rows, _) = read_qa(fixture("qa_zstd.parquet"), &ReadOptions::default()).expect("parquet");
     assert_eq!(rows.len(), 10);
-    assert_eq!(rows[9], QaRow { problem: "Compute 9 + 9.".into(), answer: "18".into() });
+    assert_eq!(rows[9], QaRow::new("Compute 9 + 9.", "18"));
 }
 
 #[test]

@@ -110,7 +110,7 @@ fn matches_sparsify_chunk_and_tokenize() {
 #[test]
 fn templates_render_and_tokenize_exactly() {
     let Some((_, tok)) = shared() else { return };
-    let row = resa_data::QaRow { problem: "What is 1+1?".into(), answer: "2".into() };
+    let row = resa_data::QaRow::new("What is 1+1?", "2");
     let reference = Template::Reference.render(&row);
     assert_eq!(
         reference,

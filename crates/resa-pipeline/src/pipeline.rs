@@ -17,7 +17,7 @@
 //! [data]
 //! trigger = "still"        # file, folder, registry name or hub id
 //! elicitation = "still"
-//! template = "reference"   # reference | paper | a string with {problem} and {answer}
+//! template = "reference"   # reference | reference-cot | paper | a string with {problem}, {answer}, {solution}
 //!
 //! [sae]
 //! mode = "finetune"        # scratch | finetune | pretrained
@@ -85,7 +85,7 @@ pub struct DataSection {
     pub trigger: String,
     /// Stage II data.
     pub elicitation: String,
-    /// `reference`, `paper` or a template string (parsed and checked when the file is read).
+    /// `reference`, `reference-cot` (the row's solution in the think tags), `paper` or a template string (parsed and checked when the file is read).
     #[serde(default)]
     pub template: Template,
     /// Split of folders and hub datasets.
@@ -599,6 +599,30 @@ pub fn chunk_dataset(source: &ChunkSource<'_>, model_dir: &Path) -> Result<resa_
     let (mut rows, report, _) = load_dataset(spec, source.split, &source.read)?;
     if report.skipped() > 0 {
         tracing::warn!(spec, skipped = report.skipped(), "rows with a missing field were skipped");
+    }
+    if source.template.needs_solution() {
+        let before = rows.len();
+        rows.retain(|r| r.solution.is_some());
+        let missing = before - rows.len();
+        if rows.is_empty() {
+            return Err(Error::Setup(format!(
+                "{spec}: the template `{}` needs each row's worked solution, and none of its {before} rows has one \
+                 (looked for: {})",
+                source.template,
+                source.read.solution_keys.join(", ")
+            )));
+        }
+        if missing > 0 && source.read.strict {
+            return Err(Error::Setup(format!(
+                "{spec}: {missing} of {before} rows have no worked solution (looked for: {}), which the template `{}` \
+                 needs",
+                source.read.solution_keys.join(", "),
+                source.template
+            )));
+        }
+        if missing > 0 {
+            tracing::warn!(spec, missing, "rows without a worked solution were skipped (the template needs one)");
+        }
     }
     if let Some(n) = source.max_rows {
         rows.truncate(n);

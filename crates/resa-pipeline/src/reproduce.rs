@@ -338,7 +338,8 @@ impl TinyAssets {
         let data = self.data.display().to_string();
         cfg.data.trigger = data.clone();
         cfg.data.elicitation = data;
-        cfg.data.template = Template::custom(toy::TOY_TEMPLATE)?;
+        let toy_template = if cfg.data.template.needs_solution() { toy::TOY_COT_TEMPLATE } else { toy::TOY_TEMPLATE };
+        cfg.data.template = Template::custom(toy_template)?;
         cfg.data.ctx_len = 48;
         cfg.data.max_rows = None;
         cfg.sae.hookpoint = self.hookpoint(cfg.sae.hookpoint);

@@ -155,3 +155,46 @@ fn the_schedule_is_typed_and_keeps_its_file_form() {
     let json = serde_json::to_value(&load(GOOD).expect("good").stage2).expect("json");
     assert_eq!(json["cosine"], serde_json::Value::Null);
 }
+
+#[test]
+fn a_cot_template_needs_rows_with_solutions() {
+    use resa_data::{ReadOptions, Template};
+    use resa_pipeline::pipeline::{ChunkSource, chunk_dataset};
+    let dir = tempfile::tempdir().expect("tmp");
+    resa_data::toy::write_tokenizer(dir.path()).expect("tokenizer");
+    let data = dir.path().join("rows.jsonl");
+    let rows: String = (0..40)
+        .map(|i| {
+            let mut row = serde_json::json!({"problem": format!("What is {i}+1?"), "answer": (i + 1).to_string()});
+            if i % 2 == 0 {
+                row["solution"] = serde_json::json!(format!("{i}+1={}", i + 1));
+            }
+            format!("{row}\n")
+        })
+        .collect();
+    std::fs::write(&data, rows).expect("write");
+    let spec = data.display().to_string();
+    let cot = Template::custom("Q: {problem}\nA: <think> {solution} </think> {answer}").expect("template");
+    let source = |template, read| ChunkSource {
+        spec: &spec,
+        split: "train",
+        template,
+        ctx_len: 16,
+        max_rows: None,
+        read,
+        shuffle_seed: None,
+        ctx_len_name: "[data] ctx_len",
+    };
+    // Half the rows have a solution: those are used (the others skipped), or, strict, refused.
+    let chunks = chunk_dataset(&source(&cot, ReadOptions::default()), dir.path()).expect("chunks");
+    assert_eq!(chunks.stats.rows, 20);
+    let err = chunk_dataset(&source(&cot, ReadOptions::strict()), dir.path()).expect_err("strict");
+    assert!(err.to_string().contains("20 of 40 rows have no worked solution"), "{err}");
+    // None has one under another key.
+    let other = ReadOptions { solution_keys: vec!["trace".into()], ..ReadOptions::default() };
+    let err = chunk_dataset(&source(&cot, other), dir.path()).expect_err("no solutions");
+    assert!(err.to_string().contains("none of its 40 rows has one (looked for: trace)"), "{err}");
+    // A CoT-free template reads every row.
+    let free = chunk_dataset(&source(&Template::Reference, ReadOptions::default()), dir.path()).expect("chunks");
+    assert_eq!(free.stats.rows, 40);
+}
