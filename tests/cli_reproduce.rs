@@ -95,6 +95,15 @@ fn every_experiment_lists_plans_and_runs_tiny() {
         assert!(sweep.join("stage1").join(&h).join("cfg.json").is_file(), "{h} SAE");
         assert!(sweep.join(&h).join("stage2/adapter/adapter_config.json").is_file(), "{h} adapter");
     }
+    // Its reasoning features per hookpoint beside the paper's counts (Table 6).
+    let result: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(sweep.join("result.json")).expect("result")).expect("json");
+    let counts = result["feature_counts"].as_object().expect("feature_counts");
+    assert_eq!(counts.len(), 6, "{counts:?}");
+    assert_eq!(result["paper_feature_counts"]["layers.18"], 5);
+    assert!(sweep.join("features/counts.json").is_file(), "resa features' files");
+    let md = std::fs::read_to_string(sweep.join("result.md")).expect("result.md");
+    assert!(md.contains("| features (measured) | features (paper) |"), "{md}");
     // Tina-style sources: a made-up adapter merged into the toy model.
     assert!(runs.join("_toy/adapters").read_dir().expect("adapters").count() >= 2);
 

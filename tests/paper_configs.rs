@@ -18,6 +18,8 @@ struct Fixture {
     tina_best_step: BTreeMap<String, u64>,
     /// Table 6's averages, its 2nd layer first.
     layer_sweep_avgs: Vec<f64>,
+    /// Table 6's reasoning-feature counts, layers 2 to 27.
+    layer_sweep_feature_counts: Vec<usize>,
 }
 
 #[derive(serde::Deserialize)]
@@ -80,6 +82,11 @@ fn every_experiment_matches_the_paper() {
     assert_eq!(sweep.paper_layers.len(), 26);
     for (i, avg) in fx.layer_sweep_avgs.iter().enumerate() {
         assert_eq!(sweep.paper_layers.get(&format!("layers.{}", i + 1)), Some(avg), "Table 6, layer {}", i + 2);
+    }
+    assert_eq!(sweep.paper_feature_counts.len(), 26);
+    for (i, n) in fx.layer_sweep_feature_counts.iter().enumerate() {
+        let key = format!("layers.{}", i + 1);
+        assert_eq!(sweep.paper_feature_counts.get(&key), Some(n), "Table 6 features, layer {}", i + 2);
     }
     for (name, row) in &fx.experiments {
         let exp = experiments.get(name).unwrap_or_else(|| panic!("configs/{name}.toml is missing"));

@@ -64,6 +64,10 @@ pub struct Experiment {
     /// layers from 1, hookpoints from 0).
     #[serde(default)]
     pub paper_layers: BTreeMap<String, f64>,
+    /// A sweep's reasoning-feature counts per hookpoint in the paper (Table 6's "Feature
+    /// Cnts.", keyed like `paper_layers`).
+    #[serde(default)]
+    pub paper_feature_counts: BTreeMap<String, usize>,
     /// A `resa tune` configuration without `out`.
     #[serde(default)]
     pub tune: Option<toml::Table>,
@@ -236,6 +240,16 @@ pub enum Stage {
         /// Output folder.
         out: PathBuf,
     },
+    /// The reasoning features of the source model in each SAE of a sweep's Stage I (the
+    /// paper's Table 6 counts them per layer of Tina-STILL), into `out`.
+    Features {
+        /// The source model.
+        model: ModelRef,
+        /// The Stage I folder (one SAE folder per hookpoint).
+        saes: PathBuf,
+        /// Output folder (`resa features`' files).
+        out: PathBuf,
+    },
     /// An evaluation of every saved Stage II checkpoint whose step is a multiple of `every`
     /// (the checkpoints are found when the stage runs), each into `out/checkpoint-STEP`.
     EvalCheckpoints {
@@ -392,6 +406,11 @@ pub fn plan<B: Backend>(
             hookpoints.dedup();
             if base.sae.mode != SaeMode::Pretrained {
                 stages.push(Stage::Stage1 { cfg: base.clone(), hookpoints: hookpoints.clone() });
+                stages.push(Stage::Features {
+                    model: base.source.clone(),
+                    saes: out.join("stage1"),
+                    out: out.join("features"),
+                });
             }
             for &hookpoint in &hookpoints {
                 let h = hookpoint.to_string();
@@ -562,6 +581,16 @@ pub fn describe(exp: &Experiment, stages: &[Stage]) -> String {
                 );
                 let _ = writeln!(s, "hookpoints = {hookpoints:?}");
             }
+            Stage::Features { model, saes, out } => {
+                let _ = writeln!(
+                    s,
+                    "\n## stage {}: resa features (reasoning features per hookpoint)\nmodel = {:?}\nsaes = {:?}\nout = {:?}",
+                    i + 1,
+                    model.model,
+                    saes.display().to_string(),
+                    out.display().to_string()
+                );
+            }
             Stage::Tune { label, cfg } => {
                 let _ = writeln!(s, "\n## stage {}: resa tune ({label})", i + 1);
                 s.push_str(&toml::to_string(cfg).unwrap_or_else(|e| format!("(not printable: {e})\n")));
@@ -683,6 +712,7 @@ pub fn run<B: Backend>(
     check_engine(exp, stages, opts)?;
     let engine = opts.engine_of(exp);
     let mut rows = Vec::new();
+    let mut feature_counts: BTreeMap<String, usize> = BTreeMap::new();
     for (i, stage) in stages.iter().enumerate() {
         match stage {
             Stage::Stage1 { cfg, hookpoints } => {
@@ -691,6 +721,24 @@ pub fn run<B: Backend>(
                 run_stage1::<Autodiff<B>>(cfg, hookpoints, &source, device, opts.dtype, &mut |e| {
                     on_event(RunEvent::Pipeline(e))
                 })?;
+            }
+            Stage::Features { model, saes, out } => {
+                on_event(RunEvent::Stage(i, stages.len(), "resa features (reasoning features per hookpoint)"));
+                let dir = hub::resolve_model(&model.model)?;
+                let loaded = model.load::<B>(&dir, device, opts.dtype)?;
+                let tokenizer = resa_qwen2::Tokenizer::from_dir(&dir)?;
+                let layers = loaded.config().num_hidden_layers;
+                let coders = crate::features::load_saes::<B>(saes, layers, device)?;
+                let analysis = crate::features::reasoning_features(
+                    &loaded,
+                    &tokenizer,
+                    &coders,
+                    &crate::features::FeatureOptions::default(),
+                    out,
+                )?;
+                for layer in &analysis.layers {
+                    feature_counts.insert(layer.hookpoint.to_string(), layer.count);
+                }
             }
             Stage::Tune { label, cfg } => {
                 on_event(RunEvent::Stage(i, stages.len(), &format!("resa tune ({label})")));
@@ -758,7 +806,7 @@ pub fn run<B: Backend>(
             }
         }
     }
-    write_results(exp, &rows, &runs.join(&exp.name), opts.tiny_eval.is_some())?;
+    write_results(exp, &rows, &feature_counts, &runs.join(&exp.name), opts.tiny_eval.is_some())?;
     Ok(rows)
 }
 
@@ -914,7 +962,13 @@ fn evaluation<B: Backend>(
 
 /// `result.md` (measured beside the paper) and `result.json`; for a sweep also
 /// `scores.json` (`{"layers.N": average}`, the input of `resa features --scores`).
-fn write_results(exp: &Experiment, rows: &[ResultRow], dir: &Path, tiny: bool) -> Result<()> {
+fn write_results(
+    exp: &Experiment,
+    rows: &[ResultRow],
+    feature_counts: &BTreeMap<String, usize>,
+    dir: &Path,
+    tiny: bool,
+) -> Result<()> {
     let mut md = format!("# {} — {}\n\n{} ({}).\n", exp.name, exp.title, exp.table, exp.provenance);
     if tiny {
         md.push_str("\n**--tiny run on the toy model: these numbers are not comparable with the paper's.**\n");
@@ -954,7 +1008,9 @@ fn write_results(exp: &Experiment, rows: &[ResultRow], dir: &Path, tiny: bool) -
         }
         if !exp.paper_layers.is_empty() {
             md.push_str(
-                "\n## Per hookpoint (the paper's Table 6)\n\n| hookpoint | measured | paper |\n|---|---:|---:|\n",
+                "\n## Per hookpoint (the paper's Table 6)\n\nAverage Pass@1 and reasoning features (the source model's, in \
+                 each hookpoint's SAE).\n\n| hookpoint | measured | paper | features (measured) | features (paper) |\n\
+                 |---|---:|---:|---:|---:|\n",
             );
             let mut keys: Vec<&str> =
                 layer_scores.keys().copied().chain(exp.paper_layers.keys().map(String::as_str)).collect();
@@ -962,11 +1018,14 @@ fn write_results(exp: &Experiment, rows: &[ResultRow], dir: &Path, tiny: bool) -
             keys.dedup();
             for k in keys {
                 let cell = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.2}"));
+                let count = |v: Option<usize>| v.map_or("–".to_string(), |v| v.to_string());
                 let _ = writeln!(
                     md,
-                    "| {k} | {} | {} |",
+                    "| {k} | {} | {} | {} | {} |",
                     cell(layer_scores.get(k).copied()),
-                    cell(exp.paper_layers.get(k).copied())
+                    cell(exp.paper_layers.get(k).copied()),
+                    count(feature_counts.get(k).copied()),
+                    count(exp.paper_feature_counts.get(k).copied())
                 );
             }
         }
@@ -1019,6 +1078,8 @@ fn write_results(exp: &Experiment, rows: &[ResultRow], dir: &Path, tiny: bool) -
         "paper_step": exp.paper_step,
         "tiny": tiny,
         "rows": rows,
+        "feature_counts": feature_counts,
+        "paper_feature_counts": exp.paper_feature_counts,
         "checkpoints": selections.iter().map(|s| serde_json::json!({
             "label": s.label,
             "final_avg": s.final_avg,
