@@ -219,6 +219,11 @@ fn progress_line(progress: &mut super::progress::Reporter, p: &Progress<'_>) {
     );
 }
 
+fn print_report(report: &resa::eval::Report, out: &std::path::Path) {
+    println!("{}", report.to_markdown());
+    eprintln!("completions, report.json and report.md in {}", out.display());
+}
+
 fn run_remote(args: &EvalArgs) -> anyhow::Result<()> {
     if let Some(adapter) = &args.adapter {
         anyhow::bail!(
@@ -233,8 +238,7 @@ fn run_remote(args: &EvalArgs) -> anyhow::Result<()> {
     let mut progress = super::progress::Reporter::new();
     let report = evaluation.run(&args.out, &label, |p: &Progress<'_>| progress_line(&mut progress, p))?;
     drop(progress);
-    println!("{}", report.to_markdown());
-    eprintln!("completions, report.json and report.md in {}", args.out.display());
+    print_report(&report, &args.out);
     Ok(())
 }
 
@@ -250,7 +254,6 @@ fn run_on<B: Backend>(args: &EvalArgs, device: &B::Device) -> anyhow::Result<()>
     let mut progress = super::progress::Reporter::new();
     let report = evaluation.run(&args.out, &label, |p: &Progress<'_>| progress_line(&mut progress, p))?;
     drop(progress);
-    println!("{}", report.to_markdown());
-    eprintln!("completions, report.json and report.md in {}", args.out.display());
+    print_report(&report, &args.out);
     Ok(())
 }

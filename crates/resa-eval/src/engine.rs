@@ -79,15 +79,8 @@ pub trait Engine {
     fn describe(&self) -> String;
 }
 
-/// The ids a completion stops on: the model's `eos_token_id`s (from its `config.json`) and the
-/// tokenizer's EOS, sorted and deduplicated. Every engine gets the same list.
-pub fn stop_token_ids(model_eos: &[u32], tokenizer: &Tokenizer) -> Vec<u32> {
-    let mut stop = model_eos.to_vec();
-    stop.extend(tokenizer.eos_token_id());
-    stop.sort_unstable();
-    stop.dedup();
-    stop
-}
+/// The ids a completion stops on (every engine gets the same list).
+pub use resa_qwen2::stop_token_ids;
 
 /// Decodes generated ids as the runner records them: the final stop token left out, special
 /// tokens kept.

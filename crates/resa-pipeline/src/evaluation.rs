@@ -112,6 +112,11 @@ impl RemoteEvaluation {
         &self.tasks
     }
 
+    /// Sends the next runs to the served model `name` (an adapter served beside the base).
+    pub fn with_served_model(&mut self, name: impl Into<String>) {
+        self.engine.model = Some(name.into());
+    }
+
     /// Connects to the server (listing its models, retrying while it is unreachable) and runs
     /// every benchmark into `out` (resumed from the completions already there).
     pub fn run(&self, out: &Path, label: &str, on_progress: impl FnMut(&Progress<'_>)) -> Result<Report> {

@@ -890,10 +890,9 @@ fn remote_eval<B: Backend>(
     )?;
     let mut client = opts.engine.client.clone();
     client.endpoint = server.endpoint.clone();
+    let mut evaluation = RemoteEvaluation::new(&served_dir.display().to_string(), tasks, cfg, client)?;
     for (run, name) in runs.iter().zip(names) {
-        client.model = Some(name);
-        let evaluation =
-            RemoteEvaluation::new(&served_dir.display().to_string(), tasks.clone(), cfg.clone(), client.clone())?;
+        evaluation.with_served_model(name);
         let report = evaluation.run(&run.out, &run.label, |p| on_event(RunEvent::Eval(p)))?;
         rows.push(ResultRow { label: run.label.clone(), step: run.step, report });
     }

@@ -334,6 +334,16 @@ fn generate_inner<B: Backend>(
     Ok(out)
 }
 
+/// The ids a completion stops on: the model's `eos_token_id`s (its `config.json`) and the
+/// tokenizer's EOS, sorted and deduplicated. The evaluation engines and the server use it.
+pub fn stop_token_ids(model_eos: &[u32], tokenizer: &crate::tokenizer::Tokenizer) -> Vec<u32> {
+    let mut stop = model_eos.to_vec();
+    stop.extend(tokenizer.eos_token_id());
+    stop.sort_unstable();
+    stop.dedup();
+    stop
+}
+
 /// A prompt's continuation with its decoded text.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GeneratedText {

@@ -16,7 +16,7 @@ pub use decoder::{BatchDecoder, DecodeRequest};
 pub use error::{Error, Result};
 pub use generate::{
     FinishReason, Generated, GeneratedText, GenerationConfig, PREFILL_CHUNK, Sampling, generate, generate_seeded,
-    generate_text, generate_with_prefill_chunk,
+    generate_text, generate_with_prefill_chunk, stop_token_ids,
 };
 pub use hooks::{Hookpoint, Hooks, Splice, SpliceError, SpliceGrad, SpliceHook};
 pub use model::{AdapterMode, ForwardInput, ForwardOutput, KvCache, Linear, Logits, LowRank, Qwen2ForCausalLM};

@@ -118,7 +118,7 @@ struct Shared {
     max_model_len: usize,
     eos: Vec<u32>,
     max_choices: usize,
-    jobs: std::sync::Mutex<std_mpsc::Sender<Job>>,
+    jobs: std_mpsc::Sender<Job>,
     created: u64,
 }
 
@@ -181,10 +181,7 @@ impl Server {
             let set: Vec<Option<LowRank<B>>> = model.linears_mut().into_iter().map(|(_, l)| l.adapter.take()).collect();
             sets.push(Some(set));
         }
-        let mut eos = model.config().eos_token_ids.clone();
-        eos.extend(tokenizer.eos_token_id());
-        eos.sort_unstable();
-        eos.dedup();
+        let eos = resa_qwen2::stop_token_ids(&model.config().eos_token_ids, &tokenizer);
         let (tx, rx) = std_mpsc::channel::<Job>();
         let shared = Arc::new(Shared {
             names,
@@ -194,7 +191,7 @@ impl Server {
             max_model_len,
             eos,
             max_choices: opts.max_choices,
-            jobs: std::sync::Mutex::new(tx),
+            jobs: tx,
             created: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
         });
         let max_batch = opts.max_batch;
@@ -589,8 +586,7 @@ async fn run_jobs(
                 key: GenKey { served: p.served, sampling: p.sampling, max_new_tokens: max_new, stop: p.stop.clone() },
                 reply: tx,
             };
-            let sent = s.jobs.lock().map_err(|_| internal("the job queue is poisoned".into()))?.send(job);
-            sent.map_err(|_| internal("the model thread has stopped".into()))?;
+            s.jobs.send(job).map_err(|_| internal("the model thread has stopped".into()))?;
             waiting.push(rx);
         }
     }
@@ -628,128 +624,89 @@ fn request_id(prefix: &str) -> String {
     format!("{prefix}-{:016x}", rand::random::<u64>())
 }
 
-async fn completions(State(s): State<Arc<Shared>>, bytes: Bytes) -> Response {
-    let body = match parse_body(&bytes) {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    let p = match params(&s, &body) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
-    let add_special = match field_bool(&body, "add_special_tokens", true) {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
+/// A handler's answer: an OpenAI-style error is an answer too.
+type Answer = std::result::Result<Response, Response>;
+
+async fn completions(State(s): State<Arc<Shared>>, bytes: Bytes) -> Answer {
+    let body = parse_body(&bytes)?;
+    let p = params(&s, &body)?;
+    let add_special = field_bool(&body, "add_special_tokens", true)?;
     let encode = |text: &str| s.tokenizer.encode(text, add_special).map_err(|e| bad(format!("cannot tokenise: {e}")));
     let ids_of = |v: &Value| -> Option<Vec<u32>> {
         v.as_array()?.iter().map(|t| t.as_u64().and_then(|t| u32::try_from(t).ok())).collect()
     };
-    let prompts: std::result::Result<Vec<Vec<u32>>, Response> = match body.get("prompt") {
-        Some(Value::String(t)) => encode(t).map(|ids| vec![ids]),
+    let prompts: Vec<Vec<u32>> = match body.get("prompt") {
+        Some(Value::String(t)) => vec![encode(t)?],
         Some(Value::Array(items)) if !items.is_empty() && items.iter().all(Value::is_string) => {
-            items.iter().map(|t| encode(t.as_str().unwrap_or_default())).collect()
+            items.iter().map(|t| encode(t.as_str().unwrap_or_default())).collect::<std::result::Result<_, _>>()?
         }
         Some(Value::Array(items)) if !items.is_empty() && items.iter().all(Value::is_array) => items
             .iter()
             .enumerate()
             .map(|(i, v)| ids_of(v).ok_or_else(|| bad(format!("prompt {i} is not a list of token ids"))))
-            .collect(),
+            .collect::<std::result::Result<_, _>>()?,
         Some(v @ Value::Array(_)) => {
-            ids_of(v).map(|ids| vec![ids]).ok_or_else(|| bad("`prompt` is not a list of token ids".into()))
+            vec![ids_of(v).ok_or_else(|| bad("`prompt` is not a list of token ids".into()))?]
         }
-        _ => Err(bad("`prompt` must be a string, a list of strings, token ids, or a list of token-id lists".into())),
+        _ => {
+            return Err(bad(
+                "`prompt` must be a string, a list of strings, token ids, or a list of token-id lists".into()
+            ));
+        }
     };
-    let prompts = match prompts {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
-    let (generated, prompt_tokens) = match run_jobs(&s, prompts, &p, |_| 16).await {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
-    let mut choices = Vec::with_capacity(generated.len());
-    let mut completion_tokens = 0;
-    for (index, g) in generated.iter().enumerate() {
-        let (text, finish) = match text_of(&s, g, p.skip_special_tokens) {
-            Ok(x) => x,
-            Err(r) => return r,
-        };
-        completion_tokens += g.ids.len();
-        choices.push(json!({"index": index, "text": text, "finish_reason": finish, "logprobs": null}));
-    }
-    axum::Json(json!({
-        "id": request_id("cmpl"),
-        "object": "text_completion",
-        "created": now(),
-        "model": s.names[p.served],
-        "choices": choices,
-        "usage": {
-            "prompt_tokens": prompt_tokens * p.n,
-            "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens * p.n + completion_tokens,
-        },
-    }))
-    .into_response()
+    let (generated, prompt_tokens) = run_jobs(&s, prompts, &p, |_| 16).await?;
+    answer(&s, &p, &generated, prompt_tokens, false)
 }
 
-async fn chat_completions(State(s): State<Arc<Shared>>, bytes: Bytes) -> Response {
-    let body = match parse_body(&bytes) {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    let p = match params(&s, &body) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
+async fn chat_completions(State(s): State<Arc<Shared>>, bytes: Bytes) -> Answer {
+    let body = parse_body(&bytes)?;
+    let p = params(&s, &body)?;
     let Some(Value::Array(raw)) = body.get("messages") else {
-        return bad("`messages` must be a list of {role, content} objects".into());
+        return Err(bad("`messages` must be a list of {role, content} objects".into()));
     };
     let mut messages = Vec::with_capacity(raw.len());
     for (i, m) in raw.iter().enumerate() {
         match (m.get("role").and_then(Value::as_str), m.get("content").and_then(Value::as_str)) {
             (Some(role), Some(content)) => messages.push(ChatMessage { role: role.into(), content: content.into() }),
-            _ => return bad(format!("messages[{i}] must have a string `role` and a string `content`")),
+            _ => return Err(bad(format!("messages[{i}] must have a string `role` and a string `content`"))),
         }
     }
     if messages.is_empty() {
-        return bad("`messages` is empty".into());
+        return Err(bad("`messages` is empty".into()));
     }
-    let add_special = match field_bool(&body, "add_special_tokens", false) {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    let ids = match s
+    let add_special = field_bool(&body, "add_special_tokens", false)?;
+    let ids = s
         .tokenizer
         .apply_chat_template(&messages, true)
         .and_then(|text| s.tokenizer.encode(&text, add_special))
-    {
-        Ok(ids) => ids,
-        Err(e) => return bad(format!("the chat template failed: {e}")),
-    };
+        .map_err(|e| bad(format!("the chat template failed: {e}")))?;
     let room = s.max_model_len;
-    let (generated, prompt_tokens) = match run_jobs(&s, vec![ids], &p, |len| room.saturating_sub(len)).await {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+    let (generated, prompt_tokens) = run_jobs(&s, vec![ids], &p, |len| room.saturating_sub(len)).await?;
+    answer(&s, &p, &generated, prompt_tokens, true)
+}
+
+/// The OpenAI answer of a completions (`chat` false) or chat-completions request.
+fn answer(s: &Shared, p: &Params, generated: &[Generated], prompt_tokens: usize, chat: bool) -> Answer {
     let mut choices = Vec::with_capacity(generated.len());
     let mut completion_tokens = 0;
     for (index, g) in generated.iter().enumerate() {
-        let (text, finish) = match text_of(&s, g, p.skip_special_tokens) {
-            Ok(x) => x,
-            Err(r) => return r,
-        };
+        let (text, finish) = text_of(s, g, p.skip_special_tokens)?;
         completion_tokens += g.ids.len();
-        choices.push(json!({
-            "index": index,
-            "message": {"role": "assistant", "content": text},
-            "finish_reason": finish,
-            "logprobs": null,
-        }));
+        choices.push(if chat {
+            json!({
+                "index": index,
+                "message": {"role": "assistant", "content": text},
+                "finish_reason": finish,
+                "logprobs": null,
+            })
+        } else {
+            json!({"index": index, "text": text, "finish_reason": finish, "logprobs": null})
+        });
     }
-    axum::Json(json!({
-        "id": request_id("chatcmpl"),
-        "object": "chat.completion",
+    let (id, object) = if chat { ("chatcmpl", "chat.completion") } else { ("cmpl", "text_completion") };
+    Ok(axum::Json(json!({
+        "id": request_id(id),
+        "object": object,
         "created": now(),
         "model": s.names[p.served],
         "choices": choices,
@@ -759,5 +716,5 @@ async fn chat_completions(State(s): State<Arc<Shared>>, bytes: Bytes) -> Respons
             "total_tokens": prompt_tokens * p.n + completion_tokens,
         },
     }))
-    .into_response()
+    .into_response())
 }

@@ -14,10 +14,6 @@ use resa_tune::{
     Head, SaeGrad, SaeTuning, TuneConfig, stage2_loss_shared_prefix_with, stage2_loss_with, train_adapters,
 };
 
-fn values(t: Tensor<B, 2>) -> Vec<f32> {
-    t.into_data().iter::<f32>().collect()
-}
-
 #[test]
 fn a_chunked_head_gives_the_whole_heads_loss_gradients_and_adapter() {
     let device = Default::default();
@@ -52,14 +48,7 @@ fn a_chunked_head_gives_the_whole_heads_loss_gradients_and_adapter() {
         .expect("loss");
         let value = loss.clone().into_scalar();
         let grads = loss.backward();
-        let g: Vec<Vec<f32>> = m
-            .linears()
-            .into_iter()
-            .filter_map(|(_, l)| l.adapter.as_ref())
-            .flat_map(|ad| [&ad.a, &ad.b])
-            .map(|p| p.val().grad(&grads).map(values).unwrap_or_default())
-            .collect();
-        (value, g)
+        (value, adapter_grads(&m, &grads))
     };
     for shared in [false, true] {
         let (full, full_grads) = run(Head::Full, shared);

@@ -18,10 +18,6 @@ fn layer_of(name: &str) -> usize {
     name.strip_prefix("model.layers.").and_then(|r| r.split('.').next()).and_then(|n| n.parse().ok()).expect("layer")
 }
 
-fn values(t: Tensor<B, 2>) -> Vec<f32> {
-    t.into_data().iter::<f32>().collect()
-}
-
 #[test]
 fn the_shared_prefix_gives_the_plain_loss_gradients_and_adapter() {
     let device = Default::default();
@@ -53,14 +49,7 @@ fn the_shared_prefix_gives_the_plain_loss_gradients_and_adapter() {
         .expect("loss");
         let value = loss.clone().into_scalar();
         let grads = loss.backward();
-        let g: Vec<Vec<f32>> = m
-            .linears()
-            .into_iter()
-            .filter_map(|(_, l)| l.adapter.as_ref())
-            .flat_map(|ad| [&ad.a, &ad.b])
-            .map(|p| p.val().grad(&grads).map(values).unwrap_or_default())
-            .collect();
-        (value, g)
+        (value, adapter_grads(&m, &grads))
     };
     let (plain, plain_grads) = run(false);
     let (shared, shared_grads) = run(true);

@@ -50,3 +50,18 @@ pub fn adapter_values(dir: &Path) -> Vec<f32> {
     keys.sort();
     keys.iter().flat_map(|k| r.read_f32_any(k).expect("tensor").0).collect()
 }
+
+/// The gradient of every adapter matrix (A then B of each adapted linear, in model order) in
+/// `grads`; empty where no gradient reached it.
+pub fn adapter_grads(
+    model: &Qwen2ForCausalLM<AD>,
+    grads: &<AD as burn::tensor::backend::AutodiffBackend>::Gradients,
+) -> Vec<Vec<f32>> {
+    model
+        .linears()
+        .into_iter()
+        .filter_map(|(_, l)| l.adapter.as_ref())
+        .flat_map(|ad| [&ad.a, &ad.b])
+        .map(|p| p.val().grad(grads).map(|g| g.into_data().iter::<f32>().collect()).unwrap_or_default())
+        .collect()
+}
