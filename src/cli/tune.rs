@@ -7,7 +7,7 @@ use burn::backend::Autodiff;
 use burn::tensor::{DType, backend::Backend};
 use resa::device::ComputeArgs;
 use resa::pipeline::pipeline::ObjectiveKind;
-use resa::pipeline::{PipelineConfig, PipelineEvent, run_pipeline};
+use resa::pipeline::{Pipeline, PipelineEvent, PipelineFile, run_pipeline};
 use resa::with_backend;
 
 use super::progress::Reporter;
@@ -44,7 +44,7 @@ pub struct TuneArgs {
 
 /// Runs the command.
 pub fn run(args: TuneArgs) -> anyhow::Result<()> {
-    let mut cfg = PipelineConfig::from_toml_file(&args.config)?;
+    let mut cfg = PipelineFile::from_toml_file(&args.config)?;
     if let Some(out) = &args.out {
         cfg.out = out.clone();
     }
@@ -63,15 +63,15 @@ pub fn run(args: TuneArgs) -> anyhow::Result<()> {
     }
     // Everything a run needs is checked before it starts (the overrides included).
     let file = args.config.display().to_string();
-    cfg.validate(&file)?;
-    cfg.validate_models(&file)?;
+    let pipeline = Pipeline::new(cfg, &file)?;
+    pipeline.validate_models(&file)?;
     let spec = args.compute.device;
-    with_backend!(spec, |B, device| { tune::<B>(&cfg, &device, args.compute.dtype) })
+    with_backend!(spec, |B, device| { tune::<B>(&pipeline, &device, args.compute.dtype) })
 }
 
-fn tune<B: Backend>(cfg: &PipelineConfig, device: &B::Device, dtype: DType) -> anyhow::Result<()> {
+fn tune<B: Backend>(pipeline: &Pipeline, device: &B::Device, dtype: DType) -> anyhow::Result<()> {
     let mut progress = Reporter::new();
-    let report = run_pipeline::<Autodiff<B>>(cfg, device, dtype, &mut |e| match e {
+    let report = run_pipeline::<Autodiff<B>>(pipeline, device, dtype, &mut |e| match e {
         PipelineEvent::Skipped(stage) => progress.message(&format!("{stage}: output up to date, skipped")),
         PipelineEvent::Stage1 { step, total, fvu } => {
             progress.update("stage I ", step, total, &format!("fvu {fvu:.4}"));

@@ -19,9 +19,9 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::pipeline::{
-    DataSection, LoraSection, ModelRef, ObjectiveKind, PipelineConfig, SaeMode, SaeSection, Stage2Section,
+    DataSection, LoraSection, ModelRef, ObjectiveKind, PipelineFile, SaeMode, SaeSection, Stage2Section,
 };
-use crate::pipeline::{PipelineEvent, PipelineReport, run_pipeline};
+use crate::pipeline::{Pipeline, PipelineEvent, PipelineReport, run_pipeline};
 use burn::backend::Autodiff;
 use burn::tensor::{DType, backend::Backend};
 use resa_data::Template;
@@ -139,10 +139,10 @@ pub enum DemoEvent<'a> {
     Eval(&'a str, &'a resa_eval::Progress<'a>),
 }
 
-fn pipeline_config(cfg: &DemoConfig, data: &Path, out: PathBuf, objective: ObjectiveKind) -> PipelineConfig {
+fn pipeline_config(cfg: &DemoConfig, data: &Path, out: PathBuf, objective: ObjectiveKind) -> PipelineFile {
     let model = ModelRef::new(cfg.model.display().to_string());
     let sae_tuning = objective == ObjectiveKind::SaeTuning;
-    PipelineConfig {
+    PipelineFile {
         out,
         seed: cfg.seed,
         source: model.clone(),
@@ -209,7 +209,10 @@ pub fn run_demo<B: Backend>(
 
     on_event(DemoEvent::Begin("SAE-Tuning (Stage I + Stage II)"));
     let mut stage1_fvu = None;
-    let tuned_cfg = pipeline_config(cfg, &train, cfg.out.join("sae-tuning"), ObjectiveKind::SaeTuning);
+    let tuned_cfg = Pipeline::new(
+        pipeline_config(cfg, &train, cfg.out.join("sae-tuning"), ObjectiveKind::SaeTuning),
+        "the demo's SAE-Tuning run",
+    )?;
     let tuned: PipelineReport = run_pipeline::<Autodiff<B>>(&tuned_cfg, device, DType::F32, &mut |e| {
         if let PipelineEvent::Stage1 { fvu, .. } = e {
             stage1_fvu = Some(fvu);
@@ -219,7 +222,10 @@ pub fn run_demo<B: Backend>(
     lap("sae-tuning", &mut seconds);
 
     on_event(DemoEvent::Begin("CoT-free SFT baseline"));
-    let sft_cfg = pipeline_config(cfg, &train, cfg.out.join("cot-free-sft"), ObjectiveKind::Sft);
+    let sft_cfg = Pipeline::new(
+        pipeline_config(cfg, &train, cfg.out.join("cot-free-sft"), ObjectiveKind::Sft),
+        "the demo's SFT run",
+    )?;
     let sft = run_pipeline::<Autodiff<B>>(&sft_cfg, device, DType::F32, &mut |e| {
         on_event(DemoEvent::Pipeline("CoT-free SFT", e));
     })?;
@@ -292,7 +298,7 @@ fn loss_ends(path: &Path) -> Option<(f32, f32)> {
 /// [`resa_features::extract`] on the R1 system prompt and [`resa_features::analyze`].
 fn reasoning_features<B: Backend>(
     cfg: &DemoConfig,
-    tuned: &PipelineConfig,
+    tuned: &Pipeline,
     device: &B::Device,
     on_event: &mut dyn FnMut(DemoEvent<'_>),
 ) -> Result<resa_features::Analysis> {
@@ -300,8 +306,9 @@ fn reasoning_features<B: Backend>(
     let model = Qwen2ForCausalLM::<B>::from_pretrained(&cfg.model, device, DType::F32)?;
     let layers = model.config().num_hidden_layers;
     let hookpoints: Vec<Hookpoint> = (0..layers).map(Hookpoint::Residual).collect();
-    let every_layer = PipelineConfig { out: dir.clone(), ..tuned.clone() };
-    let stage = SaeTraining { cfg: &every_layer, hookpoints: hookpoints.clone(), source_dir: cfg.model.clone() };
+    let every_layer =
+        Pipeline::new(PipelineFile { out: dir.clone(), ..tuned.file().clone() }, "the demo's feature SAEs")?;
+    let stage = SaeTraining { pipeline: &every_layer, hookpoints: hookpoints.clone(), source_dir: cfg.model.clone() };
     let (saes_dir, _) = run_stage::<Autodiff<B>, _>(&stage, device, DType::F32, &mut |e| {
         on_event(DemoEvent::Pipeline("features", e));
     })?;

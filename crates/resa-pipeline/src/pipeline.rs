@@ -35,7 +35,7 @@ use burn::tensor::{DType, backend::AutodiffBackend};
 use resa_data::{ChunkOptions, ReadOptions, Template, chunk_texts, load_dataset};
 use resa_lora::LoraConfig;
 use resa_qwen2::{Hookpoint, Qwen2ForCausalLM, Tokenizer, hub};
-use resa_sae::SaeInit;
+use resa_sae::{SaeInit, Stage1Options, TrainConfig as SaeTrainConfig};
 use resa_tune::{LrSchedule, SaeGrad, StepMetrics, TuneConfig};
 use serde::{Deserialize, Serialize};
 
@@ -315,7 +315,7 @@ impl Default for Stage2Section {
 /// The whole pipeline's configuration (`resa tune --config run.toml`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct PipelineConfig {
+pub struct PipelineFile {
     /// Run folder.
     pub out: PathBuf,
     /// Seed of Stage II (data order, dropout).
@@ -341,12 +341,12 @@ fn seed() -> u64 {
     TuneConfig::default().seed
 }
 
-impl PipelineConfig {
-    /// Reads a TOML file and checks every value ([`PipelineConfig::validate`]).
+impl PipelineFile {
+    /// Reads a TOML file and checks every value ([`PipelineFile::validate`]).
     pub fn from_toml_file(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let cfg: PipelineConfig = toml::from_str(&text).map_err(|e| parse_error(path, &text, &e))?;
+        let cfg: PipelineFile = toml::from_str(&text).map_err(|e| parse_error(path, &text, &e))?;
         cfg.validate(&path.display().to_string())?;
         Ok(cfg)
     }
@@ -507,6 +507,200 @@ impl PipelineConfig {
             }
         }
         Ok(())
+    }
+}
+
+/// Where Stage II's SAE comes from: `[sae] mode` and `path` of the file as one value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SaeSource {
+    /// Stage I trains one from scratch on the source model.
+    Scratch {
+        /// Latents.
+        num_latents: usize,
+        /// Active latents.
+        k: usize,
+        /// Initialisation seed.
+        seed: u64,
+    },
+    /// Stage I fine-tunes this SAE (a folder of hookpoint folders, one SAE folder, or a hub
+    /// repo) on the source model.
+    Finetune {
+        /// The SAE to start from.
+        from: String,
+    },
+    /// This SAE is used as it is; there is no Stage I.
+    Pretrained {
+        /// The SAE (as for [`SaeSource::Finetune`]).
+        path: String,
+    },
+}
+
+impl SaeSource {
+    /// Whether Stage I runs (scratch or fine-tune).
+    pub fn trains(&self) -> bool {
+        !matches!(self, SaeSource::Pretrained { .. })
+    }
+
+    /// The mode's name in the file (`scratch`, `finetune`, `pretrained`).
+    pub fn mode(&self) -> SaeMode {
+        match self {
+            SaeSource::Scratch { .. } => SaeMode::Scratch,
+            SaeSource::Finetune { .. } => SaeMode::Finetune,
+            SaeSource::Pretrained { .. } => SaeMode::Pretrained,
+        }
+    }
+}
+
+/// A run configuration whose every value was checked ([`PipelineFile::validate`]) and turned
+/// into the types the stages take: the hookpoint and template (parsed with the file), the
+/// SAE source, the [`LoraConfig`] of the target and the trainer's [`TuneConfig`]. It is made
+/// only by [`Pipeline::new`] / [`TryFrom`] from a [`PipelineFile`] and cannot be changed
+/// afterwards, so holding one means the checks passed; the stages read it and compute their
+/// stamps from the file form it keeps ([`Pipeline::file`]), so a stamp is the same as before
+/// the split.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pipeline {
+    file: PipelineFile,
+    sae: SaeSource,
+    lora: LoraConfig,
+    tune: TuneConfig,
+}
+
+impl Pipeline {
+    /// Checks `file` (named `name` in errors) and builds the typed configuration.
+    pub fn new(file: PipelineFile, name: &str) -> Result<Self> {
+        file.validate(name)?;
+        let sae = match file.sae.mode {
+            SaeMode::Scratch => {
+                SaeSource::Scratch { num_latents: file.sae.num_latents, k: file.sae.k, seed: file.sae.seed }
+            }
+            // `validate` refused a missing or empty path for these two.
+            SaeMode::Finetune => SaeSource::Finetune { from: file.sae.path.clone().unwrap_or_default() },
+            SaeMode::Pretrained => SaeSource::Pretrained { path: file.sae.path.clone().unwrap_or_default() },
+        };
+        let targets: Vec<&str> = file.lora.targets.iter().map(String::as_str).collect();
+        let mut lora = LoraConfig::new(file.lora.r, file.lora.alpha, file.lora.dropout, &targets);
+        lora.use_rslora = file.lora.use_rslora;
+        lora.base_model_name_or_path = Some(file.target.model.clone());
+        let s = &file.stage2;
+        let tune = TuneConfig {
+            lr: s.lr,
+            schedule: s.schedule,
+            epochs: s.epochs,
+            max_steps: s.max_steps,
+            batch_size: s.batch_size,
+            grad_accum: s.grad_accum,
+            data_parallel: s.data_parallel,
+            seed: file.seed,
+            save_every: s.save_every,
+            out: file.out.join("stage2"),
+            resume: true,
+            ..TuneConfig::default()
+        };
+        Ok(Pipeline { file, sae, lora, tune })
+    }
+
+    /// Reads a TOML file and checks every value.
+    pub fn from_toml_file(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        Pipeline::new(PipelineFile::from_toml_file(path)?, &path.display().to_string())
+    }
+
+    /// The file form this was made from (what the stamps record, what `--dry-run` prints).
+    pub fn file(&self) -> &PipelineFile {
+        &self.file
+    }
+
+    /// The run folder.
+    pub fn out(&self) -> &Path {
+        &self.file.out
+    }
+
+    /// Stage I's model.
+    pub fn source(&self) -> &ModelRef {
+        &self.file.source
+    }
+
+    /// Stage II's model.
+    pub fn target(&self) -> &ModelRef {
+        &self.file.target
+    }
+
+    /// Both stages' data.
+    pub fn data(&self) -> &DataSection {
+        &self.file.data
+    }
+
+    /// Where the SAE reads and is spliced.
+    pub fn hookpoint(&self) -> Hookpoint {
+        self.file.sae.hookpoint
+    }
+
+    /// Where the SAE comes from.
+    pub fn sae(&self) -> &SaeSource {
+        &self.sae
+    }
+
+    /// Stage I's options for `hookpoints` (one SAE each, from one activation pass) into
+    /// `out/stage1`; `None` for a pretrained SAE (no Stage I).
+    pub fn stage1_options(&self, hookpoints: &[Hookpoint]) -> Option<Stage1Options> {
+        let init = match &self.sae {
+            SaeSource::Scratch { num_latents, k, seed } => {
+                SaeInit::Scratch { num_latents: Some(*num_latents), expansion_factor: 64, k: *k, seed: *seed }
+            }
+            SaeSource::Finetune { from } => SaeInit::Finetune(PathBuf::from(from)),
+            SaeSource::Pretrained { .. } => return None,
+        };
+        let s = &self.file.sae;
+        Some(Stage1Options {
+            hookpoints: hookpoints.to_vec(),
+            init,
+            train: SaeTrainConfig { lr: s.lr, ..SaeTrainConfig::default() },
+            batch_size: s.batch_size,
+            save_every: 1000,
+            max_steps: s.max_steps,
+            out: self.file.out.join("stage1"),
+            resume: true,
+        })
+    }
+
+    /// The adapters' configuration (named after the target model).
+    pub fn lora(&self) -> &LoraConfig {
+        &self.lora
+    }
+
+    /// The trainer's configuration (`out/stage2`, resumable, the run's seed).
+    pub fn tune(&self) -> &TuneConfig {
+        &self.tune
+    }
+
+    /// What Stage II optimises.
+    pub fn objective(&self) -> ObjectiveKind {
+        self.file.stage2.objective
+    }
+
+    /// How gradients pass the spliced SAE.
+    pub fn sae_grad(&self) -> SaeGrad {
+        self.file.stage2.sae_grad
+    }
+
+    /// Whether the merged model is written too.
+    pub fn merge(&self) -> bool {
+        self.file.stage2.merge
+    }
+
+    /// The checks that need the models' `config.json` ([`PipelineFile::validate_models`]).
+    pub fn validate_models(&self, name: &str) -> Result<()> {
+        self.file.validate_models(name)
+    }
+}
+
+impl TryFrom<PipelineFile> for Pipeline {
+    type Error = Error;
+
+    /// [`Pipeline::new`] with the file named "run configuration" in errors.
+    fn try_from(file: PipelineFile) -> Result<Self> {
+        Pipeline::new(file, "run configuration")
     }
 }
 
@@ -677,7 +871,7 @@ pub fn prepare_chunks(data: &DataSection, spec: &str, model_dir: &Path) -> Resul
 
 /// What makes Stage I's output reusable: the source, the trigger data as chunked, and the
 /// SAE section, and every hookpoint trained (a sweep trains several from one pass).
-pub(crate) fn stage1_stamp(cfg: &PipelineConfig, hookpoints: &[Hookpoint]) -> Result<String> {
+pub(crate) fn stage1_stamp(cfg: &PipelineFile, hookpoints: &[Hookpoint]) -> Result<String> {
     // The whole [sae] section (so no field of it can be left out of the stamp) and the
     // hookpoints trained.
     serde_json::to_string_pretty(&(
@@ -693,18 +887,18 @@ pub(crate) fn stage1_stamp(cfg: &PipelineConfig, hookpoints: &[Hookpoint]) -> Re
 }
 
 /// Stage I alone ([`SaeTraining`] through [`run_stage`]): one SAE per hookpoint of
-/// `hookpoints`, all from one activation pass, into `cfg.out/stage1/<hookpoint>/`; skipped
+/// `hookpoints`, all from one activation pass, into `out/stage1/<hookpoint>/`; skipped
 /// when that folder was made from the same configuration. Returns the folder and whether it
-/// trained. `source_dir` is the resolved folder of `cfg.source`.
+/// trained. `source_dir` is the resolved folder of the source model.
 pub fn run_stage1<B: AutodiffBackend>(
-    cfg: &PipelineConfig,
+    pipeline: &Pipeline,
     hookpoints: &[Hookpoint],
     source_dir: &Path,
     device: &B::Device,
     dtype: DType,
     on_event: &mut dyn FnMut(PipelineEvent<'_>),
 ) -> Result<(PathBuf, bool)> {
-    let stage = SaeTraining { cfg, hookpoints: hookpoints.to_vec(), source_dir: source_dir.to_path_buf() };
+    let stage = SaeTraining { pipeline, hookpoints: hookpoints.to_vec(), source_dir: source_dir.to_path_buf() };
     run_stage::<B, _>(&stage, device, dtype, on_event)
 }
 
@@ -716,45 +910,47 @@ pub fn sae_folder(path: &str, hookpoint: Hookpoint) -> Result<PathBuf> {
 }
 
 /// Runs the pipeline on backend `B` (the model's forward runs on its inner backend in
-/// Stage I), computing in `dtype`.
+/// Stage I), computing in `dtype`. The models' `config.json` are checked against the
+/// configuration (hookpoint, rank) before any stage starts.
 pub fn run_pipeline<B: AutodiffBackend>(
-    cfg: &PipelineConfig,
+    pipeline: &Pipeline,
     device: &B::Device,
     dtype: DType,
     on_event: &mut dyn FnMut(PipelineEvent<'_>),
 ) -> Result<PipelineReport> {
-    cfg.validate("run configuration")?;
+    let cfg = pipeline.file();
     let source_dir = hub::resolve_model(&cfg.source.model)?;
     let target_dir = hub::resolve_model(&cfg.target.model)?;
     cfg.validate_against_models("run configuration", &source_dir, &target_dir)?;
     std::fs::create_dir_all(&cfg.out).map_err(|e| Error::io(&cfg.out, e))?;
 
     // Stage I (none for a pretrained SAE).
-    let hookpoints = vec![cfg.sae.hookpoint];
-    let (sae_dir, stage1_ran) = match cfg.sae.mode {
-        SaeMode::Pretrained => {
-            // `validate` checked that pretrained mode names a path.
-            let path = cfg.sae.path.as_deref().unwrap_or_default();
-            (sae_folder(path, cfg.sae.hookpoint)?, false)
-        }
-        _ => {
-            let stage = SaeTraining { cfg, hookpoints: hookpoints.clone(), source_dir: source_dir.clone() };
+    let hookpoint = pipeline.hookpoint();
+    let hookpoints = vec![hookpoint];
+    let (sae_dir, stage1_ran) = match pipeline.sae() {
+        SaeSource::Pretrained { path } => (sae_folder(path, hookpoint)?, false),
+        SaeSource::Scratch { .. } | SaeSource::Finetune { .. } => {
+            let stage = SaeTraining { pipeline, hookpoints: hookpoints.clone(), source_dir: source_dir.clone() };
             let (dir, ran) = run_stage::<B, _>(&stage, device, dtype, on_event)?;
-            (dir.join(cfg.sae.hookpoint.to_string()), ran)
+            (dir.join(hookpoint.to_string()), ran)
         }
     };
     // Stage II (or the SFT baseline).
     let stage2 = AdapterTraining {
-        cfg,
+        pipeline,
         sae_dir: sae_dir.clone(),
         sae_stamp: stage1_stamp(cfg, &hookpoints)?,
         target_dir: target_dir.clone(),
     };
     let (adapter, stage2_ran) = run_stage::<B, _>(&stage2, device, dtype, on_event)?;
     // The merged model.
-    let merged = if cfg.stage2.merge {
-        let merge =
-            Merge { cfg, target_dir, adapter: adapter.adapter.clone(), adapter_stamp: Stage::<B>::stamp(&stage2)? };
+    let merged = if pipeline.merge() {
+        let merge = Merge {
+            pipeline,
+            target_dir,
+            adapter: adapter.adapter.clone(),
+            adapter_stamp: Stage::<B>::stamp(&stage2)?,
+        };
         Some(run_stage::<B, _>(&merge, device, dtype, on_event)?.0)
     } else {
         None

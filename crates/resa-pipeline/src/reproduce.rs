@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use crate::pipeline::{ModelRef, ObjectiveKind, PipelineConfig, PipelineEvent, SaeMode, run_stage1};
+use crate::pipeline::{ModelRef, ObjectiveKind, Pipeline, PipelineEvent, PipelineFile, SaeMode, run_stage1};
 use burn::backend::Autodiff;
 use burn::module::Param;
 use burn::tensor::{DType, Distribution, Tensor, backend::Backend};
@@ -176,7 +176,7 @@ impl Experiment {
     }
 
     /// The tune section as a pipeline configuration writing into `out`; `None` without one.
-    pub fn pipeline(&self, out: &Path) -> Result<Option<PipelineConfig>> {
+    pub fn pipeline(&self, out: &Path) -> Result<Option<PipelineFile>> {
         let Some(tune) = &self.tune else { return Ok(None) };
         let mut table = tune.clone();
         table.insert("out".into(), toml::Value::String(out.display().to_string()));
@@ -216,7 +216,7 @@ pub enum Stage {
     /// Stage I for several hookpoints from one activation pass (a sweep).
     Stage1 {
         /// The sweep's pipeline (its `out` holds `stage1/`).
-        cfg: PipelineConfig,
+        cfg: Pipeline,
         /// The hookpoints.
         hookpoints: Vec<Hookpoint>,
     },
@@ -224,8 +224,8 @@ pub enum Stage {
     Tune {
         /// Label in the results (the hookpoint in a sweep).
         label: String,
-        /// The configuration.
-        cfg: PipelineConfig,
+        /// The configuration (checked when the plan is made).
+        cfg: Pipeline,
     },
     /// An evaluation.
     Eval {
@@ -346,7 +346,7 @@ impl TinyAssets {
     }
 
     /// The experiment's pipeline shrunk onto the toy model.
-    fn pipeline<B: Backend>(&self, mut cfg: PipelineConfig, device: &B::Device) -> Result<PipelineConfig> {
+    fn pipeline<B: Backend>(&self, mut cfg: PipelineFile, device: &B::Device) -> Result<PipelineFile> {
         cfg.source = self.model_ref::<B>(&cfg.source, device)?;
         cfg.target = self.model_ref::<B>(&cfg.target, device)?;
         let data = self.data.display().to_string();
@@ -383,7 +383,9 @@ pub fn plan<B: Backend>(
     device: &B::Device,
 ) -> Result<Vec<Stage>> {
     let out = runs.join(&exp.name);
-    let shrink = |cfg: PipelineConfig| -> Result<PipelineConfig> {
+    let file = format!("{}.toml ([tune])", exp.name);
+    let typed = |cfg: PipelineFile| Pipeline::new(cfg, &file);
+    let shrink = |cfg: PipelineFile| -> Result<PipelineFile> {
         match tiny {
             Some(t) => t.pipeline::<B>(cfg, device),
             None => Ok(cfg),
@@ -405,7 +407,7 @@ pub fn plan<B: Backend>(
                 sweep.hookpoints.iter().map(|&h| tiny.map_or(h, |t| t.hookpoint(h))).collect();
             hookpoints.dedup();
             if base.sae.mode != SaeMode::Pretrained {
-                stages.push(Stage::Stage1 { cfg: base.clone(), hookpoints: hookpoints.clone() });
+                stages.push(Stage::Stage1 { cfg: typed(base.clone())?, hookpoints: hookpoints.clone() });
                 stages.push(Stage::Features {
                     model: base.source.clone(),
                     saes: out.join("stage1"),
@@ -422,7 +424,8 @@ pub fn plan<B: Backend>(
                     cfg.sae.mode = SaeMode::Pretrained;
                     cfg.sae.path = Some(out.join("stage1").display().to_string());
                 }
-                let adapter = cfg.out.join("stage2/adapter");
+                let cfg = typed(cfg)?;
+                let adapter = cfg.out().join("stage2/adapter");
                 let checkpoints = checkpoint_stage(exp, tiny, h, &eval_model, &cfg, &tasks, out.join(h));
                 stages.push(Stage::Tune { label: h.to_string(), cfg });
                 stages.push(Stage::Eval {
@@ -436,8 +439,8 @@ pub fn plan<B: Backend>(
             }
         }
         (_, Some(cfg)) => {
-            let cfg = shrink(cfg)?;
-            let adapter = cfg.out.join("stage2/adapter");
+            let cfg = typed(shrink(cfg)?)?;
+            let adapter = cfg.out().join("stage2/adapter");
             let checkpoints = checkpoint_stage(exp, tiny, &exp.name, &eval_model, &cfg, &tasks, out.clone());
             stages.push(Stage::Tune { label: exp.name.clone(), cfg });
             stages.push(Stage::Eval {
@@ -466,7 +469,7 @@ fn checkpoint_stage(
     tiny: Option<&TinyAssets>,
     label: &str,
     model: &ModelRef,
-    cfg: &PipelineConfig,
+    cfg: &Pipeline,
     tasks: &[String],
     out: PathBuf,
 ) -> Option<Stage> {
@@ -474,9 +477,9 @@ fn checkpoint_stage(
     exp.eval.use_adapter.then(|| Stage::EvalCheckpoints {
         label: label.to_string(),
         model: model.clone(),
-        stage2: cfg.out.join("stage2"),
+        stage2: cfg.out().join("stage2"),
         // The toy run saves every few steps: evaluate those.
-        every: if tiny.is_some() { cfg.stage2.save_every } else { every },
+        every: if tiny.is_some() { cfg.tune().save_every } else { every },
         tasks: tasks.to_vec(),
         out: out.join("eval-checkpoints"),
     })
@@ -522,10 +525,10 @@ pub fn estimate(exp: &Experiment, stages: &[Stage], gpu_seconds_per_step: f64, e
     for stage in stages {
         match stage {
             Stage::Tune { cfg, .. } => {
-                let per_run = match (cfg.stage2.max_steps, exp.steps_per_epoch) {
-                    (Some(m), Some(spe)) => Some(m.min(spe * cfg.stage2.epochs as u64)),
+                let per_run = match (cfg.tune().max_steps, exp.steps_per_epoch) {
+                    (Some(m), Some(spe)) => Some(m.min(spe * cfg.tune().epochs as u64)),
                     (Some(m), None) => Some(m),
-                    (None, Some(spe)) => Some(spe * cfg.stage2.epochs as u64),
+                    (None, Some(spe)) => Some(spe * cfg.tune().epochs as u64),
                     (None, None) => None,
                 };
                 steps = steps.zip(per_run).map(|(a, b)| a + b);
@@ -575,9 +578,9 @@ pub fn describe(exp: &Experiment, stages: &[Stage]) -> String {
                     s,
                     "\n## stage {}: Stage I ({:?} SAEs) for {} hookpoints from one activation pass into {}",
                     i + 1,
-                    cfg.sae.mode,
+                    cfg.sae().mode(),
                     hookpoints.len(),
-                    cfg.out.join("stage1").display()
+                    cfg.out().join("stage1").display()
                 );
                 let _ = writeln!(s, "hookpoints = {hookpoints:?}");
             }
@@ -593,7 +596,7 @@ pub fn describe(exp: &Experiment, stages: &[Stage]) -> String {
             }
             Stage::Tune { label, cfg } => {
                 let _ = writeln!(s, "\n## stage {}: resa tune ({label})", i + 1);
-                s.push_str(&toml::to_string(cfg).unwrap_or_else(|e| format!("(not printable: {e})\n")));
+                s.push_str(&toml::to_string(cfg.file()).unwrap_or_else(|e| format!("(not printable: {e})\n")));
             }
             Stage::Eval { label, model, adapter, tasks, out } => {
                 let _ = writeln!(
@@ -717,7 +720,7 @@ pub fn run<B: Backend>(
         match stage {
             Stage::Stage1 { cfg, hookpoints } => {
                 on_event(RunEvent::Stage(i, stages.len(), "Stage I (all hookpoints)"));
-                let source = hub::resolve_model(&cfg.source.model)?;
+                let source = hub::resolve_model(&cfg.source().model)?;
                 run_stage1::<Autodiff<B>>(cfg, hookpoints, &source, device, opts.dtype, &mut |e| {
                     on_event(RunEvent::Pipeline(e))
                 })?;

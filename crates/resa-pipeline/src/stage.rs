@@ -7,14 +7,13 @@
 use std::path::PathBuf;
 
 use burn::tensor::{DType, backend::AutodiffBackend};
-use resa_lora::LoraConfig;
 use resa_qwen2::Hookpoint;
 use resa_qwen2::safetensors_io::write_atomic;
-use resa_sae::{SaeInit, SparseCoder, Stage1Options, TrainConfig as SaeTrainConfig, train_saes_with};
-use resa_tune::{Objective, SaeTuning, Sft, TuneConfig, train_adapters};
+use resa_sae::{SparseCoder, train_saes_with};
+use resa_tune::{Objective, SaeTuning, Sft, train_adapters};
 
 use crate::error::{Error, Result};
-use crate::pipeline::{ObjectiveKind, PipelineConfig, PipelineEvent, SaeMode, prepare_chunks, stage1_stamp};
+use crate::pipeline::{ObjectiveKind, Pipeline, PipelineEvent, prepare_chunks, stage1_stamp};
 
 /// One stage of a run on backend `B`.
 pub trait Stage<B: AutodiffBackend> {
@@ -69,13 +68,13 @@ pub fn run_stage<B: AutodiffBackend, S: Stage<B>>(
 
 /// Stage I: trains (mode `scratch`) or fine-tunes (mode `finetune`) one SAE per hookpoint
 /// on the source model, all from one activation pass over the trigger data, into
-/// `cfg.out/stage1/<hookpoint>/` (sparsify's layout). Output: the `stage1` folder.
+/// `out/stage1/<hookpoint>/` (sparsify's layout). Output: the `stage1` folder.
 pub struct SaeTraining<'a> {
     /// The run (source model, trigger data, `[sae]`).
-    pub cfg: &'a PipelineConfig,
+    pub pipeline: &'a Pipeline,
     /// Hookpoints to train an SAE for (checked against the source model before).
     pub hookpoints: Vec<Hookpoint>,
-    /// The resolved folder of `cfg.source`.
+    /// The resolved folder of the source model.
     pub source_dir: PathBuf,
 }
 
@@ -87,65 +86,37 @@ impl<B: AutodiffBackend> Stage<B> for SaeTraining<'_> {
     }
 
     fn stamp_file(&self) -> PathBuf {
-        self.cfg.out.join("stage1/done.json")
+        self.pipeline.out().join("stage1/done.json")
     }
 
     fn stamp(&self) -> Result<String> {
-        stage1_stamp(self.cfg, &self.hookpoints)
+        stage1_stamp(self.pipeline.file(), &self.hookpoints)
     }
 
     fn finished(&self) -> Option<PathBuf> {
-        let dir = self.cfg.out.join("stage1");
+        let dir = self.pipeline.out().join("stage1");
         self.hookpoints.iter().all(|h| dir.join(h.to_string()).join("cfg.json").is_file()).then_some(dir)
     }
 
     fn run(&self, device: &B::Device, dtype: DType, on_event: &mut dyn FnMut(PipelineEvent<'_>)) -> Result<PathBuf> {
-        let cfg = self.cfg;
-        let out = cfg.out.join("stage1");
-        let init = match cfg.sae.mode {
-            SaeMode::Finetune => {
-                SaeInit::Finetune(PathBuf::from(cfg.sae.path.clone().ok_or_else(|| Error::Invalid {
-                    file: "run configuration".into(),
-                    table: "sae",
-                    key: "path",
-                    value: "(missing)".into(),
-                    allowed: "finetune mode needs the SAE folder or hub repo".into(),
-                })?))
-            }
-            SaeMode::Scratch => SaeInit::Scratch {
-                num_latents: Some(cfg.sae.num_latents),
-                expansion_factor: 64,
-                k: cfg.sae.k,
-                seed: cfg.sae.seed,
-            },
-            SaeMode::Pretrained => {
-                return Err(Error::Setup("[sae] mode = \"pretrained\": a pretrained SAE has no Stage I to run".into()));
-            }
-        };
-        let source = cfg.source.load::<B::InnerBackend>(&self.source_dir, device, dtype)?;
-        let chunks = prepare_chunks(&cfg.data, &cfg.data.trigger, &self.source_dir)?;
-        let options = Stage1Options {
-            hookpoints: self.hookpoints.clone(),
-            init,
-            train: SaeTrainConfig { lr: cfg.sae.lr, ..SaeTrainConfig::default() },
-            batch_size: cfg.sae.batch_size,
-            save_every: 1000,
-            max_steps: cfg.sae.max_steps,
-            out: out.clone(),
-            resume: true,
-        };
-        train_saes_with::<B>(&source, &chunks, &options, &mut |p| {
-            let fvu = p.metrics.iter().map(|(_, m)| m.fvu).sum::<f32>() / p.metrics.len().max(1) as f32;
-            on_event(PipelineEvent::Stage1 { step: p.step, total: p.total, fvu });
+        let p = self.pipeline;
+        let options = p.stage1_options(&self.hookpoints).ok_or_else(|| {
+            Error::Setup("[sae] mode = \"pretrained\": a pretrained SAE has no Stage I to run".into())
         })?;
-        Ok(out)
+        let source = p.source().load::<B::InnerBackend>(&self.source_dir, device, dtype)?;
+        let chunks = prepare_chunks(p.data(), &p.data().trigger, &self.source_dir)?;
+        train_saes_with::<B>(&source, &chunks, &options, &mut |s| {
+            let fvu = s.metrics.iter().map(|(_, m)| m.fvu).sum::<f32>() / s.metrics.len().max(1) as f32;
+            on_event(PipelineEvent::Stage1 { step: s.step, total: s.total, fvu });
+        })?;
+        Ok(options.out)
     }
 }
 
 /// What Stage II produced.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AdapterOutput {
-    /// The PEFT adapter folder (`cfg.out/stage2/adapter`).
+    /// The PEFT adapter folder (`out/stage2/adapter`).
     pub adapter: PathBuf,
     /// First and last loss of this invocation (`None` when skipped).
     pub loss: Option<(f32, f32)>,
@@ -153,47 +124,16 @@ pub struct AdapterOutput {
 
 /// Stage II (or the CoT-free SFT baseline, by `[stage2] objective`): LoRA adapters on the
 /// target model trained towards the objective on the elicitation data, checkpointed and
-/// resumable, into `cfg.out/stage2/`.
+/// resumable, into `out/stage2/`.
 pub struct AdapterTraining<'a> {
     /// The run (target model, elicitation data, `[lora]`, `[stage2]`).
-    pub cfg: &'a PipelineConfig,
+    pub pipeline: &'a Pipeline,
     /// The SAE spliced in (a sparsify folder).
     pub sae_dir: PathBuf,
     /// Stage I's stamp: a new SAE makes a new adapter.
     pub sae_stamp: String,
-    /// The resolved folder of `cfg.target`.
+    /// The resolved folder of the target model.
     pub target_dir: PathBuf,
-}
-
-impl AdapterTraining<'_> {
-    /// The LoRA configuration of `[lora]`, named after the target model.
-    pub fn lora(&self) -> LoraConfig {
-        let cfg = self.cfg;
-        let targets: Vec<&str> = cfg.lora.targets.iter().map(String::as_str).collect();
-        let mut lora = LoraConfig::new(cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout, &targets);
-        lora.use_rslora = cfg.lora.use_rslora;
-        lora.base_model_name_or_path = Some(cfg.target.model.clone());
-        lora
-    }
-
-    /// The trainer's configuration of `[stage2]` and the run's seed.
-    pub fn tune_config(&self) -> TuneConfig {
-        let s = &self.cfg.stage2;
-        TuneConfig {
-            lr: s.lr,
-            schedule: s.schedule,
-            epochs: s.epochs,
-            max_steps: s.max_steps,
-            batch_size: s.batch_size,
-            grad_accum: s.grad_accum,
-            data_parallel: s.data_parallel,
-            seed: self.cfg.seed,
-            save_every: s.save_every,
-            out: self.cfg.out.join("stage2"),
-            resume: true,
-            ..TuneConfig::default()
-        }
-    }
 }
 
 impl<B: AutodiffBackend> Stage<B> for AdapterTraining<'_> {
@@ -204,17 +144,17 @@ impl<B: AutodiffBackend> Stage<B> for AdapterTraining<'_> {
     }
 
     fn stamp_file(&self) -> PathBuf {
-        self.cfg.out.join("stage2/done.json")
+        self.pipeline.out().join("stage2/done.json")
     }
 
     fn stamp(&self) -> Result<String> {
-        let c = self.cfg;
+        let c = self.pipeline.file();
         serde_json::to_string_pretty(&(&self.sae_stamp, &c.target, &c.data, &c.lora, &c.stage2, c.seed))
             .map_err(|e| Error::json("the Stage II stamp", e))
     }
 
     fn finished(&self) -> Option<AdapterOutput> {
-        let adapter = self.cfg.out.join("stage2/adapter");
+        let adapter = self.pipeline.out().join("stage2/adapter");
         adapter.is_dir().then_some(AdapterOutput { adapter, loss: None })
     }
 
@@ -224,19 +164,19 @@ impl<B: AutodiffBackend> Stage<B> for AdapterTraining<'_> {
         dtype: DType,
         on_event: &mut dyn FnMut(PipelineEvent<'_>),
     ) -> Result<AdapterOutput> {
-        let cfg = self.cfg;
-        let mut model = cfg.target.load::<B>(&self.target_dir, device, dtype)?;
-        let lora = self.lora();
-        resa_lora::attach(&mut model, &lora, cfg.seed)?;
+        let p = self.pipeline;
+        let mut model = p.target().load::<B>(&self.target_dir, device, dtype)?;
+        let lora = p.lora();
+        resa_lora::attach(&mut model, lora, p.tune().seed)?;
         let model = resa_lora::trainable(model);
         let sae = SparseCoder::<B>::load(&self.sae_dir, device)?;
-        let sae_tuning = SaeTuning::new(&sae, cfg.sae.hookpoint, cfg.stage2.sae_grad);
-        let objective: &dyn Objective<B> = match cfg.stage2.objective {
+        let sae_tuning = SaeTuning::new(&sae, p.hookpoint(), p.sae_grad());
+        let objective: &dyn Objective<B> = match p.objective() {
             ObjectiveKind::SaeTuning => &sae_tuning,
             ObjectiveKind::Sft => &Sft,
         };
-        let chunks = prepare_chunks(&cfg.data, &cfg.data.elicitation, &self.target_dir)?;
-        let (_, report) = train_adapters(model, &lora, objective, &chunks, &self.tune_config(), &mut |m| {
+        let chunks = prepare_chunks(p.data(), &p.data().elicitation, &self.target_dir)?;
+        let (_, report) = train_adapters(model, lora, objective, &chunks, p.tune(), &mut |m| {
             on_event(PipelineEvent::Stage2(m));
             true
         })?;
@@ -245,12 +185,12 @@ impl<B: AutodiffBackend> Stage<B> for AdapterTraining<'_> {
 }
 
 /// The adapter merged into the target model, written as a Hugging Face checkpoint in the
-/// target's stored dtype (with its tokenizer files) into `cfg.out/merged/`; its stamp lives
+/// target's stored dtype (with its tokenizer files) into `out/merged/`; its stamp lives
 /// beside it (`merged.done.json`), so the checkpoint folder holds only the checkpoint.
 pub struct Merge<'a> {
     /// The run.
-    pub cfg: &'a PipelineConfig,
-    /// The resolved folder of `cfg.target`.
+    pub pipeline: &'a Pipeline,
+    /// The resolved folder of the target model.
     pub target_dir: PathBuf,
     /// The adapter folder.
     pub adapter: PathBuf,
@@ -266,7 +206,7 @@ impl<B: AutodiffBackend> Stage<B> for Merge<'_> {
     }
 
     fn stamp_file(&self) -> PathBuf {
-        self.cfg.out.join("merged.done.json")
+        self.pipeline.out().join("merged.done.json")
     }
 
     fn stamp(&self) -> Result<String> {
@@ -274,14 +214,14 @@ impl<B: AutodiffBackend> Stage<B> for Merge<'_> {
     }
 
     fn finished(&self) -> Option<PathBuf> {
-        let merged = self.cfg.out.join("merged");
+        let merged = self.pipeline.out().join("merged");
         merged.join("config.json").is_file().then_some(merged)
     }
 
     fn run(&self, device: &B::Device, _dtype: DType, _on_event: &mut dyn FnMut(PipelineEvent<'_>)) -> Result<PathBuf> {
-        let merged = self.cfg.out.join("merged");
+        let merged = self.pipeline.out().join("merged");
         // The merge is one f32 product per adapted layer, whatever dtype Stage II ran in.
-        let mut model = self.cfg.target.load::<B::InnerBackend>(&self.target_dir, device, DType::F32)?;
+        let mut model = self.pipeline.target().load::<B::InnerBackend>(&self.target_dir, device, DType::F32)?;
         resa_lora::load_adapter(&mut model, &self.adapter)?;
         resa_lora::save_merged(model, &merged, resa_lora::base_dtype(&self.target_dir), Some(&self.target_dir))?;
         Ok(merged)

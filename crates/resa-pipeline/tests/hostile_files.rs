@@ -183,8 +183,8 @@ proptest! {
             .collect();
         let dir = tempfile::tempdir().expect("tmp");
         let p = write(dir.path(), "run.toml", text.as_bytes());
-        let _ = resa_pipeline::PipelineConfig::from_toml_file(&p);
+        let _ = resa_pipeline::PipelineFile::from_toml_file(&p);
         let p = write(dir.path(), "run.toml", &apply(good.as_bytes().to_vec(), &edits, usize::MAX));
-        let _ = resa_pipeline::PipelineConfig::from_toml_file(&p);
+        let _ = resa_pipeline::PipelineFile::from_toml_file(&p);
     }
 }

@@ -1,7 +1,7 @@
 //! A bad value anywhere in a run TOML is refused before any work starts, with the file, the
 //! table, the key, the value and what is allowed in the message.
 
-use resa_pipeline::{Error, PipelineConfig};
+use resa_pipeline::{Error, PipelineFile};
 
 const GOOD: &str = r#"
 out = "run"
@@ -48,11 +48,11 @@ fn with(table: &str, key: &str, value: &str) -> String {
     out
 }
 
-fn load(text: &str) -> Result<PipelineConfig, Error> {
+fn load(text: &str) -> Result<PipelineFile, Error> {
     let dir = tempfile::tempdir().expect("tmp");
     let path = dir.path().join("run.toml");
     std::fs::write(&path, text).expect("write");
-    PipelineConfig::from_toml_file(&path)
+    PipelineFile::from_toml_file(&path)
 }
 
 #[test]
@@ -197,4 +197,71 @@ fn a_cot_template_needs_rows_with_solutions() {
     // A CoT-free template reads every row.
     let free = chunk_dataset(&source(&Template::Reference, ReadOptions::default()), dir.path()).expect("chunks");
     assert_eq!(free.stats.rows, 40);
+}
+
+/// The typed pipeline: made only through the checks, holding the values the stages take.
+#[test]
+fn the_typed_pipeline_holds_what_the_stages_take() {
+    use resa_pipeline::{Pipeline, SaeSource};
+    use resa_qwen2::Hookpoint;
+    use resa_tune::LrSchedule;
+
+    let file = load(&with("stage2", "cosine", "[10, 0.1]")).expect("good");
+    let pipeline = Pipeline::try_from(file.clone()).expect("typed");
+    assert_eq!(pipeline.file(), &file, "the file form it keeps for the stamps is the one read");
+    assert_eq!(pipeline.hookpoint(), Hookpoint::Residual(12));
+    assert_eq!(
+        pipeline.sae(),
+        &SaeSource::Scratch {
+            num_latents: resa_sae::SaeInit::DEFAULT_LATENTS,
+            k: resa_sae::SaeInit::DEFAULT_K,
+            seed: 0
+        }
+    );
+    // The adapters: rank from the file, alpha and dropout the library's defaults, named
+    // after the target model.
+    let lora = pipeline.lora();
+    assert_eq!(lora.r, 32);
+    assert_eq!(lora.lora_alpha, resa_lora::LoraConfig::reference().lora_alpha);
+    assert_eq!(lora.lora_dropout, resa_lora::LoraConfig::reference().lora_dropout);
+    assert_eq!(lora.base_model_name_or_path.as_deref(), Some("m"));
+    // The trainer: the file's values, the run folder's stage2/, resumable, the run's seed.
+    let tune = pipeline.tune();
+    assert_eq!(tune.lr, 1e-6);
+    assert_eq!(tune.schedule, LrSchedule::Cosine { warmup_steps: 10, min_lr_ratio: 0.1 });
+    assert_eq!(tune.out, std::path::Path::new("run/stage2"));
+    assert!(tune.resume);
+    assert_eq!(tune.seed, resa_tune::TuneConfig::default().seed);
+    assert_eq!(tune.epochs, resa_tune::TuneConfig::default().epochs);
+    // Stage I: one SAE per hookpoint asked for, into the run folder's stage1/.
+    let stage1 = pipeline.stage1_options(&[Hookpoint::Residual(3), Hookpoint::Residual(5)]).expect("scratch trains");
+    assert_eq!(stage1.hookpoints, vec![Hookpoint::Residual(3), Hookpoint::Residual(5)]);
+    assert_eq!(stage1.out, std::path::Path::new("run/stage1"));
+    assert!(matches!(stage1.init, resa_sae::SaeInit::Scratch { k, .. } if k == resa_sae::SaeInit::DEFAULT_K));
+
+    // The SAE source is one value: the mode and its path together.
+    let mut finetune = file.clone();
+    finetune.sae.mode = resa_pipeline::pipeline::SaeMode::Finetune;
+    finetune.sae.path = Some("saes/x".into());
+    let typed = Pipeline::try_from(finetune).expect("finetune");
+    assert_eq!(typed.sae(), &SaeSource::Finetune { from: "saes/x".into() });
+    assert!(typed.sae().trains());
+    let mut pretrained = file.clone();
+    pretrained.sae.mode = resa_pipeline::pipeline::SaeMode::Pretrained;
+    pretrained.sae.path = Some("saes/y".into());
+    let typed = Pipeline::try_from(pretrained).expect("pretrained");
+    assert_eq!(typed.sae(), &SaeSource::Pretrained { path: "saes/y".into() });
+    assert!(typed.stage1_options(&[Hookpoint::Residual(12)]).is_none(), "a pretrained SAE has no Stage I");
+
+    // A file changed after it was read is checked again on the way to the typed form.
+    let mut bad = file.clone();
+    bad.stage2.lr = -1.0;
+    let err = Pipeline::new(bad, "edited.toml").expect_err("negative lr");
+    assert!(matches!(err, Error::Invalid { table: "stage2", key: "lr", .. }), "{err}");
+    assert!(err.to_string().contains("edited.toml"), "{err}");
+    let mut bad = file;
+    bad.sae.mode = resa_pipeline::pipeline::SaeMode::Pretrained;
+    bad.sae.path = None;
+    let err = Pipeline::try_from(bad).expect_err("pretrained without a path");
+    assert!(matches!(err, Error::Invalid { table: "sae", key: "path", .. }), "{err}");
 }

@@ -157,7 +157,7 @@ pub fn stage2_loss_with<B: Backend>(
     student_adapters: AdapterMode,
     head: Head,
 ) -> Result<Tensor<B, 1>> {
-    hookpoint.check(model.config().num_hidden_layers)?;
+    // The hookpoint is checked once, by the forward that splices at it.
     let splice = SaeSplice::new(sae, model.config().hidden_size)?;
     let teacher = model
         .forward(
@@ -203,8 +203,8 @@ pub fn stage2_loss_shared_prefix_with<B: Backend>(
     student_adapters: AdapterMode,
     head: Head,
 ) -> Result<Tensor<B, 1>> {
+    // Checked by the forward that captures at it.
     let hookpoint = Hookpoint::Residual(layer);
-    hookpoint.check(model.config().num_hidden_layers)?;
     let splice = SaeSplice::new(sae, model.config().hidden_size)?;
     let [b, s] = input_ids.dims();
     let out = model.forward(

@@ -174,3 +174,28 @@ fn setup_errors_are_typed() {
         .expect_err("no adapter");
     assert!(err.to_string().contains("no adapter"), "{err}");
 }
+
+/// The losses check the hookpoint once, in the forward that splices or captures there: a
+/// layer the model lacks is a typed hookpoint error, whichever loss is called.
+#[test]
+fn a_hookpoint_past_the_model_is_a_typed_error_from_either_loss() {
+    use burn::tensor::{Int, Tensor, TensorData};
+    use resa_qwen2::AdapterMode;
+    let device = Default::default();
+    let sae = sae();
+    let m = model(&lora());
+    let layers = m.config().num_hidden_layers;
+    let ids = || Tensor::<AD, 2, Int>::from_data(TensorData::new(vec![1i64; 8], [1, 8]), &device);
+    let plain =
+        resa_tune::stage2_loss(&m, &sae, Hookpoint::Residual(layers), SaeGrad::Detach, ids(), AdapterMode::Train);
+    let shared = resa_tune::stage2_loss_shared_prefix(&m, &sae, layers, ids(), AdapterMode::Train);
+    for (name, result) in [("plain", plain), ("shared prefix", shared)] {
+        match result {
+            Err(Error::Model(resa_qwen2::Error::Hookpoint { name: hp, .. })) => {
+                assert_eq!(hp, format!("layers.{layers}"))
+            }
+            Err(other) => panic!("{name}: {other}"),
+            Ok(_) => panic!("{name}: a hookpoint past the model was accepted"),
+        }
+    }
+}
