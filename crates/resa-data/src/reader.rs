@@ -174,6 +174,8 @@ fn rows_from_values(
     let malformed = |line: usize, message: String| Error::Malformed { path: path.to_path_buf(), line, message };
     let mut rows = Vec::with_capacity(values.len());
     let mut report = ReadReport::default();
+    // What the first skipped row held, for the message when no row is usable.
+    let mut first_skip: Option<String> = None;
     for (line, value) in values {
         let serde_json::Value::Object(obj) = value else {
             return Err(malformed(line, "expected a JSON object".into()));
@@ -190,6 +192,9 @@ fn rows_from_values(
                 return Err(missing("problem", &options.problem_keys));
             }
             report.missing_problem += 1;
+            first_skip.get_or_insert_with(|| {
+                format!("line {line}: `problem` {}", describe_field(&obj, &options.problem_keys))
+            });
             continue;
         };
         let Some(answer) = field(&obj, &options.answer_keys) else {
@@ -197,6 +202,8 @@ fn rows_from_values(
                 return Err(missing("answer", &options.answer_keys));
             }
             report.missing_answer += 1;
+            first_skip
+                .get_or_insert_with(|| format!("line {line}: `answer` {}", describe_field(&obj, &options.answer_keys)));
             continue;
         };
         let solution = field(&obj, &options.solution_keys);
@@ -207,8 +214,10 @@ fn rows_from_values(
         return Err(Error::Empty {
             path: path.to_path_buf(),
             reason: format!(
-                "{} without a problem, {} without an answer",
-                report.missing_problem, report.missing_answer
+                "{} without a problem, {} without an answer{}",
+                report.missing_problem,
+                report.missing_answer,
+                first_skip.map_or(String::new(), |f| format!("; the first skipped, {f}"))
             ),
         });
     }
