@@ -1,6 +1,7 @@
 //! Fault tests: Stage I (`resa train-sae`) and Stage II (`resa tune`) are killed with SIGKILL
 //! just before each rename of their checkpoint writes (`RESA_TEST_ABORT_AT_RENAME=K`, for
-//! every K until a run gets through), then resumed. Every resumed run must end with files
+//! every K until a run gets through), and at random moments of their run (a seeded draw;
+//! `RESA_FAULT_SEED` picks another), then resumed. Every resumed run must end with files
 //! bit-identical to an uninterrupted run's, each step once in `metrics.jsonl`, and no
 //! temporary left behind.
 
@@ -121,6 +122,72 @@ fn kill_at_every_rename(
     }
 }
 
+/// Kills `args` (writing into a fresh OUT) with SIGKILL after a random delay within the
+/// uninterrupted run's duration, `kills` times, each followed by a resume with
+/// `resume_args`; compares `compare` with the uninterrupted run's.
+fn kill_at_random_points(
+    name: &str,
+    args: &dyn Fn(&Path) -> Vec<String>,
+    resume_args: &dyn Fn(&Path) -> Vec<String>,
+    compare: &[&str],
+    metrics: (&str, Vec<u64>),
+    kills: usize,
+) {
+    let seed: u64 = std::env::var("RESA_FAULT_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(20261201);
+    let mut state = seed;
+    let mut draw = || {
+        // splitmix64
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        (z ^ (z >> 31)) as f64 / u64::MAX as f64
+    };
+    let tmp = tempfile::tempdir().expect("tmp");
+    let whole = tmp.path().join("whole");
+    let a = args(&whole);
+    let started = std::time::Instant::now();
+    let o = resa(&a.iter().map(String::as_str).collect::<Vec<_>>(), None);
+    let duration = started.elapsed();
+    assert!(o.status.success(), "{name} uninterrupted: {}", String::from_utf8_lossy(&o.stderr));
+    let (want, _) = snapshot(&whole, compare);
+    let mut killed = 0;
+    for i in 0..kills {
+        let out = tmp.path().join(format!("r{i}"));
+        let delay = duration.mul_f64(draw());
+        let a = args(&out);
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_resa"))
+            .args(&a)
+            .env_remove("RESA_TEST_ABORT_AT_RENAME")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn");
+        std::thread::sleep(delay);
+        // SIGKILL on Unix; a run that finished first is resumed all the same.
+        if child.try_wait().expect("wait").is_none() {
+            child.kill().expect("kill");
+            killed += 1;
+        }
+        child.wait().expect("reap");
+        let a = resume_args(&out);
+        let o = resa(&a.iter().map(String::as_str).collect::<Vec<_>>(), None);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{name} (seed {seed}, kill {i} after {delay:?}): resume failed: {err}");
+        let (got, temps) = snapshot(&out, compare);
+        assert!(temps.is_empty(), "{name} (seed {seed}, kill {i} after {delay:?}): temporaries left: {temps:?}");
+        for ((file, a), (_, b)) in want.iter().zip(&got) {
+            assert!(a == b, "{name} (seed {seed}, kill {i} after {delay:?}): {file} differs");
+        }
+        assert_eq!(steps(&out.join(metrics.0)), metrics.1, "{name} (seed {seed}, kill {i}): metrics.jsonl");
+        std::fs::remove_dir_all(&out).expect("rm");
+    }
+    eprintln!(
+        "{name}: {killed} of {kills} runs killed at random points (seed {seed}, run {duration:?}), all identical"
+    );
+    assert!(killed * 2 >= kills, "{name}: only {killed} of {kills} runs were still running when killed");
+}
+
 #[test]
 fn stage1_killed_at_every_rename_resumes_bit_identically() {
     let model = root().join("crates/resa-qwen2/tests/fixtures/tied_gqa_f32_old");
@@ -170,6 +237,14 @@ fn stage1_killed_at_every_rename_resumes_bit_identically() {
     );
     eprintln!("stage I: killed at each of {renames} renames, every resume identical");
     assert!(renames >= 20, "only {renames} renames: the checkpoint writes were not exercised");
+    kill_at_random_points(
+        "stage I",
+        &base,
+        &resume,
+        &["layers.1/sae.safetensors", "layers.1/cfg.json", "layers.2.mlp/sae.safetensors", "layers.2.mlp/cfg.json"],
+        ("metrics.jsonl", vec![0, 0, 1, 1, 2, 2, 3, 3]),
+        8,
+    );
 }
 
 #[test]
@@ -207,9 +282,9 @@ fn stage2_killed_at_every_rename_resumes_bit_identically() {
     std::fs::create_dir_all(&configs).expect("configs");
     let args = |out: &Path| -> Vec<String> {
         let file = configs.join(format!("{}.toml", out.file_name().and_then(|n| n.to_str()).unwrap_or("run")));
-        if !file.is_file() {
-            std::fs::write(&file, config(out)).expect("config");
-        }
+        // Written each time (the same text for a run and its resume; the random-kill runs
+        // reuse names of the every-rename runs in another temporary folder).
+        std::fs::write(&file, config(out)).expect("config");
         vec!["tune".into(), "--config".into(), file.display().to_string()]
     };
     // `resa tune` resumes by itself (the stage is redone from its newest checkpoint).
@@ -222,4 +297,12 @@ fn stage2_killed_at_every_rename_resumes_bit_identically() {
     );
     eprintln!("stage II: killed at each of {renames} renames, every resume identical");
     assert!(renames >= 10, "only {renames} renames: the checkpoint writes were not exercised");
+    kill_at_random_points(
+        "stage II",
+        &args,
+        &args,
+        &["stage2/adapter/adapter_model.safetensors", "stage2/adapter/adapter_config.json"],
+        ("stage2/metrics.jsonl", vec![1, 2, 3, 4]),
+        8,
+    );
 }
