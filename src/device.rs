@@ -21,6 +21,13 @@ pub enum DeviceSpec {
     Cuda(usize),
 }
 
+impl DeviceSpec {
+    /// Whether the backend computes on the host CPU (its memory is the machine's).
+    pub fn is_cpu(&self) -> bool {
+        matches!(self, DeviceSpec::Cpu | DeviceSpec::NdArray)
+    }
+}
+
 impl FromStr for DeviceSpec {
     type Err = String;
 
@@ -246,5 +253,45 @@ mod tests {
             let err = run(DeviceSpec::Cuda(2)).expect_err("no cuda in this build").to_string();
             assert!(err.contains("`cuda:2` is not available") && err.contains("--features"), "{err}");
         }
+    }
+}
+
+/// `--memory-limit GIB` / `--no-memory-check`: the memory one Stage II step may use, checked
+/// before any stage starts.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct MemoryArgs {
+    /// The memory one Stage II step may use, GiB; checked before Stage I starts (default on
+    /// the CPU backends: what this machine has available, Linux `MemAvailable`; on a GPU no
+    /// check unless given — the estimate is logged).
+    #[arg(long, value_name = "GIB", conflicts_with = "no_memory_check")]
+    pub memory_limit: Option<f64>,
+    /// Skip the memory check (the estimate is still logged).
+    #[arg(long)]
+    pub no_memory_check: bool,
+}
+
+impl MemoryArgs {
+    /// The limit for `device`: the one given, else on a CPU backend the memory available.
+    pub fn limit(&self, device: DeviceSpec) -> Result<Option<resa_pipeline::MemoryLimit>, String> {
+        use resa_pipeline::MemoryLimit;
+        Ok(match (self.memory_limit, self.no_memory_check) {
+            (_, true) => None,
+            (Some(gib), false) => {
+                if !(gib.is_finite() && gib > 0.0) {
+                    return Err(format!("--memory-limit {gib}: a positive number of GiB"));
+                }
+                Some(MemoryLimit {
+                    bytes: (gib * (1u64 << 30) as f64) as u64,
+                    source: "given with --memory-limit".into(),
+                    shared_by_replicas: device.is_cpu(),
+                })
+            }
+            (None, false) if device.is_cpu() => resa_tune::memory::available_host_memory().map(|bytes| MemoryLimit {
+                bytes,
+                source: "available on this machine (MemAvailable)".into(),
+                shared_by_replicas: true,
+            }),
+            (None, false) => None,
+        })
     }
 }

@@ -332,3 +332,63 @@ fn a_diverging_stage2_stops_with_the_step_recorded() {
     assert!(metrics.lines().count() >= 1 && last["step"].as_u64().is_some(), "{metrics}");
     assert!(!tmp.path().join("run/stage2/adapter").exists(), "a diverged run published an adapter: {err}");
 }
+
+/// A Stage II step that cannot fit is refused before Stage I, with the bound, its parts and
+/// the limit (a 32k-token context on a 1.5B model: the attention probabilities alone are
+/// tens of GiB); only the target's `config.json` is read.
+#[test]
+fn a_stage2_step_that_cannot_fit_is_refused_before_stage1() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let model = tmp.path().join("model");
+    std::fs::create_dir_all(&model).expect("mkdir");
+    let cfg = resa::bench::r1_distill_15b();
+    let config = serde_json::json!({
+        "architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "vocab_size": cfg.vocab_size,
+        "hidden_size": cfg.hidden_size, "intermediate_size": cfg.intermediate_size,
+        "num_hidden_layers": cfg.num_hidden_layers, "num_attention_heads": cfg.num_attention_heads,
+        "num_key_value_heads": cfg.num_key_value_heads, "max_position_embeddings": cfg.max_position_embeddings,
+        "rms_norm_eps": 1e-6, "rope_theta": 10000.0, "tie_word_embeddings": false, "hidden_act": "silu",
+        "use_sliding_window": false, "torch_dtype": "bfloat16"
+    });
+    std::fs::write(model.join("config.json"), config.to_string()).expect("config");
+    let data = tmp.path().join("data.jsonl");
+    std::fs::write(&data, "{\"problem\": \"1+1\", \"answer\": \"2\"}\n").expect("write");
+    let text = format!(
+        "out = \"{out}\"\n[source]\nmodel = \"{m}\"\n[target]\nmodel = \"{m}\"\n[data]\ntrigger = \"{d}\"\n\
+         elicitation = \"{d}\"\nctx_len = 32768\n[sae]\nmode = \"scratch\"\nhookpoint = \"layers.12\"\n",
+        out = tmp.path().join("run").display(),
+        m = model.display(),
+        d = data.display(),
+    );
+    let path = tmp.path().join("run.toml");
+    std::fs::write(&path, text).expect("write");
+
+    // The library: the variant, with the bound above the limit.
+    let limit = resa::pipeline::MemoryLimit { bytes: 16 << 30, source: "given".into(), shared_by_replicas: true };
+    let pipeline = resa::pipeline::Pipeline::from_toml_file(&path).expect("valid").with_memory_limit(Some(limit));
+    match pipeline.check_memory(&cfg, DType::BF16, "run.toml") {
+        Err(resa::pipeline::Error::Memory { needed, ctx_len: 32768, .. }) => assert!(needed > 16 << 30, "{needed}"),
+        other => panic!("expected Error::Memory, got {other:?}"),
+    }
+    // The same pipeline at 2,048 tokens is within 16 GiB by the bound.
+    let mut file = pipeline.file().clone();
+    file.data.ctx_len = 2048;
+    let short = resa::pipeline::Pipeline::new(file, "run.toml")
+        .expect("valid")
+        .with_memory_limit(pipeline.memory_limit().cloned());
+    let estimate = short.check_memory(&cfg, DType::BF16, "run.toml").expect("fits");
+    assert!(estimate.total() < 16 << 30, "{estimate}");
+
+    // The command: refused with the limit given, and by default on the CPU (what the
+    // machine has available), before anything is written.
+    let o = resa(&["tune", "--config", s(&path), "--dtype", "bf16", "--memory-limit", "16"]);
+    refused(
+        &o,
+        &["one Stage II step needs at least", "GiB", "16.00 GiB given with --memory-limit", "[data] ctx_len (32768)"],
+    );
+    let o = resa(&["tune", "--config", s(&path), "--dtype", "bf16"]);
+    refused(&o, &["one Stage II step needs at least", "available on this machine (MemAvailable)"]);
+    assert!(!tmp.path().join("run").exists(), "nothing written before the refusal");
+    let o = resa(&["tune", "--config", s(&path), "--memory-limit", "0"]);
+    refused(&o, &["--memory-limit 0: a positive number of GiB"]);
+}

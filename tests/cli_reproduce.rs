@@ -111,6 +111,23 @@ fn every_experiment_lists_plans_and_runs_tiny() {
     let o = resa(&["reproduce", "resa-still-v5", "--tiny", "--runs", runs_arg]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success() && err.contains("stage II: up to date"), "{err}");
+
+    // Every tune stage's Stage II step is checked against the memory limit before any stage
+    // runs (here a limit no step fits in; the message names the experiment and the stage).
+    let fresh = tmp.path().join("fresh");
+    let o = resa(&[
+        "reproduce",
+        "resa-still-v5",
+        "--tiny",
+        "--runs",
+        fresh.to_str().expect("utf8"),
+        "--memory-limit",
+        "0.0001",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("resa-still-v5.toml") && err.contains("one Stage II step needs at least"), "{err}");
+    assert!(!fresh.join("resa-still-v5/stage1").exists(), "a stage ran before the check: {err}");
 }
 
 fn write(dir: &Path, name: &str, text: &str) {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::bail;
 use burn::tensor::backend::Backend;
-use resa::device::ComputeArgs;
+use resa::device::{ComputeArgs, MemoryArgs};
 use resa::eval::TaskSources;
 use resa::pipeline::PipelineEvent;
 use resa::pipeline::engine::{EngineKind, EngineOptions, VllmOptions};
@@ -84,6 +84,9 @@ pub struct ReproduceArgs {
     /// The OpenAI client (--endpoint is used by --engine endpoint).
     #[command(flatten)]
     pub client: super::eval::ClientArgs,
+    /// The memory check of each Stage II step (before any stage of an experiment runs).
+    #[command(flatten)]
+    pub memory: MemoryArgs,
     /// Where and in which dtype to compute.
     #[command(flatten)]
     pub compute: ComputeArgs,
@@ -159,7 +162,14 @@ fn reproduce<B: Backend>(args: &ReproduceArgs, chosen: &[&Experiment], device: &
     if !(args.vllm_startup_timeout.is_finite() && args.vllm_startup_timeout > 0.0) {
         bail!("--vllm-startup-timeout {}: must be a positive number of seconds", args.vllm_startup_timeout);
     }
-    let opts = RunOptions { dtype: args.compute.dtype, sources, tiny_eval: args.tiny.then_some((4, 24)), engine };
+    let memory_limit = args.memory.limit(args.compute.device).map_err(anyhow::Error::msg)?;
+    let opts = RunOptions {
+        dtype: args.compute.dtype,
+        sources,
+        tiny_eval: args.tiny.then_some((4, 24)),
+        engine,
+        memory_limit,
+    };
     let rate = args.gpu_seconds_per_step.unwrap_or(resa::reproduce::PAPER_STAGE2_GPU_SECONDS_PER_STEP);
     if !(rate.is_finite() && rate > 0.0) {
         bail!("--gpu-seconds-per-step {rate}: must be a positive number of seconds");

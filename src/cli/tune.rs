@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use burn::backend::Autodiff;
 use burn::tensor::{DType, backend::Backend};
-use resa::device::ComputeArgs;
+use resa::device::{ComputeArgs, MemoryArgs};
 use resa::pipeline::pipeline::ObjectiveKind;
 use resa::pipeline::{Pipeline, PipelineEvent, PipelineFile, run_pipeline};
 use resa::with_backend;
@@ -37,6 +37,9 @@ pub struct TuneArgs {
     /// (`--device cuda:0 --data-parallel 4` uses cuda:0…cuda:3); overrides `stage2.data_parallel`.
     #[arg(long)]
     pub data_parallel: Option<usize>,
+    /// The memory check of one Stage II step.
+    #[command(flatten)]
+    pub memory: MemoryArgs,
     /// Where and in which dtype to compute.
     #[command(flatten)]
     pub compute: ComputeArgs,
@@ -63,7 +66,8 @@ pub fn run(args: TuneArgs) -> anyhow::Result<()> {
     }
     // Everything a run needs is checked before it starts (the overrides included).
     let file = args.config.display().to_string();
-    let pipeline = Pipeline::new(cfg, &file)?;
+    let limit = args.memory.limit(args.compute.device).map_err(anyhow::Error::msg)?;
+    let pipeline = Pipeline::new(cfg, &file)?.with_memory_limit(limit);
     pipeline.validate_models(&file)?;
     let spec = args.compute.device;
     with_backend!(spec, |B, device| { tune::<B>(&pipeline, &device, args.compute.dtype) })

@@ -39,6 +39,28 @@ pub enum Error {
         /// What is allowed.
         allowed: String,
     },
+    /// One Stage II step needs more memory than the limit, found before any stage starts.
+    #[error(
+        "{file}: one Stage II step needs {estimate}, more than the {limit_gib:.2} GiB {limit_source}; lower [data] \
+         ctx_len ({ctx_len}) or [stage2] batch_size ({batch_size}), compute in bf16, or set the limit yourself \
+         (--memory-limit GiB; --no-memory-check skips this)"
+    )]
+    Memory {
+        /// The configuration.
+        file: String,
+        /// The estimate with its parts ([`resa_tune::MemoryEstimate`]'s text).
+        estimate: String,
+        /// The bound, bytes.
+        needed: u64,
+        /// The limit, GiB.
+        limit_gib: f64,
+        /// Where the limit comes from ("available on this machine (MemAvailable)", "given").
+        limit_source: String,
+        /// `[data] ctx_len`.
+        ctx_len: usize,
+        /// `[stage2] batch_size`.
+        batch_size: usize,
+    },
     /// An experiment file (`configs/NAME.toml`) is inconsistent.
     #[error("{path}: {message}")]
     Experiment {

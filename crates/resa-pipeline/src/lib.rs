@@ -13,5 +13,5 @@ pub mod toy_model;
 
 pub use error::{Error, Result};
 pub use evaluation::{Evaluation, RemoteEvaluation, load_tasks};
-pub use pipeline::{Pipeline, PipelineEvent, PipelineFile, PipelineReport, SaeSource, run_pipeline};
+pub use pipeline::{MemoryLimit, Pipeline, PipelineEvent, PipelineFile, PipelineReport, SaeSource, run_pipeline};
 pub use stage::{AdapterTraining, Merge, SaeTraining, Stage, run_stage};

@@ -36,7 +36,7 @@ use resa_data::{ChunkOptions, ReadOptions, Template, chunk_texts, load_dataset};
 use resa_lora::LoraConfig;
 use resa_qwen2::{Hookpoint, Qwen2ForCausalLM, Tokenizer, hub};
 use resa_sae::{SaeInit, Stage1Options, TrainConfig as SaeTrainConfig};
-use resa_tune::{LrSchedule, SaeGrad, StepMetrics, TuneConfig};
+use resa_tune::{LrSchedule, MemoryEstimate, SaeGrad, Stage2Shape, StepMetrics, TuneConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -564,6 +564,20 @@ pub struct Pipeline {
     sae: SaeSource,
     lora: LoraConfig,
     tune: TuneConfig,
+    memory_limit: Option<MemoryLimit>,
+}
+
+/// The memory one Stage II step may use, checked before any stage starts
+/// ([`Pipeline::with_memory_limit`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemoryLimit {
+    /// Bytes.
+    pub bytes: u64,
+    /// Where the figure comes from, for the message ("available on this machine
+    /// (MemAvailable)", "given with --memory-limit").
+    pub source: String,
+    /// Whether data-parallel replicas share this memory (CPU backends: one host).
+    pub shared_by_replicas: bool,
 }
 
 impl Pipeline {
@@ -597,7 +611,7 @@ impl Pipeline {
             resume: true,
             ..TuneConfig::default()
         };
-        Ok(Pipeline { file, sae, lora, tune })
+        Ok(Pipeline { file, sae, lora, tune, memory_limit: None })
     }
 
     /// Reads a TOML file and checks every value.
@@ -692,6 +706,76 @@ impl Pipeline {
     /// The checks that need the models' `config.json` ([`PipelineFile::validate_models`]).
     pub fn validate_models(&self, name: &str) -> Result<()> {
         self.file.validate_models(name)
+    }
+
+    /// Checks one Stage II step against `limit` before any stage starts ([`run_pipeline`]
+    /// refuses the run with [`Error::Memory`] when the step's lower bound is above it).
+    pub fn with_memory_limit(mut self, limit: Option<MemoryLimit>) -> Self {
+        self.memory_limit = limit;
+        self
+    }
+
+    /// The memory limit set, if any.
+    pub fn memory_limit(&self) -> Option<&MemoryLimit> {
+        self.memory_limit.as_ref()
+    }
+
+    /// A lower bound of one Stage II step's memory on the target model of `target`
+    /// (its `config.json`) in `dtype` ([`resa_tune::memory`]), for one replica. The SAE is
+    /// counted when its `cfg.json` can be read locally (scratch: `[sae] num_latents`).
+    pub fn stage2_memory(&self, target: &resa_qwen2::Qwen2Config, dtype: DType) -> MemoryEstimate {
+        let hookpoint = self.hookpoint();
+        let sae = match (self.objective(), &self.sae) {
+            (ObjectiveKind::Sft, _) => None,
+            (ObjectiveKind::SaeTuning, SaeSource::Scratch { num_latents, .. }) => {
+                Some((target.hidden_size, *num_latents))
+            }
+            (ObjectiveKind::SaeTuning, SaeSource::Finetune { from: path } | SaeSource::Pretrained { path }) => {
+                let dir = Path::new(path);
+                [dir.join(hookpoint.to_string()), dir.to_path_buf()]
+                    .iter()
+                    .find_map(|d| resa_sae::SaeConfig::from_file(d.join("cfg.json")).ok())
+                    .map(|c| (target.hidden_size, c.latents()))
+                    .or(Some((target.hidden_size, 0)))
+            }
+        };
+        let shared_prefix = self.objective() == ObjectiveKind::SaeTuning
+            && self.sae_grad() == SaeGrad::Detach
+            && matches!(hookpoint, Hookpoint::Residual(_));
+        let student_from = if shared_prefix { hookpoint.layer() + 1 } else { 0 };
+        resa_tune::stage2_memory(&Stage2Shape {
+            model: target.clone(),
+            lora: self.lora.clone(),
+            seq_len: self.file.data.ctx_len,
+            micro_batch: self.file.stage2.batch_size,
+            dtype_bytes: if matches!(dtype, DType::F32 | DType::Flex32) { 4 } else { 2 },
+            sae,
+            student_from,
+            head: None,
+        })
+    }
+
+    /// [`Pipeline::stage2_memory`] against the limit set (nothing without one); the bound
+    /// is multiplied by the replicas when they share the limit's memory.
+    pub fn check_memory(&self, target: &resa_qwen2::Qwen2Config, dtype: DType, name: &str) -> Result<MemoryEstimate> {
+        let estimate = self.stage2_memory(target, dtype);
+        let Some(limit) = &self.memory_limit else { return Ok(estimate) };
+        let replicas = if limit.shared_by_replicas { self.tune.data_parallel.max(1) as u64 } else { 1 };
+        let needed = estimate.total().saturating_mul(replicas);
+        if needed > limit.bytes {
+            let text =
+                if replicas > 1 { format!("{estimate}, times {replicas} replicas") } else { estimate.to_string() };
+            return Err(Error::Memory {
+                file: name.to_string(),
+                estimate: text,
+                needed,
+                limit_gib: limit.bytes as f64 / (1u64 << 30) as f64,
+                limit_source: limit.source.clone(),
+                ctx_len: self.file.data.ctx_len,
+                batch_size: self.file.stage2.batch_size,
+            });
+        }
+        Ok(estimate)
     }
 }
 
@@ -922,6 +1006,11 @@ pub fn run_pipeline<B: AutodiffBackend>(
     let source_dir = hub::resolve_model(&cfg.source.model)?;
     let target_dir = hub::resolve_model(&cfg.target.model)?;
     cfg.validate_against_models("run configuration", &source_dir, &target_dir)?;
+    // One Stage II step must fit before Stage I spends its hours.
+    if let Ok(target) = resa_qwen2::Qwen2Config::from_file(target_dir.join("config.json")) {
+        let estimate = pipeline.check_memory(&target, dtype, "run configuration")?;
+        tracing::info!(%estimate, "one Stage II step");
+    }
     std::fs::create_dir_all(&cfg.out).map_err(|e| Error::io(&cfg.out, e))?;
 
     // Stage I (none for a pretrained SAE).

@@ -15,7 +15,9 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use crate::pipeline::{ModelRef, ObjectiveKind, Pipeline, PipelineEvent, PipelineFile, SaeMode, run_stage1};
+use crate::pipeline::{
+    MemoryLimit, ModelRef, ObjectiveKind, Pipeline, PipelineEvent, PipelineFile, SaeMode, run_stage1,
+};
 use burn::backend::Autodiff;
 use burn::module::Param;
 use burn::tensor::{DType, Distribution, Tensor, backend::Backend};
@@ -635,6 +637,9 @@ pub struct RunOptions {
     pub tiny_eval: Option<(usize, usize)>,
     /// The evaluation engine and its settings.
     pub engine: EngineOptions,
+    /// The memory one Stage II step may use, checked for every tune stage before the first
+    /// stage runs ([`check_memory`]).
+    pub memory_limit: Option<MemoryLimit>,
 }
 
 impl RunOptions {
@@ -642,6 +647,22 @@ impl RunOptions {
     pub fn engine_of(&self, exp: &Experiment) -> EngineKind {
         self.engine.kind.unwrap_or(exp.eval.engine)
     }
+}
+
+/// Checks, before any stage runs, that one Stage II step of every tune stage of `stages`
+/// fits in `opts.memory_limit` (nothing without a limit); the target models' `config.json`
+/// are read, no weights.
+pub fn check_memory(exp: &Experiment, stages: &[Stage], opts: &RunOptions) -> Result<()> {
+    let Some(limit) = &opts.memory_limit else { return Ok(()) };
+    for stage in stages {
+        if let Stage::Tune { label, cfg } = stage {
+            let dir = hub::resolve_model(&cfg.target().model)?;
+            let target = resa_qwen2::Qwen2Config::from_file(dir.join("config.json"))?;
+            let name = format!("{}.toml ({label})", exp.name);
+            cfg.clone().with_memory_limit(Some(limit.clone())).check_memory(&target, opts.dtype, &name)?;
+        }
+    }
+    Ok(())
 }
 
 /// Checks, before any stage runs, that the engine can evaluate `stages`: vLLM's program is
@@ -713,6 +734,7 @@ pub fn run<B: Backend>(
     on_event: &mut dyn FnMut(RunEvent<'_>),
 ) -> Result<Vec<ResultRow>> {
     check_engine(exp, stages, opts)?;
+    check_memory(exp, stages, opts)?;
     let engine = opts.engine_of(exp);
     let mut rows = Vec::new();
     let mut feature_counts: BTreeMap<String, usize> = BTreeMap::new();

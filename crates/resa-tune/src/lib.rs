@@ -3,12 +3,14 @@
 pub mod error;
 pub mod full;
 pub mod lora_grads;
+pub mod memory;
 pub mod objective;
 pub mod stage2;
 pub mod train;
 
 pub use error::{Error, Result};
 pub use lora_grads::lora_gradients;
+pub use memory::{MemoryEstimate, Stage2Shape, stage2_memory};
 pub use objective::{Objective, SaeTuning, Sft};
 pub use stage2::{
     Head, SaeGrad, SaeSplice, causal_lm_loss, kl_batchmean, kl_batchmean_from_hidden, prefix_adapters_are_zero,
