@@ -14,6 +14,7 @@ pub mod reproduce;
 pub mod sae;
 pub mod serve;
 pub mod toy_model;
+pub mod toy_tina;
 pub mod train_sae;
 pub mod tune;
 
@@ -60,6 +61,8 @@ pub enum Command {
     Features(Box<features::FeaturesArgs>),
     /// Train the built-in toy reasoning model from scratch (`cargo xtask toy-model`).
     ToyModel(toy_model::ToyModelArgs),
+    /// LoRA-GRPO on the toy model (a toy Tina), evaluated against the base, paired.
+    ToyTina(Box<toy_tina::ToyTinaArgs>),
     /// Diagnostics for comparing with the reference implementations (`resa debug stage2-step`).
     #[command(subcommand)]
     Debug(debug::DebugCommand),
@@ -82,6 +85,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(args) => bench::run(args),
         Command::Features(args) => features::run(*args),
         Command::ToyModel(args) => toy_model::run(args),
+        Command::ToyTina(args) => toy_tina::run(*args),
         Command::TrainSae(args) => train_sae::run(*args),
         Command::Sae(cmd) => sae::run(cmd),
         Command::Debug(cmd) => debug::run(cmd),

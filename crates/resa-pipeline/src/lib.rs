@@ -8,6 +8,7 @@ pub mod evaluation;
 pub mod features;
 pub mod pipeline;
 pub mod reproduce;
+pub mod rl;
 pub mod stage;
 pub mod toy_model;
 

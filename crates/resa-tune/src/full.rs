@@ -191,6 +191,7 @@ where
             grad_norm: grad_norm as f32,
             tokens,
             tokens_per_second: tokens as f64 / t0.elapsed().as_secs_f64().max(1e-9),
+            objective: Default::default(),
         };
         if !on_step(&m) {
             break;

@@ -2,6 +2,7 @@
 
 pub mod error;
 pub mod full;
+pub mod grpo;
 pub mod lora_grads;
 pub mod memory;
 pub mod objective;
@@ -9,6 +10,7 @@ pub mod stage2;
 pub mod train;
 
 pub use error::{Error, Result};
+pub use grpo::{Grpo, GrpoConfig};
 pub use lora_grads::lora_gradients;
 pub use memory::{MemoryEstimate, Stage2Shape, stage2_memory};
 pub use objective::{Objective, SaeTuning, Sft};

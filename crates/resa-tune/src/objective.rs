@@ -28,8 +28,21 @@ pub trait Objective<B: AutodiffBackend>: Send + Sync {
         Ok(())
     }
 
+    /// Called before each optimizer step's micro-batches with the step's index (0-based; a
+    /// resumed run calls it with the steps it repeats), e.g. to seed sampling inside the loss
+    /// so that a resumed run draws what the uninterrupted one did. Default: nothing.
+    fn begin_step(&self, step: u64) {
+        let _ = step;
+    }
+
     /// The scalar loss of `input_ids` `[batch, seq]`, to be minimised.
     fn loss(&self, model: &Qwen2ForCausalLM<B>, input_ids: Tensor<B, 2, Int>) -> Result<Tensor<B, 1>>;
+
+    /// What the objective measured since the last call (named values), added to the step's
+    /// metrics line after each step. Default: nothing.
+    fn step_metrics(&self) -> Vec<(&'static str, f64)> {
+        Vec::new()
+    }
 
     /// The same objective with its tensors on `device` (a data-parallel replica).
     fn to_device(&self, device: &B::Device) -> Box<dyn Objective<B> + '_>;

@@ -145,7 +145,7 @@ impl TuneConfig {
 }
 
 /// What one optimizer step measured.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StepMetrics {
     /// Optimizer steps done.
     pub step: u64,
@@ -163,6 +163,10 @@ pub struct StepMetrics {
     pub tokens: usize,
     /// Throughput of the step.
     pub tokens_per_second: f64,
+    /// What the objective measured in the step ([`Objective::step_metrics`]: GRPO's reward,
+    /// KL, completion length), written as further fields of the metrics line.
+    #[serde(flatten)]
+    pub objective: std::collections::BTreeMap<String, f64>,
 }
 
 /// What a finished run produced.
@@ -362,6 +366,7 @@ pub fn train_adapters<B: AutodiffBackend>(
         let t0 = Instant::now();
         // Dropout masks depend on the step alone, so a resumed run draws the same ones.
         B::seed(&device, cfg.seed.wrapping_add(step));
+        objective.begin_step(step);
         let first = step as usize * micro_per_step;
         let last_micro = first + micro_per_step - 1;
         // Micro-batch `first + j` goes to replica `j % data_parallel`.
@@ -390,6 +395,7 @@ pub fn train_adapters<B: AutodiffBackend>(
             grad_norm,
             tokens,
             tokens_per_second: 0.0,
+            objective: objective.step_metrics().into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
         };
         let (loss_sum, grads) = match replicas.gradients(&model, objective, work, shape, micro_per_step, step) {
             Ok(r) => r,
@@ -465,6 +471,7 @@ pub fn train_adapters<B: AutodiffBackend>(
             grad_norm,
             tokens,
             tokens_per_second: tokens as f64 / t0.elapsed().as_secs_f64().max(1e-9),
+            objective: objective.step_metrics().into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
         };
         let mut line = serde_json::to_string(&m).map_err(|e| Error::Setup(e.to_string()))?;
         line.push('\n');

@@ -43,7 +43,7 @@ fn train(steps: u64, max_grad_norm: f64) -> (Qwen2ForCausalLM<AD>, Vec<StepMetri
     };
     let mut seen = Vec::new();
     let m = train_full(base(), &pattern_chunks(16, 24), &cfg, &mut |m| {
-        seen.push(*m);
+        seen.push(m.clone());
         true
     })
     .expect("trains");
