@@ -32,7 +32,7 @@ pub use resa_features as features;
 pub use resa_grade as grade;
 pub use resa_lora as lora;
 pub use resa_pipeline as pipeline;
-pub use resa_pipeline::{bench, demo, reproduce, toy_model};
+pub use resa_pipeline::{bench, demo, reproduce, rl, toy_model, toy_paper};
 pub use resa_qwen2 as qwen2;
 pub use resa_sae as sae;
 pub use resa_serve as serve;

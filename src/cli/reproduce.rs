@@ -12,6 +12,7 @@ use resa::pipeline::engine::{EngineKind, EngineOptions, VllmOptions};
 use resa::reproduce::{
     Experiment, RunEvent, RunOptions, TinyAssets, check_engine, describe, list, list_json, load_experiments, plan, run,
 };
+use resa::toy_paper::{ToyPaperConfig, ToyPaperEvent, run_toy_paper};
 use resa::with_backend;
 
 /// Arguments of `resa reproduce`.
@@ -40,6 +41,12 @@ pub struct ReproduceArgs {
     /// Run on the built-in toy model with toy data and shrunken steps (CPU, seconds).
     #[arg(long)]
     pub tiny: bool,
+    /// `toy-paper` only: the reduced run (every table, few steps and problems; CI).
+    #[arg(long)]
+    pub quick: bool,
+    /// `toy-paper` only: its output folder (default `runs/toy-paper`).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
     /// Folder of experiment files.
     #[arg(long, default_value = "configs")]
     pub configs: PathBuf,
@@ -105,6 +112,20 @@ pub enum EngineArg {
 
 /// Runs the command.
 pub fn run_command(args: ReproduceArgs) -> anyhow::Result<()> {
+    if args.name.as_deref() == Some(TOY_PAPER) && !args.list {
+        let mut cfg = ToyPaperConfig { model: args.toy_model.clone(), ..ToyPaperConfig::default() };
+        if args.quick {
+            cfg = cfg.quick();
+        }
+        if let Some(out) = &args.out {
+            cfg.out = out.clone();
+        }
+        let spec = args.compute.device;
+        return with_backend!(spec, |B, device| { toy_paper::<B>(&cfg, &device) });
+    }
+    if args.quick || args.out.is_some() {
+        bail!("--quick and --out belong to `resa reproduce toy-paper`");
+    }
     let experiments = load_experiments(&args.configs)?;
     if args.list || args.name.is_none() {
         if args.json {
@@ -129,6 +150,44 @@ pub fn run_command(args: ReproduceArgs) -> anyhow::Result<()> {
     };
     let spec = args.compute.device;
     with_backend!(spec, |B, device| { reproduce::<B>(&args, &chosen, &device) })
+}
+
+/// The toy paper's name on the command line (not a file of configs/: it composes its runs).
+const TOY_PAPER: &str = "toy-paper";
+
+fn toy_paper<B: Backend>(cfg: &ToyPaperConfig, device: &B::Device) -> anyhow::Result<()> {
+    let mut progress = super::progress::Reporter::new();
+    let report = run_toy_paper::<B>(cfg, device, &mut |e| match e {
+        ToyPaperEvent::Begin(part) => {
+            progress.finish();
+            progress.message(&format!("== {part}"));
+        }
+        ToyPaperEvent::Rl(m) => {
+            let reward = m.objective.get("reward").copied().unwrap_or(f64::NAN);
+            progress.update("  grpo    ", m.step, m.total, &format!("reward {reward:.3}"));
+        }
+        ToyPaperEvent::Pipeline(PipelineEvent::Stage1 { step, total, fvu }) => {
+            progress.update("  stage I ", step, total, &format!("fvu {fvu:.4}"));
+        }
+        ToyPaperEvent::Pipeline(PipelineEvent::Stage2(m)) => {
+            progress.update("  stage II", m.step, m.total, &format!("loss {:.4}", m.loss));
+        }
+        ToyPaperEvent::Pipeline(PipelineEvent::Skipped(stage)) => {
+            progress.message(&format!("  {stage}: up to date, skipped"));
+        }
+        ToyPaperEvent::Eval(p) => {
+            progress.update("  eval    ", p.done as u64, p.total as u64, &format!("{} right", p.correct));
+        }
+    })?;
+    drop(progress);
+    println!("{}", std::fs::read_to_string(cfg.out.join("report.md"))?);
+    let held = report.claims.iter().filter(|c| c.holds).count();
+    eprintln!(
+        "{held} of {} claims hold at toy scale; report: {}",
+        report.claims.len(),
+        cfg.out.join("report.md").display()
+    );
+    Ok(())
 }
 
 fn reproduce<B: Backend>(args: &ReproduceArgs, chosen: &[&Experiment], device: &B::Device) -> anyhow::Result<()> {

@@ -11,6 +11,7 @@ pub mod reproduce;
 pub mod rl;
 pub mod stage;
 pub mod toy_model;
+pub mod toy_paper;
 
 pub use error::{Error, Result};
 pub use evaluation::{Evaluation, RemoteEvaluation, load_tasks};

@@ -1,0 +1,667 @@
+//! The paper's central claim in miniature (`resa reproduce toy-paper`): on the toy model, an
+//! RL-trained source (a toy Tina, [`crate::rl`]) and the toy analogues of Tables 3, 4 and 6
+//! — SAE-Tuning with the RL source's SAE into the untouched base, CoT-free and CoT-based
+//! SFT, the SAE's training mode, the source's RL checkpoint, and the hookpoint layer with
+//! the source's reasoning-feature counts and both layer mixtures. Every model is evaluated on
+//! the same held-out problems with the same sampling seeds, so each of the paper's claims is
+//! a paired comparison, reported as holding or not at toy scale — whatever it shows.
+//!
+//! Writes `report.md`, `report.json` (`rows`, `claims`: a stable shape), `figures/` and every
+//! stage's artifacts under the output folder; a rerun reuses every finished stage.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::backend::Autodiff;
+use burn::tensor::{DType, backend::Backend};
+use resa_data::Template;
+use resa_data::toy::{self, ToyWorld};
+use resa_qwen2::Hookpoint;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::evaluation::Evaluation;
+use crate::pipeline::{
+    DataSection, LoraSection, ModelRef, ObjectiveKind, Pipeline, PipelineEvent, PipelineFile, SaeMode, SaeSection,
+    Stage2Section, run_pipeline, run_stage1,
+};
+use crate::rl::{Paired, ToyEvalConfig, ToyTinaConfig, paired, train_toy_tina};
+
+/// Settings of the toy paper.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToyPaperConfig {
+    /// The toy model (the base: Table 3's R1-Distill).
+    pub model: PathBuf,
+    /// Output folder.
+    pub out: PathBuf,
+    /// Seed of the data, the SAEs, the adapters and the samples.
+    pub seed: u64,
+    /// CoT-free rows (trigger = elicitation data, as in Resa-STILL-v1).
+    pub train_rows: usize,
+    /// The toy Tina (its `out` is set to `out/toy-tina`).
+    pub tina: ToyTinaConfig,
+    /// The toy Tina's checkpoints used as sources for Table 4 (0: the base model itself);
+    /// the last step is the main row.
+    pub source_steps: Vec<u64>,
+    /// The evaluation (problems, samples, sampling).
+    pub eval: ToyEvalConfig,
+    /// The hookpoint of Tables 3 and 4.
+    pub hookpoint: Hookpoint,
+    /// SAE latents.
+    pub num_latents: usize,
+    /// SAE active latents.
+    pub k: usize,
+    /// Stage I steps.
+    pub stage1_steps: u64,
+    /// Stage II (and SFT) steps.
+    pub stage2_steps: u64,
+    /// Stage II learning rate.
+    pub stage2_lr: f64,
+    /// Chunks per Stage II step.
+    pub stage2_batch: usize,
+    /// LoRA rank of Stage II.
+    pub lora_r: usize,
+    /// Tokens per training chunk.
+    pub ctx_len: usize,
+    /// Table 6: the layers swept (empty: no sweep).
+    pub sweep_layers: Vec<usize>,
+}
+
+impl Default for ToyPaperConfig {
+    fn default() -> Self {
+        ToyPaperConfig {
+            model: crate::toy_model::default_dir(),
+            out: PathBuf::from("runs/toy-paper"),
+            seed: 0,
+            train_rows: 2000,
+            tina: ToyTinaConfig { steps: 100, save_every: 25, ..ToyTinaConfig::default() },
+            source_steps: vec![0, 25, 50],
+            eval: ToyEvalConfig::default(),
+            hookpoint: Hookpoint::Residual(3),
+            num_latents: 1024,
+            k: 16,
+            stage1_steps: 150,
+            stage2_steps: 150,
+            stage2_lr: 1e-3,
+            stage2_batch: 4,
+            lora_r: 8,
+            ctx_len: 64,
+            sweep_layers: (0..6).collect(),
+        }
+    }
+}
+
+impl ToyPaperConfig {
+    /// The reduced run (`--quick`, CI): every table, few steps, few problems.
+    pub fn quick(self) -> Self {
+        ToyPaperConfig {
+            train_rows: 200,
+            tina: ToyTinaConfig {
+                train_problems: 64,
+                steps: 4,
+                prompts_per_step: 2,
+                group_size: 4,
+                save_every: 2,
+                ..self.tina
+            },
+            source_steps: vec![0, 2],
+            eval: ToyEvalConfig { problems: 8, samples: 2, max_new_tokens: 64, ..self.eval },
+            num_latents: 256,
+            stage1_steps: 5,
+            stage2_steps: 4,
+            sweep_layers: vec![1, 3],
+            ..self
+        }
+    }
+}
+
+/// One evaluated model of the report.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ToyRow {
+    /// "3", "4" or "6".
+    pub table: String,
+    /// Row name.
+    pub name: String,
+    /// `base`, `rl-source`, `sae-tuning`, `cot-free-sft`, `cot-sft`, `layer`.
+    pub role: String,
+    /// Pass@1, percent.
+    pub pass_at_1: f64,
+    /// Its standard error, percent.
+    pub stderr: f64,
+    /// Problems.
+    pub n_problems: usize,
+    /// Samples per problem.
+    pub n_samples: usize,
+    /// The evaluation folder (its `completions.jsonl` pairs the comparisons).
+    #[serde(skip)]
+    pub dir: PathBuf,
+}
+
+/// One of the paper's claims tested at toy scale.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claim {
+    /// The claim as the paper makes it.
+    pub claim: String,
+    /// Its toy analogue: which rows are compared and how.
+    pub test: String,
+    /// Whether it holds here.
+    pub holds: bool,
+    /// The paired difference (first row − second row), percentage points.
+    pub diff: f64,
+    /// Its standard error.
+    pub stderr: f64,
+}
+
+/// What the toy paper measured.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ToyPaperReport {
+    /// The settings.
+    pub config: ToyPaperConfig,
+    /// Every evaluated model.
+    pub rows: Vec<ToyRow>,
+    /// The claims.
+    pub claims: Vec<Claim>,
+    /// Table 6: the source's reasoning features per swept hookpoint.
+    pub feature_counts: Vec<(String, usize)>,
+    /// The layer mixtures' suggested hookpoints (by feature counts; by per-layer scores).
+    pub mixtures: Vec<(String, Option<String>)>,
+    /// Seconds per part.
+    pub seconds: Vec<(String, f64)>,
+}
+
+/// Progress of the toy paper.
+#[derive(Debug, Clone, Copy)]
+pub enum ToyPaperEvent<'a> {
+    /// A part begins.
+    Begin(&'a str),
+    /// A toy-Tina step.
+    Rl(&'a resa_tune::StepMetrics),
+    /// Stage I / Stage II progress.
+    Pipeline(PipelineEvent<'a>),
+    /// Evaluation progress.
+    Eval(&'a resa_eval::Progress<'a>),
+}
+
+/// Runs the toy paper on backend `B`.
+pub fn run_toy_paper<B: Backend>(
+    cfg: &ToyPaperConfig,
+    device: &B::Device,
+    on_event: &mut dyn FnMut(ToyPaperEvent<'_>),
+) -> Result<ToyPaperReport> {
+    if !cfg.model.join("config.json").is_file() {
+        return Err(Error::Usage(format!(
+            "{}: no toy model there (config.json missing); `cargo xtask toy-model` makes it",
+            cfg.model.display()
+        )));
+    }
+    let last = cfg.tina.steps;
+    if let Some(s) = cfg.source_steps.iter().find(|&&s| s >= last || (s > 0 && s % cfg.tina.save_every != 0)) {
+        return Err(Error::Usage(format!(
+            "toy paper: source step {s} is not a checkpoint of the toy Tina's {last} steps (saved every {})",
+            cfg.tina.save_every
+        )));
+    }
+    let out = &cfg.out;
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    let mut seconds = Vec::new();
+    let mut clock = Instant::now();
+    let mut lap = |name: &str, seconds: &mut Vec<(String, f64)>| {
+        seconds.push((name.to_string(), clock.elapsed().as_secs_f64()));
+        clock = Instant::now();
+    };
+
+    // Data: the CoT-free rows (with their worked solutions, for the CoT-based SFT), and the
+    // toy world of another seed rendered as CoT text for the "pretrained" SAE (generic text
+    // on the base model, as the paper's pretrained SAEs are).
+    on_event(ToyPaperEvent::Begin("data"));
+    let data = out.join("data");
+    ToyWorld::with_seed(cfg.seed).write_splits(&data, [cfg.train_rows, 0, 0])?;
+    ToyWorld::with_seed(cfg.seed.wrapping_add(1000)).write_splits(out.join("generic"), [cfg.train_rows, 0, 0])?;
+    let train = data.join("train.jsonl");
+    let generic = out.join("generic/train.jsonl");
+
+    // The toy Tina (checkpoints kept for Table 4's source ablation).
+    on_event(ToyPaperEvent::Begin("toy Tina (LoRA-GRPO)"));
+    let tina_cfg =
+        ToyTinaConfig { model: cfg.model.clone(), out: out.join("toy-tina"), seed: cfg.seed, ..cfg.tina.clone() };
+    let tina_adapter = tina_cfg.out.join("adapter");
+    if !tina_adapter.join("adapter_config.json").is_file() {
+        train_toy_tina::<B>(&tina_cfg, device, &mut |m| {
+            on_event(ToyPaperEvent::Rl(m));
+            true
+        })?;
+    }
+    let source_at = |step: u64| -> ModelRef {
+        let mut m = ModelRef::new(cfg.model.display().to_string());
+        if step == last {
+            m.adapter = Some(tina_adapter.display().to_string());
+        } else if step > 0 {
+            m.adapter = Some(tina_cfg.out.join(format!("checkpoint-{step}")).display().to_string());
+        }
+        m
+    };
+    let base = ModelRef::new(cfg.model.display().to_string());
+    let tina = source_at(last);
+    lap("toy-tina", &mut seconds);
+
+    // The pretrained SAE: the base model on generic text.
+    on_event(ToyPaperEvent::Begin("pretrained SAE (base model, generic toy text)"));
+    let generic_run = Pipeline::new(
+        run_file(
+            cfg,
+            "sae-generic",
+            &base,
+            &generic,
+            Template::custom(toy::TOY_COT_TEMPLATE)?,
+            SaeMode::Scratch,
+            None,
+            cfg.hookpoint,
+            ObjectiveKind::SaeTuning,
+        ),
+        "the toy paper's pretrained SAE",
+    )?;
+    let (generic_saes, _) =
+        run_stage1::<Autodiff<B>>(&generic_run, &[cfg.hookpoint], &cfg.model, device, DType::F32, &mut |e| {
+            on_event(ToyPaperEvent::Pipeline(e))
+        })?;
+    let generic_saes = generic_saes.display().to_string();
+    lap("pretrained-sae", &mut seconds);
+
+    // The Stage II runs: (name, table, role, source, SAE mode, SAE path, objective, template).
+    let cot_free = || Template::custom(toy::TOY_TEMPLATE);
+    let mut runs: Vec<(String, &str, &str, PipelineFile)> = Vec::new();
+    let mut add = |name: &str, table: &'static str, role: &'static str, file: PipelineFile| {
+        runs.push((name.to_string(), table, role, file));
+    };
+    let finetune = |step: u64, dir: &str| -> Result<PipelineFile> {
+        Ok(run_file(
+            cfg,
+            dir,
+            &source_at(step),
+            &train,
+            cot_free()?,
+            SaeMode::Finetune,
+            Some(generic_saes.clone()),
+            cfg.hookpoint,
+            ObjectiveKind::SaeTuning,
+        ))
+    };
+    add("SAE-Tuning (toy Tina's fine-tuned SAE)", "3", "sae-tuning", finetune(last, "sae-tuning")?);
+    add(
+        "CoT-free SFT",
+        "3",
+        "cot-free-sft",
+        run_file(
+            cfg,
+            "cot-free-sft",
+            &base,
+            &train,
+            cot_free()?,
+            SaeMode::Pretrained,
+            Some(generic_saes.clone()),
+            cfg.hookpoint,
+            ObjectiveKind::Sft,
+        ),
+    );
+    add(
+        "CoT-based SFT",
+        "3",
+        "cot-sft",
+        run_file(
+            cfg,
+            "cot-sft",
+            &base,
+            &train,
+            Template::custom(toy::TOY_COT_TEMPLATE)?,
+            SaeMode::Pretrained,
+            Some(generic_saes.clone()),
+            cfg.hookpoint,
+            ObjectiveKind::Sft,
+        ),
+    );
+    add(
+        "SAE-Tuning, pretrained SAE (no Stage I)",
+        "4",
+        "sae-tuning",
+        run_file(
+            cfg,
+            "sae-pretrained",
+            &tina,
+            &train,
+            cot_free()?,
+            SaeMode::Pretrained,
+            Some(generic_saes.clone()),
+            cfg.hookpoint,
+            ObjectiveKind::SaeTuning,
+        ),
+    );
+    add(
+        "SAE-Tuning, SAE trained from scratch on the toy Tina",
+        "4",
+        "sae-tuning",
+        run_file(
+            cfg,
+            "sae-scratch",
+            &tina,
+            &train,
+            cot_free()?,
+            SaeMode::Scratch,
+            None,
+            cfg.hookpoint,
+            ObjectiveKind::SaeTuning,
+        ),
+    );
+    for &step in &cfg.source_steps {
+        add(
+            &format!("SAE-Tuning, source: toy Tina at step {step}"),
+            "4",
+            "sae-tuning",
+            finetune(step, &format!("sae-source-{step}"))?,
+        );
+    }
+
+    // Table 6: one SAE per swept layer of the toy Tina from one activation pass, then one
+    // Stage II per layer with its SAE.
+    let mut sweep_saes = None;
+    if !cfg.sweep_layers.is_empty() {
+        on_event(ToyPaperEvent::Begin("layer sweep: Stage I on every swept layer of the toy Tina"));
+        let hookpoints: Vec<Hookpoint> = cfg.sweep_layers.iter().map(|&l| Hookpoint::Residual(l)).collect();
+        let sweep = Pipeline::new(
+            run_file(
+                cfg,
+                "sweep",
+                &tina,
+                &train,
+                cot_free()?,
+                SaeMode::Scratch,
+                None,
+                hookpoints[0],
+                ObjectiveKind::SaeTuning,
+            ),
+            "the toy paper's layer sweep",
+        )?;
+        let (dir, _) = run_stage1::<Autodiff<B>>(&sweep, &hookpoints, &cfg.model, device, DType::F32, &mut |e| {
+            on_event(ToyPaperEvent::Pipeline(e))
+        })?;
+        for &h in &hookpoints {
+            add(
+                &format!("SAE-Tuning at {h}"),
+                "6",
+                "layer",
+                run_file(
+                    cfg,
+                    &format!("sweep/{h}"),
+                    &tina,
+                    &train,
+                    cot_free()?,
+                    SaeMode::Pretrained,
+                    Some(dir.display().to_string()),
+                    h,
+                    ObjectiveKind::SaeTuning,
+                ),
+            );
+        }
+        sweep_saes = Some((dir, hookpoints));
+    }
+    lap("stage1-sweep", &mut seconds);
+
+    let mut adapters = Vec::new();
+    for (name, table, role, file) in &runs {
+        on_event(ToyPaperEvent::Begin(name));
+        let pipeline = Pipeline::new(file.clone(), name)?;
+        let report =
+            run_pipeline::<Autodiff<B>>(&pipeline, device, DType::F32, &mut |e| on_event(ToyPaperEvent::Pipeline(e)))?;
+        adapters.push((name.clone(), *table, *role, report.adapter));
+    }
+    lap("stage2", &mut seconds);
+
+    // Evaluations: one loaded base model; the toy Tina and every adapter swapped in.
+    let task = resa_eval::Task::toy(cfg.eval.seed, cfg.eval.problems);
+    let mut evaluation = Evaluation::<B>::new(&base, vec![task], cfg.eval.eval_config(), device, DType::F32)?;
+    let mut rows = Vec::new();
+    let eval_one = |evaluation: &Evaluation<B>,
+                    table: &str,
+                    name: &str,
+                    role: &str,
+                    dir: PathBuf,
+                    on_event: &mut dyn FnMut(ToyPaperEvent<'_>)|
+     -> Result<ToyRow> {
+        on_event(ToyPaperEvent::Begin(&format!("eval: {name}")));
+        let report = evaluation.run(&dir, name, |p| on_event(ToyPaperEvent::Eval(p)))?;
+        let b = report.benches.first().ok_or_else(|| Error::Setup(format!("{name}: the evaluation scored nothing")))?;
+        Ok(ToyRow {
+            table: table.into(),
+            name: name.into(),
+            role: role.into(),
+            pass_at_1: b.pass_at_1_pct,
+            stderr: b.stderr_pct,
+            n_problems: b.problems,
+            n_samples: cfg.eval.samples,
+            dir,
+        })
+    };
+    let evals = out.join("eval");
+    rows.push(eval_one(&evaluation, "3", "toy model (base)", "base", evals.join("base"), on_event)?);
+    evaluation.with_adapter(&tina_adapter)?;
+    rows.push(eval_one(
+        &evaluation,
+        "3",
+        "toy Tina (LoRA-GRPO, the RL source)",
+        "rl-source",
+        evals.join("toy-tina"),
+        on_event,
+    )?);
+    for (i, (name, table, role, adapter)) in adapters.iter().enumerate() {
+        evaluation.with_adapter(adapter)?;
+        rows.push(eval_one(&evaluation, table, name, role, evals.join(format!("run-{i:02}")), on_event)?);
+    }
+    lap("evaluation", &mut seconds);
+
+    // Table 6's features: the toy Tina's reasoning features per swept layer, and the two
+    // layer mixtures (by feature counts, by the per-layer Pass@1).
+    let (mut feature_counts, mut mixtures) = (Vec::new(), Vec::new());
+    if let Some((dir, hookpoints)) = &sweep_saes {
+        on_event(ToyPaperEvent::Begin("reasoning features of the toy Tina per layer"));
+        let dir_model = resa_qwen2::hub::resolve_model(&tina.model)?;
+        let model = tina.load::<B>(&dir_model, device, DType::F32)?;
+        let tokenizer = resa_qwen2::Tokenizer::from_dir(&dir_model)?;
+        let layers = model.config().num_hidden_layers;
+        let saes = crate::features::load_saes::<B>(dir, layers, device)?;
+        let scores: std::collections::BTreeMap<String, f64> = hookpoints
+            .iter()
+            .filter_map(|h| {
+                rows.iter().find(|r| r.name == format!("SAE-Tuning at {h}")).map(|r| (h.to_string(), r.pass_at_1))
+            })
+            .collect();
+        let scores_path = out.join("features/scores.json");
+        std::fs::create_dir_all(out.join("features")).map_err(|e| Error::io(out.join("features"), e))?;
+        resa_qwen2::safetensors_io::write_atomic(
+            &scores_path,
+            serde_json::to_string_pretty(&scores).map_err(|e| Error::json("the sweep scores", e))?.as_bytes(),
+        )?;
+        let opts = crate::features::FeatureOptions { scores: Some(scores_path), ..Default::default() };
+        let analysis = crate::features::reasoning_features(&model, &tokenizer, &saes, &opts, &out.join("features"))?;
+        feature_counts = analysis.layers.iter().map(|l| (l.hookpoint.to_string(), l.count)).collect();
+        mixtures
+            .push(("feature counts".to_string(), analysis.counts.proposals.first().map(|p| p.hookpoint.to_string())));
+        if let Some(m) = &analysis.score_mixture {
+            mixtures.push(("per-layer Pass@1".to_string(), m.proposals.first().map(|p| p.hookpoint.to_string())));
+        }
+    }
+    lap("features", &mut seconds);
+
+    let claims = claims(&rows)?;
+    let report = ToyPaperReport { config: cfg.clone(), rows, claims, feature_counts, mixtures, seconds };
+    write_report(&report)?;
+    Ok(report)
+}
+
+/// One pipeline of the toy paper into `out/<dir>`.
+#[allow(clippy::too_many_arguments)]
+fn run_file(
+    cfg: &ToyPaperConfig,
+    dir: &str,
+    source: &ModelRef,
+    data: &Path,
+    template: Template,
+    mode: SaeMode,
+    sae_path: Option<String>,
+    hookpoint: Hookpoint,
+    objective: ObjectiveKind,
+) -> PipelineFile {
+    PipelineFile {
+        out: cfg.out.join(dir),
+        seed: cfg.seed,
+        source: source.clone(),
+        target: ModelRef::new(cfg.model.display().to_string()),
+        data: DataSection {
+            trigger: data.display().to_string(),
+            elicitation: data.display().to_string(),
+            template,
+            split: "train".into(),
+            ctx_len: cfg.ctx_len,
+            max_rows: None,
+        },
+        sae: SaeSection {
+            mode,
+            path: sae_path,
+            hookpoint,
+            num_latents: cfg.num_latents,
+            k: cfg.k,
+            batch_size: 8,
+            lr: None,
+            max_steps: Some(cfg.stage1_steps),
+            seed: cfg.seed,
+        },
+        lora: LoraSection { r: cfg.lora_r, alpha: 4.0 * cfg.lora_r as f64, ..LoraSection::default() },
+        stage2: Stage2Section {
+            objective,
+            lr: cfg.stage2_lr,
+            epochs: 1000,
+            max_steps: Some(cfg.stage2_steps),
+            batch_size: cfg.stage2_batch,
+            save_every: cfg.stage2_steps.max(1),
+            ..Stage2Section::default()
+        },
+    }
+}
+
+/// The paper's claims as paired comparisons of the rows.
+fn claims(rows: &[ToyRow]) -> Result<Vec<Claim>> {
+    let find = |name_part: &str| rows.iter().find(|r| r.name.contains(name_part));
+    let pair = |a: &ToyRow, b: &ToyRow| -> Result<Paired> {
+        paired(&b.dir.join("completions.jsonl"), &a.dir.join("completions.jsonl"))
+    };
+    let mut out = Vec::new();
+    // "above": a − b > 2 s.e.; "matches": |a − b| ≤ 2 s.e.
+    let mut claim = |claim: &str, a: Option<&ToyRow>, b: Option<&ToyRow>, matches: bool| -> Result<()> {
+        let (Some(a), Some(b)) = (a, b) else { return Ok(()) };
+        let p = pair(a, b)?;
+        let holds = if matches { p.diff_pct.abs() <= 2.0 * p.stderr_pct } else { p.above(2.0) };
+        let test = format!(
+            "{} {} {} (paired over {} problems, {})",
+            a.name,
+            if matches { "≈" } else { ">" },
+            b.name,
+            p.problems,
+            if matches { "|difference| ≤ 2 s.e." } else { "difference > 2 s.e." }
+        );
+        out.push(Claim { claim: claim.into(), test, holds, diff: p.diff_pct, stderr: p.stderr_pct });
+        Ok(())
+    };
+    let base = find("(base)");
+    let tina = find("RL source");
+    let sae = find("toy Tina's fine-tuned SAE");
+    claim("RL on CoT-free data (Tina) improves on the base model", tina, base, false)?;
+    claim("SAE-Tuning with the RL source's SAE improves on the base model", sae, base, false)?;
+    claim("SAE-Tuning recovers the RL source's performance (Resa-STILL-v1 ≈ Tina-STILL)", sae, tina, true)?;
+    claim("SAE-Tuning beats CoT-free SFT on the same data", sae, find("CoT-free SFT"), false)?;
+    claim("SAE-Tuning beats CoT-based SFT", sae, find("CoT-based SFT"), false)?;
+    claim("A fine-tuned SAE beats a pretrained one (Resa-STILL-v1 > v2)", sae, find("pretrained SAE"), false)?;
+    claim(
+        "An SAE trained from scratch does about as well as a fine-tuned one (v3 ≈ v1)",
+        find("from scratch"),
+        sae,
+        true,
+    )?;
+    let first_source = rows.iter().find(|r| r.name.contains("source: toy Tina at step 0"));
+    claim(
+        "The RL-trained source beats the untrained one as the SAE's source (Tina-2000-step > Tina-0-step)",
+        sae,
+        first_source,
+        false,
+    )?;
+    for r in rows.iter().filter(|r| r.role == "layer") {
+        claim(&format!("SAE-Tuning improves on the base at every layer ({})", r.name), Some(r), base, false)?;
+    }
+    Ok(out)
+}
+
+/// Markdown and JSON of the report, and the figure.
+fn write_report(report: &ToyPaperReport) -> Result<()> {
+    let out = &report.config.out;
+    let c = &report.config;
+    let mut md = String::from("# The toy paper: Resa's claims on the toy model\n\n");
+    md.push_str(&format!(
+        "Pass@1 (%) ± standard error on {} held-out toy problems × {} samples (temperature 0.6, top-p 0.95, the \
+         same seeds for every model). The RL source is a toy Tina: {} LoRA-GRPO steps of {} prompts × {} \
+         completions. SAE-Tuning: SAE at {} ({} latents, k {}), {} Stage II steps on CoT-free toy data.\n\n",
+        c.eval.problems,
+        c.eval.samples,
+        c.tina.steps,
+        c.tina.prompts_per_step,
+        c.tina.group_size,
+        c.hookpoint,
+        c.num_latents,
+        c.k,
+        c.stage2_steps
+    ));
+    for (table, title) in [
+        ("3", "Table 3: the RL source and SAE-Tuning"),
+        ("4", "Table 4: SAE mode and source checkpoint"),
+        ("6", "Table 6: hookpoint layer"),
+    ] {
+        let rows: Vec<&ToyRow> = report.rows.iter().filter(|r| r.table == table).collect();
+        if rows.is_empty() {
+            continue;
+        }
+        md.push_str(&format!("## {title}\n\n| Model | Pass@1 (%) |"));
+        let features = table == "6";
+        md.push_str(if features { " reasoning features |\n|---|---:|---:|\n" } else { "\n|---|---:|\n" });
+        for r in rows {
+            md.push_str(&format!("| {} | {:.2} ± {:.2} |", r.name, r.pass_at_1, r.stderr));
+            if features {
+                let h = r.name.trim_start_matches("SAE-Tuning at ");
+                let n = report
+                    .feature_counts
+                    .iter()
+                    .find(|(k, _)| k == h)
+                    .map_or("—".to_string(), |(_, n)| n.to_string());
+                md.push_str(&format!(" {n} |"));
+            }
+            md.push('\n');
+        }
+        md.push('\n');
+    }
+    for (by, suggestion) in &report.mixtures {
+        md.push_str(&format!("Layer mixture by {by}: suggests {}.\n", suggestion.as_deref().unwrap_or("no hookpoint")));
+    }
+    md.push_str("\n## The paper's claims at toy scale\n\n| Claim | Toy test | Paired difference | Holds |\n|---|---|---:|---|\n");
+    for cl in &report.claims {
+        md.push_str(&format!(
+            "| {} | {} | {:+.2} ± {:.2} | {} |\n",
+            cl.claim,
+            cl.test,
+            cl.diff,
+            cl.stderr,
+            if cl.holds { "holds" } else { "does not hold" }
+        ));
+    }
+    md.push_str("\nTimes: ");
+    md.push_str(&report.seconds.iter().map(|(n, s)| format!("{n} {s:.0} s")).collect::<Vec<_>>().join(", "));
+    md.push('\n');
+    resa_qwen2::safetensors_io::write_atomic(out.join("report.md"), md.as_bytes())?;
+    let json = serde_json::to_string_pretty(report).map_err(|e| Error::json("the toy paper report", e))?;
+    resa_qwen2::safetensors_io::write_atomic(out.join("report.json"), json.as_bytes())?;
+    Ok(())
+}
