@@ -491,7 +491,8 @@ pub fn run_toy_paper<B: Backend>(
     lap("features", &mut seconds);
 
     let claims = claims(&rows)?;
-    let report = ToyPaperReport { config: cfg.clone(), rows, claims, feature_counts, mixtures, seconds };
+    let config = ToyPaperConfig { tina: tina_cfg.clone(), ..cfg.clone() };
+    let report = ToyPaperReport { config, rows, claims, feature_counts, mixtures, seconds };
     write_report(&report)?;
     Ok(report)
 }
