@@ -133,6 +133,10 @@ pub fn run_command(args: ReproduceArgs) -> anyhow::Result<()> {
             return Ok(());
         }
         print!("{}", list(&experiments));
+        println!(
+            "\n{TOY_PAPER}: the paper's claims (Tables 3, 4, 6) on the built-in toy model with an RL-trained toy source \
+             (CPU; `resa reproduce {TOY_PAPER} [--quick] [--out DIR]`)"
+        );
         return Ok(());
     }
     let name = args.name.clone().unwrap_or_default();

@@ -1,6 +1,7 @@
-//! `cargo xtask reproduce NAME|all|toy|--list [--dry-run] [--tiny] [ARGS]`: an experiment of
-//! `configs/` through `resa reproduce` (release build); `toy` is the toy-world experiment
-//! (`resa demo --out runs/toy`).
+//! `cargo xtask reproduce NAME|all|toy|toy-paper|--list [--dry-run] [--tiny] [ARGS]`: an
+//! experiment of `configs/` through `resa reproduce` (release build); `toy` is the toy-world
+//! experiment (`resa demo --out runs/toy`), `toy-paper` the paper's claims on the toy model
+//! with an RL-trained toy source (`resa reproduce toy-paper [--quick] [--out DIR]`).
 
 use crate::run;
 
@@ -13,6 +14,10 @@ pub fn task(args: &[String]) -> anyhow::Result<()> {
             println!(
                 "{:<26} {:<11} {:>5}  Table 3 in miniature on the built-in toy model (resa demo), CPU",
                 "toy", "Table 3", "–"
+            );
+            println!(
+                "{:<26} {:<11} {:>5}  Tables 3, 4, 6 on the toy model with a toy Tina (LoRA-GRPO) as source, CPU",
+                "toy-paper", "Tables 3–6", "–"
             );
             run::resa(&["reproduce", "--list"], &[], &features)
         }

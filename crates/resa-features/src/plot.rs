@@ -217,6 +217,68 @@ where
     Ok(())
 }
 
+/// Bars of `values` (percent) with ± `errors` whiskers, one per label, written as
+/// `stem.svg` and `stem.png`. Returns the files written.
+pub fn bars_figure(
+    labels: &[String],
+    values: &[f64],
+    errors: &[f64],
+    title: &str,
+    stem: &Path,
+) -> Result<Vec<PathBuf>> {
+    let svg = stem.with_extension("svg");
+    let png = stem.with_extension("png");
+    let (w, h) = (160 + 110 * labels.len() as u32, 400);
+    draw_bars(SVGBackend::new(&svg, (w, h)).into_drawing_area(), labels, values, errors, title)
+        .map_err(|e| plot_err(&svg, e))?;
+    draw_bars(BitMapBackend::new(&png, (w, h)).into_drawing_area(), labels, values, errors, title)
+        .map_err(|e| plot_err(&png, e))?;
+    Ok(vec![svg, png])
+}
+
+fn draw_bars<DB: DrawingBackend>(
+    root: DrawingArea<DB, plotters::coord::Shift>,
+    labels: &[String],
+    values: &[f64],
+    errors: &[f64],
+    title: &str,
+) -> std::result::Result<(), Box<dyn std::error::Error>>
+where
+    DB::ErrorType: 'static,
+{
+    root.fill(&WHITE)?;
+    let n = labels.len().max(1);
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 16))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(52)
+        .build_cartesian_2d(-0.5..(n as f64 - 0.5), 0.0..100.0)?;
+    chart
+        .configure_mesh()
+        .y_desc("Pass@1 (%)")
+        .disable_x_mesh()
+        .x_labels(n)
+        .x_label_formatter(&|x| {
+            let i = x.round();
+            if (x - i).abs() < 1e-6 && i >= 0.0 {
+                labels.get(i as usize).cloned().unwrap_or_default()
+            } else {
+                String::new()
+            }
+        })
+        .x_label_style(("sans-serif", 11))
+        .draw()?;
+    chart.draw_series(values.iter().enumerate().map(|(i, &v)| {
+        Rectangle::new([(i as f64 - 0.35, 0.0), (i as f64 + 0.35, v)], RGBColor(90, 130, 200).filled())
+    }))?;
+    chart.draw_series(values.iter().zip(errors).enumerate().map(|(i, (&v, &e))| {
+        PathElement::new(vec![(i as f64, (v - e).max(0.0)), (i as f64, (v + e).min(100.0))], BLACK.stroke_width(2))
+    }))?;
+    root.present()?;
+    Ok(())
+}
+
 /// Pearson correlation (0 when either side is constant).
 pub fn pearson(a: &[f64], b: &[f64]) -> f64 {
     let n = a.len().min(b.len()) as f64;

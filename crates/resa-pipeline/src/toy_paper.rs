@@ -661,8 +661,95 @@ fn write_report(report: &ToyPaperReport) -> Result<()> {
     md.push_str("\nTimes: ");
     md.push_str(&report.seconds.iter().map(|(n, s)| format!("{n} {s:.0} s")).collect::<Vec<_>>().join(", "));
     md.push('\n');
+    md.push_str(&figures(report));
     resa_qwen2::safetensors_io::write_atomic(out.join("report.md"), md.as_bytes())?;
     let json = serde_json::to_string_pretty(report).map_err(|e| Error::json("the toy paper report", e))?;
     resa_qwen2::safetensors_io::write_atomic(out.join("report.json"), json.as_bytes())?;
     Ok(())
+}
+
+/// The figures (plotters, the `plot` feature, when a font is found): Pass@1 with error bars
+/// per table, Pass@1 against the source's RL step; the layer mixtures are drawn by the
+/// feature analysis (`features/figures/`). Returns the Markdown that shows them.
+#[cfg(feature = "plot")]
+fn figures(report: &ToyPaperReport) -> String {
+    let mut md = String::new();
+    if resa_features::plot::font_available().is_none() {
+        return "\n(No figures: no TrueType font found; set RESA_FONT.)\n".into();
+    }
+    let dir = report.config.out.join("figures");
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        tracing::warn!("figures not drawn: {e}");
+        return md;
+    }
+    md.push_str("\n## Figures\n\n");
+    for table in ["3", "4", "6"] {
+        let rows: Vec<&ToyRow> =
+            report.rows.iter().filter(|r| r.table == table || (table != "3" && r.role == "base")).collect();
+        if rows.iter().all(|r| r.role == "base") {
+            continue;
+        }
+        let labels: Vec<String> = rows.iter().map(|r| short_name(&r.name)).collect();
+        let values: Vec<f64> = rows.iter().map(|r| r.pass_at_1).collect();
+        let errors: Vec<f64> = rows.iter().map(|r| r.stderr).collect();
+        let stem = dir.join(format!("table{table}"));
+        match resa_features::plot::bars_figure(&labels, &values, &errors, &format!("Table {table} at toy scale"), &stem)
+        {
+            Ok(_) => md.push_str(&format!("![Table {table}](figures/table{table}.svg)\n\n")),
+            Err(e) => tracing::warn!("figure not drawn: {e}"),
+        }
+    }
+    let mut curve: Vec<(u64, f64)> = report
+        .rows
+        .iter()
+        .filter_map(|r| {
+            let step = r.name.strip_prefix("SAE-Tuning, source: toy Tina at step ")?.parse().ok()?;
+            Some((step, r.pass_at_1))
+        })
+        .collect();
+    if let Some(main) = report.rows.iter().find(|r| r.name.contains("toy Tina's fine-tuned SAE")) {
+        curve.push((report.config.tina.steps, main.pass_at_1));
+    }
+    curve.sort_unstable_by_key(|p| p.0);
+    if curve.len() > 1 {
+        let stem = dir.join("source-steps");
+        match resa_features::plot::checkpoints_figure(&curve, None, "SAE-Tuning by the source's RL step", &stem) {
+            Ok(_) => md.push_str("![Pass@1 against the source's RL step](figures/source-steps.svg)\n\n"),
+            Err(e) => tracing::warn!("figure not drawn: {e}"),
+        }
+    }
+    if !report.feature_counts.is_empty() {
+        md.push_str("The layer mixtures (by feature counts and by Pass@1): `features/figures/`.\n");
+    }
+    md
+}
+
+/// A row's name short enough for a bar label.
+#[cfg(feature = "plot")]
+fn short_name(name: &str) -> String {
+    if let Some(step) = name.strip_prefix("SAE-Tuning, source: toy Tina at step ") {
+        return format!("source step {step}");
+    }
+    if let Some(h) = name.strip_prefix("SAE-Tuning at ") {
+        return h.to_string();
+    }
+    for (part, short) in [
+        ("(base)", "base"),
+        ("RL source", "toy Tina"),
+        ("fine-tuned SAE", "SAE-Tuning"),
+        ("CoT-free SFT", "CoT-free SFT"),
+        ("CoT-based SFT", "CoT SFT"),
+        ("pretrained SAE", "pretrained SAE"),
+        ("from scratch", "scratch SAE"),
+    ] {
+        if name.contains(part) {
+            return short.to_string();
+        }
+    }
+    name.chars().take(16).collect()
+}
+
+#[cfg(not(feature = "plot"))]
+fn figures(_report: &ToyPaperReport) -> String {
+    "\n(No figures: built without the `plot` feature.)\n".into()
 }
