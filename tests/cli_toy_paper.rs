@@ -23,10 +23,10 @@ fn the_quick_toy_paper_reports_every_table_and_claim() {
     let report = json(&out.join("report.json"));
     let rows = report["rows"].as_array().expect("rows");
     let roles: Vec<&str> = rows.iter().map(|r| r["role"].as_str().expect("role")).collect();
-    for role in ["base", "rl-source", "sae-tuning", "cot-free-sft", "cot-sft", "layer"] {
+    for role in ["base", "rl-source", "sae-tuning", "cot-free-sft", "cot-sft", "adapter-transfer", "layer"] {
         assert!(roles.contains(&role), "no {role} row: {roles:?}");
     }
-    for table in ["3", "4", "6"] {
+    for table in ["3", "4", "5", "6"] {
         assert!(rows.iter().any(|r| r["table"] == table), "no row of table {table}");
     }
     for r in rows {
@@ -46,7 +46,14 @@ fn the_quick_toy_paper_reports_every_table_and_claim() {
         // A claim that holds says so in the Markdown as well.
     }
     let md = std::fs::read_to_string(out.join("report.md")).expect("md");
-    for part in ["## Table 3", "## Table 4", "## Table 6", "## The paper's claims at toy scale", "reasoning features"] {
+    for part in [
+        "## Table 3",
+        "## Table 4",
+        "## Table 5",
+        "## Table 6",
+        "## The paper's claims at toy scale",
+        "reasoning features",
+    ] {
         assert!(md.contains(part), "{part}: {md}");
     }
     // Every stage's artifacts: the toy Tina's adapter and checkpoints, SAEs, adapters.
@@ -54,6 +61,7 @@ fn the_quick_toy_paper_reports_every_table_and_claim() {
     assert!(out.join("toy-tina/checkpoint-2").is_dir());
     assert!(out.join("sae-tuning/stage2/adapter/adapter_model.safetensors").is_file());
     assert!(out.join("sweep/stage1/layers.1/cfg.json").is_file());
+    assert!(out.join("sibling/model.safetensors").is_file() && out.join("sibling/tokenizer.json").is_file());
 
     // A rerun reuses every stage and reports the same numbers.
     let o = resa(&["reproduce", "toy-paper", "--quick", "--out", out.to_str().expect("utf8")]);

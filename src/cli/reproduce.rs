@@ -170,6 +170,9 @@ fn toy_paper<B: Backend>(cfg: &ToyPaperConfig, device: &B::Device) -> anyhow::Re
             let reward = m.objective.get("reward").copied().unwrap_or(f64::NAN);
             progress.update("  grpo    ", m.step, m.total, &format!("reward {reward:.3}"));
         }
+        ToyPaperEvent::Sibling(m) => {
+            progress.update("  sibling ", m.step, m.total, &format!("loss {:.4}", m.loss));
+        }
         ToyPaperEvent::Pipeline(PipelineEvent::Stage1 { step, total, fvu }) => {
             progress.update("  stage I ", step, total, &format!("fvu {fvu:.4}"));
         }

@@ -65,6 +65,9 @@ pub struct ToyPaperConfig {
     pub ctx_len: usize,
     /// Table 6: the layers swept (empty: no sweep).
     pub sweep_layers: Vec<usize>,
+    /// Table 5: full-parameter steps that make the sibling model (the base trained further
+    /// on another seed's CoT text); 0 leaves Table 5 out.
+    pub sibling_steps: u64,
 }
 
 impl Default for ToyPaperConfig {
@@ -87,6 +90,7 @@ impl Default for ToyPaperConfig {
             lora_r: 8,
             ctx_len: 64,
             sweep_layers: (0..6).collect(),
+            sibling_steps: 200,
         }
     }
 }
@@ -110,6 +114,7 @@ impl ToyPaperConfig {
             stage1_steps: 5,
             stage2_steps: 4,
             sweep_layers: vec![1, 3],
+            sibling_steps: 3,
             ..self
         }
     }
@@ -118,11 +123,11 @@ impl ToyPaperConfig {
 /// One evaluated model of the report.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ToyRow {
-    /// "3", "4" or "6".
+    /// "3", "4", "5" or "6".
     pub table: String,
     /// Row name.
     pub name: String,
-    /// `base`, `rl-source`, `sae-tuning`, `cot-free-sft`, `cot-sft`, `layer`.
+    /// `base`, `rl-source`, `sae-tuning`, `cot-free-sft`, `cot-sft`, `adapter-transfer`, `layer`.
     pub role: String,
     /// Pass@1, percent.
     pub pass_at_1: f64,
@@ -176,6 +181,8 @@ pub enum ToyPaperEvent<'a> {
     Begin(&'a str),
     /// A toy-Tina step.
     Rl(&'a resa_tune::StepMetrics),
+    /// A step of the sibling model's full-parameter training.
+    Sibling(&'a resa_tune::StepMetrics),
     /// Stage I / Stage II progress.
     Pipeline(PipelineEvent<'a>),
     /// Evaluation progress.
@@ -266,6 +273,15 @@ pub fn run_toy_paper<B: Backend>(
         })?;
     let generic_saes = generic_saes.display().to_string();
     lap("pretrained-sae", &mut seconds);
+
+    // Table 5's sibling: the base model trained further (every weight) on another seed's CoT
+    // text — the same architecture, a different data mix.
+    let sibling = out.join("sibling");
+    if cfg.sibling_steps > 0 && !sibling.join("config.json").is_file() {
+        on_event(ToyPaperEvent::Begin("sibling toy model (the base trained further on another seed's CoT text)"));
+        make_sibling::<B>(cfg, &sibling, device, on_event)?;
+    }
+    lap("sibling", &mut seconds);
 
     // The Stage II runs: (name, table, role, source, SAE mode, SAE path, objective, template).
     let cot_free = || Template::custom(toy::TOY_TEMPLATE);
@@ -358,6 +374,13 @@ pub fn run_toy_paper<B: Backend>(
             "sae-tuning",
             finetune(step, &format!("sae-source-{step}"))?,
         );
+    }
+    if cfg.sibling_steps > 0 {
+        // SAE-Tuning with the toy Tina's SAE, the adapter trained on the sibling; it is then
+        // attached to the base without any training there.
+        let mut file = finetune(last, "sae-sibling")?;
+        file.target = ModelRef::new(sibling.display().to_string());
+        add("SAE-Tuning adapter trained on a sibling model, attached to the base", "5", "adapter-transfer", file);
     }
 
     // Table 6: one SAE per swept layer of the toy Tina from one activation pass, then one
@@ -497,6 +520,39 @@ pub fn run_toy_paper<B: Backend>(
     Ok(report)
 }
 
+/// The sibling of Table 5: the base model after `sibling_steps` full-parameter steps on the
+/// CoT text of the toy world of another seed, written (with the tokenizer) into `dir`.
+fn make_sibling<B: Backend>(
+    cfg: &ToyPaperConfig,
+    dir: &Path,
+    device: &B::Device,
+    on_event: &mut dyn FnMut(ToyPaperEvent<'_>),
+) -> Result<()> {
+    use resa_tune::full::{FullTrainConfig, train_full};
+    let tokenizer = resa_qwen2::Tokenizer::from_dir(&cfg.model)?;
+    let world = ToyWorld::with_seed(cfg.seed.wrapping_add(2000));
+    let texts = crate::toy_model::cot_texts(&tokenizer, &world, 4000)?;
+    let chunks = crate::toy_model::pack(&tokenizer, &texts, 128)?;
+    let model = resa_qwen2::Qwen2ForCausalLM::<Autodiff<B>>::from_pretrained(&cfg.model, device, DType::F32)?;
+    let train = FullTrainConfig {
+        lr: 5e-4,
+        schedule: resa_tune::LrSchedule::Constant,
+        steps: cfg.sibling_steps,
+        batch_size: 8,
+        seed: cfg.seed.wrapping_add(2000),
+        ..FullTrainConfig::default()
+    };
+    let model = train_full(model, &chunks, &train, &mut |m| {
+        on_event(ToyPaperEvent::Sibling(m));
+        true
+    })?;
+    let tmp = resa_qwen2::safetensors_io::temp_sibling(dir, "tmp")?;
+    burn::module::AutodiffModule::valid(&model).save_pretrained(&tmp, resa_qwen2::safetensors_io::StoredDtype::F32)?;
+    toy::write_tokenizer(&tmp)?;
+    resa_qwen2::safetensors_io::replace_dir(&tmp, dir)?;
+    Ok(())
+}
+
 /// One pipeline of the toy paper into `out/<dir>`.
 #[allow(clippy::too_many_arguments)]
 fn run_file(
@@ -592,6 +648,12 @@ fn claims(rows: &[ToyRow]) -> Result<Vec<Claim>> {
         first_source,
         false,
     )?;
+    claim(
+        "An SAE-Tuning adapter works on another model of the family without training there (reasoning as an adapter)",
+        find("sibling model"),
+        base,
+        false,
+    )?;
     for r in rows.iter().filter(|r| r.role == "layer") {
         claim(&format!("SAE-Tuning improves on the base at every layer ({})", r.name), Some(r), base, false)?;
     }
@@ -620,6 +682,7 @@ fn write_report(report: &ToyPaperReport) -> Result<()> {
     for (table, title) in [
         ("3", "Table 3: the RL source and SAE-Tuning"),
         ("4", "Table 4: SAE mode and source checkpoint"),
+        ("5", "Table 5: reasoning as an adapter"),
         ("6", "Table 6: hookpoint layer"),
     ] {
         let rows: Vec<&ToyRow> = report.rows.iter().filter(|r| r.table == table).collect();
@@ -683,7 +746,7 @@ fn figures(report: &ToyPaperReport) -> String {
         return md;
     }
     md.push_str("\n## Figures\n\n");
-    for table in ["3", "4", "6"] {
+    for table in ["3", "4", "5", "6"] {
         let rows: Vec<&ToyRow> =
             report.rows.iter().filter(|r| r.table == table || (table != "3" && r.role == "base")).collect();
         if rows.iter().all(|r| r.role == "base") {
@@ -741,6 +804,7 @@ fn short_name(name: &str) -> String {
         ("CoT-based SFT", "CoT SFT"),
         ("pretrained SAE", "pretrained SAE"),
         ("from scratch", "scratch SAE"),
+        ("sibling", "sibling's adapter"),
     ] {
         if name.contains(part) {
             return short.to_string();
