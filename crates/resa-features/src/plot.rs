@@ -164,11 +164,23 @@ pub fn checkpoints_figure(
     title: &str,
     stem: &Path,
 ) -> Result<Vec<PathBuf>> {
+    steps_figure(curve, paper, &format!("{title}: average Pass@1 by checkpoint"), "Stage II step", stem)
+}
+
+/// Pass@1 against a step (`x_desc` names it), with an optional reported point, written as
+/// `stem.svg` and `stem.png`. Returns the files written.
+pub fn steps_figure(
+    curve: &[(u64, f64)],
+    paper: Option<(u64, f64)>,
+    title: &str,
+    x_desc: &str,
+    stem: &Path,
+) -> Result<Vec<PathBuf>> {
     let svg = stem.with_extension("svg");
     let png = stem.with_extension("png");
-    draw_checkpoints(SVGBackend::new(&svg, (640, 400)).into_drawing_area(), curve, paper, title)
+    draw_checkpoints(SVGBackend::new(&svg, (640, 400)).into_drawing_area(), curve, paper, title, x_desc)
         .map_err(|e| plot_err(&svg, e))?;
-    draw_checkpoints(BitMapBackend::new(&png, (640, 400)).into_drawing_area(), curve, paper, title)
+    draw_checkpoints(BitMapBackend::new(&png, (640, 400)).into_drawing_area(), curve, paper, title, x_desc)
         .map_err(|e| plot_err(&png, e))?;
     Ok(vec![svg, png])
 }
@@ -178,6 +190,7 @@ fn draw_checkpoints<DB: DrawingBackend>(
     curve: &[(u64, f64)],
     paper: Option<(u64, f64)>,
     title: &str,
+    x_desc: &str,
 ) -> std::result::Result<(), Box<dyn std::error::Error>>
 where
     DB::ErrorType: 'static,
@@ -189,17 +202,12 @@ where
     let (ymin, ymax) = points.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| (a.min(p.1), b.max(p.1)));
     let (xpad, ypad) = (((xmax - xmin) * 0.08).max(1.0), ((ymax - ymin) * 0.15).max(1.0));
     let mut chart = ChartBuilder::on(&root)
-        .caption(format!("{title}: average Pass@1 by checkpoint"), ("sans-serif", 16))
+        .caption(title, ("sans-serif", 16))
         .margin(12)
         .x_label_area_size(36)
         .y_label_area_size(52)
         .build_cartesian_2d((xmin - xpad)..(xmax + xpad), (ymin - ypad)..(ymax + ypad))?;
-    chart
-        .configure_mesh()
-        .x_desc("Stage II step")
-        .y_desc("average Pass@1 (%)")
-        .x_label_formatter(&|x| format!("{x:.0}"))
-        .draw()?;
+    chart.configure_mesh().x_desc(x_desc).y_desc("Pass@1 (%)").x_label_formatter(&|x| format!("{x:.0}")).draw()?;
     let measured: Vec<(f64, f64)> = curve.iter().map(|&(s, a)| (s as f64, a)).collect();
     chart
         .draw_series(LineSeries::new(measured.clone(), RGBColor(90, 130, 200).stroke_width(2)))?

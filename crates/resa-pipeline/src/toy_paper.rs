@@ -776,7 +776,13 @@ fn figures(report: &ToyPaperReport) -> String {
     curve.sort_unstable_by_key(|p| p.0);
     if curve.len() > 1 {
         let stem = dir.join("source-steps");
-        match resa_features::plot::checkpoints_figure(&curve, None, "SAE-Tuning by the source's RL step", &stem) {
+        match resa_features::plot::steps_figure(
+            &curve,
+            None,
+            "SAE-Tuning (fine-tuned SAE) by the source's LoRA-GRPO step",
+            "the toy Tina's RL step (0: the base model as source)",
+            &stem,
+        ) {
             Ok(_) => md.push_str("![Pass@1 against the source's RL step](figures/source-steps.svg)\n\n"),
             Err(e) => tracing::warn!("figure not drawn: {e}"),
         }
