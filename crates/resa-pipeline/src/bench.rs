@@ -188,6 +188,23 @@ pub fn stage2_model() -> Qwen2Config {
     }
 }
 
+/// The narrow model of `stage2_step_vocab`: DeepSeek-R1-Distill's vocabulary (151,936) on
+/// hidden 256 and 2 layers.
+pub fn stage2_vocab_model() -> Qwen2Config {
+    Qwen2Config {
+        vocab_size: 151_936,
+        hidden_size: 256,
+        intermediate_size: 768,
+        num_hidden_layers: 2,
+        num_attention_heads: 4,
+        num_key_value_heads: 2,
+        head_dim: 64,
+        max_position_embeddings: 4096,
+        tie_word_embeddings: true,
+        ..Qwen2Config::tiny()
+    }
+}
+
 fn peak_rss_mib() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
@@ -348,18 +365,7 @@ pub fn run_benches<B: Backend>(
     }
     if wanted("stage2_step_vocab") || wanted("stage2_step_vocab_full") {
         type AD<B> = Autodiff<B>;
-        let cfg = Qwen2Config {
-            vocab_size: 151_936,
-            hidden_size: 256,
-            intermediate_size: 768,
-            num_hidden_layers: 2,
-            num_attention_heads: 4,
-            num_key_value_heads: 2,
-            head_dim: 64,
-            max_position_embeddings: 4096,
-            tie_word_embeddings: true,
-            ..Qwen2Config::tiny()
-        };
+        let cfg = stage2_vocab_model();
         let seq = 2048;
         let chunks: Vec<Vec<u32>> = vec![ids(seq, cfg.vocab_size, 20)];
         let sae = SparseCoder::<AD<B>>::random(SaeConfig::new(cfg.hidden_size, 4096, 32), 0, device)?;

@@ -476,10 +476,18 @@ impl PipelineFile {
     pub fn validate_models(&self, file: &str) -> Result<()> {
         let source_dir = hub::resolve_model(&self.source.model)?;
         let target_dir = hub::resolve_model(&self.target.model)?;
-        self.validate_against_models(file, &source_dir, &target_dir)
+        self.validate_against_models(file, &source_dir, &target_dir).map(|_| ())
     }
 
-    fn validate_against_models(&self, file: &str, source_dir: &Path, target_dir: &Path) -> Result<()> {
+    /// [`PipelineFile::validate_models`] on resolved folders; returns the target's
+    /// `config.json` when it could be read (the memory check uses it).
+    fn validate_against_models(
+        &self,
+        file: &str,
+        source_dir: &Path,
+        target_dir: &Path,
+    ) -> Result<Option<resa_qwen2::Qwen2Config>> {
+        let mut target = None;
         for (table, dir) in [("source", source_dir), ("target", target_dir)] {
             let Ok(cfg) = resa_qwen2::Qwen2Config::from_file(dir.join("config.json")) else { continue };
             if self.sae.hookpoint.check(cfg.num_hidden_layers).is_err() {
@@ -505,8 +513,11 @@ impl PipelineFile {
                     allowed: format!("at most the target's hidden size ({})", cfg.hidden_size),
                 });
             }
+            if table == "target" {
+                target = Some(cfg);
+            }
         }
-        Ok(())
+        Ok(target)
     }
 }
 
@@ -1005,10 +1016,10 @@ pub fn run_pipeline<B: AutodiffBackend>(
     let cfg = pipeline.file();
     let source_dir = hub::resolve_model(&cfg.source.model)?;
     let target_dir = hub::resolve_model(&cfg.target.model)?;
-    cfg.validate_against_models("run configuration", &source_dir, &target_dir)?;
+    let target = cfg.validate_against_models("run configuration", &source_dir, &target_dir)?;
     // One Stage II step must fit before Stage I spends its hours.
-    if let Ok(target) = resa_qwen2::Qwen2Config::from_file(target_dir.join("config.json")) {
-        let estimate = pipeline.check_memory(&target, dtype, "run configuration")?;
+    if let Some(target) = &target {
+        let estimate = pipeline.check_memory(target, dtype, "run configuration")?;
         tracing::info!(%estimate, "one Stage II step");
     }
     std::fs::create_dir_all(&cfg.out).map_err(|e| Error::io(&cfg.out, e))?;

@@ -1,55 +1,14 @@
-//! The Stage II memory bound against the peaks measured on this project's CPU runs
-//! (docs/performance.md): the bound is below every measured peak (it is a lower bound) and
-//! not far below it (it is not vacuous), and the parts move as the shapes say.
+//! The Stage II memory bound (`resa_tune::memory`) against the peaks measured for the bench
+//! workloads on this project's CPU runs (docs/performance.md), on the bench's own shapes:
+//! the bound is below every measured peak (it is a lower bound) and not far below it (it is
+//! not vacuous), and the parts move as the shapes say.
 
 use resa_lora::LoraConfig;
+use resa_pipeline::bench::{r1_distill_15b, stage2_model, stage2_vocab_model};
 use resa_qwen2::Qwen2Config;
 use resa_tune::{Head, Stage2Shape, stage2_memory};
 
 const MIB: f64 = (1u64 << 20) as f64;
-
-fn r1_distill_15b() -> Qwen2Config {
-    Qwen2Config {
-        vocab_size: 151_936,
-        hidden_size: 1536,
-        intermediate_size: 8960,
-        num_hidden_layers: 28,
-        num_attention_heads: 12,
-        num_key_value_heads: 2,
-        head_dim: 128,
-        max_position_embeddings: 131_072,
-        tie_word_embeddings: false,
-        ..Qwen2Config::tiny()
-    }
-}
-
-fn bench_model() -> Qwen2Config {
-    Qwen2Config {
-        vocab_size: 8192,
-        hidden_size: 512,
-        intermediate_size: 1408,
-        num_hidden_layers: 4,
-        num_attention_heads: 8,
-        num_key_value_heads: 2,
-        head_dim: 64,
-        ..Qwen2Config::tiny()
-    }
-}
-
-fn vocab_model() -> Qwen2Config {
-    Qwen2Config {
-        vocab_size: 151_936,
-        hidden_size: 256,
-        intermediate_size: 768,
-        num_hidden_layers: 2,
-        num_attention_heads: 4,
-        num_key_value_heads: 2,
-        head_dim: 64,
-        max_position_embeddings: 4096,
-        tie_word_embeddings: true,
-        ..Qwen2Config::tiny()
-    }
-}
 
 /// (case, shape, measured peak RSS in MiB: `resa bench --only NAME --repeats 1`, release,
 /// this 2-core machine).
@@ -67,10 +26,10 @@ fn measured() -> Vec<(&'static str, Stage2Shape, f64)> {
     vec![
         // `--size 1.5b --dtype bf16 --only stage2_step`: 65,536-latent SAE at layers.12.
         ("1.5b bf16", shape(r1_distill_15b(), 2048, 2, (1536, 65_536), 13, None), 18_140.0),
-        ("stage2_step", shape(bench_model(), 512, 4, (512, 8192), 3, None), 228.5),
-        ("stage2_step_plain", shape(bench_model(), 512, 4, (512, 8192), 0, None), 559.7),
-        ("stage2_step_vocab", shape(vocab_model(), 2048, 4, (256, 4096), 1, None), VOCAB_CHUNKED),
-        ("stage2_step_vocab_full", shape(vocab_model(), 2048, 4, (256, 4096), 1, Some(Head::Full)), VOCAB_FULL),
+        ("stage2_step", shape(stage2_model(), 512, 4, (512, 8192), 3, None), 228.5),
+        ("stage2_step_plain", shape(stage2_model(), 512, 4, (512, 8192), 0, None), 559.7),
+        ("stage2_step_vocab", shape(stage2_vocab_model(), 2048, 4, (256, 4096), 1, None), VOCAB_CHUNKED),
+        ("stage2_step_vocab_full", shape(stage2_vocab_model(), 2048, 4, (256, 4096), 1, Some(Head::Full)), VOCAB_FULL),
     ]
 }
 
