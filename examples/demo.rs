@@ -8,7 +8,7 @@
 //! ```
 
 use burn::backend::Flex;
-use resa::demo::{DemoConfig, DemoEvent, run_demo, table};
+use resa::demo::{DemoConfig, DemoEvent, ToyStages, run_demo, table};
 use resa::pipeline::PipelineEvent;
 
 fn main() -> anyhow::Result<()> {
@@ -16,7 +16,8 @@ fn main() -> anyhow::Result<()> {
     let mut cfg = DemoConfig { out: "resa-demo-example".into(), ..DemoConfig::default() };
     if quick {
         // Fewer rows, steps and test problems: the plumbing, not the numbers.
-        cfg = DemoConfig { train_rows: 200, test_problems: 10, stage1_steps: 5, stage2_steps: 4, ..cfg };
+        let stages = ToyStages { stage1_steps: 5, stage2_steps: 4, ..cfg.stages };
+        cfg = DemoConfig { train_rows: 200, test_problems: 10, stages, ..cfg };
     }
     let report = run_demo::<Flex>(&cfg, &Default::default(), &mut |event| match event {
         DemoEvent::Begin(part) => println!("== {part}"),

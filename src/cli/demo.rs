@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use burn::tensor::backend::Backend;
-use resa::demo::{DemoConfig, DemoEvent, run_demo, table};
+use resa::demo::{DemoConfig, DemoEvent, ToyStages, run_demo, table};
 use resa::device::DeviceArgs;
 use resa::pipeline::PipelineEvent;
 use resa::with_backend;
@@ -47,15 +47,13 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         cfg = DemoConfig {
             train_rows: 200,
             test_problems: 10,
-            num_latents: 256,
-            stage1_steps: 5,
-            stage2_steps: 4,
+            stages: ToyStages { num_latents: 256, stage1_steps: 5, stage2_steps: 4, ..cfg.stages },
             max_new_tokens: 48,
             ..cfg
         };
     }
-    cfg.stage1_steps = args.stage1_steps.unwrap_or(cfg.stage1_steps);
-    cfg.stage2_steps = args.stage2_steps.unwrap_or(cfg.stage2_steps);
+    cfg.stages.stage1_steps = args.stage1_steps.unwrap_or(cfg.stages.stage1_steps);
+    cfg.stages.stage2_steps = args.stage2_steps.unwrap_or(cfg.stages.stage2_steps);
     cfg.test_problems = args.test_problems.unwrap_or(cfg.test_problems);
     let spec = args.device.device;
     with_backend!(spec, |B, device| { demo::<B>(&cfg, &device) })

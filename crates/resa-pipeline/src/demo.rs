@@ -45,24 +45,9 @@ pub struct DemoConfig {
     pub train_rows: usize,
     /// Test problems evaluated per model.
     pub test_problems: usize,
-    /// Where the SAE reads and is spliced.
-    pub hookpoint: Hookpoint,
-    /// SAE latents.
-    pub num_latents: usize,
-    /// SAE active latents.
-    pub k: usize,
-    /// Stage I steps.
-    pub stage1_steps: u64,
-    /// Stage II (and SFT baseline) steps.
-    pub stage2_steps: u64,
-    /// Stage II learning rate.
-    pub stage2_lr: f64,
-    /// Chunks per Stage II step.
-    pub stage2_batch: usize,
-    /// LoRA rank.
-    pub lora_r: usize,
-    /// Tokens per training chunk.
-    pub ctx_len: usize,
+    /// Stage I and Stage II (in the file form: the same keys as when they were fields here).
+    #[serde(flatten)]
+    pub stages: ToyStages,
     /// Evaluation token budget per completion.
     pub max_new_tokens: usize,
     /// Evaluation sampling (the paper's: temperature 0.6, top-p 0.95).
@@ -78,6 +63,40 @@ impl Default for DemoConfig {
             out: PathBuf::from("resa-demo"),
             train_rows: 2000,
             test_problems: 200,
+            stages: ToyStages::default(),
+            max_new_tokens: 96,
+            sampling: Sampling::Sample { temperature: 0.6, top_p: 0.95, top_k: None },
+            seed: 0,
+        }
+    }
+}
+
+/// The Stage I and Stage II settings of the toy runs (the demo's, the toy paper's).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToyStages {
+    /// Where the SAE reads and is spliced.
+    pub hookpoint: Hookpoint,
+    /// SAE latents.
+    pub num_latents: usize,
+    /// SAE active latents.
+    pub k: usize,
+    /// Stage I steps.
+    pub stage1_steps: u64,
+    /// Stage II (and SFT baseline) steps.
+    pub stage2_steps: u64,
+    /// Stage II learning rate.
+    pub stage2_lr: f64,
+    /// Chunks per Stage II step.
+    pub stage2_batch: usize,
+    /// LoRA rank (alpha = 4 × rank).
+    pub lora_r: usize,
+    /// Tokens per training chunk.
+    pub ctx_len: usize,
+}
+
+impl Default for ToyStages {
+    fn default() -> Self {
+        ToyStages {
             hookpoint: Hookpoint::Residual(3),
             num_latents: 1024,
             k: 16,
@@ -87,9 +106,71 @@ impl Default for DemoConfig {
             stage2_batch: 4,
             lora_r: 8,
             ctx_len: 64,
-            max_new_tokens: 96,
-            sampling: Sampling::Sample { temperature: 0.6, top_p: 0.95, top_k: None },
-            seed: 0,
+        }
+    }
+}
+
+/// Where one toy run comes from and goes: its folder, models, data and SAE.
+#[derive(Debug, Clone)]
+pub struct ToyRun<'a> {
+    /// Run folder.
+    pub out: PathBuf,
+    /// Seed of the SAE, the adapters and the data order.
+    pub seed: u64,
+    /// Stage I model.
+    pub source: ModelRef,
+    /// Stage II model.
+    pub target: ModelRef,
+    /// Trigger and elicitation data.
+    pub data: &'a Path,
+    /// How a row becomes text.
+    pub template: Template,
+    /// How the SAE is obtained, and from where.
+    pub sae: (SaeMode, Option<String>),
+    /// Where it reads and is spliced.
+    pub hookpoint: Hookpoint,
+    /// What Stage II optimises.
+    pub objective: ObjectiveKind,
+}
+
+impl ToyStages {
+    /// The pipeline of one toy run with these settings.
+    pub fn pipeline_file(&self, run: ToyRun<'_>) -> PipelineFile {
+        let data = run.data.display().to_string();
+        PipelineFile {
+            out: run.out,
+            seed: run.seed,
+            source: run.source,
+            target: run.target,
+            data: DataSection {
+                trigger: data.clone(),
+                elicitation: data,
+                template: run.template,
+                split: "train".into(),
+                ctx_len: self.ctx_len,
+                max_rows: None,
+            },
+            sae: SaeSection {
+                mode: run.sae.0,
+                path: run.sae.1,
+                hookpoint: run.hookpoint,
+                num_latents: self.num_latents,
+                k: self.k,
+                batch_size: 8,
+                lr: None,
+                max_steps: Some(self.stage1_steps),
+                seed: run.seed,
+            },
+            lora: LoraSection { r: self.lora_r, alpha: 4.0 * self.lora_r as f64, ..LoraSection::default() },
+            stage2: Stage2Section {
+                objective: run.objective,
+                lr: self.stage2_lr,
+                epochs: 1000,
+                max_steps: Some(self.stage2_steps),
+                batch_size: self.stage2_batch,
+                save_every: self.stage2_steps.max(1),
+                ..Stage2Section::default()
+            },
         }
     }
 }
@@ -142,44 +223,25 @@ pub enum DemoEvent<'a> {
 fn pipeline_config(cfg: &DemoConfig, data: &Path, out: PathBuf, objective: ObjectiveKind) -> PipelineFile {
     let model = ModelRef::new(cfg.model.display().to_string());
     let sae_tuning = objective == ObjectiveKind::SaeTuning;
-    PipelineFile {
+    let mut file = cfg.stages.pipeline_file(ToyRun {
         out,
         seed: cfg.seed,
         source: model.clone(),
         target: model,
-        data: DataSection {
-            trigger: data.display().to_string(),
-            elicitation: data.display().to_string(),
-            template: Template::Custom(toy::TOY_TEMPLATE.into()),
-            split: "train".into(),
-            ctx_len: cfg.ctx_len,
-            max_rows: None,
+        data,
+        template: Template::Custom(toy::TOY_TEMPLATE.into()),
+        // The baseline reuses the SAE-Tuning run's SAE (it does not use it; the pipeline only
+        // needs one to load).
+        sae: if sae_tuning {
+            (SaeMode::Scratch, None)
+        } else {
+            (SaeMode::Pretrained, Some(cfg.out.join("sae-tuning/stage1").display().to_string()))
         },
-        sae: SaeSection {
-            // The baseline reuses the SAE-Tuning run's SAE (it does not use it; the pipeline
-            // only needs one to load).
-            mode: if sae_tuning { SaeMode::Scratch } else { SaeMode::Pretrained },
-            path: (!sae_tuning).then(|| cfg.out.join("sae-tuning/stage1").display().to_string()),
-            hookpoint: cfg.hookpoint,
-            num_latents: cfg.num_latents,
-            k: cfg.k,
-            batch_size: 8,
-            lr: None,
-            max_steps: Some(cfg.stage1_steps),
-            seed: cfg.seed,
-        },
-        lora: LoraSection { r: cfg.lora_r, alpha: 4.0 * cfg.lora_r as f64, ..LoraSection::default() },
-        stage2: Stage2Section {
-            objective,
-            lr: cfg.stage2_lr,
-            epochs: 1000,
-            max_steps: Some(cfg.stage2_steps),
-            batch_size: cfg.stage2_batch,
-            save_every: cfg.stage2_steps.max(1),
-            merge: sae_tuning,
-            ..Stage2Section::default()
-        },
-    }
+        hookpoint: cfg.stages.hookpoint,
+        objective,
+    });
+    file.stage2.merge = sae_tuning;
+    file
 }
 
 /// Runs the demo on backend `B`.
@@ -340,7 +402,7 @@ fn write_report(report: &DemoReport) -> Result<()> {
     if let Some(f) = report.stage1_fvu {
         md.push_str(&format!(
             "- Stage I: last FVU {f:.4} ({} latents, k {}).\n",
-            report.config.num_latents, report.config.k
+            report.config.stages.num_latents, report.config.stages.k
         ));
     }
     if let Some((a, b)) = report.stage2_kl {

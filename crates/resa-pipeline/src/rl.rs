@@ -13,7 +13,7 @@ use burn::tensor::{DType, backend::Backend};
 use resa_data::toy::{Split, ToyWorld};
 use resa_eval::Grader;
 use resa_lora::LoraConfig;
-use resa_qwen2::{ChatMessage, Qwen2ForCausalLM, Sampling, Tokenizer};
+use resa_qwen2::{ChatMessage, FinishReason, Qwen2ForCausalLM, Sampling, Tokenizer};
 use resa_tune::{Grpo, GrpoConfig, StepMetrics, TuneConfig, TuneReport, train_adapters};
 use serde::{Deserialize, Serialize};
 
@@ -116,18 +116,18 @@ pub fn train_toy_tina<B: Backend>(
     let chunks: Vec<Vec<u32>> =
         prompts.into_iter().map(|p| std::iter::repeat_n(pad, width - p.len()).chain(p).collect()).collect();
 
-    // The reward: the toy benchmark's grading of the decoded completion (stop token left
-    // out, special tokens kept).
+    // The reward: the toy benchmark's grading of the completion decoded as the evaluation
+    // records it ([`resa_eval::completion_of`]).
     let reward_tokenizer = tokenizer.clone();
     let stops = stop.clone();
     let reward = move |prompt: &[u32], completion: &[u32]| -> f32 {
         let Some(answer) = gold.get(prompt) else { return 0.0 };
-        let body = match completion.last() {
-            Some(t) if stops.contains(t) => &completion[..completion.len() - 1],
-            _ => completion,
+        let reason = match completion.last() {
+            Some(&t) if stops.contains(&t) => FinishReason::Stop(t),
+            _ => FinishReason::MaxTokens,
         };
-        let Ok(text) = reward_tokenizer.decode(body, false) else { return 0.0 };
-        if Grader::AnswerTag.grade(answer, &text).correct { 1.0 } else { 0.0 }
+        let Ok(c) = resa_eval::completion_of(&reward_tokenizer, completion, reason) else { return 0.0 };
+        if Grader::AnswerTag.grade(answer, &c.text).correct { 1.0 } else { 0.0 }
     };
     let grpo = Grpo::new(
         GrpoConfig {

@@ -19,11 +19,11 @@ use resa_data::toy::{self, ToyWorld};
 use resa_qwen2::Hookpoint;
 use serde::{Deserialize, Serialize};
 
+use crate::demo::{ToyRun, ToyStages};
 use crate::error::{Error, Result};
 use crate::evaluation::Evaluation;
 use crate::pipeline::{
-    DataSection, LoraSection, ModelRef, ObjectiveKind, Pipeline, PipelineEvent, PipelineFile, SaeMode, SaeSection,
-    Stage2Section, run_pipeline, run_stage1,
+    ModelRef, ObjectiveKind, Pipeline, PipelineEvent, PipelineFile, SaeMode, run_pipeline, run_stage1,
 };
 use crate::rl::{Paired, ToyEvalConfig, ToyTinaConfig, paired, train_toy_tina};
 
@@ -45,24 +45,10 @@ pub struct ToyPaperConfig {
     pub source_steps: Vec<u64>,
     /// The evaluation (problems, samples, sampling).
     pub eval: ToyEvalConfig,
-    /// The hookpoint of Tables 3 and 4.
-    pub hookpoint: Hookpoint,
-    /// SAE latents.
-    pub num_latents: usize,
-    /// SAE active latents.
-    pub k: usize,
-    /// Stage I steps.
-    pub stage1_steps: u64,
-    /// Stage II (and SFT) steps.
-    pub stage2_steps: u64,
-    /// Stage II learning rate.
-    pub stage2_lr: f64,
-    /// Chunks per Stage II step.
-    pub stage2_batch: usize,
-    /// LoRA rank of Stage II.
-    pub lora_r: usize,
-    /// Tokens per training chunk.
-    pub ctx_len: usize,
+    /// Stage I and Stage II of every SAE-Tuning and SFT run (the demo's settings; the
+    /// hookpoint is that of Tables 3–5).
+    #[serde(flatten)]
+    pub stages: ToyStages,
     /// Table 6: the layers swept (empty: no sweep).
     pub sweep_layers: Vec<usize>,
     /// Table 5: full-parameter steps that make the sibling model (the base trained further
@@ -80,15 +66,7 @@ impl Default for ToyPaperConfig {
             tina: ToyTinaConfig { steps: 100, save_every: 25, ..ToyTinaConfig::default() },
             source_steps: vec![0, 25, 50],
             eval: ToyEvalConfig::default(),
-            hookpoint: Hookpoint::Residual(3),
-            num_latents: 1024,
-            k: 16,
-            stage1_steps: 150,
-            stage2_steps: 150,
-            stage2_lr: 1e-3,
-            stage2_batch: 4,
-            lora_r: 8,
-            ctx_len: 64,
+            stages: ToyStages::default(),
             sweep_layers: (0..6).collect(),
             sibling_steps: 200,
         }
@@ -110,9 +88,7 @@ impl ToyPaperConfig {
             },
             source_steps: vec![0, 2],
             eval: ToyEvalConfig { problems: 8, samples: 2, max_new_tokens: 64, ..self.eval },
-            num_latents: 256,
-            stage1_steps: 5,
-            stage2_steps: 4,
+            stages: ToyStages { num_latents: 256, stage1_steps: 5, stage2_steps: 4, ..self.stages },
             sweep_layers: vec![1, 3],
             sibling_steps: 3,
             ..self
@@ -262,13 +238,13 @@ pub fn run_toy_paper<B: Backend>(
             Template::custom(toy::TOY_COT_TEMPLATE)?,
             SaeMode::Scratch,
             None,
-            cfg.hookpoint,
+            cfg.stages.hookpoint,
             ObjectiveKind::SaeTuning,
         ),
         "the toy paper's pretrained SAE",
     )?;
     let (generic_saes, _) =
-        run_stage1::<Autodiff<B>>(&generic_run, &[cfg.hookpoint], &cfg.model, device, DType::F32, &mut |e| {
+        run_stage1::<Autodiff<B>>(&generic_run, &[cfg.stages.hookpoint], &cfg.model, device, DType::F32, &mut |e| {
             on_event(ToyPaperEvent::Pipeline(e))
         })?;
     let generic_saes = generic_saes.display().to_string();
@@ -298,7 +274,7 @@ pub fn run_toy_paper<B: Backend>(
             cot_free()?,
             SaeMode::Finetune,
             Some(generic_saes.clone()),
-            cfg.hookpoint,
+            cfg.stages.hookpoint,
             ObjectiveKind::SaeTuning,
         ))
     };
@@ -315,7 +291,7 @@ pub fn run_toy_paper<B: Backend>(
             cot_free()?,
             SaeMode::Pretrained,
             Some(generic_saes.clone()),
-            cfg.hookpoint,
+            cfg.stages.hookpoint,
             ObjectiveKind::Sft,
         ),
     );
@@ -331,7 +307,7 @@ pub fn run_toy_paper<B: Backend>(
             Template::custom(toy::TOY_COT_TEMPLATE)?,
             SaeMode::Pretrained,
             Some(generic_saes.clone()),
-            cfg.hookpoint,
+            cfg.stages.hookpoint,
             ObjectiveKind::Sft,
         ),
     );
@@ -347,7 +323,7 @@ pub fn run_toy_paper<B: Backend>(
             cot_free()?,
             SaeMode::Pretrained,
             Some(generic_saes.clone()),
-            cfg.hookpoint,
+            cfg.stages.hookpoint,
             ObjectiveKind::SaeTuning,
         ),
     );
@@ -363,7 +339,7 @@ pub fn run_toy_paper<B: Backend>(
             cot_free()?,
             SaeMode::Scratch,
             None,
-            cfg.hookpoint,
+            cfg.stages.hookpoint,
             ObjectiveKind::SaeTuning,
         ),
     );
@@ -378,7 +354,18 @@ pub fn run_toy_paper<B: Backend>(
     if cfg.sibling_steps > 0 {
         // SAE-Tuning with the toy Tina's SAE, the adapter trained on the sibling; it is then
         // attached to the base without any training there.
-        let mut file = finetune(last, "sae-sibling")?;
+        // The main row's SAE (trained first) is the one spliced in: no second Stage I.
+        let mut file = run_file(
+            cfg,
+            "sae-sibling",
+            &tina,
+            &train,
+            cot_free()?,
+            SaeMode::Pretrained,
+            Some(out.join("sae-tuning/stage1").display().to_string()),
+            cfg.stages.hookpoint,
+            ObjectiveKind::SaeTuning,
+        );
         file.target = ModelRef::new(sibling.display().to_string());
         add("SAE-Tuning adapter trained on a sibling model, attached to the base", "5", "adapter-transfer", file);
     }
@@ -553,7 +540,7 @@ fn make_sibling<B: Backend>(
     Ok(())
 }
 
-/// One pipeline of the toy paper into `out/<dir>`.
+/// One pipeline of the toy paper into `out/<dir>` (target: the base model).
 #[allow(clippy::too_many_arguments)]
 fn run_file(
     cfg: &ToyPaperConfig,
@@ -566,41 +553,17 @@ fn run_file(
     hookpoint: Hookpoint,
     objective: ObjectiveKind,
 ) -> PipelineFile {
-    PipelineFile {
+    cfg.stages.pipeline_file(ToyRun {
         out: cfg.out.join(dir),
         seed: cfg.seed,
         source: source.clone(),
         target: ModelRef::new(cfg.model.display().to_string()),
-        data: DataSection {
-            trigger: data.display().to_string(),
-            elicitation: data.display().to_string(),
-            template,
-            split: "train".into(),
-            ctx_len: cfg.ctx_len,
-            max_rows: None,
-        },
-        sae: SaeSection {
-            mode,
-            path: sae_path,
-            hookpoint,
-            num_latents: cfg.num_latents,
-            k: cfg.k,
-            batch_size: 8,
-            lr: None,
-            max_steps: Some(cfg.stage1_steps),
-            seed: cfg.seed,
-        },
-        lora: LoraSection { r: cfg.lora_r, alpha: 4.0 * cfg.lora_r as f64, ..LoraSection::default() },
-        stage2: Stage2Section {
-            objective,
-            lr: cfg.stage2_lr,
-            epochs: 1000,
-            max_steps: Some(cfg.stage2_steps),
-            batch_size: cfg.stage2_batch,
-            save_every: cfg.stage2_steps.max(1),
-            ..Stage2Section::default()
-        },
-    }
+        data,
+        template,
+        sae: (mode, sae_path),
+        hookpoint,
+        objective,
+    })
 }
 
 /// The paper's claims as paired comparisons of the rows.
@@ -674,10 +637,10 @@ fn write_report(report: &ToyPaperReport) -> Result<()> {
         c.tina.steps,
         c.tina.prompts_per_step,
         c.tina.group_size,
-        c.hookpoint,
-        c.num_latents,
-        c.k,
-        c.stage2_steps
+        c.stages.hookpoint,
+        c.stages.num_latents,
+        c.stages.k,
+        c.stages.stage2_steps
     ));
     for (table, title) in [
         ("3", "Table 3: the RL source and SAE-Tuning"),
