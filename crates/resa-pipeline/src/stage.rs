@@ -1,6 +1,7 @@
 //! Stages as values: each has its configuration, a stamp (what makes its output reusable)
 //! and a `run` that writes its artifacts atomically; [`run_stage`] skips a stage whose
-//! stamp file matches and whose output is on disk, and writes the stamp after a run.
+//! stamp file matches and whose output is on disk, starts over when the folder was made
+//! from another stamp, and writes the stamp after a run.
 //! [`run_pipeline`](crate::run_pipeline), the paper's experiments and the demo are
 //! compositions of these stages.
 
@@ -25,6 +26,11 @@ pub trait Stage<B: AutodiffBackend> {
 
     /// The file that holds the stamp of the finished output.
     fn stamp_file(&self) -> PathBuf;
+
+    /// The folder the stage writes its output and partial work (checkpoints) into. It is
+    /// removed before a run whose stamp differs from the one its contents were started or
+    /// finished with, so a changed configuration never resumes the old one's checkpoints.
+    fn work_dir(&self) -> PathBuf;
 
     /// What makes the output reusable: a rerun with the same stamp is skipped.
     fn stamp(&self) -> Result<String>;
@@ -52,18 +58,40 @@ pub fn run_stage<B: AutodiffBackend, S: Stage<B>>(
 ) -> Result<(S::Output, bool)> {
     let stamp = stage.stamp()?;
     let file = stage.stamp_file();
-    if std::fs::read_to_string(&file).is_ok_and(|s| s == stamp)
+    let done = std::fs::read_to_string(&file).ok();
+    if done.as_deref() == Some(stamp.as_str())
         && let Some(out) = stage.finished()
     {
         on_event(PipelineEvent::Skipped(stage.name()));
         return Ok((out, false));
     }
-    let out = stage.run(device, dtype, on_event)?;
-    if let Some(dir) = file.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    // What the folder holds was made (or started) from another configuration: start over
+    // instead of resuming its checkpoints. Without a stamp (a killed run from before stamps
+    // were written at the start) the checkpoints are resumed, as before.
+    let started = started_file(&file);
+    let previous = done.or_else(|| std::fs::read_to_string(&started).ok());
+    let work = stage.work_dir();
+    if previous.is_some_and(|p| p != stamp) && work.exists() {
+        tracing::info!("{}: {} was made from another configuration; starting over", stage.name(), work.display());
+        std::fs::remove_dir_all(&work).map_err(|e| Error::io(&work, e))?;
     }
+    for f in [&file, &started] {
+        if let Some(dir) = f.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        }
+    }
+    let _ = std::fs::remove_file(&file);
+    write_atomic(&started, stamp.as_bytes())?;
+    let out = stage.run(device, dtype, on_event)?;
     write_atomic(&file, stamp.as_bytes())?;
+    let _ = std::fs::remove_file(&started);
     Ok((out, true))
+}
+
+/// Where a stage's stamp is kept while it runs: beside its done-stamp.
+fn started_file(done: &std::path::Path) -> PathBuf {
+    let name = done.file_name().map_or_else(|| "stage".into(), |n| n.to_string_lossy().into_owned());
+    done.with_file_name(format!("{name}.started"))
 }
 
 /// Stage I: trains (mode `scratch`) or fine-tunes (mode `finetune`) one SAE per hookpoint
@@ -87,6 +115,10 @@ impl<B: AutodiffBackend> Stage<B> for SaeTraining<'_> {
 
     fn stamp_file(&self) -> PathBuf {
         self.pipeline.out().join("stage1/done.json")
+    }
+
+    fn work_dir(&self) -> PathBuf {
+        self.pipeline.out().join("stage1")
     }
 
     fn stamp(&self) -> Result<String> {
@@ -145,6 +177,10 @@ impl<B: AutodiffBackend> Stage<B> for AdapterTraining<'_> {
 
     fn stamp_file(&self) -> PathBuf {
         self.pipeline.out().join("stage2/done.json")
+    }
+
+    fn work_dir(&self) -> PathBuf {
+        self.pipeline.out().join("stage2")
     }
 
     fn stamp(&self) -> Result<String> {
@@ -207,6 +243,10 @@ impl<B: AutodiffBackend> Stage<B> for Merge<'_> {
 
     fn stamp_file(&self) -> PathBuf {
         self.pipeline.out().join("merged.done.json")
+    }
+
+    fn work_dir(&self) -> PathBuf {
+        self.pipeline.out().join("merged")
     }
 
     fn stamp(&self) -> Result<String> {

@@ -27,6 +27,10 @@ impl Stage<B> for Counting {
         self.dir.join("done.json")
     }
 
+    fn work_dir(&self) -> PathBuf {
+        self.dir.clone()
+    }
+
     fn stamp(&self) -> resa_pipeline::Result<String> {
         Ok(self.stamp.clone())
     }
@@ -89,4 +93,32 @@ fn a_stage_is_skipped_only_while_its_stamp_and_output_hold() {
     std::fs::remove_file(tmp.path().join("stage/out.txt")).expect("rm");
     let (_, ran) = run_stage(&s, &device, DType::F32, &mut events).expect("missing output");
     assert!(ran && s.runs.get() == 2);
+}
+
+/// A folder left by a run of another configuration (finished, or killed with its partial
+/// work) is started over; one left by a killed run of the same configuration is kept for the
+/// stage to resume.
+#[test]
+fn a_changed_configuration_starts_over_and_the_same_one_resumes() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let device = Default::default();
+    let dir = tmp.path().join("stage");
+    let stage = |stamp: &str, fail: bool| Counting { dir: dir.clone(), stamp: stamp.into(), runs: Cell::new(0), fail };
+    // A killed run of "a" left partial work and its started stamp.
+    assert!(run_stage::<B, _>(&stage("a", true), &device, DType::F32, &mut |_| {}).is_err());
+    std::fs::write(dir.join("checkpoint"), "a's partial work").expect("partial");
+    // The same configuration again: the partial work is there for it to resume.
+    let s = stage("a", true);
+    assert!(run_stage::<B, _>(&s, &device, DType::F32, &mut |_| {}).is_err());
+    assert!(dir.join("checkpoint").is_file(), "the same configuration keeps its partial work");
+    // Another configuration: the folder is started over.
+    let s = stage("b", false);
+    run_stage::<B, _>(&s, &device, DType::F32, &mut |_| {}).expect("runs");
+    assert!(!dir.join("checkpoint").exists(), "another configuration's checkpoints are not resumed");
+    assert_eq!(std::fs::read_to_string(dir.join("done.json")).expect("stamp"), "b");
+    assert!(!dir.join("done.json.started").exists());
+    // And a finished folder of "b" is started over for "c" too.
+    std::fs::write(dir.join("checkpoint"), "b's").expect("partial");
+    run_stage::<B, _>(&stage("c", false), &device, DType::F32, &mut |_| {}).expect("runs");
+    assert!(!dir.join("checkpoint").exists());
 }
