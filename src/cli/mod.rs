@@ -1,6 +1,7 @@
 //! Command-line definitions and dispatch.
 
 pub mod bench;
+pub mod collective;
 pub mod debug;
 pub mod demo;
 pub mod eval;
@@ -63,6 +64,8 @@ pub enum Command {
     ToyModel(toy_model::ToyModelArgs),
     /// LoRA-GRPO on the toy model (a toy Tina), evaluated against the base, paired.
     ToyTina(Box<toy_tina::ToyTinaArgs>),
+    /// The meeting point of a multi-node Stage II run (burn-collective's global orchestrator).
+    CollectiveOrchestrator(collective::OrchestratorArgs),
     /// Diagnostics for comparing with the reference implementations (`resa debug stage2-step`).
     #[command(subcommand)]
     Debug(debug::DebugCommand),
@@ -83,6 +86,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Eval(args) => eval::run(*args),
         Command::Demo(args) => demo::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::CollectiveOrchestrator(args) => collective::run(args),
         Command::Features(args) => features::run(*args),
         Command::ToyModel(args) => toy_model::run(args),
         Command::ToyTina(args) => toy_tina::run(*args),

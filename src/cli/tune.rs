@@ -8,6 +8,7 @@ use burn::tensor::{DType, backend::Backend};
 use resa::device::{ComputeArgs, MemoryArgs};
 use resa::pipeline::pipeline::ObjectiveKind;
 use resa::pipeline::{Pipeline, PipelineEvent, PipelineFile, run_pipeline};
+use resa::tune::Nodes;
 use resa::with_backend;
 
 use super::progress::Reporter;
@@ -37,6 +38,24 @@ pub struct TuneArgs {
     /// (`--device cuda:0 --data-parallel 4` uses cuda:0…cuda:3); overrides `stage2.data_parallel`.
     #[arg(long)]
     pub data_parallel: Option<usize>,
+    /// Stage II on several machines: the number of processes (nodes), each started with the
+    /// same command and data, differing in `--node-rank` and `--node-address`; gradients are
+    /// summed over all nodes' replicas with burn-collective.
+    #[arg(long, requires_all = ["node_rank", "orchestrator", "node_address"])]
+    pub nodes: Option<u32>,
+    /// This node's index, 0 … nodes − 1.
+    #[arg(long, requires = "nodes")]
+    pub node_rank: Option<u32>,
+    /// The orchestrator's address, `ws://HOST:PORT` (start it once with
+    /// `resa collective-orchestrator --port PORT`).
+    #[arg(long, requires = "nodes")]
+    pub orchestrator: Option<String>,
+    /// Where the other nodes reach this one, `ws://THIS_HOST:PORT` (the port is opened here).
+    #[arg(long, requires = "nodes")]
+    pub node_address: Option<String>,
+    /// Seconds to wait for the orchestrator and every node at the start.
+    #[arg(long, default_value_t = 600, requires = "nodes")]
+    pub node_timeout: u64,
     /// The memory check of one Stage II step.
     #[command(flatten)]
     pub memory: MemoryArgs,
@@ -67,7 +86,13 @@ pub fn run(args: TuneArgs) -> anyhow::Result<()> {
     // Everything a run needs is checked before it starts (the overrides included).
     let file = args.config.display().to_string();
     let limit = args.memory.limit(args.compute.device).map_err(anyhow::Error::msg)?;
-    let pipeline = Pipeline::new(cfg, &file)?.with_memory_limit(limit);
+    let nodes = match (args.nodes, args.node_rank, args.orchestrator, args.node_address) {
+        (Some(count), Some(rank), Some(orchestrator), Some(address)) => {
+            Some(Nodes { count, rank, orchestrator, address, timeout_secs: args.node_timeout })
+        }
+        _ => None,
+    };
+    let pipeline = Pipeline::new(cfg, &file)?.with_memory_limit(limit).with_nodes(nodes)?;
     pipeline.validate_models(&file)?;
     let spec = args.compute.device;
     with_backend!(spec, |B, device| { tune::<B>(&pipeline, &device, args.compute.dtype) })

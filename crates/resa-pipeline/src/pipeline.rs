@@ -726,6 +726,17 @@ impl Pipeline {
         self
     }
 
+    /// Runs Stage II as node `nodes.rank` of `nodes.count` processes (one per machine), their
+    /// gradients summed with burn-collective ([`resa_tune::Nodes`]); `None` (the default): this
+    /// process alone. The node count is part of Stage II's stamp; rank and addresses are not.
+    pub fn with_nodes(mut self, nodes: Option<resa_tune::Nodes>) -> Result<Self> {
+        if let Some(n) = &nodes {
+            n.validate()?;
+        }
+        self.tune.nodes = nodes;
+        Ok(self)
+    }
+
     /// The memory limit set, if any.
     pub fn memory_limit(&self) -> Option<&MemoryLimit> {
         self.memory_limit.as_ref()

@@ -185,8 +185,14 @@ impl<B: AutodiffBackend> Stage<B> for AdapterTraining<'_> {
 
     fn stamp(&self) -> Result<String> {
         let c = self.pipeline.file();
-        serde_json::to_string_pretty(&(&self.sae_stamp, &c.target, &c.data, &c.lora, &c.stage2, c.seed))
-            .map_err(|e| Error::json("the Stage II stamp", e))
+        let parts = (&self.sae_stamp, &c.target, &c.data, &c.lora, &c.stage2, c.seed);
+        // A run of several nodes sums over more replicas: another adapter. (A run of one
+        // keeps the stamp it had before nodes existed.)
+        match self.pipeline.tune().nodes.as_ref().map(|n| n.count).filter(|&n| n > 1) {
+            None => serde_json::to_string_pretty(&parts),
+            Some(nodes) => serde_json::to_string_pretty(&(parts, nodes)),
+        }
+        .map_err(|e| Error::json("the Stage II stamp", e))
     }
 
     fn finished(&self) -> Option<AdapterOutput> {

@@ -45,6 +45,10 @@ pub enum Error {
         /// The value.
         value: f32,
     },
+    /// The replicas or nodes of a data-parallel run could not meet or sum their gradients
+    /// (burn-collective: registration, the orchestrator, an all-reduce).
+    #[error("data parallel: {0}")]
+    Collective(String),
     /// A checkpoint does not match the run being resumed.
     #[error("cannot resume from {path}: {message}")]
     Resume {

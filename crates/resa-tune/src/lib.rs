@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod collective;
 pub mod error;
 pub mod full;
 pub mod grpo;
@@ -9,6 +10,7 @@ pub mod objective;
 pub mod stage2;
 pub mod train;
 
+pub use collective::Nodes;
 pub use error::{Error, Result};
 pub use grpo::{Grpo, GrpoConfig};
 pub use lora_grads::lora_gradients;

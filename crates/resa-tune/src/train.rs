@@ -28,6 +28,7 @@ use resa_qwen2::safetensors_io::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::collective::{self, Collective, Nodes};
 use crate::error::{Error, Result};
 use crate::objective::Objective;
 
@@ -92,6 +93,12 @@ pub struct TuneConfig {
     /// chunks, as PyTorch DDP does with `per_device_batch × accumulation × world size`.
     #[serde(default = "one")]
     pub data_parallel: usize,
+    /// Several processes training together (one per machine, each with `data_parallel`
+    /// replicas; see [`Nodes`]): a step then takes `batch_size × grad_accum × data_parallel ×
+    /// nodes.count` chunks and the gradients are summed over all of them. `None`: this process
+    /// alone.
+    #[serde(default)]
+    pub nodes: Option<Nodes>,
     /// Seed of the data order (reshuffled each epoch) and of dropout.
     pub seed: u64,
     /// Checkpoint every this many optimizer steps (reference: 500).
@@ -116,6 +123,7 @@ impl Default for TuneConfig {
             batch_size: 1,
             grad_accum: 1,
             data_parallel: 1,
+            nodes: None,
             seed: 42,
             save_every: 500,
             out: PathBuf::from("tune-out"),
@@ -140,7 +148,31 @@ impl TuneConfig {
         if self.save_every == 0 {
             return Err(Error::option("save_every", "must be positive"));
         }
+        if let Some(n) = &self.nodes {
+            n.validate()?;
+        }
         Ok(())
+    }
+
+    /// Replicas in the whole run: `data_parallel` times the node count.
+    pub fn world_size(&self) -> usize {
+        self.data_parallel * self.nodes.as_ref().map_or(1, |n| n.count as usize)
+    }
+
+    /// What every node of a multi-node run must agree on: this configuration without what
+    /// differs between nodes (rank, address, run folder, resume), as a 32-bit FNV-1a hash of
+    /// its JSON.
+    fn fingerprint(&self) -> u32 {
+        let mut same = self.clone();
+        same.out = PathBuf::new();
+        same.resume = false;
+        if let Some(n) = &mut same.nodes {
+            n.rank = 0;
+            n.address.clear();
+            n.timeout_secs = 0;
+        }
+        let json = serde_json::to_string(&same).unwrap_or_default();
+        json.bytes().fold(0x811c_9dc5u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193))
     }
 }
 
@@ -275,7 +307,8 @@ pub fn train_adapters<B: AutodiffBackend>(
     if let Some(bad) = chunks.iter().flatten().find(|&&t| t as usize >= vocab) {
         return Err(Error::option("data", format!("token id {bad} is outside the model's vocabulary ({vocab} ids)")));
     }
-    let micro_per_step = cfg.grad_accum * cfg.data_parallel;
+    let world = cfg.world_size();
+    let micro_per_step = cfg.grad_accum * world;
     let micro_per_epoch = chunks.len() / cfg.batch_size;
     let steps_per_epoch = (micro_per_epoch / micro_per_step) as u64;
     let total =
@@ -284,11 +317,11 @@ pub fn train_adapters<B: AutodiffBackend>(
         return Err(Error::option(
             "batch_size",
             format!(
-                "{} chunks do not fill one step of {} × {} × {} (batch × accumulation × replicas)",
+                "{} chunks do not fill one step of {} × {} × {} (batch × accumulation × replicas in all)",
                 chunks.len(),
                 cfg.batch_size,
                 cfg.grad_accum,
-                cfg.data_parallel
+                world
             ),
         ));
     }
@@ -308,14 +341,14 @@ pub fn train_adapters<B: AutodiffBackend>(
         let text = std::fs::read_to_string(dir.join("trainer_state.json")).map_err(|e| Error::io(&dir, e))?;
         let state: TrainerState =
             serde_json::from_str(&text).map_err(|e| Error::Resume { path: dir.clone(), message: e.to_string() })?;
-        let then = (state.config.batch_size, state.micro_batches, state.config.data_parallel);
-        if state.total != total || then != (cfg.batch_size, cfg.grad_accum, cfg.data_parallel) {
+        let then = (state.config.batch_size, state.micro_batches, state.config.world_size());
+        if state.total != total || then != (cfg.batch_size, cfg.grad_accum, world) {
             return Err(Error::Resume {
                 path: dir,
                 message: format!(
-                    "the checkpoint's run has {} steps of {} × {} × {} (batch × accumulation × replicas); this one {} \
-                     of {} × {} × {}",
-                    state.total, then.0, then.1, then.2, total, cfg.batch_size, cfg.grad_accum, cfg.data_parallel
+                    "the checkpoint's run has {} steps of {} × {} × {} (batch × accumulation × replicas in all); this \
+                     one {} of {} × {} × {}",
+                    state.total, then.0, then.1, then.2, total, cfg.batch_size, cfg.grad_accum, world
                 ),
             });
         }
@@ -336,7 +369,21 @@ pub fn train_adapters<B: AutodiffBackend>(
         tracing::info!(step, "resumed from {}", dir.display());
     }
 
-    let mut replicas = Replicas::new(&model, objective, cfg.data_parallel)?;
+    let mut replicas = Replicas::new(&model, objective, cfg.data_parallel, cfg.nodes.as_ref())?;
+    if cfg.nodes.as_ref().is_some_and(|n| n.count > 1) {
+        // A node that resumed from another step, or runs another configuration, would sum
+        // gradients of other chunks: every node checks before the first step.
+        let params = replicas.shapes.iter().map(|s| s[0] * s[1]).sum::<usize>();
+        replicas.agree(
+            &model,
+            &[
+                ("configuration (options, data size, steps)", cfg.fingerprint() ^ total as u32),
+                ("step to resume from", step as u32),
+                ("adapter size (parameters)", params as u32),
+                ("chunk count", chunks.len() as u32),
+            ],
+        )?;
+    }
     let metrics_path = cfg.out.join("metrics.jsonl");
     // A resumed run repeats the steps after its checkpoint: their lines go (a fresh run
     // starts an empty file), so every step is in the file once.
@@ -369,11 +416,13 @@ pub fn train_adapters<B: AutodiffBackend>(
         objective.begin_step(step);
         let first = step as usize * micro_per_step;
         let last_micro = first + micro_per_step - 1;
-        // Micro-batch `first + j` goes to replica `j % data_parallel`.
+        // Micro-batch `first + j` goes to replica `j % world` of the whole run; this node's
+        // replicas are `rank × data_parallel …`.
+        let rank = cfg.nodes.as_ref().map_or(0, |n| n.rank as usize);
         let work: Vec<Vec<Vec<i64>>> = (0..cfg.data_parallel)
             .map(|r| {
-                (r..micro_per_step)
-                    .step_by(cfg.data_parallel)
+                (rank * cfg.data_parallel + r..micro_per_step)
+                    .step_by(world)
                     .map(|j| {
                         let m = first + j;
                         order[m * cfg.batch_size..(m + 1) * cfg.batch_size]
@@ -489,16 +538,29 @@ pub fn train_adapters<B: AutodiffBackend>(
     Ok((model, TuneReport { steps: step, first_loss, last_loss, adapter }))
 }
 
+/// What one replica brings back from a step: its own failure, if any, and the summed vector.
+type ReplicaShare<B> = (Option<Error>, Result<Tensor<<B as AutodiffBackend>::InnerBackend, 1>>);
+
 /// Copies of the model (and SAE) on the other devices of a data-parallel run; replica 0 is
 /// the model itself. Each optimizer step, every replica computes the gradients of its
-/// micro-batches on its own device (in its own thread); they are summed on the primary
-/// device, the primary is updated, and the new adapter weights are copied back out.
+/// micro-batches on its own device (in its own thread); burn-collective's all-reduce sums
+/// them over all replicas (of all nodes), the primary is updated, and the new adapter weights
+/// are copied back out to the other local replicas.
 struct Replicas<'o, B: AutodiffBackend> {
     others: Vec<(Qwen2ForCausalLM<B>, Box<dyn Objective<B> + 'o>)>,
+    /// Present when the run has more than one replica in all.
+    collective: Option<Collective<B::InnerBackend>>,
+    /// Shapes of the adapter gradients, in the order of `Qwen2ForCausalLM::linears`.
+    shapes: Vec<[usize; 2]>,
 }
 
 impl<'o, B: AutodiffBackend> Replicas<'o, B> {
-    fn new(model: &Qwen2ForCausalLM<B>, objective: &'o dyn Objective<B>, n: usize) -> Result<Self> {
+    fn new(
+        model: &Qwen2ForCausalLM<B>,
+        objective: &'o dyn Objective<B>,
+        n: usize,
+        nodes: Option<&Nodes>,
+    ) -> Result<Self> {
         let primary = model.device();
         let id = primary.to_id();
         let count = B::device_count(id.type_id);
@@ -519,11 +581,74 @@ impl<'o, B: AutodiffBackend> Replicas<'o, B> {
             }
             others.push((model.clone().fork(&device), objective.to_device(&device)));
         }
-        Ok(Replicas { others })
+        let shapes = model
+            .linears()
+            .into_iter()
+            .filter_map(|(_, l)| l.adapter.as_ref())
+            .flat_map(|ad| [ad.a.val().dims(), ad.b.val().dims()])
+            .collect();
+        let world = n * nodes.map_or(1, |n| n.count as usize);
+        let collective = if world > 1 {
+            let devices = std::iter::once(primary).chain(others.iter().map(|(m, _)| m.device())).collect();
+            Some(Collective::register(devices, nodes)?)
+        } else {
+            None
+        };
+        Ok(Replicas { others, collective, shapes })
+    }
+
+    /// Sums one vector per local replica over all replicas of the run (each replica's call in
+    /// its own thread, as burn-collective needs); returns the primary's result.
+    fn all_sum(&self, flats: Vec<Tensor<B::InnerBackend, 1>>) -> Result<Tensor<B::InnerBackend, 1>> {
+        let Some(coll) = &self.collective else {
+            return flats.into_iter().next().ok_or_else(|| Error::Setup("no replica".into()));
+        };
+        let mut results: Vec<Result<_>> = std::thread::scope(|s| {
+            let handles: Vec<_> = flats
+                .into_iter()
+                .enumerate()
+                .map(|(i, flat)| s.spawn(move || collective::sum(coll.peer(i), flat)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|_| Err(Error::Collective("an all-reduce thread panicked".into()))))
+                .collect()
+        });
+        results.swap_remove(0)
+    }
+
+    /// Checks that every node of the run has the same `values` (each compared exactly, through
+    /// one all-reduce of their hexadecimal digits and their squares).
+    fn agree(&self, model: &Qwen2ForCausalLM<B>, values: &[(&str, u32)]) -> Result<()> {
+        let nibbles = |v: u32| (0..8).map(move |i| ((v >> (4 * i)) & 15) as f32);
+        let mut flat = vec![1.0f32];
+        for &(_, v) in values {
+            flat.extend(nibbles(v).flat_map(|d| [d, d * d]));
+        }
+        let len = flat.len();
+        let flats = std::iter::once(model.device())
+            .chain(self.others.iter().map(|(m, _)| m.device()))
+            .map(|d| Tensor::from_data(TensorData::new(flat.clone(), [len]), &d))
+            .collect();
+        let sum: Vec<f32> = self.all_sum(flats)?.into_data().iter::<f32>().collect();
+        let peers = sum[0];
+        for (k, &(what, mine)) in values.iter().enumerate() {
+            let same = (0..8).all(|i| {
+                let (s, sq) = (sum[1 + 16 * k + 2 * i], sum[2 + 16 * k + 2 * i]);
+                s * s == peers * sq
+            });
+            if !same {
+                return Err(Error::Collective(format!(
+                    "the nodes disagree on the {what} (this node: {mine}); start every node with the same data, \
+                     configuration and run state"
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Loss sum and summed adapter gradients (on the primary device) of one optimizer step;
-    /// `work[r]` are the micro-batches of replica `r`, each scaled by `1 / micro_total`.
+    /// `work[r]` are the micro-batches of local replica `r`, each scaled by `1 / micro_total`.
     fn gradients(
         &self,
         model: &Qwen2ForCausalLM<B>,
@@ -535,39 +660,68 @@ impl<'o, B: AutodiffBackend> Replicas<'o, B> {
     ) -> Result<(f32, Vec<Tensor<B::InnerBackend, 2>>)> {
         let mut work = work.into_iter();
         let own = work.next().unwrap_or_default();
-        if self.others.is_empty() {
+        let Some(coll) = &self.collective else {
             return replica_pass(model, objective, own, shape, micro_total, step);
-        }
-        let results: Vec<Result<_>> =
-            std::thread::scope(|s| {
-                let handles: Vec<_> = self
-                    .others
-                    .iter()
-                    .zip(work)
-                    .map(|((replica, objective), batches)| {
-                        let objective: &dyn Objective<B> = objective.as_ref();
-                        s.spawn(move || replica_pass(replica, objective, batches, shape, micro_total, step))
+        };
+        let params: usize = self.shapes.iter().map(|s| s[0] * s[1]).sum();
+        // One replica's pass and its share of the all-reduce. A replica that failed still
+        // takes part (with NaN), so that no other replica or node waits for it forever.
+        let pass = |i: usize, replica: &Qwen2ForCausalLM<B>, objective: &dyn Objective<B>, batches| {
+            let device = replica.device();
+            let (failed, flat) = match replica_pass(replica, objective, batches, shape, micro_total, step) {
+                Ok((loss, grads)) => {
+                    let loss = Tensor::<B::InnerBackend, 1>::from_data(TensorData::new(vec![loss], [1]), &device);
+                    let parts = grads.into_iter().map(|g| g.flatten::<1>(0, 1)).chain(std::iter::once(loss));
+                    (None, Tensor::cat(parts.collect(), 0))
+                }
+                Err(e) => (Some(e), Tensor::full([params + 1], f32::NAN, &device)),
+            };
+            (failed, collective::sum(coll.peer(i), flat))
+        };
+        let results: Vec<ReplicaShare<B>> = std::thread::scope(|s| {
+            let handles: Vec<_> = self
+                .others
+                .iter()
+                .zip(work)
+                .enumerate()
+                .map(|(i, ((replica, objective), batches))| {
+                    let objective: &dyn Objective<B> = objective.as_ref();
+                    s.spawn(move || pass(i + 1, replica, objective, batches))
+                })
+                .collect();
+            let mine = pass(0, model, objective, own);
+            std::iter::once(mine)
+                .chain(handles.into_iter().map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        (
+                            Some(Error::Setup("a data-parallel replica panicked".into())),
+                            Err(Error::Collective("a data-parallel replica panicked".into())),
+                        )
                     })
-                    .collect();
-                let mine = replica_pass(model, objective, own, shape, micro_total, step);
-                std::iter::once(mine)
-                    .chain(handles.into_iter().map(|h| {
-                        h.join().unwrap_or_else(|_| Err(Error::Setup("a data-parallel replica panicked".into())))
-                    }))
-                    .collect()
-            });
-        let primary = model.device();
-        let (mut loss, mut sum) = (0.0, None::<Vec<Tensor<B::InnerBackend, 2>>>);
-        for result in results {
-            let (l, grads) = result?;
-            loss += l;
-            let grads = grads.into_iter().map(|g| g.to_device(&primary));
-            sum = Some(match sum {
-                None => grads.collect(),
-                Some(acc) => acc.into_iter().zip(grads).map(|(a, b)| a + b).collect(),
-            });
+                }))
+                .collect()
+        });
+        let mut primary = None;
+        for (failed, summed) in results {
+            if let Some(e) = failed {
+                return Err(e);
+            }
+            let summed = summed?;
+            primary.get_or_insert(summed);
         }
-        Ok((loss, sum.unwrap_or_default()))
+        let flat = primary.ok_or_else(|| Error::Setup("no replica".into()))?;
+        let loss = flat.clone().slice(params..params + 1).into_data().iter::<f32>().next().unwrap_or(f32::NAN);
+        if !loss.is_finite() {
+            // Another node's replica failed or diverged.
+            return Err(Error::NonFiniteLoss { step, value: loss });
+        }
+        let mut grads = Vec::with_capacity(self.shapes.len());
+        let mut at = 0;
+        for &[r, c] in &self.shapes {
+            grads.push(flat.clone().slice(at..at + r * c).reshape([r, c]));
+            at += r * c;
+        }
+        Ok((loss, grads))
     }
 
     /// Copies the primary's adapter weights to the other replicas.

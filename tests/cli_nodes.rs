@@ -1,0 +1,205 @@
+//! Stage II on two "machines" — two `resa tune` processes over localhost, meeting through
+//! `resa collective-orchestrator` (burn-collective) — as a user with two machines starts it:
+//! both nodes end with the same adapter, equal to one process running the same two
+//! replicas (`--data-parallel 2`). Nodes that disagree on the run, or find no orchestrator,
+//! stop with an error instead of waiting.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use resa::data::toy::{self, ToyWorld};
+use resa::qwen2::safetensors_io::{SafetensorsReader, StoredDtype};
+use resa::qwen2::{Qwen2Config, Qwen2ForCausalLM};
+
+fn resa() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_resa"))
+}
+
+/// Kills the process when dropped (the orchestrator serves until stopped).
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+/// Waits for `child` at most `limit`; its exit status and stderr.
+fn finish(child: Child, limit: Duration) -> (bool, String) {
+    let mut child = Killed(child);
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.0.try_wait().expect("wait") {
+            let mut err = String::new();
+            if let Some(mut e) = child.0.stderr.take() {
+                std::io::Read::read_to_string(&mut e, &mut err).expect("stderr");
+            }
+            return (status.success(), err);
+        }
+        assert!(start.elapsed() < limit, "a node ran past {limit:?} (it should have finished or failed)");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn setup(dir: &Path) -> std::path::PathBuf {
+    let model = dir.join("model");
+    let cfg = Qwen2Config { vocab_size: toy::vocab_size(), ..Qwen2Config::tiny() };
+    Qwen2ForCausalLM::<burn::backend::Flex>::random(&cfg, 1, &Default::default(), burn::tensor::DType::F32)
+        .save_pretrained(&model, StoredDtype::F32)
+        .expect("save model");
+    toy::write_tokenizer(&model).expect("tokenizer");
+    ToyWorld::default().write_splits(dir.join("data"), [64, 4, 4]).expect("data");
+    // No dropout: with it, replicas sharing one device draw their masks in thread order.
+    let config = format!(
+        r#"
+out = "{out}"
+[source]
+model = "{model}"
+[target]
+model = "{model}"
+[data]
+trigger = "{data}"
+elicitation = "{data}"
+template = "{template}"
+ctx_len = 48
+[sae]
+mode = "scratch"
+hookpoint = "layers.1"
+num_latents = 128
+k = 8
+batch_size = 4
+max_steps = 3
+[lora]
+r = 4
+alpha = 16
+dropout = 0.0
+[stage2]
+lr = 1e-3
+max_steps = 3
+save_every = 2
+"#,
+        out = dir.join("unused").display(),
+        model = model.display(),
+        data = dir.join("data/train.jsonl").display(),
+        template = toy::TOY_TEMPLATE.replace('\n', "\\n"),
+    );
+    let path = dir.join("run.toml");
+    std::fs::write(&path, config).expect("config");
+    path
+}
+
+fn orchestrator() -> (Killed, u16) {
+    let port = free_port();
+    let mut child = resa()
+        .args(["collective-orchestrator", "--port", &port.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("orchestrator starts");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("ready line");
+    assert_eq!(line.trim(), format!("resa collective-orchestrator: listening on ws://0.0.0.0:{port}"));
+    (Killed(child), port)
+}
+
+fn node(config: &Path, out: &Path, rank: u32, orchestrator: u16, timeout: u64, extra: &[&str]) -> Child {
+    resa()
+        .args(["--quiet", "tune", "--config", config.to_str().expect("utf8"), "--out", out.to_str().expect("utf8")])
+        .args(["--nodes", "2", "--node-rank", &rank.to_string()])
+        .args(["--orchestrator", &format!("ws://127.0.0.1:{orchestrator}")])
+        .args(["--node-address", &format!("ws://127.0.0.1:{}", free_port()), "--node-timeout", &timeout.to_string()])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("node starts")
+}
+
+fn adapter(dir: &Path) -> Vec<f32> {
+    let r = SafetensorsReader::open_file(dir.join("stage2/adapter/adapter_model.safetensors")).expect("adapter");
+    let mut keys: Vec<String> = r.keys().map(str::to_string).collect();
+    keys.sort();
+    keys.iter().flat_map(|k| r.read_f32_any(k).expect("tensor").0).collect()
+}
+
+#[test]
+fn two_nodes_over_localhost_train_the_adapter_of_one_process_with_two_replicas() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let config = setup(tmp.path());
+    let (_orchestrator, port) = orchestrator();
+    let (a, b) = (tmp.path().join("node0"), tmp.path().join("node1"));
+    let n0 = node(&config, &a, 0, port, 120, &[]);
+    let n1 = node(&config, &b, 1, port, 120, &[]);
+    for (i, n) in [n0, n1].into_iter().enumerate() {
+        let (ok, err) = finish(n, Duration::from_secs(300));
+        assert!(ok, "node {i}: {err}");
+    }
+    let one = tmp.path().join("one");
+    let o = resa()
+        .args(["--quiet", "tune", "--config", config.to_str().expect("utf8"), "--data-parallel", "2", "--out"])
+        .arg(&one)
+        .output()
+        .expect("runs");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    let (w0, w1, w) = (adapter(&a), adapter(&b), adapter(&one));
+    assert_eq!(w0, w1, "the two nodes' adapters differ");
+    let diff = w0.iter().zip(&w).fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
+    assert!(w0.len() == w.len() && diff <= 1e-6, "two nodes vs one process with two replicas: {diff}");
+    // A step took one chunk from each node; every node logged the same steps.
+    let metrics = |d: &Path| std::fs::read_to_string(d.join("stage2/metrics.jsonl")).expect("metrics");
+    let lines: Vec<serde_json::Value> = metrics(&a).lines().map(|l| serde_json::from_str(l).expect("json")).collect();
+    assert_eq!(lines.len(), 3);
+    assert!(lines.iter().all(|m| m["tokens"] == 2 * 48), "{lines:?}");
+    let losses = |d: &Path| -> Vec<f64> {
+        metrics(d)
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json")["loss"].as_f64().expect("loss"))
+            .collect()
+    };
+    assert_eq!(losses(&a), losses(&b));
+    let run: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(b.join("stage2/run.json")).expect("run.json")).expect("json");
+    assert_eq!((run["nodes"]["count"].as_u64(), run["nodes"]["rank"].as_u64()), (Some(2), Some(1)), "{run}");
+}
+
+#[test]
+fn nodes_that_disagree_on_the_run_both_stop_with_the_reason() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let config = setup(tmp.path());
+    let (_orchestrator, port) = orchestrator();
+    let n0 = node(&config, &tmp.path().join("node0"), 0, port, 120, &[]);
+    let n1 = node(&config, &tmp.path().join("node1"), 1, port, 120, &["--stage2-max-steps", "2"]);
+    for (i, n) in [n0, n1].into_iter().enumerate() {
+        let (ok, err) = finish(n, Duration::from_secs(300));
+        assert!(!ok && err.contains("the nodes disagree on the configuration"), "node {i}: {err}");
+    }
+}
+
+#[test]
+fn a_node_without_its_orchestrator_gives_up_after_its_timeout() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let config = setup(tmp.path());
+    let start = Instant::now();
+    let child = node(&config, &tmp.path().join("node0"), 0, free_port(), 2, &[]);
+    let (ok, err) = finish(child, Duration::from_secs(120));
+    assert!(!ok && err.contains("no answer from the orchestrator") && err.contains("within 2 s"), "{err}");
+    assert!(start.elapsed() < Duration::from_secs(120));
+    // Bad values are refused before anything runs.
+    let o = resa()
+        .args(["tune", "--config", config.to_str().expect("utf8"), "--nodes", "2", "--node-rank", "2"])
+        .args(["--orchestrator", "ws://127.0.0.1:1", "--node-address", "ws://127.0.0.1:2"])
+        .output()
+        .expect("runs");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.code() == Some(1) && err.contains("nodes.rank") && !tmp.path().join("unused").exists(), "{err}");
+    let o = resa().args(["tune", "--config", config.to_str().expect("utf8"), "--nodes", "2"]).output().expect("runs");
+    assert_eq!(o.status.code(), Some(2), "clap refuses --nodes without the rest");
+}
