@@ -32,8 +32,7 @@ fn free_port() -> u16 {
 }
 
 /// Waits for `child` at most `limit`; its exit status and stderr.
-fn finish(child: Child, limit: Duration) -> (bool, String) {
-    let mut child = Killed(child);
+fn finish(mut child: Killed, limit: Duration) -> (bool, String) {
     let start = Instant::now();
     loop {
         if let Some(status) = child.0.try_wait().expect("wait") {
@@ -109,8 +108,8 @@ fn orchestrator() -> (Killed, u16) {
     (Killed(child), port)
 }
 
-fn node(config: &Path, out: &Path, rank: u32, orchestrator: u16, timeout: u64, extra: &[&str]) -> Child {
-    resa()
+fn node(config: &Path, out: &Path, rank: u32, orchestrator: u16, timeout: u64, extra: &[&str]) -> Killed {
+    let child = resa()
         .args(["--quiet", "tune", "--config", config.to_str().expect("utf8"), "--out", out.to_str().expect("utf8")])
         .args(["--nodes", "2", "--node-rank", &rank.to_string()])
         .args(["--orchestrator", &format!("ws://127.0.0.1:{orchestrator}")])
@@ -119,7 +118,9 @@ fn node(config: &Path, out: &Path, rank: u32, orchestrator: u16, timeout: u64, e
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("node starts")
+        .expect("node starts");
+    // Killed when the test ends early, so that a failing test leaves no node running.
+    Killed(child)
 }
 
 fn adapter(dir: &Path) -> Vec<f32> {

@@ -84,3 +84,62 @@ fn a_data_parallel_run_resumes_exactly_and_refuses_another_replica_count() {
     let diff = max_diff(&adapter_values(&whole.out.join("adapter")), &adapter_values(&split.out.join("adapter")));
     assert!(diff == 0.0, "resumed data-parallel adapter differs by {diff}");
 }
+
+/// SFT, except that a micro-batch whose first token is `bad` fails (the error) or diverges (NaN).
+struct FailsOn {
+    bad: i64,
+    nan: bool,
+}
+
+impl Objective<AD> for FailsOn {
+    fn name(&self) -> &'static str {
+        "fails-on"
+    }
+    fn loss(
+        &self,
+        model: &resa_qwen2::Qwen2ForCausalLM<AD>,
+        ids: burn::tensor::Tensor<AD, 2, burn::tensor::Int>,
+    ) -> resa_tune::Result<burn::tensor::Tensor<AD, 1>> {
+        let first = ids.clone().into_data().iter::<i64>().next().unwrap_or(0);
+        let loss = Sft.loss(model, ids)?;
+        match (first == self.bad, self.nan) {
+            (false, _) => Ok(loss),
+            (true, true) => Ok(loss * f32::NAN),
+            (true, false) => Err(Error::Setup("this micro-batch fails".into())),
+        }
+    }
+    fn to_device(&self, _device: &burn::tensor::Device<AD>) -> Box<dyn Objective<AD> + '_> {
+        Box::new(FailsOn { bad: self.bad, nan: self.nan })
+    }
+}
+
+#[test]
+fn a_failing_replica_stops_the_run_instead_of_leaving_the_other_waiting() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let mut data = chunks(4, 12);
+    for c in &mut data {
+        c[0] = 5;
+    }
+    // One chunk is marked: in the step that holds it, the replica that gets it fails alone.
+    data[1][0] = 7;
+    let lora = no_dropout();
+    for nan in [false, true] {
+        let cfg = TuneConfig {
+            epochs: 1,
+            data_parallel: 2,
+            out: tmp.path().join(format!("run-{nan}")),
+            ..TuneConfig::default()
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (l, d) = (lora.clone(), data.clone());
+        std::thread::spawn(move || {
+            let r = train_adapters(model(&l), &l, &FailsOn { bad: 7, nan }, &d, &cfg, &mut |_| true);
+            let _ = tx.send(r.map(|(_, r)| r.steps));
+        });
+        match rx.recv_timeout(std::time::Duration::from_secs(120)).expect("the run ends instead of waiting") {
+            Err(Error::Setup(m)) if !nan => assert!(m.contains("this micro-batch fails"), "{m}"),
+            Err(Error::NonFiniteLoss { .. }) if nan => {}
+            other => panic!("nan={nan}: expected the replica's error, got {other:?}"),
+        }
+    }
+}
