@@ -5,7 +5,8 @@
 //! - `tidy`: repository conventions (also run as a `#[test]`).
 //! - `bench [ARGS]`: the fixed benchmark workloads (`resa bench`, release build; `--json`,
 //!   `--only prefill,sae_step`, `--device cuda`); `scripts/bench/bench_torch.py` runs the same
-//!   in PyTorch.
+//!   in PyTorch. `bench --compare [--python PATH | --venv DIR] [--rounds N] [--only W,W]`
+//!   runs both interleaved and prints their ratios against the goals.
 //! - `reproduce NAME|all [--dry-run] [--tiny] [ARGS]`: an experiment of `configs/`
 //!   (`resa reproduce`, release build; `--device cuda --dtype bf16` on a GPU);
 //!   `reproduce toy` is the toy-world experiment (`resa demo --out runs/toy`);
@@ -17,6 +18,7 @@
 //! `-F x` (`cargo xtask reproduce resa-still-v5 --features cuda --device cuda --dtype bf16`).
 
 mod bench;
+mod compare;
 mod fixtures;
 mod reproduce;
 mod run;
