@@ -24,6 +24,9 @@
 //!   the backend's attainable rate that the other workloads' TFLOP/s are compared with.
 //!
 //! Each workload runs once to warm up, then `repeats` times; the median time gives tokens/s.
+//! The Stage II steps are timed as the trainer times them (one run of `repeats + 1` steps,
+//! the first a warm-up; the checkpoint after the last step and the run's setup are not part
+//! of a step), as `bench_torch.py` times its `step()`.
 //!
 //! [`BenchSize::Gpu15b`] (`resa bench --size 1.5b`, for `scripts/gpu-check.sh`) runs the same
 //! workloads at DeepSeek-R1-Distill-Qwen-1.5B's shapes: prefill 1 × 2048, Stage II step on
@@ -230,10 +233,15 @@ fn measure(
         run()?;
         seconds.push(t.elapsed().as_secs_f64());
     }
+    Ok(from_seconds(name, tokens, flops, seconds))
+}
+
+/// The result of timed runs lasting `seconds`.
+fn from_seconds(name: &str, tokens: usize, flops: f64, seconds: Vec<f64>) -> BenchResult {
     let mut sorted = seconds.clone();
     sorted.sort_by(f64::total_cmp);
-    let median_seconds = sorted[sorted.len() / 2];
-    Ok(BenchResult {
+    let median_seconds = sorted.get(sorted.len() / 2).copied().unwrap_or(f64::NAN);
+    BenchResult {
         name: name.into(),
         tokens,
         seconds,
@@ -242,7 +250,42 @@ fn measure(
         peak_rss_mib: peak_rss_mib(),
         flops,
         tflops_per_second: flops / median_seconds / 1e12,
-    })
+    }
+}
+
+/// Times optimizer steps as PyTorch's `step()` is timed: one `train_adapters` run of
+/// `repeats + 1` steps, one chunk each, the first a warm-up; a step's time is the trainer's
+/// own (forward, backward, clipping, AdamW — not the checkpoint written after the last step,
+/// nor the run's setup).
+fn measure_steps(
+    name: &str,
+    flops: f64,
+    repeats: usize,
+    chunks: &[Vec<u32>],
+    run: impl FnOnce(&[Vec<u32>], &TuneConfig, &mut dyn FnMut(&resa_tune::StepMetrics) -> bool) -> Result<()>,
+) -> Result<BenchResult> {
+    let steps = repeats.max(1) + 1;
+    if chunks.len() < steps {
+        return Err(Error::Setup(format!("{name}: {} chunks for {steps} steps", chunks.len())));
+    }
+    let tmp = std::env::temp_dir().join(format!("resa-bench-{name}-{}", std::process::id()));
+    let tune = TuneConfig {
+        max_steps: Some(steps as u64),
+        epochs: 1,
+        batch_size: 1,
+        save_every: 1_000_000,
+        out: tmp.clone(),
+        ..TuneConfig::default()
+    };
+    let mut seconds = Vec::with_capacity(steps);
+    let tokens = chunks[0].len();
+    let r = run(&chunks[..steps], &tune, &mut |m| {
+        seconds.push(m.tokens as f64 / m.tokens_per_second);
+        true
+    });
+    let _ = std::fs::remove_dir_all(&tmp);
+    r?;
+    Ok(from_seconds(name, tokens, flops, seconds.split_off(1)))
 }
 
 /// Runs the workloads of `opts` on backend `B`.
@@ -323,10 +366,9 @@ pub fn run_benches<B: Backend>(
             let l = 16 * c.hidden_size;
             (c, 512, l, 2)
         };
-        let chunks: Vec<Vec<u32>> = (0..2).map(|c| ids(seq, cfg.vocab_size, 10 + c)).collect();
+        let chunks: Vec<Vec<u32>> = (0..repeats.max(1) as u64 + 1).map(|c| ids(seq, cfg.vocab_size, 10 + c)).collect();
         let sae = SparseCoder::<AD<B>>::random(SaeConfig::new(cfg.hidden_size, latents, 32), 0, device)?;
         let lora = LoraConfig::reference();
-        let tmp = std::env::temp_dir().join(format!("resa-bench-stage2-{}", std::process::id()));
         let mut base = Qwen2ForCausalLM::<AD<B>>::random(&cfg, 0, device, opts.dtype);
         resa_lora::attach(&mut base, &lora, 0)?;
         let base = resa_lora::trainable(base);
@@ -338,25 +380,20 @@ pub fn run_benches<B: Backend>(
         let flops = 2.0 * forward_flops(&cfg, t, 0.0, layers, t)
             + forward_flops(&cfg, t, 0.0, after, t)
             + 2.0 * t * (cfg.hidden_size * latents) as f64;
-        // The step includes writing its (small) checkpoint, as every last step of a run does.
         // `stage2_step` as resa runs it (the student starts from the teacher's activation at
         // the hookpoint); `stage2_step_plain` computes the same step as the reference does.
         for (name, shared) in [("stage2_step", true), ("stage2_step_plain", false)] {
             if !wanted(name) {
                 continue;
             }
-            let r = measure(name, seq, flops, repeats, || {
-                let m = base.clone();
-                let objective =
-                    SaeTuning::new(&sae, Hookpoint::Residual(layer), SaeGrad::Detach).with_shared_prefix(shared);
-                let tune =
-                    TuneConfig { max_steps: Some(1), save_every: 1000, out: tmp.clone(), ..TuneConfig::default() };
-                train_adapters(m, &lora, &objective, &chunks, &tune, &mut |_| false)?;
+            let objective =
+                SaeTuning::new(&sae, Hookpoint::Residual(layer), SaeGrad::Detach).with_shared_prefix(shared);
+            let r = measure_steps(name, flops, repeats, &chunks, |chunks, tune, on_step| {
+                train_adapters(base.clone(), &lora, &objective, chunks, tune, on_step)?;
                 Ok(())
             })?;
             push(r, &mut out);
         }
-        let _ = std::fs::remove_dir_all(&tmp);
     }
     if wanted("serve_c1") || wanted("serve_c8") {
         for r in serve_benches::<B>(device, opts, &wanted)? {
@@ -367,10 +404,9 @@ pub fn run_benches<B: Backend>(
         type AD<B> = Autodiff<B>;
         let cfg = stage2_vocab_model();
         let seq = 2048;
-        let chunks: Vec<Vec<u32>> = vec![ids(seq, cfg.vocab_size, 20)];
+        let chunks: Vec<Vec<u32>> = (0..repeats.max(1) as u64 + 1).map(|c| ids(seq, cfg.vocab_size, 20 + c)).collect();
         let sae = SparseCoder::<AD<B>>::random(SaeConfig::new(cfg.hidden_size, 4096, 32), 0, device)?;
         let lora = LoraConfig::reference();
-        let tmp = std::env::temp_dir().join(format!("resa-bench-stage2-vocab-{}", std::process::id()));
         let mut base = Qwen2ForCausalLM::<AD<B>>::random(&cfg, 0, device, opts.dtype);
         resa_lora::attach(&mut base, &lora, 0)?;
         let base = resa_lora::trainable(base);
@@ -380,24 +416,16 @@ pub fn run_benches<B: Backend>(
             if !wanted(name) {
                 continue;
             }
-            let r = measure(name, seq, flops, repeats, || {
-                let mut objective = SaeTuning::new(&sae, Hookpoint::Residual(0), SaeGrad::Detach);
-                if let Some(h) = head {
-                    objective = objective.with_head(h);
-                }
-                let tune = TuneConfig {
-                    max_steps: Some(1),
-                    batch_size: 1,
-                    save_every: 1000,
-                    out: tmp.clone(),
-                    ..TuneConfig::default()
-                };
-                train_adapters(base.clone(), &lora, &objective, &chunks, &tune, &mut |_| false)?;
+            let mut objective = SaeTuning::new(&sae, Hookpoint::Residual(0), SaeGrad::Detach);
+            if let Some(h) = head {
+                objective = objective.with_head(h);
+            }
+            let r = measure_steps(name, flops, repeats, &chunks, |chunks, tune, on_step| {
+                train_adapters(base.clone(), &lora, &objective, chunks, tune, on_step)?;
                 Ok(())
             })?;
             push(r, &mut out);
         }
-        let _ = std::fs::remove_dir_all(&tmp);
     }
     if wanted("sae_step") {
         let (d, latents, n) = (1536, if big { 65_536 } else { 16_384 }, 4096);
