@@ -259,12 +259,7 @@ pub fn task(args: &[String]) -> anyhow::Result<()> {
     let o = parse(&rest)?;
     let exe = python(&o.python)?;
     let root = workspace_root();
-    let mut build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    build.current_dir(&root).args(["build", "--release", "--bin", "resa"]);
-    if !features.is_empty() {
-        build.args(["--features", &features.join(",")]);
-    }
-    anyhow::ensure!(build.status()?.success(), "building resa failed");
+    anyhow::ensure!(run::cargo_resa("build", &features).status()?.success(), "building resa failed");
     let bin = root.join("target/release/resa");
     let repeats = o.repeats.to_string();
     let threads = o.threads.to_string();

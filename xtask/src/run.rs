@@ -39,15 +39,21 @@ pub fn split_features(args: &[String]) -> anyhow::Result<(Vec<String>, Vec<Strin
 /// Runs `resa CMD… EXTRA…` (release build) from the workspace root, with `features`; a `--`
 /// in `extra` is dropped (everything is `resa`'s).
 pub fn resa(cmd: &[&str], extra: &[String], features: &[String]) -> anyhow::Result<()> {
-    let mut c = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    c.current_dir(workspace_root()).args(["run", "--release", "--bin", "resa"]);
-    if !features.is_empty() {
-        c.args(["--features", &features.join(",")]);
-    }
+    let mut c = cargo_resa("run", features);
     let extra: Vec<&String> = extra.iter().filter(|a| a.as_str() != "--").collect();
     let status = c.arg("--").args(cmd).args(extra).status()?;
     anyhow::ensure!(status.success(), "resa {} failed ({status})", cmd.join(" "));
     Ok(())
+}
+
+/// `cargo ACTION --release --bin resa [--features F]` (`run`, `build`) from the workspace root.
+pub fn cargo_resa(action: &str, features: &[String]) -> std::process::Command {
+    let mut c = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(workspace_root()).args([action, "--release", "--bin", "resa"]);
+    if !features.is_empty() {
+        c.args(["--features", &features.join(",")]);
+    }
+    c
 }
 
 #[cfg(test)]

@@ -538,9 +538,6 @@ pub fn train_adapters<B: AutodiffBackend>(
     Ok((model, TuneReport { steps: step, first_loss, last_loss, adapter }))
 }
 
-/// What one replica brings back from a step: its own failure, if any, and the summed vector.
-type ReplicaShare<B> = (Option<Error>, Result<Tensor<<B as AutodiffBackend>::InnerBackend, 1>>);
-
 /// Copies of the model (and SAE) on the other devices of a data-parallel run; replica 0 is
 /// the model itself. Each optimizer step, every replica computes the gradients of its
 /// micro-batches on its own device (in its own thread); burn-collective's all-reduce sums
@@ -660,56 +657,49 @@ impl<'o, B: AutodiffBackend> Replicas<'o, B> {
     ) -> Result<(f32, Vec<Tensor<B::InnerBackend, 2>>)> {
         let mut work = work.into_iter();
         let own = work.next().unwrap_or_default();
-        let Some(coll) = &self.collective else {
+        if self.collective.is_none() {
             return replica_pass(model, objective, own, shape, micro_total, step);
-        };
+        }
         let params: usize = self.shapes.iter().map(|s| s[0] * s[1]).sum();
-        // One replica's pass and its share of the all-reduce. A replica that failed still
-        // takes part (with NaN), so that no other replica or node waits for it forever.
-        let pass = |i: usize, replica: &Qwen2ForCausalLM<B>, objective: &dyn Objective<B>, batches| {
+        // One replica's pass as one vector (gradients, then the loss sum). A replica that
+        // failed still takes part in the sum (with NaN), so that no other replica or node
+        // waits for it forever.
+        let pass = |replica: &Qwen2ForCausalLM<B>, objective: &dyn Objective<B>, batches| {
             let device = replica.device();
-            let (failed, flat) = match replica_pass(replica, objective, batches, shape, micro_total, step) {
+            match replica_pass(replica, objective, batches, shape, micro_total, step) {
                 Ok((loss, grads)) => {
                     let loss = Tensor::<B::InnerBackend, 1>::from_data(TensorData::new(vec![loss], [1]), &device);
                     let parts = grads.into_iter().map(|g| g.flatten::<1>(0, 1)).chain(std::iter::once(loss));
                     (None, Tensor::cat(parts.collect(), 0))
                 }
                 Err(e) => (Some(e), Tensor::full([params + 1], f32::NAN, &device)),
-            };
-            (failed, collective::sum(coll.peer(i), flat))
+            }
         };
-        let results: Vec<ReplicaShare<B>> = std::thread::scope(|s| {
+        let (failures, flats): (Vec<Option<Error>>, Vec<_>) = std::thread::scope(|s| {
             let handles: Vec<_> = self
                 .others
                 .iter()
                 .zip(work)
-                .enumerate()
-                .map(|(i, ((replica, objective), batches))| {
+                .map(|((replica, objective), batches)| {
                     let objective: &dyn Objective<B> = objective.as_ref();
-                    s.spawn(move || pass(i + 1, replica, objective, batches))
+                    (replica.device(), s.spawn(move || pass(replica, objective, batches)))
                 })
                 .collect();
-            let mine = pass(0, model, objective, own);
+            let mine = pass(model, objective, own);
             std::iter::once(mine)
-                .chain(handles.into_iter().map(|h| {
+                .chain(handles.into_iter().map(|(device, h)| {
                     h.join().unwrap_or_else(|_| {
-                        (
-                            Some(Error::Setup("a data-parallel replica panicked".into())),
-                            Err(Error::Collective("a data-parallel replica panicked".into())),
-                        )
+                        let nan = Tensor::full([params + 1], f32::NAN, &device);
+                        (Some(Error::Setup("a data-parallel replica panicked".into())), nan)
                     })
                 }))
-                .collect()
+                .unzip()
         });
-        let mut primary = None;
-        for (failed, summed) in results {
-            if let Some(e) = failed {
-                return Err(e);
-            }
-            let summed = summed?;
-            primary.get_or_insert(summed);
+        let summed = self.all_sum(flats);
+        if let Some(e) = failures.into_iter().flatten().next() {
+            return Err(e);
         }
-        let flat = primary.ok_or_else(|| Error::Setup("no replica".into()))?;
+        let flat = summed?;
         let loss = flat.clone().slice(params..params + 1).into_data().iter::<f32>().next().unwrap_or(f32::NAN);
         if !loss.is_finite() {
             // Another node's replica failed or diverged.
