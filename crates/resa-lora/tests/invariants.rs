@@ -58,7 +58,7 @@ fn only_adapters_get_gradients() {
         }
     }
     let m = trainable(m);
-    let out = m.forward(input().with_adapters(AdapterMode::Train), &Hooks::default(), None).expect("forward");
+    let out = m.forward(input().with_adapters(AdapterMode::Train(1)), &Hooks::default(), None).expect("forward");
     let grads = out.logits.expect("logits").powi_scalar(2).mean().backward();
     assert!(m.model.embed_tokens.weight.val().grad(&grads).is_none(), "embeddings are frozen");
     for (name, lin) in m.linears() {
@@ -77,9 +77,14 @@ fn dropout_acts_only_in_training_mode() {
     assert_eq!(cfg.lora_dropout, 0.05);
     let eval = logits(&m, AdapterMode::On);
     assert_eq!(logits(&m, AdapterMode::On), eval, "no dropout outside training");
-    let train = logits(&m, AdapterMode::Train);
+    let train = logits(&m, AdapterMode::Train(1));
     let d = eval.iter().zip(&train).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
     assert!(d > 1e-4, "dropout changes the training forward ({d})");
+    // The masks are the key's: the same key gives the same forward, whatever was drawn from
+    // the backend's generator in between; another key gives other masks.
+    let _ = burn::tensor::Tensor::<B, 1>::random([1000], burn::tensor::Distribution::Default, &Default::default());
+    assert_eq!(logits(&m, AdapterMode::Train(1)), train, "same key, same masks");
+    assert_ne!(logits(&m, AdapterMode::Train(2)), train, "another key, other masks");
 }
 
 fn err_text<T: std::fmt::Debug>(r: Result<T, Error>) -> String {

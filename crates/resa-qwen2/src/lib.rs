@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod decoder;
+pub mod dropout;
 pub mod error;
 pub mod generate;
 pub mod hooks;

@@ -29,15 +29,40 @@ pub struct Linear<B: Backend> {
 }
 
 /// How attached adapters act in a forward pass.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum AdapterMode {
     /// Adapters add their low-rank update; no dropout (evaluation).
     #[default]
     On,
     /// Adapters are ignored: the base model (Stage II's teacher).
     Off,
-    /// Adapters add their update with dropout on their input (training).
-    Train,
+    /// Adapters add their update with dropout on their input (training). Each module's mask
+    /// is a function of this key, the module (its layer and its place in the layer) and the
+    /// input's shape ([`crate::dropout`]): not of what else the forward or the process drew,
+    /// so a forward that skips layers, a data-parallel replica and a resumed run draw the
+    /// same masks as the plain, single, uninterrupted one.
+    Train(u64),
+}
+
+impl AdapterMode {
+    /// The mode for the modules of decoder layer `layer`: [`AdapterMode::Train`]'s key
+    /// derived for that layer, the others unchanged.
+    pub fn for_layer(self, layer: usize) -> Self {
+        self.derive(layer as u64)
+    }
+
+    /// The mode for module `index` of a layer (`q`, `k`, `v`, `o`, `gate`, `up`, `down`:
+    /// 0–6).
+    fn for_module(self, index: u64) -> Self {
+        self.derive(0x100 + index)
+    }
+
+    fn derive(self, part: u64) -> Self {
+        match self {
+            AdapterMode::Train(key) => AdapterMode::Train(crate::dropout::mix(key, part)),
+            other => other,
+        }
+    }
 }
 
 /// A low-rank update of a linear layer: `y += scale · dropout(x) A B`.
@@ -66,12 +91,12 @@ impl<B: Backend> LowRank<B> {
     pub fn delta(&self, x: Tensor<B, 3>, mode: AdapterMode) -> Tensor<B, 3> {
         let dtype = self.a.val().dtype();
         let x = if x.dtype() == dtype { x } else { x.cast(dtype) };
-        let x = if mode == AdapterMode::Train && self.dropout > 0.0 {
-            let keep = 1.0 - self.dropout;
-            let mask = Tensor::<B, 3>::random(x.shape(), burn::tensor::Distribution::Bernoulli(keep), &x.device());
-            x * mask.cast(dtype).div_scalar(keep)
-        } else {
-            x
+        let x = match mode {
+            AdapterMode::Train(key) if self.dropout > 0.0 => {
+                let mask = crate::dropout::mask::<B, 3>(x.dims(), 1.0 - self.dropout, key, &x.device(), dtype);
+                x * mask
+            }
+            _ => x,
         };
         x.matmul(self.a.val().unsqueeze_dim(0)).matmul(self.b.val().unsqueeze_dim(0)).mul_scalar(self.scale)
     }
@@ -158,8 +183,8 @@ impl<B: Backend> Mlp<B> {
     /// # Shapes
     /// `x`: `[batch, seq, hidden]` → same.
     pub fn forward(&self, x: Tensor<B, 3>, mode: AdapterMode) -> Tensor<B, 3> {
-        let gate = silu(self.gate_proj.forward(x.clone(), mode));
-        self.down_proj.forward(gate * self.up_proj.forward(x, mode), mode)
+        let gate = silu(self.gate_proj.forward(x.clone(), mode.for_module(4)));
+        self.down_proj.forward(gate * self.up_proj.forward(x, mode.for_module(5)), mode.for_module(6))
     }
 }
 
@@ -322,9 +347,9 @@ impl<B: Backend> Attention<B> {
     ) -> Tensor<B, 3> {
         let [b, s, _] = x.dims();
         let (h, kvh, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
-        let q = self.q_proj.forward(x.clone(), mode).reshape([b, s, h, d]).swap_dims(1, 2);
-        let k = self.k_proj.forward(x.clone(), mode).reshape([b, s, kvh, d]).swap_dims(1, 2);
-        let v = self.v_proj.forward(x, mode).reshape([b, s, kvh, d]).swap_dims(1, 2);
+        let q = self.q_proj.forward(x.clone(), mode.for_module(0)).reshape([b, s, h, d]).swap_dims(1, 2);
+        let k = self.k_proj.forward(x.clone(), mode.for_module(1)).reshape([b, s, kvh, d]).swap_dims(1, 2);
+        let v = self.v_proj.forward(x, mode.for_module(2)).reshape([b, s, kvh, d]).swap_dims(1, 2);
         let q = rope.apply(q);
         let mut k = rope.apply(k);
         let mut v = v;
@@ -350,7 +375,7 @@ impl<B: Backend> Attention<B> {
             if dtype == DType::F32 { softmax(scores, 3) } else { softmax(scores.cast(DType::F32), 3).cast(dtype) };
         let out = probs.reshape([b, kvh, groups * s, t]).matmul(v).reshape([b, h, s, d]);
         let out = out.swap_dims(1, 2).reshape([b, s, h * d]);
-        self.o_proj.forward(out, mode)
+        self.o_proj.forward(out, mode.for_module(3))
     }
 }
 
@@ -593,10 +618,10 @@ impl<B: Backend> Qwen2ForCausalLM<B> {
         };
         for (i, layer) in self.model.layers.iter().enumerate().take(stop).skip(first) {
             let slot = cache.as_deref_mut().map(|c| &mut c.layers[i]);
-            let attn =
-                layer.self_attn.forward(layer.input_layernorm.forward(x.clone()), &rope, &mask, slot, input.adapters);
+            let mode = input.adapters.for_layer(i);
+            let attn = layer.self_attn.forward(layer.input_layernorm.forward(x.clone()), &rope, &mask, slot, mode);
             let h = x + attn;
-            let mlp = layer.mlp.forward(layer.post_attention_layernorm.forward(h.clone()), input.adapters);
+            let mlp = layer.mlp.forward(layer.post_attention_layernorm.forward(h.clone()), mode);
             let mlp = hooks.apply(Hookpoint::Mlp(i), mlp, &mut captured)?;
             x = hooks.apply(Hookpoint::Residual(i), h + mlp, &mut captured)?;
         }
@@ -609,42 +634,6 @@ impl<B: Backend> Qwen2ForCausalLM<B> {
             }
         };
         Ok(ForwardOutput { logits, captured })
-    }
-
-    /// Draws the dropout masks that a [`AdapterMode::Train`] forward of `[batch, seq]` tokens
-    /// through decoder layers `layers` would draw, in the same order (`q`, `k`, `v`, `o`,
-    /// `gate`, `up`, `down` per layer), and discards them. A forward that skips those layers
-    /// (see [`ForwardInput::start`]) calls it first, so the masks of the layers it does run
-    /// are the ones the full forward would have drawn from the backend's generator.
-    pub fn draw_adapter_dropout(&self, layers: std::ops::Range<usize>, batch: usize, seq: usize) {
-        let cfg = &self.config;
-        let device = self.device();
-        let heads = cfg.num_attention_heads * cfg.head_dim;
-        for layer in self.model.layers.iter().take(layers.end).skip(layers.start) {
-            let (a, m) = (&layer.self_attn, &layer.mlp);
-            let shaped = [
-                (&a.q_proj, cfg.hidden_size),
-                (&a.k_proj, cfg.hidden_size),
-                (&a.v_proj, cfg.hidden_size),
-                (&a.o_proj, heads),
-                (&m.gate_proj, cfg.hidden_size),
-                (&m.up_proj, cfg.hidden_size),
-                (&m.down_proj, cfg.intermediate_size),
-            ];
-            for (lin, width) in shaped {
-                if let Some(ad) = &lin.adapter
-                    && !ad.merged
-                    && ad.dropout > 0.0
-                {
-                    let keep = 1.0 - ad.dropout;
-                    let _ = Tensor::<B, 3>::random(
-                        [batch, seq, width],
-                        burn::tensor::Distribution::Bernoulli(keep),
-                        &device,
-                    );
-                }
-            }
-        }
     }
 
     /// The decoder's linear layers with their module names as PEFT and transformers call

@@ -172,7 +172,12 @@ impl<B: AutodiffBackend> Objective<B> for Grpo<'_> {
         self.step.store(step, Ordering::SeqCst);
     }
 
-    fn loss(&self, model: &Qwen2ForCausalLM<B>, input_ids: Tensor<B, 2, Int>) -> Result<Tensor<B, 1>> {
+    fn loss(
+        &self,
+        model: &Qwen2ForCausalLM<B>,
+        input_ids: Tensor<B, 2, Int>,
+        adapters: AdapterMode,
+    ) -> Result<Tensor<B, 1>> {
         let [b, s] = input_ids.dims();
         let device = input_ids.device();
         let ids: Vec<i64> =
@@ -254,7 +259,7 @@ impl<B: AutodiffBackend> Objective<B> for Grpo<'_> {
                 .logits
                 .ok_or_else(|| Error::Setup("the forward returned no logits".into()))
         };
-        let logp = token_logp(logits(AdapterMode::Train)?, targets.clone());
+        let logp = token_logp(logits(adapters)?, targets.clone());
         let ref_logp = token_logp(logits(AdapterMode::Off)?, targets).detach();
 
         let adv = Tensor::<B, 2>::from_data(TensorData::new(advantages, [n, 1]), &device);
@@ -315,8 +320,13 @@ impl<B: AutodiffBackend> Objective<B> for Replica<'_, '_> {
         <Grpo as Objective<B>>::begin_step(self.inner, step);
     }
 
-    fn loss(&self, model: &Qwen2ForCausalLM<B>, input_ids: Tensor<B, 2, Int>) -> Result<Tensor<B, 1>> {
-        <Grpo as Objective<B>>::loss(self.inner, model, input_ids)
+    fn loss(
+        &self,
+        model: &Qwen2ForCausalLM<B>,
+        input_ids: Tensor<B, 2, Int>,
+        adapters: AdapterMode,
+    ) -> Result<Tensor<B, 1>> {
+        <Grpo as Objective<B>>::loss(self.inner, model, input_ids, adapters)
     }
 
     fn to_device(&self, _device: &B::Device) -> Box<dyn Objective<B> + '_> {

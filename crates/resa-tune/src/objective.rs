@@ -35,8 +35,16 @@ pub trait Objective<B: AutodiffBackend>: Send + Sync {
         let _ = step;
     }
 
-    /// The scalar loss of `input_ids` `[batch, seq]`, to be minimised.
-    fn loss(&self, model: &Qwen2ForCausalLM<B>, input_ids: Tensor<B, 2, Int>) -> Result<Tensor<B, 1>>;
+    /// The scalar loss of `input_ids` `[batch, seq]`, to be minimised, with the trained
+    /// model's adapters acting as `adapters` says: the trainer passes
+    /// [`AdapterMode::Train`] with a key of its seed, the step and the micro-batch, from which
+    /// every dropout mask of the forward is derived.
+    fn loss(
+        &self,
+        model: &Qwen2ForCausalLM<B>,
+        input_ids: Tensor<B, 2, Int>,
+        adapters: AdapterMode,
+    ) -> Result<Tensor<B, 1>>;
 
     /// What the objective measured since the last call (named values), added to the step's
     /// metrics line after each step. Default: nothing.
@@ -140,14 +148,19 @@ impl<B: AutodiffBackend> Objective<B> for SaeTuning<'_, B> {
         Ok(())
     }
 
-    fn loss(&self, model: &Qwen2ForCausalLM<B>, input_ids: Tensor<B, 2, Int>) -> Result<Tensor<B, 1>> {
+    fn loss(
+        &self,
+        model: &Qwen2ForCausalLM<B>,
+        input_ids: Tensor<B, 2, Int>,
+        adapters: AdapterMode,
+    ) -> Result<Tensor<B, 1>> {
         let [b, s] = input_ids.dims();
         let head = self.head.unwrap_or_else(|| Head::auto(b * s, model.config().vocab_size));
         match self.hookpoint {
             Hookpoint::Residual(l) if self.uses_shared_prefix() => {
-                stage2_loss_shared_prefix_with(model, &self.sae, l, input_ids, AdapterMode::Train, head)
+                stage2_loss_shared_prefix_with(model, &self.sae, l, input_ids, adapters, head)
             }
-            _ => stage2_loss_with(model, &self.sae, self.hookpoint, self.grad, input_ids, AdapterMode::Train, head),
+            _ => stage2_loss_with(model, &self.sae, self.hookpoint, self.grad, input_ids, adapters, head),
         }
     }
 
@@ -173,8 +186,13 @@ impl<B: AutodiffBackend> Objective<B> for Sft {
         "sft"
     }
 
-    fn loss(&self, model: &Qwen2ForCausalLM<B>, input_ids: Tensor<B, 2, Int>) -> Result<Tensor<B, 1>> {
-        causal_lm_loss(model, input_ids, AdapterMode::Train)
+    fn loss(
+        &self,
+        model: &Qwen2ForCausalLM<B>,
+        input_ids: Tensor<B, 2, Int>,
+        adapters: AdapterMode,
+    ) -> Result<Tensor<B, 1>> {
+        causal_lm_loss(model, input_ids, adapters)
     }
 
     fn to_device(&self, _device: &B::Device) -> Box<dyn Objective<B> + '_> {

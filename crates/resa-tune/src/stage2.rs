@@ -180,9 +180,9 @@ pub fn stage2_loss_with<B: Backend>(
 /// work and giving the same loss and adapter gradients: no gradient reaches layers `0..=L`,
 /// so while their adapters hold `B = 0` (they start so and never move) the student's
 /// activation at the hookpoint *is* the teacher's. The teacher's forward captures it, and
-/// the student runs only layers `L+1..` from the SAE's reconstruction of it. The dropout
-/// masks the skipped layers would have drawn are drawn and discarded, so every later mask
-/// is the plain computation's. The caller checks the `B = 0` condition
+/// the student runs only layers `L+1..` from the SAE's reconstruction of it. Dropout masks
+/// are keyed per module ([`resa_qwen2::dropout`]), so the layers that run draw the plain
+/// computation's masks and the skipped ones draw nothing. The caller checks the `B = 0` condition
 /// ([`prefix_adapters_are_zero`]); [`SaeTuning`](crate::SaeTuning) does, once.
 pub fn stage2_loss_shared_prefix<B: Backend>(
     model: &Qwen2ForCausalLM<B>,
@@ -206,7 +206,6 @@ pub fn stage2_loss_shared_prefix_with<B: Backend>(
     // Checked by the forward that captures at it.
     let hookpoint = Hookpoint::Residual(layer);
     let splice = SaeSplice::new(sae, model.config().hidden_size)?;
-    let [b, s] = input_ids.dims();
     let out = model.forward(
         ForwardInput::new(input_ids.clone()).with_adapters(AdapterMode::Off).with_logits(head.logits()),
         &Hooks::capture([hookpoint]),
@@ -217,9 +216,6 @@ pub fn stage2_loss_shared_prefix_with<B: Backend>(
         .cloned()
         .ok_or_else(|| Error::Setup(format!("the teacher forward did not capture {hookpoint}")))?;
     let teacher = out.logits.ok_or_else(|| Error::Setup("the teacher forward returned no logits".into()))?.detach();
-    if student_adapters == AdapterMode::Train {
-        model.draw_adapter_dropout(0..layer + 1, b, s);
-    }
     let x = splice.splice(at.detach()).map_err(|cause| resa_qwen2::Error::Splice { at: hookpoint, cause })?.detach();
     let student = model
         .forward(

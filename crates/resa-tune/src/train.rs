@@ -22,10 +22,10 @@ use burn::tensor::backend::{AutodiffBackend, Backend, Device, DeviceId};
 use burn::tensor::{DType, Int, Tensor, TensorData};
 use rand::{SeedableRng, rngs::StdRng, seq::SliceRandom};
 use resa_lora::LoraConfig;
-use resa_qwen2::Qwen2ForCausalLM;
 use resa_qwen2::safetensors_io::{
     OwnedTensor, SafetensorsReader, StoredDtype, replace_dir, temp_sibling, write_atomic, write_safetensors,
 };
+use resa_qwen2::{AdapterMode, Qwen2ForCausalLM};
 use serde::{Deserialize, Serialize};
 
 use crate::collective::{self, Collective, Nodes};
@@ -411,7 +411,8 @@ pub fn train_adapters<B: AutodiffBackend>(
     let (mut first_loss, mut last_loss) = (None, None);
     while step < total {
         let t0 = Instant::now();
-        // Dropout masks depend on the step alone, so a resumed run draws the same ones.
+        // Dropout masks are keyed by micro-batch (`dropout_key`); the backend's own generator
+        // is seeded by step for objectives that draw from it, so a resumed run draws the same.
         B::seed(&device, cfg.seed.wrapping_add(step));
         objective.begin_step(step);
         let first = step as usize * micro_per_step;
@@ -419,16 +420,19 @@ pub fn train_adapters<B: AutodiffBackend>(
         // Micro-batch `first + j` goes to replica `j % world` of the whole run; this node's
         // replicas are `rank × data_parallel …`.
         let rank = cfg.nodes.as_ref().map_or(0, |n| n.rank as usize);
-        let work: Vec<Vec<Vec<i64>>> = (0..cfg.data_parallel)
+        let work: Vec<Vec<MicroBatch>> = (0..cfg.data_parallel)
             .map(|r| {
                 (rank * cfg.data_parallel + r..micro_per_step)
                     .step_by(world)
                     .map(|j| {
                         let m = first + j;
-                        order[m * cfg.batch_size..(m + 1) * cfg.batch_size]
-                            .iter()
-                            .flat_map(|&i| chunks[i].iter().map(|&t| i64::from(t)))
-                            .collect()
+                        MicroBatch {
+                            ids: order[m * cfg.batch_size..(m + 1) * cfg.batch_size]
+                                .iter()
+                                .flat_map(|&i| chunks[i].iter().map(|&t| i64::from(t)))
+                                .collect(),
+                            adapters: AdapterMode::Train(dropout_key(cfg.seed, m)),
+                        }
                     })
                     .collect()
             })
@@ -650,7 +654,7 @@ impl<'o, B: AutodiffBackend> Replicas<'o, B> {
         &self,
         model: &Qwen2ForCausalLM<B>,
         objective: &dyn Objective<B>,
-        work: Vec<Vec<Vec<i64>>>,
+        work: Vec<Vec<MicroBatch>>,
         shape: [usize; 2],
         micro_total: usize,
         step: u64,
@@ -740,12 +744,25 @@ impl<'o, B: AutodiffBackend> Replicas<'o, B> {
     }
 }
 
+/// One micro-batch: its token ids (`batch × seq`, row-major) and the adapters' mode for its
+/// forward (training, with the micro-batch's dropout key).
+struct MicroBatch {
+    ids: Vec<i64>,
+    adapters: AdapterMode,
+}
+
+/// The dropout key of micro-batch `m` (counted over the whole run, so the same on every
+/// replica, node and resume): every dropout mask of its forward is derived from it.
+fn dropout_key(seed: u64, m: usize) -> u64 {
+    resa_qwen2::dropout::mix(seed, m as u64)
+}
+
 /// Forward and backward of one replica's micro-batches: the sum of their losses and the
 /// sum of their adapter gradients (f32, each loss divided by `micro_total` first).
 fn replica_pass<B: AutodiffBackend>(
     model: &Qwen2ForCausalLM<B>,
     objective: &dyn Objective<B>,
-    batches: Vec<Vec<i64>>,
+    batches: Vec<MicroBatch>,
     shape: [usize; 2],
     micro_total: usize,
     step: u64,
@@ -753,9 +770,9 @@ fn replica_pass<B: AutodiffBackend>(
     let device = model.device();
     let mut loss_sum = 0.0f32;
     let mut grad_sum: Option<Vec<Tensor<B::InnerBackend, 2>>> = None;
-    for ids in batches {
-        let input = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, shape), &device);
-        let loss = objective.loss(model, input)?;
+    for batch in batches {
+        let input = Tensor::<B, 2, Int>::from_data(TensorData::new(batch.ids, shape), &device);
+        let loss = objective.loss(model, input, batch.adapters)?;
         let value = loss.clone().into_data().iter::<f32>().next().unwrap_or(f32::NAN);
         if !value.is_finite() {
             return Err(Error::NonFiniteLoss { step, value });

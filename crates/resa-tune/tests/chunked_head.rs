@@ -33,7 +33,7 @@ fn a_chunked_head_gives_the_whole_heads_loss_gradients_and_adapter() {
     let run = |head: Head, shared: bool| {
         <AD as Backend>::seed(&device, 7);
         let loss = if shared {
-            stage2_loss_shared_prefix_with(&m, &sae, 1, ids.clone(), AdapterMode::Train, head)
+            stage2_loss_shared_prefix_with(&m, &sae, 1, ids.clone(), AdapterMode::Train(7), head)
         } else {
             stage2_loss_with(
                 &m,
@@ -41,7 +41,7 @@ fn a_chunked_head_gives_the_whole_heads_loss_gradients_and_adapter() {
                 Hookpoint::Residual(1),
                 SaeGrad::StraightThrough,
                 ids.clone(),
-                AdapterMode::Train,
+                AdapterMode::Train(7),
                 head,
             )
         }

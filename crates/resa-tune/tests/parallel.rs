@@ -1,8 +1,8 @@
 //! Data parallel: two replicas (sharing the one CPU device here; one GPU each on CUDA) give
 //! the adapter of one device accumulating the same micro-batches, for both objectives; a
 //! data-parallel run resumes exactly; a checkpoint of another replica count is refused.
-//! Dropout is off: the replicas draw dropout masks concurrently from the backend's one
-//! random generator, so with dropout the masks depend on thread timing.
+//! Dropout is on (0.1): each micro-batch's masks are keyed by the run's seed and the
+//! micro-batch, so replicas drawing at the same time draw what one device would.
 
 use resa_lora::LoraConfig;
 use resa_qwen2::Hookpoint;
@@ -12,8 +12,8 @@ mod common;
 
 use common::*;
 
-fn no_dropout() -> LoraConfig {
-    LoraConfig::new(4, 16.0, 0.0, &resa_lora::ALL_LINEAR)
+fn with_dropout() -> LoraConfig {
+    LoraConfig::new(4, 16.0, 0.1, &resa_lora::ALL_LINEAR)
 }
 
 fn max_diff(a: &[f32], b: &[f32]) -> f32 {
@@ -27,7 +27,7 @@ fn compare(objective: &dyn Objective<AD>, name: &str) {
     let base = TuneConfig { lr: 5e-3, epochs: 1, save_every: 100, ..TuneConfig::default() };
     let one = TuneConfig { out: tmp.path().join("one"), grad_accum: 2, ..base.clone() };
     let two = TuneConfig { out: tmp.path().join("two"), data_parallel: 2, ..base.clone() };
-    let lora = no_dropout();
+    let lora = with_dropout();
     let mut losses = (Vec::new(), Vec::new());
     let (_, r1) = train_adapters(model(&lora), &lora, objective, &data, &one, &mut |m| {
         losses.0.push((m.loss, m.tokens));
@@ -66,7 +66,7 @@ fn a_data_parallel_run_resumes_exactly_and_refuses_another_replica_count() {
     let sae = sae();
     let objective = SaeTuning::new(&sae, Hookpoint::Residual(1), SaeGrad::Detach);
     let data = chunks(8, 12);
-    let lora = no_dropout();
+    let lora = with_dropout();
     let base = TuneConfig { lr: 5e-3, epochs: 2, data_parallel: 2, save_every: 2, ..TuneConfig::default() };
     let whole = TuneConfig { out: tmp.path().join("whole"), ..base.clone() };
     train_adapters(model(&lora), &lora, &objective, &data, &whole, &mut |_| true).expect("whole");
@@ -99,9 +99,10 @@ impl Objective<AD> for FailsOn {
         &self,
         model: &resa_qwen2::Qwen2ForCausalLM<AD>,
         ids: burn::tensor::Tensor<AD, 2, burn::tensor::Int>,
+        adapters: resa_qwen2::AdapterMode,
     ) -> resa_tune::Result<burn::tensor::Tensor<AD, 1>> {
         let first = ids.clone().into_data().iter::<i64>().next().unwrap_or(0);
-        let loss = Sft.loss(model, ids)?;
+        let loss = Sft.loss(model, ids, adapters)?;
         match (first == self.bad, self.nan) {
             (false, _) => Ok(loss),
             (true, true) => Ok(loss * f32::NAN),
@@ -122,7 +123,7 @@ fn a_failing_replica_stops_the_run_instead_of_leaving_the_other_waiting() {
     }
     // One chunk is marked: in the step that holds it, the replica that gets it fails alone.
     data[1][0] = 7;
-    let lora = no_dropout();
+    let lora = with_dropout();
     for nan in [false, true] {
         let cfg = TuneConfig {
             epochs: 1,

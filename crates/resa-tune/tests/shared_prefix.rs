@@ -42,9 +42,9 @@ fn the_shared_prefix_gives_the_plain_loss_gradients_and_adapter() {
     let run = |shared: bool| {
         <AD as Backend>::seed(&device, 7);
         let loss = if shared {
-            stage2_loss_shared_prefix(&m, &sae, 1, ids.clone(), AdapterMode::Train)
+            stage2_loss_shared_prefix(&m, &sae, 1, ids.clone(), AdapterMode::Train(7))
         } else {
-            stage2_loss(&m, &sae, Hookpoint::Residual(1), SaeGrad::Detach, ids.clone(), AdapterMode::Train)
+            stage2_loss(&m, &sae, Hookpoint::Residual(1), SaeGrad::Detach, ids.clone(), AdapterMode::Train(7))
         }
         .expect("loss");
         let value = loss.clone().into_scalar();

@@ -67,8 +67,9 @@ impl<B: burn::tensor::backend::AutodiffBackend> Objective<B> for ScaledSft {
         &self,
         model: &Qwen2ForCausalLM<B>,
         input_ids: burn::tensor::Tensor<B, 2, burn::tensor::Int>,
+        adapters: resa_qwen2::AdapterMode,
     ) -> resa_tune::Result<burn::tensor::Tensor<B, 1>> {
-        Ok(Objective::<B>::loss(&Sft, model, input_ids)?.mul_scalar(self.scale))
+        Ok(Objective::<B>::loss(&Sft, model, input_ids, adapters)?.mul_scalar(self.scale))
     }
 
     fn to_device(&self, _device: &B::Device) -> Box<dyn Objective<B> + '_> {
@@ -187,8 +188,8 @@ fn a_hookpoint_past_the_model_is_a_typed_error_from_either_loss() {
     let layers = m.config().num_hidden_layers;
     let ids = || Tensor::<AD, 2, Int>::from_data(TensorData::new(vec![1i64; 8], [1, 8]), &device);
     let plain =
-        resa_tune::stage2_loss(&m, &sae, Hookpoint::Residual(layers), SaeGrad::Detach, ids(), AdapterMode::Train);
-    let shared = resa_tune::stage2_loss_shared_prefix(&m, &sae, layers, ids(), AdapterMode::Train);
+        resa_tune::stage2_loss(&m, &sae, Hookpoint::Residual(layers), SaeGrad::Detach, ids(), AdapterMode::Train(0));
+    let shared = resa_tune::stage2_loss_shared_prefix(&m, &sae, layers, ids(), AdapterMode::Train(0));
     for (name, result) in [("plain", plain), ("shared prefix", shared)] {
         match result {
             Err(Error::Model(resa_qwen2::Error::Hookpoint { name: hp, .. })) => {
