@@ -34,9 +34,10 @@ pub fn mix(key: u64, part: u64) -> u64 {
     splitmix(key ^ splitmix(part.wrapping_mul(0xD6E8_FEB8_6659_FD93)))
 }
 
-/// Whether the backend keeps its tensors in host memory (so a mask made on the host costs
-/// no transfer).
-fn on_host<B: Backend>(device: &B::Device) -> bool {
+/// Whether the backend keeps its tensors in host memory, so that work done on the host with
+/// all threads costs no transfer: flex and ndarray, also under autodiff (by the backend's
+/// name, the one thing every burn backend reports).
+pub fn on_host<B: Backend>(device: &B::Device) -> bool {
     let name = B::name(device);
     let mut inner = name.as_str();
     while let Some(rest) = inner.strip_prefix("autodiff<").and_then(|r| r.strip_suffix('>')) {

@@ -363,7 +363,77 @@ pub(crate) fn select_latents<B: Backend>(
 /// The values are the same; among equal values (rows with fewer than `k` positive entries
 /// after a ReLU) other indices than a full sort's may be chosen, which PyTorch's `topk`
 /// does not specify either.
+///
+/// On the CPU backends (flex, ndarray) the rows are scanned on the host instead, on all
+/// threads, each with a heap of its `k` best (`topk_rows_host`); among equal values the
+/// lower index wins there.
 pub fn topk_rows<B: Backend>(x: Tensor<B, 2>, k: usize) -> (Tensor<B, 2>, Tensor<B, 2, Int>) {
+    let [n, l] = x.dims();
+    let device = x.device();
+    if k > 0 && k <= l && resa_qwen2::dropout::on_host::<B>(&device) {
+        let dtype = x.dtype();
+        let data = x.cast(DType::F32).into_data();
+        if let Ok(values) = data.as_slice::<f32>() {
+            let (v, i) = topk_rows_host(values, l, k);
+            return (
+                Tensor::from_data(TensorData::new(v, [n, k]), (&device, dtype)),
+                Tensor::from_data(TensorData::new(i, [n, k]), &device),
+            );
+        }
+        let x = Tensor::<B, 2>::from_data(data, (&device, DType::F32)).cast(dtype);
+        return topk_rows_on_device(x, k);
+    }
+    topk_rows_on_device(x, k)
+}
+
+/// The `k` largest of each row of `values` (rows of `l`), largest first, and their indices;
+/// among equal values the lower index first. Rows in parallel.
+pub fn topk_rows_host(values: &[f32], l: usize, k: usize) -> (Vec<f32>, Vec<i64>) {
+    use rayon::prelude::*;
+    use std::cmp::{Ordering, Reverse};
+    use std::collections::BinaryHeap;
+
+    /// A value and its index, ordered by value (IEEE total order), then lower index first.
+    #[derive(Clone, Copy, PartialEq)]
+    struct Entry(f32, u32);
+    impl Eq for Entry {}
+    impl Ord for Entry {
+        fn cmp(&self, other: &Self) -> Ordering {
+            self.0.total_cmp(&other.0).then_with(|| other.1.cmp(&self.1))
+        }
+    }
+    impl PartialOrd for Entry {
+        fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+            Some(self.cmp(other))
+        }
+    }
+
+    let n = values.len() / l.max(1);
+    let mut top_v = vec![0.0f32; n * k];
+    let mut top_i = vec![0i64; n * k];
+    top_v.par_chunks_mut(k).zip(top_i.par_chunks_mut(k)).enumerate().for_each(|(r, (tv, ti))| {
+        let row = &values[r * l..(r + 1) * l];
+        let mut heap: BinaryHeap<Reverse<Entry>> = BinaryHeap::with_capacity(k + 1);
+        for (j, &v) in row.iter().enumerate() {
+            let e = Entry(v, j as u32);
+            if heap.len() < k {
+                heap.push(Reverse(e));
+            } else if heap.peek().is_some_and(|Reverse(min)| e > *min) {
+                heap.pop();
+                heap.push(Reverse(e));
+            }
+        }
+        // `into_sorted_vec` of `Reverse` is the largest entry first.
+        for (slot, Reverse(Entry(v, j))) in heap.into_sorted_vec().into_iter().enumerate() {
+            tv[slot] = v;
+            ti[slot] = i64::from(j);
+        }
+    });
+    (top_v, top_i)
+}
+
+/// [`topk_rows`] with tensor operations (any backend).
+fn topk_rows_on_device<B: Backend>(x: Tensor<B, 2>, k: usize) -> (Tensor<B, 2>, Tensor<B, 2, Int>) {
     let [n, l] = x.dims();
     let ratio = l / k.max(1);
     let block = if ratio >= 16 { 1usize << ((ratio as f64).sqrt().log2().floor() as u32) } else { 1 };
@@ -482,4 +552,42 @@ pub fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
         }
     }
     pa.len().cmp(&pb.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::Flex;
+
+    /// The host scan and the tensor path choose the same values, largest first, and indices
+    /// that hold them; with ties (ReLU zeros, repeated values) too.
+    #[test]
+    fn the_host_top_k_equals_the_tensor_path() {
+        let device = Default::default();
+        let mut rng = StdRng::seed_from_u64(3);
+        let (n, l) = (37, 2048);
+        let values: Vec<f32> = (0..n * l)
+            .map(|_| {
+                let v: f32 = rng.random_range(-1.0..1.0);
+                // A third of the entries repeat one of few values, many are zero.
+                if rng.random_bool(0.3) { (v * 4.0).round() / 4.0 } else { v.max(0.0) }
+            })
+            .collect();
+        for k in [1, 7, 32, 300, l] {
+            let x = Tensor::<Flex, 2>::from_data(TensorData::new(values.clone(), [n, l]), &device);
+            let (hv, hi) = topk_rows_host(&values, l, k);
+            let (dv, _) = topk_rows_on_device(x.clone(), k);
+            assert_eq!(hv, dv.into_data().to_vec::<f32>().expect("f32"), "k {k}: values");
+            let idx = Tensor::<Flex, 2, Int>::from_data(TensorData::new(hi.clone(), [n, k]), &device);
+            assert_eq!(hv, x.gather(1, idx).into_data().to_vec::<f32>().expect("f32"), "k {k}: indices hold them");
+            for row in hi.chunks(k) {
+                let mut seen = row.to_vec();
+                seen.sort_unstable();
+                seen.dedup();
+                assert_eq!(seen.len(), k, "k {k}: an index chosen twice");
+            }
+            let (tv, ti) = topk_rows(Tensor::<Flex, 2>::from_data(TensorData::new(values.clone(), [n, l]), &device), k);
+            assert_eq!((tv.into_data().to_vec::<f32>().expect("f32"), ti.dims()), (hv, [n, k]), "k {k}: topk_rows");
+        }
+    }
 }
