@@ -4,6 +4,10 @@ mod cli;
 
 use clap::Parser;
 
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> std::process::ExitCode {
     let args = cli::Cli::parse();
     // Warnings, and what a user must know of a run: where it resumed from, what a killed run
