@@ -370,18 +370,15 @@ pub(crate) fn select_latents<B: Backend>(
 pub fn topk_rows<B: Backend>(x: Tensor<B, 2>, k: usize) -> (Tensor<B, 2>, Tensor<B, 2, Int>) {
     let [n, l] = x.dims();
     let device = x.device();
-    if k > 0 && k <= l && resa_qwen2::dropout::on_host::<B>(&device) {
-        let dtype = x.dtype();
-        let data = x.cast(DType::F32).into_data();
+    if k > 0 && k <= l && resa_qwen2::on_host::<B>(&device) {
+        let data = x.clone().cast(DType::F32).into_data();
         if let Ok(values) = data.as_slice::<f32>() {
             let (v, i) = topk_rows_host(values, l, k);
             return (
-                Tensor::from_data(TensorData::new(v, [n, k]), (&device, dtype)),
+                Tensor::from_data(TensorData::new(v, [n, k]), (&device, x.dtype())),
                 Tensor::from_data(TensorData::new(i, [n, k]), &device),
             );
         }
-        let x = Tensor::<B, 2>::from_data(data, (&device, DType::F32)).cast(dtype);
-        return topk_rows_on_device(x, k);
     }
     topk_rows_on_device(x, k)
 }
@@ -394,8 +391,13 @@ pub fn topk_rows_host(values: &[f32], l: usize, k: usize) -> (Vec<f32>, Vec<i64>
     use std::collections::BinaryHeap;
 
     /// A value and its index, ordered by value (IEEE total order), then lower index first.
-    #[derive(Clone, Copy, PartialEq)]
+    #[derive(Clone, Copy)]
     struct Entry(f32, u32);
+    impl PartialEq for Entry {
+        fn eq(&self, other: &Self) -> bool {
+            self.cmp(other) == Ordering::Equal
+        }
+    }
     impl Eq for Entry {}
     impl Ord for Entry {
         fn cmp(&self, other: &Self) -> Ordering {
