@@ -34,6 +34,10 @@ pub struct TuneArgs {
     /// Also write the merged model.
     #[arg(long)]
     pub merge: bool,
+    /// Recompute the student's layers in Stage II's backward (one layer's activations held
+    /// instead of every student layer's; the same gradients); sets `stage2.recompute`.
+    #[arg(long)]
+    pub recompute: bool,
     /// Data-parallel replicas for Stage II, one per device from `--device` on
     /// (`--device cuda:0 --data-parallel 4` uses cuda:0…cuda:3); overrides `stage2.data_parallel`.
     #[arg(long)]
@@ -80,6 +84,7 @@ pub fn run(args: TuneArgs) -> anyhow::Result<()> {
         cfg.stage2.objective = if o == "sft" { ObjectiveKind::Sft } else { ObjectiveKind::SaeTuning };
     }
     cfg.stage2.merge |= args.merge;
+    cfg.stage2.recompute |= args.recompute;
     if let Some(n) = args.data_parallel {
         cfg.stage2.data_parallel = n;
     }

@@ -10,6 +10,9 @@
 //!   as resa runs it (the student starts from the teacher's activation at the hookpoint);
 //! - `stage2_step_plain`: the same step computed as the reference does (full student
 //!   forward), the same loss and gradients;
+//! - `stage2_step_recompute`: `stage2_step` with the student's layers recomputed in the
+//!   backward (`[stage2] recompute`): the same gradients, less memory, one more forward of
+//!   the student's layers;
 //! - `stage2_step_vocab`, `stage2_step_vocab_full`: one Stage II step at
 //!   DeepSeek-R1-Distill's vocabulary (151,936) and context (2,048 tokens) on a narrow model
 //!   (hidden 256, 2 layers, SAE 4,096 latents at `layers.0`): the head applied 256
@@ -48,11 +51,12 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 
 /// The workloads, in the order they run.
-pub const WORKLOADS: [&str; 11] = [
+pub const WORKLOADS: [&str; 12] = [
     "gemm",
     "prefill",
     "stage2_step",
     "stage2_step_plain",
+    "stage2_step_recompute",
     "sae_step",
     "stage2_step_vocab",
     "stage2_step_vocab_full",
@@ -357,7 +361,7 @@ pub fn run_benches<B: Backend>(
             push(r, &mut out);
         }
     }
-    if wanted("stage2_step") || wanted("stage2_step_plain") {
+    if wanted("stage2_step") || wanted("stage2_step_plain") || wanted("stage2_step_recompute") {
         type AD<B> = Autodiff<B>;
         let (cfg, seq, latents, layer) = if big {
             (r1_distill_15b(), 2048, 65_536, 12)
@@ -381,13 +385,17 @@ pub fn run_benches<B: Backend>(
             + forward_flops(&cfg, t, 0.0, after, t)
             + 2.0 * t * (cfg.hidden_size * latents) as f64;
         // `stage2_step` as resa runs it (the student starts from the teacher's activation at
-        // the hookpoint); `stage2_step_plain` computes the same step as the reference does.
-        for (name, shared) in [("stage2_step", true), ("stage2_step_plain", false)] {
+        // the hookpoint); `stage2_step_plain` computes the same step as the reference does;
+        // `stage2_step_recompute` recomputes the student's layers in the backward.
+        for (name, shared, recompute) in
+            [("stage2_step", true, false), ("stage2_step_plain", false, false), ("stage2_step_recompute", true, true)]
+        {
             if !wanted(name) {
                 continue;
             }
-            let objective =
-                SaeTuning::new(&sae, Hookpoint::Residual(layer), SaeGrad::Detach).with_shared_prefix(shared);
+            let objective = SaeTuning::new(&sae, Hookpoint::Residual(layer), SaeGrad::Detach)
+                .with_shared_prefix(shared)
+                .with_recompute(recompute);
             let r = measure_steps(name, flops, repeats, &chunks, |chunks, tune, on_step| {
                 train_adapters(base.clone(), &lora, &objective, chunks, tune, on_step)?;
                 Ok(())

@@ -42,8 +42,9 @@ pub enum Error {
     /// One Stage II step needs more memory than the limit, found before any stage starts.
     #[error(
         "{file}: one Stage II step needs {estimate}, more than the {limit_gib:.2} GiB {limit_source}; lower [data] \
-         ctx_len ({ctx_len}) or [stage2] batch_size ({batch_size}), compute in bf16, or set the limit yourself \
-         (--memory-limit GiB; --no-memory-check skips this)"
+         ctx_len ({ctx_len}) or [stage2] batch_size ({batch_size}), recompute the student's layers in the backward \
+         ([stage2] recompute = true), compute in bf16, or set the limit yourself (--memory-limit GiB; \
+         --no-memory-check skips this)"
     )]
     Memory {
         /// The configuration.

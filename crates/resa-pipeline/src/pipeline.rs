@@ -252,6 +252,12 @@ pub struct Stage2Section {
     /// Also write the merged model.
     #[serde(default)]
     pub merge: bool,
+    /// Recompute the student's layers in the backward ([`resa_tune::SaeTuning::with_recompute`]): one
+    /// layer's activations held instead of every student layer's, for one more forward of
+    /// the student's layers; the same gradients. Needs `sae_grad = "detach"` at a residual
+    /// hookpoint. Not part of the stage's identity (omitted from the file form when off).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub recompute: bool,
 }
 
 fn lr() -> f64 {
@@ -290,6 +296,9 @@ fn one() -> usize {
 fn is_one(n: &usize) -> bool {
     *n == 1
 }
+fn is_false(b: &bool) -> bool {
+    !*b
+}
 fn save_every() -> u64 {
     TuneConfig::default().save_every
 }
@@ -308,6 +317,7 @@ impl Default for Stage2Section {
             save_every: save_every(),
             sae_grad: SaeGrad::Detach,
             merge: false,
+            recompute: false,
         }
     }
 }
@@ -464,6 +474,19 @@ impl PipelineFile {
         positive_int("stage2", "grad_accum", s.grad_accum as u64)?;
         positive_int("stage2", "data_parallel", s.data_parallel as u64)?;
         positive_int("stage2", "save_every", s.save_every)?;
+        if s.recompute
+            && !(s.objective == ObjectiveKind::SaeTuning
+                && s.sae_grad == SaeGrad::Detach
+                && matches!(self.sae.hookpoint, Hookpoint::Residual(_)))
+        {
+            return bad(
+                "stage2",
+                "recompute",
+                "true".into(),
+                "recomputing the student's layers needs objective = \"sae-tuning\", sae_grad = \"detach\" and a \
+                 residual hookpoint (layers.N)",
+            );
+        }
         if s.objective == ObjectiveKind::Sft && self.sae.mode == SaeMode::Pretrained && self.sae.path.is_none() {
             return bad("sae", "path", "(missing)".into(), "pretrained mode needs a path even for the SFT baseline");
         }
@@ -709,6 +732,11 @@ impl Pipeline {
         self.file.stage2.sae_grad
     }
 
+    /// Whether Stage II recomputes the student's layers in the backward (`[stage2] recompute`).
+    pub fn recompute(&self) -> bool {
+        self.file.stage2.recompute
+    }
+
     /// Whether the merged model is written too.
     pub fn merge(&self) -> bool {
         self.file.stage2.merge
@@ -774,6 +802,7 @@ impl Pipeline {
             sae,
             student_from,
             head: None,
+            recompute: shared_prefix && self.recompute(),
         })
     }
 

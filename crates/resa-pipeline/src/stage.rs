@@ -212,7 +212,7 @@ impl<B: AutodiffBackend> Stage<B> for AdapterTraining<'_> {
         resa_lora::attach(&mut model, lora, p.tune().seed)?;
         let model = resa_lora::trainable(model);
         let sae = SparseCoder::<B>::load(&self.sae_dir, device)?;
-        let sae_tuning = SaeTuning::new(&sae, p.hookpoint(), p.sae_grad());
+        let sae_tuning = SaeTuning::new(&sae, p.hookpoint(), p.sae_grad()).with_recompute(p.recompute());
         let objective: &dyn Objective<B> = match p.objective() {
             ObjectiveKind::SaeTuning => &sae_tuning,
             ObjectiveKind::Sft => &Sft,

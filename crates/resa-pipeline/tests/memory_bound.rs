@@ -22,6 +22,7 @@ fn measured() -> Vec<(&'static str, Stage2Shape, f64)> {
         sae: Some(sae),
         student_from,
         head,
+        recompute: false,
     };
     vec![
         // `--size 1.5b --dtype bf16 --only stage2_step`: 65,536-latent SAE at layers.12.
@@ -68,6 +69,12 @@ fn the_parts_follow_the_shapes() {
     // More student layers, more activations; the plain computation keeps all 28.
     let plain = stage2_memory(&Stage2Shape { student_from: 0, ..base.clone() });
     assert!(plain.activations > est.activations);
+    // Recomputing the student's layers holds one layer's activations and every layer's
+    // input: far less than 15 layers' worth, more than one layer's.
+    let recomputed = stage2_memory(&Stage2Shape { recompute: true, ..base.clone() });
+    assert!(recomputed.activations < est.activations / 4, "{} vs {}", recomputed.activations, est.activations);
+    assert!(recomputed.activations > est.activations / 15);
+    assert_eq!(recomputed.weights, est.weights);
     // The SFT baseline has no SAE and one set of logits.
     let sft = stage2_memory(&Stage2Shape { sae: None, ..base.clone() });
     assert_eq!(sft.sae, 0);

@@ -21,7 +21,9 @@ pub use generate::{
     generate_text, generate_with_prefill_chunk, stop_token_ids,
 };
 pub use hooks::{Hookpoint, Hooks, Splice, SpliceError, SpliceGrad, SpliceHook};
-pub use model::{AdapterMode, ForwardInput, ForwardOutput, KvCache, Linear, Logits, LowRank, Qwen2ForCausalLM};
+pub use model::{
+    AdapterMode, ForwardInput, ForwardOutput, KvCache, LayerInputs, Linear, Logits, LowRank, Qwen2ForCausalLM,
+};
 pub use tokenizer::{ChatMessage, Tokenizer};
 
 /// Re-export of the burn version this crate is built on.

@@ -392,6 +392,45 @@ pub struct DecoderLayer<B: Backend> {
     pub post_attention_layernorm: RmsNorm<B>,
 }
 
+impl<B: Backend> DecoderLayer<B> {
+    /// `x + attn(norm(x))`, then `h + mlp(norm(h))`; the MLP's output is passed through
+    /// `mlp_hook` before it is added (hooks at `mlp.N`).
+    fn forward_with(
+        &self,
+        x: Tensor<B, 3>,
+        rope: &Rope<B>,
+        mask: &Tensor<B, 4, Bool>,
+        cache: Option<&mut Option<(Tensor<B, 4>, Tensor<B, 4>)>>,
+        mode: AdapterMode,
+        mlp_hook: impl FnOnce(Tensor<B, 3>) -> Result<Tensor<B, 3>>,
+    ) -> Result<Tensor<B, 3>> {
+        let attn = self.self_attn.forward(self.input_layernorm.forward(x.clone()), rope, mask, cache, mode);
+        let h = x + attn;
+        let mlp = self.mlp.forward(self.post_attention_layernorm.forward(h.clone()), mode);
+        Ok(h + mlp_hook(mlp)?)
+    }
+}
+
+/// What every decoder layer of one unpadded forward over positions `0 .. seq` shares (the
+/// rotary tables and the causal mask), for running the layers one at a time with
+/// [`Qwen2ForCausalLM::layer_forward`] — e.g. a backward that recomputes one layer at a
+/// time instead of keeping every layer's activations.
+#[derive(Debug, Clone)]
+pub struct LayerInputs<B: Backend> {
+    rope: Rope<B>,
+    mask: Tensor<B, 4, Bool>,
+    shape: [usize; 2],
+}
+
+/// `[b, heads, s, t]`, `true` where query `i` (absolute position `past + i`) may not see key `j`.
+fn causal_mask<B: Backend>(b: usize, heads: usize, s: usize, past: usize, device: &B::Device) -> Tensor<B, 4, Bool> {
+    let t = past + s;
+    let causal: Vec<bool> = (0..s).flat_map(|i| (0..t).map(move |j| j > past + i)).collect();
+    Tensor::<B, 2, Bool>::from_data(TensorData::new(causal, [s, t]), device)
+        .reshape([1, 1, s, t])
+        .expand([b, heads, s, t])
+}
+
 /// Embeddings, decoder layers and the final norm (`model.*` in the checkpoint).
 #[derive(Module, Debug)]
 pub struct Qwen2Model<B: Backend> {
@@ -586,9 +625,7 @@ impl<B: Backend> Qwen2ForCausalLM<B> {
         let rope = Rope::new(positions, cfg.head_dim, cfg.rope_theta, dtype);
 
         // Causal mask on the host: query i (absolute position past + i) may see keys 0..=past + i.
-        let causal: Vec<bool> = (0..s).flat_map(|i| (0..t).map(move |j| j > past + i)).collect();
-        let causal = Tensor::<B, 2, Bool>::from_data(TensorData::new(causal, [s, t]), &device);
-        let mut mask = causal.reshape([1, 1, s, t]).expand([b, 1, s, t]);
+        let mut mask = causal_mask::<B>(b, 1, s, past, &device);
         if let Some(am) = input.attention_mask {
             if am.dims() != [b, t] {
                 return Err(Error::Input(format!(
@@ -619,11 +656,9 @@ impl<B: Backend> Qwen2ForCausalLM<B> {
         for (i, layer) in self.model.layers.iter().enumerate().take(stop).skip(first) {
             let slot = cache.as_deref_mut().map(|c| &mut c.layers[i]);
             let mode = input.adapters.for_layer(i);
-            let attn = layer.self_attn.forward(layer.input_layernorm.forward(x.clone()), &rope, &mask, slot, mode);
-            let h = x + attn;
-            let mlp = layer.mlp.forward(layer.post_attention_layernorm.forward(h.clone()), mode);
-            let mlp = hooks.apply(Hookpoint::Mlp(i), mlp, &mut captured)?;
-            x = hooks.apply(Hookpoint::Residual(i), h + mlp, &mut captured)?;
+            let out = layer
+                .forward_with(x, &rope, &mask, slot, mode, |mlp| hooks.apply(Hookpoint::Mlp(i), mlp, &mut captured))?;
+            x = hooks.apply(Hookpoint::Residual(i), out, &mut captured)?;
         }
         let logits = match input.logits {
             Logits::None => None,
@@ -634,6 +669,48 @@ impl<B: Backend> Qwen2ForCausalLM<B> {
             }
         };
         Ok(ForwardOutput { logits, captured })
+    }
+
+    /// The rotary tables and causal mask of an unpadded forward of `batch` rows over
+    /// positions `0 .. seq`, for [`Qwen2ForCausalLM::layer_forward`].
+    pub fn layer_inputs(&self, batch: usize, seq: usize) -> LayerInputs<B> {
+        let cfg = &self.config;
+        let device = self.device();
+        let positions = Tensor::<B, 1, Int>::arange(0..seq as i64, &device).reshape([1, seq]).expand([batch, seq]);
+        let rope = Rope::new(positions, cfg.head_dim, cfg.rope_theta, self.dtype());
+        let mask = causal_mask::<B>(batch, cfg.num_attention_heads, seq, 0, &device);
+        LayerInputs { rope, mask, shape: [batch, seq] }
+    }
+
+    /// Decoder layer `layer` alone on the hidden states `x` `[batch, seq, hidden]` entering
+    /// it: its output, exactly as [`Qwen2ForCausalLM::forward`] computes it at `layers.N`
+    /// (no hooks; `adapters` as the whole forward's mode, derived for the layer here).
+    pub fn layer_forward(
+        &self,
+        layer: usize,
+        x: Tensor<B, 3>,
+        inputs: &LayerInputs<B>,
+        adapters: AdapterMode,
+    ) -> Result<Tensor<B, 3>> {
+        let cfg = &self.config;
+        let [b, s] = inputs.shape;
+        let Some(decoder) = self.model.layers.get(layer) else {
+            return Err(Error::Input(format!("layer {layer}: the model has {} decoder layers", cfg.num_hidden_layers)));
+        };
+        if x.dims() != [b, s, cfg.hidden_size] {
+            return Err(Error::Input(format!(
+                "hidden states of shape {:?} for layer {layer}; expected [{b}, {s}, {}]",
+                x.dims(),
+                cfg.hidden_size
+            )));
+        }
+        decoder.forward_with(x, &inputs.rope, &inputs.mask, None, adapters.for_layer(layer), Ok)
+    }
+
+    /// The final norm applied to the residual stream after the last layer (the hidden
+    /// states [`Logits::Hidden`] returns).
+    pub fn final_norm(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        self.model.norm.forward(x)
     }
 
     /// The decoder's linear layers with their module names as PEFT and transformers call

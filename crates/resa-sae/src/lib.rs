@@ -3,6 +3,7 @@
 pub mod coder;
 pub mod config;
 pub mod error;
+pub mod host;
 pub mod stage1;
 pub mod train;
 

@@ -384,6 +384,9 @@ impl<B: AutodiffBackend> SaeTrainer<B> {
         dead: Option<Tensor<B::InnerBackend, 1, Bool>>,
         num_dead: i64,
     ) -> Result<ChunkResult<B::InnerBackend>> {
+        if resa_qwen2::on_host::<B::InnerBackend>(&y.device()) && self.sae.w_skip.is_none() {
+            return self.chunk_grads_host(y, tv, dead, num_dead);
+        }
         let sae = &self.sae;
         let cfg = sae.config();
         let [_, d] = y.dims();
@@ -458,6 +461,112 @@ impl<B: AutodiffBackend> SaeTrainer<B> {
             w_skip: w_skip.as_ref().map(grad2),
         };
         Ok(ChunkResult { grads, indices: fired_indices, fvu: fvu_value, auxk: auxk_value, multi: multi_value })
+    }
+
+    /// [`SaeTrainer::chunk_grads`] on the host (CPU backends, no skip connection): the dense
+    /// encoder product on the backend, then the k-sparse decoder, the losses and every
+    /// gradient by hand ([`crate::host`]) without `[n, k, d]` temporaries. The same values as
+    /// the autodiff path up to rounding: the selected latents' values are the dense product's
+    /// (as sparsify's fused encoder returns them), their gradient passes the ReLU unchanged
+    /// and reaches the selected encoder rows and, through `x − b_dec`, the decoder bias.
+    fn chunk_grads_host(
+        &self,
+        y: Tensor<B::InnerBackend, 2>,
+        tv: Tensor<B::InnerBackend, 1>,
+        dead: Option<Tensor<B::InnerBackend, 1, Bool>>,
+        num_dead: i64,
+    ) -> Result<ChunkResult<B::InnerBackend>> {
+        use crate::host::{Scatter, rows_combine, rows_dot, scatter_rows, scatter_sum};
+        let sae = &self.sae;
+        let cfg = sae.config();
+        let device = y.device();
+        let [m, d] = y.dims();
+        let (k, l) = (cfg.k, sae.num_latents());
+        let pre = sae.pre_acts(y.clone())?;
+        let (acts, idx) = select_latents(pre.clone(), k, cfg.activation);
+        let fired_idx = idx.clone();
+        let acts = host_vec(acts)?;
+        let idx = host_ids(idx)?;
+        let tv = host_vec(tv)?.first().copied().unwrap_or(f32::NAN);
+        let y_h = host_vec(y)?;
+        let b_dec = host_vec(sae.b_dec.clone())?;
+        let w_dec = host_vec(sae.w_dec.clone())?;
+        let w_enc = host_vec(sae.encoder_weight.clone())?;
+
+        // Decoder, residual, FVU; the gradient at the output (∂FVU/∂out = −2e / tv).
+        let bias_rows: Vec<f32> = (0..m).flat_map(|_| b_dec.iter().copied()).collect();
+        let out = rows_combine(&w_dec, d, &idx, &acts, k, Some(&bias_rows));
+        let e: Vec<f32> = y_h.iter().zip(&out).map(|(y, o)| y - o).collect();
+        let fvu = sum_sq(&e) / tv;
+        let g_out: Vec<f32> = e.iter().map(|e| -2.0 * e / tv).collect();
+        let mut decoder_sets: Vec<(Vec<i64>, Vec<f32>, usize, Vec<f32>)> = Vec::new();
+        let mut g_b_dec = column_sums(&g_out, d);
+
+        let mut auxk_value = 0.0;
+        if let Some(mask) = dead
+            && num_dead > 0
+        {
+            // AuxK: the top k_aux dead latents decode the (detached) residual; its gradient
+            // reaches only their decoder rows.
+            let k_aux = d / 2;
+            let scale = (num_dead as f64 / k_aux as f64).min(1.0) as f32;
+            let k_aux = k_aux.min(num_dead as usize);
+            let masked = pre.clone().mask_fill(mask.bool_not().unsqueeze_dim(0), f32::NEG_INFINITY);
+            let (a, i) = topk_rows(masked, k_aux);
+            let (a, i) = (host_vec(a)?, host_ids(i)?);
+            let e_hat = rows_combine(&w_dec, d, &i, &a, k_aux, None);
+            let diff: Vec<f32> = e_hat.iter().zip(&e).map(|(h, e)| h - e).collect();
+            auxk_value = scale * sum_sq(&diff) / tv;
+            let w = 2.0 * scale * self.cfg.auxk_alpha / tv;
+            decoder_sets.push((i, a, k_aux, diff.iter().map(|v| w * v).collect()));
+        }
+        let mut multi_value = 0.0;
+        let mut fired_indices = fired_idx;
+        if cfg.multi_topk {
+            let k4 = (4 * k).min(l);
+            let (a, i) = topk_rows(pre, k4);
+            // sparsify's forward returns the 4k indices in this mode, and its trainer marks
+            // them all as fired; do the same so dead-latent counts agree.
+            fired_indices = i.clone();
+            let (a, i) = (host_vec(a)?, host_ids(i)?);
+            let out4 = rows_combine(&w_dec, d, &i, &a, k4, Some(&bias_rows));
+            let diff: Vec<f32> = out4.iter().zip(&y_h).map(|(o, y)| o - y).collect();
+            multi_value = sum_sq(&diff) / tv;
+            let g4: Vec<f32> = diff.iter().map(|v| 2.0 * v / (8.0 * tv)).collect();
+            for (acc, g) in g_b_dec.iter_mut().zip(column_sums(&g4, d)) {
+                *acc += g;
+            }
+            decoder_sets.push((i, a, k4, g4));
+        }
+
+        // The selected latents: ∂/∂act = g_out · W_dec[i], passed straight through the ReLU.
+        let g_acts = rows_dot(&w_dec, d, &idx, &g_out, k);
+        let xc: Vec<f32> = y_h.chunks_exact(d).flat_map(|r| r.iter().zip(&b_dec).map(|(y, b)| y - b)).collect();
+        let g_enc_b = scatter_sum(l, &idx, &g_acts);
+        let g_enc_w = scatter_rows(l, d, &[Scatter { idx: &idx, coef: &g_acts, k, src: &xc }]);
+        let mut sets = vec![Scatter { idx: &idx, coef: &acts, k, src: &g_out }];
+        sets.extend(decoder_sets.iter().map(|(i, a, k, g)| Scatter { idx: i, coef: a, k: *k, src: g }));
+        let g_w_dec = scatter_rows(l, d, &sets);
+        // x − b_dec feeds the encoder: b_dec also gets −Σ_i g_enc_b[i] · W_enc[i].
+        for (i, &gb) in g_enc_b.iter().enumerate() {
+            if gb != 0.0 {
+                for (acc, w) in g_b_dec.iter_mut().zip(&w_enc[i * d..(i + 1) * d]) {
+                    *acc -= gb * w;
+                }
+            }
+        }
+        let t2 = |v: Vec<f32>, shape: [usize; 2]| {
+            Tensor::<B::InnerBackend, 2>::from_data(TensorData::new(v, shape), &device)
+        };
+        let t1 = |v: Vec<f32>, n: usize| Tensor::<B::InnerBackend, 1>::from_data(TensorData::new(v, [n]), &device);
+        let grads = Params {
+            enc_w: t2(g_enc_w, [l, d]),
+            enc_b: t1(g_enc_b, l),
+            w_dec: t2(g_w_dec, [l, d]),
+            b_dec: t1(g_b_dec, d),
+            w_skip: None,
+        };
+        Ok(ChunkResult { grads, indices: fired_indices, fvu, auxk: auxk_value, multi: multi_value })
     }
 
     fn apply(&mut self, grads: Params<B::InnerBackend>) {
@@ -634,6 +743,34 @@ struct ChunkResult<B: Backend> {
     fvu: f32,
     auxk: f32,
     multi: f32,
+}
+
+/// A float tensor's values on the host, as f32 (no copy when the tensor is the only owner of
+/// host memory).
+fn host_vec<B: Backend, const D: usize>(t: Tensor<B, D>) -> Result<Vec<f32>> {
+    let data = if t.dtype() == DType::F32 { t.into_data() } else { t.cast(DType::F32).into_data() };
+    data.into_vec::<f32>().map_err(|e| Error::Input(format!("could not read tensor data: {e:?}")))
+}
+
+/// An index tensor's values on the host, as i64.
+fn host_ids<B: Backend, const D: usize>(t: Tensor<B, D, Int>) -> Result<Vec<i64>> {
+    t.into_data().convert::<i64>().into_vec::<i64>().map_err(|e| Error::Input(format!("could not read indices: {e:?}")))
+}
+
+/// `Σ v²`, accumulated in f64.
+fn sum_sq(v: &[f32]) -> f32 {
+    v.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>() as f32
+}
+
+/// The sums of the columns of `v` `[n, d]`.
+fn column_sums(v: &[f32], d: usize) -> Vec<f32> {
+    let mut out = vec![0.0f32; d];
+    for row in v.chunks_exact(d) {
+        for (acc, x) in out.iter_mut().zip(row) {
+            *acc += x;
+        }
+    }
+    out
 }
 
 /// Removes from each row of `grad` `[L, d]` its component along the same row of `w`

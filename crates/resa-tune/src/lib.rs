@@ -18,6 +18,7 @@ pub use memory::{MemoryEstimate, Stage2Shape, stage2_memory};
 pub use objective::{Objective, SaeTuning, Sft};
 pub use stage2::{
     Head, SaeGrad, SaeSplice, causal_lm_loss, kl_batchmean, kl_batchmean_from_hidden, prefix_adapters_are_zero,
-    stage2_loss, stage2_loss_shared_prefix, stage2_loss_shared_prefix_with, stage2_loss_with,
+    stage2_gradients_recomputed, stage2_loss, stage2_loss_shared_prefix, stage2_loss_shared_prefix_with,
+    stage2_loss_with,
 };
 pub use train::{LrSchedule, StepMetrics, TuneConfig, TuneReport, checkpoints, train_adapters};

@@ -38,6 +38,10 @@ pub struct Stage2Shape {
     pub student_from: usize,
     /// How the loss applies the head; `None`: as the objective chooses ([`Head::auto`]).
     pub head: Option<Head>,
+    /// Whether the student's layers are recomputed in the backward
+    /// ([`SaeTuning::with_recompute`](crate::SaeTuning::with_recompute)): then one student
+    /// layer's activations are held at a time, beside every student layer's input.
+    pub recompute: bool,
 }
 
 /// A lower bound of one Stage II step's peak memory, in bytes, by part.
@@ -127,7 +131,11 @@ pub fn stage2_memory(shape: &Stage2Shape) -> MemoryEstimate {
     let student_layers = layers.saturating_sub(shape.student_from as u64);
     let heads = c.num_attention_heads as u64;
     let per_token = heads * s + q + 2 * kv + 2 * d + 3 * i;
-    let mut activations = student_layers * b * s * per_token * bytes;
+    let mut activations = if shape.recompute && student_layers > 0 {
+        (b * s * per_token + student_layers * b * s * d) * bytes
+    } else {
+        student_layers * b * s * per_token * bytes
+    };
     // The SAE's encoder pre-activations of every spliced token (f32), while it encodes.
     if let Some((_, n)) = shape.sae {
         activations += b * s * n as u64 * 4;

@@ -12,7 +12,8 @@ use resa_sae::SparseCoder;
 
 use crate::error::{Error, Result};
 use crate::stage2::{
-    Head, SaeGrad, causal_lm_loss, prefix_adapters_are_zero, stage2_loss_shared_prefix_with, stage2_loss_with,
+    Head, SaeGrad, causal_lm_loss, prefix_adapters_are_zero, stage2_gradients_recomputed,
+    stage2_loss_shared_prefix_with, stage2_loss_with,
 };
 
 /// A training objective of [`train_adapters`](crate::train_adapters): the loss of one
@@ -46,6 +47,21 @@ pub trait Objective<B: AutodiffBackend>: Send + Sync {
         adapters: AdapterMode,
     ) -> Result<Tensor<B, 1>>;
 
+    /// The loss of `input_ids` (as [`Objective::loss`]) and the gradients of `loss / divisor`
+    /// (the trainer divides by the micro-batches of a step). The default runs one backward
+    /// through [`Objective::loss`]'s graph; an objective may compute the same gradients
+    /// another way (fewer activations held at once) and only needs every trained adapter's
+    /// gradient to be readable from the returned gradients.
+    fn loss_with_gradients(
+        &self,
+        model: &Qwen2ForCausalLM<B>,
+        input_ids: Tensor<B, 2, Int>,
+        adapters: AdapterMode,
+        divisor: f64,
+    ) -> Result<(f32, B::Gradients)> {
+        Ok(backward_of(self.loss(model, input_ids, adapters)?, divisor))
+    }
+
     /// What the objective measured since the last call (named values), added to the step's
     /// metrics line after each step. Default: nothing.
     fn step_metrics(&self) -> Vec<(&'static str, f64)> {
@@ -54,6 +70,16 @@ pub trait Objective<B: AutodiffBackend>: Send + Sync {
 
     /// The same objective with its tensors on `device` (a data-parallel replica).
     fn to_device(&self, device: &B::Device) -> Box<dyn Objective<B> + '_>;
+}
+
+/// The value of `loss` and the gradients of `loss / divisor`; for a non-finite value (which
+/// the trainer reports) no backward runs through the graph.
+fn backward_of<B: AutodiffBackend>(loss: Tensor<B, 1>, divisor: f64) -> (f32, B::Gradients) {
+    let value = loss.clone().into_data().iter::<f32>().next().unwrap_or(f32::NAN);
+    if !value.is_finite() {
+        return (value, loss.detach().require_grad().backward());
+    }
+    (value, loss.div_scalar(divisor).backward())
 }
 
 /// Stage II: match the unmodified model's next-token distribution with the frozen SAE
@@ -72,6 +98,7 @@ pub struct SaeTuning<'a, B: AutodiffBackend> {
     allow_shared_prefix: bool,
     shared_prefix: AtomicBool,
     head: Option<Head>,
+    recompute: bool,
 }
 
 impl<'a, B: AutodiffBackend> SaeTuning<'a, B> {
@@ -84,6 +111,7 @@ impl<'a, B: AutodiffBackend> SaeTuning<'a, B> {
             allow_shared_prefix: true,
             shared_prefix: AtomicBool::new(false),
             head: None,
+            recompute: false,
         }
     }
 
@@ -100,6 +128,23 @@ impl<'a, B: AutodiffBackend> SaeTuning<'a, B> {
     pub fn with_shared_prefix(mut self, allow: bool) -> Self {
         self.allow_shared_prefix = allow;
         self
+    }
+
+    /// Whether the student's layers are recomputed in the backward (default: no): the
+    /// student's forward keeps only each layer's input, and the backward runs one layer at a
+    /// time again with its graph ([`stage2_gradients_recomputed`]) — the same loss and
+    /// gradients with one layer's activations held instead of every student layer's, for
+    /// one more forward of the student's layers. Needs the shared prefix (the `detach`
+    /// splice at a residual hookpoint, adapters up to it at zero); [`Objective::check`]
+    /// refuses it otherwise.
+    pub fn with_recompute(mut self, recompute: bool) -> Self {
+        self.recompute = recompute;
+        self
+    }
+
+    /// Whether the student's layers are recomputed in the backward.
+    pub fn recomputes(&self) -> bool {
+        self.recompute
     }
 
     /// Whether [`Objective::check`] found the shared prefix exact (it is then used).
@@ -142,6 +187,17 @@ impl<B: AutodiffBackend> Objective<B> for SaeTuning<'_, B> {
             _ => false,
         };
         self.shared_prefix.store(shared, Ordering::Relaxed);
+        if self.recompute && !shared {
+            return Err(Error::option(
+                "recompute",
+                format!(
+                    "recomputing the student's layers needs the student to start at the hookpoint: the `detach` \
+                     splice at a residual hookpoint (here {} with `{}`) and the adapters up to it at zero",
+                    self.hookpoint,
+                    self.grad.name()
+                ),
+            ));
+        }
         if shared {
             tracing::info!(hookpoint = %self.hookpoint, "the student starts from the teacher's activation at the hookpoint");
         }
@@ -164,6 +220,23 @@ impl<B: AutodiffBackend> Objective<B> for SaeTuning<'_, B> {
         }
     }
 
+    fn loss_with_gradients(
+        &self,
+        model: &Qwen2ForCausalLM<B>,
+        input_ids: Tensor<B, 2, Int>,
+        adapters: AdapterMode,
+        divisor: f64,
+    ) -> Result<(f32, B::Gradients)> {
+        match self.hookpoint {
+            Hookpoint::Residual(l) if self.recompute && self.uses_shared_prefix() => {
+                let [b, s] = input_ids.dims();
+                let head = self.head.unwrap_or_else(|| Head::auto(b * s, model.config().vocab_size));
+                stage2_gradients_recomputed(model, &self.sae, l, input_ids, adapters, head, divisor)
+            }
+            _ => Ok(backward_of(self.loss(model, input_ids, adapters)?, divisor)),
+        }
+    }
+
     fn to_device(&self, device: &B::Device) -> Box<dyn Objective<B> + '_> {
         Box::new(SaeTuning {
             sae: Cow::Owned(self.sae.as_ref().clone().to_device(device)),
@@ -172,6 +245,7 @@ impl<B: AutodiffBackend> Objective<B> for SaeTuning<'_, B> {
             allow_shared_prefix: self.allow_shared_prefix,
             shared_prefix: AtomicBool::new(self.uses_shared_prefix()),
             head: self.head,
+            recompute: self.recompute,
         })
     }
 }

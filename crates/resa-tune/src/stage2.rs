@@ -6,7 +6,9 @@
 //! loss = Σ_{t,v} p_teacher (log p_teacher − log p_student) / batch
 //! (PyTorch's `kl_div(log_softmax(student), softmax(teacher), reduction="batchmean")`).
 
+use burn::module::AutodiffModule;
 use burn::tensor::activation::{log_softmax, softmax};
+use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{DType, Int, Tensor, backend::Backend};
 use resa_qwen2::{
     AdapterMode, ForwardInput, Hookpoint, Hooks, Logits, Qwen2ForCausalLM, Splice, SpliceError, SpliceGrad,
@@ -229,6 +231,105 @@ pub fn stage2_loss_shared_prefix_with<B: Backend>(
         .logits
         .ok_or_else(|| Error::Setup("the student forward returned no logits".into()))?;
     Ok(head.kl(model, teacher, student))
+}
+
+/// [`stage2_loss_shared_prefix_with`]'s loss and the gradients of `loss / divisor`, with the
+/// student's layers recomputed in the backward: the student runs layers `L+1..` once on the
+/// inner backend, keeping only each layer's input; then the head's backward gives the
+/// gradient at the last layer's output, and each layer, last first, runs again with its
+/// graph from its kept input and is differentiated against the gradient at its output
+/// (giving its adapters' gradients and the gradient at its input). The result equals the
+/// plain backward's (same operations, same dropout masks: they are keyed per module); at
+/// most one layer's activations are held at a time instead of every student layer's, for
+/// one more forward of the student's layers.
+pub fn stage2_gradients_recomputed<B: AutodiffBackend>(
+    model: &Qwen2ForCausalLM<B>,
+    sae: &SparseCoder<B>,
+    layer: usize,
+    input_ids: Tensor<B, 2, Int>,
+    student_adapters: AdapterMode,
+    head: Head,
+    divisor: f64,
+) -> Result<(f32, B::Gradients)> {
+    let hookpoint = Hookpoint::Residual(layer);
+    let splice = SaeSplice::new(sae, model.config().hidden_size)?;
+    let [b, s] = input_ids.dims();
+    let layers = model.config().num_hidden_layers;
+    let out = model.forward(
+        ForwardInput::new(input_ids).with_adapters(AdapterMode::Off).with_logits(head.logits()),
+        &Hooks::capture([hookpoint]),
+        None,
+    )?;
+    let at = out
+        .activation(hookpoint)
+        .cloned()
+        .ok_or_else(|| Error::Setup(format!("the teacher forward did not capture {hookpoint}")))?;
+    let teacher = out.logits.ok_or_else(|| Error::Setup("the teacher forward returned no logits".into()))?.detach();
+    let x = splice.splice(at.detach()).map_err(|cause| resa_qwen2::Error::Splice { at: hookpoint, cause })?;
+
+    // The student's forward without a graph: the inputs of layers L+1.. and the last output.
+    let inner = model.valid();
+    let inner_inputs = inner.layer_inputs(b, s);
+    let mut kept: Vec<Tensor<B::InnerBackend, 3>> = Vec::with_capacity(layers - layer);
+    let mut h = x.inner();
+    for l in layer + 1..layers {
+        let next = inner.layer_forward(l, h.clone(), &inner_inputs, student_adapters)?;
+        kept.push(h);
+        h = next;
+    }
+    drop(inner);
+
+    // The head and the loss, differentiated down to the last layer's output.
+    let last = Tensor::<B, 3>::from_inner(h).require_grad();
+    let student = model.final_norm(last.clone());
+    let kl = match head {
+        Head::Full => kl_batchmean(teacher, model.head(student)),
+        Head::Chunked(n) => kl_batchmean_from_hidden(model, teacher, student, n),
+    };
+    let value = kl.clone().into_data().iter::<f32>().next().unwrap_or(f32::NAN);
+    if !value.is_finite() {
+        return Ok((value, kl.detach().require_grad().backward()));
+    }
+    let mut grads = kl.div_scalar(divisor).backward();
+    let mut g = last
+        .grad_remove(&mut grads)
+        .ok_or_else(|| Error::Setup("the loss has no gradient at the student's last layer".into()))?;
+
+    // Each layer again, last first, against the gradient at its output.
+    let inputs = model.layer_inputs(b, s);
+    for l in (layer + 1..layers).rev() {
+        let Some(h) = kept.pop() else { break };
+        let h = Tensor::<B, 3>::from_inner(h).require_grad();
+        let out = model.layer_forward(l, h.clone(), &inputs, student_adapters)?;
+        let surrogate = (out * Tensor::from_inner(g)).cast(DType::F32).sum();
+        let mut layer_grads = surrogate.backward();
+        for p in layer_adapter_params(model, l) {
+            if let Some(pg) = p.grad_remove(&mut layer_grads) {
+                p.grad_replace(&mut grads, pg);
+            }
+        }
+        g = h
+            .grad_remove(&mut layer_grads)
+            .ok_or_else(|| Error::Setup(format!("no gradient reached the input of layer {l}")))?;
+    }
+    Ok((value, grads))
+}
+
+/// The adapter matrices (`A`, `B`) of decoder layer `layer`.
+fn layer_adapter_params<B: Backend>(model: &Qwen2ForCausalLM<B>, layer: usize) -> Vec<Tensor<B, 2>> {
+    model
+        .model
+        .layers
+        .get(layer)
+        .map(|d| {
+            let (a, m) = (&d.self_attn, &d.mlp);
+            [&a.q_proj, &a.k_proj, &a.v_proj, &a.o_proj, &m.gate_proj, &m.up_proj, &m.down_proj]
+                .into_iter()
+                .filter_map(|lin| lin.adapter.as_ref())
+                .flat_map(|ad| [ad.a.val(), ad.b.val()])
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Whether every adapter of decoder layers `0..=layer` has `B = 0` exactly (so it adds

@@ -772,13 +772,11 @@ fn replica_pass<B: AutodiffBackend>(
     let mut grad_sum: Option<Vec<Tensor<B::InnerBackend, 2>>> = None;
     for batch in batches {
         let input = Tensor::<B, 2, Int>::from_data(TensorData::new(batch.ids, shape), &device);
-        let loss = objective.loss(model, input, batch.adapters)?;
-        let value = loss.clone().into_data().iter::<f32>().next().unwrap_or(f32::NAN);
+        let (value, grads) = objective.loss_with_gradients(model, input, batch.adapters, micro_total as f64)?;
         if !value.is_finite() {
             return Err(Error::NonFiniteLoss { step, value });
         }
         loss_sum += value;
-        let grads = loss.div_scalar(micro_total as f64).backward();
         let mut gs = Vec::new();
         for (_, lin) in model.linears() {
             if let Some(ad) = &lin.adapter {
