@@ -252,6 +252,8 @@ pub struct SaeTrainer<B: AutodiffBackend> {
     sae: SparseCoder<B::InnerBackend>,
     opt: OptState<B::InnerBackend>,
     tokens_since_fired: Tensor<B::InnerBackend, 1, Int>,
+    /// Whether the sparse parts of a step run on the host (CPU backends; see [`crate::host`]).
+    host: bool,
     cfg: TrainConfig,
     lr: f64,
     step: u64,
@@ -267,7 +269,16 @@ impl<B: AutodiffBackend> SaeTrainer<B> {
             OptimizerKind::Adam => OptState::Adam { m: None, v: None, t: 0 },
         };
         let tokens_since_fired = Tensor::zeros([sae.num_latents()], &sae.device());
-        Ok(SaeTrainer { sae, opt, tokens_since_fired, cfg, lr, step: 0 })
+        let host = resa_qwen2::on_host::<B::InnerBackend>(&sae.device());
+        Ok(SaeTrainer { sae, opt, tokens_since_fired, cfg, lr, step: 0, host })
+    }
+
+    /// Computes every step with tensor operations and autodiff, as on a GPU, also on the CPU
+    /// backends (where the sparse parts otherwise run on the host, [`crate::host`]): for
+    /// comparing the two paths. The same steps up to rounding.
+    pub fn with_tensor_path(mut self) -> Self {
+        self.host = false;
+        self
     }
 
     /// Steps taken.
@@ -384,7 +395,7 @@ impl<B: AutodiffBackend> SaeTrainer<B> {
         dead: Option<Tensor<B::InnerBackend, 1, Bool>>,
         num_dead: i64,
     ) -> Result<ChunkResult<B::InnerBackend>> {
-        if resa_qwen2::on_host::<B::InnerBackend>(&y.device()) && self.sae.w_skip.is_none() {
+        if self.host && self.sae.w_skip.is_none() {
             return self.chunk_grads_host(y, tv, dead, num_dead);
         }
         let sae = &self.sae;

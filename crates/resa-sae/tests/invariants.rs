@@ -260,3 +260,47 @@ fn wrong_tensor_names_in_an_sae_folder_are_named_as_an_sae_problem() {
         Ok(_) => panic!("a renamed tensor must be refused"),
     }
 }
+
+/// On the CPU backends the step's sparse parts run on the host (`resa_sae::host`); the
+/// tensor path (what a GPU runs) gives the same steps: losses, AuxK once latents die, the
+/// Multi-TopK term, and the trained parameters, with Adam and with Signum.
+#[test]
+fn the_host_step_equals_the_tensor_step() {
+    use resa_sae::OptimizerKind;
+    // Without Multi-TopK few latents fire, so some die and AuxK runs; with it, 4k fire.
+    for (optimizer, steps, multi_topk) in [(OptimizerKind::Adam, 6, false), (OptimizerKind::Signum, 3, true)] {
+        let mut cfg = SaeConfig::new(16, 256, 3);
+        cfg.multi_topk = multi_topk;
+        let sae = SparseCoder::<B>::random(cfg, 3, &device()).expect("sae");
+        let train = TrainConfig {
+            optimizer,
+            auxk_alpha: 1.0 / 32.0,
+            dead_feature_threshold: 50,
+            micro_batch_tokens: Some(24),
+            ..TrainConfig::default()
+        };
+        let mut host = SaeTrainer::<AD>::new(sae.clone(), train.clone()).expect("trainer");
+        let mut tensor = SaeTrainer::<AD>::new(sae, train).expect("trainer").with_tensor_path();
+        let mut saw_auxk = false;
+        for step in 0..steps {
+            let x = Tensor::<B, 2>::random([40, 16], Distribution::Normal(0.0, 1.0), &device());
+            let a = host.step(x.clone()).expect("host step");
+            let b = tensor.step(x).expect("tensor step");
+            for (what, u, v) in [
+                ("fvu", a.fvu, b.fvu),
+                ("auxk", a.auxk_loss, b.auxk_loss),
+                ("multi", a.multi_topk_fvu, b.multi_topk_fvu),
+            ] {
+                assert!((u - v).abs() <= 1e-5 * u.abs().max(1.0), "{optimizer:?} step {step}: {what} {u} vs {v}");
+            }
+            assert_eq!(a.dead_fraction, b.dead_fraction, "{optimizer:?} step {step}");
+            saw_auxk |= a.auxk_loss > 0.0;
+        }
+        assert!(saw_auxk || multi_topk, "{optimizer:?}: some latents died and AuxK ran");
+        let (p, q) = (host.to_sae(), tensor.to_sae());
+        assert_close("encoder.weight", p.encoder_weight, q.encoder_weight, 1e-4);
+        assert_close("encoder.bias", p.encoder_bias, q.encoder_bias, 1e-4);
+        assert_close("W_dec", p.w_dec, q.w_dec, 1e-4);
+        assert_close("b_dec", p.b_dec, q.b_dec, 1e-4);
+    }
+}
