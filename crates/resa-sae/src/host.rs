@@ -106,6 +106,34 @@ pub fn scatter_sum(l: usize, idx: &[i64], coef: &[f32]) -> Vec<f32> {
     out
 }
 
+/// One Adam update of `p` in place with gradient `g` and moments `m`, `v` (updated in place),
+/// in one pass on all threads: `m ← β₁m + (1−β₁)g`, `v ← β₂v + (1−β₂)g²`,
+/// `p ← p − step · m / (√v / √bc₂ + ε)` — the tensor path's operations, in its order.
+#[allow(clippy::too_many_arguments)]
+pub fn adam_update(
+    p: &mut [f32],
+    g: &[f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    (b1, b2, eps): (f32, f32, f32),
+    step: f32,
+    sqrt_bc2: f32,
+) {
+    const CHUNK: usize = 1 << 14;
+    p.par_chunks_mut(CHUNK)
+        .zip(g.par_chunks(CHUNK))
+        .zip(m.par_chunks_mut(CHUNK))
+        .zip(v.par_chunks_mut(CHUNK))
+        .for_each(|(((p, g), m), v)| {
+            for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+                *m = *m * b1 + g * (1.0 - b1);
+                *v = *v * b2 + g * g * (1.0 - b2);
+                let u = *m / (v.sqrt() / sqrt_bc2 + eps);
+                *p -= u * step;
+            }
+        });
+}
+
 /// `y += a · x`.
 fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
     for (y, x) in y.iter_mut().zip(x) {

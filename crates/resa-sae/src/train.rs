@@ -380,7 +380,7 @@ impl<B: AutodiffBackend> SaeTrainer<B> {
         if self.sae.config().normalize_decoder {
             grads.w_dec = remove_parallel_component(grads.w_dec, self.sae.w_dec.clone());
         }
-        self.apply(grads);
+        self.apply(grads)?;
         self.tokens_since_fired = (self.tokens_since_fired.clone() + n as i64).mask_fill(fired.greater_elem(0), 0);
         self.step += 1;
         let dead_fraction = scalar_i64(self.dead_mask().int().sum()) as f32 / self.sae.num_latents() as f32;
@@ -580,7 +580,7 @@ impl<B: AutodiffBackend> SaeTrainer<B> {
         Ok(ChunkResult { grads, indices: fired_indices, fvu, auxk: auxk_value, multi: multi_value })
     }
 
-    fn apply(&mut self, grads: Params<B::InnerBackend>) {
+    fn apply(&mut self, grads: Params<B::InnerBackend>) -> Result<()> {
         let params = Params::of(&self.sae);
         let lr = self.lr;
         let momentum = self.cfg.momentum;
@@ -618,6 +618,20 @@ impl<B: AutodiffBackend> SaeTrainer<B> {
                 *t += 1;
                 let m_old = m.take().unwrap_or_else(|| params.zeros_like());
                 let v_old = v.take().unwrap_or_else(|| params.zeros_like());
+                if self.host {
+                    let bc1 = 1.0 - b1.powi(*t as i32);
+                    let bc2 = 1.0 - b2.powi(*t as i32);
+                    let hp = HostAdam {
+                        betas: (b1 as f32, b2 as f32, eps as f32),
+                        step: (lr * mult / bc1) as f32,
+                        sqrt_bc2: bc2.sqrt() as f32,
+                    };
+                    let (p, mo, vo) = hp.update(params, grads, m_old, v_old)?;
+                    *m = Some(mo);
+                    *v = Some(vo);
+                    p.write_into(&mut self.sae);
+                    return Ok(());
+                }
                 let m_new =
                     m_old.zip_map(grads.clone(), &mut |m, g| m.mul_scalar(b1) + g.mul_scalar(1.0 - b1), &mut |m, g| {
                         m.mul_scalar(b1) + g.mul_scalar(1.0 - b1)
@@ -641,6 +655,7 @@ impl<B: AutodiffBackend> SaeTrainer<B> {
             }
         };
         new.write_into(&mut self.sae);
+        Ok(())
     }
 
     /// Writes the training state (parameters, optimizer buffers, dead-latent counters,
@@ -754,6 +769,56 @@ struct ChunkResult<B: Backend> {
     fvu: f32,
     auxk: f32,
     multi: f32,
+}
+
+/// Adam's constants of one step, for the host update ([`crate::host::adam_update`]).
+struct HostAdam {
+    betas: (f32, f32, f32),
+    step: f32,
+    sqrt_bc2: f32,
+}
+
+impl HostAdam {
+    /// Updates every tensor of `p` with `g`, `m`, `v` (the new parameters and moments).
+    fn update<B: Backend>(
+        &self,
+        p: Params<B>,
+        g: Params<B>,
+        m: Params<B>,
+        v: Params<B>,
+    ) -> Result<(Params<B>, Params<B>, Params<B>)> {
+        fn one<B: Backend, const D: usize>(
+            h: &HostAdam,
+            p: Tensor<B, D>,
+            g: Tensor<B, D>,
+            m: Tensor<B, D>,
+            v: Tensor<B, D>,
+        ) -> Result<(Tensor<B, D>, Tensor<B, D>, Tensor<B, D>)> {
+            let (shape, device, dtype) = (p.shape(), p.device(), p.dtype());
+            let (mut pv, gv, mut mv, mut vv) = (host_vec(p)?, host_vec(g)?, host_vec(m)?, host_vec(v)?);
+            crate::host::adam_update(&mut pv, &gv, &mut mv, &mut vv, h.betas, h.step, h.sqrt_bc2);
+            let t = |v: Vec<f32>| Tensor::<B, D>::from_data(TensorData::new(v, shape.clone()), (&device, DType::F32));
+            let p = t(pv);
+            Ok((if dtype == DType::F32 { p } else { p.cast(dtype) }, t(mv), t(vv)))
+        }
+        let (enc_w, m_enc_w, v_enc_w) = one(self, p.enc_w, g.enc_w, m.enc_w, v.enc_w)?;
+        let (enc_b, m_enc_b, v_enc_b) = one(self, p.enc_b, g.enc_b, m.enc_b, v.enc_b)?;
+        let (w_dec, m_w_dec, v_w_dec) = one(self, p.w_dec, g.w_dec, m.w_dec, v.w_dec)?;
+        let (b_dec, m_b_dec, v_b_dec) = one(self, p.b_dec, g.b_dec, m.b_dec, v.b_dec)?;
+        let skip = match (p.w_skip, g.w_skip, m.w_skip, v.w_skip) {
+            (Some(p), Some(g), Some(m), Some(v)) => Some(one(self, p, g, m, v)?),
+            _ => None,
+        };
+        let (sp, sm, sv) = match skip {
+            Some((p, m, v)) => (Some(p), Some(m), Some(v)),
+            None => (None, None, None),
+        };
+        Ok((
+            Params { enc_w, enc_b, w_dec, b_dec, w_skip: sp },
+            Params { enc_w: m_enc_w, enc_b: m_enc_b, w_dec: m_w_dec, b_dec: m_b_dec, w_skip: sm },
+            Params { enc_w: v_enc_w, enc_b: v_enc_b, w_dec: v_w_dec, b_dec: v_b_dec, w_skip: sv },
+        ))
+    }
 }
 
 /// A float tensor's values on the host, as f32 (no copy when the tensor is the only owner of
