@@ -188,11 +188,13 @@ impl<B: Backend> Mlp<B> {
     }
 }
 
-/// Rotary tables for one forward: `cos` and `sin` of shape `[batch, 1, seq, head_dim]`.
+/// Rotary tables for one forward: `cos` and `sin` of shape `[batch, seq, 1, head_dim]`, and
+/// the rotate-half permutation as a `[head_dim, head_dim]` matrix.
 #[derive(Debug, Clone)]
 pub struct Rope<B: Backend> {
     cos: Tensor<B, 4>,
     sin: Tensor<B, 4>,
+    rotate: Tensor<B, 2>,
 }
 
 impl<B: Backend> Rope<B> {
@@ -214,18 +216,27 @@ impl<B: Backend> Rope<B> {
         let [b, s] = positions.dims();
         let pos = positions.float().cast(DType::F32).reshape([b, s, 1]);
         let freqs = pos * inv_freq.reshape([1, 1, half]);
-        let emb = Tensor::cat(vec![freqs.clone(), freqs], 2).reshape([b, 1, s, head_dim]);
+        let emb = Tensor::cat(vec![freqs.clone(), freqs], 2).reshape([b, s, 1, head_dim]);
         let (cos, sin) = (emb.clone().cos(), emb.sin());
         let (cos, sin) = if dtype == DType::F32 { (cos, sin) } else { (cos.cast(dtype), sin.cast(dtype)) };
-        Rope { cos, sin }
+        // rotate_half(x) = cat(−x₂, x₁) = x R: column j < d/2 takes −x[j + d/2], column
+        // j ≥ d/2 takes x[j − d/2]. One product with a ±1 permutation is exact (each output
+        // is one input, the other terms are zeros) and replaces two strided slices, a
+        // negation and a concatenation.
+        let mut r = vec![0.0f32; head_dim * head_dim];
+        for j in 0..half {
+            r[(j + half) * head_dim + j] = -1.0;
+            r[j * head_dim + j + half] = 1.0;
+        }
+        let rotate = Tensor::<B, 2>::from_data(TensorData::new(r, [head_dim, head_dim]), (&device, dtype));
+        Rope { cos, sin, rotate }
     }
 
-    /// Rotates `x` `[batch, heads, seq, head_dim]`.
+    /// Rotates `x` `[batch, seq, heads, head_dim]` (the projection's own layout, before the
+    /// heads are moved in front of the positions).
     pub fn apply(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let [_, _, _, d] = x.dims();
-        let x1 = x.clone().narrow(3, 0, d / 2);
-        let x2 = x.clone().narrow(3, d / 2, d / 2);
-        let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
+        let [b, s, h, d] = x.dims();
+        let rotated = x.clone().reshape([b * s * h, d]).matmul(self.rotate.clone()).reshape([b, s, h, d]);
         x * self.cos.clone() + rotated * self.sin.clone()
     }
 }
@@ -347,11 +358,10 @@ impl<B: Backend> Attention<B> {
     ) -> Tensor<B, 3> {
         let [b, s, _] = x.dims();
         let (h, kvh, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
-        let q = self.q_proj.forward(x.clone(), mode.for_module(0)).reshape([b, s, h, d]).swap_dims(1, 2);
-        let k = self.k_proj.forward(x.clone(), mode.for_module(1)).reshape([b, s, kvh, d]).swap_dims(1, 2);
+        let q = rope.apply(self.q_proj.forward(x.clone(), mode.for_module(0)).reshape([b, s, h, d])).swap_dims(1, 2);
+        let mut k =
+            rope.apply(self.k_proj.forward(x.clone(), mode.for_module(1)).reshape([b, s, kvh, d])).swap_dims(1, 2);
         let v = self.v_proj.forward(x, mode.for_module(2)).reshape([b, s, kvh, d]).swap_dims(1, 2);
-        let q = rope.apply(q);
-        let mut k = rope.apply(k);
         let mut v = v;
         if let Some(slot) = cache {
             if let Some((pk, pv)) = slot.take() {
@@ -784,5 +794,30 @@ impl<B: Backend> Qwen2ForCausalLM<B> {
                 logits.reshape([b, s, vocab])
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::Distribution;
+
+    /// The rotation as one product with the ±1 permutation equals transformers'
+    /// `x·cos + rotate_half(x)·sin` (`rotate_half(x) = cat(−x₂, x₁)`) bit for bit.
+    #[test]
+    fn rope_by_permutation_equals_rotate_half_exactly() {
+        type B = burn::backend::Flex;
+        let device = Default::default();
+        let (b, s, h, d) = (2usize, 5usize, 3usize, 8usize);
+        let positions = Tensor::<B, 1, Int>::arange(0..s as i64, &device).reshape([1, s]).expand([b, s]);
+        let rope = Rope::new(positions, d, 10_000.0, DType::F32);
+        let x = Tensor::<B, 4>::random([b, s, h, d], Distribution::Normal(0.0, 1.0), &device);
+        let got = rope.apply(x.clone());
+        let x1 = x.clone().narrow(3, 0, d / 2);
+        let x2 = x.clone().narrow(3, d / 2, d / 2);
+        let want = x * rope.cos.clone() + Tensor::cat(vec![x2.neg(), x1], 3) * rope.sin.clone();
+        let got: Vec<f32> = got.into_data().iter::<f32>().collect();
+        let want: Vec<f32> = want.into_data().iter::<f32>().collect();
+        assert_eq!(got, want);
     }
 }
