@@ -378,6 +378,23 @@ fn a_stage2_step_that_cannot_fit_is_refused_before_stage1() {
         .with_memory_limit(pipeline.memory_limit().cloned());
     let estimate = short.check_memory(&cfg, DType::BF16, "run.toml").expect("fits");
     assert!(estimate.total() < 16 << 30, "{estimate}");
+    // Refused under 8 GiB, the message says that recomputing the student's layers fits; at
+    // 32k tokens it says that recomputing alone does not.
+    let tight = resa::pipeline::MemoryLimit { bytes: 8 << 30, source: "given".into(), shared_by_replicas: true };
+    let err = short.clone().with_memory_limit(Some(tight)).check_memory(&cfg, DType::BF16, "run.toml");
+    let text = err.expect_err("above 8 GiB without recomputation").to_string();
+    assert!(
+        text.contains("[stage2] recompute = true: ") && text.contains("GiB by the bound, within the limit"),
+        "{text}"
+    );
+    let mut file = short.file().clone();
+    file.stage2.recompute = true;
+    let recomputed = resa::pipeline::Pipeline::new(file, "run.toml").expect("valid").with_memory_limit(Some(
+        resa::pipeline::MemoryLimit { bytes: 8 << 30, source: "given".into(), shared_by_replicas: true },
+    ));
+    recomputed.check_memory(&cfg, DType::BF16, "run.toml").expect("fits with the student's layers recomputed");
+    let text = pipeline.check_memory(&cfg, DType::BF16, "run.toml").expect_err("32k").to_string();
+    assert!(text.contains("still above the limit"), "{text}");
 
     // The command: refused with the limit given, and by default on the CPU (what the
     // machine has available), before anything is written.

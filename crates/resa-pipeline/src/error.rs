@@ -43,7 +43,7 @@ pub enum Error {
     #[error(
         "{file}: one Stage II step needs {estimate}, more than the {limit_gib:.2} GiB {limit_source}; lower [data] \
          ctx_len ({ctx_len}) or [stage2] batch_size ({batch_size}), recompute the student's layers in the backward \
-         ([stage2] recompute = true), compute in bf16, or set the limit yourself (--memory-limit GiB; \
+         ([stage2] recompute = true{recompute}), compute in bf16, or set the limit yourself (--memory-limit GiB; \
          --no-memory-check skips this)"
     )]
     Memory {
@@ -61,6 +61,9 @@ pub enum Error {
         ctx_len: usize,
         /// `[stage2] batch_size`.
         batch_size: usize,
+        /// What `[stage2] recompute = true` would need (": 7.41 GiB by the bound, within the
+        /// limit"), or why it does not apply.
+        recompute: String,
     },
     /// An experiment file (`configs/NAME.toml`) is inconsistent.
     #[error("{path}: {message}")]

@@ -789,9 +789,7 @@ impl Pipeline {
                     .or(Some((target.hidden_size, 0)))
             }
         };
-        let shared_prefix = self.objective() == ObjectiveKind::SaeTuning
-            && self.sae_grad() == SaeGrad::Detach
-            && matches!(hookpoint, Hookpoint::Residual(_));
+        let shared_prefix = self.can_recompute();
         let student_from = if shared_prefix { hookpoint.layer() + 1 } else { 0 };
         resa_tune::stage2_memory(&Stage2Shape {
             model: target.clone(),
@@ -806,6 +804,14 @@ impl Pipeline {
         })
     }
 
+    /// Whether the student starts at the hookpoint (SAE-Tuning with the `detach` splice at a
+    /// residual hookpoint), which recomputing its layers needs.
+    fn can_recompute(&self) -> bool {
+        self.objective() == ObjectiveKind::SaeTuning
+            && self.sae_grad() == SaeGrad::Detach
+            && matches!(self.hookpoint(), Hookpoint::Residual(_))
+    }
+
     /// [`Pipeline::stage2_memory`] against the limit set (nothing without one); the bound
     /// is multiplied by the replicas when they share the limit's memory.
     pub fn check_memory(&self, target: &resa_qwen2::Qwen2Config, dtype: DType, name: &str) -> Result<MemoryEstimate> {
@@ -816,7 +822,25 @@ impl Pipeline {
         if needed > limit.bytes {
             let text =
                 if replicas > 1 { format!("{estimate}, times {replicas} replicas") } else { estimate.to_string() };
+            // What recomputing the student's layers would need, when it is possible and off.
+            let recompute = if self.recompute() {
+                " (already set)".to_string()
+            } else if self.can_recompute() {
+                let mut file = self.file.clone();
+                file.stage2.recompute = true;
+                let with =
+                    Pipeline { file, ..self.clone() }.stage2_memory(target, dtype).total().saturating_mul(replicas);
+                let gib = with as f64 / (1u64 << 30) as f64;
+                if with > limit.bytes {
+                    format!(": {gib:.2} GiB by the bound, still above the limit")
+                } else {
+                    format!(": {gib:.2} GiB by the bound, within the limit")
+                }
+            } else {
+                " (not with this objective and splice)".to_string()
+            };
             return Err(Error::Memory {
+                recompute,
                 file: name.to_string(),
                 estimate: text,
                 needed,

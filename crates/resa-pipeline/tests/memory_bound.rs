@@ -27,6 +27,12 @@ fn measured() -> Vec<(&'static str, Stage2Shape, f64)> {
     vec![
         // `--size 1.5b --dtype bf16 --only stage2_step`: 65,536-latent SAE at layers.12.
         ("1.5b bf16", shape(r1_distill_15b(), 2048, 2, (1536, 65_536), 13, None), 18_140.0),
+        // `--only stage2_step_recompute` (session 11): the student's layers recomputed.
+        (
+            "1.5b bf16 recompute",
+            Stage2Shape { recompute: true, ..shape(r1_distill_15b(), 2048, 2, (1536, 65_536), 13, None) },
+            7_696.0,
+        ),
         ("stage2_step", shape(stage2_model(), 512, 4, (512, 8192), 3, None), 228.5),
         ("stage2_step_plain", shape(stage2_model(), 512, 4, (512, 8192), 0, None), 559.7),
         ("stage2_step_vocab", shape(stage2_vocab_model(), 2048, 4, (256, 4096), 1, None), VOCAB_CHUNKED),

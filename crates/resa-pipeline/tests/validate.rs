@@ -265,3 +265,25 @@ fn the_typed_pipeline_holds_what_the_stages_take() {
     let err = Pipeline::try_from(bad).expect_err("pretrained without a path");
     assert!(matches!(err, Error::Invalid { table: "sae", key: "path", .. }), "{err}");
 }
+
+/// `[stage2] recompute = true` is accepted with the detach splice at a residual hookpoint
+/// and refused, naming the key and what it needs, with another splice, the SFT baseline or
+/// an MLP hookpoint; off, it stays out of the file form (stamps of earlier runs unchanged).
+#[test]
+fn recompute_needs_the_student_to_start_at_the_hookpoint() {
+    let on = with("stage2", "recompute", "true");
+    assert!(load(&on).expect("detach at layers.12").stage2.recompute);
+    for (from, to) in [
+        ("[stage2]\n", "[stage2]\nsae_grad = \"straight-through\"\n"),
+        ("[stage2]\n", "[stage2]\nobjective = \"sft\"\n"),
+        ("hookpoint = \"layers.12\"", "hookpoint = \"layers.12.mlp\""),
+    ] {
+        let text = on.replacen(from, to, 1);
+        assert_ne!(text, on);
+        let msg = load(&text).expect_err(&format!("{to} with recompute")).to_string();
+        assert!(msg.contains("[stage2] recompute = true") && msg.contains("sae_grad = \"detach\""), "{msg}");
+    }
+    let off = load(GOOD).expect("valid");
+    assert!(!off.stage2.recompute);
+    assert!(!toml::to_string(&off).expect("serialise").contains("recompute"));
+}
