@@ -205,20 +205,7 @@ pub fn stage2_loss_shared_prefix_with<B: Backend>(
     student_adapters: AdapterMode,
     head: Head,
 ) -> Result<Tensor<B, 1>> {
-    // Checked by the forward that captures at it.
-    let hookpoint = Hookpoint::Residual(layer);
-    let splice = SaeSplice::new(sae, model.config().hidden_size)?;
-    let out = model.forward(
-        ForwardInput::new(input_ids.clone()).with_adapters(AdapterMode::Off).with_logits(head.logits()),
-        &Hooks::capture([hookpoint]),
-        None,
-    )?;
-    let at = out
-        .activation(hookpoint)
-        .cloned()
-        .ok_or_else(|| Error::Setup(format!("the teacher forward did not capture {hookpoint}")))?;
-    let teacher = out.logits.ok_or_else(|| Error::Setup("the teacher forward returned no logits".into()))?.detach();
-    let x = splice.splice(at.detach()).map_err(|cause| resa_qwen2::Error::Splice { at: hookpoint, cause })?.detach();
+    let (teacher, x) = teacher_and_splice(model, sae, layer, input_ids.clone(), head)?;
     let student = model
         .forward(
             ForwardInput::new(input_ids)
@@ -251,21 +238,9 @@ pub fn stage2_gradients_recomputed<B: AutodiffBackend>(
     head: Head,
     divisor: f64,
 ) -> Result<(f32, B::Gradients)> {
-    let hookpoint = Hookpoint::Residual(layer);
-    let splice = SaeSplice::new(sae, model.config().hidden_size)?;
     let [b, s] = input_ids.dims();
     let layers = model.config().num_hidden_layers;
-    let out = model.forward(
-        ForwardInput::new(input_ids).with_adapters(AdapterMode::Off).with_logits(head.logits()),
-        &Hooks::capture([hookpoint]),
-        None,
-    )?;
-    let at = out
-        .activation(hookpoint)
-        .cloned()
-        .ok_or_else(|| Error::Setup(format!("the teacher forward did not capture {hookpoint}")))?;
-    let teacher = out.logits.ok_or_else(|| Error::Setup("the teacher forward returned no logits".into()))?.detach();
-    let x = splice.splice(at.detach()).map_err(|cause| resa_qwen2::Error::Splice { at: hookpoint, cause })?;
+    let (teacher, x) = teacher_and_splice(model, sae, layer, input_ids, head)?;
 
     // The student's forward without a graph: the inputs of layers L+1.. and the last output.
     let inner = model.valid();
@@ -313,6 +288,32 @@ pub fn stage2_gradients_recomputed<B: AutodiffBackend>(
             .ok_or_else(|| Error::Setup(format!("no gradient reached the input of layer {l}")))?;
     }
     Ok((value, grads))
+}
+
+/// The teacher's forward (adapters off) with its output as `head` needs it, and the SAE's
+/// reconstruction of its activation at `layers.{layer}` (the hookpoint is checked by the
+/// forward that captures at it); both detached.
+fn teacher_and_splice<B: Backend>(
+    model: &Qwen2ForCausalLM<B>,
+    sae: &SparseCoder<B>,
+    layer: usize,
+    input_ids: Tensor<B, 2, Int>,
+    head: Head,
+) -> Result<(Tensor<B, 3>, Tensor<B, 3>)> {
+    let hookpoint = Hookpoint::Residual(layer);
+    let splice = SaeSplice::new(sae, model.config().hidden_size)?;
+    let out = model.forward(
+        ForwardInput::new(input_ids).with_adapters(AdapterMode::Off).with_logits(head.logits()),
+        &Hooks::capture([hookpoint]),
+        None,
+    )?;
+    let at = out
+        .activation(hookpoint)
+        .cloned()
+        .ok_or_else(|| Error::Setup(format!("the teacher forward did not capture {hookpoint}")))?;
+    let teacher = out.logits.ok_or_else(|| Error::Setup("the teacher forward returned no logits".into()))?.detach();
+    let x = splice.splice(at.detach()).map_err(|cause| resa_qwen2::Error::Splice { at: hookpoint, cause })?.detach();
+    Ok((teacher, x))
 }
 
 /// The adapter matrices (`A`, `B`) of decoder layer `layer`.
