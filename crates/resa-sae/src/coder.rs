@@ -515,12 +515,11 @@ fn reject_unsupported(cfg: &SaeConfig, origin: &Path) -> Result<()> {
     Ok(())
 }
 
+/// A float tensor's values on the host, as f32 (no copy when the tensor is f32 and the only
+/// owner of host memory).
 pub(crate) fn tensor_to_vec<B: Backend, const D: usize>(t: Tensor<B, D>) -> Result<Vec<f32>> {
-    t.cast(DType::F32)
-        .into_data()
-        .convert::<f32>()
-        .to_vec::<f32>()
-        .map_err(|e| Error::Input(format!("could not read tensor data: {e:?}")))
+    let data = if t.dtype() == DType::F32 { t.into_data() } else { t.cast(DType::F32).into_data() };
+    data.convert::<f32>().into_vec::<f32>().map_err(|e| Error::Input(format!("could not read tensor data: {e:?}")))
 }
 
 pub(crate) fn owned<B: Backend, const D: usize>(name: &str, t: Tensor<B, D>) -> Result<OwnedTensor> {

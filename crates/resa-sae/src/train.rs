@@ -350,6 +350,9 @@ impl<B: AutodiffBackend> SaeTrainer<B> {
             None => 0,
         };
         let tv = total_variance(x.clone());
+        // The parameters on the host once per step (not once per micro-batch), when the
+        // step's sparse parts run there.
+        let host = if self.host && self.sae.w_skip.is_none() { Some(HostParams::of(&self.sae)?) } else { None };
         let chunk = self.cfg.micro_batch_tokens.unwrap_or(n).min(n);
         let mut grads: Option<Params<B::InnerBackend>> = None;
         let mut fired = Tensor::<B::InnerBackend, 1, Int>::zeros([self.sae.num_latents()], &x.device());
@@ -358,7 +361,7 @@ impl<B: AutodiffBackend> SaeTrainer<B> {
         while start < n {
             let end = (start + chunk).min(n);
             let xs = x.clone().slice([start..end, 0..d]);
-            let out = self.chunk_grads(xs, tv.clone(), dead.clone(), num_dead)?;
+            let out = self.chunk_grads(xs, tv.clone(), dead.clone(), num_dead, host.as_ref())?;
             let idx = out.indices.clone();
             let m = idx.dims()[0] * idx.dims()[1];
             fired =
@@ -394,9 +397,10 @@ impl<B: AutodiffBackend> SaeTrainer<B> {
         tv: Tensor<B::InnerBackend, 1>,
         dead: Option<Tensor<B::InnerBackend, 1, Bool>>,
         num_dead: i64,
+        host: Option<&HostParams>,
     ) -> Result<ChunkResult<B::InnerBackend>> {
-        if self.host && self.sae.w_skip.is_none() {
-            return self.chunk_grads_host(y, tv, dead, num_dead);
+        if let Some(host) = host {
+            return self.chunk_grads_host(y, tv, dead, num_dead, host);
         }
         let sae = &self.sae;
         let cfg = sae.config();
@@ -486,8 +490,10 @@ impl<B: AutodiffBackend> SaeTrainer<B> {
         tv: Tensor<B::InnerBackend, 1>,
         dead: Option<Tensor<B::InnerBackend, 1, Bool>>,
         num_dead: i64,
+        host: &HostParams,
     ) -> Result<ChunkResult<B::InnerBackend>> {
         use crate::host::{Scatter, rows_combine, rows_dot, scatter_rows, scatter_sum};
+        let (b_dec, w_dec, w_enc) = (host.b_dec.as_slice(), host.w_dec.as_slice(), host.w_enc.as_slice());
         let sae = &self.sae;
         let cfg = sae.config();
         let device = y.device();
@@ -495,18 +501,15 @@ impl<B: AutodiffBackend> SaeTrainer<B> {
         let (k, l) = (cfg.k, sae.num_latents());
         let pre = sae.pre_acts(y.clone())?;
         let (acts, idx) = select_latents(pre.clone(), k, cfg.activation);
-        let fired_idx = idx.clone();
-        let acts = host_vec(acts)?;
+        let mut fired_indices = idx.clone();
+        let acts = tensor_to_vec(acts)?;
         let idx = host_ids(idx)?;
-        let tv = host_vec(tv)?.first().copied().unwrap_or(f32::NAN);
-        let y_h = host_vec(y)?;
-        let b_dec = host_vec(sae.b_dec.clone())?;
-        let w_dec = host_vec(sae.w_dec.clone())?;
-        let w_enc = host_vec(sae.encoder_weight.clone())?;
+        let tv = tensor_to_vec(tv)?.first().copied().unwrap_or(f32::NAN);
+        let y_h = tensor_to_vec(y)?;
 
         // Decoder, residual, FVU; the gradient at the output (∂FVU/∂out = −2e / tv).
         let bias_rows: Vec<f32> = (0..m).flat_map(|_| b_dec.iter().copied()).collect();
-        let out = rows_combine(&w_dec, d, &idx, &acts, k, Some(&bias_rows));
+        let out = rows_combine(w_dec, d, &idx, &acts, k, Some(&bias_rows));
         let e: Vec<f32> = y_h.iter().zip(&out).map(|(y, o)| y - o).collect();
         let fvu = sum_sq(&e) / tv;
         let g_out: Vec<f32> = e.iter().map(|e| -2.0 * e / tv).collect();
@@ -524,23 +527,22 @@ impl<B: AutodiffBackend> SaeTrainer<B> {
             let k_aux = k_aux.min(num_dead as usize);
             let masked = pre.clone().mask_fill(mask.bool_not().unsqueeze_dim(0), f32::NEG_INFINITY);
             let (a, i) = topk_rows(masked, k_aux);
-            let (a, i) = (host_vec(a)?, host_ids(i)?);
-            let e_hat = rows_combine(&w_dec, d, &i, &a, k_aux, None);
+            let (a, i) = (tensor_to_vec(a)?, host_ids(i)?);
+            let e_hat = rows_combine(w_dec, d, &i, &a, k_aux, None);
             let diff: Vec<f32> = e_hat.iter().zip(&e).map(|(h, e)| h - e).collect();
             auxk_value = scale * sum_sq(&diff) / tv;
             let w = 2.0 * scale * self.cfg.auxk_alpha / tv;
             decoder_sets.push((i, a, k_aux, diff.iter().map(|v| w * v).collect()));
         }
         let mut multi_value = 0.0;
-        let mut fired_indices = fired_idx;
         if cfg.multi_topk {
             let k4 = (4 * k).min(l);
             let (a, i) = topk_rows(pre, k4);
             // sparsify's forward returns the 4k indices in this mode, and its trainer marks
             // them all as fired; do the same so dead-latent counts agree.
             fired_indices = i.clone();
-            let (a, i) = (host_vec(a)?, host_ids(i)?);
-            let out4 = rows_combine(&w_dec, d, &i, &a, k4, Some(&bias_rows));
+            let (a, i) = (tensor_to_vec(a)?, host_ids(i)?);
+            let out4 = rows_combine(w_dec, d, &i, &a, k4, Some(&bias_rows));
             let diff: Vec<f32> = out4.iter().zip(&y_h).map(|(o, y)| o - y).collect();
             multi_value = sum_sq(&diff) / tv;
             let g4: Vec<f32> = diff.iter().map(|v| 2.0 * v / (8.0 * tv)).collect();
@@ -551,8 +553,8 @@ impl<B: AutodiffBackend> SaeTrainer<B> {
         }
 
         // The selected latents: ∂/∂act = g_out · W_dec[i], passed straight through the ReLU.
-        let g_acts = rows_dot(&w_dec, d, &idx, &g_out, k);
-        let xc: Vec<f32> = y_h.chunks_exact(d).flat_map(|r| r.iter().zip(&b_dec).map(|(y, b)| y - b)).collect();
+        let g_acts = rows_dot(w_dec, d, &idx, &g_out, k);
+        let xc: Vec<f32> = y_h.chunks_exact(d).flat_map(|r| r.iter().zip(b_dec).map(|(y, b)| y - b)).collect();
         let g_enc_b = scatter_sum(l, &idx, &g_acts);
         let g_enc_w = scatter_rows(l, d, &[Scatter { idx: &idx, coef: &g_acts, k, src: &xc }]);
         let mut sets = vec![Scatter { idx: &idx, coef: &acts, k, src: &g_out }];
@@ -618,40 +620,39 @@ impl<B: AutodiffBackend> SaeTrainer<B> {
                 *t += 1;
                 let m_old = m.take().unwrap_or_else(|| params.zeros_like());
                 let v_old = v.take().unwrap_or_else(|| params.zeros_like());
-                if self.host {
-                    let bc1 = 1.0 - b1.powi(*t as i32);
-                    let bc2 = 1.0 - b2.powi(*t as i32);
-                    let hp = HostAdam {
-                        betas: (b1 as f32, b2 as f32, eps as f32),
-                        step: (lr * mult / bc1) as f32,
-                        sqrt_bc2: bc2.sqrt() as f32,
-                    };
-                    let (p, mo, vo) = hp.update(params, grads, m_old, v_old)?;
-                    *m = Some(mo);
-                    *v = Some(vo);
-                    p.write_into(&mut self.sae);
-                    return Ok(());
-                }
-                let m_new =
-                    m_old.zip_map(grads.clone(), &mut |m, g| m.mul_scalar(b1) + g.mul_scalar(1.0 - b1), &mut |m, g| {
-                        m.mul_scalar(b1) + g.mul_scalar(1.0 - b1)
-                    });
-                let v_new = v_old.zip_map(
-                    grads,
-                    &mut |v, g| v.mul_scalar(b2) + g.powi_scalar(2).mul_scalar(1.0 - b2),
-                    &mut |v, g| v.mul_scalar(b2) + g.powi_scalar(2).mul_scalar(1.0 - b2),
-                );
                 let bc1 = 1.0 - b1.powi(*t as i32);
                 let bc2 = 1.0 - b2.powi(*t as i32);
                 let step_size = lr * mult / bc1;
-                let upd = m_new.clone().zip_map(
-                    v_new.clone(),
-                    &mut |m, v| m / (v.sqrt().div_scalar(bc2.sqrt()) + eps),
-                    &mut |m, v| m / (v.sqrt().div_scalar(bc2.sqrt()) + eps),
-                );
+                let (new, m_new, v_new) = if self.host {
+                    let hp = HostAdam {
+                        betas: (b1 as f32, b2 as f32, eps as f32),
+                        step: step_size as f32,
+                        sqrt_bc2: bc2.sqrt() as f32,
+                    };
+                    hp.update(params, grads, m_old, v_old)?
+                } else {
+                    let m_new = m_old.zip_map(
+                        grads.clone(),
+                        &mut |m, g| m.mul_scalar(b1) + g.mul_scalar(1.0 - b1),
+                        &mut |m, g| m.mul_scalar(b1) + g.mul_scalar(1.0 - b1),
+                    );
+                    let v_new = v_old.zip_map(
+                        grads,
+                        &mut |v, g| v.mul_scalar(b2) + g.powi_scalar(2).mul_scalar(1.0 - b2),
+                        &mut |v, g| v.mul_scalar(b2) + g.powi_scalar(2).mul_scalar(1.0 - b2),
+                    );
+                    let upd = m_new.clone().zip_map(
+                        v_new.clone(),
+                        &mut |m, v| m / (v.sqrt().div_scalar(bc2.sqrt()) + eps),
+                        &mut |m, v| m / (v.sqrt().div_scalar(bc2.sqrt()) + eps),
+                    );
+                    let new = params
+                        .zip_map(upd, &mut |p, u| p - u.mul_scalar(step_size), &mut |p, u| p - u.mul_scalar(step_size));
+                    (new, m_new, v_new)
+                };
                 *m = Some(m_new);
                 *v = Some(v_new);
-                params.zip_map(upd, &mut |p, u| p - u.mul_scalar(step_size), &mut |p, u| p - u.mul_scalar(step_size))
+                new
             }
         };
         new.write_into(&mut self.sae);
@@ -771,6 +772,23 @@ struct ChunkResult<B: Backend> {
     multi: f32,
 }
 
+/// The parameters a host step reads ([`SaeTrainer::chunk_grads_host`]), as f32 on the host.
+struct HostParams {
+    b_dec: Vec<f32>,
+    w_dec: Vec<f32>,
+    w_enc: Vec<f32>,
+}
+
+impl HostParams {
+    fn of<B: Backend>(sae: &SparseCoder<B>) -> Result<Self> {
+        Ok(HostParams {
+            b_dec: tensor_to_vec(sae.b_dec.clone())?,
+            w_dec: tensor_to_vec(sae.w_dec.clone())?,
+            w_enc: tensor_to_vec(sae.encoder_weight.clone())?,
+        })
+    }
+}
+
 /// Adam's constants of one step, for the host update ([`crate::host::adam_update`]).
 struct HostAdam {
     betas: (f32, f32, f32),
@@ -795,7 +813,8 @@ impl HostAdam {
             v: Tensor<B, D>,
         ) -> Result<(Tensor<B, D>, Tensor<B, D>, Tensor<B, D>)> {
             let (shape, device, dtype) = (p.shape(), p.device(), p.dtype());
-            let (mut pv, gv, mut mv, mut vv) = (host_vec(p)?, host_vec(g)?, host_vec(m)?, host_vec(v)?);
+            let (mut pv, gv, mut mv, mut vv) =
+                (tensor_to_vec(p)?, tensor_to_vec(g)?, tensor_to_vec(m)?, tensor_to_vec(v)?);
             crate::host::adam_update(&mut pv, &gv, &mut mv, &mut vv, h.betas, h.step, h.sqrt_bc2);
             let t = |v: Vec<f32>| Tensor::<B, D>::from_data(TensorData::new(v, shape.clone()), (&device, DType::F32));
             let p = t(pv);
@@ -805,13 +824,12 @@ impl HostAdam {
         let (enc_b, m_enc_b, v_enc_b) = one(self, p.enc_b, g.enc_b, m.enc_b, v.enc_b)?;
         let (w_dec, m_w_dec, v_w_dec) = one(self, p.w_dec, g.w_dec, m.w_dec, v.w_dec)?;
         let (b_dec, m_b_dec, v_b_dec) = one(self, p.b_dec, g.b_dec, m.b_dec, v.b_dec)?;
-        let skip = match (p.w_skip, g.w_skip, m.w_skip, v.w_skip) {
-            (Some(p), Some(g), Some(m), Some(v)) => Some(one(self, p, g, m, v)?),
-            _ => None,
-        };
-        let (sp, sm, sv) = match skip {
-            Some((p, m, v)) => (Some(p), Some(m), Some(v)),
-            None => (None, None, None),
+        let (sp, sm, sv) = match (p.w_skip, g.w_skip, m.w_skip, v.w_skip) {
+            (Some(p), Some(g), Some(m), Some(v)) => {
+                let (p, m, v) = one(self, p, g, m, v)?;
+                (Some(p), Some(m), Some(v))
+            }
+            _ => (None, None, None),
         };
         Ok((
             Params { enc_w, enc_b, w_dec, b_dec, w_skip: sp },
@@ -819,13 +837,6 @@ impl HostAdam {
             Params { enc_w: v_enc_w, enc_b: v_enc_b, w_dec: v_w_dec, b_dec: v_b_dec, w_skip: sv },
         ))
     }
-}
-
-/// A float tensor's values on the host, as f32 (no copy when the tensor is the only owner of
-/// host memory).
-fn host_vec<B: Backend, const D: usize>(t: Tensor<B, D>) -> Result<Vec<f32>> {
-    let data = if t.dtype() == DType::F32 { t.into_data() } else { t.cast(DType::F32).into_data() };
-    data.into_vec::<f32>().map_err(|e| Error::Input(format!("could not read tensor data: {e:?}")))
 }
 
 /// An index tensor's values on the host, as i64.
