@@ -361,6 +361,15 @@ impl PipelineFile {
         Ok(cfg)
     }
 
+    /// Whether Stage II's student starts at the hookpoint from the teacher's activation there
+    /// (SAE-Tuning with the `detach` splice at a residual hookpoint): what the shared prefix,
+    /// and recomputing the student's layers, need.
+    fn student_starts_at_hookpoint(&self) -> bool {
+        self.stage2.objective == ObjectiveKind::SaeTuning
+            && self.stage2.sae_grad == SaeGrad::Detach
+            && matches!(self.sae.hookpoint, Hookpoint::Residual(_))
+    }
+
     /// Checks every value that can be checked without the models, naming `file`, the TOML
     /// table and key, the value and what is allowed ([`Error::Invalid`]). [`run_pipeline`]
     /// calls it (and checks the hookpoint and rank against the models' `config.json`) before
@@ -474,11 +483,7 @@ impl PipelineFile {
         positive_int("stage2", "grad_accum", s.grad_accum as u64)?;
         positive_int("stage2", "data_parallel", s.data_parallel as u64)?;
         positive_int("stage2", "save_every", s.save_every)?;
-        if s.recompute
-            && !(s.objective == ObjectiveKind::SaeTuning
-                && s.sae_grad == SaeGrad::Detach
-                && matches!(self.sae.hookpoint, Hookpoint::Residual(_)))
-        {
+        if s.recompute && !self.student_starts_at_hookpoint() {
             return bad(
                 "stage2",
                 "recompute",
@@ -774,6 +779,11 @@ impl Pipeline {
     /// (its `config.json`) in `dtype` ([`resa_tune::memory`]), for one replica. The SAE is
     /// counted when its `cfg.json` can be read locally (scratch: `[sae] num_latents`).
     pub fn stage2_memory(&self, target: &resa_qwen2::Qwen2Config, dtype: DType) -> MemoryEstimate {
+        self.stage2_memory_with(target, dtype, self.recompute())
+    }
+
+    /// [`Pipeline::stage2_memory`] with the student's layers recomputed or not.
+    fn stage2_memory_with(&self, target: &resa_qwen2::Qwen2Config, dtype: DType, recompute: bool) -> MemoryEstimate {
         let hookpoint = self.hookpoint();
         let sae = match (self.objective(), &self.sae) {
             (ObjectiveKind::Sft, _) => None,
@@ -789,7 +799,7 @@ impl Pipeline {
                     .or(Some((target.hidden_size, 0)))
             }
         };
-        let shared_prefix = self.can_recompute();
+        let shared_prefix = self.file.student_starts_at_hookpoint();
         let student_from = if shared_prefix { hookpoint.layer() + 1 } else { 0 };
         resa_tune::stage2_memory(&Stage2Shape {
             model: target.clone(),
@@ -800,16 +810,8 @@ impl Pipeline {
             sae,
             student_from,
             head: None,
-            recompute: shared_prefix && self.recompute(),
+            recompute: shared_prefix && recompute,
         })
-    }
-
-    /// Whether the student starts at the hookpoint (SAE-Tuning with the `detach` splice at a
-    /// residual hookpoint), which recomputing its layers needs.
-    fn can_recompute(&self) -> bool {
-        self.objective() == ObjectiveKind::SaeTuning
-            && self.sae_grad() == SaeGrad::Detach
-            && matches!(self.hookpoint(), Hookpoint::Residual(_))
     }
 
     /// [`Pipeline::stage2_memory`] against the limit set (nothing without one); the bound
@@ -825,11 +827,8 @@ impl Pipeline {
             // What recomputing the student's layers would need, when it is possible and off.
             let recompute = if self.recompute() {
                 " (already set)".to_string()
-            } else if self.can_recompute() {
-                let mut file = self.file.clone();
-                file.stage2.recompute = true;
-                let with =
-                    Pipeline { file, ..self.clone() }.stage2_memory(target, dtype).total().saturating_mul(replicas);
+            } else if self.file.student_starts_at_hookpoint() {
+                let with = self.stage2_memory_with(target, dtype, true).total().saturating_mul(replicas);
                 let gib = with as f64 / (1u64 << 30) as f64;
                 if with > limit.bytes {
                     format!(": {gib:.2} GiB by the bound, still above the limit")
