@@ -147,6 +147,12 @@ impl<'a, B: AutodiffBackend> SaeTuning<'a, B> {
         self.recompute
     }
 
+    /// The head for a micro-batch of `input_ids`: the one set, or [`Head::auto`].
+    fn head_for(&self, model: &Qwen2ForCausalLM<B>, input_ids: &Tensor<B, 2, Int>) -> Head {
+        let [b, s] = input_ids.dims();
+        self.head.unwrap_or_else(|| Head::auto(b * s, model.config().vocab_size))
+    }
+
     /// Whether [`Objective::check`] found the shared prefix exact (it is then used).
     pub fn uses_shared_prefix(&self) -> bool {
         self.shared_prefix.load(Ordering::Relaxed)
@@ -210,8 +216,7 @@ impl<B: AutodiffBackend> Objective<B> for SaeTuning<'_, B> {
         input_ids: Tensor<B, 2, Int>,
         adapters: AdapterMode,
     ) -> Result<Tensor<B, 1>> {
-        let [b, s] = input_ids.dims();
-        let head = self.head.unwrap_or_else(|| Head::auto(b * s, model.config().vocab_size));
+        let head = self.head_for(model, &input_ids);
         match self.hookpoint {
             Hookpoint::Residual(l) if self.uses_shared_prefix() => {
                 stage2_loss_shared_prefix_with(model, &self.sae, l, input_ids, adapters, head)
@@ -229,8 +234,7 @@ impl<B: AutodiffBackend> Objective<B> for SaeTuning<'_, B> {
     ) -> Result<(f32, B::Gradients)> {
         match self.hookpoint {
             Hookpoint::Residual(l) if self.recompute && self.uses_shared_prefix() => {
-                let [b, s] = input_ids.dims();
-                let head = self.head.unwrap_or_else(|| Head::auto(b * s, model.config().vocab_size));
+                let head = self.head_for(model, &input_ids);
                 stage2_gradients_recomputed(model, &self.sae, l, input_ids, adapters, head, divisor)
             }
             _ => Ok(backward_of(self.loss(model, input_ids, adapters)?, divisor)),
