@@ -6,19 +6,13 @@
 
 mod common;
 
-use burn::module::Param;
-use burn::tensor::backend::Backend;
-use burn::tensor::{Distribution, Int, Tensor, TensorData};
+use burn::tensor::{Int, Tensor, TensorData};
 use common::*;
 use resa_qwen2::{AdapterMode, Hookpoint};
 use resa_tune::{
     Error, Head, Objective, SaeGrad, SaeTuning, TuneConfig, stage2_gradients_recomputed,
     stage2_loss_shared_prefix_with, train_adapters,
 };
-
-fn layer_of(name: &str) -> usize {
-    name.strip_prefix("model.layers.").and_then(|r| r.split('.').next()).and_then(|n| n.parse().ok()).expect("layer")
-}
 
 fn max_diff(a: &[f32], b: &[f32]) -> f32 {
     let a = if a.is_empty() { vec![0.0; b.len()] } else { a.to_vec() };
@@ -32,18 +26,8 @@ fn recomputed_layers_give_the_plain_loss_gradients_and_adapter() {
     let device = Default::default();
     let sae = sae();
     let lora = lora(); // dropout 0.05: the recomputed layers must draw the same masks
-    let mut m = model(&lora);
     // Adapters above the hookpoint have moved (B ≠ 0), so every student layer matters.
-    <AD as Backend>::seed(&device, 1);
-    for (name, lin) in m.linears_mut() {
-        if let Some(ad) = lin.adapter.as_mut()
-            && layer_of(&name) > 1
-        {
-            let shape = ad.b.val().dims();
-            ad.b = Param::from_tensor(Tensor::random(shape, Distribution::Normal(0.0, 0.1), &device));
-        }
-    }
-    let m = resa_lora::trainable(m);
+    let m = model_moved_above(&lora, 1);
     assert!(m.config().num_hidden_layers >= 3, "at least two student layers after layers.1");
 
     let ids: Vec<i64> = chunks(2, 12).into_iter().flatten().map(i64::from).collect();

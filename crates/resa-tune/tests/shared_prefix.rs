@@ -5,36 +5,21 @@
 
 mod common;
 
-use burn::module::Param;
 use burn::tensor::backend::Backend;
-use burn::tensor::{Distribution, Int, Tensor, TensorData};
+use burn::tensor::{Int, Tensor, TensorData};
 use common::*;
 use resa_qwen2::{AdapterMode, Hookpoint};
 use resa_tune::{
     SaeGrad, SaeTuning, TuneConfig, prefix_adapters_are_zero, stage2_loss, stage2_loss_shared_prefix, train_adapters,
 };
 
-fn layer_of(name: &str) -> usize {
-    name.strip_prefix("model.layers.").and_then(|r| r.split('.').next()).and_then(|n| n.parse().ok()).expect("layer")
-}
-
 #[test]
 fn the_shared_prefix_gives_the_plain_loss_gradients_and_adapter() {
     let device = Default::default();
     let sae = sae();
     let lora = lora(); // dropout 0.05: the masks of the layers run must be the plain ones
-    let mut m = model(&lora);
     // Adapters above the hookpoint have moved (B ≠ 0); those at and below have not.
-    <AD as Backend>::seed(&device, 1);
-    for (name, lin) in m.linears_mut() {
-        if let Some(ad) = lin.adapter.as_mut()
-            && layer_of(&name) > 1
-        {
-            let shape = ad.b.val().dims();
-            ad.b = Param::from_tensor(Tensor::random(shape, Distribution::Normal(0.0, 0.1), &device));
-        }
-    }
-    let m = resa_lora::trainable(m);
+    let m = model_moved_above(&lora, 1);
     assert!(prefix_adapters_are_zero(&m, 1) && !prefix_adapters_are_zero(&m, 2));
 
     let ids: Vec<i64> = chunks(2, 12).into_iter().flatten().map(i64::from).collect();

@@ -65,3 +65,27 @@ pub fn adapter_grads(
         .map(|p| p.val().grad(grads).map(|g| g.into_data().iter::<f32>().collect()).unwrap_or_default())
         .collect()
 }
+
+/// The decoder layer a module name (`model.layers.N.…`) belongs to.
+pub fn layer_of(name: &str) -> usize {
+    name.strip_prefix("model.layers.").and_then(|r| r.split('.').next()).and_then(|n| n.parse().ok()).expect("layer")
+}
+
+/// [`model`] whose adapters above `layer` have moved (`B` drawn, seed 1) while those at and
+/// below it are still zero, trainable.
+pub fn model_moved_above(lora: &LoraConfig, layer: usize) -> Qwen2ForCausalLM<AD> {
+    use burn::module::Param;
+    use burn::tensor::{Distribution, Tensor, backend::Backend};
+    let device = Default::default();
+    let mut m = model(lora);
+    <AD as Backend>::seed(&device, 1);
+    for (name, lin) in m.linears_mut() {
+        if let Some(ad) = lin.adapter.as_mut()
+            && layer_of(&name) > layer
+        {
+            let shape = ad.b.val().dims();
+            ad.b = Param::from_tensor(Tensor::random(shape, Distribution::Normal(0.0, 0.1), &device));
+        }
+    }
+    resa_lora::trainable(m)
+}
