@@ -112,7 +112,20 @@ impl<B: Backend> Linear<B> {
     /// `x`: `[batch, seq, in]` → `[batch, seq, out]`. An attached, unmerged adapter adds its
     /// update unless `mode` is [`AdapterMode::Off`].
     pub fn forward(&self, x: Tensor<B, 3>, mode: AdapterMode) -> Tensor<B, 3> {
-        let base = burn::tensor::module::linear(x.clone(), self.weight.val(), self.bias.as_ref().map(Param::val));
+        // One `[batch · seq, in] × [in, out]` product: burn's `linear` on `[batch, seq, in]`
+        // broadcasts the weight over the batch, and flex then runs one product per sequence,
+        // reading the whole weight `batch` times (a decoding step of 8 sequences did eight
+        // matrix-vector products per layer instead of one matrix product).
+        let [b, s, _] = x.dims();
+        let base = match b {
+            1 => burn::tensor::module::linear(x.clone(), self.weight.val(), self.bias.as_ref().map(Param::val)),
+            _ => {
+                let [i, o] = self.weight.dims();
+                let flat = x.clone().reshape([b * s, i]);
+                burn::tensor::module::linear(flat, self.weight.val(), self.bias.as_ref().map(Param::val))
+                    .reshape([b, s, o])
+            }
+        };
         match &self.adapter {
             Some(ad) if !ad.merged && mode != AdapterMode::Off => {
                 let d = ad.delta(x, mode);
