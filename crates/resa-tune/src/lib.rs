@@ -4,6 +4,7 @@ pub mod collective;
 pub mod error;
 pub mod full;
 pub mod grpo;
+pub mod host;
 pub mod lora_grads;
 pub mod memory;
 pub mod objective;

@@ -9,7 +9,7 @@
 use burn::module::AutodiffModule;
 use burn::tensor::activation::{log_softmax, softmax};
 use burn::tensor::backend::AutodiffBackend;
-use burn::tensor::{DType, Int, Tensor, backend::Backend};
+use burn::tensor::{DType, Int, Tensor, TensorData, backend::Backend};
 use resa_qwen2::{
     AdapterMode, ForwardInput, Hookpoint, Hooks, Logits, Qwen2ForCausalLM, Splice, SpliceError, SpliceGrad,
 };
@@ -50,7 +50,24 @@ impl<B: Backend> Splice<B> for SaeSplice<'_, B> {
 }
 
 /// `Σ p_t (log p_t − log p_s) / batch` over `[batch, seq, vocab]` logits, in f32.
+///
+/// On the CPU backends (flex, ndarray), with a teacher that needs no gradient (Stage II's),
+/// the KL and its gradient with respect to the student's logits are computed on the host in
+/// one pass per row on all threads ([`crate::host::kl_rows`]) and reach autodiff through a
+/// surrogate; elsewhere as tensor operations. Both give the same loss and gradients (to
+/// float rounding; `cargo test -p resa-tune --lib`).
 pub fn kl_batchmean<B: Backend>(teacher: Tensor<B, 3>, student: Tensor<B, 3>) -> Tensor<B, 1> {
+    if resa_qwen2::on_host::<B>(&student.device()) && !teacher.is_require_grad() {
+        let [b, s, v] = student.dims();
+        let (kl, g) = crate::host::kl_rows(&host_f32(teacher), &host_f32(student.clone().detach()), v, 1.0 / b as f32);
+        let g = Tensor::<B, 3>::from_data(TensorData::new(g, [b, s, v]), (&student.device(), DType::F32));
+        return with_gradient(student.cast(DType::F32), g, kl / b as f64);
+    }
+    kl_batchmean_tensors(teacher, student)
+}
+
+/// [`kl_batchmean`] as tensor operations (burn's softmax and log-softmax).
+pub(crate) fn kl_batchmean_tensors<B: Backend>(teacher: Tensor<B, 3>, student: Tensor<B, 3>) -> Tensor<B, 1> {
     let [b, _, _] = student.dims();
     let t = teacher.cast(DType::F32);
     let s = student.cast(DType::F32);
@@ -117,12 +134,24 @@ pub fn kl_batchmean_from_hidden<B: Backend>(
     let chunk = chunk.max(1);
     let t2 = teacher.detach().reshape([1, n, h]);
     let s2 = student.clone().detach().reshape([1, n, h]);
-    let mut kl = Tensor::<B, 1>::zeros([1], (&student.device(), DType::F32));
+    let device = student.device();
+    let host = resa_qwen2::on_host::<B>(&device);
+    let mut kl = Tensor::<B, 1>::zeros([1], (&device, DType::F32));
+    let mut host_kl = 0.0f64;
     let mut grads = Vec::with_capacity(n.div_ceil(chunk));
     for start in (0..n).step_by(chunk) {
         let end = (start + chunk).min(n);
         let tl = model.head(t2.clone().slice([0..1, start..end, 0..h])).cast(DType::F32);
         let sl = model.head(s2.clone().slice([0..1, start..end, 0..h])).cast(DType::F32);
+        if host {
+            // The KL and `(p_s − p_t) / batch` in one pass per row ([`crate::host`]).
+            let v = model.config().vocab_size;
+            let (k, g) = crate::host::kl_rows(&host_f32(tl), &host_f32(sl), v, 1.0 / b as f32);
+            host_kl += k;
+            let g = Tensor::<B, 3>::from_data(TensorData::new(g, [1, end - start, v]), (&device, DType::F32));
+            grads.push(model.head_input_grad(g.cast(student.dtype())).detach());
+            continue;
+        }
         let lpt = log_softmax(tl, 2);
         let lps = log_softmax(sl, 2);
         let pt = lpt.clone().exp();
@@ -131,9 +160,34 @@ pub fn kl_batchmean_from_hidden<B: Backend>(
         grads.push(model.head_input_grad(g).detach());
     }
     let g = Tensor::cat(grads, 1).reshape([b, s, h]);
+    if host {
+        return with_gradient(student, g, host_kl / b as f64);
+    }
     // Value 0, gradient `g` with respect to `student`.
     let surrogate = (student * g).cast(DType::F32).sum();
     surrogate.clone() - surrogate.detach() + kl.div_scalar(b as f64).detach()
+}
+
+/// A loss of value `value` whose gradient with respect to `x` is `g`:
+/// `Σ x·g − (Σ x·g)_detached + value`, in f32.
+fn with_gradient<B: Backend, const D: usize>(x: Tensor<B, D>, g: Tensor<B, D>, value: f64) -> Tensor<B, 1> {
+    let device = x.device();
+    let surrogate = (x * g).cast(DType::F32).sum();
+    let value = Tensor::<B, 1>::from_data(TensorData::new(vec![value as f32], [1]), (&device, DType::F32));
+    surrogate.clone() - surrogate.detach() + value
+}
+
+/// A tensor's values on the host, as f32 (without a copy when it is already f32 in host
+/// memory).
+fn host_f32<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
+    let data = t.cast(DType::F32).into_data();
+    // `into_vec` takes the buffer over when it reads as f32, which `as_slice` has checked;
+    // otherwise (another dtype, a misaligned buffer) the values are copied.
+    if data.as_slice::<f32>().is_ok() {
+        data.into_vec::<f32>().unwrap_or_default()
+    } else {
+        data.iter::<f32>().collect()
+    }
 }
 
 /// The Stage II loss on one batch of token ids `[batch, seq]`: teacher logits without
@@ -370,4 +424,43 @@ pub fn causal_lm_loss<B: Backend>(
     let targets = input_ids.narrow(1, 1, s - 1).reshape([b * (s - 1), 1]);
     let picked = logp.gather(1, targets);
     Ok(picked.mean().neg())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::{Autodiff, Flex};
+    use burn::tensor::Distribution;
+
+    type A = Autodiff<Flex>;
+
+    fn values<const D: usize>(t: Tensor<Flex, D>) -> Vec<f32> {
+        t.into_data().iter::<f32>().collect()
+    }
+
+    /// The host KL (flex's path) against the tensor operations: the loss and the student's
+    /// gradient, with logits of ordinary and of large range.
+    #[test]
+    fn the_host_kl_equals_the_tensor_kl_and_its_gradient() {
+        let device = Default::default();
+        for std in [1.0, 25.0] {
+            let t = Tensor::<A, 3>::random([2, 7, 61], Distribution::Normal(0.0, std), &device);
+            let s = Tensor::<A, 3>::random([2, 7, 61], Distribution::Normal(0.5, std), &device);
+            assert!(resa_qwen2::on_host::<A>(&device));
+
+            let s_host = s.clone().require_grad();
+            let host = kl_batchmean(t.clone(), s_host.clone());
+            let g_host = s_host.grad(&host.backward()).expect("a gradient for the student");
+
+            let s_tensor = s.require_grad();
+            let tensor = kl_batchmean_tensors(t, s_tensor.clone());
+            let g_tensor = s_tensor.grad(&tensor.backward()).expect("a gradient for the student");
+
+            let (a, b) = (host.into_scalar(), tensor.into_scalar());
+            assert!((a - b).abs() <= 1e-5 * b.abs().max(1.0), "std {std}: KL {a} against {b}");
+            for (x, y) in values(g_host).iter().zip(values(g_tensor)) {
+                assert!((x - y).abs() <= 1e-6, "std {std}: gradient {x} against {y}");
+            }
+        }
+    }
 }
