@@ -9,8 +9,8 @@
 //! inputs). burn keeps more than that (decomposed attention, intermediate products), so the
 //! measured peaks are above it: the test `memory_bound` of resa-pipeline checks the bound against the
 //! peaks measured in `docs/performance.md` (1.5B bf16, 2,048 tokens: 18.1 GiB measured, a
-//! bound of 8.7 GiB; with the student's layers recomputed 7.5 GiB measured, a bound of
-//! 5.8 GiB; the CPU bench shapes 1.3–2.3× their bound). A step whose bound is above the memory at hand cannot run; one whose bound
+//! bound of 8.7 GiB; with the student's layers recomputed 7.7 GiB measured, a bound of
+//! 5.8 GiB; the CPU bench shapes 1.6–2.7× their bound). A step whose bound is above the memory at hand cannot run; one whose bound
 //! is below may still not fit, and the estimate says so.
 
 use resa_lora::LoraConfig;
