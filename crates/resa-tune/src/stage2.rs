@@ -145,10 +145,10 @@ pub fn kl_batchmean_from_hidden<B: Backend>(
         let sl = model.head(s2.clone().slice([0..1, start..end, 0..h])).cast(DType::F32);
         if host {
             // The KL and `(p_s − p_t) / batch` in one pass per row ([`crate::host`]).
-            let v = model.config().vocab_size;
+            let [_, rows, v] = sl.dims();
             let (k, g) = crate::host::kl_rows(&host_f32(tl), &host_f32(sl), v, 1.0 / b as f32);
             host_kl += k;
-            let g = Tensor::<B, 3>::from_data(TensorData::new(g, [1, end - start, v]), (&device, DType::F32));
+            let g = Tensor::<B, 3>::from_data(TensorData::new(g, [1, rows, v]), (&device, DType::F32));
             grads.push(model.head_input_grad(g.cast(student.dtype())).detach());
             continue;
         }
