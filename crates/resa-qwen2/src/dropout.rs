@@ -34,6 +34,23 @@ pub fn mix(key: u64, part: u64) -> u64 {
     splitmix(key ^ splitmix(part.wrapping_mul(0xD6E8_FEB8_6659_FD93)))
 }
 
+/// A tensor's values on the host as f32: the tensor's own buffer when it is already f32 in
+/// host memory (no copy), otherwise a converted copy.
+pub fn host_values<B: Backend, const D: usize>(t: burn::tensor::Tensor<B, D>) -> Vec<f32> {
+    let data = if t.dtype() == burn::tensor::DType::F32 {
+        t.into_data()
+    } else {
+        t.cast(burn::tensor::DType::F32).into_data()
+    };
+    // `into_vec` takes the buffer over when it reads as f32, which `as_slice` has checked;
+    // otherwise (a misaligned buffer) the values are copied.
+    if data.as_slice::<f32>().is_ok() {
+        data.into_vec::<f32>().unwrap_or_default()
+    } else {
+        data.iter::<f32>().collect()
+    }
+}
+
 /// Whether the backend keeps its tensors in host memory, so that work done on the host with
 /// all threads costs no transfer: flex and ndarray, also under autodiff (by the backend's
 /// name, the one thing every burn backend reports).

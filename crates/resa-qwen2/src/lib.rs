@@ -14,7 +14,7 @@ pub mod tokenizer;
 
 pub use config::{HfConfig, Qwen2Config};
 pub use decoder::{BatchDecoder, DecodeRequest};
-pub use dropout::on_host;
+pub use dropout::{host_values, on_host};
 pub use error::{Error, Result};
 pub use generate::{
     FinishReason, Generated, GeneratedText, GenerationConfig, PREFILL_CHUNK, Sampling, generate, generate_seeded,

@@ -517,14 +517,9 @@ fn reject_unsupported(cfg: &SaeConfig, origin: &Path) -> Result<()> {
 
 /// A float tensor's values on the host, as f32 (no copy when the tensor is f32 and the only
 /// owner of host memory).
-pub(crate) fn tensor_to_vec<B: Backend, const D: usize>(t: Tensor<B, D>) -> Result<Vec<f32>> {
-    let data = if t.dtype() == DType::F32 { t.into_data() } else { t.cast(DType::F32).into_data() };
-    data.convert::<f32>().into_vec::<f32>().map_err(|e| Error::Input(format!("could not read tensor data: {e:?}")))
-}
-
 pub(crate) fn owned<B: Backend, const D: usize>(name: &str, t: Tensor<B, D>) -> Result<OwnedTensor> {
     let shape = t.dims().to_vec();
-    Ok(OwnedTensor::from_f32(name, &tensor_to_vec(t)?, shape, StoredDtype::F32))
+    Ok(OwnedTensor::from_f32(name, &resa_qwen2::host_values(t), shape, StoredDtype::F32))
 }
 
 /// Natural order: runs of digits compare as numbers (`layers.2` < `layers.10`).

@@ -23,10 +23,11 @@ use burn::tensor::{
     activation::relu,
     backend::{AutodiffBackend, Backend},
 };
+use resa_qwen2::host_values;
 use resa_qwen2::safetensors_io::{OwnedTensor, SafetensorsReader, write_atomic, write_safetensors};
 use serde::{Deserialize, Serialize};
 
-use crate::coder::{SparseCoder, owned, select_latents, sparse_decode, tensor_to_vec, topk_rows, total_variance};
+use crate::coder::{SparseCoder, owned, select_latents, sparse_decode, topk_rows, total_variance};
 use crate::error::{Error, Result};
 
 /// The optimizer of SAE training.
@@ -352,7 +353,7 @@ impl<B: AutodiffBackend> SaeTrainer<B> {
         let tv = total_variance(x.clone());
         // The parameters on the host once per step (not once per micro-batch), when the
         // step's sparse parts run there.
-        let host = if self.host && self.sae.w_skip.is_none() { Some(HostParams::of(&self.sae)?) } else { None };
+        let host = if self.host && self.sae.w_skip.is_none() { Some(HostParams::of(&self.sae)) } else { None };
         let chunk = self.cfg.micro_batch_tokens.unwrap_or(n).min(n);
         let mut grads: Option<Params<B::InnerBackend>> = None;
         let mut fired = Tensor::<B::InnerBackend, 1, Int>::zeros([self.sae.num_latents()], &x.device());
@@ -502,10 +503,10 @@ impl<B: AutodiffBackend> SaeTrainer<B> {
         let pre = sae.pre_acts(y.clone())?;
         let (acts, idx) = select_latents(pre.clone(), k, cfg.activation);
         let mut fired_indices = idx.clone();
-        let acts = tensor_to_vec(acts)?;
+        let acts = host_values(acts);
         let idx = host_ids(idx)?;
-        let tv = tensor_to_vec(tv)?.first().copied().unwrap_or(f32::NAN);
-        let y_h = tensor_to_vec(y)?;
+        let tv = host_values(tv).first().copied().unwrap_or(f32::NAN);
+        let y_h = host_values(y);
 
         // Decoder, residual, FVU; the gradient at the output (∂FVU/∂out = −2e / tv).
         let bias_rows: Vec<f32> = (0..m).flat_map(|_| b_dec.iter().copied()).collect();
@@ -527,7 +528,7 @@ impl<B: AutodiffBackend> SaeTrainer<B> {
             let k_aux = k_aux.min(num_dead as usize);
             let masked = pre.clone().mask_fill(mask.bool_not().unsqueeze_dim(0), f32::NEG_INFINITY);
             let (a, i) = topk_rows(masked, k_aux);
-            let (a, i) = (tensor_to_vec(a)?, host_ids(i)?);
+            let (a, i) = (host_values(a), host_ids(i)?);
             let e_hat = rows_combine(w_dec, d, &i, &a, k_aux, None);
             let diff: Vec<f32> = e_hat.iter().zip(&e).map(|(h, e)| h - e).collect();
             auxk_value = scale * sum_sq(&diff) / tv;
@@ -541,7 +542,7 @@ impl<B: AutodiffBackend> SaeTrainer<B> {
             // sparsify's forward returns the 4k indices in this mode, and its trainer marks
             // them all as fired; do the same so dead-latent counts agree.
             fired_indices = i.clone();
-            let (a, i) = (tensor_to_vec(a)?, host_ids(i)?);
+            let (a, i) = (host_values(a), host_ids(i)?);
             let out4 = rows_combine(w_dec, d, &i, &a, k4, Some(&bias_rows));
             let diff: Vec<f32> = out4.iter().zip(&y_h).map(|(o, y)| o - y).collect();
             multi_value = sum_sq(&diff) / tv;
@@ -629,7 +630,7 @@ impl<B: AutodiffBackend> SaeTrainer<B> {
                         step: step_size as f32,
                         sqrt_bc2: bc2.sqrt() as f32,
                     };
-                    hp.update(params, grads, m_old, v_old)?
+                    hp.update(params, grads, m_old, v_old)
                 } else {
                     let m_new = m_old.zip_map(
                         grads.clone(),
@@ -780,12 +781,12 @@ struct HostParams {
 }
 
 impl HostParams {
-    fn of<B: Backend>(sae: &SparseCoder<B>) -> Result<Self> {
-        Ok(HostParams {
-            b_dec: tensor_to_vec(sae.b_dec.clone())?,
-            w_dec: tensor_to_vec(sae.w_dec.clone())?,
-            w_enc: tensor_to_vec(sae.encoder_weight.clone())?,
-        })
+    fn of<B: Backend>(sae: &SparseCoder<B>) -> Self {
+        HostParams {
+            b_dec: host_values(sae.b_dec.clone()),
+            w_dec: host_values(sae.w_dec.clone()),
+            w_enc: host_values(sae.encoder_weight.clone()),
+        }
     }
 }
 
@@ -804,38 +805,37 @@ impl HostAdam {
         g: Params<B>,
         m: Params<B>,
         v: Params<B>,
-    ) -> Result<(Params<B>, Params<B>, Params<B>)> {
+    ) -> (Params<B>, Params<B>, Params<B>) {
         fn one<B: Backend, const D: usize>(
             h: &HostAdam,
             p: Tensor<B, D>,
             g: Tensor<B, D>,
             m: Tensor<B, D>,
             v: Tensor<B, D>,
-        ) -> Result<(Tensor<B, D>, Tensor<B, D>, Tensor<B, D>)> {
+        ) -> (Tensor<B, D>, Tensor<B, D>, Tensor<B, D>) {
             let (shape, device, dtype) = (p.shape(), p.device(), p.dtype());
-            let (mut pv, gv, mut mv, mut vv) =
-                (tensor_to_vec(p)?, tensor_to_vec(g)?, tensor_to_vec(m)?, tensor_to_vec(v)?);
+            let (mut pv, gv, mut mv, mut vv) = (host_values(p), host_values(g), host_values(m), host_values(v));
             crate::host::adam_update(&mut pv, &gv, &mut mv, &mut vv, h.betas, h.step, h.sqrt_bc2);
             let t = |v: Vec<f32>| Tensor::<B, D>::from_data(TensorData::new(v, shape.clone()), (&device, DType::F32));
             let p = t(pv);
-            Ok((if dtype == DType::F32 { p } else { p.cast(dtype) }, t(mv), t(vv)))
+            (if dtype == DType::F32 { p } else { p.cast(dtype) }, t(mv), t(vv))
         }
-        let (enc_w, m_enc_w, v_enc_w) = one(self, p.enc_w, g.enc_w, m.enc_w, v.enc_w)?;
-        let (enc_b, m_enc_b, v_enc_b) = one(self, p.enc_b, g.enc_b, m.enc_b, v.enc_b)?;
-        let (w_dec, m_w_dec, v_w_dec) = one(self, p.w_dec, g.w_dec, m.w_dec, v.w_dec)?;
-        let (b_dec, m_b_dec, v_b_dec) = one(self, p.b_dec, g.b_dec, m.b_dec, v.b_dec)?;
+        let (enc_w, m_enc_w, v_enc_w) = one(self, p.enc_w, g.enc_w, m.enc_w, v.enc_w);
+        let (enc_b, m_enc_b, v_enc_b) = one(self, p.enc_b, g.enc_b, m.enc_b, v.enc_b);
+        let (w_dec, m_w_dec, v_w_dec) = one(self, p.w_dec, g.w_dec, m.w_dec, v.w_dec);
+        let (b_dec, m_b_dec, v_b_dec) = one(self, p.b_dec, g.b_dec, m.b_dec, v.b_dec);
         let (sp, sm, sv) = match (p.w_skip, g.w_skip, m.w_skip, v.w_skip) {
             (Some(p), Some(g), Some(m), Some(v)) => {
-                let (p, m, v) = one(self, p, g, m, v)?;
+                let (p, m, v) = one(self, p, g, m, v);
                 (Some(p), Some(m), Some(v))
             }
             _ => (None, None, None),
         };
-        Ok((
+        (
             Params { enc_w, enc_b, w_dec, b_dec, w_skip: sp },
             Params { enc_w: m_enc_w, enc_b: m_enc_b, w_dec: m_w_dec, b_dec: m_b_dec, w_skip: sm },
             Params { enc_w: v_enc_w, enc_b: v_enc_b, w_dec: v_w_dec, b_dec: v_b_dec, w_skip: sv },
-        ))
+        )
     }
 }
 
@@ -869,7 +869,7 @@ pub fn remove_parallel_component<B: Backend>(grad: Tensor<B, 2>, w: Tensor<B, 2>
 }
 
 pub(crate) fn scalar_f32<B: Backend>(t: Tensor<B, 1>) -> f32 {
-    tensor_to_vec(t).ok().and_then(|v| v.first().copied()).unwrap_or(f32::NAN)
+    host_values(t).first().copied().unwrap_or(f32::NAN)
 }
 
 pub(crate) fn scalar_i64<B: Backend>(t: Tensor<B, 1, Int>) -> i64 {

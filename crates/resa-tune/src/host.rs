@@ -40,17 +40,13 @@ fn kl_row(t: &[f32], s: &[f32], g: &mut [f32], scale: f32) -> f64 {
     let max = |x: &[f32]| x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let (mt, ms) = (max(t), max(s));
     // exp(t − max) into `g`, exp(s − max) into `es`, with their sums.
-    let mut es = vec![0.0f32; s.len()];
     let mut zt = 0.0f64;
     for (gi, &ti) in g.iter_mut().zip(t) {
         *gi = (ti - mt).exp();
         zt += f64::from(*gi);
     }
-    let mut zs = 0.0f64;
-    for (ei, &si) in es.iter_mut().zip(s) {
-        *ei = (si - ms).exp();
-        zs += f64::from(*ei);
-    }
+    let es: Vec<f32> = s.iter().map(|&si| (si - ms).exp()).collect();
+    let zs: f64 = es.iter().map(|&e| f64::from(e)).sum();
     let (lzt, lzs) = (zt.ln() as f32, zs.ln() as f32);
     let (izt, izs) = ((1.0 / zt) as f32, (1.0 / zs) as f32);
     let mut kl = 0.0f64;

@@ -11,7 +11,7 @@ use burn::tensor::activation::{log_softmax, softmax};
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{DType, Int, Tensor, TensorData, backend::Backend};
 use resa_qwen2::{
-    AdapterMode, ForwardInput, Hookpoint, Hooks, Logits, Qwen2ForCausalLM, Splice, SpliceError, SpliceGrad,
+    AdapterMode, ForwardInput, Hookpoint, Hooks, Logits, Qwen2ForCausalLM, Splice, SpliceError, SpliceGrad, host_values,
 };
 use resa_sae::SparseCoder;
 
@@ -59,9 +59,14 @@ impl<B: Backend> Splice<B> for SaeSplice<'_, B> {
 pub fn kl_batchmean<B: Backend>(teacher: Tensor<B, 3>, student: Tensor<B, 3>) -> Tensor<B, 1> {
     if resa_qwen2::on_host::<B>(&student.device()) && !teacher.is_require_grad() {
         let [b, s, v] = student.dims();
-        let (kl, g) = crate::host::kl_rows(&host_f32(teacher), &host_f32(student.clone().detach()), v, 1.0 / b as f32);
+        let (kl, g) =
+            crate::host::kl_rows(&host_values(teacher), &host_values(student.clone().detach()), v, 1.0 / b as f32);
         let g = Tensor::<B, 3>::from_data(TensorData::new(g, [b, s, v]), (&student.device(), DType::F32));
-        return with_gradient(student.cast(DType::F32), g, kl / b as f64);
+        let value = Tensor::<B, 1>::from_data(
+            TensorData::new(vec![(kl / b as f64) as f32], [1]),
+            (&student.device(), DType::F32),
+        );
+        return with_gradient(student.cast(DType::F32), g, value);
     }
     kl_batchmean_tensors(teacher, student)
 }
@@ -146,7 +151,7 @@ pub fn kl_batchmean_from_hidden<B: Backend>(
         if host {
             // The KL and `(p_s − p_t) / batch` in one pass per row ([`crate::host`]).
             let [_, rows, v] = sl.dims();
-            let (k, g) = crate::host::kl_rows(&host_f32(tl), &host_f32(sl), v, 1.0 / b as f32);
+            let (k, g) = crate::host::kl_rows(&host_values(tl), &host_values(sl), v, 1.0 / b as f32);
             host_kl += k;
             let g = Tensor::<B, 3>::from_data(TensorData::new(g, [1, rows, v]), (&device, DType::F32));
             grads.push(model.head_input_grad(g.cast(student.dtype())).detach());
@@ -160,34 +165,19 @@ pub fn kl_batchmean_from_hidden<B: Backend>(
         grads.push(model.head_input_grad(g).detach());
     }
     let g = Tensor::cat(grads, 1).reshape([b, s, h]);
-    if host {
-        return with_gradient(student, g, host_kl / b as f64);
-    }
-    // Value 0, gradient `g` with respect to `student`.
-    let surrogate = (student * g).cast(DType::F32).sum();
-    surrogate.clone() - surrogate.detach() + kl.div_scalar(b as f64).detach()
+    let kl = if host {
+        kl + Tensor::from_data(TensorData::new(vec![host_kl as f32], [1]), (&device, DType::F32))
+    } else {
+        kl
+    };
+    with_gradient(student, g, kl.div_scalar(b as f64))
 }
 
 /// A loss of value `value` whose gradient with respect to `x` is `g`:
-/// `Σ x·g − (Σ x·g)_detached + value`, in f32.
-fn with_gradient<B: Backend, const D: usize>(x: Tensor<B, D>, g: Tensor<B, D>, value: f64) -> Tensor<B, 1> {
-    let device = x.device();
+/// `Σ x·g − (Σ x·g)_detached + value` (`value` detached), in f32.
+fn with_gradient<B: Backend, const D: usize>(x: Tensor<B, D>, g: Tensor<B, D>, value: Tensor<B, 1>) -> Tensor<B, 1> {
     let surrogate = (x * g).cast(DType::F32).sum();
-    let value = Tensor::<B, 1>::from_data(TensorData::new(vec![value as f32], [1]), (&device, DType::F32));
-    surrogate.clone() - surrogate.detach() + value
-}
-
-/// A tensor's values on the host, as f32 (without a copy when it is already f32 in host
-/// memory).
-fn host_f32<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
-    let data = t.cast(DType::F32).into_data();
-    // `into_vec` takes the buffer over when it reads as f32, which `as_slice` has checked;
-    // otherwise (another dtype, a misaligned buffer) the values are copied.
-    if data.as_slice::<f32>().is_ok() {
-        data.into_vec::<f32>().unwrap_or_default()
-    } else {
-        data.iter::<f32>().collect()
-    }
+    surrogate.clone() - surrogate.detach() + value.detach()
 }
 
 /// The Stage II loss on one batch of token ids `[batch, seq]`: teacher logits without
