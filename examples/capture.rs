@@ -8,7 +8,7 @@ use burn::tensor::{DType, Int, Tensor, TensorData};
 use resa::qwen2::{ForwardInput, Hookpoint, Hooks, Logits, Qwen2ForCausalLM, Tokenizer};
 
 fn main() -> anyhow::Result<()> {
-    let dir = resa::toy_model::default_dir();
+    let dir = resa::toy::model::default_dir();
     let model = Qwen2ForCausalLM::<Flex>::from_pretrained(&dir, &Default::default(), DType::F32)?;
     let ids = Tokenizer::from_dir(&dir)?.encode("Q: What is 2+3?\nA: <think> 2+3=5 </think>", true)?;
     let input = Tensor::<Flex, 2, Int>::from_data(

@@ -8,7 +8,7 @@
 //! ```
 
 use burn::backend::Flex;
-use resa::demo::{DemoConfig, DemoEvent, ToyStages, run_demo, table};
+use resa::toy::demo::{DemoConfig, DemoEvent, ToyStages, run_demo, table};
 use resa::pipeline::PipelineEvent;
 
 fn main() -> anyhow::Result<()> {

@@ -6,16 +6,16 @@
 
 use burn::backend::Flex;
 use burn::tensor::DType;
-use resa::eval::{EvalConfig, Task, evaluate};
+use resa::eval::{EvalConfig, evaluate};
 use resa::qwen2::{Qwen2ForCausalLM, Tokenizer};
 
 fn main() -> anyhow::Result<()> {
-    let dir = resa::toy_model::default_dir();
+    let dir = resa::toy::model::default_dir();
     let model = Qwen2ForCausalLM::<Flex>::from_pretrained(&dir, &Default::default(), DType::F32)?;
     let tokenizer = Tokenizer::from_dir(&dir)?;
     let cfg = EvalConfig { max_new_tokens: 96, batch_size: 25, ..EvalConfig::default() };
     let out = std::env::temp_dir().join("resa-example-eval");
-    let report = evaluate(&model, &tokenizer, &[Task::toy(0, 50)], &cfg, &out, "toy model", |p| {
+    let report = evaluate(&model, &tokenizer, &[resa::toy::world::test_task(0, 50)], &cfg, &out, "toy model", |p| {
         if p.done == p.total {
             println!("{}: {}/{} right", p.bench, p.correct, p.total);
         }

@@ -5,13 +5,13 @@
 
 use burn::backend::{Autodiff, Flex};
 use burn::tensor::DType;
-use resa::data::toy::ToyWorld;
+use resa::toy::world::ToyWorld;
 use resa::features::{GmmOptions, R1_SYSTEM_PROMPT, analyze, extract, summary};
 use resa::qwen2::{Hookpoint, Qwen2ForCausalLM, Tokenizer};
 use resa::sae::{SaeInit, SparseCoder, Stage1Options, train_saes_with};
 
 fn main() -> anyhow::Result<()> {
-    let dir = resa::toy_model::default_dir();
+    let dir = resa::toy::model::default_dir();
     let device = Default::default();
     let model = Qwen2ForCausalLM::<Flex>::from_pretrained(&dir, &device, DType::F32)?;
     let tokenizer = Tokenizer::from_dir(&dir)?;

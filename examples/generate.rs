@@ -8,7 +8,7 @@ use burn::tensor::DType;
 use resa::qwen2::{ChatMessage, GenerationConfig, Qwen2ForCausalLM, Sampling, Tokenizer, generate};
 
 fn main() -> anyhow::Result<()> {
-    let dir = resa::toy_model::default_dir();
+    let dir = resa::toy::model::default_dir();
     let model = Qwen2ForCausalLM::<Flex>::from_pretrained(&dir, &Default::default(), DType::F32)?;
     let tokenizer = Tokenizer::from_dir(&dir)?;
     // The toy chat template writes `Q: …\nA: <think>` as the generation prompt.

@@ -10,7 +10,7 @@ use resa::qwen2::Qwen2ForCausalLM;
 use resa::qwen2::safetensors_io::StoredDtype;
 
 fn main() -> anyhow::Result<()> {
-    let dir = resa::toy_model::default_dir();
+    let dir = resa::toy::model::default_dir();
     let out = std::env::temp_dir().join("resa-example-merge");
     let mut model = Qwen2ForCausalLM::<Flex>::from_pretrained(&dir, &Default::default(), DType::F32)?;
     let lora = LoraConfig::new(4, 16.0, 0.0, &["q_proj", "v_proj"]);

@@ -7,7 +7,7 @@
 
 use burn::backend::{Autodiff, Flex};
 use burn::tensor::DType;
-use resa::data::toy::ToyWorld;
+use resa::toy::world::ToyWorld;
 use resa::lora::LoraConfig;
 use resa::qwen2::{Qwen2ForCausalLM, Tokenizer};
 use resa::sae::{SaeConfig, SparseCoder};
@@ -16,7 +16,7 @@ use resa::tune::{SaeGrad, SaeTuning, TuneConfig, train_adapters};
 type AD = Autodiff<Flex>;
 
 fn main() -> anyhow::Result<()> {
-    let dir = resa::toy_model::default_dir();
+    let dir = resa::toy::model::default_dir();
     let device = Default::default();
     let tokenizer = Tokenizer::from_dir(&dir)?;
     // CoT-free trigger data: the answer alone inside the think tags.

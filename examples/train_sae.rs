@@ -5,12 +5,12 @@
 
 use burn::backend::{Autodiff, Flex};
 use burn::tensor::DType;
-use resa::data::toy::ToyWorld;
+use resa::toy::world::ToyWorld;
 use resa::qwen2::{Qwen2ForCausalLM, Tokenizer};
 use resa::sae::{SaeInit, SparseCoder, Stage1Options, train_saes_with};
 
 fn main() -> anyhow::Result<()> {
-    let dir = resa::toy_model::default_dir();
+    let dir = resa::toy::model::default_dir();
     let model = Qwen2ForCausalLM::<Flex>::from_pretrained(&dir, &Default::default(), DType::F32)?;
     let tokenizer = Tokenizer::from_dir(&dir)?;
     // CoT-free trigger data: the answer alone inside the think tags.

@@ -11,7 +11,7 @@ use resa::lora::LoraConfig;
 use resa::qwen2::{ForwardInput, Hooks, Qwen2ForCausalLM};
 
 fn main() -> anyhow::Result<()> {
-    let dir = resa::toy_model::default_dir();
+    let dir = resa::toy::model::default_dir();
     let device = Default::default();
     let out = std::env::temp_dir().join("resa-example-transfer");
     // An adapter (in practice `stage2/adapter` of a `resa tune` run; here B is filled with

@@ -18,6 +18,7 @@
 //! - [`eval`]: the paper's benchmarks and Pass@1, on this project's generator or on any
 //!   OpenAI-compatible server (vLLM, SGLang, TGI, `resa serve`).
 //! - [`serve`]: an OpenAI-compatible HTTP server over the generator (`resa serve`).
+//! - [`publish`]: how every output is published (one rename, never half-written).
 //! - [`mod@grade`]: math-answer grading (math-verify 0.9 ported; no tensors).
 //! - [`features`]: reasoning features per layer, the layer mixture, figures.
 //! - [`toy_model`] and [`demo`]: the built-in toy reasoning model and `resa demo`.
@@ -32,10 +33,13 @@ pub use resa_features as features;
 pub use resa_grade as grade;
 pub use resa_lora as lora;
 pub use resa_pipeline as pipeline;
-pub use resa_pipeline::{bench, demo, reproduce, rl, toy_model, toy_paper};
+pub use resa_bench as bench;
+pub use resa_experiments as experiments;
+pub use resa_publish as publish;
 pub use resa_qwen2 as qwen2;
 pub use resa_sae as sae;
 pub use resa_serve as serve;
+pub use resa_toy as toy;
 pub use resa_tune as tune;
 
 pub mod device;

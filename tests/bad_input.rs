@@ -311,7 +311,7 @@ fn wrong_tensor_names_in_an_sae_folder_are_an_sae_error() {
 fn a_diverging_stage2_stops_with_the_step_recorded() {
     let tmp = tempfile::tempdir().expect("tmp");
     let data = tmp.path().join("data");
-    resa::data::toy::ToyWorld::default().write_splits(&data, [40, 2, 2]).expect("data");
+    resa::toy::world::ToyWorld::default().write_splits(&data, [40, 2, 2]).expect("data");
     let train = data.join("train.jsonl");
     let config = run_toml(tmp.path(), &train, 48, 4);
     let text = std::fs::read_to_string(&config)
@@ -319,7 +319,7 @@ fn a_diverging_stage2_stops_with_the_step_recorded() {
         .replace("lr = 1e-3\nmax_steps = 2", "lr = 1e30\nmax_steps = 20");
     let text = text.replacen(
         "[data]\n",
-        &format!("[data]\ntemplate = \"{}\"\n", resa::data::toy::TOY_TEMPLATE.replace('\n', "\\n")),
+        &format!("[data]\ntemplate = \"{}\"\n", resa::toy::world::TOY_TEMPLATE.replace('\n', "\\n")),
         1,
     );
     std::fs::write(&config, text).expect("write");

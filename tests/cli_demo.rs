@@ -6,12 +6,12 @@ use std::process::Command;
 
 use burn::backend::Flex;
 use burn::tensor::DType;
-use resa::demo::DemoReport;
+use resa::toy::demo::DemoReport;
 use resa::qwen2::Qwen2ForCausalLM;
 
 #[test]
 fn quick_demo_writes_every_artifact_and_reruns_from_them() {
-    let model = resa::toy_model::default_dir();
+    let model = resa::toy::model::default_dir();
     assert!(model.join("model.safetensors").is_file(), "the committed toy model is missing: {}", model.display());
     let tmp = tempfile::tempdir().expect("tmp");
     let out = tmp.path().join("demo");

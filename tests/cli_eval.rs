@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use resa::data::toy;
+use resa::toy::world;
 use resa::eval::{CompletionRecord, Report, read_completions};
 use resa::qwen2::safetensors_io::StoredDtype;
 use resa::qwen2::{Qwen2Config, Qwen2ForCausalLM};
@@ -16,10 +16,10 @@ fn resa(args: &[&str]) -> std::process::Output {
 }
 
 fn toy_model(dir: &Path) {
-    let cfg = Qwen2Config { vocab_size: toy::vocab_size(), ..Qwen2Config::tiny() };
+    let cfg = Qwen2Config { vocab_size: world::vocab_size(), ..Qwen2Config::tiny() };
     let model = Qwen2ForCausalLM::<burn::backend::Flex>::random(&cfg, 3, &Default::default(), burn::tensor::DType::F32);
     model.save_pretrained(dir, StoredDtype::F32).expect("save model");
-    toy::write_tokenizer(dir).expect("tokenizer");
+    world::write_tokenizer(dir).expect("tokenizer");
 }
 
 #[test]

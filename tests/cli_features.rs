@@ -7,7 +7,7 @@ use std::process::Command;
 
 use burn::backend::Flex;
 use burn::tensor::{DType, Int, Tensor, TensorData};
-use resa::data::toy;
+use resa::toy::world;
 use resa::qwen2::safetensors_io::{OwnedTensor, StoredDtype, write_safetensors};
 use resa::qwen2::{ForwardInput, Hookpoint, Hooks, Logits, Qwen2Config, Qwen2ForCausalLM, Tokenizer};
 
@@ -63,10 +63,10 @@ fn write_sae(dir: &Path, rows: &[Vec<f64>], d: usize) {
 fn constructed_features_are_found_per_layer() {
     let tmp = tempfile::tempdir().expect("tmp");
     let model_dir = tmp.path().join("model");
-    let cfg = Qwen2Config { vocab_size: toy::vocab_size(), ..Qwen2Config::tiny() };
+    let cfg = Qwen2Config { vocab_size: world::vocab_size(), ..Qwen2Config::tiny() };
     let model = Qwen2ForCausalLM::<Flex>::random(&cfg, 5, &Default::default(), DType::F32);
     model.save_pretrained(&model_dir, StoredDtype::F32).expect("save");
-    toy::write_tokenizer(&model_dir).expect("tokenizer");
+    world::write_tokenizer(&model_dir).expect("tokenizer");
     let tok = Tokenizer::from_dir(&model_dir).expect("tokenizer");
     let ids = tok.encode(PROMPT, true).expect("encode");
     let at = |id: u32| ids.iter().enumerate().filter(|(_, t)| **t == id).map(|(i, _)| i).collect::<Vec<_>>();

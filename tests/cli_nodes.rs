@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use resa::data::toy::{self, ToyWorld};
+use resa::toy::world::{self, ToyWorld};
 use resa::qwen2::safetensors_io::{SafetensorsReader, StoredDtype};
 use resa::qwen2::{Qwen2Config, Qwen2ForCausalLM};
 
@@ -49,11 +49,11 @@ fn finish(mut child: Killed, limit: Duration) -> (bool, String) {
 
 fn setup(dir: &Path) -> std::path::PathBuf {
     let model = dir.join("model");
-    let cfg = Qwen2Config { vocab_size: toy::vocab_size(), ..Qwen2Config::tiny() };
+    let cfg = Qwen2Config { vocab_size: world::vocab_size(), ..Qwen2Config::tiny() };
     Qwen2ForCausalLM::<burn::backend::Flex>::random(&cfg, 1, &Default::default(), burn::tensor::DType::F32)
         .save_pretrained(&model, StoredDtype::F32)
         .expect("save model");
-    toy::write_tokenizer(&model).expect("tokenizer");
+    world::write_tokenizer(&model).expect("tokenizer");
     ToyWorld::default().write_splits(dir.join("data"), [64, 4, 4]).expect("data");
     // No dropout: with it, replicas sharing one device draw their masks in thread order.
     let config = format!(
@@ -87,7 +87,7 @@ save_every = 2
         out = dir.join("unused").display(),
         model = model.display(),
         data = dir.join("data/train.jsonl").display(),
-        template = toy::TOY_TEMPLATE.replace('\n', "\\n"),
+        template = world::TOY_TEMPLATE.replace('\n', "\\n"),
     );
     let path = dir.join("run.toml");
     std::fs::write(&path, config).expect("config");

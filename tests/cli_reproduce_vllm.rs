@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use resa::pipeline::engine::{VllmOptions, vllm_command};
+use resa::eval::vllm::{VllmOptions, vllm_command};
 use serde_json::Value;
 
 fn root() -> PathBuf {
@@ -151,7 +151,7 @@ fn the_documented_vllm_command_is_the_generated_one() {
         &[("adapter".into(), PathBuf::from("runs/resa-still-v1/stage2/adapter"))],
         32,
     );
-    let line = resa::reproduce::shell_line(&cmd);
+    let line = resa::experiments::shell_line(&cmd);
     assert_eq!(
         line,
         "vllm serve /models/DeepSeek-R1-Distill-Qwen-1.5B --host 127.0.0.1 --port 8000 --served-model-name base \
@@ -163,5 +163,5 @@ fn the_documented_vllm_command_is_the_generated_one() {
     let joined: String =
         doc.split("\\\n").enumerate().map(|(i, piece)| if i == 0 { piece } else { piece.trim_start() }).collect();
     assert!(joined.contains(&line), "docs/scaling-out.md does not show the generated command:\n{line}");
-    assert_eq!(resa::reproduce::shell_line(&["a b".into(), "it's".into()]), r"'a b' 'it'\''s'");
+    assert_eq!(resa::experiments::shell_line(&["a b".into(), "it's".into()]), r"'a b' 'it'\''s'");
 }

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use resa::data::toy;
+use resa::toy::world;
 use resa::eval::{CompletionRecord, Report, read_completions};
 use resa::qwen2::safetensors_io::StoredDtype;
 use resa::qwen2::{Qwen2Config, Qwen2ForCausalLM};
@@ -20,10 +20,10 @@ fn resa() -> Command {
 }
 
 fn toy_model(dir: &Path) {
-    let cfg = Qwen2Config { vocab_size: toy::vocab_size(), max_position_embeddings: 256, ..Qwen2Config::tiny() };
+    let cfg = Qwen2Config { vocab_size: world::vocab_size(), max_position_embeddings: 256, ..Qwen2Config::tiny() };
     let model = Qwen2ForCausalLM::<burn::backend::Flex>::random(&cfg, 3, &Default::default(), burn::tensor::DType::F32);
     model.save_pretrained(dir, StoredDtype::F32).expect("save model");
-    toy::write_tokenizer(dir).expect("tokenizer");
+    world::write_tokenizer(dir).expect("tokenizer");
 }
 
 /// A running `resa serve` and its base URL; killed when dropped.

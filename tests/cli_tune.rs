@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use resa::data::toy::{self, ToyWorld};
+use resa::toy::world::{self, ToyWorld};
 use resa::qwen2::safetensors_io::StoredDtype;
 use resa::qwen2::{Qwen2Config, Qwen2ForCausalLM};
 
@@ -14,10 +14,10 @@ fn resa(args: &[&str]) -> std::process::Output {
 }
 
 fn toy_model(dir: &Path) {
-    let cfg = Qwen2Config { vocab_size: toy::vocab_size(), ..Qwen2Config::tiny() };
+    let cfg = Qwen2Config { vocab_size: world::vocab_size(), ..Qwen2Config::tiny() };
     let model = Qwen2ForCausalLM::<burn::backend::Flex>::random(&cfg, 1, &Default::default(), burn::tensor::DType::F32);
     model.save_pretrained(dir, StoredDtype::F32).expect("save model");
-    toy::write_tokenizer(dir).expect("tokenizer");
+    world::write_tokenizer(dir).expect("tokenizer");
 }
 
 #[test]
@@ -57,7 +57,7 @@ merge = true
         out = tmp.path().join("run").display(),
         model = model.display(),
         data = tmp.path().join("data/train.jsonl").display(),
-        template = toy::TOY_TEMPLATE.replace('\n', "\\n"),
+        template = world::TOY_TEMPLATE.replace('\n', "\\n"),
     );
     let cfg_path = tmp.path().join("run.toml");
     std::fs::write(&cfg_path, config).expect("config");

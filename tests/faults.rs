@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use resa::data::toy::{self, ToyWorld};
+use resa::toy::world::{self, ToyWorld};
 use resa::qwen2::safetensors_io::StoredDtype;
 use resa::qwen2::{Qwen2Config, Qwen2ForCausalLM};
 
@@ -251,11 +251,11 @@ fn stage1_killed_at_every_rename_resumes_bit_identically() {
 fn stage2_killed_at_every_rename_resumes_bit_identically() {
     let tmp = tempfile::tempdir().expect("tmp");
     let model = tmp.path().join("model");
-    let cfg = Qwen2Config { vocab_size: toy::vocab_size(), ..Qwen2Config::tiny() };
+    let cfg = Qwen2Config { vocab_size: world::vocab_size(), ..Qwen2Config::tiny() };
     Qwen2ForCausalLM::<burn::backend::Flex>::random(&cfg, 1, &Default::default(), burn::tensor::DType::F32)
         .save_pretrained(&model, StoredDtype::F32)
         .expect("model");
-    toy::write_tokenizer(&model).expect("tokenizer");
+    world::write_tokenizer(&model).expect("tokenizer");
     ToyWorld::default().write_splits(tmp.path().join("data"), [60, 2, 2]).expect("data");
     let sae = tmp.path().join("sae");
     resa::sae::SparseCoder::<burn::backend::Flex>::random(
@@ -274,7 +274,7 @@ fn stage2_killed_at_every_rename_resumes_bit_identically() {
             out = out.display(),
             m = model.display(),
             d = tmp.path().join("data/train.jsonl").display(),
-            t = toy::TOY_TEMPLATE.replace('\n', "\\n"),
+            t = world::TOY_TEMPLATE.replace('\n', "\\n"),
             sae = sae.display(),
         )
     };

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use resa::pipeline::pipeline::{ModelRef, ObjectiveKind, SaeMode};
-use resa::reproduce::{Experiment, load_experiments};
+use resa::experiments::{Experiment, load_experiments};
 
 #[derive(serde::Deserialize)]
 struct Fixture {
@@ -73,7 +73,7 @@ fn every_experiment_matches_the_paper() {
         load_experiments(&dir).expect("configs").into_iter().map(|e| (e.name.clone(), e)).collect();
     for (name, exp) in &experiments {
         assert!(
-            fx.experiments.contains_key(name) || resa::reproduce::results_table(&exp.table).is_none(),
+            fx.experiments.contains_key(name) || resa::experiments::results_table(&exp.table).is_none(),
             "configs/{name}.toml claims {} but the fixture has no such row",
             exp.table
         );
@@ -91,7 +91,7 @@ fn every_experiment_matches_the_paper() {
     for (name, row) in &fx.experiments {
         let exp = experiments.get(name).unwrap_or_else(|| panic!("configs/{name}.toml is missing"));
         // Where the paper reports it, its numbers and the checkpoint behind them.
-        assert_eq!(resa::reproduce::results_table(&exp.table).as_deref(), Some(row.table.as_str()), "{name}: table");
+        assert_eq!(resa::experiments::results_table(&exp.table).as_deref(), Some(row.table.as_str()), "{name}: table");
         assert_eq!(exp.paper_step, row.paper_step, "{name}: paper_step (Appendix B)");
         assert_eq!(exp.paper.get("average").copied(), row.avg, "{name}: average");
         if let Some(scores) = &row.scores {

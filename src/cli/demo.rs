@@ -1,10 +1,10 @@
 //! `resa demo`: the whole SAE-Tuning pipeline on the built-in toy model, offline, on the
-//! CPU (see `resa::demo`).
+//! CPU (see `resa::toy::demo`).
 
 use std::path::PathBuf;
 
 use burn::tensor::backend::Backend;
-use resa::demo::{DemoConfig, DemoEvent, ToyStages, run_demo, table};
+use resa::toy::demo::{DemoConfig, DemoEvent, ToyStages, run_demo, table};
 use resa::device::DeviceArgs;
 use resa::pipeline::PipelineEvent;
 use resa::with_backend;

@@ -9,7 +9,8 @@ use burn::tensor::backend::Backend;
 use resa::device::ComputeArgs;
 use resa::eval::{EvalConfig, OpenAiConfig, Progress, PromptFormat, TASKS, TaskSources};
 use resa::pipeline::pipeline::ModelRef;
-use resa::pipeline::{Evaluation, RemoteEvaluation, load_tasks};
+use resa::eval::RemoteEvaluation;
+use resa::pipeline::{Evaluation, load_tasks};
 use resa::qwen2::Sampling;
 use resa::with_backend;
 
@@ -185,7 +186,8 @@ fn tasks_of(args: &EvalArgs) -> anyhow::Result<Vec<resa::eval::Task>> {
         gpqa_csv: args.gpqa.clone(),
         gpqa_seed: args.gpqa_seed,
         ..TaskSources::default()
-    };
+    }
+    .with_task(resa::toy::world::test_task(0, 200));
     #[cfg(feature = "hub")]
     {
         sources.hub = args.hub;

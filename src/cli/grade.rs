@@ -93,7 +93,7 @@ pub fn run(args: GradeArgs) -> anyhow::Result<()> {
     }
     let mut text = out.join("\n");
     text.push('\n');
-    resa::qwen2::safetensors_io::write_atomic(&args.out, text.as_bytes())?;
+    resa::publish::write_atomic(&args.out, text.as_bytes())?;
     eprintln!(
         "graded {n} completions: {right} correct ({:.1}%), {timeouts} not decided in time → {}",
         100.0 * right as f64 / n.max(1) as f64,

@@ -8,11 +8,11 @@ use burn::tensor::backend::Backend;
 use resa::device::{ComputeArgs, MemoryArgs};
 use resa::eval::TaskSources;
 use resa::pipeline::PipelineEvent;
-use resa::pipeline::engine::{EngineKind, EngineOptions, VllmOptions};
-use resa::reproduce::{
+use resa::eval::vllm::{EngineKind, EngineOptions, VllmOptions};
+use resa::experiments::{
     Experiment, RunEvent, RunOptions, TinyAssets, check_engine, describe, list, list_json, load_experiments, plan, run,
 };
-use resa::toy_paper::{ToyPaperConfig, ToyPaperEvent, run_toy_paper};
+use resa::toy::paper::{ToyPaperConfig, ToyPaperEvent, run_toy_paper};
 use resa::with_backend;
 
 /// Arguments of `resa reproduce`.
@@ -54,7 +54,7 @@ pub struct ReproduceArgs {
     #[arg(long)]
     pub runs: Option<PathBuf>,
     /// The toy model used by --tiny.
-    #[arg(long, default_value_os_t = resa::toy_model::default_dir())]
+    #[arg(long, default_value_os_t = resa::toy::model::default_dir())]
     pub toy_model: PathBuf,
     /// Folder of benchmark JSONL files (`aime24.jsonl`, …). Default: $RESA_EVAL_DIR.
     #[arg(long, env = "RESA_EVAL_DIR")]
@@ -236,7 +236,7 @@ fn reproduce<B: Backend>(args: &ReproduceArgs, chosen: &[&Experiment], device: &
         engine,
         memory_limit,
     };
-    let rate = args.gpu_seconds_per_step.unwrap_or(resa::reproduce::PAPER_STAGE2_GPU_SECONDS_PER_STEP);
+    let rate = args.gpu_seconds_per_step.unwrap_or(resa::experiments::PAPER_STAGE2_GPU_SECONDS_PER_STEP);
     if !(rate.is_finite() && rate > 0.0) {
         bail!("--gpu-seconds-per-step {rate}: must be a positive number of seconds");
     }
@@ -252,7 +252,7 @@ fn reproduce<B: Backend>(args: &ReproduceArgs, chosen: &[&Experiment], device: &
         if args.dry_run {
             println!("{}", describe(exp, &stages));
             println!("## evaluation engine: {}\n", opts.engine_of(exp));
-            let b = resa::reproduce::estimate(exp, &stages, rate, args.eval_gpu_hours);
+            let b = resa::experiments::estimate(exp, &stages, rate, args.eval_gpu_hours);
             println!("## estimate: {}\n", b.line());
             match b.stage2_steps {
                 Some(n) => total_steps += n,
@@ -265,7 +265,7 @@ fn reproduce<B: Backend>(args: &ReproduceArgs, chosen: &[&Experiment], device: &
         let mut progress = super::progress::Reporter::new();
         progress.message(&format!("== {} — {}", exp.name, exp.title));
         let rows = run::<B>(exp, &stages, &runs, device, &opts, &mut |e| match e {
-            RunEvent::Stage(i, n, what) => {
+            RunEvent::Step(i, n, what) => {
                 progress.finish();
                 progress.message(&format!("[{}/{n}] {what}", i + 1));
             }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use burn::tensor::backend::Backend;
 use resa::device::DeviceArgs;
-use resa::toy_model::{ToyModelConfig, train_toy_model};
+use resa::toy::model::{ToyModelConfig, train_toy_model};
 use resa::tune::StepMetrics;
 use resa::with_backend;
 

@@ -1,12 +1,12 @@
 //! `resa toy-tina`: LoRA-GRPO on the built-in toy model (a toy Tina, the RL-trained source of
 //! the paper's central experiment), then the base and the toy Tina on the same held-out
-//! problems and seeds, with the paired difference (see `resa::pipeline::rl`).
+//! problems and seeds, with the paired difference (see `resa::toy::tina`).
 
 use std::path::PathBuf;
 
 use burn::tensor::backend::Backend;
 use resa::device::DeviceArgs;
-use resa::pipeline::rl::{ToyEvalConfig, ToyTinaConfig, run_toy_tina, toy_tina_markdown};
+use resa::toy::tina::{ToyEvalConfig, ToyTinaConfig, run_toy_tina, toy_tina_markdown};
 use resa::with_backend;
 
 use super::progress::Reporter;

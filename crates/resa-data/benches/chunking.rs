@@ -2,12 +2,11 @@
 //! Throughput of reading, templating and chunking the shared 7,470-row DeepScaleR math set
 //! with the real R1-Distill tokenizer (the target: well under a second per thousand
 //! rows). Skipped with a message where `../shared/data` is absent (`RESA_SHARED_DATA`
-//! overrides the location). Also the toy world: generating and chunking 10,000 problems.
+//! overrides the location).
 
 use std::path::PathBuf;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use resa_data::toy::{self, Split, ToyWorld};
 use resa_data::{ChunkOptions, ReadOptions, Template, chunk_texts, read_qa};
 
 fn shared() -> PathBuf {
@@ -37,19 +36,6 @@ fn benches(c: &mut Criterion) {
     } else {
         eprintln!("SKIPPED the DeepScaleR benchmark: {} not found (set RESA_SHARED_DATA)", data.display());
     }
-    let tok = toy::tokenizer().expect("toy tokenizer");
-    let mut g = c.benchmark_group("toy");
-    g.sample_size(10);
-    g.throughput(Throughput::Elements(10_000));
-    g.bench_function("generate_and_chunk_10000", |b| {
-        b.iter(|| {
-            let texts: Vec<String> =
-                ToyWorld::default().problems(Split::Train, 10_000).iter().map(|p| p.cot_text()).collect();
-            let opts = ChunkOptions { chunk_len: 256, eos_token: toy::EOS.into(), ..ChunkOptions::default() };
-            chunk_texts(&tok, &texts, &opts).expect("chunks").stats.chunks
-        })
-    });
-    g.finish();
 }
 
 criterion_group!(data, benches);

@@ -6,7 +6,6 @@ pub mod hub;
 pub mod reader;
 pub mod registry;
 pub mod template;
-pub mod toy;
 
 pub use chunk::{ChunkOptions, ChunkStats, Chunks, chunk_texts};
 pub use error::{Error, Result};

@@ -185,8 +185,5 @@ mod tests {
         let c = Template::custom("{problem} | {solution} | {answer}").expect("valid");
         assert!(c.needs_solution());
         assert_eq!(c.render(&row), "What is 1+1? | 1+1=2 | 2");
-        let p = crate::toy::ToyWorld::with_seed(3).problems(crate::toy::Split::Train, 1).remove(0);
-        let toy = Template::custom(crate::toy::TOY_COT_TEMPLATE).expect("valid");
-        assert_eq!(toy.render(&p.to_row()), p.cot_text());
     }
 }

@@ -115,6 +115,15 @@ pub enum Error {
         /// Its message.
         message: String,
     },
+    /// An inference server this program starts (vLLM) could not be started or never became
+    /// ready.
+    #[error("engine `{command}`: {message}")]
+    EngineStart {
+        /// The command line (or the program) that was to run.
+        command: String,
+        /// What happened, with the end of the server's log where there is one.
+        message: String,
+    },
     /// Tokenising, the chat template or generation failed.
     #[error(transparent)]
     Model(#[from] resa_qwen2::Error),
@@ -122,3 +131,9 @@ pub enum Error {
 
 /// Result with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<resa_publish::Error> for Error {
+    fn from(e: resa_publish::Error) -> Self {
+        Error::Io { path: e.path, cause: e.cause }
+    }
+}

@@ -3,14 +3,20 @@
 pub mod bench;
 pub mod engine;
 pub mod error;
+#[cfg(feature = "http")]
 pub mod openai;
 pub mod report;
 pub mod runner;
 pub mod task;
+#[cfg(feature = "http")]
+pub mod remote;
+#[cfg(feature = "http")]
+pub mod vllm;
 
 pub use bench::{MATH_BENCHMARKS, Problem, benchmark_file, load_problems};
 pub use engine::{Completion, Engine, Finish, LocalEngine, Request, completion_of, stop_token_ids};
 pub use error::{Error, Result};
+#[cfg(feature = "http")]
 pub use openai::{OpenAiConfig, OpenAiEngine, PromptFormat, ServedModel};
 pub use report::{BenchScore, Report, bench_columns, compare_markdown};
 pub use resa_grade::{
@@ -21,4 +27,8 @@ pub use runner::{
     CompletionRecord, EvalConfig, EvalFiles, Progress, evaluate, evaluate_with, prompt_text, read_completions,
     sample_seed, score,
 };
+#[cfg(feature = "http")]
+pub use remote::RemoteEvaluation;
+#[cfg(feature = "http")]
+pub use vllm::{EngineKind, EngineOptions, VllmOptions, VllmServer, vllm_command};
 pub use task::{EvalItem, Grader, TASKS, Task, TaskSources, TaskSpec, load_gpqa, load_task, task_spec};

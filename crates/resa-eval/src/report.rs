@@ -91,8 +91,8 @@ impl Report {
     pub fn write(&self, json_path: &Path, md_path: &Path) -> Result<()> {
         let json = serde_json::to_string_pretty(self)
             .map_err(|e| Error::Config { field: "report", message: format!("not serialisable: {e}") })?;
-        resa_qwen2::safetensors_io::write_atomic(json_path, json.as_bytes())?;
-        resa_qwen2::safetensors_io::write_atomic(md_path, self.to_markdown().as_bytes())?;
+        resa_publish::write_atomic(json_path, json.as_bytes())?;
+        resa_publish::write_atomic(md_path, self.to_markdown().as_bytes())?;
         Ok(())
     }
 

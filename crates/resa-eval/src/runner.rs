@@ -378,7 +378,7 @@ fn check_or_write_config(path: &Path, cfg: &EvalConfig) -> Result<()> {
     }
     let json = serde_json::to_string_pretty(cfg)
         .map_err(|e| Error::Config { field: "config", message: format!("not serialisable: {e}") })?;
-    resa_qwen2::safetensors_io::write_atomic(path, json.as_bytes())?;
+    resa_publish::write_atomic(path, json.as_bytes())?;
     Ok(())
 }
 

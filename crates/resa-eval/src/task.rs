@@ -118,19 +118,6 @@ impl Task {
         Task { name, grader, items }
     }
 
-    /// The toy world's test split: the question alone (the toy model's format), graded by
-    /// the `<answer>` tag.
-    pub fn toy(seed: u64, n: usize) -> Task {
-        let world = resa_data::toy::ToyWorld::with_seed(seed);
-        let items = world
-            .problems(resa_data::toy::Split::Test, n)
-            .into_iter()
-            .enumerate()
-            .map(|(i, p)| EvalItem { id: format!("toy-{i:04}"), message: p.question, gold: p.answer.to_string() })
-            .collect();
-        Task { name: "toy".into(), grader: Grader::AnswerTag, items }
-    }
-
     /// Keeps the first `n` items.
     pub fn truncate(mut self, n: usize) -> Task {
         self.items.truncate(n);
@@ -184,21 +171,33 @@ pub struct TaskSources {
     /// Fetch math sets from the hub when no folder holds them (feature `hub`).
     #[cfg(feature = "hub")]
     pub hub: bool,
+    /// Tasks of the caller's own, found by their name before the paper's benchmarks (the toy
+    /// world's test split, `resa_toy::world::test_task`, is one).
+    pub own: Vec<Task>,
 }
 
-/// Loads a benchmark by name: `aime24`, `aime25`, `amc23`, `math500`, `minerva` from
-/// `eval_dir` (or the hub), `gpqa_diamond` from the user's CSV, `toy` from the toy world.
+impl TaskSources {
+    /// These sources with `task` loadable by its name.
+    pub fn with_task(mut self, task: Task) -> TaskSources {
+        self.own.retain(|t| t.name != task.name);
+        self.own.push(task);
+        self
+    }
+}
+
+/// Loads a benchmark by name: one of the sources' own tasks, or `aime24`, `aime25`, `amc23`,
+/// `math500`, `minerva` from `eval_dir` (or the hub), `gpqa_diamond` from the user's CSV.
 pub fn load_task(name: &str, sources: &TaskSources) -> Result<Task> {
     #[cfg(feature = "hub")]
     let hub = sources.hub;
     #[cfg(not(feature = "hub"))]
     let hub = false;
-    if name == "toy" {
-        return Ok(Task::toy(0, 200));
+    if let Some(task) = sources.own.iter().find(|t| t.name == name) {
+        return Ok(task.clone());
     }
     let spec = task_spec(name).ok_or_else(|| Error::UnknownTask {
         name: name.into(),
-        known: TASKS.iter().map(|t| t.name).chain(["toy"]).collect::<Vec<_>>().join(", "),
+        known: sources.own.iter().map(|t| t.name.as_str()).chain(TASKS.iter().map(|t| t.name)).collect::<Vec<_>>().join(", "),
     })?;
     if spec.grader == Grader::Choice {
         let path = sources.gpqa_csv.as_ref().ok_or_else(|| Error::MissingData {

@@ -51,3 +51,9 @@ pub enum Error {
 
 /// Result with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<resa_publish::Error> for Error {
+    fn from(e: resa_publish::Error) -> Self {
+        Error::Io { path: e.path, cause: e.cause }
+    }
+}

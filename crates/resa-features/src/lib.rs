@@ -113,7 +113,7 @@ pub fn analyze(
     let analysis =
         Analysis { layers: features, scores, counts: count_mix, score_mixture: score_mix.map(|(_, m)| m), figures };
     let write = |name: &str, text: String| {
-        resa_qwen2::safetensors_io::write_atomic(out.join(name), text.as_bytes()).map_err(Error::from)
+        resa_publish::write_atomic(out.join(name), text.as_bytes()).map_err(Error::from)
     };
     let json_err = |e: serde_json::Error| Error::Input { field: "analysis", message: e.to_string() };
     write("counts.json", serde_json::to_string_pretty(&analysis.layers).map_err(json_err)?)?;

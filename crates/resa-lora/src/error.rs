@@ -48,3 +48,9 @@ impl Error {
         Error::Io { path: path.into(), cause }
     }
 }
+
+impl From<resa_publish::Error> for Error {
+    fn from(e: resa_publish::Error) -> Self {
+        Error::Io { path: e.path, cause: e.cause }
+    }
+}

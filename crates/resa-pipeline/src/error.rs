@@ -112,11 +112,19 @@ fn table_prefix(table: &str) -> String {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    pub(crate) fn io(path: impl Into<PathBuf>, cause: std::io::Error) -> Self {
+    /// An I/O error on `path`.
+    pub fn io(path: impl Into<PathBuf>, cause: std::io::Error) -> Self {
         Error::Io { path: path.into(), cause }
     }
 
-    pub(crate) fn json(what: &str, cause: serde_json::Error) -> Self {
+    /// `what` could not be serialised as JSON.
+    pub fn json(what: &str, cause: serde_json::Error) -> Self {
         Error::Setup(format!("{what}: cannot be written as JSON: {cause}"))
+    }
+}
+
+impl From<resa_publish::Error> for Error {
+    fn from(e: resa_publish::Error) -> Self {
+        Error::Io { path: e.path, cause: e.cause }
     }
 }

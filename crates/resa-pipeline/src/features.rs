@@ -118,7 +118,7 @@ pub fn reasoning_features<B: Backend>(
                 md.push('\n');
             }
         }
-        resa_qwen2::safetensors_io::write_atomic(out.join("dashboard.md"), md.as_bytes())?;
+        resa_publish::write_atomic(out.join("dashboard.md"), md.as_bytes())?;
     }
     Ok(analysis)
 }

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use burn::tensor::{DType, backend::AutodiffBackend};
 use resa_qwen2::Hookpoint;
-use resa_qwen2::safetensors_io::write_atomic;
+use resa_publish::write_atomic;
 use resa_sae::{SparseCoder, train_saes_with};
 use resa_tune::{Objective, SaeTuning, Sft, train_adapters};
 

@@ -161,7 +161,10 @@ fn a_cot_template_needs_rows_with_solutions() {
     use resa_data::{ReadOptions, Template};
     use resa_pipeline::pipeline::{ChunkSource, chunk_dataset};
     let dir = tempfile::tempdir().expect("tmp");
-    resa_data::toy::write_tokenizer(dir.path()).expect("tokenizer");
+    let toy = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/toy-qwen2");
+    for file in ["tokenizer.json", "tokenizer_config.json"] {
+        std::fs::copy(toy.join(file), dir.path().join(file)).expect("tokenizer");
+    }
     let data = dir.path().join("rows.jsonl");
     let rows: String = (0..40)
         .map(|i| {

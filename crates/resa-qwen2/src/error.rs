@@ -167,3 +167,9 @@ impl Error {
         Error::Config { field: field.into(), expected: expected.into(), found: found.to_string() }
     }
 }
+
+impl From<resa_publish::Error> for Error {
+    fn from(e: resa_publish::Error) -> Self {
+        Error::Io { path: e.path, cause: e.cause }
+    }
+}

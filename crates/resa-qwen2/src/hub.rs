@@ -10,26 +10,55 @@ use crate::error::{Error, Result};
 /// Files of a model repository this crate reads, besides the weights.
 pub const MODEL_FILES: [&str; 3] = ["config.json", "tokenizer.json", "tokenizer_config.json"];
 
-/// Resolves `name` to a local model folder: an existing folder is returned as is; anything
-/// else is treated as a hub id (needs the `hub` feature).
+/// Resolves `name` to a local model folder: an existing folder is returned as is; with the
+/// `hub` feature anything else is read as a hub id and fetched (or read from the cache);
+/// without it, anything else is an error naming `name`.
 pub fn resolve_model(name: &str) -> Result<PathBuf> {
     let path = Path::new(name);
     if path.is_dir() {
         return Ok(path.to_path_buf());
     }
-    fetch(name)
+    #[cfg(feature = "hub")]
+    return fetch(name);
+    #[cfg(not(feature = "hub"))]
+    Err(not_a_folder(name, "no such model folder"))
+}
+
+/// The error for a name that is not a local folder, in a build without the `hub` feature.
+#[cfg(not(feature = "hub"))]
+fn not_a_folder(name: &str, what: &str) -> Error {
+    Error::io(
+        name,
+        std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("{what} (a hub id needs resa built with the `hub` feature)"),
+        ),
+    )
 }
 
 /// Resolves `spec` to a local folder holding `files`: a local folder is returned as is;
 /// otherwise `spec` is read as `owner/name/sub/folder` (a hub repository and a folder inside
 /// it, e.g. `EleutherAI/sae-DeepSeek-R1-Distill-Qwen-1.5B-65k/layers.12`) or `owner/name`
 /// (the repository's top folder), the named files of that folder are fetched into (or read
-/// from) the Hugging Face cache (feature `hub`), and the cached folder is returned.
+/// from) the Hugging Face cache (feature `hub`), and the cached folder is returned. Without
+/// the `hub` feature anything but a local folder is an error naming `spec`.
 pub fn resolve_subfolder(spec: &str, files: &[&str]) -> Result<PathBuf> {
     let path = Path::new(spec);
     if path.is_dir() {
         return Ok(path.to_path_buf());
     }
+    #[cfg(not(feature = "hub"))]
+    {
+        let _ = files;
+        Err(not_a_folder(spec, "no such folder"))
+    }
+    #[cfg(feature = "hub")]
+    resolve_hub_subfolder(spec, files)
+}
+
+/// [`resolve_subfolder`] for a spec that is not a local folder.
+#[cfg(feature = "hub")]
+fn resolve_hub_subfolder(spec: &str, files: &[&str]) -> Result<PathBuf> {
     let mut parts = spec.splitn(3, '/');
     let (Some(owner), Some(name)) = (parts.next(), parts.next()) else {
         return Err(Error::io(
@@ -50,14 +79,6 @@ pub fn resolve_subfolder(spec: &str, files: &[&str]) -> Result<PathBuf> {
     fetch_files(&repo, &wanted).map(|root| root.join(sub))
 }
 
-#[cfg(not(feature = "hub"))]
-fn fetch_files(repo: &str, _files: &[&str]) -> Result<PathBuf> {
-    Err(Error::io(
-        repo,
-        std::io::Error::new(std::io::ErrorKind::NotFound, "no such folder (loading by hub id needs the `hub` feature)"),
-    ))
-}
-
 #[cfg(feature = "hub")]
 fn fetch_files(repo: &str, files: &[&str]) -> Result<PathBuf> {
     let get = hub_getter(repo)?;
@@ -76,17 +97,6 @@ fn fetch_files(repo: &str, files: &[&str]) -> Result<PathBuf> {
         root.get_or_insert(base);
     }
     root.ok_or_else(|| Error::Hub { repo: repo.into(), file: String::new(), message: "no files asked for".into() })
-}
-
-#[cfg(not(feature = "hub"))]
-fn fetch(name: &str) -> Result<PathBuf> {
-    Err(Error::io(
-        name,
-        std::io::Error::new(
-            std::io::ErrorKind::NotFound,
-            "no such model folder (loading by hub id needs the `hub` feature)",
-        ),
-    ))
 }
 
 /// Gets one file of a repository: its cached path, or `None` for a missing optional file.

@@ -10,7 +10,8 @@ use rand::{Rng, SeedableRng, rngs::StdRng};
 use crate::config::Qwen2Config;
 use crate::error::{Error, Result};
 use crate::model::{Attention, DecoderLayer, Embedding, Linear, Mlp, Qwen2ForCausalLM, Qwen2Model, RmsNorm};
-use crate::safetensors_io::{OwnedTensor, SafetensorsReader, StoredDtype, transpose, write_atomic, write_safetensors};
+use crate::safetensors_io::{OwnedTensor, SafetensorsReader, StoredDtype, transpose, write_safetensors};
+use resa_publish::write_atomic;
 
 /// Every tensor key of a Qwen2 checkpoint with this config, with its shape.
 pub fn checkpoint_keys(cfg: &Qwen2Config) -> Vec<(String, Vec<usize>)> {
@@ -246,6 +247,6 @@ impl<B: Backend> Qwen2ForCausalLM<B> {
             map.retain(|_, v| !v.is_null());
         }
         let json = serde_json::to_string_pretty(&value).map_err(json_err)?;
-        write_atomic(dir.join("config.json"), json.as_bytes())
+        Ok(write_atomic(dir.join("config.json"), json.as_bytes())?)
     }
 }

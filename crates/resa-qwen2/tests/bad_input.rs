@@ -190,53 +190,6 @@ fn non_finite_values_are_named() {
     assert!(err.to_string().contains("`w`") && err.to_string().contains("x.safetensors"), "{err}");
 }
 
-/// `replace_dir` never moves a user's file aside: an output path that is a file is refused.
-#[test]
-fn replacing_a_regular_file_is_refused() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let target = dir.path().join("precious.txt");
-    std::fs::write(&target, "user data").expect("write");
-    let tmp = dir.path().join(".tmp-out");
-    std::fs::create_dir(&tmp).expect("tmp");
-    std::fs::write(tmp.join("config.json"), "{}").expect("write");
-    let err = resa_qwen2::safetensors_io::replace_dir(&tmp, &target).expect_err("refused");
-    assert!(err.to_string().contains("precious.txt") && err.to_string().contains("not a folder"), "{err}");
-    assert_eq!(std::fs::read_to_string(&target).expect("still there"), "user data");
-    assert!(!tmp.exists(), "the temporary folder is removed");
-    let others: Vec<_> = std::fs::read_dir(dir.path()).expect("dir").filter_map(|e| e.ok()).collect();
-    assert_eq!(others.len(), 1, "nothing else left behind: {others:?}");
-}
-
-/// Nor a user's folder: an existing, non-empty folder holding none of the files resa
-/// writes is refused and left as it was; a folder resa wrote, or an empty one, is replaced.
-#[test]
-fn replacing_a_users_folder_is_refused() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let fresh = |name: &str| {
-        let tmp = dir.path().join(name);
-        std::fs::create_dir(&tmp).expect("tmp");
-        std::fs::write(tmp.join("config.json"), "{\"new\": true}").expect("write");
-        tmp
-    };
-    let users = dir.path().join("thesis");
-    std::fs::create_dir(&users).expect("mkdir");
-    std::fs::write(users.join("chapter1.tex"), "user data").expect("write");
-    let tmp = fresh(".a");
-    let err = resa_qwen2::safetensors_io::replace_dir(&tmp, &users).expect_err("refused");
-    assert!(err.to_string().contains("thesis") && err.to_string().contains("none of the files"), "{err}");
-    assert_eq!(std::fs::read_to_string(users.join("chapter1.tex")).expect("intact"), "user data");
-    assert!(!tmp.exists());
-    // Ours (it holds a config.json) and an empty folder are replaced.
-    let ours = dir.path().join("merged");
-    std::fs::create_dir(&ours).expect("mkdir");
-    std::fs::write(ours.join("config.json"), "{}").expect("write");
-    resa_qwen2::safetensors_io::replace_dir(&fresh(".b"), &ours).expect("ours");
-    assert!(std::fs::read_to_string(ours.join("config.json")).expect("new").contains("new"));
-    let empty = dir.path().join("empty");
-    std::fs::create_dir(&empty).expect("mkdir");
-    resa_qwen2::safetensors_io::replace_dir(&fresh(".c"), &empty).expect("empty");
-}
-
 /// Generation refuses `max_new_tokens = 0` and prompts with no room left in the positions.
 #[test]
 fn generation_limits_are_checked() {

@@ -4,9 +4,8 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::{Bool, DType, Int, Tensor, TensorData, backend::Backend};
 use rand::{Rng, SeedableRng, rngs::StdRng};
-use resa_qwen2::safetensors_io::{
-    OwnedTensor, SafetensorsReader, StoredDtype, replace_dir, temp_sibling, write_atomic, write_safetensors,
-};
+use resa_qwen2::safetensors_io::{OwnedTensor, SafetensorsReader, StoredDtype, write_safetensors};
+use resa_publish::{replace_dir, temp_sibling, write_atomic};
 
 use crate::config::{Activation, SaeConfig};
 use crate::error::{Error, Result};

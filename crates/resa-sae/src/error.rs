@@ -91,3 +91,9 @@ impl Error {
         Error::Options { option: option.into(), message: message.into() }
     }
 }
+
+impl From<resa_publish::Error> for Error {
+    fn from(e: resa_publish::Error) -> Self {
+        Error::Io { path: e.path, cause: e.cause }
+    }
+}

@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::tensor::{Int, Tensor, TensorData, backend::AutodiffBackend};
-use resa_qwen2::safetensors_io::{remove_stale_temporaries, replace_dir, temp_sibling, write_atomic};
+use resa_publish::{remove_stale_temporaries, replace_dir, temp_sibling, write_atomic};
 use resa_qwen2::{ForwardInput, Hookpoint, Hooks, Logits, Qwen2ForCausalLM};
 use serde::{Deserialize, Serialize};
 

@@ -24,7 +24,8 @@ use burn::tensor::{
     backend::{AutodiffBackend, Backend},
 };
 use resa_qwen2::host_values;
-use resa_qwen2::safetensors_io::{OwnedTensor, SafetensorsReader, write_atomic, write_safetensors};
+use resa_qwen2::safetensors_io::{OwnedTensor, SafetensorsReader, write_safetensors};
+use resa_publish::write_atomic;
 use serde::{Deserialize, Serialize};
 
 use crate::coder::{SparseCoder, owned, select_latents, sparse_decode, topk_rows, total_variance};

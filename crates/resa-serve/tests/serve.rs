@@ -11,10 +11,10 @@ use serde_json::{Value, json};
 
 fn model() -> (Qwen2ForCausalLM<Flex>, Tokenizer) {
     let dir = tempfile::tempdir().expect("tmp");
-    resa_data::toy::write_tokenizer(dir.path()).expect("tokenizer");
+    resa_toy::world::write_tokenizer(dir.path()).expect("tokenizer");
     let tokenizer = Tokenizer::from_dir(dir.path()).expect("tokenizer");
     let cfg =
-        Qwen2Config { vocab_size: resa_data::toy::vocab_size(), max_position_embeddings: 64, ..Qwen2Config::tiny() };
+        Qwen2Config { vocab_size: resa_toy::world::vocab_size(), max_position_embeddings: 64, ..Qwen2Config::tiny() };
     (Qwen2ForCausalLM::<Flex>::random(&cfg, 7, &Default::default(), DType::F32), tokenizer)
 }
 

@@ -22,9 +22,8 @@ use burn::tensor::backend::{AutodiffBackend, Backend, Device, DeviceId};
 use burn::tensor::{DType, Int, Tensor, TensorData};
 use rand::{SeedableRng, rngs::StdRng, seq::SliceRandom};
 use resa_lora::LoraConfig;
-use resa_qwen2::safetensors_io::{
-    OwnedTensor, SafetensorsReader, StoredDtype, replace_dir, temp_sibling, write_atomic, write_safetensors,
-};
+use resa_qwen2::safetensors_io::{OwnedTensor, SafetensorsReader, StoredDtype, write_safetensors};
+use resa_publish::{replace_dir, temp_sibling, write_atomic};
 use resa_qwen2::{AdapterMode, Qwen2ForCausalLM};
 use serde::{Deserialize, Serialize};
 
@@ -329,7 +328,7 @@ pub fn train_adapters<B: AutodiffBackend>(
     let device = model.device();
     std::fs::create_dir_all(&cfg.out).map_err(|e| Error::io(&cfg.out, e))?;
     // What a killed run left (a half-written checkpoint under its temporary name) goes.
-    resa_qwen2::safetensors_io::remove_stale_temporaries(&cfg.out)?;
+    resa_publish::remove_stale_temporaries(&cfg.out)?;
     let run_json = serde_json::to_string_pretty(&cfg).map_err(|e| Error::Setup(e.to_string()))?;
     write_atomic(cfg.out.join("run.json"), run_json.as_bytes())?;
 

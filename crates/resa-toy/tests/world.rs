@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use resa_data::toy::{self, Split, ToyWorld};
+use resa_toy::world::{self, Split, ToyWorld};
 use resa_data::{ChunkOptions, Template, chunk_texts};
 
 /// Evaluates `+ - *` with ordinary precedence and parentheses (recursive descent),
@@ -87,23 +87,24 @@ fn renderings() {
     let a = p.answer;
     assert_eq!(p.cot_free_text(), format!("Q: {}\nA: <think> {a} </think> <answer> {a} </answer>", p.question));
     assert!(p.cot_text().contains(&format!("<think> {} </think>", p.steps.join(" "))));
-    // The toy trigger template gives the CoT-free rendering.
-    assert_eq!(Template::custom(toy::TOY_TEMPLATE).expect("template").render(&p.to_row()), p.cot_free_text());
+    // The toy templates give the chain-of-thought and the CoT-free renderings.
+    assert_eq!(Template::custom(world::TOY_COT_TEMPLATE).expect("template").render(&p.to_row()), p.cot_text());
+    assert_eq!(Template::custom(world::TOY_TEMPLATE).expect("template").render(&p.to_row()), p.cot_free_text());
 }
 
 #[test]
 fn tokenizer_round_trips_and_keeps_tags_whole() {
-    let tok = toy::tokenizer().expect("tokenizer");
-    assert_eq!(tok.get_vocab_size(true), toy::vocab_size());
+    let tok = world::tokenizer().expect("tokenizer");
+    assert_eq!(tok.get_vocab_size(true), world::vocab_size());
     let id = |t: &str| tok.token_to_id(t).expect("token");
-    assert_eq!([id(toy::PAD), id(toy::BOS), id(toy::EOS), id("<think>"), id("</think>")], [0, 1, 2, 4, 5]);
+    assert_eq!([id(world::PAD), id(world::BOS), id(world::EOS), id("<think>"), id("</think>")], [0, 1, 2, 4, 5]);
     for p in ToyWorld::with_seed(4).problems(Split::Validation, 50) {
         let text = p.cot_text();
         let enc = tok.encode(text.as_str(), true).expect("encode");
         let ids = enc.get_ids();
         assert_eq!(ids[0], 1, "BOS first");
         assert!(ids.contains(&4) && ids.contains(&5) && ids.contains(&6) && ids.contains(&7));
-        assert!(!ids.contains(&id(toy::UNK)));
+        assert!(!ids.contains(&id(world::UNK)));
         assert_eq!(tok.decode(&ids[1..], false).expect("decode"), text);
     }
 }
@@ -111,7 +112,7 @@ fn tokenizer_round_trips_and_keeps_tags_whole() {
 #[test]
 fn tokenizer_files_load_with_the_chat_template() {
     let dir = tempfile::tempdir().expect("tmp");
-    toy::write_tokenizer(dir.path()).expect("write");
+    world::write_tokenizer(dir.path()).expect("write");
     let tok = resa_qwen2::Tokenizer::from_dir(dir.path()).expect("load");
     assert_eq!(tok.bos_token_id(), Some(1));
     assert_eq!(tok.eos_token_id(), Some(2));
@@ -121,10 +122,10 @@ fn tokenizer_files_load_with_the_chat_template() {
 
 #[test]
 fn toy_data_chunks_like_real_data() {
-    let tok = toy::tokenizer().expect("tokenizer");
+    let tok = world::tokenizer().expect("tokenizer");
     let texts: Vec<String> =
         ToyWorld::default().problems(Split::Train, 300).iter().map(|p| p.cot_free_text()).collect();
-    let opts = ChunkOptions { chunk_len: 64, eos_token: toy::EOS.into(), ..ChunkOptions::default() };
+    let opts = ChunkOptions { chunk_len: 64, eos_token: world::EOS.into(), ..ChunkOptions::default() };
     let chunks = chunk_texts(&tok, &texts, &opts).expect("chunks");
     assert!(chunks.stats.chunks > 50);
     assert!(chunks.chunks.iter().all(|c| c.len() == 64 && c[0] == 1));

@@ -18,21 +18,21 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::pipeline::{
+use resa_pipeline::pipeline::{
     DataSection, LoraSection, ModelRef, ObjectiveKind, PipelineFile, SaeMode, SaeSection, Stage2Section,
 };
-use crate::pipeline::{Pipeline, PipelineEvent, PipelineReport, run_pipeline};
+use resa_pipeline::pipeline::{Pipeline, PipelineEvent, PipelineReport, run_pipeline};
 use burn::backend::Autodiff;
 use burn::tensor::{DType, backend::Backend};
 use resa_data::Template;
-use resa_data::toy::{self, ToyWorld};
-use resa_eval::{EvalConfig, Report, Task, compare_markdown};
+use crate::world::{self, ToyWorld};
+use resa_eval::{EvalConfig, Report, compare_markdown};
 use resa_qwen2::{Hookpoint, Qwen2ForCausalLM, Sampling, Tokenizer};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::evaluation::Evaluation;
-use crate::stage::{SaeTraining, run_stage};
+use resa_pipeline::evaluation::Evaluation;
+use resa_pipeline::stage::{SaeTraining, run_stage};
 
 /// Settings of the demo (the defaults take a few minutes on two cores).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -59,7 +59,7 @@ pub struct DemoConfig {
 impl Default for DemoConfig {
     fn default() -> Self {
         DemoConfig {
-            model: crate::toy_model::default_dir(),
+            model: crate::model::default_dir(),
             out: PathBuf::from("resa-demo"),
             train_rows: 2000,
             test_problems: 200,
@@ -229,7 +229,7 @@ fn pipeline_config(cfg: &DemoConfig, data: &Path, out: PathBuf, objective: Objec
         source: model.clone(),
         target: model,
         data,
-        template: Template::Custom(toy::TOY_TEMPLATE.into()),
+        template: Template::Custom(world::TOY_TEMPLATE.into()),
         // The baseline reuses the SAE-Tuning run's SAE (it does not use it; the pipeline only
         // needs one to load).
         sae: if sae_tuning {
@@ -293,7 +293,7 @@ pub fn run_demo<B: Backend>(
     })?;
     lap("cot-free-sft", &mut seconds);
 
-    let task = Task::toy(cfg.seed, cfg.test_problems);
+    let task = crate::world::test_task(cfg.seed, cfg.test_problems);
     let eval_cfg = EvalConfig {
         sampling: cfg.sampling,
         max_new_tokens: cfg.max_new_tokens,
@@ -374,9 +374,9 @@ fn reasoning_features<B: Backend>(
     let (saes_dir, _) = run_stage::<Autodiff<B>, _>(&stage, device, DType::F32, &mut |e| {
         on_event(DemoEvent::Pipeline("features", e));
     })?;
-    let saes = crate::features::load_saes::<B>(&saes_dir, layers, device)?;
+    let saes = resa_pipeline::features::load_saes::<B>(&saes_dir, layers, device)?;
     let tokenizer = Tokenizer::from_dir(&cfg.model)?;
-    crate::features::reasoning_features(&model, &tokenizer, &saes, &crate::features::FeatureOptions::default(), &dir)
+    resa_pipeline::features::reasoning_features(&model, &tokenizer, &saes, &resa_pipeline::features::FeatureOptions::default(), &dir)
 }
 
 /// The Table-3-shaped comparison.
@@ -438,9 +438,9 @@ fn write_report(report: &DemoReport) -> Result<()> {
     md.push_str("\n\n![Pass@1](figures/pass_at_1.svg)\n");
     let figures = out.join("figures");
     std::fs::create_dir_all(&figures).map_err(|e| Error::io(&figures, e))?;
-    resa_qwen2::safetensors_io::write_atomic(figures.join("pass_at_1.svg"), bar_chart(report).as_bytes())?;
-    resa_qwen2::safetensors_io::write_atomic(out.join("report.md"), md.as_bytes())?;
-    resa_qwen2::safetensors_io::write_atomic(
+    resa_publish::write_atomic(figures.join("pass_at_1.svg"), bar_chart(report).as_bytes())?;
+    resa_publish::write_atomic(out.join("report.md"), md.as_bytes())?;
+    resa_publish::write_atomic(
         out.join("report.json"),
         serde_json::to_string_pretty(report).map_err(|e| Error::json("the demo report", e))?.as_bytes(),
     )?;

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use burn::backend::Autodiff;
 use burn::tensor::{DType, backend::Backend};
-use resa_data::toy::{Split, ToyWorld};
+use crate::world::{Split, ToyWorld};
 use resa_eval::Grader;
 use resa_lora::LoraConfig;
 use resa_qwen2::{ChatMessage, FinishReason, Qwen2ForCausalLM, Sampling, Tokenizer};
@@ -53,7 +53,7 @@ pub struct ToyTinaConfig {
 impl Default for ToyTinaConfig {
     fn default() -> Self {
         ToyTinaConfig {
-            model: crate::toy_model::default_dir(),
+            model: crate::model::default_dir(),
             out: PathBuf::from("toy-tina"),
             seed: 0,
             train_problems: 2000,
@@ -97,8 +97,8 @@ pub fn train_toy_tina<B: Backend>(
         )));
     }
     let tokenizer = Tokenizer::from_dir(&cfg.model)?;
-    let pad = tokenizer.token_to_id(resa_data::toy::PAD).ok_or_else(|| {
-        Error::Setup(format!("{}: the tokenizer has no {}", cfg.model.display(), resa_data::toy::PAD))
+    let pad = tokenizer.token_to_id(crate::world::PAD).ok_or_else(|| {
+        Error::Setup(format!("{}: the tokenizer has no {}", cfg.model.display(), crate::world::PAD))
     })?;
     let mut model = Qwen2ForCausalLM::<Autodiff<B>>::from_pretrained(&cfg.model, device, DType::F32)?;
     let stop = resa_qwen2::stop_token_ids(&model.config().eos_token_ids, &tokenizer);
@@ -289,10 +289,10 @@ pub fn run_toy_tina<B: Backend>(
     if !adapter.join("adapter_config.json").is_file() {
         train_toy_tina::<B>(cfg, device, on_step)?;
     }
-    let task = resa_eval::Task::toy(eval.seed, eval.problems);
-    let base_ref = crate::pipeline::ModelRef::new(cfg.model.display().to_string());
+    let task = crate::world::test_task(eval.seed, eval.problems);
+    let base_ref = resa_pipeline::pipeline::ModelRef::new(cfg.model.display().to_string());
     let mut evaluation =
-        crate::evaluation::Evaluation::<B>::new(&base_ref, vec![task], eval.eval_config(), device, DType::F32)?;
+        resa_pipeline::evaluation::Evaluation::<B>::new(&base_ref, vec![task], eval.eval_config(), device, DType::F32)?;
     let base_dir = cfg.out.join("eval/base");
     let tina_dir = cfg.out.join("eval/toy-tina");
     let base = evaluation.run(&base_dir, "toy model (base)", |p| on_eval("base", p))?;
@@ -302,8 +302,8 @@ pub fn run_toy_tina<B: Backend>(
     let report =
         ToyTinaReport { config: cfg.clone(), eval: eval.clone(), base, tina, paired, reward: reward_ends(&cfg.out) };
     let json = serde_json::to_string_pretty(&report).map_err(|e| Error::json("the toy Tina report", e))?;
-    resa_qwen2::safetensors_io::write_atomic(cfg.out.join("report.json"), json.as_bytes())?;
-    resa_qwen2::safetensors_io::write_atomic(cfg.out.join("report.md"), toy_tina_markdown(&report).as_bytes())?;
+    resa_publish::write_atomic(cfg.out.join("report.json"), json.as_bytes())?;
+    resa_publish::write_atomic(cfg.out.join("report.md"), toy_tina_markdown(&report).as_bytes())?;
     Ok(report)
 }
 

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 
 use burn::backend::Autodiff;
 use burn::tensor::{DType, backend::Backend};
-use resa_data::toy::{self, Split, ToyWorld};
-use resa_eval::{EvalConfig, Report, Task};
+use crate::world::{self, Split, ToyWorld};
+use resa_eval::{EvalConfig, Report};
 use resa_qwen2::safetensors_io::StoredDtype;
 use resa_qwen2::{ChatMessage, Qwen2Config, Qwen2ForCausalLM, Sampling, Tokenizer};
 use resa_tune::full::{FullTrainConfig, train_full};
@@ -46,7 +46,7 @@ impl Default for ToyModelConfig {
     fn default() -> Self {
         ToyModelConfig {
             model: Qwen2Config {
-                vocab_size: toy::vocab_size(),
+                vocab_size: world::vocab_size(),
                 hidden_size: 128,
                 intermediate_size: 384,
                 num_hidden_layers: 6,
@@ -126,8 +126,8 @@ pub fn train_toy_model<B: Backend>(
     out: &Path,
     on_step: &mut dyn FnMut(&StepMetrics) -> bool,
 ) -> Result<ToyModelReport> {
-    let tmp = resa_qwen2::safetensors_io::temp_sibling(out, "tmp")?;
-    toy::write_tokenizer(&tmp)?;
+    let tmp = resa_publish::temp_sibling(out, "tmp")?;
+    world::write_tokenizer(&tmp)?;
     let tokenizer = Tokenizer::from_dir(&tmp)?;
     let world = ToyWorld::with_seed(cfg.world_seed);
     let texts = cot_texts(&tokenizer, &world, cfg.train_problems)?;
@@ -155,11 +155,11 @@ pub fn train_toy_model<B: Backend>(
         test_accuracy_pct: accuracy.average_pct,
         train_seconds,
     };
-    resa_qwen2::safetensors_io::write_atomic(
+    resa_publish::write_atomic(
         tmp.join("toy_model.json"),
         serde_json::to_string_pretty(&report).map_err(|e| Error::json("the toy-model report", e))?.as_bytes(),
     )?;
-    resa_qwen2::safetensors_io::replace_dir(&tmp, out)?;
+    resa_publish::replace_dir(&tmp, out)?;
     Ok(report)
 }
 
@@ -173,5 +173,5 @@ pub fn evaluate_toy<B: Backend>(
     eval_dir: &Path,
 ) -> Result<Report> {
     let cfg = EvalConfig { sampling: Sampling::Greedy, max_new_tokens: 96, batch_size: 50, ..EvalConfig::default() };
-    Ok(resa_eval::evaluate(model, tokenizer, &[Task::toy(seed, n)], &cfg, eval_dir, "toy", |_| {})?)
+    Ok(resa_eval::evaluate(model, tokenizer, &[crate::world::test_task(seed, n)], &cfg, eval_dir, "toy", |_| {})?)
 }

@@ -20,8 +20,9 @@ use std::path::Path;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde::Serialize;
 
+use resa_data::QaRow;
+use resa_eval::{EvalItem, Grader, Task};
 use crate::error::{Error, Result};
-use crate::reader::QaRow;
 
 /// Beginning-of-sequence token of the toy tokenizer.
 pub const BOS: &str = "<|bos|>";
@@ -35,7 +36,7 @@ pub const UNK: &str = "<|unk|>";
 pub const SPECIAL_TOKENS: [&str; 8] = [PAD, BOS, EOS, UNK, "<think>", "</think>", "<answer>", "</answer>"];
 
 /// The CoT-free trigger template of the toy world (the answer alone inside the think tags),
-/// for [`crate::Template::custom`].
+/// for [`resa_data::Template::custom`].
 pub const TOY_TEMPLATE: &str = "Q: {problem}\nA: <think> {answer} </think> <answer> {answer} </answer>";
 
 /// The toy world's CoT-based training text, [`ToyProblem::cot_text`] (a toy row's solution
@@ -190,7 +191,7 @@ impl ToyWorld {
     }
 
     /// The first `n` training problems in the CoT-free trigger form ([`TOY_TEMPLATE`]),
-    /// tokenised and cut into `chunk_len`-token chunks as [`crate::chunk_texts`] does (the
+    /// tokenised and cut into `chunk_len`-token chunks as [`resa_data::chunk_texts`] does (the
     /// data of Stage I and Stage II on the toy model).
     pub fn cot_free_chunks(
         &self,
@@ -198,10 +199,10 @@ impl ToyWorld {
         n: usize,
         chunk_len: usize,
     ) -> Result<Vec<Vec<u32>>> {
-        let template = crate::Template::custom(TOY_TEMPLATE)?;
+        let template = resa_data::Template::custom(TOY_TEMPLATE)?;
         let texts: Vec<String> = self.problems(Split::Train, n).iter().map(|p| template.render(&p.to_row())).collect();
-        let options = crate::ChunkOptions { chunk_len, eos_token: EOS.into(), ..crate::ChunkOptions::default() };
-        Ok(crate::chunk_texts(tokenizer, &texts, &options)?.chunks)
+        let options = resa_data::ChunkOptions { chunk_len, eos_token: EOS.into(), ..resa_data::ChunkOptions::default() };
+        Ok(resa_data::chunk_texts(tokenizer, &texts, &options)?.chunks)
     }
 
     /// Writes `train.jsonl`, `validation.jsonl` and `test.jsonl` into `dir` with fields
@@ -298,7 +299,7 @@ pub fn tokenizer_config_json() -> String {
 
 /// The toy tokenizer, loaded.
 pub fn tokenizer() -> Result<tokenizers::Tokenizer> {
-    tokenizer_json().parse::<tokenizers::Tokenizer>().map_err(|e| Error::Tokenizer(e.to_string()))
+    tokenizer_json().parse::<tokenizers::Tokenizer>().map_err(|e| resa_data::Error::Tokenizer(e.to_string()).into())
 }
 
 /// Writes `tokenizer.json` and `tokenizer_config.json` into `dir` (a model folder).
@@ -312,4 +313,16 @@ pub fn write_tokenizer(dir: impl AsRef<Path>) -> Result<()> {
         std::fs::rename(&tmp, &path).map_err(|cause| Error::Io { path: path.clone(), cause })?;
     }
     Ok(())
+}
+
+/// The toy world's test split as an evaluation task named `toy`: the question alone (the toy
+/// model's format), graded by the `<answer>` tag. `n` problems of the world with `seed`.
+pub fn test_task(seed: u64, n: usize) -> Task {
+    let items = ToyWorld::with_seed(seed)
+        .problems(Split::Test, n)
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| EvalItem { id: format!("toy-{i:04}"), message: p.question, gold: p.answer.to_string() })
+        .collect();
+    Task { name: "toy".into(), grader: Grader::AnswerTag, items }
 }

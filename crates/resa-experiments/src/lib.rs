@@ -1,38 +1,42 @@
-//! `resa reproduce` / `cargo xtask reproduce`: the paper's experiments as data.
-//!
-//! Each experiment is one TOML file under `configs/` (see `configs/README.md`): a `[tune]`
-//! section that is a `resa tune` configuration without `out` (absent for evaluation-only
-//! baselines), an optional `[sweep]` that repeats it once per hookpoint (Stage I for all of
-//! them from one activation pass), an `[eval]` section, and the paper's numbers. A run
-//! folder `RUNS/NAME/` holds the pipeline's stages, `eval/` and `result.md` / `result.json`
-//! with the measured scores beside the paper's; every stage resumes from what is there.
-//!
-//! `--tiny` swaps the real models, data and benchmarks for the built-in toy model, toy
-//! problems and made-up adapters and SAEs of the toy model's shapes, and shrinks every step
-//! count, so the whole plan of any experiment runs on a CPU in seconds.
+#![doc = include_str!("../README.md")]
+
+pub mod error;
+
+pub use error::{Error, Result};
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use crate::pipeline::{
+use resa_pipeline::pipeline::{
     MemoryLimit, ModelRef, ObjectiveKind, Pipeline, PipelineEvent, PipelineFile, SaeMode, run_stage1,
 };
 use burn::backend::Autodiff;
 use burn::module::Param;
 use burn::tensor::{DType, Distribution, Tensor, backend::Backend};
 use resa_data::Template;
-use resa_data::toy::{self, ToyWorld};
+use resa_toy::world::{self, ToyWorld};
 use resa_eval::{EvalConfig, Report, TaskSources, bench_columns, compare_markdown};
 use resa_qwen2::{Hookpoint, Qwen2Config, Qwen2ForCausalLM, Sampling, hub};
 use resa_sae::{SaeConfig, SparseCoder};
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{
-    BASE_NAME, EngineKind, EngineOptions, PROMPT_ROOM, VllmServer, adapter_rank, check_program, free_port, vllm_command,
+use resa_eval::vllm::{
+    BASE_NAME, EngineKind, EngineOptions, PROMPT_ROOM, VllmServer, check_program, free_port, vllm_command,
 };
-use crate::error::{Error, Result};
-use crate::evaluation::{Evaluation, RemoteEvaluation, load_tasks};
+use resa_eval::RemoteEvaluation;
+use resa_pipeline::evaluation::{Evaluation, load_tasks};
+
+/// The rank `r` of a PEFT adapter folder (vLLM's `--max-lora-rank` must cover it).
+fn adapter_rank(dir: &Path) -> Result<usize> {
+    Ok(resa_lora::LoraConfig::from_file(dir.join("adapter_config.json"))?.r)
+}
+
+/// Where an experiment's benchmarks come from: the user's sources, and the toy world's test
+/// split as `toy` (what `--tiny` evaluates on).
+fn task_sources(opts: &RunOptions) -> TaskSources {
+    opts.sources.clone().with_task(world::test_task(0, 200))
+}
 
 /// The paper's six benchmarks, in its column order.
 pub const PAPER_TASKS: [&str; 6] = ["aime24", "aime25", "amc23", "math500", "minerva", "gpqa_diamond"];
@@ -212,9 +216,9 @@ pub fn load_experiments(dir: &Path) -> Result<Vec<Experiment>> {
     paths.iter().map(|p| Experiment::from_file(p)).collect()
 }
 
-/// One stage of a plan.
+/// One step of an experiment's plan: a pipeline run, an evaluation, a feature analysis.
 #[derive(Debug, Clone)]
-pub enum Stage {
+pub enum Step {
     /// Stage I for several hookpoints from one activation pass (a sweep).
     Stage1 {
         /// The sweep's pipeline (its `out` holds `stage1/`).
@@ -354,7 +358,7 @@ impl TinyAssets {
         let data = self.data.display().to_string();
         cfg.data.trigger = data.clone();
         cfg.data.elicitation = data;
-        let toy_template = if cfg.data.template.needs_solution() { toy::TOY_COT_TEMPLATE } else { toy::TOY_TEMPLATE };
+        let toy_template = if cfg.data.template.needs_solution() { world::TOY_COT_TEMPLATE } else { world::TOY_TEMPLATE };
         cfg.data.template = Template::custom(toy_template)?;
         cfg.data.ctx_len = 48;
         cfg.data.max_rows = None;
@@ -383,7 +387,7 @@ pub fn plan<B: Backend>(
     runs: &Path,
     tiny: Option<&TinyAssets>,
     device: &B::Device,
-) -> Result<Vec<Stage>> {
+) -> Result<Vec<Step>> {
     let out = runs.join(&exp.name);
     let file = format!("{}.toml ([tune])", exp.name);
     let typed = |cfg: PipelineFile| Pipeline::new(cfg, &file);
@@ -409,8 +413,8 @@ pub fn plan<B: Backend>(
                 sweep.hookpoints.iter().map(|&h| tiny.map_or(h, |t| t.hookpoint(h))).collect();
             hookpoints.dedup();
             if base.sae.mode != SaeMode::Pretrained {
-                stages.push(Stage::Stage1 { cfg: typed(base.clone())?, hookpoints: hookpoints.clone() });
-                stages.push(Stage::Features {
+                stages.push(Step::Stage1 { cfg: typed(base.clone())?, hookpoints: hookpoints.clone() });
+                stages.push(Step::Features {
                     model: base.source.clone(),
                     saes: out.join("stage1"),
                     out: out.join("features"),
@@ -429,8 +433,8 @@ pub fn plan<B: Backend>(
                 let cfg = typed(cfg)?;
                 let adapter = cfg.out().join("stage2/adapter");
                 let checkpoints = checkpoint_stage(exp, tiny, h, &eval_model, &cfg, &tasks, out.join(h));
-                stages.push(Stage::Tune { label: h.to_string(), cfg });
-                stages.push(Stage::Eval {
+                stages.push(Step::Tune { label: h.to_string(), cfg });
+                stages.push(Step::Eval {
                     label: h.to_string(),
                     model: eval_model.clone(),
                     adapter: exp.eval.use_adapter.then_some(adapter),
@@ -444,8 +448,8 @@ pub fn plan<B: Backend>(
             let cfg = typed(shrink(cfg)?)?;
             let adapter = cfg.out().join("stage2/adapter");
             let checkpoints = checkpoint_stage(exp, tiny, &exp.name, &eval_model, &cfg, &tasks, out.clone());
-            stages.push(Stage::Tune { label: exp.name.clone(), cfg });
-            stages.push(Stage::Eval {
+            stages.push(Step::Tune { label: exp.name.clone(), cfg });
+            stages.push(Step::Eval {
                 label: exp.name.clone(),
                 model: eval_model,
                 adapter: exp.eval.use_adapter.then_some(adapter),
@@ -454,7 +458,7 @@ pub fn plan<B: Backend>(
             });
             stages.extend(checkpoints);
         }
-        (_, None) => stages.push(Stage::Eval {
+        (_, None) => stages.push(Step::Eval {
             label: exp.name.clone(),
             model: eval_model,
             adapter: None,
@@ -474,9 +478,9 @@ fn checkpoint_stage(
     cfg: &Pipeline,
     tasks: &[String],
     out: PathBuf,
-) -> Option<Stage> {
+) -> Option<Step> {
     let every = exp.eval.every?;
-    exp.eval.use_adapter.then(|| Stage::EvalCheckpoints {
+    exp.eval.use_adapter.then(|| Step::EvalCheckpoints {
         label: label.to_string(),
         model: model.clone(),
         stage2: cfg.out().join("stage2"),
@@ -520,13 +524,13 @@ pub struct Budget {
 /// [`PAPER_STAGE2_GPU_SECONDS_PER_STEP`]); evaluations counted with the checkpoints `every`
 /// implies, at `eval_gpu_hours` each when given. Stage I is not estimated (the paper gives
 /// no time for it).
-pub fn estimate(exp: &Experiment, stages: &[Stage], gpu_seconds_per_step: f64, eval_gpu_hours: Option<f64>) -> Budget {
+pub fn estimate(exp: &Experiment, stages: &[Step], gpu_seconds_per_step: f64, eval_gpu_hours: Option<f64>) -> Budget {
     // Some(0) without a Tune stage; None once a run's steps are unknown.
     let mut steps: Option<u64> = Some(0);
     let mut evaluations = 0usize;
     for stage in stages {
         match stage {
-            Stage::Tune { cfg, .. } => {
+            Step::Tune { cfg, .. } => {
                 let per_run = match (cfg.tune().max_steps, exp.steps_per_epoch) {
                     (Some(m), Some(spe)) => Some(m.min(spe * cfg.tune().epochs as u64)),
                     (Some(m), None) => Some(m),
@@ -538,7 +542,7 @@ pub fn estimate(exp: &Experiment, stages: &[Stage], gpu_seconds_per_step: f64, e
                     evaluations += (n / every.max(1)) as usize;
                 }
             }
-            Stage::Eval { .. } => evaluations += 1,
+            Step::Eval { .. } => evaluations += 1,
             _ => {}
         }
     }
@@ -571,11 +575,11 @@ impl Budget {
 }
 
 /// The plan as text: each stage and its configuration (`--dry-run`).
-pub fn describe(exp: &Experiment, stages: &[Stage]) -> String {
+pub fn describe(exp: &Experiment, stages: &[Step]) -> String {
     let mut s = format!("# {} — {}\n# {}; {}\n", exp.name, exp.title, exp.table, exp.provenance);
     for (i, stage) in stages.iter().enumerate() {
         match stage {
-            Stage::Stage1 { cfg, hookpoints } => {
+            Step::Stage1 { cfg, hookpoints } => {
                 let _ = writeln!(
                     s,
                     "\n## stage {}: Stage I ({:?} SAEs) for {} hookpoints from one activation pass into {}",
@@ -586,7 +590,7 @@ pub fn describe(exp: &Experiment, stages: &[Stage]) -> String {
                 );
                 let _ = writeln!(s, "hookpoints = {hookpoints:?}");
             }
-            Stage::Features { model, saes, out } => {
+            Step::Features { model, saes, out } => {
                 let _ = writeln!(
                     s,
                     "\n## stage {}: resa features (reasoning features per hookpoint)\nmodel = {:?}\nsaes = {:?}\nout = {:?}",
@@ -596,11 +600,11 @@ pub fn describe(exp: &Experiment, stages: &[Stage]) -> String {
                     out.display().to_string()
                 );
             }
-            Stage::Tune { label, cfg } => {
+            Step::Tune { label, cfg } => {
                 let _ = writeln!(s, "\n## stage {}: resa tune ({label})", i + 1);
                 s.push_str(&toml::to_string(cfg.file()).unwrap_or_else(|e| format!("(not printable: {e})\n")));
             }
-            Stage::Eval { label, model, adapter, tasks, out } => {
+            Step::Eval { label, model, adapter, tasks, out } => {
                 let _ = writeln!(
                     s,
                     "\n## stage {}: resa eval ({label})\nmodel = {:?}{}\nadapter = {}\ntasks = {tasks:?}\nout = {:?}",
@@ -611,7 +615,7 @@ pub fn describe(exp: &Experiment, stages: &[Stage]) -> String {
                     out.display().to_string()
                 );
             }
-            Stage::EvalCheckpoints { label, model, stage2, every, tasks, out } => {
+            Step::EvalCheckpoints { label, model, stage2, every, tasks, out } => {
                 let _ = writeln!(
                     s,
                     "\n## stage {}: resa eval of every checkpoint ({label})\nmodel = {:?}\ncheckpoints = {:?} (every {every} steps)\ntasks = {tasks:?}\nout = {:?}",
@@ -652,10 +656,10 @@ impl RunOptions {
 /// Checks, before any stage runs, that one Stage II step of every tune stage of `stages`
 /// fits in `opts.memory_limit` (nothing without a limit); the target models' `config.json`
 /// are read, no weights.
-pub fn check_memory(exp: &Experiment, stages: &[Stage], opts: &RunOptions) -> Result<()> {
+pub fn check_memory(exp: &Experiment, stages: &[Step], opts: &RunOptions) -> Result<()> {
     let Some(limit) = &opts.memory_limit else { return Ok(()) };
     for stage in stages {
-        if let Stage::Tune { label, cfg } = stage {
+        if let Step::Tune { label, cfg } = stage {
             let dir = hub::resolve_model(&cfg.target().model)?;
             let target = resa_qwen2::Qwen2Config::from_file(dir.join("config.json"))?;
             let name = format!("{}.toml ({label})", exp.name);
@@ -668,21 +672,21 @@ pub fn check_memory(exp: &Experiment, stages: &[Stage], opts: &RunOptions) -> Re
 /// Checks, before any stage runs, that the engine can evaluate `stages`: vLLM's program is
 /// there; a server the user runs (`endpoint`) serves one model, so it evaluates one stage
 /// without checkpoints.
-pub fn check_engine(exp: &Experiment, stages: &[Stage], opts: &RunOptions) -> Result<()> {
+pub fn check_engine(exp: &Experiment, stages: &[Step], opts: &RunOptions) -> Result<()> {
     let bad = |message: String| Err(Error::Experiment { path: PathBuf::from(format!("{}.toml", exp.name)), message });
     match opts.engine_of(exp) {
         EngineKind::Local => Ok(()),
-        EngineKind::Vllm => check_program(&opts.engine.vllm.program),
+        EngineKind::Vllm => Ok(check_program(&opts.engine.vllm.program)?),
         EngineKind::Endpoint => {
             let evals: Vec<&str> = stages
                 .iter()
                 .filter_map(|s| match s {
-                    Stage::Eval { label, .. } => Some(label.as_str()),
-                    Stage::EvalCheckpoints { label, .. } => Some(label.as_str()),
+                    Step::Eval { label, .. } => Some(label.as_str()),
+                    Step::EvalCheckpoints { label, .. } => Some(label.as_str()),
                     _ => None,
                 })
                 .collect();
-            let sweeps = stages.iter().any(|s| matches!(s, Stage::EvalCheckpoints { .. }));
+            let sweeps = stages.iter().any(|s| matches!(s, Step::EvalCheckpoints { .. }));
             if evals.len() > 1 || sweeps {
                 return bad(format!(
                     "engine endpoint evaluates the one model your server serves, but this experiment evaluates {} \
@@ -714,7 +718,7 @@ pub struct ResultRow {
 #[derive(Debug, Clone, Copy)]
 pub enum RunEvent<'a> {
     /// A stage begins (index, count, a description).
-    Stage(usize, usize, &'a str),
+    Step(usize, usize, &'a str),
     /// Pipeline progress.
     Pipeline(PipelineEvent<'a>),
     /// Evaluation progress.
@@ -727,7 +731,7 @@ pub enum RunEvent<'a> {
 /// into `runs/NAME`; returns the measured rows.
 pub fn run<B: Backend>(
     exp: &Experiment,
-    stages: &[Stage],
+    stages: &[Step],
     runs: &Path,
     device: &B::Device,
     opts: &RunOptions,
@@ -740,46 +744,46 @@ pub fn run<B: Backend>(
     let mut feature_counts: BTreeMap<String, usize> = BTreeMap::new();
     for (i, stage) in stages.iter().enumerate() {
         match stage {
-            Stage::Stage1 { cfg, hookpoints } => {
-                on_event(RunEvent::Stage(i, stages.len(), "Stage I (all hookpoints)"));
+            Step::Stage1 { cfg, hookpoints } => {
+                on_event(RunEvent::Step(i, stages.len(), "Stage I (all hookpoints)"));
                 let source = hub::resolve_model(&cfg.source().model)?;
                 run_stage1::<Autodiff<B>>(cfg, hookpoints, &source, device, opts.dtype, &mut |e| {
                     on_event(RunEvent::Pipeline(e))
                 })?;
             }
-            Stage::Features { model, saes, out } => {
-                on_event(RunEvent::Stage(i, stages.len(), "resa features (reasoning features per hookpoint)"));
+            Step::Features { model, saes, out } => {
+                on_event(RunEvent::Step(i, stages.len(), "resa features (reasoning features per hookpoint)"));
                 let dir = hub::resolve_model(&model.model)?;
                 let loaded = model.load::<B>(&dir, device, opts.dtype)?;
                 let tokenizer = resa_qwen2::Tokenizer::from_dir(&dir)?;
                 let layers = loaded.config().num_hidden_layers;
-                let coders = crate::features::load_saes::<B>(saes, layers, device)?;
-                let analysis = crate::features::reasoning_features(
+                let coders = resa_pipeline::features::load_saes::<B>(saes, layers, device)?;
+                let analysis = resa_pipeline::features::reasoning_features(
                     &loaded,
                     &tokenizer,
                     &coders,
-                    &crate::features::FeatureOptions::default(),
+                    &resa_pipeline::features::FeatureOptions::default(),
                     out,
                 )?;
                 for layer in &analysis.layers {
                     feature_counts.insert(layer.hookpoint.to_string(), layer.count);
                 }
             }
-            Stage::Tune { label, cfg } => {
-                on_event(RunEvent::Stage(i, stages.len(), &format!("resa tune ({label})")));
-                crate::pipeline::run_pipeline::<Autodiff<B>>(cfg, device, opts.dtype, &mut |e| {
+            Step::Tune { label, cfg } => {
+                on_event(RunEvent::Step(i, stages.len(), &format!("resa tune ({label})")));
+                resa_pipeline::pipeline::run_pipeline::<Autodiff<B>>(cfg, device, opts.dtype, &mut |e| {
                     on_event(RunEvent::Pipeline(e))
                 })?;
             }
-            Stage::Eval { label, model, adapter, tasks, out } if engine != EngineKind::Local => {
-                on_event(RunEvent::Stage(i, stages.len(), &format!("resa eval ({label}) on {engine}")));
+            Step::Eval { label, model, adapter, tasks, out } if engine != EngineKind::Local => {
+                on_event(RunEvent::Step(i, stages.len(), &format!("resa eval ({label}) on {engine}")));
                 let runs =
                     vec![RemoteRun { label: label.clone(), step: None, adapter: adapter.clone(), out: out.clone() }];
                 rows.extend(remote_eval::<B>(exp, model, &runs, tasks, out, device, opts, on_event)?);
             }
-            Stage::EvalCheckpoints { label, model, stage2, every, tasks, out } if engine != EngineKind::Local => {
+            Step::EvalCheckpoints { label, model, stage2, every, tasks, out } if engine != EngineKind::Local => {
                 let found = checkpoints(stage2, *every);
-                on_event(RunEvent::Stage(
+                on_event(RunEvent::Step(
                     i,
                     stages.len(),
                     &format!("resa eval of {} checkpoints ({label}, every {every} steps) on {engine}", found.len()),
@@ -798,8 +802,8 @@ pub fn run<B: Backend>(
                     .collect();
                 rows.extend(remote_eval::<B>(exp, model, &runs, tasks, out, device, opts, on_event)?);
             }
-            Stage::Eval { label, model, adapter, tasks, out } => {
-                on_event(RunEvent::Stage(i, stages.len(), &format!("resa eval ({label})")));
+            Step::Eval { label, model, adapter, tasks, out } => {
+                on_event(RunEvent::Step(i, stages.len(), &format!("resa eval ({label})")));
                 let mut setup = evaluation::<B>(exp, model, tasks, device, opts)?;
                 if let Some(a) = adapter {
                     setup.with_adapter(a)?;
@@ -807,9 +811,9 @@ pub fn run<B: Backend>(
                 let report = setup.run(out, label, |p| on_event(RunEvent::Eval(p)))?;
                 rows.push(ResultRow { label: label.clone(), step: None, report });
             }
-            Stage::EvalCheckpoints { label, model, stage2, every, tasks, out } => {
+            Step::EvalCheckpoints { label, model, stage2, every, tasks, out } => {
                 let found = checkpoints(stage2, *every);
-                on_event(RunEvent::Stage(
+                on_event(RunEvent::Step(
                     i,
                     stages.len(),
                     &format!("resa eval of {} checkpoints ({label}, every {every} steps)", found.len()),
@@ -858,7 +862,7 @@ fn remote_eval<B: Backend>(
     on_event: &mut dyn FnMut(RunEvent<'_>),
 ) -> Result<Vec<ResultRow>> {
     let cfg = eval_config(exp, opts);
-    let tasks = load_tasks(tasks, &opts.sources, opts.tiny_eval.map(|(n, _)| n), true)?;
+    let tasks = load_tasks(tasks, &task_sources(opts), opts.tiny_eval.map(|(n, _)| n), true)?;
     let mut rows = Vec::new();
     if opts.engine_of(exp) == EngineKind::Endpoint {
         let evaluation = RemoteEvaluation::new(&model.model, tasks, cfg, opts.engine.client.clone())?;
@@ -903,7 +907,7 @@ fn remote_eval<B: Backend>(
     let command = vllm_command(&vllm, &served_dir, port, max_model_len, &modules, rank);
     let line = shell_line(&command);
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    resa_qwen2::safetensors_io::write_atomic(dir.join("vllm-command.txt"), format!("{line}\n").as_bytes())?;
+    resa_publish::write_atomic(dir.join("vllm-command.txt"), format!("{line}\n").as_bytes())?;
     tracing::info!("starting vLLM: {line}");
     on_event(RunEvent::Message(&format!("  vLLM: {line}")));
     let server = VllmServer::start(
@@ -951,7 +955,7 @@ fn merged_base<B: Backend>(model: &ModelRef, base_dir: &Path, dir: &Path, device
     }
     let loaded = model.load::<B>(base_dir, device, DType::F32)?;
     resa_lora::save_merged(loaded, dir, resa_lora::base_dtype(base_dir), Some(base_dir))?;
-    resa_qwen2::safetensors_io::write_atomic(&stamp_file, stamp.as_bytes())?;
+    resa_publish::write_atomic(&stamp_file, stamp.as_bytes())?;
     Ok(dir.to_path_buf())
 }
 
@@ -980,7 +984,7 @@ fn evaluation<B: Backend>(
     opts: &RunOptions,
 ) -> Result<Evaluation<B>> {
     let cfg = eval_config(exp, opts);
-    let tasks = load_tasks(tasks, &opts.sources, opts.tiny_eval.map(|(n, _)| n), true)?;
+    let tasks = load_tasks(tasks, &task_sources(opts), opts.tiny_eval.map(|(n, _)| n), true)?;
     Evaluation::new(model, tasks, cfg, device, opts.dtype)
 }
 
@@ -1095,7 +1099,7 @@ fn write_results(
         }
     }
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    resa_qwen2::safetensors_io::write_atomic(dir.join("result.md"), md.as_bytes())?;
+    resa_publish::write_atomic(dir.join("result.md"), md.as_bytes())?;
     let json = serde_json::json!({
         "experiment": exp.name,
         "paper": exp.paper,
@@ -1111,12 +1115,12 @@ fn write_results(
             "at_paper_step": s.at_paper_step.map(|(step, avg)| serde_json::json!({"step": step, "avg": avg})),
         })).collect::<Vec<_>>(),
     });
-    resa_qwen2::safetensors_io::write_atomic(
+    resa_publish::write_atomic(
         dir.join("result.json"),
         serde_json::to_string_pretty(&json).map_err(|e| Error::json("result.json", e))?.as_bytes(),
     )?;
     if exp.sweep.is_some() {
-        resa_qwen2::safetensors_io::write_atomic(
+        resa_publish::write_atomic(
             dir.join("scores.json"),
             serde_json::to_string_pretty(&layer_scores).map_err(|e| Error::json("scores.json", e))?.as_bytes(),
         )?;

@@ -1,42 +1,8 @@
-//! Fixed workloads with random weights for `resa bench` / `cargo xtask bench`, the same as
-//! `scripts/bench/bench_torch.py` runs in PyTorch, so both can be timed side by side on one
-//! machine:
-//!
-//! - `prefill`: Qwen2 with Qwen2.5-0.5B shapes, f32, batch 1 × 512 tokens (last-position
-//!   logits, as a generation prefill);
-//! - `stage2_step`: one Stage II optimizer step (teacher and student forward, KL, backward,
-//!   clip, AdamW) with LoRA r 32 on all seven linears and a 16×-hidden SAE (k 32) at the
-//!   middle layer, on a small Qwen2 (hidden 512, 4 layers, vocabulary 8192), 512 tokens,
-//!   as resa runs it (the student starts from the teacher's activation at the hookpoint);
-//! - `stage2_step_plain`: the same step computed as the reference does (full student
-//!   forward), the same loss and gradients;
-//! - `stage2_step_recompute`: `stage2_step` with the student's layers recomputed in the
-//!   backward (`[stage2] recompute`): the same gradients, less memory, one more forward of
-//!   the student's layers;
-//! - `stage2_step_vocab`, `stage2_step_vocab_full`: one Stage II step at
-//!   DeepSeek-R1-Distill's vocabulary (151,936) and context (2,048 tokens) on a narrow model
-//!   (hidden 256, 2 layers, SAE 4,096 latents at `layers.0`): the head applied 256
-//!   positions at a time (the default at this shape) and as whole logits;
-//! - `sae_step`: one SAE training step (Adam), d_in 1536, 16384 latents, k 32, 4096 tokens;
-//! - `decode_b1`, `decode_b8`: greedy decoding of 128 new tokens after a 16-token prompt,
-//!   batch 1 and 8, Qwen2.5-0.5B shapes;
-//! - `serve_c1`, `serve_c8`: `resa serve` on the committed toy model, 32 chat requests
-//!   (toy-world test questions, greedy, up to 96 new tokens) over loopback HTTP from 1 and
-//!   from 8 concurrent clients (tokens are the completion tokens generated);
-//! - `gemm`: one 2048 × 2048 × 2048 matrix product in the compute dtype (4096 at `1.5b`),
-//!   the backend's attainable rate that the other workloads' TFLOP/s are compared with.
-//!
-//! Each workload runs once to warm up, then `repeats` times; the median time gives tokens/s.
-//! The Stage II steps are timed as the trainer times them (one run of `repeats + 1` steps,
-//! the first a warm-up; the checkpoint after the last step and the run's setup are not part
-//! of a step), as `bench_torch.py` times its `step()`.
-//!
-//! [`BenchSize::Gpu15b`] (`resa bench --size 1.5b`, for `scripts/gpu-check.sh`) runs the same
-//! workloads at DeepSeek-R1-Distill-Qwen-1.5B's shapes: prefill 1 × 2048, Stage II step on
-//! one 2048-token chunk with the reference's SAE (65,536 latents, k 32) at `layers.12`, SAE
-//! step with 65,536 latents, decode batch 1 and 8. Each result carries an estimate of the
-//! floating-point operations it did ([`BenchResult::flops`], formulas in
-//! `docs/performance.md`), so a peak rate gives the model-FLOPs utilisation (MFU).
+#![doc = include_str!("../README.md")]
+
+pub mod error;
+
+pub use error::{Error, Result};
 
 use std::time::Instant;
 
@@ -48,7 +14,6 @@ use resa_sae::{OptimizerKind, SaeConfig, SaeTrainer, SparseCoder, TrainConfig};
 use resa_tune::{SaeGrad, SaeTuning, TuneConfig, train_adapters};
 use serde::Serialize;
 
-use crate::error::{Error, Result};
 
 /// The workloads, in the order they run.
 pub const WORKLOADS: [&str; 12] = [
@@ -460,7 +425,7 @@ fn serve_benches<B: Backend>(
     opts: &BenchOptions,
     wanted: &dyn Fn(&str) -> bool,
 ) -> Result<Vec<BenchResult>> {
-    let dir = crate::toy_model::default_dir();
+    let dir = resa_toy::model::default_dir();
     let model = Qwen2ForCausalLM::<B>::from_pretrained(&dir, device, opts.dtype)?;
     let tokenizer = resa_qwen2::Tokenizer::from_dir(&dir)?;
     let server = resa_serve::Server::start(
@@ -475,8 +440,8 @@ fn serve_benches<B: Backend>(
     )
     .map_err(|e| Error::Setup(format!("serve bench: {e}")))?;
     let url = format!("http://{}/v1/chat/completions", server.addr());
-    let questions: Vec<String> = resa_data::toy::ToyWorld::with_seed(0)
-        .problems(resa_data::toy::Split::Test, 32)
+    let questions: Vec<String> = resa_toy::world::ToyWorld::with_seed(0)
+        .problems(resa_toy::world::Split::Test, 32)
         .into_iter()
         .map(|p| p.question)
         .collect();

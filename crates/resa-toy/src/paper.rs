@@ -1,5 +1,5 @@
 //! The paper's central claim in miniature (`resa reproduce toy-paper`): on the toy model, an
-//! RL-trained source (a toy Tina, [`crate::rl`]) and the toy analogues of Tables 3, 4 and 6
+//! RL-trained source (a toy Tina, [`crate::tina`]) and the toy analogues of Tables 3, 4 and 6
 //! — SAE-Tuning with the RL source's SAE into the untouched base, CoT-free and CoT-based
 //! SFT, the SAE's training mode, the source's RL checkpoint, and the hookpoint layer with
 //! the source's reasoning-feature counts and both layer mixtures. Every model is evaluated on
@@ -15,17 +15,17 @@ use std::time::Instant;
 use burn::backend::Autodiff;
 use burn::tensor::{DType, backend::Backend};
 use resa_data::Template;
-use resa_data::toy::{self, ToyWorld};
+use crate::world::{self, ToyWorld};
 use resa_qwen2::Hookpoint;
 use serde::{Deserialize, Serialize};
 
 use crate::demo::{ToyRun, ToyStages};
 use crate::error::{Error, Result};
-use crate::evaluation::Evaluation;
-use crate::pipeline::{
+use resa_pipeline::evaluation::Evaluation;
+use resa_pipeline::pipeline::{
     ModelRef, ObjectiveKind, Pipeline, PipelineEvent, PipelineFile, SaeMode, run_pipeline, run_stage1,
 };
-use crate::rl::{Paired, ToyEvalConfig, ToyTinaConfig, paired, train_toy_tina};
+use crate::tina::{Paired, ToyEvalConfig, ToyTinaConfig, paired, train_toy_tina};
 
 /// Settings of the toy paper.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -59,7 +59,7 @@ pub struct ToyPaperConfig {
 impl Default for ToyPaperConfig {
     fn default() -> Self {
         ToyPaperConfig {
-            model: crate::toy_model::default_dir(),
+            model: crate::model::default_dir(),
             out: PathBuf::from("runs/toy-paper"),
             seed: 0,
             train_rows: 2000,
@@ -235,7 +235,7 @@ pub fn run_toy_paper<B: Backend>(
             "sae-generic",
             &base,
             &generic,
-            Template::custom(toy::TOY_COT_TEMPLATE)?,
+            Template::custom(world::TOY_COT_TEMPLATE)?,
             SaeMode::Scratch,
             None,
             cfg.stages.hookpoint,
@@ -260,7 +260,7 @@ pub fn run_toy_paper<B: Backend>(
     lap("sibling", &mut seconds);
 
     // The Stage II runs: (name, table, role, source, SAE mode, SAE path, objective, template).
-    let cot_free = || Template::custom(toy::TOY_TEMPLATE);
+    let cot_free = || Template::custom(world::TOY_TEMPLATE);
     let mut runs: Vec<(String, &str, &str, PipelineFile)> = Vec::new();
     let mut add = |name: &str, table: &'static str, role: &'static str, file: PipelineFile| {
         runs.push((name.to_string(), table, role, file));
@@ -304,7 +304,7 @@ pub fn run_toy_paper<B: Backend>(
             "cot-sft",
             &base,
             &train,
-            Template::custom(toy::TOY_COT_TEMPLATE)?,
+            Template::custom(world::TOY_COT_TEMPLATE)?,
             SaeMode::Pretrained,
             Some(generic_saes.clone()),
             cfg.stages.hookpoint,
@@ -426,7 +426,7 @@ pub fn run_toy_paper<B: Backend>(
     lap("stage2", &mut seconds);
 
     // Evaluations: one loaded base model; the toy Tina and every adapter swapped in.
-    let task = resa_eval::Task::toy(cfg.eval.seed, cfg.eval.problems);
+    let task = crate::world::test_task(cfg.eval.seed, cfg.eval.problems);
     let mut evaluation = Evaluation::<B>::new(&base, vec![task], cfg.eval.eval_config(), device, DType::F32)?;
     let mut rows = Vec::new();
     let eval_one = |evaluation: &Evaluation<B>,
@@ -476,7 +476,7 @@ pub fn run_toy_paper<B: Backend>(
         let model = tina.load::<B>(&dir_model, device, DType::F32)?;
         let tokenizer = resa_qwen2::Tokenizer::from_dir(&dir_model)?;
         let layers = model.config().num_hidden_layers;
-        let saes = crate::features::load_saes::<B>(dir, layers, device)?;
+        let saes = resa_pipeline::features::load_saes::<B>(dir, layers, device)?;
         let scores: std::collections::BTreeMap<String, f64> = hookpoints
             .iter()
             .filter_map(|h| {
@@ -485,12 +485,12 @@ pub fn run_toy_paper<B: Backend>(
             .collect();
         let scores_path = out.join("features/scores.json");
         std::fs::create_dir_all(out.join("features")).map_err(|e| Error::io(out.join("features"), e))?;
-        resa_qwen2::safetensors_io::write_atomic(
+        resa_publish::write_atomic(
             &scores_path,
             serde_json::to_string_pretty(&scores).map_err(|e| Error::json("the sweep scores", e))?.as_bytes(),
         )?;
-        let opts = crate::features::FeatureOptions { scores: Some(scores_path), ..Default::default() };
-        let analysis = crate::features::reasoning_features(&model, &tokenizer, &saes, &opts, &out.join("features"))?;
+        let opts = resa_pipeline::features::FeatureOptions { scores: Some(scores_path), ..Default::default() };
+        let analysis = resa_pipeline::features::reasoning_features(&model, &tokenizer, &saes, &opts, &out.join("features"))?;
         feature_counts = analysis.layers.iter().map(|l| (l.hookpoint.to_string(), l.count)).collect();
         mixtures
             .push(("feature counts".to_string(), analysis.counts.proposals.first().map(|p| p.hookpoint.to_string())));
@@ -518,8 +518,8 @@ fn make_sibling<B: Backend>(
     use resa_tune::full::{FullTrainConfig, train_full};
     let tokenizer = resa_qwen2::Tokenizer::from_dir(&cfg.model)?;
     let world = ToyWorld::with_seed(cfg.seed.wrapping_add(2000));
-    let texts = crate::toy_model::cot_texts(&tokenizer, &world, 4000)?;
-    let chunks = crate::toy_model::pack(&tokenizer, &texts, 128)?;
+    let texts = crate::model::cot_texts(&tokenizer, &world, 4000)?;
+    let chunks = crate::model::pack(&tokenizer, &texts, 128)?;
     let model = resa_qwen2::Qwen2ForCausalLM::<Autodiff<B>>::from_pretrained(&cfg.model, device, DType::F32)?;
     let train = FullTrainConfig {
         lr: 5e-4,
@@ -533,10 +533,10 @@ fn make_sibling<B: Backend>(
         on_event(ToyPaperEvent::Sibling(m));
         true
     })?;
-    let tmp = resa_qwen2::safetensors_io::temp_sibling(dir, "tmp")?;
+    let tmp = resa_publish::temp_sibling(dir, "tmp")?;
     burn::module::AutodiffModule::valid(&model).save_pretrained(&tmp, resa_qwen2::safetensors_io::StoredDtype::F32)?;
-    toy::write_tokenizer(&tmp)?;
-    resa_qwen2::safetensors_io::replace_dir(&tmp, dir)?;
+    world::write_tokenizer(&tmp)?;
+    resa_publish::replace_dir(&tmp, dir)?;
     Ok(())
 }
 
@@ -688,9 +688,9 @@ fn write_report(report: &ToyPaperReport) -> Result<()> {
     md.push_str(&report.seconds.iter().map(|(n, s)| format!("{n} {s:.0} s")).collect::<Vec<_>>().join(", "));
     md.push('\n');
     md.push_str(&figures(report));
-    resa_qwen2::safetensors_io::write_atomic(out.join("report.md"), md.as_bytes())?;
+    resa_publish::write_atomic(out.join("report.md"), md.as_bytes())?;
     let json = serde_json::to_string_pretty(report).map_err(|e| Error::json("the toy paper report", e))?;
-    resa_qwen2::safetensors_io::write_atomic(out.join("report.json"), json.as_bytes())?;
+    resa_publish::write_atomic(out.join("report.json"), json.as_bytes())?;
     Ok(())
 }
 

@@ -4,7 +4,7 @@
 //! not vacuous), and the parts move as the shapes say.
 
 use resa_lora::LoraConfig;
-use resa_pipeline::bench::{r1_distill_15b, stage2_model, stage2_vocab_model};
+use resa_bench::{r1_distill_15b, stage2_model, stage2_vocab_model};
 use resa_qwen2::Qwen2Config;
 use resa_tune::{Head, Stage2Shape, stage2_memory};
 

@@ -1,7 +1,8 @@
-//! Which engine decodes an experiment's evaluations: this project's generator (`local`),
-//! vLLM started here as a child process (`vllm`), or a server the user already runs
-//! (`endpoint`). The prompts, seeds, resumable completions, grading and reports are the
-//! runner's in every case ([`resa_eval::evaluate_with`]).
+//! The vLLM server manager, and which engine decodes an evaluation: this project's generator
+//! (`local`), vLLM started here as a child process (`vllm`), or a server the user already
+//! runs (`endpoint`). The prompts, seeds, resumable completions, grading and reports are the
+//! runner's in every case ([`crate::evaluate_with`]); vLLM and any other server are reached
+//! through [`crate::OpenAiEngine`].
 //!
 //! With `vllm`, each evaluation stage starts `vllm serve` on the base model with every
 //! adapter it needs as a LoRA module (`--enable-lora --lora-modules NAME=DIR`: the Stage II
@@ -15,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use resa_eval::OpenAiConfig;
+use crate::OpenAiConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -146,11 +147,6 @@ pub fn vllm_command(
     cmd
 }
 
-/// The rank `r` of a PEFT adapter folder.
-pub fn adapter_rank(dir: &Path) -> Result<usize> {
-    Ok(resa_lora::LoraConfig::from_file(dir.join("adapter_config.json"))?.r)
-}
-
 /// Checks that `program` can be run (found on `PATH`, or an existing file), before any stage.
 pub fn check_program(program: &Path) -> Result<()> {
     let found = if program.components().count() > 1 {
@@ -161,10 +157,10 @@ pub fn check_program(program: &Path) -> Result<()> {
     if found {
         Ok(())
     } else {
-        Err(Error::Setup(format!(
-            "engine vllm: `{}` is not on PATH (pip install vllm, or give its path with --vllm)",
-            program.display()
-        )))
+        Err(Error::EngineStart {
+            command: program.display().to_string(),
+            message: "not on PATH (pip install vllm, or give its path with --vllm)".into(),
+        })
     }
 }
 
@@ -184,15 +180,18 @@ impl VllmServer {
     /// in `log`, and waits until `GET /v1/models` answers.
     pub fn start(command: Vec<String>, host: &str, port: u16, log: &Path, timeout: Duration) -> Result<VllmServer> {
         if let Some(dir) = log.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+            std::fs::create_dir_all(dir).map_err(|cause| Error::Io { path: dir.to_path_buf(), cause })?;
         }
-        let out = std::fs::File::create(log).map_err(|e| Error::io(log, e))?;
-        let err = out.try_clone().map_err(|e| Error::io(log, e))?;
+        let io = |cause| Error::Io { path: log.to_path_buf(), cause };
+        let out = std::fs::File::create(log).map_err(io)?;
+        let err = out.try_clone().map_err(io)?;
         let mut cmd = Command::new(&command[0]);
         cmd.args(&command[1..]).stdin(Stdio::null()).stdout(out).stderr(err);
         #[cfg(unix)]
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-        let child = cmd.spawn().map_err(|e| Error::Setup(format!("cannot start `{}`: {e}", command.join(" "))))?;
+        let child = cmd
+            .spawn()
+            .map_err(|e| Error::EngineStart { command: command.join(" "), message: format!("cannot start: {e}") })?;
         let mut server =
             VllmServer { child, endpoint: format!("http://{host}:{port}/v1"), command, log: log.to_path_buf() };
         server.wait_ready(timeout)?;
@@ -205,25 +204,29 @@ impl VllmServer {
         let url = format!("{}/models", self.endpoint);
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
-                return Err(Error::Setup(format!(
-                    "vLLM exited ({status}) before it was ready; the command was `{}`; the end of {}:\n{}",
-                    self.command.join(" "),
-                    self.log.display(),
-                    tail(&self.log, 30)
-                )));
+                return Err(Error::EngineStart {
+                    command: self.command.join(" "),
+                    message: format!(
+                        "exited ({status}) before it was ready; the end of {}:\n{}",
+                        self.log.display(),
+                        tail(&self.log, 30)
+                    ),
+                });
             }
             if agent.get(&url).call().is_ok() {
                 tracing::info!("vLLM ready at {} after {:.0} s", self.endpoint, started.elapsed().as_secs_f64());
                 return Ok(());
             }
             if started.elapsed() > timeout {
-                return Err(Error::Setup(format!(
-                    "vLLM did not answer {url} within {:.0} s; the command was `{}`; the end of {}:\n{}",
-                    timeout.as_secs_f64(),
-                    self.command.join(" "),
-                    self.log.display(),
-                    tail(&self.log, 30)
-                )));
+                return Err(Error::EngineStart {
+                    command: self.command.join(" "),
+                    message: format!(
+                        "did not answer {url} within {:.0} s; the end of {}:\n{}",
+                        timeout.as_secs_f64(),
+                        self.log.display(),
+                        tail(&self.log, 30)
+                    ),
+                });
             }
             std::thread::sleep(Duration::from_millis(250));
         }
@@ -274,7 +277,7 @@ fn tail(path: &Path, n: usize) -> String {
 
 /// A free loopback port (bound and released; vLLM binds it right after).
 pub fn free_port(host: &str) -> Result<u16> {
-    let listener = std::net::TcpListener::bind((host, 0))
-        .map_err(|e| Error::Setup(format!("no free port on {host} for vLLM: {e}")))?;
-    listener.local_addr().map(|a| a.port()).map_err(|e| Error::Setup(format!("no free port on {host}: {e}")))
+    let refused = |e: std::io::Error| Error::EngineStart { command: "vllm".into(), message: format!("no free port on {host}: {e}") };
+    let listener = std::net::TcpListener::bind((host, 0)).map_err(refused)?;
+    listener.local_addr().map(|a| a.port()).map_err(refused)
 }
