@@ -117,11 +117,11 @@ pub enum Error {
     },
     /// An inference server this program starts (vLLM) could not be started or never became
     /// ready.
-    #[error("engine `{command}`: {message}")]
+    #[error("engine {engine}: {message}")]
     EngineStart {
-        /// The command line (or the program) that was to run.
-        command: String,
-        /// What happened, with the end of the server's log where there is one.
+        /// The engine (`vllm`).
+        engine: &'static str,
+        /// What happened, with the command and the end of the server's log where there are.
         message: String,
     },
     /// Tokenising, the chat template or generation failed.

@@ -158,8 +158,8 @@ pub fn check_program(program: &Path) -> Result<()> {
         Ok(())
     } else {
         Err(Error::EngineStart {
-            command: program.display().to_string(),
-            message: "not on PATH (pip install vllm, or give its path with --vllm)".into(),
+            engine: "vllm",
+            message: format!("`{}` is not on PATH (pip install vllm, or give its path with --vllm)", program.display()),
         })
     }
 }
@@ -191,7 +191,7 @@ impl VllmServer {
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         let child = cmd
             .spawn()
-            .map_err(|e| Error::EngineStart { command: command.join(" "), message: format!("cannot start: {e}") })?;
+            .map_err(|e| Error::EngineStart { engine: "vllm", message: format!("cannot start `{}`: {e}", command.join(" ")) })?;
         let mut server =
             VllmServer { child, endpoint: format!("http://{host}:{port}/v1"), command, log: log.to_path_buf() };
         server.wait_ready(timeout)?;
@@ -205,9 +205,10 @@ impl VllmServer {
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return Err(Error::EngineStart {
-                    command: self.command.join(" "),
+                    engine: "vllm",
                     message: format!(
-                        "exited ({status}) before it was ready; the end of {}:\n{}",
+                        "vLLM exited ({status}) before it was ready; the command was `{}`; the end of {}:\n{}",
+                        self.command.join(" "),
                         self.log.display(),
                         tail(&self.log, 30)
                     ),
@@ -219,10 +220,11 @@ impl VllmServer {
             }
             if started.elapsed() > timeout {
                 return Err(Error::EngineStart {
-                    command: self.command.join(" "),
+                    engine: "vllm",
                     message: format!(
-                        "did not answer {url} within {:.0} s; the end of {}:\n{}",
+                        "vLLM did not answer {url} within {:.0} s; the command was `{}`; the end of {}:\n{}",
                         timeout.as_secs_f64(),
+                        self.command.join(" "),
                         self.log.display(),
                         tail(&self.log, 30)
                     ),
@@ -277,7 +279,7 @@ fn tail(path: &Path, n: usize) -> String {
 
 /// A free loopback port (bound and released; vLLM binds it right after).
 pub fn free_port(host: &str) -> Result<u16> {
-    let refused = |e: std::io::Error| Error::EngineStart { command: "vllm".into(), message: format!("no free port on {host}: {e}") };
+    let refused = |e: std::io::Error| Error::EngineStart { engine: "vllm", message: format!("no free port on {host}: {e}") };
     let listener = std::net::TcpListener::bind((host, 0)).map_err(refused)?;
     listener.local_addr().map(|a| a.port()).map_err(refused)
 }
