@@ -15,7 +15,10 @@ fn main() -> anyhow::Result<()> {
         TensorData::new(ids.iter().map(|&t| i64::from(t)).collect::<Vec<_>>(), [1, ids.len()]),
         &Default::default(),
     );
-    let points: [Hookpoint; 2] = ["layers.3".parse()?, "layers.2.mlp".parse()?];
+    // Names meet the model once: `within` checks the layer against its depth.
+    let layers = model.config().num_hidden_layers;
+    let points =
+        ["layers.3".parse::<Hookpoint>()?.within(layers)?, "layers.2.mlp".parse::<Hookpoint>()?.within(layers)?];
     // Logits::None: the forward stops after the deepest hooked layer.
     let out = model.forward(ForwardInput::new(input).with_logits(Logits::None), &Hooks::capture(points), None)?;
     for (hookpoint, act) in &out.captured {

@@ -8,8 +8,8 @@
 //! ```
 
 use burn::backend::Flex;
-use resa::toy::demo::{DemoConfig, DemoEvent, ToyStages, run_demo, table};
 use resa::pipeline::PipelineEvent;
+use resa::toy::demo::{DemoConfig, DemoEvent, ToyStages, run_demo, table};
 
 fn main() -> anyhow::Result<()> {
     let quick = std::env::args().nth(1).as_deref() == Some("quick");

@@ -5,10 +5,10 @@
 
 use burn::backend::{Autodiff, Flex};
 use burn::tensor::DType;
-use resa::toy::world::ToyWorld;
 use resa::features::{GmmOptions, R1_SYSTEM_PROMPT, analyze, extract, summary};
 use resa::qwen2::{Hookpoint, Qwen2ForCausalLM, Tokenizer};
 use resa::sae::{SaeInit, SparseCoder, Stage1Options, train_saes_with};
+use resa::toy::world::ToyWorld;
 
 fn main() -> anyhow::Result<()> {
     let dir = resa::toy::model::default_dir();

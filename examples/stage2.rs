@@ -7,10 +7,10 @@
 
 use burn::backend::{Autodiff, Flex};
 use burn::tensor::DType;
-use resa::toy::world::ToyWorld;
 use resa::lora::LoraConfig;
-use resa::qwen2::{Qwen2ForCausalLM, Tokenizer};
+use resa::qwen2::{Hookpoint, Qwen2ForCausalLM, Tokenizer};
 use resa::sae::{SaeConfig, SparseCoder};
+use resa::toy::world::ToyWorld;
 use resa::tune::{SaeGrad, SaeTuning, TuneConfig, train_adapters};
 
 type AD = Autodiff<Flex>;
@@ -27,7 +27,8 @@ fn main() -> anyhow::Result<()> {
     resa::lora::attach(&mut model, &lora, 0)?;
     let model = resa::lora::trainable(model); // only A and B train
     let sae = SparseCoder::<AD>::random(SaeConfig::new(model.config().hidden_size, 512, 16), 0, &device)?;
-    let objective = SaeTuning::new(&sae, "layers.3".parse()?, SaeGrad::Detach);
+    let at = "layers.3".parse::<Hookpoint>()?.within(model.config().num_hidden_layers)?;
+    let objective = SaeTuning::new(&sae, at, SaeGrad::Detach);
     let out = std::env::temp_dir().join("resa-example-stage2");
     let cfg = TuneConfig { lr: 1e-3, max_steps: Some(30), batch_size: 2, save_every: 30, out, ..TuneConfig::default() };
     let (_, report) = train_adapters(model, &lora, &objective, &chunks, &cfg, &mut |m| {

@@ -5,9 +5,9 @@
 
 use burn::backend::{Autodiff, Flex};
 use burn::tensor::DType;
-use resa::toy::world::ToyWorld;
 use resa::qwen2::{Qwen2ForCausalLM, Tokenizer};
 use resa::sae::{SaeInit, SparseCoder, Stage1Options, train_saes_with};
+use resa::toy::world::ToyWorld;
 
 fn main() -> anyhow::Result<()> {
     let dir = resa::toy::model::default_dir();

@@ -27,14 +27,14 @@
 //!
 //! See the repository README for the pipeline and `docs/` for the design.
 
+pub use resa_bench as bench;
 pub use resa_data as data;
 pub use resa_eval as eval;
+pub use resa_experiments as experiments;
 pub use resa_features as features;
 pub use resa_grade as grade;
 pub use resa_lora as lora;
 pub use resa_pipeline as pipeline;
-pub use resa_bench as bench;
-pub use resa_experiments as experiments;
 pub use resa_publish as publish;
 pub use resa_qwen2 as qwen2;
 pub use resa_sae as sae;

@@ -6,8 +6,8 @@ use std::process::Command;
 
 use burn::backend::Flex;
 use burn::tensor::DType;
-use resa::toy::demo::DemoReport;
 use resa::qwen2::Qwen2ForCausalLM;
+use resa::toy::demo::DemoReport;
 
 #[test]
 fn quick_demo_writes_every_artifact_and_reruns_from_them() {

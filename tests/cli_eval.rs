@@ -6,10 +6,10 @@
 use std::path::Path;
 use std::process::Command;
 
-use resa::toy::world;
 use resa::eval::{CompletionRecord, Report, read_completions};
 use resa::qwen2::safetensors_io::StoredDtype;
 use resa::qwen2::{Qwen2Config, Qwen2ForCausalLM};
+use resa::toy::world;
 
 fn resa(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_resa")).args(args).output().expect("runs resa")

@@ -7,9 +7,9 @@ use std::process::Command;
 
 use burn::backend::Flex;
 use burn::tensor::{DType, Int, Tensor, TensorData};
-use resa::toy::world;
 use resa::qwen2::safetensors_io::{OwnedTensor, StoredDtype, write_safetensors};
 use resa::qwen2::{ForwardInput, Hookpoint, Hooks, Logits, Qwen2Config, Qwen2ForCausalLM, Tokenizer};
+use resa::toy::world;
 
 const PROMPT: &str = "Q: <think> a+b </think> so <think> c </think> end";
 
@@ -79,7 +79,8 @@ fn constructed_features_are_found_per_layer() {
         TensorData::new(ids.iter().map(|&t| i64::from(t)).collect::<Vec<_>>(), [1, ids.len()]),
         &Default::default(),
     );
-    let hps = [Hookpoint::Residual(1), Hookpoint::Residual(2)];
+    let layers = model.config().num_hidden_layers;
+    let hps = [Hookpoint::Residual(1), Hookpoint::Residual(2)].map(|h| h.within(layers).expect("in range"));
     let out =
         model.forward(ForwardInput::new(input).with_logits(Logits::None), &Hooks::capture(hps), None).expect("forward");
     // Latents per layer: the token sets where each fires.

@@ -9,9 +9,9 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use resa::toy::world::{self, ToyWorld};
 use resa::qwen2::safetensors_io::{SafetensorsReader, StoredDtype};
 use resa::qwen2::{Qwen2Config, Qwen2ForCausalLM};
+use resa::toy::world::{self, ToyWorld};
 
 fn resa() -> Command {
     Command::new(env!("CARGO_BIN_EXE_resa"))

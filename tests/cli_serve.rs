@@ -10,10 +10,10 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use resa::toy::world;
 use resa::eval::{CompletionRecord, Report, read_completions};
 use resa::qwen2::safetensors_io::StoredDtype;
 use resa::qwen2::{Qwen2Config, Qwen2ForCausalLM};
+use resa::toy::world;
 
 fn resa() -> Command {
     Command::new(env!("CARGO_BIN_EXE_resa"))

@@ -5,9 +5,9 @@
 use std::path::Path;
 use std::process::Command;
 
-use resa::toy::world::{self, ToyWorld};
 use resa::qwen2::safetensors_io::StoredDtype;
 use resa::qwen2::{Qwen2Config, Qwen2ForCausalLM};
+use resa::toy::world::{self, ToyWorld};
 
 fn resa(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_resa")).args(args).output().expect("runs resa")
@@ -85,6 +85,14 @@ merge = true
     .expect("merged model reloads");
     assert!(run.join("merged/tokenizer.json").is_file());
     assert_eq!(resa::lora::remove(&mut merged), 0);
+    // The resolved configuration sits beside the artifacts, every default filled in; run
+    // from it, every stage is up to date.
+    let resolved = run.join(resa::pipeline::RESOLVED_CONFIG);
+    let text = std::fs::read_to_string(&resolved).expect("resolved configuration");
+    assert!(text.contains("num_latents = 128") && text.contains("save_every"), "{text}");
+    let o = resa(&["tune", "--config", resolved.to_str().expect("utf8")]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success() && err.contains("stage II: output up to date"), "{err}");
 
     let o = resa(&["tune", "--config", cfg]);
     let err = String::from_utf8_lossy(&o.stderr);

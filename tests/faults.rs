@@ -8,9 +8,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use resa::toy::world::{self, ToyWorld};
 use resa::qwen2::safetensors_io::StoredDtype;
 use resa::qwen2::{Qwen2Config, Qwen2ForCausalLM};
+use resa::toy::world::{self, ToyWorld};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use resa::pipeline::pipeline::{ModelRef, ObjectiveKind, SaeMode};
 use resa::experiments::{Experiment, load_experiments};
+use resa::pipeline::pipeline::{ModelRef, ObjectiveKind, SaeMode};
 
 #[derive(serde::Deserialize)]
 struct Fixture {

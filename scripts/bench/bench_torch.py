@@ -1,4 +1,4 @@
-"""The workloads of `resa bench` (crates/resa-pipeline/src/bench.rs) in PyTorch: transformers, PEFT, sparsify.
+"""The workloads of `resa bench` (crates/resa-bench/src/lib.rs) in PyTorch: transformers, PEFT, sparsify.
 
 Same shapes, random weights, one warm-up then REPEATS timed runs, median time → tokens/s,
 and the same FLOP estimates (so the same TFLOP/s and MFU). Prints the same Markdown table as
@@ -57,7 +57,7 @@ def stack_params(c):
 
 
 def forward_flops(c, t, past, layers, head_tokens):
-    """As crates/resa-pipeline/src/bench.rs: matmuls 2·params per token, causal attention, the head."""
+    """As crates/resa-bench/src/lib.rs: matmuls 2·params per token, causal attention, the head."""
     per_layer = stack_params(c) / c.num_hidden_layers
     q = c.num_attention_heads * (c.hidden_size // c.num_attention_heads)
     attention = 4.0 * q * (t * past + t * t / 2.0)

@@ -67,7 +67,7 @@ pub fn run(cmd: DebugCommand) -> anyhow::Result<()> {
 fn stage2_step<B: Backend>(args: &Stage2StepArgs, device: &B::Device) -> anyhow::Result<()> {
     let dir = hub::resolve_model(&args.model)?;
     let mut model = Qwen2ForCausalLM::<Autodiff<B>>::from_pretrained(&dir, device, args.compute.dtype)?;
-    let hookpoint = Hookpoint::parse_for(&args.hookpoint, model.config().num_hidden_layers)?;
+    let hookpoint = args.hookpoint.parse::<Hookpoint>()?.within(model.config().num_hidden_layers)?;
     resa::lora::load_adapter(&mut model, &args.adapter)?;
     let model = resa::lora::trainable(model);
     let sae = SparseCoder::<Autodiff<B>>::load(resolve_sae(&args.sae)?, device)?;

@@ -4,9 +4,9 @@
 use std::path::PathBuf;
 
 use burn::tensor::backend::Backend;
-use resa::toy::demo::{DemoConfig, DemoEvent, ToyStages, run_demo, table};
 use resa::device::DeviceArgs;
 use resa::pipeline::PipelineEvent;
+use resa::toy::demo::{DemoConfig, DemoEvent, ToyStages, run_demo, table};
 use resa::with_backend;
 
 use super::progress::Reporter;

@@ -7,9 +7,9 @@ use std::path::PathBuf;
 
 use burn::tensor::backend::Backend;
 use resa::device::ComputeArgs;
+use resa::eval::RemoteEvaluation;
 use resa::eval::{EvalConfig, OpenAiConfig, Progress, PromptFormat, TASKS, TaskSources};
 use resa::pipeline::pipeline::ModelRef;
-use resa::eval::RemoteEvaluation;
 use resa::pipeline::{Evaluation, load_tasks};
 use resa::qwen2::Sampling;
 use resa::with_backend;

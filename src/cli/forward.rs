@@ -78,7 +78,7 @@ fn forward<B: Backend>(args: &ForwardArgs, device: &B::Device) -> anyhow::Result
     let points = args
         .hookpoints
         .iter()
-        .map(|h| Hookpoint::parse_for(h, cfg.num_hidden_layers))
+        .map(|h| h.parse::<Hookpoint>().and_then(|h| h.within(cfg.num_hidden_layers)))
         .collect::<Result<Vec<_>, _>>()?;
     let (ids, shape) = read_ids(&args.input_ids)?;
     if let Some(bad) = ids.iter().find(|&&t| t as usize >= cfg.vocab_size) {

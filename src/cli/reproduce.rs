@@ -7,11 +7,11 @@ use anyhow::bail;
 use burn::tensor::backend::Backend;
 use resa::device::{ComputeArgs, MemoryArgs};
 use resa::eval::TaskSources;
-use resa::pipeline::PipelineEvent;
 use resa::eval::vllm::{EngineKind, EngineOptions, VllmOptions};
 use resa::experiments::{
     Experiment, RunEvent, RunOptions, TinyAssets, check_engine, describe, list, list_json, load_experiments, plan, run,
 };
+use resa::pipeline::PipelineEvent;
 use resa::toy::paper::{ToyPaperConfig, ToyPaperEvent, run_toy_paper};
 use resa::with_backend;
 

@@ -7,7 +7,7 @@ use burn::backend::Autodiff;
 use burn::tensor::backend::Backend;
 use resa::data::{ReadOptions, Template};
 use resa::device::ComputeArgs;
-use resa::pipeline::pipeline::{ChunkSource, chunk_dataset};
+use resa::pipeline::data::{ChunkSource, chunk_dataset};
 use resa::qwen2::{Hookpoint, Qwen2ForCausalLM, hub};
 use resa::sae::{OptimizerKind, Progress, SaeInit, Stage1Options, TrainConfig, train_saes_with};
 use resa::with_backend;
@@ -157,10 +157,6 @@ pub enum OptimizerArg {
 fn train<B: Backend>(args: &TrainSaeArgs, device: &B::Device) -> anyhow::Result<()> {
     let dir = hub::resolve_model(&args.model)?;
     let model = Qwen2ForCausalLM::<B>::from_pretrained(&dir, device, args.compute.dtype)?;
-    let layers = model.config().num_hidden_layers;
-    for h in &args.hookpoints {
-        h.check(layers)?;
-    }
     let chunks = load_chunks(args, &dir)?;
     let init = match args.mode {
         ModeArg::Finetune => SaeInit::Finetune(args.init.clone().context("--mode finetune needs --init")?),

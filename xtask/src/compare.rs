@@ -19,7 +19,7 @@ use crate::{run, workspace_root};
 /// The workloads both sides run, in order.
 pub const SHARED: [&str; 6] = ["gemm", "prefill", "stage2_step", "sae_step", "decode_b1", "decode_b8"];
 
-/// The ratio (resa over PyTorch) each workload should reach (issue 19's goals).
+/// The ratio (resa over PyTorch) each workload should reach.
 pub fn goal(workload: &str) -> Option<f64> {
     match workload {
         "stage2_step" => Some(1.0),

@@ -14,7 +14,6 @@ use resa_sae::{OptimizerKind, SaeConfig, SaeTrainer, SparseCoder, TrainConfig};
 use resa_tune::{SaeGrad, SaeTuning, TuneConfig, train_adapters};
 use serde::Serialize;
 
-
 /// The workloads, in the order they run.
 pub const WORKLOADS: [&str; 12] = [
     "gemm",
@@ -358,9 +357,9 @@ pub fn run_benches<B: Backend>(
             if !wanted(name) {
                 continue;
             }
-            let objective = SaeTuning::new(&sae, Hookpoint::Residual(layer), SaeGrad::Detach)
-                .with_shared_prefix(shared)
-                .with_recompute(recompute);
+            let at = Hookpoint::Residual(layer).within(cfg.num_hidden_layers)?;
+            let objective =
+                SaeTuning::new(&sae, at, SaeGrad::Detach).with_shared_prefix(shared).with_recompute(recompute);
             let r = measure_steps(name, flops, repeats, &chunks, |chunks, tune, on_step| {
                 train_adapters(base.clone(), &lora, &objective, chunks, tune, on_step)?;
                 Ok(())
@@ -389,7 +388,8 @@ pub fn run_benches<B: Backend>(
             if !wanted(name) {
                 continue;
             }
-            let mut objective = SaeTuning::new(&sae, Hookpoint::Residual(0), SaeGrad::Detach);
+            let at = Hookpoint::Residual(0).within(cfg.num_hidden_layers)?;
+            let mut objective = SaeTuning::new(&sae, at, SaeGrad::Detach);
             if let Some(h) = head {
                 objective = objective.with_head(h);
             }

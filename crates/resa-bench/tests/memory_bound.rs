@@ -3,8 +3,8 @@
 //! the bound is below every measured peak (it is a lower bound) and not far below it (it is
 //! not vacuous), and the parts move as the shapes say.
 
-use resa_lora::LoraConfig;
 use resa_bench::{r1_distill_15b, stage2_model, stage2_vocab_model};
+use resa_lora::LoraConfig;
 use resa_qwen2::Qwen2Config;
 use resa_tune::{Head, Stage2Shape, stage2_memory};
 
@@ -27,7 +27,7 @@ fn measured() -> Vec<(&'static str, Stage2Shape, f64)> {
     vec![
         // `--size 1.5b --dtype bf16 --only stage2_step`: 65,536-latent SAE at layers.12.
         ("1.5b bf16", shape(r1_distill_15b(), 2048, 2, (1536, 65_536), 13, None), 18_140.0),
-        // `--only stage2_step_recompute` (session 12): the student's layers recomputed.
+        // `--only stage2_step_recompute`: the student's layers recomputed.
         (
             "1.5b bf16 recompute",
             Stage2Shape { recompute: true, ..shape(r1_distill_15b(), 2048, 2, (1536, 65_536), 13, None) },

@@ -8,8 +8,8 @@ use resa_qwen2::burn::tensor::backend::Backend;
 use resa_qwen2::{FinishReason, GenerationConfig, Qwen2ForCausalLM, Tokenizer, generate_seeded};
 use serde::{Deserialize, Serialize};
 
+use crate::config::EvalConfig;
 use crate::error::Result;
-use crate::runner::EvalConfig;
 
 /// One completion to generate.
 #[derive(Debug, Clone, Copy)]

@@ -23,9 +23,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use crate::config::EvalConfig;
 use crate::engine::{Completion, Engine, Finish, Request};
 use crate::error::{Error, Result};
-use crate::runner::EvalConfig;
 use resa_qwen2::Sampling;
 
 /// How the prompt is sent.

@@ -6,8 +6,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::EvalConfig;
 use crate::error::{Error, Result};
-use crate::runner::EvalConfig;
 
 /// The score of one benchmark.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -197,7 +197,13 @@ pub fn load_task(name: &str, sources: &TaskSources) -> Result<Task> {
     }
     let spec = task_spec(name).ok_or_else(|| Error::UnknownTask {
         name: name.into(),
-        known: sources.own.iter().map(|t| t.name.as_str()).chain(TASKS.iter().map(|t| t.name)).collect::<Vec<_>>().join(", "),
+        known: sources
+            .own
+            .iter()
+            .map(|t| t.name.as_str())
+            .chain(TASKS.iter().map(|t| t.name))
+            .collect::<Vec<_>>()
+            .join(", "),
     })?;
     if spec.grader == Grader::Choice {
         let path = sources.gpqa_csv.as_ref().ok_or_else(|| Error::MissingData {

@@ -189,9 +189,10 @@ impl VllmServer {
         cmd.args(&command[1..]).stdin(Stdio::null()).stdout(out).stderr(err);
         #[cfg(unix)]
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-        let child = cmd
-            .spawn()
-            .map_err(|e| Error::EngineStart { engine: "vllm", message: format!("cannot start `{}`: {e}", command.join(" ")) })?;
+        let child = cmd.spawn().map_err(|e| Error::EngineStart {
+            engine: "vllm",
+            message: format!("cannot start `{}`: {e}", command.join(" ")),
+        })?;
         let mut server =
             VllmServer { child, endpoint: format!("http://{host}:{port}/v1"), command, log: log.to_path_buf() };
         server.wait_ready(timeout)?;
@@ -279,7 +280,8 @@ fn tail(path: &Path, n: usize) -> String {
 
 /// A free loopback port (bound and released; vLLM binds it right after).
 pub fn free_port(host: &str) -> Result<u16> {
-    let refused = |e: std::io::Error| Error::EngineStart { engine: "vllm", message: format!("no free port on {host}: {e}") };
+    let refused =
+        |e: std::io::Error| Error::EngineStart { engine: "vllm", message: format!("no free port on {host}: {e}") };
     let listener = std::net::TcpListener::bind((host, 0)).map_err(refused)?;
     listener.local_addr().map(|a| a.port()).map_err(refused)
 }

@@ -85,25 +85,17 @@ pub fn extract<B: Backend>(
         )));
     }
     let n_layers = model.config().num_hidden_layers;
+    let mut checked = Vec::with_capacity(saes.len());
     for (hp, sae) in saes {
-        hp.check(n_layers)?;
-        if sae.d_in() != model.config().hidden_size {
-            return Err(Error::Input {
-                field: "saes",
-                message: format!(
-                    "the SAE of {hp} reads width {} but the model's is {}",
-                    sae.d_in(),
-                    model.config().hidden_size
-                ),
-            });
-        }
+        checked.push(hp.within(n_layers)?);
+        sae.check_width(model.config().hidden_size)?;
     }
     let device = model.device();
     let input = Tensor::<B, 2, Int>::from_data(
         TensorData::new(ids.iter().map(|&t| i64::from(t)).collect::<Vec<_>>(), [1, ids.len()]),
         &device,
     );
-    let hooks = Hooks::capture(saes.iter().map(|(h, _)| *h));
+    let hooks = Hooks::capture(checked);
     let out = model.forward(ForwardInput::new(input).with_logits(Logits::None), &hooks, None)?;
     let mut result = Vec::with_capacity(saes.len());
     for (hp, sae) in saes {
@@ -148,13 +140,13 @@ pub fn top_contexts<B: Backend>(
     let wanted: HashSet<u32> = latents.iter().copied().collect();
     let mut best: Vec<(u32, Vec<Context>)> = latents.iter().map(|&l| (l, Vec::new())).collect();
     let device = model.device();
+    let hooks = Hooks::capture([hookpoint.within(model.config().num_hidden_layers)?]);
     for ids in texts.iter().filter(|t| !t.is_empty()) {
         let input = Tensor::<B, 2, Int>::from_data(
             TensorData::new(ids.iter().map(|&t| i64::from(t)).collect::<Vec<_>>(), [1, ids.len()]),
             &device,
         );
-        let out =
-            model.forward(ForwardInput::new(input).with_logits(Logits::None), &Hooks::capture([hookpoint]), None)?;
+        let out = model.forward(ForwardInput::new(input).with_logits(Logits::None), &hooks, None)?;
         let act = out
             .activation(hookpoint)
             .cloned()

@@ -112,9 +112,8 @@ pub fn analyze(
     let figures = figures(&layers, &counts, &count_mix, score_mix.as_ref(), out)?;
     let analysis =
         Analysis { layers: features, scores, counts: count_mix, score_mixture: score_mix.map(|(_, m)| m), figures };
-    let write = |name: &str, text: String| {
-        resa_publish::write_atomic(out.join(name), text.as_bytes()).map_err(Error::from)
-    };
+    let write =
+        |name: &str, text: String| resa_publish::write_atomic(out.join(name), text.as_bytes()).map_err(Error::from);
     let json_err = |e: serde_json::Error| Error::Input { field: "analysis", message: e.to_string() };
     write("counts.json", serde_json::to_string_pretty(&analysis.layers).map_err(json_err)?)?;
     let mixtures = GmmFile { counts: &analysis.counts, scores: analysis.score_mixture.as_ref() };

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use burn::module::{Module, Param};
 use burn::tensor::{DType, Tensor, TensorData, backend::AutodiffBackend, backend::Backend};
 use rand::{Rng, SeedableRng, rngs::StdRng};
-use resa_qwen2::safetensors_io::{OwnedTensor, SafetensorsReader, StoredDtype, transpose, write_safetensors};
 use resa_publish::{replace_dir, temp_sibling, write_atomic};
+use resa_qwen2::safetensors_io::{OwnedTensor, SafetensorsReader, StoredDtype, transpose, write_safetensors};
 use resa_qwen2::{LowRank, Qwen2ForCausalLM};
 
 use crate::config::{CONFIG_FILE, LoraConfig, Targets, WEIGHTS_FILE};

@@ -66,8 +66,11 @@ pub fn load_saes<B: Backend>(
 ) -> Result<Vec<(Hookpoint, SparseCoder<B>)>> {
     let mut saes = Vec::new();
     for (name, sae) in SparseCoder::<B>::load_many(dir, device)? {
-        let hp = Hookpoint::parse_for(&name, layers)
-            .map_err(|e| Error::Setup(format!("SAE folder {}: {e}", dir.join(&name).display())))?;
+        let hp = name
+            .parse::<Hookpoint>()
+            .and_then(|h| h.within(layers))
+            .map_err(|e| Error::Setup(format!("SAE folder {}: {e}", dir.join(&name).display())))?
+            .hookpoint();
         saes.push((hp, sae));
     }
     saes.sort_by_key(|(h, _)| (h.layer(), h.to_string()));

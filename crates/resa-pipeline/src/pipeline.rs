@@ -31,16 +31,15 @@
 
 use std::path::{Path, PathBuf};
 
-use burn::tensor::{DType, backend::AutodiffBackend};
-use resa_data::{ChunkOptions, ReadOptions, Template, chunk_texts, load_dataset};
+use burn::tensor::DType;
+use resa_data::{ChunkOptions, Template};
 use resa_lora::LoraConfig;
-use resa_qwen2::{Hookpoint, Qwen2ForCausalLM, Tokenizer, hub};
+use resa_qwen2::{Hookpoint, Qwen2ForCausalLM, hub};
 use resa_sae::{SaeInit, Stage1Options, TrainConfig as SaeTrainConfig};
 use resa_tune::{LrSchedule, MemoryEstimate, SaeGrad, Stage2Shape, StepMetrics, TuneConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::stage::{AdapterTraining, Merge, SaeTraining, Stage, run_stage};
 
 /// A model reference.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -241,7 +240,7 @@ pub struct Stage2Section {
     pub grad_accum: usize,
     /// Data-parallel replicas, one per device from the run's device on (see
     /// [`TuneConfig::data_parallel`]); part of the stage's identity, like the batch size.
-    #[serde(default = "one", skip_serializing_if = "is_one")]
+    #[serde(default = "one")]
     pub data_parallel: usize,
     /// Checkpoint interval.
     #[serde(default = "save_every")]
@@ -255,8 +254,8 @@ pub struct Stage2Section {
     /// Recompute the student's layers in the backward ([`resa_tune::SaeTuning::with_recompute`]): one
     /// layer's activations held instead of every student layer's, for one more forward of
     /// the student's layers; the same gradients. Needs `sae_grad = "detach"` at a residual
-    /// hookpoint. Not part of the stage's identity (omitted from the file form when off).
-    #[serde(default, skip_serializing_if = "is_false")]
+    /// hookpoint. In no stamp: it changes how gradients are computed, not what they are.
+    #[serde(default)]
     pub recompute: bool,
 }
 
@@ -267,8 +266,8 @@ fn constant() -> LrSchedule {
     TuneConfig::default().schedule
 }
 
-/// `[stage2] cosine = [warmup, floor]` (absent or null: constant) as an [`LrSchedule`]; the
-/// file form and its stamp stay what they were when the field was a pair.
+/// `[stage2] cosine = [warmup, floor]` (absent: constant) as an [`LrSchedule`]: the file's
+/// short form of the schedule.
 mod cosine_form {
     use resa_tune::LrSchedule;
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -292,12 +291,6 @@ fn epochs() -> usize {
 }
 fn one() -> usize {
     1
-}
-fn is_one(n: &usize) -> bool {
-    *n == 1
-}
-fn is_false(b: &bool) -> bool {
-    !*b
 }
 fn save_every() -> u64 {
     TuneConfig::default().save_every
@@ -366,8 +359,7 @@ impl PipelineFile {
     /// and recomputing the student's layers, need.
     fn student_starts_at_hookpoint(&self) -> bool {
         self.stage2.objective == ObjectiveKind::SaeTuning
-            && self.stage2.sae_grad == SaeGrad::Detach
-            && matches!(self.sae.hookpoint, Hookpoint::Residual(_))
+            && resa_tune::student_starts_at(self.stage2.sae_grad, self.sae.hookpoint).is_some()
     }
 
     /// Checks every value that can be checked without the models, naming `file`, the TOML
@@ -509,7 +501,7 @@ impl PipelineFile {
 
     /// [`PipelineFile::validate_models`] on resolved folders; returns the target's
     /// `config.json` when it could be read (the memory check uses it).
-    fn validate_against_models(
+    pub(crate) fn validate_against_models(
         &self,
         file: &str,
         source_dir: &Path,
@@ -518,7 +510,7 @@ impl PipelineFile {
         let mut target = None;
         for (table, dir) in [("source", source_dir), ("target", target_dir)] {
             let Ok(cfg) = resa_qwen2::Qwen2Config::from_file(dir.join("config.json")) else { continue };
-            if self.sae.hookpoint.check(cfg.num_hidden_layers).is_err() {
+            if self.sae.hookpoint.within(cfg.num_hidden_layers).is_err() {
                 return Err(Error::Invalid {
                     file: file.to_string(),
                     table: "sae",
@@ -886,23 +878,6 @@ pub(crate) fn parse_error(path: &Path, text: &str, e: &toml::de::Error) -> Error
     Error::Parse { path: path.to_path_buf(), message: format!("{at}{message}") }
 }
 
-/// What the pipeline produced.
-#[derive(Debug, Clone, Serialize)]
-pub struct PipelineReport {
-    /// The SAE folder used in Stage II.
-    pub sae: PathBuf,
-    /// Whether Stage I ran (false: skipped or pretrained).
-    pub stage1_ran: bool,
-    /// The adapter folder.
-    pub adapter: PathBuf,
-    /// Whether Stage II ran (false: skipped, output up to date).
-    pub stage2_ran: bool,
-    /// First and last Stage II loss of this invocation.
-    pub stage2_loss: Option<(f32, f32)>,
-    /// The merged model folder, when asked for.
-    pub merged: Option<PathBuf>,
-}
-
 /// Progress events of the pipeline.
 #[derive(Debug, Clone, Copy)]
 pub enum PipelineEvent<'a> {
@@ -919,212 +894,4 @@ pub enum PipelineEvent<'a> {
     Stage2(&'a StepMetrics),
     /// A stage was skipped because its output is up to date.
     Skipped(&'static str),
-}
-
-/// How a dataset becomes training chunks: read, cut, templated, tokenised with a model
-/// folder's tokenizer and packed as sparsify does ([`chunk_dataset`]).
-#[derive(Debug, Clone)]
-pub struct ChunkSource<'a> {
-    /// File, folder, registry name or hub id.
-    pub spec: &'a str,
-    /// Split of folders and hub datasets.
-    pub split: &'a str,
-    /// How a row becomes text.
-    pub template: &'a Template,
-    /// Tokens per chunk.
-    pub ctx_len: usize,
-    /// Use at most this many rows.
-    pub max_rows: Option<usize>,
-    /// Field names and whether a row with a missing field fails the read.
-    pub read: ReadOptions,
-    /// Shuffle the chunks with this seed (default: data order).
-    pub shuffle_seed: Option<u64>,
-    /// Where the cut is configured, for the message when no chunk results
-    /// (`[data] ctx_len`, `--ctx-len`).
-    pub ctx_len_name: &'a str,
-}
-
-/// The chunks of `source` for the tokenizer of `model_dir`, with their statistics; no chunk
-/// at all is an error that says why (rows, tokens, the partial chunks dropped).
-pub fn chunk_dataset(source: &ChunkSource<'_>, model_dir: &Path) -> Result<resa_data::Chunks> {
-    let spec = source.spec;
-    let (mut rows, report, _) = load_dataset(spec, source.split, &source.read)?;
-    if report.skipped() > 0 {
-        tracing::warn!(spec, skipped = report.skipped(), "rows with a missing field were skipped");
-    }
-    if source.template.needs_solution() {
-        let before = rows.len();
-        rows.retain(|r| r.solution.is_some());
-        let missing = before - rows.len();
-        if rows.is_empty() {
-            return Err(Error::Setup(format!(
-                "{spec}: the template `{}` needs each row's worked solution, and none of its {before} rows has one \
-                 (looked for: {})",
-                source.template,
-                source.read.solution_keys.join(", ")
-            )));
-        }
-        if missing > 0 && source.read.strict {
-            return Err(Error::Setup(format!(
-                "{spec}: {missing} of {before} rows have no worked solution (looked for: {}), which the template `{}` \
-                 needs",
-                source.read.solution_keys.join(", "),
-                source.template
-            )));
-        }
-        if missing > 0 {
-            tracing::warn!(spec, missing, "rows without a worked solution were skipped (the template needs one)");
-        }
-    }
-    if let Some(n) = source.max_rows {
-        rows.truncate(n);
-    }
-    let texts: Vec<String> = rows.iter().map(|r| source.template.render(r)).collect();
-    let tok = Tokenizer::from_dir(model_dir)?;
-    let eos = tok
-        .eos_token()
-        .ok_or_else(|| Error::Setup(format!("{}: the tokenizer names no eos_token", model_dir.display())))?;
-    let chunks = chunk_texts(
-        tok.inner(),
-        &texts,
-        &ChunkOptions {
-            chunk_len: source.ctx_len,
-            eos_token: eos.to_string(),
-            shuffle_seed: source.shuffle_seed,
-            ..ChunkOptions::default()
-        },
-    )?;
-    if chunks.chunks.is_empty() {
-        let st = &chunks.stats;
-        return Err(Error::Setup(format!(
-            "{spec}: no chunk of {} tokens: {} rows give {} tokens after templating and {} of them are in the \
-             last partial chunk of each batch of rows, which is dropped (as sparsify does); lower {} or use more \
-             rows{}",
-            source.ctx_len,
-            st.rows,
-            st.stream_tokens,
-            st.dropped_tokens,
-            source.ctx_len_name,
-            source.max_rows.map_or(String::new(), |n| format!(" ([data] max_rows = {n} keeps only {n})")),
-        )));
-    }
-    Ok(chunks)
-}
-
-/// Templated, tokenised chunks of the dataset `spec` as `[data]` describes them, for a model
-/// folder's tokenizer ([`chunk_dataset`]).
-pub fn prepare_chunks(data: &DataSection, spec: &str, model_dir: &Path) -> Result<Vec<Vec<u32>>> {
-    let source = ChunkSource {
-        spec,
-        split: &data.split,
-        template: &data.template,
-        ctx_len: data.ctx_len,
-        max_rows: data.max_rows,
-        read: ReadOptions::default(),
-        shuffle_seed: None,
-        ctx_len_name: "[data] ctx_len",
-    };
-    Ok(chunk_dataset(&source, model_dir)?.chunks)
-}
-
-/// What makes Stage I's output reusable: the source, the trigger data as chunked, and the
-/// SAE section, and every hookpoint trained (a sweep trains several from one pass).
-pub(crate) fn stage1_stamp(cfg: &PipelineFile, hookpoints: &[Hookpoint]) -> Result<String> {
-    // The whole [sae] section (so no field of it can be left out of the stamp) and the
-    // hookpoints trained.
-    serde_json::to_string_pretty(&(
-        &cfg.source,
-        &cfg.data.trigger,
-        &cfg.data.template,
-        &cfg.data.ctx_len,
-        &cfg.data.max_rows,
-        &cfg.sae,
-        hookpoints,
-    ))
-    .map_err(|e| Error::json("the Stage I stamp", e))
-}
-
-/// Stage I alone ([`SaeTraining`] through [`run_stage`]): one SAE per hookpoint of
-/// `hookpoints`, all from one activation pass, into `out/stage1/<hookpoint>/`; skipped
-/// when that folder was made from the same configuration. Returns the folder and whether it
-/// trained. `source_dir` is the resolved folder of the source model.
-pub fn run_stage1<B: AutodiffBackend>(
-    pipeline: &Pipeline,
-    hookpoints: &[Hookpoint],
-    source_dir: &Path,
-    device: &B::Device,
-    dtype: DType,
-    on_event: &mut dyn FnMut(PipelineEvent<'_>),
-) -> Result<(PathBuf, bool)> {
-    let stage = SaeTraining { pipeline, hookpoints: hookpoints.to_vec(), source_dir: source_dir.to_path_buf() };
-    run_stage::<B, _>(&stage, device, dtype, on_event)
-}
-
-/// The folder of one hookpoint's SAE from `[sae] path` (a local folder of hookpoint folders,
-/// a single SAE folder, or a hub repo `owner/name` whose `<hookpoint>/` is fetched), as
-/// [`resa_sae::sae_folder`] finds it.
-pub fn sae_folder(path: &str, hookpoint: Hookpoint) -> Result<PathBuf> {
-    Ok(resa_sae::sae_folder(Path::new(path), &hookpoint.to_string(), true)?)
-}
-
-/// Runs the pipeline on backend `B` (the model's forward runs on its inner backend in
-/// Stage I), computing in `dtype`. The models' `config.json` are checked against the
-/// configuration (hookpoint, rank) before any stage starts.
-pub fn run_pipeline<B: AutodiffBackend>(
-    pipeline: &Pipeline,
-    device: &B::Device,
-    dtype: DType,
-    on_event: &mut dyn FnMut(PipelineEvent<'_>),
-) -> Result<PipelineReport> {
-    let cfg = pipeline.file();
-    let source_dir = hub::resolve_model(&cfg.source.model)?;
-    let target_dir = hub::resolve_model(&cfg.target.model)?;
-    let target = cfg.validate_against_models("run configuration", &source_dir, &target_dir)?;
-    // One Stage II step must fit before Stage I spends its hours.
-    if let Some(target) = &target {
-        let estimate = pipeline.check_memory(target, dtype, "run configuration")?;
-        tracing::info!(%estimate, "one Stage II step");
-    }
-    std::fs::create_dir_all(&cfg.out).map_err(|e| Error::io(&cfg.out, e))?;
-
-    // Stage I (none for a pretrained SAE).
-    let hookpoint = pipeline.hookpoint();
-    let hookpoints = vec![hookpoint];
-    let (sae_dir, stage1_ran) = match pipeline.sae() {
-        SaeSource::Pretrained { path } => (sae_folder(path, hookpoint)?, false),
-        SaeSource::Scratch { .. } | SaeSource::Finetune { .. } => {
-            let stage = SaeTraining { pipeline, hookpoints: hookpoints.clone(), source_dir: source_dir.clone() };
-            let (dir, ran) = run_stage::<B, _>(&stage, device, dtype, on_event)?;
-            (dir.join(hookpoint.to_string()), ran)
-        }
-    };
-    // Stage II (or the SFT baseline).
-    let stage2 = AdapterTraining {
-        pipeline,
-        sae_dir: sae_dir.clone(),
-        sae_stamp: stage1_stamp(cfg, &hookpoints)?,
-        target_dir: target_dir.clone(),
-    };
-    let (adapter, stage2_ran) = run_stage::<B, _>(&stage2, device, dtype, on_event)?;
-    // The merged model.
-    let merged = if pipeline.merge() {
-        let merge = Merge {
-            pipeline,
-            target_dir,
-            adapter: adapter.adapter.clone(),
-            adapter_stamp: Stage::<B>::stamp(&stage2)?,
-        };
-        Some(run_stage::<B, _>(&merge, device, dtype, on_event)?.0)
-    } else {
-        None
-    };
-    let report = PipelineReport {
-        sae: sae_dir,
-        stage1_ran,
-        adapter: adapter.adapter,
-        stage2_ran,
-        stage2_loss: adapter.loss,
-        merged,
-    };
-    Ok(report)
 }

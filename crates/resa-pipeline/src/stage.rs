@@ -8,13 +8,15 @@
 use std::path::PathBuf;
 
 use burn::tensor::{DType, backend::AutodiffBackend};
-use resa_qwen2::Hookpoint;
 use resa_publish::write_atomic;
+use resa_qwen2::Hookpoint;
 use resa_sae::{SparseCoder, train_saes_with};
 use resa_tune::{Objective, SaeTuning, Sft, train_adapters};
 
+use crate::data::prepare_chunks;
 use crate::error::{Error, Result};
-use crate::pipeline::{ObjectiveKind, Pipeline, PipelineEvent, prepare_chunks, stage1_stamp};
+use crate::pipeline::{ObjectiveKind, Pipeline, PipelineEvent};
+use crate::stamp::{MergeStamp, STAMP_VERSION, Stage1Stamp, Stage2Stamp, to_json};
 
 /// One stage of a run on backend `B`.
 pub trait Stage<B: AutodiffBackend> {
@@ -122,7 +124,7 @@ impl<B: AutodiffBackend> Stage<B> for SaeTraining<'_> {
     }
 
     fn stamp(&self) -> Result<String> {
-        stage1_stamp(self.pipeline.file(), &self.hookpoints)
+        to_json(&Stage1Stamp::new(self.pipeline.file(), &self.hookpoints), "the Stage I stamp")
     }
 
     fn finished(&self) -> Option<PathBuf> {
@@ -163,9 +165,18 @@ pub struct AdapterTraining<'a> {
     /// The SAE spliced in (a sparsify folder).
     pub sae_dir: PathBuf,
     /// Stage I's stamp: a new SAE makes a new adapter.
-    pub sae_stamp: String,
+    pub sae_stamp: Stage1Stamp,
     /// The resolved folder of the target model.
     pub target_dir: PathBuf,
+}
+
+impl AdapterTraining<'_> {
+    /// What the adapter is made from: the SAE's stamp, this run's Stage II values and its
+    /// node count.
+    pub fn stage2_stamp(&self) -> Stage2Stamp {
+        let nodes = self.pipeline.tune().nodes.as_ref().map_or(1, |n| n.count);
+        Stage2Stamp::new(self.pipeline.file(), self.sae_stamp.clone(), nodes)
+    }
 }
 
 impl<B: AutodiffBackend> Stage<B> for AdapterTraining<'_> {
@@ -184,15 +195,7 @@ impl<B: AutodiffBackend> Stage<B> for AdapterTraining<'_> {
     }
 
     fn stamp(&self) -> Result<String> {
-        let c = self.pipeline.file();
-        let parts = (&self.sae_stamp, &c.target, &c.data, &c.lora, &c.stage2, c.seed);
-        // A run of several nodes sums over more replicas: another adapter. (A run of one
-        // keeps the stamp it had before nodes existed.)
-        match self.pipeline.tune().nodes.as_ref().map(|n| n.count).filter(|&n| n > 1) {
-            None => serde_json::to_string_pretty(&parts),
-            Some(nodes) => serde_json::to_string_pretty(&(parts, nodes)),
-        }
-        .map_err(|e| Error::json("the Stage II stamp", e))
+        to_json(&self.stage2_stamp(), "the Stage II stamp")
     }
 
     fn finished(&self) -> Option<AdapterOutput> {
@@ -212,7 +215,8 @@ impl<B: AutodiffBackend> Stage<B> for AdapterTraining<'_> {
         resa_lora::attach(&mut model, lora, p.tune().seed)?;
         let model = resa_lora::trainable(model);
         let sae = SparseCoder::<B>::load(&self.sae_dir, device)?;
-        let sae_tuning = SaeTuning::new(&sae, p.hookpoint(), p.sae_grad()).with_recompute(p.recompute());
+        let at = p.hookpoint().within(model.config().num_hidden_layers)?;
+        let sae_tuning = SaeTuning::new(&sae, at, p.sae_grad()).with_recompute(p.recompute());
         let objective: &dyn Objective<B> = match p.objective() {
             ObjectiveKind::SaeTuning => &sae_tuning,
             ObjectiveKind::Sft => &Sft,
@@ -237,7 +241,7 @@ pub struct Merge<'a> {
     /// The adapter folder.
     pub adapter: PathBuf,
     /// Stage II's stamp: a new adapter makes a new merged model.
-    pub adapter_stamp: String,
+    pub adapter_stamp: Stage2Stamp,
 }
 
 impl<B: AutodiffBackend> Stage<B> for Merge<'_> {
@@ -256,7 +260,7 @@ impl<B: AutodiffBackend> Stage<B> for Merge<'_> {
     }
 
     fn stamp(&self) -> Result<String> {
-        Ok(self.adapter_stamp.clone())
+        to_json(&MergeStamp { version: STAMP_VERSION, adapter: self.adapter_stamp.clone() }, "the merge stamp")
     }
 
     fn finished(&self) -> Option<PathBuf> {

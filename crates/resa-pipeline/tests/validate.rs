@@ -136,7 +136,7 @@ fn too_little_data_for_one_chunk_says_why() {
     ))
     .expect("section");
     let model = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/toy-qwen2");
-    let err = resa_pipeline::pipeline::prepare_chunks(&section, &section.trigger, &model).expect_err("no chunk");
+    let err = resa_pipeline::data::prepare_chunks(&section, &section.trigger, &model).expect_err("no chunk");
     let msg = err.to_string();
     assert!(msg.contains("no chunk of 2048 tokens") && msg.contains("2 rows") && msg.contains("ctx_len"), "{msg}");
 }
@@ -159,7 +159,7 @@ fn the_schedule_is_typed_and_keeps_its_file_form() {
 #[test]
 fn a_cot_template_needs_rows_with_solutions() {
     use resa_data::{ReadOptions, Template};
-    use resa_pipeline::pipeline::{ChunkSource, chunk_dataset};
+    use resa_pipeline::data::{ChunkSource, chunk_dataset};
     let dir = tempfile::tempdir().expect("tmp");
     let toy = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/toy-qwen2");
     for file in ["tokenizer.json", "tokenizer_config.json"] {

@@ -47,7 +47,6 @@ fn replacing_a_users_folder_is_refused() {
     resa_publish::replace_dir(&fresh(".c"), &empty).expect("empty");
 }
 
-
 /// A file is published whole, over an older one, and nothing is left beside it.
 #[test]
 fn a_file_is_replaced_whole_and_nothing_is_left_beside_it() {

@@ -115,10 +115,10 @@ pub enum Error {
     /// The splice at a hookpoint failed (for an SAE: it reads another width).
     #[error("the splice at {at} failed: {cause}")]
     Splice {
-        /// Where.
-        at: crate::Hookpoint,
+        /// Where: the hookpoint's name (`layers.12`).
+        at: String,
         /// The splice's own error.
-        cause: crate::hooks::SpliceError,
+        cause: SpliceError,
     },
 
     /// Input ids or masks have an impossible shape or value.
@@ -154,6 +154,9 @@ pub enum Error {
         message: String,
     },
 }
+
+/// Why a [`Splice`](crate::Splice) could not replace an activation (its own error, boxed).
+pub type SpliceError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Result with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;

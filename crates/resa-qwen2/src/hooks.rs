@@ -11,7 +11,7 @@ use std::str::FromStr;
 
 use burn::tensor::{Tensor, backend::Backend};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, SpliceError};
 
 /// A place in the decoder stack. Parse one from its sparsify name with [`str::parse`].
 /// Serialised as its name (`"layers.12"`).
@@ -32,15 +32,10 @@ impl Hookpoint {
         }
     }
 
-    /// Parses a name and checks that the layer exists in a model with `num_layers` layers.
-    pub fn parse_for(name: &str, num_layers: usize) -> Result<Self> {
-        let hp: Hookpoint = name.parse()?;
-        hp.check(num_layers)?;
-        Ok(hp)
-    }
-
-    /// Checks that the layer exists in a model with `num_layers` layers.
-    pub fn check(&self, num_layers: usize) -> Result<()> {
+    /// This hookpoint in a model with `num_layers` decoder layers: the one place where a
+    /// hookpoint's layer is checked. Everything that touches a model's activations (hooks,
+    /// splices, Stage II) takes the [`CheckedHookpoint`] this returns.
+    pub fn within(self, num_layers: usize) -> Result<CheckedHookpoint> {
         if self.layer() >= num_layers {
             return Err(Error::Hookpoint {
                 name: self.to_string(),
@@ -50,7 +45,58 @@ impl Hookpoint {
                 ),
             });
         }
-        Ok(())
+        Ok(CheckedHookpoint { at: self, num_layers })
+    }
+}
+
+/// A [`Hookpoint`] whose layer exists in a model of [`num_layers`](Self::num_layers) decoder
+/// layers; made only by [`Hookpoint::within`]. A forward pass refuses one checked against a
+/// model of another depth. Displayed and serialised as its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(into = "String")]
+pub struct CheckedHookpoint {
+    at: Hookpoint,
+    num_layers: usize,
+}
+
+impl CheckedHookpoint {
+    /// The hookpoint.
+    pub fn hookpoint(self) -> Hookpoint {
+        self.at
+    }
+
+    /// Its decoder layer (below [`num_layers`](Self::num_layers)).
+    pub fn layer(self) -> usize {
+        self.at.layer()
+    }
+
+    /// The depth of the model it was checked against.
+    pub fn num_layers(self) -> usize {
+        self.num_layers
+    }
+
+    /// The residual hookpoint `layers.N` of the same layer (the residual stream after the
+    /// layer whose MLP output an `layers.N.mlp` hookpoint is).
+    pub fn residual(self) -> CheckedHookpoint {
+        CheckedHookpoint { at: Hookpoint::Residual(self.layer()), num_layers: self.num_layers }
+    }
+}
+
+impl From<CheckedHookpoint> for Hookpoint {
+    fn from(h: CheckedHookpoint) -> Hookpoint {
+        h.at
+    }
+}
+
+impl From<CheckedHookpoint> for String {
+    fn from(h: CheckedHookpoint) -> String {
+        h.at.to_string()
+    }
+}
+
+impl fmt::Display for CheckedHookpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.at.fmt(f)
     }
 }
 
@@ -94,9 +140,6 @@ impl FromStr for Hookpoint {
         Ok(if mlp { Hookpoint::Mlp(layer) } else { Hookpoint::Residual(layer) })
     }
 }
-
-/// Why a [`Splice`] could not replace an activation (its own error, boxed).
-pub type SpliceError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A function that replaces the activation at a hookpoint (the SAE splice of Stage II).
 /// A splice that fails fails the forward pass ([`Error::Splice`]); it never hands the
@@ -172,11 +215,28 @@ impl FromStr for SpliceGrad {
 /// A replacement at one hookpoint.
 pub struct SpliceHook<'a, B: Backend> {
     /// Where the activation is replaced.
-    pub at: Hookpoint,
+    pub at: CheckedHookpoint,
     /// The replacement function.
     pub func: &'a dyn Splice<B>,
     /// Whether gradients pass the replacement.
     pub grad: SpliceGrad,
+}
+
+impl<B: Backend> SpliceHook<'_, B> {
+    /// The activation `x` at [`at`](Self::at) replaced, with gradients passing as
+    /// [`grad`](Self::grad) says: the one implementation of the splice, used by every
+    /// forward pass with [`Hooks`] and by Stage II when its student starts at the hookpoint.
+    pub fn replace(&self, x: Tensor<B, 3>) -> Result<Tensor<B, 3>> {
+        let failed = |cause: SpliceError| Error::Splice { at: self.at.to_string(), cause };
+        Ok(match self.grad {
+            SpliceGrad::Detach => self.func.splice(x.detach()).map_err(failed)?.detach(),
+            SpliceGrad::Flow => self.func.splice(x).map_err(failed)?,
+            SpliceGrad::StraightThrough => {
+                let replaced = self.func.splice(x.clone().detach()).map_err(failed)?;
+                x.clone() + (replaced - x).detach()
+            }
+        })
+    }
 }
 
 /// What a forward pass captures and replaces. The default does neither.
@@ -184,7 +244,7 @@ pub struct Hooks<'a, B: Backend> {
     /// Hookpoints whose activations are returned in
     /// [`ForwardOutput::captured`](crate::ForwardOutput::captured). A captured hookpoint that
     /// is also spliced is captured *before* the replacement.
-    pub capture: Vec<Hookpoint>,
+    pub capture: Vec<CheckedHookpoint>,
     /// At most one replacement.
     pub splice: Option<SpliceHook<'a, B>>,
 }
@@ -197,19 +257,24 @@ impl<B: Backend> Default for Hooks<'_, B> {
 
 impl<'a, B: Backend> Hooks<'a, B> {
     /// Captures the given hookpoints, replaces nothing.
-    pub fn capture(points: impl IntoIterator<Item = Hookpoint>) -> Self {
+    pub fn capture(points: impl IntoIterator<Item = CheckedHookpoint>) -> Self {
         Hooks { capture: points.into_iter().collect(), splice: None }
     }
 
     /// Adds a replacement.
-    pub fn with_splice(mut self, at: Hookpoint, func: &'a dyn Splice<B>, grad: SpliceGrad) -> Self {
+    pub fn with_splice(mut self, at: CheckedHookpoint, func: &'a dyn Splice<B>, grad: SpliceGrad) -> Self {
         self.splice = Some(SpliceHook { at, func, grad });
         self
     }
 
+    /// Every hookpoint a hook touches.
+    pub(crate) fn hookpoints(&self) -> impl Iterator<Item = CheckedHookpoint> + '_ {
+        self.capture.iter().copied().chain(self.splice.as_ref().map(|s| s.at))
+    }
+
     /// Deepest layer any hook touches.
     pub(crate) fn last_layer(&self) -> Option<usize> {
-        self.capture.iter().map(Hookpoint::layer).chain(self.splice.as_ref().map(|s| s.at.layer())).max()
+        self.hookpoints().map(CheckedHookpoint::layer).max()
     }
 
     pub(crate) fn apply(
@@ -218,21 +283,13 @@ impl<'a, B: Backend> Hooks<'a, B> {
         x: Tensor<B, 3>,
         captured: &mut Vec<(Hookpoint, Tensor<B, 3>)>,
     ) -> Result<Tensor<B, 3>> {
-        if self.capture.contains(&at) {
+        if self.capture.iter().any(|c| c.hookpoint() == at) {
             captured.push((at, x.clone()));
         }
-        let failed = |cause: SpliceError| Error::Splice { at, cause };
-        Ok(match &self.splice {
-            Some(s) if s.at == at => match s.grad {
-                SpliceGrad::Detach => s.func.splice(x.detach()).map_err(failed)?.detach(),
-                SpliceGrad::Flow => s.func.splice(x).map_err(failed)?,
-                SpliceGrad::StraightThrough => {
-                    let replaced = s.func.splice(x.clone().detach()).map_err(failed)?;
-                    x.clone() + (replaced - x).detach()
-                }
-            },
-            _ => x,
-        })
+        match &self.splice {
+            Some(s) if s.at.hookpoint() == at => s.replace(x),
+            _ => Ok(x),
+        }
     }
 }
 
@@ -255,7 +312,10 @@ mod tests {
         for name in ["layer.1", "layers.", "layers.x", "layers.1.attn", "layers.-1", "embed", "layers.1.mlp.x"] {
             assert!(matches!(name.parse::<Hookpoint>(), Err(Error::Hookpoint { .. })), "{name}");
         }
-        assert!(matches!(Hookpoint::parse_for("layers.28", 28), Err(Error::Hookpoint { .. })));
-        assert!(Hookpoint::parse_for("layers.27", 28).is_ok());
+        let late: Hookpoint = "layers.28".parse().expect("parses");
+        assert!(matches!(late.within(28), Err(Error::Hookpoint { .. })));
+        let last = Hookpoint::Mlp(27).within(28).expect("in range");
+        assert_eq!((last.layer(), last.num_layers(), last.to_string()), (27, 28, "layers.27.mlp".to_string()));
+        assert_eq!(last.residual().hookpoint(), Hookpoint::Residual(27));
     }
 }

@@ -15,12 +15,13 @@ pub mod tokenizer;
 pub use config::{HfConfig, Qwen2Config};
 pub use decoder::{BatchDecoder, DecodeRequest};
 pub use dropout::{host_values, on_host};
+pub use error::SpliceError;
 pub use error::{Error, Result};
 pub use generate::{
     FinishReason, Generated, GeneratedText, GenerationConfig, PREFILL_CHUNK, Sampling, generate, generate_seeded,
     generate_text, generate_with_prefill_chunk, stop_token_ids,
 };
-pub use hooks::{Hookpoint, Hooks, Splice, SpliceError, SpliceGrad, SpliceHook};
+pub use hooks::{CheckedHookpoint, Hookpoint, Hooks, Splice, SpliceGrad, SpliceHook};
 pub use model::{
     AdapterMode, ForwardInput, ForwardOutput, KvCache, LayerInputs, Linear, Logits, LowRank, Qwen2ForCausalLM,
 };

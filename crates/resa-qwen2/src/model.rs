@@ -555,7 +555,8 @@ pub struct ForwardOutput<B: Backend> {
 
 impl<B: Backend> ForwardOutput<B> {
     /// The activation captured at `at`, if it was requested.
-    pub fn activation(&self, at: Hookpoint) -> Option<&Tensor<B, 3>> {
+    pub fn activation(&self, at: impl Into<Hookpoint>) -> Option<&Tensor<B, 3>> {
+        let at = at.into();
         self.captured.iter().find(|(h, _)| *h == at).map(|(_, t)| t)
     }
 }
@@ -606,8 +607,15 @@ impl<B: Backend> Qwen2ForCausalLM<B> {
         if b == 0 || s == 0 {
             return Err(Error::Input(format!("input_ids has shape [{b}, {s}]; both must be positive")));
         }
-        for hp in hooks.capture.iter().chain(hooks.splice.as_ref().map(|s| &s.at)) {
-            hp.check(cfg.num_hidden_layers)?;
+        if let Some(hp) = hooks.hookpoints().find(|h| h.num_layers() != cfg.num_hidden_layers) {
+            return Err(Error::Hookpoint {
+                name: hp.to_string(),
+                reason: format!(
+                    "checked against a model of {} layers; this one has {}",
+                    hp.num_layers(),
+                    cfg.num_hidden_layers
+                ),
+            });
         }
         if let Some(c) = cache.as_deref()
             && c.layers.len() != cfg.num_hidden_layers

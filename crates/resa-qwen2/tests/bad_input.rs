@@ -154,7 +154,13 @@ fn bad_forward_inputs() {
     use resa_qwen2::{ForwardInput, Hookpoint, Hooks};
     let model = load(&fixture("tied_gqa_f32_old")).expect("load");
     let ids = Tensor::<Flex, 2, Int>::from_ints([[3, 4, 5]], &Default::default());
-    let hooks = Hooks::capture([Hookpoint::Residual(3)]);
+    // A layer the model does not have cannot become a hookpoint of it.
+    match Hookpoint::Residual(3).within(model.config().num_hidden_layers) {
+        Err(Error::Hookpoint { name, .. }) => assert_eq!(name, "layers.3"),
+        other => panic!("expected Hookpoint error, got {other:?}"),
+    }
+    // One checked against a deeper model is refused by the forward pass.
+    let hooks = Hooks::capture([Hookpoint::Residual(3).within(4).expect("in range")]);
     match model.forward(ForwardInput::new(ids), &hooks, None) {
         Err(Error::Hookpoint { name, .. }) => assert_eq!(name, "layers.3"),
         other => panic!("expected Hookpoint error, got {:?}", other.map(|_| ())),

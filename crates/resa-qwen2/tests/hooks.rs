@@ -27,10 +27,11 @@ fn a_failing_splice_fails_the_forward_pass_in_every_gradient_mode() {
     let model = Qwen2ForCausalLM::<B>::from_pretrained(fixture("tied_gqa_f32_old"), &Default::default(), DType::F32)
         .expect("load");
     for grad in [SpliceGrad::Detach, SpliceGrad::Flow, SpliceGrad::StraightThrough] {
-        let hooks = Hooks::default().with_splice(Hookpoint::Residual(1), &Failing, grad);
+        let at = Hookpoint::Residual(1).within(model.config().num_hidden_layers).expect("in range");
+        let hooks = Hooks::default().with_splice(at, &Failing, grad);
         match model.forward(ForwardInput::new(ids()), &hooks, None) {
             Err(Error::Splice { at, cause }) => {
-                assert_eq!(at, Hookpoint::Residual(1));
+                assert_eq!(at, "layers.1");
                 assert!(cause.to_string().contains("width 7"), "{cause}");
             }
             Err(e) => panic!("{grad}: wrong error {e}"),
@@ -58,6 +59,7 @@ fn identity_splice_changes_nothing_and_zero_splice_changes_logits() {
     let plain =
         host(model.forward(ForwardInput::new(ids()), &Hooks::default(), None).expect("fwd").logits.expect("logits"));
     for hp in [Hookpoint::Residual(1), Hookpoint::Mlp(0)] {
+        let hp = hp.within(model.config().num_hidden_layers).expect("in range");
         let identity = |x: Tensor<B, 3>| x;
         let hooks = Hooks::default().with_splice(hp, &identity, SpliceGrad::Detach);
         let out = host(model.forward(ForwardInput::new(ids()), &hooks, None).expect("fwd").logits.expect("logits"));
@@ -75,11 +77,25 @@ fn identity_splice_changes_nothing_and_zero_splice_changes_logits() {
     }
 }
 
+/// A hookpoint checked against a model of another depth is refused, naming both depths;
+/// one out of range cannot be made at all.
+#[test]
+fn a_hookpoint_checked_for_another_model_is_refused() {
+    let model = Qwen2ForCausalLM::<B>::from_pretrained(fixture("tied_gqa_f32_old"), &Default::default(), DType::F32)
+        .expect("load");
+    let layers = model.config().num_hidden_layers;
+    let deeper = Hookpoint::Residual(layers).within(layers + 4).expect("in range of the deeper model");
+    let err = model.forward(ForwardInput::new(ids()), &Hooks::capture([deeper]), None).err().expect("refused");
+    assert!(matches!(err, Error::Hookpoint { .. }), "{err}");
+    assert!(err.to_string().contains(&format!("{} layers", layers + 4)), "{err}");
+    assert!(Hookpoint::Residual(layers).within(layers).is_err());
+}
+
 #[test]
 fn capture_only_forward_stops_early_and_matches() {
     let model = Qwen2ForCausalLM::<B>::from_pretrained(fixture("tied_gqa_f32_old"), &Default::default(), DType::F32)
         .expect("load");
-    let hp = Hookpoint::Residual(0);
+    let hp = Hookpoint::Residual(0).within(model.config().num_hidden_layers).expect("in range");
     let full = model.forward(ForwardInput::new(ids()), &Hooks::capture([hp]), None).expect("fwd");
     let early =
         model.forward(ForwardInput::new(ids()).with_logits(Logits::None), &Hooks::capture([hp]), None).expect("fwd");
@@ -100,7 +116,8 @@ fn grad_below_splice(grad: SpliceGrad) -> (Option<Vec<f32>>, Option<Vec<f32>>) {
     let model =
         Qwen2ForCausalLM::<AD>::from_pretrained(fixture("tied_gqa_f32_old"), &device, DType::F32).expect("load");
     let double = |x: Tensor<AD, 3>| x.mul_scalar(2.0);
-    let hooks = Hooks::default().with_splice(Hookpoint::Residual(1), &double, grad);
+    let at = Hookpoint::Residual(1).within(model.config().num_hidden_layers).expect("in range");
+    let hooks = Hooks::default().with_splice(at, &double, grad);
     let ids = Tensor::<AD, 2, Int>::from_ints([[5, 17, 3, 44]], &device);
     let logits = model.forward(ForwardInput::new(ids), &hooks, None).expect("fwd").logits.expect("logits");
     let grads = logits.square().mean().backward();

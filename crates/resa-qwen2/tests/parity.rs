@@ -19,7 +19,10 @@ fn logits_and_hookpoints<B: Backend>(device: &B::Device) {
         let r = reference(case);
         let (ids, shape) = r.read_i64_any("input_ids").expect("input_ids");
         let layers = model.config().num_hidden_layers;
-        let points: Vec<Hookpoint> = (0..layers).flat_map(|l| [Hookpoint::Residual(l), Hookpoint::Mlp(l)]).collect();
+        let points: Vec<_> = (0..layers)
+            .flat_map(|l| [Hookpoint::Residual(l), Hookpoint::Mlp(l)])
+            .map(|h| h.within(layers).expect("in range"))
+            .collect();
         let out = model
             .forward(
                 ForwardInput::new(ids_tensor(ids, [shape[0], shape[1]], device)),
@@ -51,7 +54,13 @@ fn padded_batch<B: Backend>(device: &B::Device) {
         );
         let input =
             ForwardInput::new(ids_tensor(ids, [b, s], device)).with_mask(mask_t, ids_tensor(pos, [b, s], device));
-        let out = model.forward(input, &Hooks::capture([Hookpoint::Residual(1)]), None).expect("forward");
+        let out = model
+            .forward(
+                input,
+                &Hooks::capture([Hookpoint::Residual(1).within(model.config().num_hidden_layers).expect("in range")]),
+                None,
+            )
+            .expect("forward");
         let logits = host(out.logits.clone().expect("logits"));
         let acts = host(out.activation(Hookpoint::Residual(1)).expect("captured").clone());
         let want_logits = r.read_f32_any("padded_logits").expect("logits").0;

@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::{Bool, DType, Int, Tensor, TensorData, backend::Backend};
 use rand::{Rng, SeedableRng, rngs::StdRng};
-use resa_qwen2::safetensors_io::{OwnedTensor, SafetensorsReader, StoredDtype, write_safetensors};
 use resa_publish::{replace_dir, temp_sibling, write_atomic};
+use resa_qwen2::safetensors_io::{OwnedTensor, SafetensorsReader, StoredDtype, write_safetensors};
 
 use crate::config::{Activation, SaeConfig};
 use crate::error::{Error, Result};
@@ -258,12 +258,18 @@ impl<B: Backend> SparseCoder<B> {
         self.w_dec = normalize_rows(self.w_dec.clone());
     }
 
-    fn check_input(&self, x: &Tensor<B, 2>) -> Result<()> {
-        let [_, d] = x.dims();
-        if d != self.cfg.d_in {
-            return Err(Error::Input(format!("input width {d} does not match the SAE's d_in {}", self.cfg.d_in)));
+    /// Whether this SAE reads activations of `width` (a model's hidden size): the one rule
+    /// for an SAE meeting a model, checked by every encode and, before a run starts, by
+    /// whoever pairs an SAE with a model.
+    pub fn check_width(&self, width: usize) -> Result<()> {
+        if width != self.cfg.d_in {
+            return Err(Error::Width { d_in: self.cfg.d_in, width });
         }
         Ok(())
+    }
+
+    fn check_input(&self, x: &Tensor<B, 2>) -> Result<()> {
+        self.check_width(x.dims()[1])
     }
 
     /// ReLU(W_enc (x − b_dec) + b_enc) for every latent, `[n, L]`.

@@ -46,6 +46,14 @@ pub enum Error {
     /// An input tensor does not fit the SAE.
     #[error("invalid input: {0}")]
     Input(String),
+    /// Activations of a width other than the SAE's `d_in`.
+    #[error("the SAE reads width {d_in}, the activations have width {width}")]
+    Width {
+        /// The SAE's input width.
+        d_in: usize,
+        /// The activations' width (a model's hidden size).
+        width: usize,
+    },
     /// Training options are impossible.
     #[error("invalid training option `{option}`: {message}")]
     Options {

@@ -212,9 +212,8 @@ pub fn train_saes_with<B: AutodiffBackend>(
     if options.hookpoints.is_empty() {
         return Err(Error::option("hookpoints", "name at least one hookpoint"));
     }
-    for hp in &options.hookpoints {
-        hp.check(cfg.num_hidden_layers)?;
-    }
+    let checked =
+        options.hookpoints.iter().map(|hp| hp.within(cfg.num_hidden_layers)).collect::<resa_qwen2::Result<Vec<_>>>()?;
     let names: Vec<String> = options.hookpoints.iter().map(ToString::to_string).collect();
     let distinct: std::collections::HashSet<&String> = names.iter().collect();
     if distinct.len() != names.len() {
@@ -267,12 +266,7 @@ pub fn train_saes_with<B: AutodiffBackend>(
                 SparseCoder::load(&src, &device)?
             }
         };
-        if sae.d_in() != d_model {
-            return Err(Error::Input(format!(
-                "the SAE for {name} has d_in {} but the model's hidden size is {d_model}",
-                sae.d_in()
-            )));
-        }
+        sae.check_width(d_model)?;
         trainers.push(SaeTrainer::<B>::new(sae, train_cfg.clone())?);
     }
 
@@ -359,7 +353,7 @@ pub fn train_saes_with<B: AutodiffBackend>(
     write_atomic(&metrics_path, kept.as_bytes())?;
     let mut metrics =
         std::fs::OpenOptions::new().append(true).open(&metrics_path).map_err(|e| Error::io(&metrics_path, e))?;
-    let hooks = Hooks::capture(options.hookpoints.iter().copied());
+    let hooks = Hooks::capture(checked.iter().copied());
     let began = Instant::now();
     let mut tokens = 0u64;
     let mut last = Vec::new();

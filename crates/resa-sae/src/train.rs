@@ -23,9 +23,9 @@ use burn::tensor::{
     activation::relu,
     backend::{AutodiffBackend, Backend},
 };
+use resa_publish::write_atomic;
 use resa_qwen2::host_values;
 use resa_qwen2::safetensors_io::{OwnedTensor, SafetensorsReader, write_safetensors};
-use resa_publish::write_atomic;
 use serde::{Deserialize, Serialize};
 
 use crate::coder::{SparseCoder, owned, select_latents, sparse_decode, topk_rows, total_variance};
@@ -330,12 +330,7 @@ impl<B: AutodiffBackend> SaeTrainer<B> {
     /// One training step on activations `acts` `[n, d_in]` (any float dtype).
     pub fn step(&mut self, acts: Tensor<B::InnerBackend, 2>) -> Result<StepMetrics> {
         let [n, d] = acts.dims();
-        if d != self.sae.d_in() {
-            return Err(Error::Input(format!(
-                "activations have width {d}, the SAE's d_in is {} (hookpoint width and SAE do not match)",
-                self.sae.d_in()
-            )));
-        }
+        self.sae.check_width(d)?;
         if n == 0 {
             return Err(Error::Input("empty batch of activations".into()));
         }

@@ -98,12 +98,12 @@ fn nan_activations_stop_training_and_leave_the_parameters() {
 }
 
 #[test]
-fn wrong_width_is_an_input_error() {
+fn wrong_width_is_a_width_error() {
     let sae = random_sae(8, 32, 4);
     let x = Tensor::<B, 2>::zeros([3, 9], &device());
-    assert!(matches!(sae.encode(x.clone()), Err(Error::Input(m)) if m.contains("9") && m.contains("d_in 8")));
+    assert!(matches!(sae.encode(x.clone()), Err(Error::Width { d_in: 8, width: 9 })));
     let mut t = SaeTrainer::<AD>::new(sae, TrainConfig::default()).expect("trainer");
-    assert!(matches!(t.step(x), Err(Error::Input(_))));
+    assert!(matches!(t.step(x), Err(Error::Width { d_in: 8, width: 9 })));
 }
 
 #[test]

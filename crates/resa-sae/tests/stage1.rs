@@ -125,7 +125,7 @@ fn rejects_an_sae_for_another_width() {
         ..adam_options(tmp.path().join("out"))
     };
     let err = train_saes::<AD>(&model(), &chunks(), &opts).expect_err("width mismatch");
-    assert!(err.to_string().contains("d_in 32") && err.to_string().contains("hidden size is 64"), "{err}");
+    assert!(matches!(err, resa_sae::Error::Width { d_in: 32, width: 64 }), "{err}");
 }
 
 #[test]

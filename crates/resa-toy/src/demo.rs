@@ -18,15 +18,16 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use resa_pipeline::pipeline::{
-    DataSection, LoraSection, ModelRef, ObjectiveKind, PipelineFile, SaeMode, SaeSection, Stage2Section,
-};
-use resa_pipeline::pipeline::{Pipeline, PipelineEvent, PipelineReport, run_pipeline};
+use crate::world::{self, ToyWorld};
 use burn::backend::Autodiff;
 use burn::tensor::{DType, backend::Backend};
 use resa_data::Template;
-use crate::world::{self, ToyWorld};
 use resa_eval::{EvalConfig, Report, compare_markdown};
+use resa_pipeline::pipeline::{
+    DataSection, LoraSection, ModelRef, ObjectiveKind, PipelineFile, SaeMode, SaeSection, Stage2Section,
+};
+use resa_pipeline::pipeline::{Pipeline, PipelineEvent};
+use resa_pipeline::{PipelineReport, run_pipeline};
 use resa_qwen2::{Hookpoint, Qwen2ForCausalLM, Sampling, Tokenizer};
 use serde::{Deserialize, Serialize};
 
@@ -376,7 +377,13 @@ fn reasoning_features<B: Backend>(
     })?;
     let saes = resa_pipeline::features::load_saes::<B>(&saes_dir, layers, device)?;
     let tokenizer = Tokenizer::from_dir(&cfg.model)?;
-    resa_pipeline::features::reasoning_features(&model, &tokenizer, &saes, &resa_pipeline::features::FeatureOptions::default(), &dir)
+    resa_pipeline::features::reasoning_features(
+        &model,
+        &tokenizer,
+        &saes,
+        &resa_pipeline::features::FeatureOptions::default(),
+        &dir,
+    )
 }
 
 /// The Table-3-shaped comparison.

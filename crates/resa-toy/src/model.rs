@@ -6,9 +6,9 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::world::{self, Split, ToyWorld};
 use burn::backend::Autodiff;
 use burn::tensor::{DType, backend::Backend};
-use crate::world::{self, Split, ToyWorld};
 use resa_eval::{EvalConfig, Report};
 use resa_qwen2::safetensors_io::StoredDtype;
 use resa_qwen2::{ChatMessage, Qwen2Config, Qwen2ForCausalLM, Sampling, Tokenizer};

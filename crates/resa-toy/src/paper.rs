@@ -12,20 +12,19 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use crate::world::{self, ToyWorld};
 use burn::backend::Autodiff;
 use burn::tensor::{DType, backend::Backend};
 use resa_data::Template;
-use crate::world::{self, ToyWorld};
 use resa_qwen2::Hookpoint;
 use serde::{Deserialize, Serialize};
 
 use crate::demo::{ToyRun, ToyStages};
 use crate::error::{Error, Result};
-use resa_pipeline::evaluation::Evaluation;
-use resa_pipeline::pipeline::{
-    ModelRef, ObjectiveKind, Pipeline, PipelineEvent, PipelineFile, SaeMode, run_pipeline, run_stage1,
-};
 use crate::tina::{Paired, ToyEvalConfig, ToyTinaConfig, paired, train_toy_tina};
+use resa_pipeline::evaluation::Evaluation;
+use resa_pipeline::pipeline::{ModelRef, ObjectiveKind, Pipeline, PipelineEvent, PipelineFile, SaeMode};
+use resa_pipeline::{run_pipeline, run_stage1};
 
 /// Settings of the toy paper.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -490,7 +489,8 @@ pub fn run_toy_paper<B: Backend>(
             serde_json::to_string_pretty(&scores).map_err(|e| Error::json("the sweep scores", e))?.as_bytes(),
         )?;
         let opts = resa_pipeline::features::FeatureOptions { scores: Some(scores_path), ..Default::default() };
-        let analysis = resa_pipeline::features::reasoning_features(&model, &tokenizer, &saes, &opts, &out.join("features"))?;
+        let analysis =
+            resa_pipeline::features::reasoning_features(&model, &tokenizer, &saes, &opts, &out.join("features"))?;
         feature_counts = analysis.layers.iter().map(|l| (l.hookpoint.to_string(), l.count)).collect();
         mixtures
             .push(("feature counts".to_string(), analysis.counts.proposals.first().map(|p| p.hookpoint.to_string())));

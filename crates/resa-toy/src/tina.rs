@@ -8,9 +8,9 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use crate::world::{Split, ToyWorld};
 use burn::backend::Autodiff;
 use burn::tensor::{DType, backend::Backend};
-use crate::world::{Split, ToyWorld};
 use resa_eval::Grader;
 use resa_lora::LoraConfig;
 use resa_qwen2::{ChatMessage, FinishReason, Qwen2ForCausalLM, Sampling, Tokenizer};
@@ -97,9 +97,9 @@ pub fn train_toy_tina<B: Backend>(
         )));
     }
     let tokenizer = Tokenizer::from_dir(&cfg.model)?;
-    let pad = tokenizer.token_to_id(crate::world::PAD).ok_or_else(|| {
-        Error::Setup(format!("{}: the tokenizer has no {}", cfg.model.display(), crate::world::PAD))
-    })?;
+    let pad = tokenizer
+        .token_to_id(crate::world::PAD)
+        .ok_or_else(|| Error::Setup(format!("{}: the tokenizer has no {}", cfg.model.display(), crate::world::PAD)))?;
     let mut model = Qwen2ForCausalLM::<Autodiff<B>>::from_pretrained(&cfg.model, device, DType::F32)?;
     let stop = resa_qwen2::stop_token_ids(&model.config().eos_token_ids, &tokenizer);
 

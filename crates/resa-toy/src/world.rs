@@ -20,9 +20,9 @@ use std::path::Path;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde::Serialize;
 
+use crate::error::{Error, Result};
 use resa_data::QaRow;
 use resa_eval::{EvalItem, Grader, Task};
-use crate::error::{Error, Result};
 
 /// Beginning-of-sequence token of the toy tokenizer.
 pub const BOS: &str = "<|bos|>";
@@ -201,7 +201,8 @@ impl ToyWorld {
     ) -> Result<Vec<Vec<u32>>> {
         let template = resa_data::Template::custom(TOY_TEMPLATE)?;
         let texts: Vec<String> = self.problems(Split::Train, n).iter().map(|p| template.render(&p.to_row())).collect();
-        let options = resa_data::ChunkOptions { chunk_len, eos_token: EOS.into(), ..resa_data::ChunkOptions::default() };
+        let options =
+            resa_data::ChunkOptions { chunk_len, eos_token: EOS.into(), ..resa_data::ChunkOptions::default() };
         Ok(resa_data::chunk_texts(tokenizer, &texts, &options)?.chunks)
     }
 

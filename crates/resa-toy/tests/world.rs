@@ -3,8 +3,8 @@
 
 use std::collections::HashSet;
 
-use resa_toy::world::{self, Split, ToyWorld};
 use resa_data::{ChunkOptions, Template, chunk_texts};
+use resa_toy::world::{self, Split, ToyWorld};
 
 /// Evaluates `+ - *` with ordinary precedence and parentheses (recursive descent),
 /// independently of the generator.

@@ -43,7 +43,8 @@ fn benches(c: &mut Criterion) {
                 resa_lora::trainable(m)
             },
             |model| {
-                let objective = SaeTuning::new(&sae, Hookpoint::Residual(1), SaeGrad::Detach);
+                let at = Hookpoint::Residual(1).within(cfg.num_hidden_layers).expect("in range");
+                let objective = SaeTuning::new(&sae, at, SaeGrad::Detach);
                 let tune =
                     TuneConfig { max_steps: Some(1), save_every: 1000, out: tmp.clone(), ..TuneConfig::default() };
                 train_adapters(model, &lora, &objective, &chunks, &tune, &mut |_| false).expect("step").1.steps

@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+#[cfg(feature = "collective")]
 pub mod collective;
 pub mod error;
 pub mod full;
@@ -7,19 +8,20 @@ pub mod grpo;
 pub mod host;
 pub mod lora_grads;
 pub mod memory;
+pub mod nodes;
 pub mod objective;
 pub mod stage2;
 pub mod train;
 
-pub use collective::Nodes;
 pub use error::{Error, Result};
 pub use grpo::{Grpo, GrpoConfig};
 pub use lora_grads::lora_gradients;
 pub use memory::{MemoryEstimate, Stage2Shape, stage2_memory};
+pub use nodes::Nodes;
 pub use objective::{Objective, SaeTuning, Sft};
 pub use stage2::{
     Head, SaeGrad, SaeSplice, causal_lm_loss, kl_batchmean, kl_batchmean_from_hidden, prefix_adapters_are_zero,
     stage2_gradients_recomputed, stage2_loss, stage2_loss_shared_prefix, stage2_loss_shared_prefix_with,
-    stage2_loss_with,
+    stage2_loss_with, student_starts_at,
 };
 pub use train::{LrSchedule, StepMetrics, TuneConfig, TuneReport, checkpoints, train_adapters};

@@ -7,13 +7,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Int, Tensor};
-use resa_qwen2::{AdapterMode, Hookpoint, Qwen2ForCausalLM};
+use resa_qwen2::{AdapterMode, CheckedHookpoint, Qwen2ForCausalLM};
 use resa_sae::SparseCoder;
 
 use crate::error::{Error, Result};
 use crate::stage2::{
     Head, SaeGrad, causal_lm_loss, prefix_adapters_are_zero, stage2_gradients_recomputed,
-    stage2_loss_shared_prefix_with, stage2_loss_with,
+    stage2_loss_shared_prefix_with, stage2_loss_with, student_starts_at,
 };
 
 /// A training objective of [`train_adapters`](crate::train_adapters): the loss of one
@@ -93,7 +93,7 @@ fn backward_of<B: AutodiffBackend>(loss: Tensor<B, 1>, divisor: f64) -> (f32, B:
 /// off.
 pub struct SaeTuning<'a, B: AutodiffBackend> {
     sae: Cow<'a, SparseCoder<B>>,
-    hookpoint: Hookpoint,
+    hookpoint: CheckedHookpoint,
     grad: SaeGrad,
     allow_shared_prefix: bool,
     shared_prefix: AtomicBool,
@@ -102,8 +102,9 @@ pub struct SaeTuning<'a, B: AutodiffBackend> {
 }
 
 impl<'a, B: AutodiffBackend> SaeTuning<'a, B> {
-    /// The SAE, where it is spliced, and how gradients pass it.
-    pub fn new(sae: &'a SparseCoder<B>, hookpoint: Hookpoint, grad: SaeGrad) -> Self {
+    /// The SAE, where it is spliced (checked against the target model's depth), and how
+    /// gradients pass it.
+    pub fn new(sae: &'a SparseCoder<B>, hookpoint: CheckedHookpoint, grad: SaeGrad) -> Self {
         SaeTuning {
             sae: Cow::Borrowed(sae),
             hookpoint,
@@ -164,7 +165,7 @@ impl<'a, B: AutodiffBackend> SaeTuning<'a, B> {
     }
 
     /// Where it is spliced.
-    pub fn hookpoint(&self) -> Hookpoint {
+    pub fn hookpoint(&self) -> CheckedHookpoint {
         self.hookpoint
     }
 
@@ -180,18 +181,21 @@ impl<B: AutodiffBackend> Objective<B> for SaeTuning<'_, B> {
     }
 
     fn check(&self, model: &Qwen2ForCausalLM<B>) -> Result<()> {
-        self.hookpoint.check(model.config().num_hidden_layers)?;
-        if self.sae.d_in() != model.config().hidden_size {
-            return Err(Error::Setup(format!(
-                "the SAE reads width {} but the model's hidden size is {}",
-                self.sae.d_in(),
-                model.config().hidden_size
-            )));
+        let layers = model.config().num_hidden_layers;
+        if self.hookpoint.num_layers() != layers {
+            return Err(resa_qwen2::Error::Hookpoint {
+                name: self.hookpoint.to_string(),
+                reason: format!(
+                    "checked against a model of {} layers; this one has {layers}",
+                    self.hookpoint.num_layers()
+                ),
+            }
+            .into());
         }
-        let shared = match (self.allow_shared_prefix, self.grad, self.hookpoint) {
-            (true, SaeGrad::Detach, Hookpoint::Residual(l)) => prefix_adapters_are_zero(model, l),
-            _ => false,
-        };
+        self.sae.check_width(model.config().hidden_size)?;
+        let shared = self.allow_shared_prefix
+            && student_starts_at(self.grad, self.hookpoint.hookpoint())
+                .is_some_and(|l| prefix_adapters_are_zero(model, l));
         self.shared_prefix.store(shared, Ordering::Relaxed);
         if self.recompute && !shared {
             return Err(Error::option(
@@ -217,11 +221,10 @@ impl<B: AutodiffBackend> Objective<B> for SaeTuning<'_, B> {
         adapters: AdapterMode,
     ) -> Result<Tensor<B, 1>> {
         let head = self.head_for(model, &input_ids);
-        match self.hookpoint {
-            Hookpoint::Residual(l) if self.uses_shared_prefix() => {
-                stage2_loss_shared_prefix_with(model, &self.sae, l, input_ids, adapters, head)
-            }
-            _ => stage2_loss_with(model, &self.sae, self.hookpoint, self.grad, input_ids, adapters, head),
+        if self.uses_shared_prefix() {
+            stage2_loss_shared_prefix_with(model, &self.sae, self.hookpoint, input_ids, adapters, head)
+        } else {
+            stage2_loss_with(model, &self.sae, self.hookpoint, self.grad, input_ids, adapters, head)
         }
     }
 
@@ -232,12 +235,11 @@ impl<B: AutodiffBackend> Objective<B> for SaeTuning<'_, B> {
         adapters: AdapterMode,
         divisor: f64,
     ) -> Result<(f32, B::Gradients)> {
-        match self.hookpoint {
-            Hookpoint::Residual(l) if self.recompute && self.uses_shared_prefix() => {
-                let head = self.head_for(model, &input_ids);
-                stage2_gradients_recomputed(model, &self.sae, l, input_ids, adapters, head, divisor)
-            }
-            _ => Ok(backward_of(self.loss(model, input_ids, adapters)?, divisor)),
+        if self.recompute && self.uses_shared_prefix() {
+            let head = self.head_for(model, &input_ids);
+            stage2_gradients_recomputed(model, &self.sae, self.hookpoint, input_ids, adapters, head, divisor)
+        } else {
+            Ok(backward_of(self.loss(model, input_ids, adapters)?, divisor))
         }
     }
 

@@ -11,7 +11,8 @@ use burn::tensor::activation::{log_softmax, softmax};
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{DType, Int, Tensor, TensorData, backend::Backend};
 use resa_qwen2::{
-    AdapterMode, ForwardInput, Hookpoint, Hooks, Logits, Qwen2ForCausalLM, Splice, SpliceError, SpliceGrad, host_values,
+    AdapterMode, CheckedHookpoint, ForwardInput, Hookpoint, Hooks, Logits, Qwen2ForCausalLM, Splice, SpliceError,
+    SpliceGrad, SpliceHook, host_values,
 };
 use resa_sae::SparseCoder;
 
@@ -24,21 +25,29 @@ use crate::error::{Error, Result};
 /// adapters at and below it train too; `Flow` is the frozen SAE's true gradient.
 pub type SaeGrad = SpliceGrad;
 
-/// A sparse coder as a [`Splice`]: `[b, s, d]` → its reconstruction, in the input dtype.
+/// Whether Stage II's student can start from the teacher's activation at `at` (the shared
+/// prefix, and recomputing the student's layers, need it): with the `detach` splice at a
+/// residual hookpoint `layers.L` nothing below the splice gets a gradient, so while the
+/// adapters of layers `0..=L` are zero the student's activation there is the teacher's.
+/// Returns `L`. The one statement of this rule: [`SaeTuning`](crate::SaeTuning) and a run's
+/// configuration both ask it.
+pub fn student_starts_at(grad: SaeGrad, at: Hookpoint) -> Option<usize> {
+    match (grad, at) {
+        (SpliceGrad::Detach, Hookpoint::Residual(l)) => Some(l),
+        _ => None,
+    }
+}
+
+/// A sparse coder as a [`Splice`]: `[b, s, d]` → its reconstruction, in the input dtype. An
+/// SAE of another width fails the splice ([`resa_sae::Error::Width`]).
 pub struct SaeSplice<'a, B: Backend> {
     sae: &'a SparseCoder<B>,
 }
 
 impl<'a, B: Backend> SaeSplice<'a, B> {
-    /// Checks that the SAE reads activations of width `hidden`.
-    pub fn new(sae: &'a SparseCoder<B>, hidden: usize) -> Result<Self> {
-        if sae.d_in() != hidden {
-            return Err(Error::Setup(format!(
-                "the SAE reads width {} but the model's hidden size is {hidden}",
-                sae.d_in()
-            )));
-        }
-        Ok(SaeSplice { sae })
+    /// `sae` as a splice.
+    pub fn new(sae: &'a SparseCoder<B>) -> Self {
+        SaeSplice { sae }
     }
 }
 
@@ -185,7 +194,7 @@ fn with_gradient<B: Backend, const D: usize>(x: Tensor<B, D>, g: Tensor<B, D>, v
 pub fn stage2_loss<B: Backend>(
     model: &Qwen2ForCausalLM<B>,
     sae: &SparseCoder<B>,
-    hookpoint: Hookpoint,
+    hookpoint: CheckedHookpoint,
     grad: SaeGrad,
     input_ids: Tensor<B, 2, Int>,
     student_adapters: AdapterMode,
@@ -197,14 +206,13 @@ pub fn stage2_loss<B: Backend>(
 pub fn stage2_loss_with<B: Backend>(
     model: &Qwen2ForCausalLM<B>,
     sae: &SparseCoder<B>,
-    hookpoint: Hookpoint,
+    hookpoint: CheckedHookpoint,
     grad: SaeGrad,
     input_ids: Tensor<B, 2, Int>,
     student_adapters: AdapterMode,
     head: Head,
 ) -> Result<Tensor<B, 1>> {
-    // The hookpoint is checked once, by the forward that splices at it.
-    let splice = SaeSplice::new(sae, model.config().hidden_size)?;
+    let splice = SaeSplice::new(sae);
     let teacher = model
         .forward(
             ForwardInput::new(input_ids.clone()).with_adapters(AdapterMode::Off).with_logits(head.logits()),
@@ -222,7 +230,7 @@ pub fn stage2_loss_with<B: Backend>(
     Ok(head.kl(model, teacher, student))
 }
 
-/// [`stage2_loss`] with the `detach` splice at a residual hookpoint `layers.L`, doing less
+/// [`stage2_loss`] with the `detach` splice at the residual hookpoint `layers.L` of `at`, doing less
 /// work and giving the same loss and adapter gradients: no gradient reaches layers `0..=L`,
 /// so while their adapters hold `B = 0` (they start so and never move) the student's
 /// activation at the hookpoint *is* the teacher's. The teacher's forward captures it, and
@@ -233,23 +241,25 @@ pub fn stage2_loss_with<B: Backend>(
 pub fn stage2_loss_shared_prefix<B: Backend>(
     model: &Qwen2ForCausalLM<B>,
     sae: &SparseCoder<B>,
-    layer: usize,
+    at: CheckedHookpoint,
     input_ids: Tensor<B, 2, Int>,
     student_adapters: AdapterMode,
 ) -> Result<Tensor<B, 1>> {
-    stage2_loss_shared_prefix_with(model, sae, layer, input_ids, student_adapters, Head::Full)
+    stage2_loss_shared_prefix_with(model, sae, at, input_ids, student_adapters, Head::Full)
 }
 
 /// [`stage2_loss_shared_prefix`] with the head applied as `head` says.
 pub fn stage2_loss_shared_prefix_with<B: Backend>(
     model: &Qwen2ForCausalLM<B>,
     sae: &SparseCoder<B>,
-    layer: usize,
+    at: CheckedHookpoint,
     input_ids: Tensor<B, 2, Int>,
     student_adapters: AdapterMode,
     head: Head,
 ) -> Result<Tensor<B, 1>> {
-    let (teacher, x) = teacher_and_splice(model, sae, layer, input_ids.clone(), head)?;
+    let at = at.residual();
+    let layer = at.layer();
+    let (teacher, x) = teacher_and_splice(model, sae, at, input_ids.clone(), head)?;
     let student = model
         .forward(
             ForwardInput::new(input_ids)
@@ -276,7 +286,7 @@ pub fn stage2_loss_shared_prefix_with<B: Backend>(
 pub fn stage2_gradients_recomputed<B: AutodiffBackend>(
     model: &Qwen2ForCausalLM<B>,
     sae: &SparseCoder<B>,
-    layer: usize,
+    at: CheckedHookpoint,
     input_ids: Tensor<B, 2, Int>,
     student_adapters: AdapterMode,
     head: Head,
@@ -284,7 +294,9 @@ pub fn stage2_gradients_recomputed<B: AutodiffBackend>(
 ) -> Result<(f32, B::Gradients)> {
     let [b, s] = input_ids.dims();
     let layers = model.config().num_hidden_layers;
-    let (teacher, x) = teacher_and_splice(model, sae, layer, input_ids, head)?;
+    let at = at.residual();
+    let layer = at.layer();
+    let (teacher, x) = teacher_and_splice(model, sae, at, input_ids, head)?;
 
     // The student's forward without a graph: the inputs of layers L+1.. and the last output.
     let inner = model.valid();
@@ -335,17 +347,16 @@ pub fn stage2_gradients_recomputed<B: AutodiffBackend>(
 }
 
 /// The teacher's forward (adapters off) with its output as `head` needs it, and the SAE's
-/// reconstruction of its activation at `layers.{layer}` (the hookpoint is checked by the
-/// forward that captures at it); both detached.
+/// reconstruction of its activation at `hookpoint` (the `detach` splice, [`SpliceHook::replace`]);
+/// both detached.
 fn teacher_and_splice<B: Backend>(
     model: &Qwen2ForCausalLM<B>,
     sae: &SparseCoder<B>,
-    layer: usize,
+    hookpoint: CheckedHookpoint,
     input_ids: Tensor<B, 2, Int>,
     head: Head,
 ) -> Result<(Tensor<B, 3>, Tensor<B, 3>)> {
-    let hookpoint = Hookpoint::Residual(layer);
-    let splice = SaeSplice::new(sae, model.config().hidden_size)?;
+    let splice = SaeSplice::new(sae);
     let out = model.forward(
         ForwardInput::new(input_ids).with_adapters(AdapterMode::Off).with_logits(head.logits()),
         &Hooks::capture([hookpoint]),
@@ -356,7 +367,7 @@ fn teacher_and_splice<B: Backend>(
         .cloned()
         .ok_or_else(|| Error::Setup(format!("the teacher forward did not capture {hookpoint}")))?;
     let teacher = out.logits.ok_or_else(|| Error::Setup("the teacher forward returned no logits".into()))?.detach();
-    let x = splice.splice(at.detach()).map_err(|cause| resa_qwen2::Error::Splice { at: hookpoint, cause })?.detach();
+    let x = SpliceHook { at: hookpoint, func: &splice, grad: SpliceGrad::Detach }.replace(at)?;
     Ok((teacher, x))
 }
 

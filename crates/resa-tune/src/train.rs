@@ -22,13 +22,15 @@ use burn::tensor::backend::{AutodiffBackend, Backend, Device, DeviceId};
 use burn::tensor::{DType, Int, Tensor, TensorData};
 use rand::{SeedableRng, rngs::StdRng, seq::SliceRandom};
 use resa_lora::LoraConfig;
-use resa_qwen2::safetensors_io::{OwnedTensor, SafetensorsReader, StoredDtype, write_safetensors};
 use resa_publish::{replace_dir, temp_sibling, write_atomic};
+use resa_qwen2::safetensors_io::{OwnedTensor, SafetensorsReader, StoredDtype, write_safetensors};
 use resa_qwen2::{AdapterMode, Qwen2ForCausalLM};
 use serde::{Deserialize, Serialize};
 
-use crate::collective::{self, Collective, Nodes};
+#[cfg(feature = "collective")]
+use crate::collective::{self, Collective};
 use crate::error::{Error, Result};
+use crate::nodes::Nodes;
 use crate::objective::Objective;
 
 /// Learning-rate schedule.
@@ -149,6 +151,12 @@ impl TuneConfig {
         }
         if let Some(n) = &self.nodes {
             n.validate()?;
+            if cfg!(not(feature = "collective")) && n.count > 1 {
+                return Err(Error::option(
+                    "nodes",
+                    "a run of several nodes needs resa-tune's `collective` feature (the `resa` program has it)",
+                ));
+            }
         }
         Ok(())
     }
@@ -543,12 +551,16 @@ pub fn train_adapters<B: AutodiffBackend>(
 
 /// Copies of the model (and SAE) on the other devices of a data-parallel run; replica 0 is
 /// the model itself. Each optimizer step, every replica computes the gradients of its
-/// micro-batches on its own device (in its own thread); burn-collective's all-reduce sums
-/// them over all replicas (of all nodes), the primary is updated, and the new adapter weights
-/// are copied back out to the other local replicas.
+/// micro-batches on its own device (in its own thread); the sums over all replicas (of all
+/// nodes) are burn-collective's all-reduce with the `collective` feature, and otherwise
+/// the local replicas' vectors added on the primary's device; the primary is updated, and
+/// the new adapter weights are copied back out to the other local replicas.
 struct Replicas<'o, B: AutodiffBackend> {
     others: Vec<(Qwen2ForCausalLM<B>, Box<dyn Objective<B> + 'o>)>,
-    /// Present when the run has more than one replica in all.
+    /// Whether the run has more than one replica in all.
+    parallel: bool,
+    /// burn-collective's registration, when the run is parallel.
+    #[cfg(feature = "collective")]
     collective: Option<Collective<B::InnerBackend>>,
     /// Shapes of the adapter gradients, in the order of `Qwen2ForCausalLM::linears`.
     shapes: Vec<[usize; 2]>,
@@ -587,18 +599,37 @@ impl<'o, B: AutodiffBackend> Replicas<'o, B> {
             .filter_map(|(_, l)| l.adapter.as_ref())
             .flat_map(|ad| [ad.a.val().dims(), ad.b.val().dims()])
             .collect();
-        let world = n * nodes.map_or(1, |n| n.count as usize);
-        let collective = if world > 1 {
+        let parallel = n * nodes.map_or(1, |n| n.count as usize) > 1;
+        #[cfg(feature = "collective")]
+        let collective = if parallel {
             let devices = std::iter::once(primary).chain(others.iter().map(|(m, _)| m.device())).collect();
             Some(Collective::register(devices, nodes)?)
         } else {
             None
         };
-        Ok(Replicas { others, collective, shapes })
+        Ok(Replicas {
+            others,
+            parallel,
+            #[cfg(feature = "collective")]
+            collective,
+            shapes,
+        })
+    }
+
+    /// Sums one vector per local replica over all replicas of the run; returns the primary's
+    /// result. Without the `collective` feature the run is one process: the vectors are
+    /// added on the primary's device, in replica order.
+    #[cfg(not(feature = "collective"))]
+    fn all_sum(&self, flats: Vec<Tensor<B::InnerBackend, 1>>) -> Result<Tensor<B::InnerBackend, 1>> {
+        let mut flats = flats.into_iter();
+        let first = flats.next().ok_or_else(|| Error::Setup("no replica".into()))?;
+        let device = first.device();
+        Ok(flats.fold(first, |sum, f| sum + f.to_device(&device)))
     }
 
     /// Sums one vector per local replica over all replicas of the run (each replica's call in
     /// its own thread, as burn-collective needs); returns the primary's result.
+    #[cfg(feature = "collective")]
     fn all_sum(&self, flats: Vec<Tensor<B::InnerBackend, 1>>) -> Result<Tensor<B::InnerBackend, 1>> {
         let Some(coll) = &self.collective else {
             return flats.into_iter().next().ok_or_else(|| Error::Setup("no replica".into()));
@@ -660,7 +691,7 @@ impl<'o, B: AutodiffBackend> Replicas<'o, B> {
     ) -> Result<(f32, Vec<Tensor<B::InnerBackend, 2>>)> {
         let mut work = work.into_iter();
         let own = work.next().unwrap_or_default();
-        if self.collective.is_none() {
+        if !self.parallel {
             return replica_pass(model, objective, own, shape, micro_total, step);
         }
         let params: usize = self.shapes.iter().map(|s| s[0] * s[1]).sum();

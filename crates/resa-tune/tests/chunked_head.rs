@@ -9,7 +9,7 @@ use burn::module::Param;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Distribution, Int, Tensor, TensorData};
 use common::*;
-use resa_qwen2::{AdapterMode, Hookpoint};
+use resa_qwen2::AdapterMode;
 use resa_tune::{
     Head, SaeGrad, SaeTuning, TuneConfig, stage2_loss_shared_prefix_with, stage2_loss_with, train_adapters,
 };
@@ -33,17 +33,9 @@ fn a_chunked_head_gives_the_whole_heads_loss_gradients_and_adapter() {
     let run = |head: Head, shared: bool| {
         <AD as Backend>::seed(&device, 7);
         let loss = if shared {
-            stage2_loss_shared_prefix_with(&m, &sae, 1, ids.clone(), AdapterMode::Train(7), head)
+            stage2_loss_shared_prefix_with(&m, &sae, at(1), ids.clone(), AdapterMode::Train(7), head)
         } else {
-            stage2_loss_with(
-                &m,
-                &sae,
-                Hookpoint::Residual(1),
-                SaeGrad::StraightThrough,
-                ids.clone(),
-                AdapterMode::Train(7),
-                head,
-            )
+            stage2_loss_with(&m, &sae, at(1), SaeGrad::StraightThrough, ids.clone(), AdapterMode::Train(7), head)
         }
         .expect("loss");
         let value = loss.clone().into_scalar();
@@ -70,7 +62,7 @@ fn a_chunked_head_gives_the_whole_heads_loss_gradients_and_adapter() {
     let data = chunks(4, 16);
     let mut adapters = Vec::new();
     for (name, head) in [("full", Head::Full), ("chunked", Head::Chunked(7))] {
-        let objective = SaeTuning::new(&sae, Hookpoint::Residual(1), SaeGrad::Detach).with_head(head);
+        let objective = SaeTuning::new(&sae, at(1), SaeGrad::Detach).with_head(head);
         let cfg =
             TuneConfig { lr: 1e-2, epochs: 2, save_every: 1000, out: tmp.path().join(name), ..TuneConfig::default() };
         train_adapters(model(&lora), &lora, &objective, &data, &cfg, &mut |_| true).expect("train");

@@ -5,7 +5,6 @@
 //! micro-batch, so replicas drawing at the same time draw what one device would.
 
 use resa_lora::LoraConfig;
-use resa_qwen2::Hookpoint;
 use resa_tune::{Error, Objective, SaeGrad, SaeTuning, Sft, TuneConfig, train_adapters};
 
 mod common;
@@ -52,7 +51,7 @@ fn compare(objective: &dyn Objective<AD>, name: &str) {
 #[test]
 fn two_replicas_equal_one_device_accumulating_stage2() {
     let sae = sae();
-    compare(&SaeTuning::new(&sae, Hookpoint::Residual(1), SaeGrad::StraightThrough), "stage II");
+    compare(&SaeTuning::new(&sae, at(1), SaeGrad::StraightThrough), "stage II");
 }
 
 #[test]
@@ -64,7 +63,7 @@ fn two_replicas_equal_one_device_accumulating_sft() {
 fn a_data_parallel_run_resumes_exactly_and_refuses_another_replica_count() {
     let tmp = tempfile::tempdir().expect("tmp");
     let sae = sae();
-    let objective = SaeTuning::new(&sae, Hookpoint::Residual(1), SaeGrad::Detach);
+    let objective = SaeTuning::new(&sae, at(1), SaeGrad::Detach);
     let data = chunks(8, 12);
     let lora = with_dropout();
     let base = TuneConfig { lr: 5e-3, epochs: 2, data_parallel: 2, save_every: 2, ..TuneConfig::default() };

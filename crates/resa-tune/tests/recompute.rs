@@ -8,7 +8,7 @@ mod common;
 
 use burn::tensor::{Int, Tensor, TensorData};
 use common::*;
-use resa_qwen2::{AdapterMode, Hookpoint};
+use resa_qwen2::AdapterMode;
 use resa_tune::{
     Error, Head, Objective, SaeGrad, SaeTuning, TuneConfig, stage2_gradients_recomputed,
     stage2_loss_shared_prefix_with, train_adapters,
@@ -33,11 +33,13 @@ fn recomputed_layers_give_the_plain_loss_gradients_and_adapter() {
     let ids: Vec<i64> = chunks(2, 12).into_iter().flatten().map(i64::from).collect();
     let ids = Tensor::<AD, 2, Int>::from_data(TensorData::new(ids, [2, 12]), &device);
     for head in [Head::Full, Head::Chunked(5)] {
-        let loss = stage2_loss_shared_prefix_with(&m, &sae, 1, ids.clone(), AdapterMode::Train(7), head).expect("loss");
+        let loss =
+            stage2_loss_shared_prefix_with(&m, &sae, at(1), ids.clone(), AdapterMode::Train(7), head).expect("loss");
         let plain = loss.clone().into_scalar();
         let plain_grads = adapter_grads(&m, &loss.div_scalar(2.0).backward());
-        let (value, grads) = stage2_gradients_recomputed(&m, &sae, 1, ids.clone(), AdapterMode::Train(7), head, 2.0)
-            .expect("recomputed");
+        let (value, grads) =
+            stage2_gradients_recomputed(&m, &sae, at(1), ids.clone(), AdapterMode::Train(7), head, 2.0)
+                .expect("recomputed");
         let grads = adapter_grads(&m, &grads);
         assert!((plain - value).abs() <= 1e-6 * plain.abs().max(1.0), "{head:?}: loss {plain} vs {value}");
         assert_eq!(plain_grads.len(), grads.len());
@@ -58,7 +60,7 @@ fn recomputed_layers_give_the_plain_loss_gradients_and_adapter() {
     let data = chunks(4, 16);
     let mut adapters = Vec::new();
     for (name, recompute) in [("plain", false), ("recompute", true)] {
-        let objective = SaeTuning::new(&sae, Hookpoint::Residual(1), SaeGrad::Detach).with_recompute(recompute);
+        let objective = SaeTuning::new(&sae, at(1), SaeGrad::Detach).with_recompute(recompute);
         let cfg =
             TuneConfig { lr: 1e-2, epochs: 2, save_every: 1000, out: tmp.path().join(name), ..TuneConfig::default() };
         train_adapters(model(&lora), &lora, &objective, &data, &cfg, &mut |_| true).expect("train");
@@ -75,8 +77,8 @@ fn recomputation_needs_the_student_to_start_at_the_hookpoint() {
     let sae = sae();
     let m = model(&lora());
     for objective in [
-        SaeTuning::new(&sae, Hookpoint::Residual(1), SaeGrad::StraightThrough).with_recompute(true),
-        SaeTuning::new(&sae, Hookpoint::Residual(1), SaeGrad::Detach).with_shared_prefix(false).with_recompute(true),
+        SaeTuning::new(&sae, at(1), SaeGrad::StraightThrough).with_recompute(true),
+        SaeTuning::new(&sae, at(1), SaeGrad::Detach).with_shared_prefix(false).with_recompute(true),
     ] {
         match objective.check(&m) {
             Err(Error::Options { option, message }) => {
@@ -87,7 +89,7 @@ fn recomputation_needs_the_student_to_start_at_the_hookpoint() {
         }
     }
     // Allowed (and then used) with the detach splice.
-    let ok = SaeTuning::new(&sae, Hookpoint::Residual(1), SaeGrad::Detach).with_recompute(true);
+    let ok = SaeTuning::new(&sae, at(1), SaeGrad::Detach).with_recompute(true);
     ok.check(&m).expect("detach splice at a residual hookpoint");
     assert!(ok.uses_shared_prefix() && ok.recomputes());
 }

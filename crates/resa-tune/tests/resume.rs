@@ -2,7 +2,6 @@
 //! adapter of an uninterrupted run (CPU backend, dropout on). Its own test binary, so no
 //! other test draws from the backend's global random generator meanwhile.
 
-use resa_qwen2::Hookpoint;
 use resa_tune::{SaeGrad, SaeTuning, TuneConfig, train_adapters};
 
 mod common;
@@ -13,7 +12,7 @@ use common::*;
 fn an_interrupted_run_resumes_to_the_same_adapter() {
     let tmp = tempfile::tempdir().expect("tmp");
     let sae = sae();
-    let objective = SaeTuning::new(&sae, Hookpoint::Residual(1), SaeGrad::Detach);
+    let objective = SaeTuning::new(&sae, at(1), SaeGrad::Detach);
     let data = chunks(6, 12);
     let base = TuneConfig { lr: 5e-3, epochs: 2, grad_accum: 2, save_every: 2, ..TuneConfig::default() };
     let whole = TuneConfig { out: tmp.path().join("whole"), ..base.clone() };
@@ -45,7 +44,7 @@ fn an_interrupted_run_resumes_to_the_same_adapter() {
 fn a_resume_from_an_earlier_checkpoint_drops_the_repeated_metrics() {
     let tmp = tempfile::tempdir().expect("tmp");
     let sae = sae();
-    let objective = SaeTuning::new(&sae, Hookpoint::Residual(1), SaeGrad::Detach);
+    let objective = SaeTuning::new(&sae, at(1), SaeGrad::Detach);
     let data = chunks(6, 12);
     let cfg = TuneConfig {
         lr: 5e-3,

@@ -8,7 +8,7 @@ mod common;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use common::*;
-use resa_qwen2::{AdapterMode, Hookpoint};
+use resa_qwen2::AdapterMode;
 use resa_tune::{
     SaeGrad, SaeTuning, TuneConfig, prefix_adapters_are_zero, stage2_loss, stage2_loss_shared_prefix, train_adapters,
 };
@@ -27,9 +27,9 @@ fn the_shared_prefix_gives_the_plain_loss_gradients_and_adapter() {
     let run = |shared: bool| {
         <AD as Backend>::seed(&device, 7);
         let loss = if shared {
-            stage2_loss_shared_prefix(&m, &sae, 1, ids.clone(), AdapterMode::Train(7))
+            stage2_loss_shared_prefix(&m, &sae, at(1), ids.clone(), AdapterMode::Train(7))
         } else {
-            stage2_loss(&m, &sae, Hookpoint::Residual(1), SaeGrad::Detach, ids.clone(), AdapterMode::Train(7))
+            stage2_loss(&m, &sae, at(1), SaeGrad::Detach, ids.clone(), AdapterMode::Train(7))
         }
         .expect("loss");
         let value = loss.clone().into_scalar();
@@ -53,7 +53,7 @@ fn the_shared_prefix_gives_the_plain_loss_gradients_and_adapter() {
     let data = chunks(4, 16);
     let mut adapters = Vec::new();
     for (name, allow) in [("plain", false), ("shared", true)] {
-        let objective = SaeTuning::new(&sae, Hookpoint::Residual(1), SaeGrad::Detach).with_shared_prefix(allow);
+        let objective = SaeTuning::new(&sae, at(1), SaeGrad::Detach).with_shared_prefix(allow);
         let cfg =
             TuneConfig { lr: 1e-2, epochs: 2, save_every: 1000, out: tmp.path().join(name), ..TuneConfig::default() };
         train_adapters(model(&lora), &lora, &objective, &data, &cfg, &mut |_| true).expect("train");

@@ -18,7 +18,7 @@ use common::*;
 fn stage2_kl_goes_down() {
     let tmp = tempfile::tempdir().expect("tmp");
     let sae = sae();
-    let objective = SaeTuning::new(&sae, Hookpoint::Residual(1), SaeGrad::Detach);
+    let objective = SaeTuning::new(&sae, at(1), SaeGrad::Detach);
     let cfg =
         TuneConfig { lr: 1e-2, epochs: 4, save_every: 1000, out: tmp.path().join("run"), ..TuneConfig::default() };
     let data = chunks(8, 16);
@@ -126,14 +126,14 @@ fn a_diverging_run_stops_and_keeps_the_last_checkpoint() {
     let tmp = tempfile::tempdir().expect("tmp");
     let out = tmp.path().join("run");
     let sae = sae();
-    let objective = SaeTuning::new(&sae, Hookpoint::Residual(1), SaeGrad::Detach);
+    let objective = SaeTuning::new(&sae, at(1), SaeGrad::Detach);
     let cfg = TuneConfig { lr: 1e-3, epochs: 1, save_every: 1, out: out.clone(), ..TuneConfig::default() };
     let data = chunks(2, 8);
     train_adapters(model(&lora()), &lora(), &objective, &data, &cfg, &mut |_| true).expect("good");
     let kept = adapter_bytes(&out.join("checkpoint-2"));
     let mut bad = sae.clone();
     bad.b_dec = bad.b_dec.clone() * f32::NAN;
-    let objective = SaeTuning::new(&bad, Hookpoint::Residual(1), SaeGrad::Detach);
+    let objective = SaeTuning::new(&bad, at(1), SaeGrad::Detach);
     match train_adapters(model(&lora()), &lora(), &objective, &data, &cfg, &mut |_| true) {
         Err(Error::NonFiniteLoss { step: 0, .. }) => {}
         other => panic!("expected NonFiniteLoss, got {:?}", other.map(|(_, r)| r)),
@@ -152,17 +152,19 @@ fn setup_errors_are_typed() {
     let tmp = tempfile::tempdir().expect("tmp");
     let cfg = TuneConfig { out: tmp.path().join("o"), ..TuneConfig::default() };
     let narrow = SparseCoder::<AD>::random(resa_sae::SaeConfig::new(32, 64, 4), 0, &Default::default()).expect("sae");
-    let objective = SaeTuning::new(&narrow, Hookpoint::Residual(1), SaeGrad::Detach);
+    let objective = SaeTuning::new(&narrow, at(1), SaeGrad::Detach);
     let err = train_adapters(model(&lora()), &lora(), &objective, &chunks(2, 8), &cfg, &mut |_| true)
         .map(|(_, r)| r)
         .expect_err("width");
-    assert!(err.to_string().contains("width 32"), "{err}");
+    assert!(matches!(err, Error::Sae(resa_sae::Error::Width { d_in: 32, width: 64 })), "{err}");
+    // A hookpoint checked against a deeper model is refused before the first step.
     let sae = sae();
-    let objective = SaeTuning::new(&sae, Hookpoint::Residual(5), SaeGrad::Detach);
+    let deeper = Hookpoint::Residual(5).within(8).expect("in range of a deeper model");
+    let objective = SaeTuning::new(&sae, deeper, SaeGrad::Detach);
     let err = train_adapters(model(&lora()), &lora(), &objective, &chunks(2, 8), &cfg, &mut |_| true)
         .map(|(_, r)| r)
         .expect_err("layer");
-    assert!(err.to_string().contains("layers.5"), "{err}");
+    assert!(err.to_string().contains("layers.5") && err.to_string().contains("8 layers"), "{err}");
     let mut bare = Qwen2ForCausalLM::<AD>::from_pretrained(
         root().join("resa-qwen2/tests/fixtures/tied_gqa_f32_old"),
         &Default::default(),
@@ -176,10 +178,10 @@ fn setup_errors_are_typed() {
     assert!(err.to_string().contains("no adapter"), "{err}");
 }
 
-/// The losses check the hookpoint once, in the forward that splices or captures there: a
-/// layer the model lacks is a typed hookpoint error, whichever loss is called.
+/// A hookpoint is checked once, against a model's depth; a hookpoint checked against another
+/// model is a typed hookpoint error, whichever loss is called.
 #[test]
-fn a_hookpoint_past_the_model_is_a_typed_error_from_either_loss() {
+fn a_hookpoint_for_another_model_is_a_typed_error_from_either_loss() {
     use burn::tensor::{Int, Tensor, TensorData};
     use resa_qwen2::AdapterMode;
     let device = Default::default();
@@ -187,9 +189,9 @@ fn a_hookpoint_past_the_model_is_a_typed_error_from_either_loss() {
     let m = model(&lora());
     let layers = m.config().num_hidden_layers;
     let ids = || Tensor::<AD, 2, Int>::from_data(TensorData::new(vec![1i64; 8], [1, 8]), &device);
-    let plain =
-        resa_tune::stage2_loss(&m, &sae, Hookpoint::Residual(layers), SaeGrad::Detach, ids(), AdapterMode::Train(0));
-    let shared = resa_tune::stage2_loss_shared_prefix(&m, &sae, layers, ids(), AdapterMode::Train(0));
+    let deeper = Hookpoint::Residual(layers).within(layers + 1).expect("in range of a deeper model");
+    let plain = resa_tune::stage2_loss(&m, &sae, deeper, SaeGrad::Detach, ids(), AdapterMode::Train(0));
+    let shared = resa_tune::stage2_loss_shared_prefix(&m, &sae, deeper, ids(), AdapterMode::Train(0));
     for (name, result) in [("plain", plain), ("shared prefix", shared)] {
         match result {
             Err(Error::Model(resa_qwen2::Error::Hookpoint { name: hp, .. })) => {

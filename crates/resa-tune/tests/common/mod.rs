@@ -8,7 +8,7 @@ use burn::backend::Autodiff;
 use burn::tensor::DType;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use resa_lora::LoraConfig;
-use resa_qwen2::Qwen2ForCausalLM;
+use resa_qwen2::{CheckedHookpoint, Hookpoint, Qwen2ForCausalLM};
 use resa_sae::SparseCoder;
 
 pub type B = burn::backend::Flex;
@@ -27,6 +27,13 @@ pub fn model(lora: &LoraConfig) -> Qwen2ForCausalLM<AD> {
     .expect("model");
     resa_lora::attach(&mut m, lora, 0).expect("attach");
     resa_lora::trainable(m)
+}
+
+/// `layers.N` of the fixture model, checked against its depth.
+pub fn at(layer: usize) -> CheckedHookpoint {
+    let cfg = resa_qwen2::Qwen2Config::from_file(root().join("resa-qwen2/tests/fixtures/tied_gqa_f32_old/config.json"))
+        .expect("config");
+    Hookpoint::Residual(layer).within(cfg.num_hidden_layers).expect("in range")
 }
 
 pub fn sae() -> SparseCoder<AD> {
