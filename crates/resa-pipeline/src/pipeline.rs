@@ -344,6 +344,22 @@ fn seed() -> u64 {
     TuneConfig::default().seed
 }
 
+/// The refusals of one configuration file: [`Error::Invalid`] naming the file, the table,
+/// the key, the value and what is allowed.
+struct Refuse<'a> {
+    file: &'a str,
+}
+
+impl Refuse<'_> {
+    fn bad(&self, table: &'static str, key: &'static str, value: String, allowed: &str) -> Result<()> {
+        Err(Error::Invalid { file: self.file.to_string(), table, key, value, allowed: allowed.to_string() })
+    }
+
+    fn positive(&self, table: &'static str, key: &'static str, v: u64) -> Result<()> {
+        if v == 0 { self.bad(table, key, v.to_string(), "must be at least 1") } else { Ok(()) }
+    }
+}
+
 impl PipelineFile {
     /// Reads a TOML file and checks every value ([`PipelineFile::validate`]).
     pub fn from_toml_file(path: impl AsRef<Path>) -> Result<Self> {
@@ -367,36 +383,42 @@ impl PipelineFile {
     /// calls it (and checks the hookpoint and rank against the models' `config.json`) before
     /// any stage starts.
     pub fn validate(&self, file: &str) -> Result<()> {
-        let bad = |table: &'static str, key: &'static str, value: String, allowed: &str| {
-            Err(Error::Invalid { file: file.to_string(), table, key, value, allowed: allowed.to_string() })
-        };
-        let positive_int = |table: &'static str, key: &'static str, v: u64| {
-            if v == 0 { bad(table, key, v.to_string(), "must be at least 1") } else { Ok(()) }
-        };
+        let r = Refuse { file };
         if self.out.as_os_str().is_empty() {
-            return bad("", "out", "\"\"".into(), "must name the run folder");
+            return r.bad("", "out", "\"\"".into(), "must name the run folder");
         }
         for (table, model) in [("source", &self.source.model), ("target", &self.target.model)] {
             if model.trim().is_empty() {
-                return bad(table, "model", format!("{model:?}"), "must name a model folder or hub id");
+                return r.bad(table, "model", format!("{model:?}"), "must name a model folder or hub id");
             }
         }
-        // [data]
+        self.validate_data(&r)?;
+        self.validate_sae(&r)?;
+        self.validate_lora(&r)?;
+        self.validate_stage2(&r)
+    }
+
+    /// `[data]`.
+    fn validate_data(&self, r: &Refuse<'_>) -> Result<()> {
         for (key, v) in [("trigger", &self.data.trigger), ("elicitation", &self.data.elicitation)] {
             if v.trim().is_empty() {
-                return bad("data", key, format!("{v:?}"), "must name a dataset (file, folder or hub id)");
+                return r.bad("data", key, format!("{v:?}"), "must name a dataset (file, folder or hub id)");
             }
         }
         if self.data.ctx_len < 2 || self.data.ctx_len > 1 << 20 {
-            return bad("data", "ctx_len", self.data.ctx_len.to_string(), "tokens per chunk, 2 ..= 1048576");
+            return r.bad("data", "ctx_len", self.data.ctx_len.to_string(), "tokens per chunk, 2 ..= 1048576");
         }
         if let Some(n) = self.data.max_rows {
-            positive_int("data", "max_rows", n as u64)?;
+            r.positive("data", "max_rows", n as u64)?;
         }
-        // [sae]
+        Ok(())
+    }
+
+    /// `[sae]`.
+    fn validate_sae(&self, r: &Refuse<'_>) -> Result<()> {
         match (self.sae.mode, &self.sae.path) {
             (SaeMode::Finetune | SaeMode::Pretrained, None) => {
-                return bad(
+                return r.bad(
                     "sae",
                     "path",
                     "(missing)".into(),
@@ -404,19 +426,19 @@ impl PipelineFile {
                 );
             }
             (SaeMode::Finetune | SaeMode::Pretrained, Some(p)) if p.trim().is_empty() => {
-                return bad("sae", "path", format!("{p:?}"), "must name the SAE folder or hub repo");
+                return r.bad("sae", "path", format!("{p:?}"), "must name the SAE folder or hub repo");
             }
             _ => {}
         }
-        positive_int("sae", "num_latents", self.sae.num_latents as u64)?;
+        r.positive("sae", "num_latents", self.sae.num_latents as u64)?;
         if self.sae.k == 0 || self.sae.k > self.sae.num_latents {
-            return bad("sae", "k", self.sae.k.to_string(), &format!("1 ..= num_latents ({})", self.sae.num_latents));
+            return r.bad("sae", "k", self.sae.k.to_string(), &format!("1 ..= num_latents ({})", self.sae.num_latents));
         }
-        positive_int("sae", "batch_size", self.sae.batch_size as u64)?;
+        r.positive("sae", "batch_size", self.sae.batch_size as u64)?;
         if let Some(lr) = self.sae.lr
             && !(lr.is_finite() && lr > 0.0)
         {
-            return bad(
+            return r.bad(
                 "sae",
                 "lr",
                 lr.to_string(),
@@ -424,11 +446,15 @@ impl PipelineFile {
             );
         }
         if let Some(n) = self.sae.max_steps {
-            positive_int("sae", "max_steps", n)?;
+            r.positive("sae", "max_steps", n)?;
         }
-        // [lora]
+        Ok(())
+    }
+
+    /// `[lora]`.
+    fn validate_lora(&self, r: &Refuse<'_>) -> Result<()> {
         if self.lora.r == 0 || self.lora.r > 65536 {
-            return bad(
+            return r.bad(
                 "lora",
                 "r",
                 self.lora.r.to_string(),
@@ -436,13 +462,13 @@ impl PipelineFile {
             );
         }
         if !(self.lora.alpha.is_finite() && self.lora.alpha > 0.0) {
-            return bad("lora", "alpha", self.lora.alpha.to_string(), "a positive finite number");
+            return r.bad("lora", "alpha", self.lora.alpha.to_string(), "a positive finite number");
         }
         if !(0.0..1.0).contains(&self.lora.dropout) {
-            return bad("lora", "dropout", self.lora.dropout.to_string(), "a probability in [0, 1)");
+            return r.bad("lora", "dropout", self.lora.dropout.to_string(), "a probability in [0, 1)");
         }
         if self.lora.targets.is_empty() {
-            return bad(
+            return r.bad(
                 "lora",
                 "targets",
                 "[]".into(),
@@ -450,33 +476,37 @@ impl PipelineFile {
             );
         }
         if let Some(t) = self.lora.targets.iter().find(|t| !resa_lora::ALL_LINEAR.contains(&t.as_str())) {
-            return bad(
+            return r.bad(
                 "lora",
                 "targets",
                 format!("{t:?}"),
                 &format!("Qwen2's linear layers: {}", resa_lora::ALL_LINEAR.join(", ")),
             );
         }
-        // [stage2]
+        Ok(())
+    }
+
+    /// `[stage2]`, and what it needs of `[sae]`.
+    fn validate_stage2(&self, r: &Refuse<'_>) -> Result<()> {
         let s = &self.stage2;
         if !(s.lr.is_finite() && s.lr > 0.0) {
-            return bad("stage2", "lr", s.lr.to_string(), "a positive finite learning rate");
+            return r.bad("stage2", "lr", s.lr.to_string(), "a positive finite learning rate");
         }
         if let LrSchedule::Cosine { warmup_steps: warmup, min_lr_ratio: ratio } = s.schedule
             && !(ratio.is_finite() && (0.0..=1.0).contains(&ratio))
         {
-            return bad("stage2", "cosine", format!("[{warmup}, {ratio}]"), "[warm-up steps, floor ratio in [0, 1]]");
+            return r.bad("stage2", "cosine", format!("[{warmup}, {ratio}]"), "[warm-up steps, floor ratio in [0, 1]]");
         }
-        positive_int("stage2", "epochs", s.epochs as u64)?;
+        r.positive("stage2", "epochs", s.epochs as u64)?;
         if let Some(n) = s.max_steps {
-            positive_int("stage2", "max_steps", n)?;
+            r.positive("stage2", "max_steps", n)?;
         }
-        positive_int("stage2", "batch_size", s.batch_size as u64)?;
-        positive_int("stage2", "grad_accum", s.grad_accum as u64)?;
-        positive_int("stage2", "data_parallel", s.data_parallel as u64)?;
-        positive_int("stage2", "save_every", s.save_every)?;
+        r.positive("stage2", "batch_size", s.batch_size as u64)?;
+        r.positive("stage2", "grad_accum", s.grad_accum as u64)?;
+        r.positive("stage2", "data_parallel", s.data_parallel as u64)?;
+        r.positive("stage2", "save_every", s.save_every)?;
         if s.recompute && !self.student_starts_at_hookpoint() {
-            return bad(
+            return r.bad(
                 "stage2",
                 "recompute",
                 "true".into(),
@@ -485,7 +515,7 @@ impl PipelineFile {
             );
         }
         if s.objective == ObjectiveKind::Sft && self.sae.mode == SaeMode::Pretrained && self.sae.path.is_none() {
-            return bad("sae", "path", "(missing)".into(), "pretrained mode needs a path even for the SFT baseline");
+            return r.bad("sae", "path", "(missing)".into(), "pretrained mode needs a path even for the SFT baseline");
         }
         Ok(())
     }

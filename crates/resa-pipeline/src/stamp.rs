@@ -13,7 +13,9 @@ use resa_tune::{LrSchedule, SaeGrad};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::pipeline::{ModelRef, ObjectiveKind, PipelineFile, SaeMode};
+use crate::pipeline::{
+    DataSection, LoraSection, ModelRef, ObjectiveKind, PipelineFile, SaeMode, SaeSection, Stage2Section,
+};
 
 /// The format of every stamp; a stamp of another version never matches.
 pub const STAMP_VERSION: u32 = 1;
@@ -35,13 +37,9 @@ pub struct DataStamp {
 
 impl DataStamp {
     fn of(cfg: &PipelineFile, dataset: &str) -> DataStamp {
-        DataStamp {
-            dataset: dataset.to_string(),
-            split: cfg.data.split.clone(),
-            template: String::from(cfg.data.template.clone()),
-            ctx_len: cfg.data.ctx_len,
-            max_rows: cfg.data.max_rows,
-        }
+        // Every field named: a new one must be placed in the stamp or left out on purpose.
+        let DataSection { trigger: _, elicitation: _, template, split, ctx_len, max_rows } = cfg.data.clone();
+        DataStamp { dataset: dataset.to_string(), split, template: template.into(), ctx_len, max_rows }
     }
 }
 
@@ -77,21 +75,22 @@ pub struct Stage1Stamp {
 }
 
 impl Stage1Stamp {
-    /// The stamp of Stage I of `cfg` for `hookpoints`.
+    /// The stamp of Stage I of `cfg` for `hookpoints` (every hookpoint trained in the same
+    /// pass; the run's own `[sae] hookpoint` is Stage II's).
     pub fn new(cfg: &PipelineFile, hookpoints: &[Hookpoint]) -> Stage1Stamp {
-        let sae = &cfg.sae;
+        let SaeSection { mode, path, hookpoint: _, num_latents, k, batch_size, lr, max_steps, seed } = cfg.sae.clone();
         Stage1Stamp {
             version: STAMP_VERSION,
             source: cfg.source.clone(),
             trigger: DataStamp::of(cfg, &cfg.data.trigger),
-            mode: sae.mode,
-            sae_path: sae.path.clone(),
-            num_latents: sae.num_latents,
-            k: sae.k,
-            batch_size: sae.batch_size,
-            lr: sae.lr,
-            max_steps: sae.max_steps,
-            seed: sae.seed,
+            mode,
+            sae_path: path,
+            num_latents,
+            k,
+            batch_size,
+            lr,
+            max_steps,
+            seed,
             hookpoints: hookpoints.iter().map(ToString::to_string).collect(),
         }
     }
@@ -158,31 +157,40 @@ pub struct Stage2Stamp {
 impl Stage2Stamp {
     /// The stamp of Stage II of `cfg` with the SAE of `sae`, run on `nodes` nodes.
     pub fn new(cfg: &PipelineFile, sae: Stage1Stamp, nodes: u32) -> Stage2Stamp {
-        let (l, s) = (&cfg.lora, &cfg.stage2);
+        let LoraSection { r, alpha, dropout, targets, use_rslora } = cfg.lora.clone();
+        // `merge` makes another stage; `recompute` changes how gradients are computed only.
+        let Stage2Section {
+            objective,
+            lr,
+            schedule,
+            epochs,
+            max_steps,
+            batch_size,
+            grad_accum,
+            data_parallel,
+            save_every,
+            sae_grad,
+            merge: _,
+            recompute: _,
+        } = cfg.stage2.clone();
         Stage2Stamp {
             version: STAMP_VERSION,
             sae,
             hookpoint: cfg.sae.hookpoint.to_string(),
             target: cfg.target.clone(),
             elicitation: DataStamp::of(cfg, &cfg.data.elicitation),
-            lora: LoraStamp {
-                r: l.r,
-                alpha: l.alpha,
-                dropout: l.dropout,
-                targets: l.targets.clone(),
-                use_rslora: l.use_rslora,
-            },
-            objective: s.objective,
-            sae_grad: s.sae_grad,
-            lr: s.lr,
-            schedule: s.schedule,
-            epochs: s.epochs,
-            max_steps: s.max_steps,
-            batch_size: s.batch_size,
-            grad_accum: s.grad_accum,
-            data_parallel: s.data_parallel,
+            lora: LoraStamp { r, alpha, dropout, targets, use_rslora },
+            objective,
+            sae_grad,
+            lr,
+            schedule,
+            epochs,
+            max_steps,
+            batch_size,
+            grad_accum,
+            data_parallel,
             nodes,
-            save_every: s.save_every,
+            save_every,
             seed: cfg.seed,
         }
     }

@@ -1,7 +1,9 @@
 //! A bad value anywhere in a run TOML is refused before any work starts, with the file, the
 //! table, the key, the value and what is allowed in the message.
 
+use resa_pipeline::stamp::{STAMP_VERSION, Stage1Stamp, Stage2Stamp};
 use resa_pipeline::{Error, PipelineFile};
+use resa_qwen2::Hookpoint;
 
 const GOOD: &str = r#"
 out = "run"
@@ -206,7 +208,6 @@ fn a_cot_template_needs_rows_with_solutions() {
 #[test]
 fn the_typed_pipeline_holds_what_the_stages_take() {
     use resa_pipeline::{Pipeline, SaeSource};
-    use resa_qwen2::Hookpoint;
     use resa_tune::LrSchedule;
 
     let file = load(&with("stage2", "cosine", "[10, 0.1]")).expect("good");
@@ -271,7 +272,7 @@ fn the_typed_pipeline_holds_what_the_stages_take() {
 
 /// `[stage2] recompute = true` is accepted with the detach splice at a residual hookpoint
 /// and refused, naming the key and what it needs, with another splice, the SFT baseline or
-/// an MLP hookpoint; off, it stays out of the file form (stamps of earlier runs unchanged).
+/// an MLP hookpoint; the resolved file form names it either way (no stamp holds it).
 #[test]
 fn recompute_needs_the_student_to_start_at_the_hookpoint() {
     let on = with("stage2", "recompute", "true");
@@ -288,5 +289,69 @@ fn recompute_needs_the_student_to_start_at_the_hookpoint() {
     }
     let off = load(GOOD).expect("valid");
     assert!(!off.stage2.recompute);
-    assert!(!toml::to_string(&off).expect("serialise").contains("recompute"));
+    assert!(toml::to_string(&off).expect("serialise").contains("recompute = false"));
+}
+
+// Stamps hold what makes an output reusable and nothing else: a value an output depends on
+// changes the stamp of its stage and of every stage after it; a value that changes only how
+// it is computed, or where the run lives, changes none.
+
+fn parsed(text: &str) -> PipelineFile {
+    toml::from_str(text).expect("parses")
+}
+
+fn stamps(cfg: &PipelineFile) -> (Stage1Stamp, Stage2Stamp) {
+    let s1 = Stage1Stamp::new(cfg, &[cfg.sae.hookpoint]);
+    let s2 = Stage2Stamp::new(cfg, s1.clone(), 1);
+    (s1, s2)
+}
+
+#[test]
+fn what_an_output_depends_on_changes_its_stamp_and_the_later_ones() {
+    let (s1, s2) = stamps(&parsed(GOOD));
+    assert_eq!((s1.version, s2.version), (STAMP_VERSION, STAMP_VERSION));
+    // Stage I's values change both stamps.
+    for (table, key, value) in
+        [("sae", "k", "16"), ("data", "ctx_len", "512"), ("data", "split", "\"test\""), ("sae", "seed", "3")]
+    {
+        let extra = (table, key, value);
+        let (t1, t2) = stamps(&parsed(&with(table, key, value)));
+        assert_ne!(t1, s1, "{extra:?}");
+        assert_ne!(t2, s2, "{extra:?}");
+    }
+    // Stage II's values change Stage II's stamp only.
+    for (table, key, value) in
+        [("stage2", "epochs", "3"), ("stage2", "sae_grad", "\"flow\""), ("lora", "r", "8"), ("", "seed", "9")]
+    {
+        let extra = (table, key, value);
+        let (t1, t2) = stamps(&parsed(&with(table, key, value)));
+        assert_eq!(t1, s1, "{extra:?}");
+        assert_ne!(t2, s2, "{extra:?}");
+    }
+    // More nodes: another adapter.
+    let cfg = parsed(GOOD);
+    assert_ne!(Stage2Stamp::new(&cfg, s1.clone(), 2), s2);
+    // Another set of hookpoints trained together: another Stage I.
+    assert_ne!(Stage1Stamp::new(&cfg, &[Hookpoint::Residual(12), Hookpoint::Residual(13)]), s1);
+}
+
+#[test]
+fn how_and_where_a_run_computes_change_no_stamp() {
+    let (s1, s2) = stamps(&parsed(GOOD));
+    let mut moved = parsed(&with("stage2", "recompute", "true"));
+    moved.stage2.merge = true;
+    moved.out = "elsewhere".into();
+    assert_eq!(stamps(&moved), (s1, s2));
+}
+
+/// A stamp is JSON with named fields (not a positional tuple), and its version first.
+#[test]
+fn a_stamp_names_its_fields() {
+    let (_, s2) = stamps(&parsed(GOOD));
+    let json: serde_json::Value = serde_json::from_str(&serde_json::to_string(&s2).expect("json")).expect("parses");
+    assert_eq!(json["version"], STAMP_VERSION);
+    assert_eq!(json["hookpoint"], "layers.12");
+    assert_eq!(json["lora"]["r"], 32);
+    assert_eq!(json["sae"]["trigger"]["dataset"], "t.jsonl");
+    assert_eq!(json["elicitation"]["dataset"], "e.jsonl");
 }

@@ -19,9 +19,13 @@ pub fn resolve_model(name: &str) -> Result<PathBuf> {
         return Ok(path.to_path_buf());
     }
     #[cfg(feature = "hub")]
-    return fetch(name);
+    {
+        fetch(name)
+    }
     #[cfg(not(feature = "hub"))]
-    Err(not_a_folder(name, "no such model folder"))
+    {
+        Err(not_a_folder(name, "no such model folder"))
+    }
 }
 
 /// The error for a name that is not a local folder, in a build without the `hub` feature.
@@ -47,13 +51,15 @@ pub fn resolve_subfolder(spec: &str, files: &[&str]) -> Result<PathBuf> {
     if path.is_dir() {
         return Ok(path.to_path_buf());
     }
+    #[cfg(feature = "hub")]
+    {
+        resolve_hub_subfolder(spec, files)
+    }
     #[cfg(not(feature = "hub"))]
     {
         let _ = files;
         Err(not_a_folder(spec, "no such folder"))
     }
-    #[cfg(feature = "hub")]
-    resolve_hub_subfolder(spec, files)
 }
 
 /// [`resolve_subfolder`] for a spec that is not a local folder.
