@@ -7,23 +7,23 @@
 //! - [`qwen2`]: the Qwen2 transformer, Hugging Face checkpoint loading, hookpoints,
 //!   generation, tokenizer and chat template.
 //! - [`data`]: question–answer readers, the reference templates, and tokenised chunks as
-//!   sparsify makes them; the toy reasoning world.
+//!   sparsify makes them.
 //! - [`sae`]: TopK sparse autoencoders in sparsify's format and Stage I training.
 //! - [`lora`]: LoRA adapters in PEFT's format, merging.
 //! - [`tune`]: Stage II (SAE-guided SFT), its objectives, the CoT-free SFT baseline,
 //!   full-parameter training.
-//! - [`mod@pipeline`]: the stages as one typed library — the run configuration checked
-//!   before any work, Stage I → Stage II → adapter → merged model (`resa tune`), and the
-//!   experiments, demo, toy model and benchmarks below, which are compositions of them.
+//! - [`mod@pipeline`]: one run from its TOML file — the configuration checked before any
+//!   work, Stage I → Stage II → adapter → merged model (`resa tune`).
 //! - [`eval`]: the paper's benchmarks and Pass@1, on this project's generator or on any
 //!   OpenAI-compatible server (vLLM, SGLang, TGI, `resa serve`).
 //! - [`serve`]: an OpenAI-compatible HTTP server over the generator (`resa serve`).
 //! - [`publish`]: how every output is published (one rename, never half-written).
 //! - [`mod@grade`]: math-answer grading (math-verify 0.9 ported; no tensors).
 //! - [`features`]: reasoning features per layer, the layer mixture, figures.
-//! - [`toy_model`] and [`demo`]: the built-in toy reasoning model and `resa demo`.
+//! - [`toy`]: the toy reasoning world, the toy model, the toy Tina, `resa demo` and the toy
+//!   paper.
+//! - [`experiments`]: the paper's experiments as data (`configs/`), `resa reproduce`.
 //! - [`mod@bench`]: the fixed workloads of `resa bench` / `cargo xtask bench`.
-//! - [`reproduce`]: the paper's experiments as data (`configs/`), `resa reproduce`.
 //!
 //! See the repository README for the pipeline and `docs/` for the design.
 

@@ -9,7 +9,7 @@ use crate::error::Result;
 use crate::{EvalConfig, Progress, Report, Task};
 
 /// An evaluation on an OpenAI-compatible server ([`crate::OpenAiEngine`]): the prompts,
-/// seeds, completions file, grading and report of [`Evaluation`], the decoding done by the
+/// seeds, completions file, grading and report of a local evaluation, the decoding done by the
 /// server. Only the model's tokenizer and `config.json` are read here (no weights).
 pub struct RemoteEvaluation {
     tokenizer: Tokenizer,

@@ -379,7 +379,7 @@ impl PipelineFile {
     }
 
     /// Checks every value that can be checked without the models, naming `file`, the TOML
-    /// table and key, the value and what is allowed ([`Error::Invalid`]). [`run_pipeline`]
+    /// table and key, the value and what is allowed ([`Error::Invalid`]). [`run_pipeline`](crate::run_pipeline)
     /// calls it (and checks the hookpoint and rank against the models' `config.json`) before
     /// any stage starts.
     pub fn validate(&self, file: &str) -> Result<()> {
@@ -774,7 +774,7 @@ impl Pipeline {
         self.file.validate_models(name)
     }
 
-    /// Checks one Stage II step against `limit` before any stage starts ([`run_pipeline`]
+    /// Checks one Stage II step against `limit` before any stage starts ([`run_pipeline`](crate::run_pipeline)
     /// refuses the run with [`Error::Memory`] when the step's lower bound is above it).
     pub fn with_memory_limit(mut self, limit: Option<MemoryLimit>) -> Self {
         self.memory_limit = limit;
