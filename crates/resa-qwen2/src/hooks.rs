@@ -75,10 +75,16 @@ impl CheckedHookpoint {
         self.num_layers
     }
 
-    /// The residual hookpoint `layers.N` of the same layer (the residual stream after the
-    /// layer whose MLP output an `layers.N.mlp` hookpoint is).
-    pub fn residual(self) -> CheckedHookpoint {
-        CheckedHookpoint { at: Hookpoint::Residual(self.layer()), num_layers: self.num_layers }
+    /// Refuses a model of another depth than the one this hookpoint was checked against
+    /// (what a forward pass and Stage II's objective ask before using it).
+    pub fn check_depth(self, num_layers: usize) -> Result<()> {
+        if num_layers != self.num_layers {
+            return Err(Error::Hookpoint {
+                name: self.to_string(),
+                reason: format!("checked against a model of {} layers; this one has {num_layers}", self.num_layers),
+            });
+        }
+        Ok(())
     }
 }
 
@@ -316,6 +322,6 @@ mod tests {
         assert!(matches!(late.within(28), Err(Error::Hookpoint { .. })));
         let last = Hookpoint::Mlp(27).within(28).expect("in range");
         assert_eq!((last.layer(), last.num_layers(), last.to_string()), (27, 28, "layers.27.mlp".to_string()));
-        assert_eq!(last.residual().hookpoint(), Hookpoint::Residual(27));
+        assert!(last.check_depth(28).is_ok() && last.check_depth(27).is_err());
     }
 }

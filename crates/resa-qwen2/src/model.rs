@@ -607,15 +607,8 @@ impl<B: Backend> Qwen2ForCausalLM<B> {
         if b == 0 || s == 0 {
             return Err(Error::Input(format!("input_ids has shape [{b}, {s}]; both must be positive")));
         }
-        if let Some(hp) = hooks.hookpoints().find(|h| h.num_layers() != cfg.num_hidden_layers) {
-            return Err(Error::Hookpoint {
-                name: hp.to_string(),
-                reason: format!(
-                    "checked against a model of {} layers; this one has {}",
-                    hp.num_layers(),
-                    cfg.num_hidden_layers
-                ),
-            });
+        for hp in hooks.hookpoints() {
+            hp.check_depth(cfg.num_hidden_layers)?;
         }
         if let Some(c) = cache.as_deref()
             && c.layers.len() != cfg.num_hidden_layers

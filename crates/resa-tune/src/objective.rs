@@ -181,17 +181,7 @@ impl<B: AutodiffBackend> Objective<B> for SaeTuning<'_, B> {
     }
 
     fn check(&self, model: &Qwen2ForCausalLM<B>) -> Result<()> {
-        let layers = model.config().num_hidden_layers;
-        if self.hookpoint.num_layers() != layers {
-            return Err(resa_qwen2::Error::Hookpoint {
-                name: self.hookpoint.to_string(),
-                reason: format!(
-                    "checked against a model of {} layers; this one has {layers}",
-                    self.hookpoint.num_layers()
-                ),
-            }
-            .into());
-        }
+        self.hookpoint.check_depth(model.config().num_hidden_layers)?;
         self.sae.check_width(model.config().hidden_size)?;
         let shared = self.allow_shared_prefix
             && student_starts_at(self.grad, self.hookpoint.hookpoint())

@@ -230,7 +230,7 @@ pub fn stage2_loss_with<B: Backend>(
     Ok(head.kl(model, teacher, student))
 }
 
-/// [`stage2_loss`] with the `detach` splice at the residual hookpoint `layers.L` of `at`, doing less
+/// [`stage2_loss`] with the `detach` splice at a residual hookpoint `layers.L`, doing less
 /// work and giving the same loss and adapter gradients: no gradient reaches layers `0..=L`,
 /// so while their adapters hold `B = 0` (they start so and never move) the student's
 /// activation at the hookpoint *is* the teacher's. The teacher's forward captures it, and
@@ -257,9 +257,7 @@ pub fn stage2_loss_shared_prefix_with<B: Backend>(
     student_adapters: AdapterMode,
     head: Head,
 ) -> Result<Tensor<B, 1>> {
-    let at = at.residual();
-    let layer = at.layer();
-    let (teacher, x) = teacher_and_splice(model, sae, at, input_ids.clone(), head)?;
+    let (teacher, x, layer) = teacher_and_splice(model, sae, at, input_ids.clone(), head)?;
     let student = model
         .forward(
             ForwardInput::new(input_ids)
@@ -294,9 +292,7 @@ pub fn stage2_gradients_recomputed<B: AutodiffBackend>(
 ) -> Result<(f32, B::Gradients)> {
     let [b, s] = input_ids.dims();
     let layers = model.config().num_hidden_layers;
-    let at = at.residual();
-    let layer = at.layer();
-    let (teacher, x) = teacher_and_splice(model, sae, at, input_ids, head)?;
+    let (teacher, x, layer) = teacher_and_splice(model, sae, at, input_ids, head)?;
 
     // The student's forward without a graph: the inputs of layers L+1.. and the last output.
     let inner = model.valid();
@@ -348,14 +344,18 @@ pub fn stage2_gradients_recomputed<B: AutodiffBackend>(
 
 /// The teacher's forward (adapters off) with its output as `head` needs it, and the SAE's
 /// reconstruction of its activation at `hookpoint` (the `detach` splice, [`SpliceHook::replace`]);
-/// both detached.
+/// both detached, with the layer `L` the student starts after. The student can start only
+/// at a residual hookpoint ([`student_starts_at`]); another is refused.
 fn teacher_and_splice<B: Backend>(
     model: &Qwen2ForCausalLM<B>,
     sae: &SparseCoder<B>,
     hookpoint: CheckedHookpoint,
     input_ids: Tensor<B, 2, Int>,
     head: Head,
-) -> Result<(Tensor<B, 3>, Tensor<B, 3>)> {
+) -> Result<(Tensor<B, 3>, Tensor<B, 3>, usize)> {
+    let layer = student_starts_at(SpliceGrad::Detach, hookpoint.hookpoint()).ok_or_else(|| {
+        Error::option("hookpoint", format!("the student starts at a residual hookpoint (layers.N), not {hookpoint}"))
+    })?;
     let splice = SaeSplice::new(sae);
     let out = model.forward(
         ForwardInput::new(input_ids).with_adapters(AdapterMode::Off).with_logits(head.logits()),
@@ -368,7 +368,7 @@ fn teacher_and_splice<B: Backend>(
         .ok_or_else(|| Error::Setup(format!("the teacher forward did not capture {hookpoint}")))?;
     let teacher = out.logits.ok_or_else(|| Error::Setup("the teacher forward returned no logits".into()))?.detach();
     let x = SpliceHook { at: hookpoint, func: &splice, grad: SpliceGrad::Detach }.replace(at)?;
-    Ok((teacher, x))
+    Ok((teacher, x, layer))
 }
 
 /// The adapter matrices (`A`, `B`) of decoder layer `layer`.

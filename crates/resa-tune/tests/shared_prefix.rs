@@ -36,6 +36,10 @@ fn the_shared_prefix_gives_the_plain_loss_gradients_and_adapter() {
         let grads = loss.backward();
         (value, adapter_grads(&m, &grads))
     };
+    // The student starts only at a residual hookpoint: an MLP one is refused, never rounded.
+    let mlp = resa_qwen2::Hookpoint::Mlp(1).within(m.config().num_hidden_layers).expect("in range");
+    let err = stage2_loss_shared_prefix(&m, &sae, mlp, ids.clone(), AdapterMode::Train(7)).err().expect("refused");
+    assert!(matches!(err, resa_tune::Error::Options { .. }) && err.to_string().contains("layers.1.mlp"), "{err}");
     let (plain, plain_grads) = run(false);
     let (shared, shared_grads) = run(true);
     assert!((plain - shared).abs() <= 1e-6 * plain.abs().max(1.0), "loss {plain} vs {shared}");
