@@ -24,7 +24,7 @@ pub struct EvalArgs {
     #[arg(long)]
     pub adapter: Option<PathBuf>,
     /// Benchmarks, comma-separated: aime24, aime25, amc23, math500, minerva, gpqa_diamond,
-    /// toy. Default: the five math sets, and GPQA Diamond when --gpqa is given.
+    /// toy, toy-elicit. Default: the five math sets, and GPQA Diamond when --gpqa is given.
     #[arg(long, value_delimiter = ',')]
     pub tasks: Vec<String>,
     /// Folder of benchmark JSONL files (`aime24.jsonl`, …, fields id/problem/answer), such
@@ -187,7 +187,8 @@ fn tasks_of(args: &EvalArgs) -> anyhow::Result<Vec<resa::eval::Task>> {
         gpqa_seed: args.gpqa_seed,
         ..TaskSources::default()
     }
-    .with_task(resa::toy::world::test_task(0, 200));
+    .with_task(resa::toy::world::World::Arith.test_task(0, 200))
+    .with_task(resa::toy::world::World::Elicit.test_task(0, 200));
     #[cfg(feature = "hub")]
     {
         sources.hub = args.hub;

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use burn::tensor::backend::Backend;
 use resa::device::DeviceArgs;
 use resa::toy::model::{ToyModelConfig, train_toy_model};
+use resa::toy::world::World;
 use resa::tune::StepMetrics;
 use resa::with_backend;
 
@@ -15,6 +16,10 @@ pub struct ToyModelArgs {
     /// Output folder (replaced atomically when training ends).
     #[arg(long)]
     pub out: PathBuf,
+    /// The toy world (`arith`: chain-of-thought solutions only; `elicit`: a mixture where a
+    /// share of the solutions skip the reasoning).
+    #[arg(long, default_value = "arith")]
+    pub world: World,
     /// Optimizer steps (default: the committed model's).
     #[arg(long)]
     pub steps: Option<u64>,
@@ -31,7 +36,7 @@ pub struct ToyModelArgs {
 
 /// Runs the command.
 pub fn run(args: ToyModelArgs) -> anyhow::Result<()> {
-    let mut cfg = ToyModelConfig::default();
+    let mut cfg = ToyModelConfig::for_world(args.world);
     if let Some(s) = args.steps {
         cfg.train.steps = s;
     }
@@ -58,7 +63,8 @@ fn train<B: Backend>(cfg: &ToyModelConfig, device: &B::Device, args: &ToyModelAr
     })?;
     drop(progress);
     println!(
-        "toy model: {} parameters, loss {:.4} → {:.4} in {:.0} s, held-out accuracy {:.1}% ({} problems, greedy) → {}",
+        "toy model ({}): {} parameters, loss {:.4} → {:.4} in {:.0} s, held-out accuracy {:.1}% ({} problems, greedy) → {}",
+        cfg.world,
         report.parameters,
         report.first_loss,
         report.last_loss,
@@ -67,5 +73,15 @@ fn train<B: Backend>(cfg: &ToyModelConfig, device: &B::Device, args: &ToyModelAr
         cfg.test_problems,
         args.out.display()
     );
+    if let (Some(pass), Some(p)) = (report.sampled_pass_at_1_pct, report.sampled_profile) {
+        let pct = |x: Option<f64>| x.map_or("—".to_string(), |v| format!("{v:.1}%"));
+        println!(
+            "sampled (temperature 0.6, 4 samples): Pass@1 {pass:.1}%; {:.1}% of the completions reason, right {} when \
+             they do, {} when they do not",
+            p.reasoned_pct,
+            pct(p.accuracy_reasoning_pct),
+            pct(p.accuracy_direct_pct)
+        );
+    }
     Ok(())
 }

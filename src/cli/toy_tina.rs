@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use burn::tensor::backend::Backend;
 use resa::device::DeviceArgs;
 use resa::toy::tina::{ToyEvalConfig, ToyTinaConfig, run_toy_tina, toy_tina_markdown};
+use resa::toy::world::World;
 use resa::with_backend;
 
 use super::progress::Reporter;
@@ -17,7 +18,12 @@ pub struct ToyTinaArgs {
     /// Run folder (a rerun resumes training and evaluation).
     #[arg(long, default_value = "toy-tina")]
     pub out: PathBuf,
-    /// The toy model (default: the committed models/toy-qwen2).
+    /// The toy world (`arith` or `elicit`): its training problems, its test split and its
+    /// committed toy model.
+    #[arg(long, default_value = "arith")]
+    pub world: World,
+    /// The toy model (default: the world's committed model, models/toy-qwen2 or
+    /// models/toy-qwen2-elicit).
     #[arg(long)]
     pub model: Option<PathBuf>,
     /// A reduced run for smoke tests: a few steps, small groups, few problems.
@@ -47,7 +53,8 @@ pub struct ToyTinaArgs {
     /// Samples per problem in the evaluation.
     #[arg(long)]
     pub eval_samples: Option<usize>,
-    /// Seed of the problems, the adapter, the order and the sampling.
+    /// Seed of the training problems, the adapter, the order and the sampling (the held-out
+    /// problems are the same for every seed).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Where to compute.
@@ -57,11 +64,14 @@ pub struct ToyTinaArgs {
 
 /// Runs the command.
 pub fn run(args: ToyTinaArgs) -> anyhow::Result<()> {
-    let mut cfg = ToyTinaConfig { out: args.out.clone(), seed: args.seed, ..ToyTinaConfig::default() };
+    let mut cfg = ToyTinaConfig {
+        out: args.out.clone(),
+        world: args.world,
+        model: args.model.clone().unwrap_or_else(|| args.world.model_dir()),
+        seed: args.seed,
+        ..ToyTinaConfig::default()
+    };
     let mut eval = ToyEvalConfig { seed: args.seed, ..ToyEvalConfig::default() };
-    if let Some(m) = &args.model {
-        cfg.model = m.clone();
-    }
     if args.quick {
         cfg = ToyTinaConfig { train_problems: 64, steps: 3, prompts_per_step: 2, group_size: 4, save_every: 2, ..cfg };
         eval = ToyEvalConfig { problems: 8, samples: 2, max_new_tokens: 64, ..eval };

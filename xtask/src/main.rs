@@ -11,8 +11,9 @@
 //!   (`resa reproduce`, release build; `--device cuda --dtype bf16` on a GPU);
 //!   `reproduce toy` is the toy-world experiment (`resa demo --out runs/toy`);
 //!   `reproduce --list` names them all with the paper's numbers.
-//! - `toy-model [ARGS]`: retrain the committed toy model `models/toy-qwen2` from scratch
-//!   (`resa toy-model`, release build, CPU; extra arguments are passed on).
+//! - `toy-model [--world NAME] [ARGS]`: retrain a committed toy model from scratch (`arith`:
+//!   `models/toy-qwen2`; `elicit`: `models/toy-qwen2-elicit`; `resa toy-model`, release
+//!   build, CPU; extra arguments are passed on).
 //!
 //! Every task that runs `resa` takes cargo features as `--features x`, `--features=x` or
 //! `-F x` (`cargo xtask reproduce resa-still-v5 --features cuda --device cuda --dtype bf16`).
@@ -38,7 +39,7 @@ fn main() -> anyhow::Result<()> {
         Some("bench") => bench::task(rest),
         _ => {
             eprintln!(
-                "usage: cargo xtask <fixtures [--python PATH] | tidy | reproduce NAME|all|toy|--list [--dry-run] [--tiny] | toy-model [ARGS] | bench [ARGS]> (tasks that run resa take --features F)"
+                "usage: cargo xtask <fixtures [--python PATH] | tidy | reproduce NAME|all|toy|--list [--dry-run] [--tiny] | toy-model [--world NAME] [ARGS] | bench [ARGS]> (tasks that run resa take --features F)"
             );
             std::process::exit(2)
         }

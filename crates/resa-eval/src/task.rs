@@ -172,7 +172,7 @@ pub struct TaskSources {
     #[cfg(feature = "hub")]
     pub hub: bool,
     /// Tasks of the caller's own, found by their name before the paper's benchmarks (the toy
-    /// world's test split, `resa_toy::world::test_task`, is one).
+    /// world's test split, `resa_toy::world::World::test_task`, is one).
     pub own: Vec<Task>,
 }
 

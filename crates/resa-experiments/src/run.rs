@@ -30,7 +30,7 @@ fn adapter_rank(dir: &Path) -> Result<usize> {
 /// Where an experiment's benchmarks come from: the user's sources, and the toy world's test
 /// split as `toy` (what `--tiny` evaluates on).
 fn task_sources(opts: &RunOptions) -> TaskSources {
-    opts.sources.clone().with_task(world::test_task(0, 200))
+    opts.sources.clone().with_task(world::World::Arith.test_task(0, 200))
 }
 
 /// Settings of a run that are not part of an experiment.

@@ -294,7 +294,7 @@ pub fn run_demo<B: Backend>(
     })?;
     lap("cot-free-sft", &mut seconds);
 
-    let task = crate::world::test_task(cfg.seed, cfg.test_problems);
+    let task = crate::world::World::Arith.test_task(cfg.seed, cfg.test_problems);
     let eval_cfg = EvalConfig {
         sampling: cfg.sampling,
         max_new_tokens: cfg.max_new_tokens,

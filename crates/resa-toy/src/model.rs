@@ -1,12 +1,14 @@
-//! The built-in toy reasoning model: a small Qwen2 trained from scratch, every weight, with
-//! next-token cross-entropy on the toy world's chain-of-thought solutions, so that it
-//! answers held-out toy problems by reasoning inside `<think>…</think>`. It is the
-//! offline stand-in for R1-Distill in `resa demo` (`cargo xtask toy-model` trains it; the
-//! result is committed under `models/toy-qwen2`).
+//! The built-in toy reasoning models: a small Qwen2 trained from scratch, every weight, with
+//! next-token cross-entropy on a toy world's solutions, so that it answers held-out toy
+//! problems inside `<think>…</think>`. They are the offline stand-ins for R1-Distill
+//! (`cargo xtask toy-model [--world NAME]` trains one; the results are committed under
+//! `models/`): `toy-qwen2` (world `arith`, chain-of-thought solutions only; `resa demo`)
+//! and `toy-qwen2-elicit` (world `elicit`, a mixture where a share of the solutions skip
+//! the reasoning; the toy paper's).
 
 use std::path::{Path, PathBuf};
 
-use crate::world::{self, Split, ToyWorld};
+use crate::world::{self, ReasoningProfile, Split, World};
 use burn::backend::Autodiff;
 use burn::tensor::{DType, backend::Backend};
 use resa_eval::{EvalConfig, Report};
@@ -18,9 +20,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-/// The folder of the committed toy model, inside this repository.
+/// The folder of the committed toy model of the `arith` world (the demo's), inside this
+/// repository.
 pub fn default_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/toy-qwen2")
+    World::Arith.model_dir()
 }
 
 /// How the toy model is made.
@@ -30,10 +33,17 @@ pub struct ToyModelConfig {
     pub model: Qwen2Config,
     /// Seed of the initial weights.
     pub init_seed: u64,
+    /// The toy world.
+    #[serde(default)]
+    pub world: World,
     /// Seed of the toy world.
     pub world_seed: u64,
-    /// Training problems (chain-of-thought solutions).
+    /// Training problems.
     pub train_problems: usize,
+    /// The share of them whose solution skips the reasoning (the answer alone inside
+    /// `<think>`); the rest carry their chain of thought.
+    #[serde(default)]
+    pub direct_share: f64,
     /// Tokens per training sequence (solutions are packed).
     pub ctx_len: usize,
     /// Optimisation.
@@ -44,6 +54,13 @@ pub struct ToyModelConfig {
 
 impl Default for ToyModelConfig {
     fn default() -> Self {
+        Self::for_world(World::Arith)
+    }
+}
+
+impl ToyModelConfig {
+    /// How the committed toy model of `world` is made.
+    pub fn for_world(world: World) -> Self {
         ToyModelConfig {
             model: Qwen2Config {
                 vocab_size: world::vocab_size(),
@@ -62,8 +79,10 @@ impl Default for ToyModelConfig {
                 torch_dtype: Some("float32".into()),
             },
             init_seed: 0,
+            world,
             world_seed: 0,
             train_problems: 20_000,
+            direct_share: world.direct_share(),
             ctx_len: 128,
             train: FullTrainConfig {
                 schedule: LrSchedule::Cosine { warmup_steps: 50, min_lr_ratio: 0.05 },
@@ -88,21 +107,39 @@ pub struct ToyModelReport {
     pub last_loss: f32,
     /// Greedy accuracy on the held-out test problems, in percent (`<answer>` tag graded).
     pub test_accuracy_pct: f64,
+    /// Sampled Pass@1 on them (the toy paper's evaluation: 4 samples, temperature 0.6,
+    /// top-p 0.95), percent.
+    #[serde(default)]
+    pub sampled_pass_at_1_pct: Option<f64>,
+    /// How the sampled completions answer: the share that reasons, and the accuracy when it
+    /// does and when it does not.
+    #[serde(default)]
+    pub sampled_profile: Option<ReasoningProfile>,
     /// Seconds of training.
     pub train_seconds: f64,
 }
 
-/// Renders a solved problem as the model sees it in training: the chat template with the
-/// question as the user turn and the chain-of-thought solution as the assistant's.
-pub fn cot_texts(tokenizer: &Tokenizer, world: &ToyWorld, n: usize) -> resa_qwen2::Result<Vec<String>> {
+/// Renders the first `n` training problems of `world` (with `seed`) as the model sees them
+/// in training: the chat template with the question as the user turn and the solution as
+/// the assistant's — the answer alone inside `<think>` for a share `direct_share` of them
+/// (drawn with the world's seed), the chain of thought for the rest.
+pub fn training_texts(
+    tokenizer: &Tokenizer,
+    world: World,
+    seed: u64,
+    n: usize,
+    direct_share: f64,
+) -> resa_qwen2::Result<Vec<String>> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ 0x6d69_7874);
     world
+        .generator(seed)
         .problems(Split::Train, n)
         .iter()
         .map(|p| {
-            tokenizer.apply_chat_template(
-                &[ChatMessage::user(p.question.clone()), ChatMessage::assistant(p.cot_completion())],
-                false,
-            )
+            let direct = rng.random::<f64>() < direct_share;
+            let solution = if direct { p.direct_completion() } else { p.cot_completion() };
+            tokenizer.apply_chat_template(&[ChatMessage::user(p.question.clone()), ChatMessage::assistant(solution)], false)
         })
         .collect()
 }
@@ -129,8 +166,7 @@ pub fn train_toy_model<B: Backend>(
     let tmp = resa_publish::temp_sibling(out, "tmp")?;
     world::write_tokenizer(&tmp)?;
     let tokenizer = Tokenizer::from_dir(&tmp)?;
-    let world = ToyWorld::with_seed(cfg.world_seed);
-    let texts = cot_texts(&tokenizer, &world, cfg.train_problems)?;
+    let texts = training_texts(&tokenizer, cfg.world, cfg.world_seed, cfg.train_problems, cfg.direct_share)?;
     let chunks = pack(&tokenizer, &texts, cfg.ctx_len)?;
     tracing::info!(problems = texts.len(), sequences = chunks.len(), "toy model training data");
     let model = Qwen2ForCausalLM::<Autodiff<B>>::random(&cfg.model, cfg.init_seed, device, DType::F32);
@@ -145,14 +181,23 @@ pub fn train_toy_model<B: Backend>(
     let train_seconds = started.elapsed().as_secs_f64();
     let model = burn::module::AutodiffModule::valid(&model);
     model.save_pretrained(&tmp, StoredDtype::F32)?;
-    let accuracy = evaluate_toy(&model, &tokenizer, cfg.world_seed, cfg.test_problems, &tmp.join("eval"))?;
-    std::fs::remove_dir_all(tmp.join("eval")).map_err(|e| Error::io(tmp.join("eval"), e))?;
+    let task = cfg.world.test_task(cfg.world_seed, cfg.test_problems);
+    let accuracy = evaluate_toy(&model, &tokenizer, &task, &greedy_eval(), &tmp.join("eval"))?;
+    let sampled_eval = crate::tina::ToyEvalConfig::default();
+    let sampled = evaluate_toy(&model, &tokenizer, &task, &sampled_eval.eval_config(), &tmp.join("eval-sampled"))?;
+    let profile =
+        world::reasoning_profile(&resa_eval::read_completions(&tmp.join("eval-sampled").join("completions.jsonl"))?);
+    for dir in ["eval", "eval-sampled"] {
+        std::fs::remove_dir_all(tmp.join(dir)).map_err(|e| Error::io(tmp.join(dir), e))?;
+    }
     let report = ToyModelReport {
         config: cfg.clone(),
         parameters,
         first_loss: first.unwrap_or(f32::NAN),
         last_loss: last,
         test_accuracy_pct: accuracy.average_pct,
+        sampled_pass_at_1_pct: Some(sampled.average_pct),
+        sampled_profile: Some(profile),
         train_seconds,
     };
     resa_publish::write_atomic(
@@ -163,15 +208,27 @@ pub fn train_toy_model<B: Backend>(
     Ok(report)
 }
 
-/// Greedy accuracy of a toy model on `n` test problems of the world with `seed`, using the
-/// evaluation runner (completions and report written into `eval_dir`).
+/// The greedy evaluation of a toy model's report.
+pub fn greedy_eval() -> EvalConfig {
+    EvalConfig { sampling: Sampling::Greedy, max_new_tokens: 96, batch_size: 50, ..EvalConfig::default() }
+}
+
+/// Accuracy of a toy model on `task` with the evaluation runner (completions and report
+/// written into `eval_dir`).
 pub fn evaluate_toy<B: Backend>(
     model: &Qwen2ForCausalLM<B>,
     tokenizer: &Tokenizer,
-    seed: u64,
-    n: usize,
+    task: &resa_eval::Task,
+    cfg: &EvalConfig,
     eval_dir: &Path,
 ) -> Result<Report> {
-    let cfg = EvalConfig { sampling: Sampling::Greedy, max_new_tokens: 96, batch_size: 50, ..EvalConfig::default() };
-    Ok(resa_eval::evaluate(model, tokenizer, &[crate::world::test_task(seed, n)], &cfg, eval_dir, "toy", |_| {})?)
+    Ok(resa_eval::evaluate(model, tokenizer, std::slice::from_ref(task), cfg, eval_dir, "toy", |_| {})?)
+}
+
+/// What `toy_model.json` in `dir` says about the model there (its world, how it was made,
+/// what it measured).
+pub fn read_report(dir: &Path) -> Result<ToyModelReport> {
+    let path = dir.join("toy_model.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    serde_json::from_str(&text).map_err(|e| Error::json(&format!("{}", path.display()), e))
 }

@@ -12,7 +12,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::world::{self, ToyWorld};
+use crate::world::{self, World};
 use burn::backend::Autodiff;
 use burn::tensor::{DType, backend::Backend};
 use resa_data::Template;
@@ -29,6 +29,9 @@ use resa_pipeline::{run_pipeline, run_stage1};
 /// Settings of the toy paper.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ToyPaperConfig {
+    /// The toy world.
+    #[serde(default)]
+    pub world: World,
     /// The toy model (the base: Table 3's R1-Distill).
     pub model: PathBuf,
     /// Output folder.
@@ -58,6 +61,7 @@ pub struct ToyPaperConfig {
 impl Default for ToyPaperConfig {
     fn default() -> Self {
         ToyPaperConfig {
+            world: World::Arith,
             model: crate::model::default_dir(),
             out: PathBuf::from("runs/toy-paper"),
             seed: 0,
@@ -197,15 +201,21 @@ pub fn run_toy_paper<B: Backend>(
     // on the base model, as the paper's pretrained SAEs are).
     on_event(ToyPaperEvent::Begin("data"));
     let data = out.join("data");
-    ToyWorld::with_seed(cfg.seed).write_splits(&data, [cfg.train_rows, 0, 0])?;
-    ToyWorld::with_seed(cfg.seed.wrapping_add(1000)).write_splits(out.join("generic"), [cfg.train_rows, 0, 0])?;
+    cfg.world.generator(cfg.seed).write_splits(&data, [cfg.train_rows, 0, 0])?;
+    cfg.world.generator(cfg.seed.wrapping_add(1000)).write_splits(out.join("generic"), [cfg.train_rows, 0, 0])?;
     let train = data.join("train.jsonl");
     let generic = out.join("generic/train.jsonl");
 
     // The toy Tina (checkpoints kept for Table 4's source ablation).
     on_event(ToyPaperEvent::Begin("toy Tina (LoRA-GRPO)"));
     let tina_cfg =
-        ToyTinaConfig { model: cfg.model.clone(), out: out.join("toy-tina"), seed: cfg.seed, ..cfg.tina.clone() };
+        ToyTinaConfig {
+            model: cfg.model.clone(),
+            out: out.join("toy-tina"),
+            world: cfg.world,
+            seed: cfg.seed,
+            ..cfg.tina.clone()
+        };
     let tina_adapter = tina_cfg.out.join("adapter");
     if !tina_adapter.join("adapter_config.json").is_file() {
         train_toy_tina::<B>(&tina_cfg, device, &mut |m| {
@@ -425,7 +435,7 @@ pub fn run_toy_paper<B: Backend>(
     lap("stage2", &mut seconds);
 
     // Evaluations: one loaded base model; the toy Tina and every adapter swapped in.
-    let task = crate::world::test_task(cfg.eval.seed, cfg.eval.problems);
+    let task = cfg.world.test_task(cfg.eval.problems_seed, cfg.eval.problems);
     let mut evaluation = Evaluation::<B>::new(&base, vec![task], cfg.eval.eval_config(), device, DType::F32)?;
     let mut rows = Vec::new();
     let eval_one = |evaluation: &Evaluation<B>,
@@ -517,8 +527,8 @@ fn make_sibling<B: Backend>(
 ) -> Result<()> {
     use resa_tune::full::{FullTrainConfig, train_full};
     let tokenizer = resa_qwen2::Tokenizer::from_dir(&cfg.model)?;
-    let world = ToyWorld::with_seed(cfg.seed.wrapping_add(2000));
-    let texts = crate::model::cot_texts(&tokenizer, &world, 4000)?;
+    let seed = cfg.seed.wrapping_add(2000);
+    let texts = crate::model::training_texts(&tokenizer, cfg.world, seed, 4000, cfg.world.direct_share())?;
     let chunks = crate::model::pack(&tokenizer, &texts, 128)?;
     let model = resa_qwen2::Qwen2ForCausalLM::<Autodiff<B>>::from_pretrained(&cfg.model, device, DType::F32)?;
     let train = FullTrainConfig {

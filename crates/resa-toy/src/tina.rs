@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use crate::world::{Split, ToyWorld};
+use crate::world::{Split, World};
 use burn::backend::Autodiff;
 use burn::tensor::{DType, backend::Backend};
 use resa_eval::Grader;
@@ -26,6 +26,9 @@ pub struct ToyTinaConfig {
     pub model: PathBuf,
     /// Run folder.
     pub out: PathBuf,
+    /// The toy world of the model (its training problems and its test split).
+    #[serde(default)]
+    pub world: World,
     /// Seed of the problems, the adapter's initialisation, the data order and the sampling.
     pub seed: u64,
     /// Training problems (the toy world's train split: never a test problem).
@@ -55,6 +58,7 @@ impl Default for ToyTinaConfig {
         ToyTinaConfig {
             model: crate::model::default_dir(),
             out: PathBuf::from("toy-tina"),
+            world: World::Arith,
             seed: 0,
             train_problems: 2000,
             steps: 60,
@@ -104,7 +108,7 @@ pub fn train_toy_tina<B: Backend>(
     let stop = resa_qwen2::stop_token_ids(&model.config().eos_token_ids, &tokenizer);
 
     // Prompts, left-padded to one length (the trainer's chunks), and their gold answers.
-    let problems = ToyWorld::with_seed(cfg.seed).problems(Split::Train, cfg.train_problems);
+    let problems = cfg.world.generator(cfg.seed).problems(Split::Train, cfg.train_problems);
     let mut prompts = Vec::with_capacity(problems.len());
     let mut gold: HashMap<Vec<u32>, String> = HashMap::new();
     for p in &problems {
@@ -180,7 +184,10 @@ pub struct ToyEvalConfig {
     pub max_new_tokens: usize,
     /// Sampling (the paper's evaluation: temperature 0.6, top-p 0.95).
     pub sampling: Sampling,
-    /// Seed of the problems and the samples.
+    /// Seed of the held-out problems (the world's test split).
+    #[serde(default)]
+    pub problems_seed: u64,
+    /// Seed of the samples.
     pub seed: u64,
 }
 
@@ -191,6 +198,7 @@ impl Default for ToyEvalConfig {
             samples: 4,
             max_new_tokens: 96,
             sampling: Sampling::Sample { temperature: 0.6, top_p: 0.95, top_k: None },
+            problems_seed: 0,
             seed: 0,
         }
     }
@@ -289,7 +297,7 @@ pub fn run_toy_tina<B: Backend>(
     if !adapter.join("adapter_config.json").is_file() {
         train_toy_tina::<B>(cfg, device, on_step)?;
     }
-    let task = crate::world::test_task(eval.seed, eval.problems);
+    let task = cfg.world.test_task(eval.problems_seed, eval.problems);
     let base_ref = resa_pipeline::pipeline::ModelRef::new(cfg.model.display().to_string());
     let mut evaluation =
         resa_pipeline::evaluation::Evaluation::<B>::new(&base_ref, vec![task], eval.eval_config(), device, DType::F32)?;

@@ -13,12 +13,20 @@
 //!
 //! Splits are decided by a hash of the expression, so train, validation and test never
 //! share a problem, whatever the seed and sizes.
+//!
+//! There are two worlds ([`World`]). In `arith` (the demo's) the toy model is trained on
+//! chain-of-thought solutions only: it reasons on every problem and fails where it cannot do
+//! the arithmetic. In `elicit` the problems take two or three operations on values within
+//! ±60, and the toy model is trained on a mixture in which a share of the solutions skip
+//! the reasoning and state an answer at once inside `<think>` (the CoT-free form): the
+//! sampled model often guesses although it can solve most problems when it reasons — the
+//! headroom that RL elicits in the paper. The design is in `docs/toy-worlds.md`.
 
 use std::io::Write;
 use std::path::Path;
 
 use rand::{Rng, SeedableRng, rngs::StdRng};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use resa_data::QaRow;
@@ -46,6 +54,108 @@ pub const TOY_COT_TEMPLATE: &str = "Q: {problem}\nA: {solution}";
 /// The chat template of the toy tokenizer (a user turn is `Q: …`, the assistant's `A: …`;
 /// the generation prompt opens the think block, as R1-Distill's does).
 pub const TOY_CHAT_TEMPLATE: &str = "{{ bos_token }}{% for message in messages %}{% if message['role'] == 'user' %}Q: {{ message['content'] }}\n{% elif message['role'] == 'assistant' %}A: {{ message['content'] }}{{ eos_token }}\n{% endif %}{% endfor %}{% if add_generation_prompt %}A: <think>{% endif %}";
+
+/// Which toy world: its problem generator, and how its toy model is trained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum World {
+    /// One to three operations on values within ±200; the toy model is trained on
+    /// chain-of-thought solutions only (`models/toy-qwen2`, the demo's).
+    #[default]
+    Arith,
+    /// Two or three operations on values within ±60; the toy model is trained on a mixture
+    /// where [`World::direct_share`] of the solutions state the answer at once inside
+    /// `<think>` (`models/toy-qwen2-elicit`).
+    Elicit,
+}
+
+impl World {
+    /// Every world, in order.
+    pub const ALL: [World; 2] = [World::Arith, World::Elicit];
+
+    /// `arith` or `elicit`.
+    pub fn name(self) -> &'static str {
+        match self {
+            World::Arith => "arith",
+            World::Elicit => "elicit",
+        }
+    }
+
+    /// The name of the world's evaluation task: `toy` or `toy-elicit`.
+    pub fn task_name(self) -> &'static str {
+        match self {
+            World::Arith => "toy",
+            World::Elicit => "toy-elicit",
+        }
+    }
+
+    /// The generator of this world with `seed`.
+    pub fn generator(self, seed: u64) -> ToyWorld {
+        match self {
+            World::Arith => ToyWorld { seed, min_ops: 1, max_ops: 3, max_operand: 9, max_value: 200 },
+            World::Elicit => ToyWorld { seed, min_ops: 2, max_ops: 3, max_operand: 9, max_value: 60 },
+        }
+    }
+
+    /// The share of the toy model's training solutions that skip the reasoning (the answer
+    /// alone inside `<think>`, as in the CoT-free trigger data).
+    pub fn direct_share(self) -> f64 {
+        match self {
+            World::Arith => 0.0,
+            World::Elicit => 0.6,
+        }
+    }
+
+    /// The folder of this world's committed toy model, inside this repository.
+    pub fn model_dir(self) -> std::path::PathBuf {
+        let name = match self {
+            World::Arith => "toy-qwen2",
+            World::Elicit => "toy-qwen2-elicit",
+        };
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models").join(name)
+    }
+
+    /// The world's test split as an evaluation task (named `toy` for `arith`, `toy-elicit`
+    /// for `elicit`): the question alone (the toy model's format), graded by the `<answer>`
+    /// tag; `n` problems of the generator with `seed`.
+    pub fn test_task(self, seed: u64, n: usize) -> Task {
+        let items = self
+            .generator(seed)
+            .problems(Split::Test, n)
+            .into_iter()
+            .enumerate()
+            .map(|(i, p)| EvalItem { id: format!("toy-{i:04}"), message: p.question, gold: p.answer.to_string() })
+            .collect();
+        Task { name: self.task_name().into(), grader: Grader::AnswerTag, items }
+    }
+
+    /// The toy analogue of the paper's feature prompt (the DeepSeek-R1 system prompt, which
+    /// holds `<think>` and `</think>` among ordinary text): two worked validation problems of
+    /// this world in the chain-of-thought form, so that the markers sit among text the toy
+    /// model knows.
+    pub fn feature_prompt(self) -> String {
+        self.generator(0).problems(Split::Validation, 2).iter().map(ToyProblem::cot_text).collect::<Vec<_>>().join("\n")
+    }
+}
+
+impl std::fmt::Display for World {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for World {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<World> {
+        World::ALL.into_iter().find(|w| w.name() == s).ok_or_else(|| {
+            Error::Usage(format!(
+                "unknown toy world `{s}`; expected one of {}",
+                World::ALL.map(World::name).join(", ")
+            ))
+        })
+    }
+}
 
 /// A dataset split.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -106,7 +216,12 @@ impl ToyProblem {
 
     /// Prompt and solution with the answer alone inside the think tags (the trigger form).
     pub fn cot_free_text(&self) -> String {
-        format!("Q: {}\nA: <think> {} </think> <answer> {} </answer>", self.question, self.answer, self.answer)
+        format!("Q: {}\nA: {}", self.question, self.direct_completion())
+    }
+
+    /// The assistant's part that skips the reasoning: the answer alone inside the think tags.
+    pub fn direct_completion(&self) -> String {
+        format!("<think> {} </think> <answer> {} </answer>", self.answer, self.answer)
     }
 
     /// A question–answer row (for templates and the CoT-free pipeline), with the CoT
@@ -133,14 +248,14 @@ pub struct ToyWorld {
 
 impl Default for ToyWorld {
     fn default() -> Self {
-        ToyWorld { seed: 0, min_ops: 1, max_ops: 3, max_operand: 9, max_value: 200 }
+        World::Arith.generator(0)
     }
 }
 
 impl ToyWorld {
-    /// The default world with another seed.
+    /// The `arith` world with another seed.
     pub fn with_seed(seed: u64) -> Self {
-        ToyWorld { seed, ..Self::default() }
+        World::Arith.generator(seed)
     }
 
     fn one(&self, rng: &mut StdRng) -> Option<ToyProblem> {
@@ -316,14 +431,44 @@ pub fn write_tokenizer(dir: impl AsRef<Path>) -> Result<()> {
     Ok(())
 }
 
-/// The toy world's test split as an evaluation task named `toy`: the question alone (the toy
-/// model's format), graded by the `<answer>` tag. `n` problems of the world with `seed`.
-pub fn test_task(seed: u64, n: usize) -> Task {
-    let items = ToyWorld::with_seed(seed)
-        .problems(Split::Test, n)
-        .into_iter()
-        .enumerate()
-        .map(|(i, p)| EvalItem { id: format!("toy-{i:04}"), message: p.question, gold: p.answer.to_string() })
-        .collect();
-    Task { name: "toy".into(), grader: Grader::AnswerTag, items }
+/// How a toy model answers: the share of completions that reason (a step `a∘b=c` inside
+/// `<think>`) and the accuracy of those that do and of those that state an answer at once.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct ReasoningProfile {
+    /// Completions classified.
+    pub completions: usize,
+    /// Share of them that reason, percent.
+    pub reasoned_pct: f64,
+    /// Accuracy of the completions that reason, percent (`None` when there are none).
+    pub accuracy_reasoning_pct: Option<f64>,
+    /// Accuracy of the completions that do not, percent (`None` when there are none).
+    pub accuracy_direct_pct: Option<f64>,
+}
+
+/// Whether a toy completion (the text after the generation prompt's `<think>`) reasons: its
+/// think block holds a step (`=`).
+pub fn reasons(completion: &str) -> bool {
+    let think = completion.split("</think>").next().unwrap_or(completion);
+    think.contains('=')
+}
+
+/// The reasoning profile of an evaluation's completions.
+pub fn reasoning_profile(records: &[resa_eval::CompletionRecord]) -> ReasoningProfile {
+    let (mut reasoned, mut reasoned_right, mut direct_right) = (0usize, 0usize, 0usize);
+    for r in records {
+        if reasons(&r.completion) {
+            reasoned += 1;
+            reasoned_right += usize::from(r.correct);
+        } else {
+            direct_right += usize::from(r.correct);
+        }
+    }
+    let n = records.len();
+    let pct = |a: usize, b: usize| (b > 0).then(|| 100.0 * a as f64 / b as f64);
+    ReasoningProfile {
+        completions: n,
+        reasoned_pct: pct(reasoned, n).unwrap_or(0.0),
+        accuracy_reasoning_pct: pct(reasoned_right, reasoned),
+        accuracy_direct_pct: pct(direct_right, n - reasoned),
+    }
 }
