@@ -15,11 +15,19 @@ fn main() -> anyhow::Result<()> {
     let tokenizer = Tokenizer::from_dir(&dir)?;
     let cfg = EvalConfig { max_new_tokens: 96, batch_size: 25, ..EvalConfig::default() };
     let out = std::env::temp_dir().join("resa-example-eval");
-    let report = evaluate(&model, &tokenizer, &[resa::toy::world::World::Arith.test_task(0, 50)], &cfg, &out, "toy model", |p| {
-        if p.done == p.total {
-            println!("{}: {}/{} right", p.bench, p.correct, p.total);
-        }
-    })?;
+    let report = evaluate(
+        &model,
+        &tokenizer,
+        &[resa::toy::world::World::Arith.test_task(0, 50)],
+        &cfg,
+        &out,
+        "toy model",
+        |p| {
+            if p.done == p.total {
+                println!("{}: {}/{} right", p.bench, p.correct, p.total);
+            }
+        },
+    )?;
     print!("{}", report.to_markdown());
     Ok(())
 }

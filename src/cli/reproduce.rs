@@ -13,6 +13,7 @@ use resa::experiments::{
 };
 use resa::pipeline::PipelineEvent;
 use resa::toy::paper::{ToyPaperConfig, ToyPaperEvent, run_toy_paper};
+use resa::toy::world::World;
 use resa::with_backend;
 
 /// Arguments of `resa reproduce`.
@@ -41,9 +42,20 @@ pub struct ReproduceArgs {
     /// Run on the built-in toy model with toy data and shrunken steps (CPU, seconds).
     #[arg(long)]
     pub tiny: bool,
-    /// `toy-paper` only: the reduced run (every table, few steps and problems; CI).
+    /// `toy-paper` only: the reduced run (every table, two seeds, few steps and problems; CI).
     #[arg(long)]
     pub quick: bool,
+    /// `toy-paper` only: the toy world (`elicit`, the default, or `arith`, the demo's) and
+    /// with it the toy model (models/toy-qwen2-elicit or models/toy-qwen2).
+    #[arg(long)]
+    pub world: Option<World>,
+    /// `toy-paper` only: seeds 0 … N−1 (each reruns everything downstream of the base
+    /// model; default 3, with --quick 2).
+    #[arg(long)]
+    pub seeds: Option<usize>,
+    /// `toy-paper` only: seeds run at once (threads; default: all of them).
+    #[arg(long)]
+    pub jobs: Option<usize>,
     /// `toy-paper` only: its output folder (default `runs/toy-paper`).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -53,9 +65,10 @@ pub struct ReproduceArgs {
     /// Folder of run folders (default `runs`, with --tiny `runs/tiny`).
     #[arg(long)]
     pub runs: Option<PathBuf>,
-    /// The toy model used by --tiny.
-    #[arg(long, default_value_os_t = resa::toy::model::default_dir())]
-    pub toy_model: PathBuf,
+    /// The toy model used by --tiny (default: models/toy-qwen2) and by toy-paper (default:
+    /// its world's).
+    #[arg(long)]
+    pub toy_model: Option<PathBuf>,
     /// Folder of benchmark JSONL files (`aime24.jsonl`, …). Default: $RESA_EVAL_DIR.
     #[arg(long, env = "RESA_EVAL_DIR")]
     pub eval_dir: Option<PathBuf>,
@@ -113,18 +126,28 @@ pub enum EngineArg {
 /// Runs the command.
 pub fn run_command(args: ReproduceArgs) -> anyhow::Result<()> {
     if args.name.as_deref() == Some(TOY_PAPER) && !args.list {
-        let mut cfg = ToyPaperConfig { model: args.toy_model.clone(), ..ToyPaperConfig::default() };
+        let mut cfg = ToyPaperConfig::for_world(args.world.unwrap_or(World::Elicit));
+        if let Some(model) = &args.toy_model {
+            cfg.model = model.clone();
+        }
         if args.quick {
             cfg = cfg.quick();
         }
         if let Some(out) = &args.out {
             cfg.out = out.clone();
         }
+        if let Some(n) = args.seeds {
+            cfg.seeds = n;
+            cfg.jobs = n;
+        }
+        if let Some(n) = args.jobs {
+            cfg.jobs = n;
+        }
         let spec = args.compute.device;
         return with_backend!(spec, |B, device| { toy_paper::<B>(&cfg, &device) });
     }
-    if args.quick || args.out.is_some() {
-        bail!("--quick and --out belong to `resa reproduce toy-paper`");
+    if args.quick || args.out.is_some() || args.world.is_some() || args.seeds.is_some() || args.jobs.is_some() {
+        bail!("--quick, --out, --world, --seeds and --jobs belong to `resa reproduce toy-paper`");
     }
     let experiments = load_experiments(&args.configs)?;
     if args.list || args.name.is_none() {
@@ -135,7 +158,7 @@ pub fn run_command(args: ReproduceArgs) -> anyhow::Result<()> {
         print!("{}", list(&experiments));
         println!(
             "\n{TOY_PAPER}: the paper's claims (Tables 3, 4, 6) on the built-in toy model with an RL-trained toy source \
-             (CPU; `resa reproduce {TOY_PAPER} [--quick] [--out DIR]`)"
+             over seeds (CPU; `resa reproduce {TOY_PAPER} [--world elicit|arith] [--seeds N] [--quick] [--out DIR]`)"
         );
         return Ok(());
     }
@@ -160,38 +183,49 @@ pub fn run_command(args: ReproduceArgs) -> anyhow::Result<()> {
 const TOY_PAPER: &str = "toy-paper";
 
 fn toy_paper<B: Backend>(cfg: &ToyPaperConfig, device: &B::Device) -> anyhow::Result<()> {
-    let mut progress = super::progress::Reporter::new();
-    let report = run_toy_paper::<B>(cfg, device, &mut |e| match e {
-        ToyPaperEvent::Begin(part) => {
-            progress.finish();
-            progress.message(&format!("== {part}"));
+    let progress = std::sync::Mutex::new(super::progress::Reporter::new());
+    let on_event = |seed: Option<u64>, e: ToyPaperEvent<'_>| {
+        let Ok(mut progress) = progress.lock() else { return };
+        let tag = seed.map_or(String::new(), |s| format!("[seed {s}] "));
+        match e {
+            ToyPaperEvent::Begin(part) => {
+                progress.finish();
+                progress.message(&format!("== {tag}{part}"));
+            }
+            ToyPaperEvent::Rl(m) => {
+                let reward = m.objective.get("reward").copied().unwrap_or(f64::NAN);
+                progress.update(&format!("  {tag}grpo    "), m.step, m.total, &format!("reward {reward:.3}"));
+            }
+            ToyPaperEvent::Sibling(m) => {
+                progress.update(&format!("  {tag}sibling "), m.step, m.total, &format!("loss {:.4}", m.loss));
+            }
+            ToyPaperEvent::Pipeline(PipelineEvent::Stage1 { step, total, fvu }) => {
+                progress.update(&format!("  {tag}stage I "), step, total, &format!("fvu {fvu:.4}"));
+            }
+            ToyPaperEvent::Pipeline(PipelineEvent::Stage2(m)) => {
+                progress.update(&format!("  {tag}stage II"), m.step, m.total, &format!("loss {:.4}", m.loss));
+            }
+            ToyPaperEvent::Pipeline(PipelineEvent::Skipped(stage)) => {
+                progress.message(&format!("  {tag}{stage}: up to date, skipped"));
+            }
+            ToyPaperEvent::Eval(p) => {
+                progress.update(
+                    &format!("  {tag}eval    "),
+                    p.done as u64,
+                    p.total as u64,
+                    &format!("{} right", p.correct),
+                );
+            }
         }
-        ToyPaperEvent::Rl(m) => {
-            let reward = m.objective.get("reward").copied().unwrap_or(f64::NAN);
-            progress.update("  grpo    ", m.step, m.total, &format!("reward {reward:.3}"));
-        }
-        ToyPaperEvent::Sibling(m) => {
-            progress.update("  sibling ", m.step, m.total, &format!("loss {:.4}", m.loss));
-        }
-        ToyPaperEvent::Pipeline(PipelineEvent::Stage1 { step, total, fvu }) => {
-            progress.update("  stage I ", step, total, &format!("fvu {fvu:.4}"));
-        }
-        ToyPaperEvent::Pipeline(PipelineEvent::Stage2(m)) => {
-            progress.update("  stage II", m.step, m.total, &format!("loss {:.4}", m.loss));
-        }
-        ToyPaperEvent::Pipeline(PipelineEvent::Skipped(stage)) => {
-            progress.message(&format!("  {stage}: up to date, skipped"));
-        }
-        ToyPaperEvent::Eval(p) => {
-            progress.update("  eval    ", p.done as u64, p.total as u64, &format!("{} right", p.correct));
-        }
-    })?;
+    };
+    let report = run_toy_paper::<B>(cfg, device, &on_event)?;
     drop(progress);
     println!("{}", std::fs::read_to_string(cfg.out.join("report.md"))?);
-    let held = report.claims.iter().filter(|c| c.holds).count();
+    let held = report.summary.iter().filter(|c| c.holds).count();
     eprintln!(
-        "{held} of {} claims hold at toy scale; report: {}",
-        report.claims.len(),
+        "{held} of {} claims hold at toy scale (in a majority of {} seeds); report: {}",
+        report.summary.len(),
+        cfg.seeds,
         cfg.out.join("report.md").display()
     );
     Ok(())
@@ -199,8 +233,12 @@ fn toy_paper<B: Backend>(cfg: &ToyPaperConfig, device: &B::Device) -> anyhow::Re
 
 fn reproduce<B: Backend>(args: &ReproduceArgs, chosen: &[&Experiment], device: &B::Device) -> anyhow::Result<()> {
     let runs = args.runs.clone().unwrap_or_else(|| PathBuf::from(if args.tiny { "runs/tiny" } else { "runs" }));
-    let tiny =
-        if args.tiny { Some(TinyAssets::prepare::<B>(&args.toy_model, &runs.join("_toy"), device)?) } else { None };
+    let tiny = if args.tiny {
+        let model = args.toy_model.clone().unwrap_or_else(resa::toy::model::default_dir);
+        Some(TinyAssets::prepare::<B>(&model, &runs.join("_toy"), device)?)
+    } else {
+        None
+    };
     #[allow(unused_mut)] // set only in hub builds
     let mut sources =
         TaskSources { eval_dir: args.eval_dir.clone(), gpqa_csv: args.gpqa.clone(), ..TaskSources::default() };

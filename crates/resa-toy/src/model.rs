@@ -139,7 +139,8 @@ pub fn training_texts(
         .map(|p| {
             let direct = rng.random::<f64>() < direct_share;
             let solution = if direct { p.direct_completion() } else { p.cot_completion() };
-            tokenizer.apply_chat_template(&[ChatMessage::user(p.question.clone()), ChatMessage::assistant(solution)], false)
+            tokenizer
+                .apply_chat_template(&[ChatMessage::user(p.question.clone()), ChatMessage::assistant(solution)], false)
         })
         .collect()
 }

@@ -237,26 +237,23 @@ impl Paired {
     }
 }
 
+/// Per problem (benchmark, id) of a completions file (`completions.jsonl` of [`resa_eval`]),
+/// the fraction of its samples that are right.
+pub fn per_problem(path: &Path) -> Result<HashMap<(String, String), f64>> {
+    let mut m: HashMap<(String, String), (usize, usize)> = HashMap::new();
+    for r in resa_eval::read_completions(path)? {
+        let e = m.entry((r.bench, r.id)).or_default();
+        e.0 += usize::from(r.correct);
+        e.1 += 1;
+    }
+    Ok(m.into_iter().map(|(k, (right, n))| (k, right as f64 / n as f64)).collect())
+}
+
 /// The paired difference `b − a` of two completions files (`completions.jsonl` of
 /// [`resa_eval`]); problems missing from either are left out.
 pub fn paired(a: &Path, b: &Path) -> Result<Paired> {
-    let per_problem = |path: &Path| -> Result<HashMap<(String, String), (usize, usize)>> {
-        let mut m: HashMap<(String, String), (usize, usize)> = HashMap::new();
-        for r in resa_eval::read_completions(path)? {
-            let e = m.entry((r.bench, r.id)).or_default();
-            e.0 += usize::from(r.correct);
-            e.1 += 1;
-        }
-        Ok(m)
-    };
     let (a, b) = (per_problem(a)?, per_problem(b)?);
-    let diffs: Vec<f64> = a
-        .iter()
-        .filter_map(|(k, &(ra, na))| {
-            let &(rb, nb) = b.get(k)?;
-            Some(100.0 * (rb as f64 / nb as f64 - ra as f64 / na as f64))
-        })
-        .collect();
+    let diffs: Vec<f64> = a.iter().filter_map(|(k, &fa)| Some(100.0 * (b.get(k)? - fa))).collect();
     let n = diffs.len();
     if n == 0 {
         return Ok(Paired { problems: 0, diff_pct: 0.0, stderr_pct: 0.0 });

@@ -149,10 +149,7 @@ impl std::str::FromStr for World {
 
     fn from_str(s: &str) -> Result<World> {
         World::ALL.into_iter().find(|w| w.name() == s).ok_or_else(|| {
-            Error::Usage(format!(
-                "unknown toy world `{s}`; expected one of {}",
-                World::ALL.map(World::name).join(", ")
-            ))
+            Error::Usage(format!("unknown toy world `{s}`; expected one of {}", World::ALL.map(World::name).join(", ")))
         })
     }
 }

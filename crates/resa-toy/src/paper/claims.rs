@@ -1,0 +1,266 @@
+//! The paper's claims as paired comparisons of one seed's rows, and their summary over the
+//! seeds. The decision rules are fixed in `docs/toy-worlds.md`.
+
+use std::collections::HashMap;
+
+use rand::{Rng, SeedableRng, rngs::StdRng};
+use serde::{Deserialize, Serialize};
+
+use super::ToyRow;
+use crate::error::Result;
+use crate::tina::{paired, per_problem};
+
+/// One of the paper's claims tested at toy scale on one seed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claim {
+    /// A stable id (`rl_beats_base`, `sae_beats_base`, …).
+    pub id: String,
+    /// The seed of the rows compared.
+    pub seed: u64,
+    /// The claim as the paper makes it.
+    pub claim: String,
+    /// Its toy analogue: which rows are compared and how.
+    pub test: String,
+    /// Whether it holds here.
+    pub holds: bool,
+    /// The paired difference (first row − second row), percentage points.
+    pub diff: f64,
+    /// Its standard error.
+    pub stderr: f64,
+    /// For the recovery claim: the share of the RL source's gain that SAE-Tuning recovers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ratio: Option<Ratio>,
+}
+
+/// A ratio with its 95 % percentile-bootstrap interval.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Ratio {
+    /// The ratio on all problems.
+    pub estimate: f64,
+    /// 2.5th percentile of the resampled ratios.
+    pub low: f64,
+    /// 97.5th percentile.
+    pub high: f64,
+    /// Bootstrap resamples of the problems.
+    pub resamples: usize,
+}
+
+/// One claim over the seeds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClaimSummary {
+    /// The claim's id.
+    pub id: String,
+    /// The claim as the paper makes it.
+    pub claim: String,
+    /// Seeds it was tested on.
+    pub seeds: usize,
+    /// Seeds it holds in.
+    pub holds_in: usize,
+    /// Whether it holds in a majority of the seeds.
+    pub holds: bool,
+    /// Mean paired difference over the seeds, points.
+    pub mean_diff: f64,
+    /// Standard deviation of the paired difference over the seeds (0 for one seed).
+    pub sd_diff: f64,
+}
+
+/// How two rows are compared.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Test {
+    /// a − b > 2 s.e.
+    Above,
+    /// |a − b| ≤ 2 s.e.
+    Matches,
+}
+
+/// Bootstrap resamples of the recovery ratio's interval.
+const RESAMPLES: usize = 2000;
+
+/// The claims of one seed's rows.
+pub(super) fn seed_claims(rows: &[ToyRow], seed: u64) -> Result<Vec<Claim>> {
+    let row = |id: &str| rows.iter().find(|r| r.id == id);
+    let mut out = Vec::new();
+    let mut claim = |id: &str, text: &str, a: Option<&ToyRow>, b: Option<&ToyRow>, test: Test| -> Result<()> {
+        let (Some(a), Some(b)) = (a, b) else { return Ok(()) };
+        let p = paired(&b.dir.join("completions.jsonl"), &a.dir.join("completions.jsonl"))?;
+        let holds = match test {
+            Test::Above => p.above(2.0),
+            Test::Matches => p.diff_pct.abs() <= 2.0 * p.stderr_pct,
+        };
+        let test = format!(
+            "{} {} {} (paired over {} problems, {})",
+            a.name,
+            if test == Test::Matches { "≈" } else { ">" },
+            b.name,
+            p.problems,
+            if test == Test::Matches { "|difference| ≤ 2 s.e." } else { "difference > 2 s.e." }
+        );
+        out.push(Claim {
+            id: id.into(),
+            seed,
+            claim: text.into(),
+            test,
+            holds,
+            diff: p.diff_pct,
+            stderr: p.stderr_pct,
+            ratio: None,
+        });
+        Ok(())
+    };
+    let (base, tina, sae) = (row("base"), row("rl-source"), row("sae-tuning"));
+    use Test::{Above, Matches};
+    claim("rl_beats_base", "RL on CoT-free data (Tina) improves on the base model", tina, base, Above)?;
+    claim("sae_beats_base", "SAE-Tuning with the RL source's SAE improves on the base model", sae, base, Above)?;
+    claim(
+        "sae_matches_rl",
+        "SAE-Tuning recovers the RL source's performance (Resa-STILL-v1 ≈ Tina-STILL)",
+        sae,
+        tina,
+        Matches,
+    )?;
+    claim("sae_beats_cot_free_sft", "SAE-Tuning beats CoT-free SFT on the same data", sae, row("cot-free-sft"), Above)?;
+    claim("sae_beats_cot_sft", "SAE-Tuning beats CoT-based SFT", sae, row("cot-sft"), Above)?;
+    claim(
+        "finetuned_beats_pretrained_sae",
+        "A fine-tuned SAE beats a pretrained one (Resa-STILL-v1 > v2)",
+        sae,
+        row("sae-pretrained"),
+        Above,
+    )?;
+    claim(
+        "scratch_matches_finetuned_sae",
+        "An SAE trained from scratch does about as well as a fine-tuned one (v3 ≈ v1)",
+        row("sae-scratch"),
+        sae,
+        Matches,
+    )?;
+    claim(
+        "rl_source_beats_base_source",
+        "The RL-trained source beats the untrained one as the SAE's source (Tina-2000-step > Tina-0-step)",
+        sae,
+        row("source-0"),
+        Above,
+    )?;
+    claim(
+        "base_source_finetuned_beats_base",
+        "SAE-Tuning with the base itself as source and a fine-tuned SAE improves on the base (Resa-STILL-v4)",
+        row("source-0"),
+        base,
+        Above,
+    )?;
+    claim(
+        "base_source_scratch_beats_base",
+        "SAE-Tuning with the base itself as source and an SAE from scratch improves on the base (Resa-STILL-v5)",
+        row("source-0-scratch"),
+        base,
+        Above,
+    )?;
+    claim(
+        "adapter_transfers",
+        "An SAE-Tuning adapter works on another model of the family without training there (reasoning as an adapter)",
+        row("sibling-adapter"),
+        base,
+        Above,
+    )?;
+    for r in rows.iter().filter(|r| r.role == "layer") {
+        claim(
+            &format!("layer_beats_base_{}", r.id),
+            &format!("SAE-Tuning improves on the base at every layer ({})", r.name),
+            Some(r),
+            base,
+            Above,
+        )?;
+    }
+    if let (Some(base), Some(tina), Some(sae)) = (base, tina, sae) {
+        out.push(recovery(base, tina, sae, seed)?);
+    }
+    Ok(out)
+}
+
+/// "SAE-Tuning recovers ≥ 97 % of the RL source's gain": (SAE-Tuning − base) / (toy Tina −
+/// base) over the problems all three answered, with a percentile-bootstrap interval. It
+/// holds when the toy Tina beats the base (> 2 s.e.), the interval's upper end reaches 97 %
+/// and its lower end is above 0. `diff` / `stderr` are SAE-Tuning − toy Tina.
+fn recovery(base: &ToyRow, tina: &ToyRow, sae: &ToyRow, seed: u64) -> Result<Claim> {
+    let load = |r: &ToyRow| per_problem(&r.dir.join("completions.jsonl"));
+    let (b, t, s) = (load(base)?, load(tina)?, load(sae)?);
+    let mut keys: Vec<&(String, String)> = b.keys().filter(|k| t.contains_key(*k) && s.contains_key(*k)).collect();
+    keys.sort_unstable();
+    let gains: Vec<(f64, f64)> = keys.iter().map(|k| (t[*k] - b[*k], s[*k] - b[*k])).collect();
+    let ratio_of = |idx: &mut dyn Iterator<Item = usize>| -> f64 {
+        let (mut rl, mut sae) = (0.0, 0.0);
+        for i in idx {
+            rl += gains[i].0;
+            sae += gains[i].1;
+        }
+        sae / rl
+    };
+    let n = gains.len();
+    let estimate = ratio_of(&mut (0..n));
+    let mut rng = StdRng::seed_from_u64(seed ^ 0x72_6174_696f);
+    let mut samples: Vec<f64> = (0..RESAMPLES)
+        .map(|_| ratio_of(&mut (0..n).map(|_| rng.random_range(0..n.max(1)))))
+        .filter(|r| !r.is_nan())
+        .collect();
+    samples.sort_unstable_by(f64::total_cmp);
+    let pick = |q: f64| samples.get(((samples.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or(f64::NAN);
+    let ratio = Ratio { estimate, low: pick(0.025), high: pick(0.975), resamples: RESAMPLES };
+    let rl = paired(&base.dir.join("completions.jsonl"), &tina.dir.join("completions.jsonl"))?;
+    let vs_rl = paired(&tina.dir.join("completions.jsonl"), &sae.dir.join("completions.jsonl"))?;
+    let holds = rl.above(2.0) && ratio.high >= 0.97 && ratio.low > 0.0;
+    Ok(Claim {
+        id: "sae_recovers_rl_gain".into(),
+        seed,
+        claim: "SAE-Tuning recovers ≥ 97 % of the RL source's gain".into(),
+        test: format!(
+            "({} − base) / ({} − base) = {:.1} % [{:.1}, {:.1}] (95 % bootstrap over {} problems, {} resamples); \
+             holds when the toy Tina beats the base, the upper end reaches 97 % and the lower end is above 0",
+            sae.name,
+            tina.name,
+            100.0 * ratio.estimate,
+            100.0 * ratio.low,
+            100.0 * ratio.high,
+            n,
+            RESAMPLES
+        ),
+        holds,
+        diff: vs_rl.diff_pct,
+        stderr: vs_rl.stderr_pct,
+        ratio: Some(ratio),
+    })
+}
+
+/// Each claim (in the order first seen) over the seeds it was tested on.
+pub(super) fn summarize(claims: &[Claim]) -> Vec<ClaimSummary> {
+    let mut order: Vec<&str> = Vec::new();
+    let mut by_id: HashMap<&str, Vec<&Claim>> = HashMap::new();
+    for c in claims {
+        if !by_id.contains_key(c.id.as_str()) {
+            order.push(&c.id);
+        }
+        by_id.entry(&c.id).or_default().push(c);
+    }
+    order
+        .into_iter()
+        .map(|id| {
+            let cs = &by_id[id];
+            let n = cs.len();
+            let holds_in = cs.iter().filter(|c| c.holds).count();
+            let mean = cs.iter().map(|c| c.diff).sum::<f64>() / n as f64;
+            let sd = if n > 1 {
+                (cs.iter().map(|c| (c.diff - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt()
+            } else {
+                0.0
+            };
+            ClaimSummary {
+                id: id.to_string(),
+                claim: cs[0].claim.clone(),
+                seeds: n,
+                holds_in,
+                holds: 2 * holds_in > n,
+                mean_diff: mean,
+                sd_diff: sd,
+            }
+        })
+        .collect()
+}
