@@ -40,14 +40,14 @@ pub struct ToyModelConfig {
     pub world_seed: u64,
     /// Training problems.
     pub train_problems: usize,
-    /// The share of them whose solution skips the reasoning (the answer alone inside
-    /// `<think>`); the rest carry their chain of thought.
-    #[serde(default)]
-    pub direct_share: f64,
     /// Tokens per training sequence (solutions are packed).
     pub ctx_len: usize,
-    /// Optimisation.
+    /// Optimisation on the chain-of-thought solutions.
     pub train: FullTrainConfig,
+    /// A second phase on a mixture where a share of the solutions skip the reasoning
+    /// (`elicit`); none for `arith`.
+    #[serde(default)]
+    pub mixture: Option<MixturePhase>,
     /// Held-out test problems for the accuracy check.
     pub test_problems: usize,
 }
@@ -82,16 +82,36 @@ impl ToyModelConfig {
             world,
             world_seed: 0,
             train_problems: 20_000,
-            direct_share: world.direct_share(),
             ctx_len: 128,
             train: FullTrainConfig {
                 schedule: LrSchedule::Cosine { warmup_steps: 50, min_lr_ratio: 0.05 },
                 steps: 900,
                 ..FullTrainConfig::default()
             },
+            mixture: (world.direct_share() > 0.0).then(|| MixturePhase {
+                direct_share: world.direct_share(),
+                train: FullTrainConfig {
+                    lr: 1e-3,
+                    schedule: LrSchedule::Cosine { warmup_steps: 20, min_lr_ratio: 0.1 },
+                    steps: 400,
+                    seed: 1,
+                    ..FullTrainConfig::default()
+                },
+            }),
             test_problems: 200,
         }
     }
+}
+
+/// The second phase of a toy model's training: the same training problems, a share
+/// `direct_share` of them (drawn again) with the answer alone inside `<think>`, the rest
+/// with their chain of thought.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MixturePhase {
+    /// The share of solutions that skip the reasoning.
+    pub direct_share: f64,
+    /// Optimisation (a fresh optimizer state).
+    pub train: FullTrainConfig,
 }
 
 /// What training the toy model measured.
@@ -167,18 +187,28 @@ pub fn train_toy_model<B: Backend>(
     let tmp = resa_publish::temp_sibling(out, "tmp")?;
     world::write_tokenizer(&tmp)?;
     let tokenizer = Tokenizer::from_dir(&tmp)?;
-    let texts = training_texts(&tokenizer, cfg.world, cfg.world_seed, cfg.train_problems, cfg.direct_share)?;
-    let chunks = pack(&tokenizer, &texts, cfg.ctx_len)?;
-    tracing::info!(problems = texts.len(), sequences = chunks.len(), "toy model training data");
     let model = Qwen2ForCausalLM::<Autodiff<B>>::random(&cfg.model, cfg.init_seed, device, DType::F32);
     let parameters = burn::module::Module::num_params(&model);
     let started = std::time::Instant::now();
     let (mut first, mut last) = (None, 0.0f32);
-    let model = train_full(model, &chunks, &cfg.train, &mut |m: &StepMetrics| {
-        first.get_or_insert(m.loss);
-        last = m.loss;
-        on_step(m)
-    })?;
+    let phases = std::iter::once((0.0, &cfg.train)).chain(cfg.mixture.as_ref().map(|m| (m.direct_share, &m.train)));
+    let mut model = model;
+    for (i, (direct_share, train)) in phases.enumerate() {
+        let texts = training_texts(&tokenizer, cfg.world, cfg.world_seed, cfg.train_problems, direct_share)?;
+        let chunks = pack(&tokenizer, &texts, cfg.ctx_len)?;
+        tracing::info!(
+            phase = i,
+            direct_share,
+            problems = texts.len(),
+            sequences = chunks.len(),
+            "toy model training data"
+        );
+        model = train_full(model, &chunks, train, &mut |m: &StepMetrics| {
+            first.get_or_insert(m.loss);
+            last = m.loss;
+            on_step(m)
+        })?;
+    }
     let train_seconds = started.elapsed().as_secs_f64();
     let model = burn::module::AutodiffModule::valid(&model);
     model.save_pretrained(&tmp, StoredDtype::F32)?;

@@ -102,7 +102,7 @@ impl World {
     pub fn direct_share(self) -> f64 {
         match self {
             World::Arith => 0.0,
-            World::Elicit => 0.6,
+            World::Elicit => 0.7,
         }
     }
 

@@ -142,3 +142,63 @@ fn write_splits_writes_three_jsonl_files() {
     let (test, _) = resa_data::read_qa(dir.path().join("test.jsonl"), &resa_data::ReadOptions::strict()).expect("read");
     assert_eq!(test.len(), 5);
 }
+
+#[test]
+fn the_elicit_world_has_two_or_three_steps_within_sixty_and_its_own_task() {
+    use resa_toy::world::World;
+    let w = World::Elicit.generator(5);
+    for p in w.problems(Split::Train, 400) {
+        assert!((2..=3).contains(&p.steps.len()), "{p:?}");
+        assert_eq!(eval(&p.expression), p.answer, "{p:?}");
+        for step in &p.steps {
+            let value: i64 = step.rsplit('=').next().expect("=").parse().expect("value");
+            assert!(value.abs() <= 60, "{p:?}");
+        }
+    }
+    let task = World::Elicit.test_task(0, 30);
+    assert_eq!(task.name, "toy-elicit");
+    assert_eq!(World::Arith.test_task(0, 30).name, "toy");
+    let train: HashSet<String> =
+        World::Elicit.generator(0).problems(Split::Train, 2000).into_iter().map(|p| p.question).collect();
+    assert!(task.items.iter().all(|i| !train.contains(&i.message)), "a test problem in the training split");
+    assert_eq!("elicit".parse::<World>().expect("parse"), World::Elicit);
+    let err = "nowhere".parse::<World>().expect_err("unknown world").to_string();
+    assert!(err.contains("nowhere") && err.contains("arith, elicit"), "{err}");
+}
+
+#[test]
+fn the_feature_prompt_holds_the_think_markers_among_toy_text() {
+    use resa_toy::world::World;
+    for w in World::ALL {
+        let prompt = w.feature_prompt();
+        assert_eq!(prompt.matches("<think>").count(), 2, "{prompt}");
+        assert_eq!(prompt.matches("</think>").count(), 2, "{prompt}");
+        assert!(prompt.starts_with("Q: What is "), "{prompt}");
+    }
+}
+
+#[test]
+fn a_completion_reasons_when_its_think_block_holds_a_step() {
+    assert!(world::reasons(" 7+5=12 12*3=36 </think> <answer> 36 </answer>"));
+    assert!(!world::reasons(" 36 </think> <answer> 36 </answer>"));
+    assert!(!world::reasons(" 36 </think> <answer> 1+2=3 </answer>"), "a step after </think> is not reasoning");
+    assert!(world::reasons(" 7+5=12 12*3="), "cut off while reasoning");
+}
+
+#[test]
+fn the_mixture_skips_the_reasoning_in_about_its_share_of_the_solutions() {
+    use resa_toy::world::World;
+    let tokenizer = tokenizer_dir();
+    let texts = resa_toy::model::training_texts(&tokenizer, World::Elicit, 0, 2000, 0.7).expect("texts");
+    let direct = texts.iter().filter(|t| !world::reasons(t.split("A: <think>").nth(1).expect("assistant"))).count();
+    let share = direct as f64 / texts.len() as f64;
+    assert!((share - 0.7).abs() < 0.04, "{share}");
+    let all_cot = resa_toy::model::training_texts(&tokenizer, World::Elicit, 0, 200, 0.0).expect("texts");
+    assert!(all_cot.iter().all(|t| world::reasons(t.split("A: <think>").nth(1).expect("assistant"))));
+}
+
+fn tokenizer_dir() -> resa_qwen2::Tokenizer {
+    let dir = tempfile::tempdir().expect("tmp");
+    world::write_tokenizer(dir.path()).expect("tokenizer");
+    resa_qwen2::Tokenizer::from_dir(dir.path()).expect("load")
+}

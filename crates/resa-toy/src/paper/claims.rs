@@ -41,7 +41,8 @@ pub struct Ratio {
     pub low: f64,
     /// 97.5th percentile.
     pub high: f64,
-    /// Bootstrap resamples of the problems.
+    /// Bootstrap resamples of the problems that have a ratio (the toy Tina gains something
+    /// on them), of the 2,000 drawn.
     pub resamples: usize,
 }
 
@@ -200,33 +201,37 @@ fn recovery(base: &ToyRow, tina: &ToyRow, sae: &ToyRow, seed: u64) -> Result<Cla
     let mut rng = StdRng::seed_from_u64(seed ^ 0x72_6174_696f);
     let mut samples: Vec<f64> = (0..RESAMPLES)
         .map(|_| ratio_of(&mut (0..n).map(|_| rng.random_range(0..n.max(1)))))
-        .filter(|r| !r.is_nan())
+        .filter(|r| r.is_finite())
         .collect();
     samples.sort_unstable_by(f64::total_cmp);
     let pick = |q: f64| samples.get(((samples.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or(f64::NAN);
-    let ratio = Ratio { estimate, low: pick(0.025), high: pick(0.975), resamples: RESAMPLES };
+    // Resamples where the toy Tina gains nothing have no ratio; they are left out (so are
+    // all of them, and the claim does not hold, when it gains nothing on all problems).
+    let ratio = (estimate.is_finite() && !samples.is_empty()).then(|| Ratio {
+        estimate,
+        low: pick(0.025),
+        high: pick(0.975),
+        resamples: samples.len(),
+    });
     let rl = paired(&base.dir.join("completions.jsonl"), &tina.dir.join("completions.jsonl"))?;
     let vs_rl = paired(&tina.dir.join("completions.jsonl"), &sae.dir.join("completions.jsonl"))?;
-    let holds = rl.above(2.0) && ratio.high >= 0.97 && ratio.low > 0.0;
+    let holds = rl.above(2.0) && ratio.is_some_and(|r| r.high >= 0.97 && r.low > 0.0);
+    let shown = ratio.map_or("undefined (the toy Tina gains nothing)".to_string(), |r| {
+        format!("{:.1} % [{:.1}, {:.1}]", 100.0 * r.estimate, 100.0 * r.low, 100.0 * r.high)
+    });
     Ok(Claim {
         id: "sae_recovers_rl_gain".into(),
         seed,
         claim: "SAE-Tuning recovers ≥ 97 % of the RL source's gain".into(),
         test: format!(
-            "({} − base) / ({} − base) = {:.1} % [{:.1}, {:.1}] (95 % bootstrap over {} problems, {} resamples); \
-             holds when the toy Tina beats the base, the upper end reaches 97 % and the lower end is above 0",
-            sae.name,
-            tina.name,
-            100.0 * ratio.estimate,
-            100.0 * ratio.low,
-            100.0 * ratio.high,
-            n,
-            RESAMPLES
+            "({} − base) / ({} − base) = {shown} (95 % bootstrap over {} problems, {} resamples); holds when the \
+             toy Tina beats the base, the upper end reaches 97 % and the lower end is above 0",
+            sae.name, tina.name, n, RESAMPLES
         ),
         holds,
         diff: vs_rl.diff_pct,
         stderr: vs_rl.stderr_pct,
-        ratio: Some(ratio),
+        ratio,
     })
 }
 
@@ -263,4 +268,108 @@ pub(super) fn summarize(claims: &[Claim]) -> Vec<ClaimSummary> {
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn claim(id: &str, seed: u64, holds: bool, diff: f64) -> Claim {
+        Claim {
+            id: id.into(),
+            seed,
+            claim: format!("claim {id}"),
+            test: String::new(),
+            holds,
+            diff,
+            stderr: 1.0,
+            ratio: None,
+        }
+    }
+
+    #[test]
+    fn a_claim_holds_over_the_seeds_only_in_a_majority_of_them() {
+        let claims = vec![
+            claim("a", 0, true, 10.0),
+            claim("b", 0, true, 1.0),
+            claim("a", 1, true, 20.0),
+            claim("b", 1, false, 2.0),
+            claim("a", 2, false, 30.0),
+            claim("b", 2, false, 3.0),
+        ];
+        let s = summarize(&claims);
+        assert_eq!(s.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!((s[0].seeds, s[0].holds_in, s[0].holds), (3, 2, true));
+        assert_eq!((s[1].seeds, s[1].holds_in, s[1].holds), (3, 1, false), "one seed of three is not holding");
+        assert!((s[0].mean_diff - 20.0).abs() < 1e-12 && (s[0].sd_diff - 10.0).abs() < 1e-12, "{:?}", s[0]);
+        let two = summarize(&claims[..4]);
+        assert!(!two[1].holds, "one seed of two is not a majority");
+        assert!(summarize(&claims[..1])[0].holds, "one seed of one");
+    }
+
+    /// A row whose completions file has, per problem, `right[i]` of 4 samples right.
+    fn row(dir: &Path, id: &str, right: &[usize]) -> ToyRow {
+        let dir = dir.join(id);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let mut lines = String::new();
+        for (i, &r) in right.iter().enumerate() {
+            for s in 0..4 {
+                let rec = resa_eval::CompletionRecord {
+                    bench: "toy".into(),
+                    id: format!("p{i}"),
+                    sample: s,
+                    seed: s as u64,
+                    prompt: String::new(),
+                    completion: String::new(),
+                    gold: "1".into(),
+                    extracted: String::new(),
+                    correct: s < r,
+                    new_tokens: 1,
+                    finish: "stop".into(),
+                };
+                lines.push_str(&serde_json::to_string(&rec).expect("json"));
+                lines.push('\n');
+            }
+        }
+        std::fs::write(dir.join("completions.jsonl"), lines).expect("write");
+        ToyRow {
+            seed: 0,
+            id: id.into(),
+            table: "3".into(),
+            name: id.into(),
+            role: id.into(),
+            pass_at_1: 0.0,
+            stderr: 0.0,
+            n_problems: right.len(),
+            n_samples: 4,
+            reasoned_pct: 0.0,
+            dir,
+        }
+    }
+
+    #[test]
+    fn the_recovery_ratio_is_the_share_of_the_rl_gain_with_an_interval_around_it() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        // 40 problems: the base gets 1 of 4 right, the toy Tina 4 of 4; SAE-Tuning recovers
+        // all of it on 30 problems and none on 10: 75 % of the gain.
+        let n = 40;
+        let base = row(tmp.path(), "base", &vec![1; n]);
+        let tina = row(tmp.path(), "tina", &vec![4; n]);
+        let sae: Vec<usize> = (0..n).map(|i| if i < 30 { 4 } else { 1 }).collect();
+        let sae = row(tmp.path(), "sae", &sae);
+        let c = recovery(&base, &tina, &sae, 0).expect("recovery");
+        let r = c.ratio.expect("a ratio");
+        assert!((r.estimate - 0.75).abs() < 1e-12, "{r:?}");
+        assert!(r.low < 0.75 && r.high > 0.75 && r.low > 0.5 && r.high < 0.95, "{r:?}");
+        assert_eq!(r.resamples, 2000);
+        assert!(!c.holds, "97 % lies above the interval");
+        assert!((c.diff + 0.25 * 75.0).abs() < 1e-9, "SAE-Tuning − toy Tina: {}", c.diff);
+        // All of the gain: holds.
+        let c = recovery(&base, &tina, &tina, 0).expect("recovery");
+        assert!(c.holds && (c.ratio.expect("ratio").estimate - 1.0).abs() < 1e-12, "{c:?}");
+        // No gain at all: no ratio, does not hold.
+        let c = recovery(&base, &base, &sae, 0).expect("recovery");
+        assert!(c.ratio.is_none() && !c.holds, "{c:?}");
+    }
 }
