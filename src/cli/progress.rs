@@ -6,7 +6,7 @@ use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 static QUIET: AtomicBool = AtomicBool::new(false);
 
@@ -37,10 +37,12 @@ struct Phase {
     bar: Option<ProgressBar>,
 }
 
-/// The reporter of one command.
+/// The reporter of one command (or of one of its parallel parts).
 pub struct Reporter {
     mode: Mode,
     phase: Option<Phase>,
+    /// The bars of parallel parts share the terminal through this.
+    group: Option<MultiProgress>,
 }
 
 impl Default for Reporter {
@@ -59,14 +61,27 @@ impl Reporter {
         } else {
             Mode::Lines
         };
-        Reporter { mode, phase: None }
+        Reporter { mode, phase: None, group: None }
+    }
+
+    /// A reporter of one of several parts that run at once: its bar is drawn in `group`,
+    /// under the others'.
+    pub fn in_group(group: &MultiProgress) -> Self {
+        let mut reporter = Self::new();
+        reporter.group = Some(group.clone());
+        reporter
     }
 
     /// A message line (a stage begins, a stage was skipped), printed above any bar.
     pub fn message(&self, text: &str) {
-        match (self.mode, self.phase.as_ref().and_then(|p| p.bar.as_ref())) {
-            (Mode::Quiet, _) => {}
-            (_, Some(bar)) => bar.println(text),
+        match (self.mode, self.phase.as_ref().and_then(|p| p.bar.as_ref()), &self.group) {
+            (Mode::Quiet, _, _) => {}
+            (Mode::Bars, _, Some(group)) => {
+                if group.println(text).is_err() {
+                    eprintln!("{text}");
+                }
+            }
+            (_, Some(bar), _) => bar.println(text),
             _ => eprintln!("{text}"),
         }
     }
@@ -89,7 +104,10 @@ impl Reporter {
                 .progress_chars("=> ");
                 bar.set_style(style);
                 bar.set_prefix(name.to_string());
-                bar
+                match &self.group {
+                    Some(group) => group.add(bar),
+                    None => bar,
+                }
             });
             if let Some(bar) = &bar {
                 bar.set_position(done);

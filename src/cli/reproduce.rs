@@ -183,9 +183,13 @@ pub fn run_command(args: ReproduceArgs) -> anyhow::Result<()> {
 const TOY_PAPER: &str = "toy-paper";
 
 fn toy_paper<B: Backend>(cfg: &ToyPaperConfig, device: &B::Device) -> anyhow::Result<()> {
-    let progress = std::sync::Mutex::new(super::progress::Reporter::new());
+    use super::progress::Reporter;
+    // One reporter per seed (the seeds run at once), their bars drawn together.
+    let group = indicatif::MultiProgress::new();
+    let reporters = std::sync::Mutex::new(std::collections::BTreeMap::<Option<u64>, Reporter>::new());
     let on_event = |seed: Option<u64>, e: ToyPaperEvent<'_>| {
-        let Ok(mut progress) = progress.lock() else { return };
+        let Ok(mut reporters) = reporters.lock() else { return };
+        let progress = reporters.entry(seed).or_insert_with(|| Reporter::in_group(&group));
         let tag = seed.map_or(String::new(), |s| format!("[seed {s}] "));
         match e {
             ToyPaperEvent::Begin(part) => {
@@ -219,7 +223,7 @@ fn toy_paper<B: Backend>(cfg: &ToyPaperConfig, device: &B::Device) -> anyhow::Re
         }
     };
     let report = run_toy_paper::<B>(cfg, device, &on_event)?;
-    drop(progress);
+    drop(reporters);
     println!("{}", std::fs::read_to_string(cfg.out.join("report.md"))?);
     let held = report.summary.iter().filter(|c| c.holds).count();
     eprintln!(

@@ -61,7 +61,7 @@ impl Default for ToyTinaConfig {
             world: World::Arith,
             seed: 0,
             train_problems: 2000,
-            steps: 60,
+            steps: 100,
             prompts_per_step: 8,
             group_size: 8,
             max_new_tokens: 64,
@@ -69,7 +69,7 @@ impl Default for ToyTinaConfig {
             beta: 0.04,
             lr: 2e-3,
             lora_r: 8,
-            save_every: 10,
+            save_every: 25,
         }
     }
 }

@@ -84,7 +84,7 @@ impl ToyPaperConfig {
             seeds: 3,
             jobs: 3,
             train_rows: 2000,
-            tina: ToyTinaConfig { world, steps: 100, save_every: 25, ..ToyTinaConfig::default() },
+            tina: ToyTinaConfig { world, ..ToyTinaConfig::default() },
             source_steps: vec![0, 25, 50],
             eval: ToyEvalConfig::default(),
             stages: ToyStages::default(),
