@@ -128,10 +128,24 @@ fn the_toy_paper_refuses_settings_it_cannot_run_before_running() {
 #[test]
 fn the_quick_toy_tina_trains_and_compares_paired() {
     let tmp = tempfile::tempdir().expect("tmp");
+    let arith = tmp.path().join("arith");
+    let o = resa(&["toy-tina", "--quick", "--world", "arith", "--out", arith.to_str().expect("utf8")]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let report = json(&arith.join("report.json"));
+    assert_eq!(report["config"]["world"], "arith");
+    assert!(report["config"]["model"].as_str().expect("model").ends_with("toy-qwen2"), "{report}");
+    let first = |dir: &Path| {
+        let line = std::fs::read_to_string(dir.join("eval/base/completions.jsonl")).expect("completions");
+        serde_json::from_str::<serde_json::Value>(line.lines().next().expect("a line")).expect("json")
+    };
+    assert_eq!(first(&arith)["bench"], "toy");
+
     let out = tmp.path().join("tina");
     let o = resa(&["toy-tina", "--quick", "--out", out.to_str().expect("utf8")]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let report = json(&out.join("report.json"));
+    assert_eq!(report["config"]["world"], "elicit", "the default world");
+    assert_eq!(first(&out)["bench"], "toy-elicit");
     assert_eq!(report["paired"]["problems"], 8);
     assert!(report["paired"]["stderr_pct"].as_f64().is_some());
     let metrics = std::fs::read_to_string(out.join("metrics.jsonl")).expect("metrics");

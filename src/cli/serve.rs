@@ -42,9 +42,22 @@ pub struct ServeArgs {
     /// Context length, prompt and completion (default: the model's max_position_embeddings).
     #[arg(long)]
     pub max_model_len: Option<usize>,
+    /// Every request but /health must carry `Authorization: Bearer KEY` (401 otherwise), as
+    /// vLLM's --api-key. Prefer the environment variable: a command line is visible to
+    /// other users of the machine.
+    #[arg(long, env = "RESA_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// Sequences (choices) waiting or being decoded at most; a request beyond it gets 503.
+    #[arg(long, default_value_t = 1024)]
+    pub max_queued: usize,
     /// Where and in which dtype to compute.
     #[command(flatten)]
     pub compute: ComputeArgs,
+}
+
+/// Whether `host` only accepts connections from this machine.
+fn is_loopback(host: &str) -> bool {
+    host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 fn lora_module(text: &str) -> Result<(String, PathBuf), String> {
@@ -74,8 +87,16 @@ fn run_on<B: Backend>(args: &ServeArgs, device: &B::Device) -> anyhow::Result<()
         max_model_len: args.max_model_len,
         adapter: args.adapter.clone(),
         lora_modules: args.lora_modules.clone(),
+        api_key: args.api_key.clone(),
+        max_queued: args.max_queued,
         ..ServeOptions::default()
     };
+    if args.api_key.is_none() && !is_loopback(&args.host) {
+        tracing::warn!(
+            "serving on {} without an API key: anyone who can reach it can use the model (--api-key or RESA_API_KEY)",
+            args.host
+        );
+    }
     let server = Server::start(model, tokenizer, opts)?;
     let mut out = std::io::stdout().lock();
     let mut names = vec![name];

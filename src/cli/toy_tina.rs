@@ -1,6 +1,7 @@
-//! `resa toy-tina`: LoRA-GRPO on the built-in toy model (a toy Tina, the RL-trained source of
-//! the paper's central experiment), then the base and the toy Tina on the same held-out
-//! problems and seeds, with the paired difference (see `resa::toy::tina`).
+//! `resa toy-tina`: LoRA-GRPO on a built-in toy model (a toy Tina, the RL-trained source of
+//! the paper's central experiment; by default on the `elicit` world), then the base and the
+//! toy Tina on the same held-out problems and seeds, with the paired difference (see
+//! `resa::toy::tina`).
 
 use std::path::PathBuf;
 
@@ -18,9 +19,9 @@ pub struct ToyTinaArgs {
     /// Run folder (a rerun resumes training and evaluation).
     #[arg(long, default_value = "toy-tina")]
     pub out: PathBuf,
-    /// The toy world (`arith` or `elicit`): its training problems, its test split and its
-    /// committed toy model.
-    #[arg(long, default_value = "arith")]
+    /// The toy world (`elicit`, where RL has something to elicit, or `arith`, the demo's):
+    /// its training problems, its test split and its committed toy model.
+    #[arg(long, default_value = "elicit")]
     pub world: World,
     /// The toy model (default: the world's committed model, models/toy-qwen2 or
     /// models/toy-qwen2-elicit).

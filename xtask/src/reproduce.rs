@@ -1,7 +1,8 @@
 //! `cargo xtask reproduce NAME|all|toy|toy-paper|--list [--dry-run] [--tiny] [ARGS]`: an
 //! experiment of `configs/` through `resa reproduce` (release build); `toy` is the toy-world
-//! experiment (`resa demo --out runs/toy`), `toy-paper` the paper's claims on the toy model
-//! with an RL-trained toy source (`resa reproduce toy-paper [--quick] [--out DIR]`).
+//! experiment (`resa demo --out runs/toy`), `toy-paper` the paper's claims on the elicitable
+//! toy world with an RL-trained toy source, over seeds (`resa reproduce toy-paper [--world
+//! NAME] [--seeds N] [--quick] [--out DIR]`).
 
 use crate::run;
 
@@ -16,7 +17,7 @@ pub fn task(args: &[String]) -> anyhow::Result<()> {
                 "toy", "Table 3", "–"
             );
             println!(
-                "{:<26} {:<11} {:>5}  Tables 3, 4, 6 on the toy model with a toy Tina (LoRA-GRPO) as source, CPU",
+                "{:<26} {:<11} {:>5}  Tables 3–6 on the elicitable toy world with a toy Tina (LoRA-GRPO) as source, 3 seeds, CPU",
                 "toy-paper", "Tables 3–6", "–"
             );
             run::resa(&["reproduce", "--list"], &[], &features)

@@ -191,20 +191,32 @@ impl<B: Backend, T> BatchDecoder<B, T> {
                 *done = true;
             }
         }
-        if !finished.iter().any(|&d| d) {
-            return Ok(Vec::new());
+        Ok(self.remove(&finished))
+    }
+
+    /// Ends the sequences whose tag `gone` says nobody waits for any more (a client that went
+    /// away) before their next step: their tags and what they had generated.
+    pub fn cancel(&mut self, gone: impl Fn(&T) -> bool) -> Vec<(T, Generated)> {
+        let remove: Vec<bool> = self.rows.iter().map(|r| gone(&r.tag)).collect();
+        self.remove(&remove)
+    }
+
+    /// Takes the rows marked in `remove` out of the batch and its cache.
+    fn remove(&mut self, remove: &[bool]) -> Vec<(T, Generated)> {
+        if !remove.iter().any(|&d| d) {
+            return Vec::new();
         }
-        let keep: Vec<usize> = (0..n).filter(|&i| !finished[i]).collect();
+        let keep: Vec<usize> = (0..self.rows.len()).filter(|&i| !remove[i]).collect();
         let mut out = Vec::new();
         let mut kept = Vec::with_capacity(keep.len());
-        for (row, done) in std::mem::take(&mut self.rows).into_iter().zip(finished) {
-            if done { out.push((row.tag, row.out)) } else { kept.push(row) }
+        for (row, done) in std::mem::take(&mut self.rows).into_iter().zip(remove) {
+            if *done { out.push((row.tag, row.out)) } else { kept.push(row) }
         }
         self.rows = kept;
-        if self.rows.is_empty() {
+        let Some(cache) = self.cache.as_mut().filter(|_| !self.rows.is_empty()) else {
             self.cache = None;
-            return Ok(out);
-        }
+            return out;
+        };
         cache.retain_rows(&keep);
         // Padding every remaining row has is dropped.
         let common = self.rows.iter().map(|r| r.pad).min().unwrap_or(0);
@@ -212,7 +224,7 @@ impl<B: Backend, T> BatchDecoder<B, T> {
             cache.drop_leading(common);
             self.rows.iter_mut().for_each(|r| r.pad -= common);
         }
-        Ok(out)
+        out
     }
 
     /// Ends every sequence (after a failed step): their tags and what they had generated.

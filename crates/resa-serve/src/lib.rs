@@ -11,6 +11,12 @@
 //! default) and `add_special_tokens` (completions: true by default, chat: false). Streaming,
 //! `logprobs`, `echo` and `stop` strings are refused with HTTP 400 rather than ignored.
 //!
+//! With an API key ([`ServeOptions::api_key`], vLLM's `--api-key`), every route but
+//! `/health` asks for `Authorization: Bearer KEY` (compared in constant time) and answers 401
+//! otherwise. At most [`ServeOptions::max_queued`] sequences wait or decode at once; a request
+//! that would exceed it is refused with 503 and an OpenAI-style error, before any work. A
+//! client that goes away (closes its connection) ends its sequences at the next decode step.
+//!
 //! Requests are decoded with continuous batching ([`resa_qwen2::BatchDecoder`]): one thread
 //! owns the model; a waiting sequence joins the batch between decode steps (up to
 //! `max_batch`) and leaves it when it finishes, each with its own sampler and settings. A
@@ -33,6 +39,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -74,6 +81,12 @@ pub struct ServeOptions {
     /// More adapters, each served under its own name on the same base model (vLLM's
     /// `--lora-modules NAME=DIR`); requests naming one are decoded with it attached.
     pub lora_modules: Vec<(String, PathBuf)>,
+    /// The key every request but `/health` must carry as `Authorization: Bearer KEY`
+    /// (vLLM's `--api-key`); none: no authentication.
+    pub api_key: Option<String>,
+    /// Sequences (choices) waiting or being decoded at most; a request that would exceed it
+    /// is refused with 503.
+    pub max_queued: usize,
 }
 
 impl Default for ServeOptions {
@@ -87,6 +100,8 @@ impl Default for ServeOptions {
             max_choices: 256,
             adapter: None,
             lora_modules: Vec::new(),
+            api_key: None,
+            max_queued: 1024,
         }
     }
 }
@@ -120,11 +135,27 @@ struct Shared {
     max_choices: usize,
     jobs: std_mpsc::Sender<Job>,
     created: u64,
+    api_key: Option<String>,
+    max_queued: usize,
+    /// Sequences of requests in flight (waiting or decoding).
+    pending: AtomicUsize,
+    /// Sequences ended because their client went away.
+    cancelled: Arc<AtomicU64>,
+}
+
+/// What a running server has counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ServerStats {
+    /// Sequences of requests in flight now (waiting or decoding).
+    pub pending: usize,
+    /// Sequences ended early because their client went away.
+    pub cancelled: u64,
 }
 
 /// A running server.
 pub struct Server {
     addr: SocketAddr,
+    shared: Arc<Shared>,
     shutdown: Option<oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<Result<()>>>,
 }
@@ -145,6 +176,17 @@ impl Server {
         }
         if opts.served_model_name.trim().is_empty() {
             return Err(Error::Config { field: "served_model_name", message: "must not be empty".into() });
+        }
+        if opts.max_queued == 0 {
+            return Err(Error::Config { field: "max_queued", message: "must be at least 1".into() });
+        }
+        if let Some(key) = &opts.api_key
+            && (key.is_empty() || key.chars().any(|c| c.is_whitespace() || c.is_control()))
+        {
+            return Err(Error::Config {
+                field: "api_key",
+                message: "must be non-empty, without spaces or control characters".into(),
+            });
         }
         let positions = model.config().max_position_embeddings;
         let max_model_len = opts.max_model_len.unwrap_or(positions);
@@ -183,6 +225,7 @@ impl Server {
         }
         let eos = resa_qwen2::stop_token_ids(&model.config().eos_token_ids, &tokenizer);
         let (tx, rx) = std_mpsc::channel::<Job>();
+        let cancelled = Arc::new(AtomicU64::new(0));
         let shared = Arc::new(Shared {
             names,
             roots,
@@ -193,11 +236,15 @@ impl Server {
             max_choices: opts.max_choices,
             jobs: tx,
             created: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+            api_key: opts.api_key.clone(),
+            max_queued: opts.max_queued,
+            pending: AtomicUsize::new(0),
+            cancelled: cancelled.clone(),
         });
         let max_batch = opts.max_batch;
         std::thread::Builder::new()
             .name("resa-serve-model".into())
-            .spawn(move || decode_loop(model, &sets, &rx, max_batch))
+            .spawn(move || decode_loop(model, &sets, &rx, max_batch, &cancelled))
             .map_err(|e| Error::Stopped(format!("cannot start the model thread: {e}")))?;
 
         let addr_text = format!("{}:{}", opts.host, opts.port);
@@ -214,11 +261,12 @@ impl Server {
             .route("/v1/models", get(models))
             .route("/v1/completions", post(completions))
             .route("/v1/chat/completions", post(chat_completions))
-            .route("/health", get(|| async { StatusCode::OK }))
             .fallback(|| async {
                 error(StatusCode::NOT_FOUND, "NotFoundError", "no such route; see /v1/models".into())
             })
-            .with_state(shared);
+            .layer(axum::middleware::from_fn_with_state(shared.clone(), authorize))
+            .route("/health", get(|| async { StatusCode::OK }))
+            .with_state(shared.clone());
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("resa-serve-http".into())
@@ -234,12 +282,20 @@ impl Server {
             })
             .map_err(|e| Error::Stopped(format!("cannot start the HTTP thread: {e}")))?;
         tracing::info!("serving on http://{addr}/v1");
-        Ok(Server { addr, shutdown: Some(stop_tx), thread: Some(thread) })
+        Ok(Server { addr, shared, shutdown: Some(stop_tx), thread: Some(thread) })
     }
 
     /// The address it listens on (the port chosen when 0 was asked for).
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// What it has counted so far.
+    pub fn stats(&self) -> ServerStats {
+        ServerStats {
+            pending: self.shared.pending.load(Ordering::SeqCst),
+            cancelled: self.shared.cancelled.load(Ordering::SeqCst),
+        }
     }
 
     /// Stops accepting requests, lets those in flight finish, and returns.
@@ -305,6 +361,7 @@ fn decode_loop<B: Backend>(
     sets: &[Option<Vec<Option<LowRank<B>>>>],
     rx: &std_mpsc::Receiver<Job>,
     max_batch: usize,
+    cancelled: &AtomicU64,
 ) {
     type Reply = oneshot::Sender<std::result::Result<Generated, String>>;
     let mut decoder = BatchDecoder::<B, Reply>::new();
@@ -319,6 +376,14 @@ fn decode_loop<B: Backend>(
             }
         }
         waiting.extend(rx.try_iter());
+        // Sequences nobody waits for any more (the client went away) end here.
+        let before = waiting.len();
+        waiting.retain(|j| !j.reply.is_closed());
+        let gone = (before - waiting.len()) + decoder.cancel(|reply| reply.is_closed()).len();
+        if gone > 0 {
+            cancelled.fetch_add(gone as u64, Ordering::SeqCst);
+            tracing::debug!(gone, "sequences of clients that went away were ended");
+        }
         if decoder.is_empty()
             && let Some(front) = waiting.front()
             && attached != Some(front.key.served)
@@ -375,6 +440,58 @@ fn decode_loop<B: Backend>(
         if steps.is_multiple_of(256) {
             tracing::debug!(batch = decoder.len(), waiting = waiting.len(), steps, "decoding");
         }
+    }
+}
+
+/// With an API key, every request must carry `Authorization: Bearer KEY` (401 otherwise).
+async fn authorize(
+    State(s): State<Arc<Shared>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let Some(key) = &s.api_key else { return next.run(request).await };
+    let given = request
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    if bool::from(subtle::ConstantTimeEq::ct_eq(given.as_bytes(), key.as_bytes())) {
+        next.run(request).await
+    } else {
+        error(StatusCode::UNAUTHORIZED, "AuthenticationError", "Unauthorized: a valid API key is required".into())
+    }
+}
+
+/// The sequences of one request counted in [`Shared::pending`] while it is in flight.
+struct Pending<'a> {
+    shared: &'a Shared,
+    n: usize,
+}
+
+impl<'a> Pending<'a> {
+    /// Counts `n` more sequences, or refuses when that would exceed the bound.
+    fn admit(shared: &'a Shared, n: usize) -> std::result::Result<Self, Response> {
+        let before = shared.pending.fetch_add(n, Ordering::SeqCst);
+        if before + n > shared.max_queued {
+            shared.pending.fetch_sub(n, Ordering::SeqCst);
+            return Err(error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ServiceUnavailableError",
+                format!(
+                    "the server is busy: {before} sequences are waiting or decoding and it takes at most {} \
+                     (this request asks for {n}); retry later",
+                    shared.max_queued
+                ),
+            ));
+        }
+        Ok(Pending { shared, n })
+    }
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        self.shared.pending.fetch_sub(self.n, Ordering::SeqCst);
     }
 }
 
@@ -556,6 +673,7 @@ async fn run_jobs(
     if prompts.len() * p.n > s.max_choices {
         return Err(bad(format!("{} prompts × n {} exceed {} choices per request", prompts.len(), p.n, s.max_choices)));
     }
+    let _pending = Pending::admit(s, prompts.len() * p.n)?;
     let mut waiting = Vec::new();
     let mut prompt_tokens = 0;
     for (i, ids) in prompts.into_iter().enumerate() {

@@ -145,6 +145,9 @@ fn bad_settings_are_refused_at_start() {
         (ServeOptions { max_batch: 0, port: 0, ..ServeOptions::default() }, "max_batch"),
         (ServeOptions { max_model_len: Some(65), port: 0, ..ServeOptions::default() }, "max_model_len"),
         (ServeOptions { served_model_name: " ".into(), port: 0, ..ServeOptions::default() }, "served_model_name"),
+        (ServeOptions { max_queued: 0, port: 0, ..ServeOptions::default() }, "max_queued"),
+        (ServeOptions { api_key: Some(String::new()), port: 0, ..ServeOptions::default() }, "api_key"),
+        (ServeOptions { api_key: Some("two words".into()), port: 0, ..ServeOptions::default() }, "api_key"),
     ] {
         let err = Server::start(m.clone(), t.clone(), opts).err().expect("refused");
         assert!(matches!(&err, resa_serve::Error::Config { field: f, .. } if *f == field), "{err}");
@@ -230,4 +233,186 @@ fn lora_modules_are_served_beside_the_base_under_their_names() {
     let err = Server::start(base, tokenizer, bad).err().expect("refused");
     assert!(matches!(&err, resa_serve::Error::Adapter { name, .. } if name == "x"), "{err}");
     assert!(err.to_string().contains("adapter_config.json"), "{err}");
+}
+
+#[test]
+fn with_an_api_key_every_route_but_health_needs_it() {
+    let (m, t) = model();
+    let opts = ServeOptions {
+        port: 0,
+        served_model_name: "toy".into(),
+        api_key: Some("s3cret-key".into()),
+        ..ServeOptions::default()
+    };
+    let server = Server::start(m, t, opts).expect("starts");
+    let url = format!("http://{}", server.addr());
+    let body = json!({"model": "toy", "prompt": "Q", "max_tokens": 2, "temperature": 0}).to_string();
+    let status = |r: Result<ureq::Response, ureq::Error>| match r {
+        Ok(r) => r.status(),
+        Err(ureq::Error::Status(code, r)) => {
+            let v: Value = serde_json::from_str(&r.into_string().expect("text")).expect("json");
+            if code == 401 {
+                assert_eq!(v["error"]["type"], "AuthenticationError", "{v}");
+                assert_eq!(v["error"]["code"], 401, "{v}");
+            }
+            code
+        }
+        Err(e) => panic!("{e}"),
+    };
+    let completions = format!("{url}/v1/completions");
+    for auth in [None, Some("Bearer wrong"), Some("Bearer s3cret-ke"), Some("Bearer s3cret-key2"), Some("s3cret-key")] {
+        let mut req = ureq::post(&completions);
+        if let Some(a) = auth {
+            req = req.set("Authorization", a);
+        }
+        assert_eq!(status(req.send_string(&body)), 401, "{auth:?}");
+        let mut req = ureq::get(&format!("{url}/v1/models"));
+        if let Some(a) = auth {
+            req = req.set("Authorization", a);
+        }
+        assert_eq!(status(req.call()), 401, "{auth:?}");
+    }
+    assert_eq!(status(ureq::get(&format!("{url}/v2/nothing")).call()), 401, "unknown routes too");
+    assert_eq!(status(ureq::get(&format!("{url}/health")).call()), 200, "/health is open");
+    let ok = ureq::post(&completions).set("Authorization", "Bearer s3cret-key").send_string(&body);
+    assert_eq!(status(ok), 200);
+    let ok = ureq::get(&format!("{url}/v1/models")).set("Authorization", "Bearer s3cret-key").call();
+    assert_eq!(status(ok), 200);
+    server.shutdown().expect("shuts down");
+}
+
+#[test]
+fn requests_beyond_the_queue_bound_are_refused_before_any_work() {
+    let (m, t) = model();
+    let opts = ServeOptions { port: 0, served_model_name: "toy".into(), max_queued: 4, ..ServeOptions::default() };
+    let server = Server::start(m, t, opts).expect("starts");
+    let url = format!("http://{}", server.addr());
+    let (status, answer) =
+        post(&url, "/v1/completions", &json!({"model": "toy", "prompt": "Q", "n": 5, "max_tokens": 2}));
+    assert_eq!(status, 503, "{answer}");
+    assert_eq!(answer["error"]["type"], "ServiceUnavailableError", "{answer}");
+    assert!(answer["error"]["message"].as_str().expect("message").contains("at most 4"), "{answer}");
+    let (status, answer) =
+        post(&url, "/v1/completions", &json!({"model": "toy", "prompt": "Q", "n": 4, "max_tokens": 2}));
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(server.stats().pending, 0, "a finished request leaves the count");
+    server.shutdown().expect("shuts down");
+}
+
+#[test]
+fn a_client_that_goes_away_ends_its_sequences() {
+    use std::io::Write;
+    let (m, t) = model();
+    // One sequence at a time: 64 choices of 60 tokens keep the model busy for seconds.
+    let opts = ServeOptions { port: 0, served_model_name: "toy".into(), max_batch: 1, ..ServeOptions::default() };
+    let server = Server::start(m, t, opts).expect("starts");
+    let addr = server.addr();
+    let body = json!({"model": "toy", "prompt": [1, 20], "n": 64, "max_tokens": 60, "seed": 1}).to_string();
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    write!(
+        stream,
+        "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("send");
+    let started = std::time::Instant::now();
+    while server.stats().pending == 0 && started.elapsed().as_secs() < 10 {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(server.stats().pending, 64);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    drop(stream);
+    while (server.stats().pending > 0 || server.stats().cancelled == 0) && started.elapsed().as_secs() < 20 {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let stats = server.stats();
+    assert_eq!(stats.pending, 0, "{stats:?}");
+    assert!(stats.cancelled >= 32, "most of the 64 sequences were still waiting: {stats:?}");
+    // The model is free again: a request right after is answered at once.
+    let url = format!("http://{addr}");
+    let t0 = std::time::Instant::now();
+    let (status, _) = post(&url, "/v1/completions", &json!({"model": "toy", "prompt": "Q", "max_tokens": 2}));
+    assert_eq!(status, 200);
+    assert!(t0.elapsed().as_secs() < 5, "{:?}", t0.elapsed());
+    server.shutdown().expect("shuts down");
+}
+
+mod bodies {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Any JSON value a client could send in a field: nulls, booleans, numbers of every
+    /// size and sign, strings, small lists and objects.
+    fn any_json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(|n| json!(n)),
+            any::<u64>().prop_map(|n| json!(n)),
+            any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(|f| json!(f)),
+            "[ -~]{0,12}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(2, 12, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::btree_map("[a-z_]{1,8}", inner, 0..3)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// A body with the fields the endpoints read, each either a plausible value or any JSON.
+    fn body() -> impl Strategy<Value = Value> {
+        let keys = [
+            "model",
+            "prompt",
+            "messages",
+            "max_tokens",
+            "temperature",
+            "top_p",
+            "top_k",
+            "n",
+            "seed",
+            "stop_token_ids",
+            "skip_special_tokens",
+            "add_special_tokens",
+            "stream",
+            "stop",
+        ];
+        let plausible = prop_oneof![
+            Just(json!("toy")),
+            Just(json!("Q: 1+1?")),
+            Just(json!([1, 2, 3])),
+            Just(json!([{"role": "user", "content": "Q"}])),
+            (0u64..6).prop_map(|n| json!(n)),
+            (0.0f64..1.5).prop_map(|f| json!(f)),
+        ];
+        prop::collection::vec(prop_oneof![plausible, any_json()], keys.len()).prop_map(move |values| {
+            Value::Object(
+                keys.iter().zip(values).filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.to_string(), v)).collect(),
+            )
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+        #[test]
+        fn any_body_gets_an_answer_or_an_openai_error_never_a_failure(body in body(), chat in any::<bool>()) {
+            static SERVER: std::sync::OnceLock<(Server, String)> = std::sync::OnceLock::new();
+            let (_, url) = SERVER.get_or_init(|| {
+                let (server, url, _, _) = start();
+                (server, url)
+            });
+            let path = if chat { "/v1/chat/completions" } else { "/v1/completions" };
+            let (status, answer) = post(url, path, &body);
+            prop_assert!(matches!(status, 200 | 400 | 404), "{} → {}: {}", body, status, answer);
+            if status == 200 {
+                prop_assert!(answer["choices"].as_array().is_some_and(|c| !c.is_empty()), "{}", answer);
+            } else {
+                prop_assert!(answer["error"]["message"].is_string(), "{}", answer);
+                prop_assert_eq!(&answer["error"]["code"], &json!(status));
+            }
+        }
+    }
 }
