@@ -40,7 +40,17 @@ impl Drop for Served {
 }
 
 fn serve(model: &Path) -> Served {
-    let mut child = resa()
+    serve_with(model, None)
+}
+
+/// `resa serve` with `RESA_API_KEY` set to `key`.
+fn serve_with(model: &Path, key: Option<&str>) -> Served {
+    let mut cmd = resa();
+    cmd.env_remove("RESA_API_KEY");
+    if let Some(key) = key {
+        cmd.env("RESA_API_KEY", key);
+    }
+    let mut child = cmd
         .args(["serve", "--model", model.to_str().expect("utf8"), "--port", "0", "--served-model-name", "toy"])
         .args(["--max-batch", "8"])
         .stdout(Stdio::piped())
@@ -194,4 +204,41 @@ fn served_evaluation_equals_the_local_one_and_survives_a_killed_server() {
     assert!(err.contains("did not answer after 1 attempt(s)"), "{err}");
     let err = run_err(&["--endpoint", &server.url, "--adapter", "x"], "e4");
     assert!(err.contains("the server applies adapters"), "{err}");
+}
+
+#[test]
+fn a_served_model_with_a_key_answers_only_clients_that_send_it() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let model = tmp.path().join("model");
+    toy_model(&model);
+    let served = serve_with(&model, Some("k3y-from-env"));
+    let status_of = |path: &str| {
+        use std::io::{Read, Write};
+        let host = served.url.trim_start_matches("http://").trim_end_matches("/v1");
+        let mut s = std::net::TcpStream::connect(host).expect("connect");
+        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").expect("send");
+        let mut text = String::new();
+        s.read_to_string(&mut text).expect("read");
+        text.split(' ').nth(1).unwrap_or_default().to_string()
+    };
+    assert_eq!(status_of("/health"), "200", "/health needs no key");
+    assert_eq!(status_of("/v1/models"), "401");
+    let run = |key: Option<&str>, out: &str| {
+        let mut cmd = resa();
+        cmd.args(eval_args_with(&model, &tmp.path().join(out), "4"))
+            .args(["--engine", "openai", "--endpoint", &served.url, "--api-key-env", "TEST_KEY"])
+            .env_remove("TEST_KEY");
+        if let Some(key) = key {
+            cmd.env("TEST_KEY", key);
+        }
+        cmd.output().expect("runs resa eval")
+    };
+    let refused = run(None, "no-key");
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("401") || err.contains("Unauthorized"), "{err}");
+    let wrong = run(Some("not-the-key"), "wrong-key");
+    assert!(!wrong.status.success());
+    let ok = run(Some("k3y-from-env"), "key");
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
 }
