@@ -113,6 +113,9 @@ pub fn load_adapter<B: Backend>(model: &mut Qwen2ForCausalLM<B>, dir: impl AsRef
             ),
         ));
     }
+    // An adapter written by resa carries a manifest of content hashes: a damaged one is
+    // refused, naming the file; one from elsewhere has none and loads as it is.
+    resa_publish::manifest::verify(dir)?;
     let cfg = LoraConfig::from_file(&cfg_path)?;
     check_no_adapters(model)?;
     let chosen = select_modules(model, &cfg)?;
@@ -186,6 +189,7 @@ pub fn save_adapter<B: Backend>(model: &Qwen2ForCausalLM<B>, cfg: &LoraConfig, d
     let meta = std::collections::HashMap::from([("format".to_string(), "pt".to_string())]);
     write_safetensors(tmp.join(WEIGHTS_FILE), &tensors, Some(meta))?;
     write_atomic(tmp.join(CONFIG_FILE), cfg.to_json()?.as_bytes())?;
+    resa_publish::manifest::write_manifest(&tmp)?;
     Ok(replace_dir(&tmp, dir)?)
 }
 

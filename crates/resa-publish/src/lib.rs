@@ -5,6 +5,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 pub mod error;
+pub mod manifest;
 
 pub use error::{Error, Result};
 

@@ -79,3 +79,63 @@ fn stale_temporaries_are_removed_and_nothing_else() {
     assert_eq!(names, [".gitignore", "result.tmp"]);
     assert_eq!(resa_publish::remove_stale_temporaries(&d.join("absent")).expect("no folder"), 0);
 }
+
+mod manifest {
+    use resa_publish::manifest::{Checked, MANIFEST, newest_intact, verify, write_manifest};
+
+    fn folder(dir: &std::path::Path) {
+        std::fs::create_dir_all(dir.join("sub")).expect("dirs");
+        std::fs::write(dir.join("a.bin"), vec![7u8; 5000]).expect("a");
+        std::fs::write(dir.join("sub/b.json"), b"{\"x\": 1}").expect("b");
+    }
+
+    #[test]
+    fn a_folder_checks_out_until_a_byte_changes_or_a_file_goes() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let dir = tmp.path().join("f");
+        folder(&dir);
+        assert_eq!(verify(&dir).expect("no manifest"), Checked::Unlisted, "a folder from elsewhere");
+        write_manifest(&dir).expect("manifest");
+        let text = std::fs::read_to_string(dir.join(MANIFEST)).expect("manifest");
+        assert!(text.contains("\"a.bin\"") && text.contains("\"sub/b.json\"") && text.contains("xxh3"), "{text}");
+        assert_eq!(verify(&dir).expect("intact"), Checked::Intact);
+        // An extra file is not checked; a listed one is.
+        std::fs::write(dir.join("notes.txt"), b"added later").expect("extra");
+        assert_eq!(verify(&dir).expect("intact"), Checked::Intact);
+
+        let mut bytes = std::fs::read(dir.join("a.bin")).expect("a");
+        bytes[4321] ^= 1;
+        std::fs::write(dir.join("a.bin"), &bytes).expect("flip");
+        let err = verify(&dir).expect_err("a flipped byte");
+        assert!(err.path.ends_with("a.bin") && err.to_string().contains("hash"), "{err}");
+        bytes[4321] ^= 1;
+        std::fs::write(dir.join("a.bin"), &bytes[..4000]).expect("truncate");
+        let err = verify(&dir).expect_err("truncated");
+        assert!(err.to_string().contains("4000 bytes; the manifest says 5000"), "{err}");
+        std::fs::write(dir.join("a.bin"), &bytes).expect("restore");
+        assert_eq!(verify(&dir).expect("intact again"), Checked::Intact);
+        std::fs::remove_file(dir.join("sub/b.json")).expect("remove");
+        let err = verify(&dir).expect_err("missing");
+        assert!(err.path.ends_with("sub/b.json") && err.to_string().contains("missing"), "{err}");
+        std::fs::write(dir.join(MANIFEST), b"{not json").expect("garbage");
+        assert!(verify(&dir).expect_err("garbage").to_string().contains("not a manifest"));
+    }
+
+    #[test]
+    fn the_newest_intact_checkpoint_is_chosen_past_damaged_ones() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let mut candidates = Vec::new();
+        for step in [2u64, 4, 6] {
+            let dir = tmp.path().join(format!("checkpoint-{step}"));
+            folder(&dir);
+            write_manifest(&dir).expect("manifest");
+            candidates.push((step, dir));
+        }
+        assert_eq!(newest_intact(candidates.clone()).map(|c| c.0), Some(6));
+        std::fs::write(candidates[2].1.join("a.bin"), b"x").expect("damage 6");
+        std::fs::write(candidates[1].1.join("sub/b.json"), b"{\"x\": 2}").expect("damage 4");
+        assert_eq!(newest_intact(candidates.clone()).map(|c| c.0), Some(2));
+        std::fs::write(candidates[0].1.join("a.bin"), b"y").expect("damage 2");
+        assert_eq!(newest_intact(candidates), None);
+    }
+}

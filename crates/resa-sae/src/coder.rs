@@ -172,6 +172,8 @@ impl<B: Backend> SparseCoder<B> {
                 std::io::Error::new(std::io::ErrorKind::NotFound, "cfg.json not found (not a sparsify SAE folder)"),
             ));
         }
+        // An SAE written by resa carries a manifest of content hashes (see resa_publish).
+        resa_publish::manifest::verify(dir)?;
         let cfg = SaeConfig::from_file(&cfg_path)?;
         reject_unsupported(&cfg, dir)?;
         let weights = dir.join(WEIGHTS_FILE);
@@ -250,6 +252,7 @@ impl<B: Backend> SparseCoder<B> {
         std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
         write_safetensors(tmp.join(WEIGHTS_FILE), &tensors, None)?;
         write_atomic(tmp.join(CFG_FILE), self.cfg.to_json().as_bytes())?;
+        resa_publish::manifest::write_manifest(&tmp)?;
         Ok(replace_dir(&tmp, dir)?)
     }
 

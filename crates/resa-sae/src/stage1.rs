@@ -170,10 +170,12 @@ pub fn stage1_checkpoints(out: &Path) -> Vec<(u64, PathBuf)> {
 fn publish_sae(src: &Path, dst: &Path) -> Result<()> {
     let tmp = temp_sibling(dst, "tmp")?;
     std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    for file in [crate::coder::CFG_FILE, crate::coder::WEIGHTS_FILE] {
+    for file in [crate::coder::CFG_FILE, crate::coder::WEIGHTS_FILE, resa_publish::manifest::MANIFEST] {
         let bytes = std::fs::read(src.join(file)).map_err(|e| Error::io(src.join(file), e))?;
         write_atomic(tmp.join(file), &bytes)?;
     }
+    // What was copied is what the checkpoint's manifest says.
+    resa_publish::manifest::verify(&tmp)?;
     Ok(replace_dir(&tmp, dst)?)
 }
 
@@ -277,7 +279,9 @@ pub fn train_saes_with<B: AutodiffBackend>(
         remove_stale_temporaries(dir)?;
     }
     let mut start = 0u64;
-    let newest = if options.resume { stage1_checkpoints(out).pop() } else { None };
+    // The newest checkpoint whose files match its manifest (a damaged one is passed over,
+    // and said so).
+    let newest = if options.resume { resa_publish::manifest::newest_intact(stage1_checkpoints(out)) } else { None };
     if let Some((_, dir)) = newest {
         let path = dir.join(MANIFEST);
         let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
@@ -374,6 +378,7 @@ pub fn train_saes_with<B: AutodiffBackend>(
         let json = serde_json::to_string_pretty(&state).map_err(|e| Error::Input(e.to_string()))?;
         // The manifest last: a folder without it is not a checkpoint.
         write_atomic(tmp.join(MANIFEST), json.as_bytes())?;
+        resa_publish::manifest::write_manifest(&tmp)?;
         replace_dir(&tmp, &dir)?;
         for (s, older) in stage1_checkpoints(out) {
             if s != step {

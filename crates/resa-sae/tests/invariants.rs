@@ -135,9 +135,29 @@ fn save_then_load_round_trips_and_leaves_no_temporary_folders() {
     }
 }
 
+#[test]
+fn a_damaged_sae_written_by_resa_is_refused_naming_the_file() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("layers.2");
+    random_sae(8, 32, 4).save(&dir).expect("save");
+    assert!(dir.join("resa-manifest.json").is_file());
+    let weights = dir.join("sae.safetensors");
+    let mut bytes = std::fs::read(&weights).expect("weights");
+    let i = bytes.len() - 3;
+    bytes[i] ^= 0x10;
+    std::fs::write(&weights, &bytes).expect("damage");
+    let err = SparseCoder::<B>::load(&dir, &device()).err().expect("refused").to_string();
+    assert!(err.contains("sae.safetensors") && err.contains("hash"), "{err}");
+    // Without the manifest (a folder from sparsify) it loads as it is.
+    std::fs::remove_file(dir.join("resa-manifest.json")).expect("rm");
+    assert!(SparseCoder::<B>::load(&dir, &device()).is_ok());
+}
+
 fn sae_folder_with(cfg: &str) -> tempfile::TempDir {
     let tmp = tempfile::tempdir().expect("tmp");
     random_sae(8, 32, 4).save(tmp.path()).expect("save");
+    // A hand-edited folder (as one from elsewhere): no manifest of what resa wrote.
+    std::fs::remove_file(tmp.path().join("resa-manifest.json")).expect("rm manifest");
     std::fs::write(tmp.path().join("cfg.json"), cfg).expect("write cfg");
     tmp
 }
@@ -166,6 +186,7 @@ fn missing_or_misshapen_tensors_are_named() {
     let tmp = tempfile::tempdir().expect("tmp");
     let sae = random_sae(8, 32, 4);
     sae.save(tmp.path()).expect("save");
+    std::fs::remove_file(tmp.path().join("resa-manifest.json")).expect("rm manifest");
     let keep: Vec<_> = sae.named_tensors().expect("tensors").into_iter().filter(|t| t.name != "W_dec").collect();
     resa_qwen2::safetensors_io::write_safetensors(tmp.path().join("sae.safetensors"), &keep, None).expect("write");
     let err = SparseCoder::<B>::load(tmp.path(), &device()).expect_err("missing");
@@ -220,6 +241,8 @@ fn non_finite_weights_are_refused_at_load() {
         .collect();
     drop(r);
     write_safetensors(&path, &tensors, None).expect("write");
+    // A folder from elsewhere: no manifest (a resa folder edited so would fail its hashes).
+    std::fs::remove_file(dir.join("resa-manifest.json")).expect("rm manifest");
     let err = SparseCoder::<B>::load(&dir, &device()).expect_err("refused");
     assert!(err.to_string().contains("`W_dec`") && err.to_string().contains("non-finite"), "{err}");
 }
@@ -251,6 +274,7 @@ fn wrong_tensor_names_in_an_sae_folder_are_named_as_an_sae_problem() {
     ));
     drop(reader);
     resa_qwen2::safetensors_io::write_safetensors(&weights, &tensors, None).expect("write");
+    std::fs::remove_file(dir.join("resa-manifest.json")).expect("rm manifest");
     match SparseCoder::<B>::load(&dir, &device()) {
         Err(e @ Error::SaeTensors { .. }) => {
             let msg = e.to_string();

@@ -343,7 +343,7 @@ pub fn train_adapters<B: AutodiffBackend>(
     let mut moments: Vec<Moments<B::InnerBackend>> = Vec::new();
     let mut step = 0u64;
     if cfg.resume
-        && let Some((s, dir)) = checkpoints(&cfg.out).pop()
+        && let Some((s, dir)) = resa_publish::manifest::newest_intact(checkpoints(&cfg.out))
     {
         let text = std::fs::read_to_string(dir.join("trainer_state.json")).map_err(|e| Error::io(&dir, e))?;
         let state: TrainerState =
@@ -848,5 +848,6 @@ fn save_checkpoint<B: AutodiffBackend>(
     let state = TrainerState { step, total, micro_batches: cfg.grad_accum, config: cfg.clone() };
     let json = serde_json::to_string_pretty(&state).map_err(|e| Error::Setup(e.to_string()))?;
     write_atomic(tmp.join("trainer_state.json"), json.as_bytes())?;
+    resa_publish::manifest::write_manifest(&tmp)?;
     Ok(replace_dir(&tmp, &dir)?)
 }
