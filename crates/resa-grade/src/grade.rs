@@ -137,9 +137,20 @@ fn describe(c: &[Extracted]) -> Vec<String> {
         .collect()
 }
 
+/// Whether `text` holds a `$` that opens or closes math (an escaped `\$`, a dollar sign in
+/// an amount, does not).
+fn has_math_dollar(text: &str) -> bool {
+    let b = text.as_bytes();
+    (0..b.len()).any(|i| b[i] == b'$' && (i == 0 || b[i - 1] != b'\\'))
+}
+
 fn prepare_gold(config: &GradingConfig, gold: &str) -> String {
     let g = gold.trim();
-    if config.box_bare_gold && !["$", "\\(", "\\[", "\\boxed"].iter().any(|d| g.contains(d)) {
+    // A bare gold is boxed, as an answer column is read; an escaped dollar (`\$1.17`) is an
+    // amount, not a math delimiter, so such a gold is boxed too (math-verify reads
+    // `\boxed{\$1.17}` as 1.17, and the bare `\$1.17` as nothing).
+    let delimited = has_math_dollar(g) || ["\\(", "\\[", "\\boxed"].iter().any(|d| g.contains(d));
+    if config.box_bare_gold && !delimited {
         format!("\\boxed{{{g}}}")
     } else {
         g.to_string()

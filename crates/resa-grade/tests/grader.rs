@@ -73,3 +73,26 @@ fn choice_letters() {
     assert_eq!(extract_choice("So the answer is (B).").as_deref(), Some("B"));
     assert_eq!(extract_choice("No idea."), None);
 }
+
+/// A gold that is an amount with an escaped dollar (`\$1.17`): the dollar is not a math
+/// delimiter, so the bare gold is boxed as any other, and read as math-verify reads
+/// `\boxed{\$1.17}` (1.17).
+#[test]
+fn a_gold_with_an_escaped_dollar_is_an_amount() {
+    use resa_grade::{GradingConfig, grade};
+    let cfg = GradingConfig::boxed_answer();
+    for (gold, right, wrong) in [
+        ("\\$36", "So the answer is $\\boxed{\\$36}$.", "\\boxed{\\$37}"),
+        ("\\$1.17", "\\boxed{\\$1.17}", "\\boxed{1.71}"),
+        ("\\$1.17", "The total is \\boxed{1.17}.", "\\boxed{\\$11.7}"),
+        ("\\$32,\\!348", "\\boxed{32,348}", "\\boxed{32,349}"),
+        ("\\$32,\\!348", "The answer is $\\boxed{\\$32,\\!348}$", "\\boxed{3,248}"),
+    ] {
+        let g = grade(&cfg, gold, right);
+        assert!(g.correct, "{gold} vs {right}: {g:?}");
+        assert!(!grade(&cfg, gold, wrong).correct, "{gold} vs {wrong}");
+    }
+    // A gold delimited by real dollars is read as it is, not boxed again.
+    assert!(grade(&cfg, "$\\frac{1}{2}$", "\\boxed{0.5}").correct);
+    assert!(grade(&cfg, "$36$ dollars", "\\boxed{36}").correct);
+}
