@@ -164,7 +164,7 @@ fn list_json_has_the_stable_fields() {
     }
     let by_name = |n: &str| rows.iter().find(|r| r["name"] == n).unwrap_or_else(|| panic!("{n} not listed"));
     let v1 = by_name("resa-still-v1");
-    assert_eq!(v1["table"], "3");
+    assert_eq!(v1["table"], "3,4", "the paper reports Resa-STILL-v1 in Tables 3 and 4");
     assert_eq!(v1["paper_avg"], 47.28);
     assert_eq!(v1["paper_step"], 2000);
     assert_eq!(v1["sae_mode"], "finetune");
@@ -177,5 +177,19 @@ fn list_json_has_the_stable_fields() {
     );
     let r1 = by_name("r1-distill");
     assert_eq!((r1["source"].is_null(), r1["sae_mode"].is_null(), r1["table"].as_str()), (true, true, Some("3")));
-    assert!(by_name("layer-sweep")["hookpoints"].as_array().is_some_and(|h| h.len() == 26));
+    // Table 6: one row per layer, with the layer's score and feature count.
+    let layers: Vec<&serde_json::Value> = rows.iter().filter(|r| r["table"] == "6").collect();
+    assert_eq!(layers.len(), 26, "{layers:?}");
+    assert!(
+        layers.iter().all(|r| r["name"] == "layer-sweep" && r["hookpoints"].as_array().is_some_and(|h| h.len() == 26))
+    );
+    let l14 = layers.iter().find(|r| r["hookpoint"] == "layers.14").expect("layers.14");
+    assert_eq!((l14["paper_avg"].as_f64(), l14["paper_feature_count"].as_u64()), (Some(48.97), Some(3)), "{l14}");
+    let hookpoints: std::collections::BTreeSet<&str> =
+        layers.iter().map(|r| r["hookpoint"].as_str().expect("hp")).collect();
+    assert_eq!(hookpoints.len(), 26);
+    // Tables 3 and 4 list Resa-STILL-v1 each.
+    let in_table =
+        |t: &str| rows.iter().filter(|r| r["table"].as_str().is_some_and(|x| x.split(',').any(|p| p == t))).count();
+    assert!(in_table("3") >= 9 && in_table("4") >= 19, "Table 3: {}, Table 4: {}", in_table("3"), in_table("4"));
 }

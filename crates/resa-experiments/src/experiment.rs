@@ -190,10 +190,15 @@ pub fn load_experiments(dir: &Path) -> Result<Vec<Experiment>> {
     paths.iter().map(|p| Experiment::from_file(p)).collect()
 }
 
-/// The number of the results table an experiment's `table` names last (`"Table 1, 4"` is
-/// `4`), or `None` (`"none"`).
+/// The number of the first results table an experiment's `table` names (`"Tables 3 and 4"`
+/// is `3`), or `None` (`"none"`).
 pub fn results_table(table: &str) -> Option<String> {
-    table.split(|c: char| !c.is_ascii_digit()).rfind(|t| !t.is_empty()).map(str::to_string)
+    results_tables(table).into_iter().next()
+}
+
+/// Every results table an experiment's `table` names, in order (`Tables 3 and 4` → 3, 4).
+pub fn results_tables(table: &str) -> Vec<String> {
+    table.split(|c: char| !c.is_ascii_digit()).filter(|t| !t.is_empty()).map(str::to_string).collect()
 }
 
 fn model_text(m: &ModelRef) -> String {
@@ -206,8 +211,10 @@ fn model_text(m: &ModelRef) -> String {
 /// `--list --json`: one JSON object per line and experiment, with `name`, `table`,
 /// `paper_avg`, `paper_step`, `steps_per_epoch`, `source`, `target` (a model id, or
 /// `model+adapter`), `trigger`, `elicitation`, `sae_mode` (`scratch`, `finetune`,
-/// `pretrained` or null), `objective`, `hookpoint`, `hookpoints` (a sweep's) and `title`.
-/// Fields an experiment does not have are null (an evaluation-only baseline has no source;
+/// `pretrained` or null), `objective`, `hookpoint`, `hookpoints` (a sweep's) and `title`;
+/// `table` lists every results table that reports it (`"3,4"`). A sweep is one object per
+/// hookpoint, with that layer's `paper_avg` and `paper_feature_count`. Fields an experiment
+/// does not have are null (an evaluation-only baseline has no source;
 /// a pre-trained SAE has no source and no trigger). Stable: it is how the plan is checked
 /// against the paper.
 pub fn list_json(experiments: &[Experiment]) -> Result<String> {
@@ -234,9 +241,10 @@ pub fn list_json(experiments: &[Experiment]) -> Result<String> {
             (None, Some(c)) if c.stage2.objective != ObjectiveKind::Sft => Some(c.sae.hookpoint),
             _ => None,
         };
+        let tables = results_tables(&e.table);
         let v = serde_json::json!({
             "name": e.name,
-            "table": results_table(&e.table),
+            "table": (!tables.is_empty()).then(|| tables.join(",")),
             "paper_avg": e.paper.get("average"),
             "paper_step": e.paper_step,
             "steps_per_epoch": e.steps_per_epoch,
@@ -250,8 +258,26 @@ pub fn list_json(experiments: &[Experiment]) -> Result<String> {
             "hookpoints": hookpoints,
             "title": e.title,
         });
-        s.push_str(&serde_json::to_string(&v).map_err(|e| Error::json("the experiment list", e))?);
-        s.push('\n');
+        // A sweep is one row per hookpoint, as the paper's table has one per layer.
+        let rows: Vec<serde_json::Value> = match &e.sweep {
+            Some(sw) => sw
+                .hookpoints
+                .iter()
+                .map(|h| {
+                    let key = h.to_string();
+                    let mut row = v.clone();
+                    row["hookpoint"] = serde_json::json!(key);
+                    row["paper_avg"] = serde_json::json!(e.paper_layers.get(&key));
+                    row["paper_feature_count"] = serde_json::json!(e.paper_feature_counts.get(&key));
+                    row
+                })
+                .collect(),
+            None => vec![v],
+        };
+        for row in rows {
+            s.push_str(&serde_json::to_string(&row).map_err(|e| Error::json("the experiment list", e))?);
+            s.push('\n');
+        }
     }
     Ok(s)
 }

@@ -150,11 +150,7 @@ fn prepare_gold(config: &GradingConfig, gold: &str) -> String {
     // amount, not a math delimiter, so such a gold is boxed too (math-verify reads
     // `\boxed{\$1.17}` as 1.17, and the bare `\$1.17` as nothing).
     let delimited = has_math_dollar(g) || ["\\(", "\\[", "\\boxed"].iter().any(|d| g.contains(d));
-    if config.box_bare_gold && !delimited {
-        format!("\\boxed{{{g}}}")
-    } else {
-        g.to_string()
-    }
+    if config.box_bare_gold && !delimited { format!("\\boxed{{{g}}}") } else { g.to_string() }
 }
 
 struct Run {
