@@ -37,6 +37,12 @@ fn quick_demo_writes_every_artifact_and_reruns_from_them() {
     }
     assert!(std::fs::read_to_string(out.join("report.md")).expect("report.md").contains("| SAE-Tuning |"));
     assert!(std::fs::read_to_string(out.join("figures/pass_at_1.svg")).expect("svg").starts_with("<svg"));
+    // Every run's training curves, linked from the report.
+    let md = std::fs::read_to_string(out.join("report.md")).expect("report.md");
+    assert!(md.contains("## Training curves") && md.contains("sae-tuning/stage2/curves.svg"), "{md}");
+    for run in ["sae-tuning/stage1", "sae-tuning/stage2", "cot-free-sft/stage2"] {
+        assert!(out.join(run).join("curves.svg").is_file() && out.join(run).join("curves.png").is_file(), "{run}");
+    }
 
     let device = Default::default();
     let sae = resa::sae::SparseCoder::<Flex>::load(&report.sae, &device).expect("SAE folder in sparsify format");

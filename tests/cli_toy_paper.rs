@@ -97,6 +97,9 @@ fn the_quick_toy_paper_reports_every_table_and_claim() {
         assert!(dir.join("sweep/stage1/layers.1/cfg.json").is_file());
     }
     assert!(out.join("sibling/model.safetensors").is_file() && out.join("sibling/tokenizer.json").is_file());
+    // The toy Tina's curves (reward, KL, completion length) beside its metrics.
+    assert!(out.join("seed-0/toy-tina/curves.svg").is_file(), "the toy Tina's training curves");
+    assert!(md.contains("## Training curves") && md.contains("seed-1/toy-tina/curves.svg"), "{md}");
     // The seeds differ downstream of the base model.
     let adapter =
         |seed: &str| std::fs::read(out.join(seed).join("toy-tina/adapter/adapter_model.safetensors")).expect("adapter");

@@ -10,6 +10,7 @@ pub mod forward;
 pub mod generate;
 pub mod grade;
 pub mod merge;
+pub mod plot;
 pub mod progress;
 pub mod reproduce;
 pub mod sae;
@@ -60,6 +61,8 @@ pub enum Command {
     Reproduce(Box<reproduce::ReproduceArgs>),
     /// Reasoning features per layer, their Gaussian mixture over layers, suggested hookpoints.
     Features(Box<features::FeaturesArgs>),
+    /// Draw the training curves of every run under a folder (SVG and PNG beside each metrics.jsonl).
+    Plot(plot::PlotArgs),
     /// Train the built-in toy reasoning model from scratch (`cargo xtask toy-model`).
     ToyModel(toy_model::ToyModelArgs),
     /// LoRA-GRPO on the toy model (a toy Tina), evaluated against the base, paired.
@@ -88,6 +91,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(args) => bench::run(args),
         Command::CollectiveOrchestrator(args) => collective::run(args),
         Command::Features(args) => features::run(*args),
+        Command::Plot(args) => plot::run(args),
         Command::ToyModel(args) => toy_model::run(args),
         Command::ToyTina(args) => toy_tina::run(*args),
         Command::TrainSae(args) => train_sae::run(*args),

@@ -62,6 +62,7 @@ pub(crate) fn write_results(
     let selections = checkpoint_selections(exp, rows);
     checkpoints_markdown(&mut md, exp, &selections, dir);
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    md.push_str(&resa_pipeline::curves::curves_section(dir));
     resa_publish::write_atomic(dir.join("result.md"), md.as_bytes())?;
     let json = serde_json::json!({
         "experiment": exp.name,

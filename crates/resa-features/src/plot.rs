@@ -299,3 +299,91 @@ pub fn pearson(a: &[f64], b: &[f64]) -> f64 {
     let vb: f64 = b.iter().map(|y| (y - mb).powi(2)).sum();
     if va <= 0.0 || vb <= 0.0 { 0.0 } else { cov / (va * vb).sqrt() }
 }
+
+/// One panel of a curves figure: a metric, and one line per series (a hookpoint, or one
+/// line named by the metric).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Panel {
+    /// The metric (the panel's title and y axis).
+    pub name: String,
+    /// (series name, points (x, y)).
+    pub series: Vec<(String, Vec<(f64, f64)>)>,
+}
+
+/// Training curves: one panel per metric in a grid of up to three columns, step on the x
+/// axis, written as `stem.svg` and `stem.png`. Returns the files written.
+pub fn curves_figure(panels: &[Panel], title: &str, stem: &Path) -> Result<Vec<PathBuf>> {
+    let svg = stem.with_extension("svg");
+    let png = stem.with_extension("png");
+    let cols = panels.len().clamp(1, 3);
+    let rows = panels.len().div_ceil(cols).max(1);
+    let size = (360 * cols as u32, 40 + 260 * rows as u32);
+    draw_curves(SVGBackend::new(&svg, size).into_drawing_area(), panels, title, cols, rows)
+        .map_err(|e| plot_err(&svg, e))?;
+    draw_curves(BitMapBackend::new(&png, size).into_drawing_area(), panels, title, cols, rows)
+        .map_err(|e| plot_err(&png, e))?;
+    Ok(vec![svg, png])
+}
+
+/// Colours of a panel's series, in order.
+const SERIES_COLOURS: [RGBColor; 6] = [
+    RGBColor(90, 130, 200),
+    RGBColor(200, 90, 60),
+    RGBColor(80, 160, 90),
+    RGBColor(150, 90, 180),
+    RGBColor(200, 160, 40),
+    RGBColor(60, 170, 180),
+];
+
+fn draw_curves<DB: DrawingBackend>(
+    root: DrawingArea<DB, plotters::coord::Shift>,
+    panels: &[Panel],
+    title: &str,
+    cols: usize,
+    rows: usize,
+) -> std::result::Result<(), Box<dyn std::error::Error>>
+where
+    DB::ErrorType: 'static,
+{
+    root.fill(&WHITE)?;
+    let root = root.titled(title, ("sans-serif", 18))?;
+    let areas = root.split_evenly((rows, cols));
+    for (panel, area) in panels.iter().zip(areas) {
+        let points = panel.series.iter().flat_map(|(_, p)| p.iter()).filter(|p| p.0.is_finite() && p.1.is_finite());
+        let (xmin, xmax, ymin, ymax) = points
+            .fold((f64::INFINITY, f64::NEG_INFINITY, f64::INFINITY, f64::NEG_INFINITY), |(a, b, c, d), p| {
+                (a.min(p.0), b.max(p.0), c.min(p.1), d.max(p.1))
+            });
+        if !xmin.is_finite() || !ymin.is_finite() {
+            continue;
+        }
+        let xpad = ((xmax - xmin) * 0.03).max(0.5);
+        let ypad = ((ymax - ymin) * 0.08).max(ymax.abs().max(1e-6) * 0.02);
+        let mut chart = ChartBuilder::on(&area)
+            .caption(&panel.name, ("sans-serif", 14))
+            .margin(8)
+            .x_label_area_size(28)
+            .y_label_area_size(56)
+            .build_cartesian_2d((xmin - xpad)..(xmax + xpad), (ymin - ypad)..(ymax + ypad))?;
+        chart.configure_mesh().x_desc("step").x_label_formatter(&|x| format!("{x:.0}")).draw()?;
+        for (i, (name, pts)) in panel.series.iter().enumerate() {
+            let colour = SERIES_COLOURS[i % SERIES_COLOURS.len()];
+            let pts: Vec<(f64, f64)> = pts.iter().copied().filter(|p| p.0.is_finite() && p.1.is_finite()).collect();
+            let line = chart.draw_series(LineSeries::new(pts, colour.stroke_width(2)))?;
+            if panel.series.len() > 1 {
+                line.label(name.as_str())
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 14, y)], colour.stroke_width(2)));
+            }
+        }
+        if panel.series.len() > 1 {
+            chart
+                .configure_series_labels()
+                .label_font(("sans-serif", 10))
+                .border_style(BLACK)
+                .background_style(WHITE.mix(0.8))
+                .draw()?;
+        }
+    }
+    root.present()?;
+    Ok(())
+}

@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod curves;
 pub mod data;
 pub mod error;
 pub mod evaluation;

@@ -443,6 +443,7 @@ fn write_report(report: &DemoReport) -> Result<()> {
     md.push_str("\nTimes: ");
     md.push_str(&report.seconds.iter().map(|(n, s)| format!("{n} {s:.0} s")).collect::<Vec<_>>().join(", "));
     md.push_str("\n\n![Pass@1](figures/pass_at_1.svg)\n");
+    md.push_str(&resa_pipeline::curves::curves_section(out));
     let figures = out.join("figures");
     std::fs::create_dir_all(&figures).map_err(|e| Error::io(&figures, e))?;
     resa_publish::write_atomic(figures.join("pass_at_1.svg"), bar_chart(report).as_bytes())?;

@@ -76,6 +76,7 @@ fn markdown(report: &ToyPaperReport) -> String {
             .join("; "),
     );
     md.push_str(". The layer mixtures: `seed-N/features/figures/`.\n");
+    md.push_str(&resa_pipeline::curves::curves_section(&c.out));
     md
 }
 
