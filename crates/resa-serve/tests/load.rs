@@ -43,6 +43,11 @@ fn exchange(addr: std::net::SocketAddr, path: &str, auth: &str, body: &[u8], han
     Some((status, json))
 }
 
+/// The texts of an answer's choices, in order.
+fn texts(answer: &Value) -> Vec<String> {
+    answer["choices"].as_array().expect("choices").iter().map(|c| c["text"].as_str().unwrap_or("").into()).collect()
+}
+
 fn rss_kib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
@@ -95,12 +100,7 @@ fn the_server_survives_a_storm_of_good_and_bad_requests() {
             let (status, v) =
                 exchange(addr, "/v1/completions", &bearer, body.to_string().as_bytes(), false).expect("answer");
             assert_eq!(status, 200, "{v}");
-            let texts: Vec<String> = v["choices"]
-                .as_array()
-                .expect("choices")
-                .iter()
-                .map(|c| c["text"].as_str().unwrap_or("").into())
-                .collect();
+            let texts = texts(&v);
             if let Some(before) = alone.insert(i, texts.clone()) {
                 assert_eq!(before, texts, "the same request twice");
             }
@@ -161,7 +161,6 @@ fn storm(
     per_client: usize,
 ) -> Vec<Duration> {
     let latencies = Mutex::new(Vec::new());
-    let started = Instant::now();
     std::thread::scope(|scope| {
         for client in 0..CLIENTS {
             let latencies = &latencies;
@@ -176,13 +175,7 @@ fn storm(
                                 exchange(addr, "/v1/completions", bearer, good[i].to_string().as_bytes(), false)
                                     .expect("answer");
                             assert_eq!(status, 200, "{v}");
-                            let texts: Vec<String> = v["choices"]
-                                .as_array()
-                                .expect("choices")
-                                .iter()
-                                .map(|c| c["text"].as_str().unwrap_or("").into())
-                                .collect();
-                            assert_eq!(&texts, &alone[&i], "request {i} under load");
+                            assert_eq!(&texts(&v), &alone[&i], "request {i} under load");
                         }
                         10..=17 => {
                             let (auth, body, want) = &bad[pick - 10];

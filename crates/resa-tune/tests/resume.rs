@@ -8,13 +8,19 @@ mod common;
 
 use common::*;
 
+/// The runs of this file: two epochs of 6 chunks, 2 micro-batches a step, a checkpoint
+/// every 2 steps.
+fn settings() -> TuneConfig {
+    TuneConfig { lr: 5e-3, epochs: 2, grad_accum: 2, save_every: 2, ..TuneConfig::default() }
+}
+
 #[test]
 fn an_interrupted_run_resumes_to_the_same_adapter() {
     let tmp = tempfile::tempdir().expect("tmp");
     let sae = sae();
     let objective = SaeTuning::new(&sae, at(1), SaeGrad::Detach);
     let data = chunks(6, 12);
-    let base = TuneConfig { lr: 5e-3, epochs: 2, grad_accum: 2, save_every: 2, ..TuneConfig::default() };
+    let base = settings();
     let whole = TuneConfig { out: tmp.path().join("whole"), ..base.clone() };
     train_adapters(model(&lora()), &lora(), &objective, &data, &whole, &mut |_| true).expect("whole");
     let split = TuneConfig { out: tmp.path().join("split"), ..base.clone() };
@@ -47,14 +53,7 @@ fn a_damaged_checkpoint_is_passed_over_for_the_previous_one(whole: &[f32]) {
     let sae = sae();
     let objective = SaeTuning::new(&sae, at(1), SaeGrad::Detach);
     let data = chunks(6, 12);
-    let cfg = TuneConfig {
-        lr: 5e-3,
-        epochs: 2,
-        grad_accum: 2,
-        save_every: 2,
-        out: tmp.path().join("run"),
-        ..TuneConfig::default()
-    };
+    let cfg = TuneConfig { out: tmp.path().join("run"), ..settings() };
     train_adapters(model(&lora()), &lora(), &objective, &data, &cfg, &mut |m| m.step < 4).expect("part");
     let newest = cfg.out.join("checkpoint-4");
     assert!(newest.join("resa-manifest.json").is_file() && cfg.out.join("checkpoint-2").is_dir());
@@ -83,14 +82,7 @@ fn a_resume_from_an_earlier_checkpoint_drops_the_repeated_metrics() {
     let sae = sae();
     let objective = SaeTuning::new(&sae, at(1), SaeGrad::Detach);
     let data = chunks(6, 12);
-    let cfg = TuneConfig {
-        lr: 5e-3,
-        epochs: 2,
-        grad_accum: 2,
-        save_every: 2,
-        out: tmp.path().join("run"),
-        ..TuneConfig::default()
-    };
+    let cfg = TuneConfig { out: tmp.path().join("run"), ..settings() };
     // Killed after step 3: the last checkpoint is step 2, the metrics already hold step 3.
     train_adapters(model(&lora()), &lora(), &objective, &data, &cfg, &mut |m| m.step < 3).expect("part");
     let resumed = TuneConfig { resume: true, ..cfg.clone() };
