@@ -104,8 +104,8 @@ impl ToyModelConfig {
 }
 
 /// The second phase of a toy model's training: the same training problems, a share
-/// `direct_share` of them (drawn again) with the answer alone inside `<think>`, the rest
-/// with their chain of thought.
+/// `direct_share` of them (drawn with the world's seed) with the answer alone inside
+/// `<think>`, the rest with their chain of thought.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MixturePhase {
     /// The share of solutions that skip the reasoning.
@@ -254,12 +254,4 @@ pub fn evaluate_toy<B: Backend>(
     eval_dir: &Path,
 ) -> Result<Report> {
     Ok(resa_eval::evaluate(model, tokenizer, std::slice::from_ref(task), cfg, eval_dir, "toy", |_| {})?)
-}
-
-/// What `toy_model.json` in `dir` says about the model there (its world, how it was made,
-/// what it measured).
-pub fn read_report(dir: &Path) -> Result<ToyModelReport> {
-    let path = dir.join("toy_model.json");
-    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-    serde_json::from_str(&text).map_err(|e| Error::json(&format!("{}", path.display()), e))
 }

@@ -17,8 +17,9 @@
 //! There are two worlds ([`World`]). In `arith` (the demo's) the toy model is trained on
 //! chain-of-thought solutions only: it reasons on every problem and fails where it cannot do
 //! the arithmetic. In `elicit` the problems take two or three operations on values within
-//! ±60, and the toy model is trained on a mixture in which a share of the solutions skip
-//! the reasoning and state an answer at once inside `<think>` (the CoT-free form): the
+//! ±60, and the toy model is trained on chain of thought, then on a mixture in which a share
+//! of the solutions skip the reasoning and state an answer at once inside `<think>` (the
+//! CoT-free form): the
 //! sampled model often guesses although it can solve most problems when it reasons — the
 //! headroom that RL elicits in the paper. The design is in `docs/toy-worlds.md`.
 
@@ -63,9 +64,9 @@ pub enum World {
     /// chain-of-thought solutions only (`models/toy-qwen2`, the demo's).
     #[default]
     Arith,
-    /// Two or three operations on values within ±60; the toy model is trained on a mixture
-    /// where [`World::direct_share`] of the solutions state the answer at once inside
-    /// `<think>` (`models/toy-qwen2-elicit`).
+    /// Two or three operations on values within ±60; the toy model is trained on chain of
+    /// thought, then on a mixture where [`World::direct_share`] of the solutions state the
+    /// answer at once inside `<think>` (`models/toy-qwen2-elicit`).
     Elicit,
 }
 
