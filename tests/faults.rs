@@ -3,7 +3,10 @@
 //! every K until a run gets through), and at random moments of their run (a seeded draw;
 //! `RESA_FAULT_SEED` picks another), then resumed. Every resumed run must end with files
 //! bit-identical to an uninterrupted run's, each step once in `metrics.jsonl`, and no
-//! temporary left behind.
+//! temporary left behind. Stage II and a merge also meet a full disk at each of their writes
+//! (`RESA_TEST_DISK_FULL_AT_WRITE=K`): they stop with exit status 1 and "No space left on
+//! device" naming the file, every checkpoint left checks out against its manifest, and the
+//! rerun (space freed) ends bit-identical.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -21,12 +24,81 @@ fn s(p: &Path) -> &str {
 }
 
 fn resa(args: &[&str], kill_at: Option<u64>) -> Output {
+    resa_with(args, kill_at.map(|k| ("RESA_TEST_ABORT_AT_RENAME", k)))
+}
+
+/// `resa ARGS` with one fault variable set (`(name, K)`), or none.
+fn resa_with(args: &[&str], fault: Option<(&str, u64)>) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_resa"));
-    cmd.args(args).env_remove("RESA_TEST_ABORT_AT_RENAME");
-    if let Some(k) = kill_at {
-        cmd.env("RESA_TEST_ABORT_AT_RENAME", k.to_string());
+    cmd.args(args).env_remove("RESA_TEST_ABORT_AT_RENAME").env_remove("RESA_TEST_DISK_FULL_AT_WRITE");
+    if let Some((name, k)) = fault {
+        cmd.env(name, k.to_string());
     }
     cmd.output().expect("runs resa")
+}
+
+/// Runs `args` (writing into a fresh OUT) on a disk that fills at its K-th write, for every K
+/// until a run gets through: each stops with exit status 1 and an error naming the file,
+/// leaves only checkpoints that check out, and its rerun ends with `compare` bit-identical
+/// to an uninterrupted run's. Returns how many writes were tried.
+fn disk_full_at_every_write(
+    name: &str,
+    args: &dyn Fn(&Path) -> Vec<String>,
+    compare: &[&str],
+    metrics: Option<(&str, Vec<u64>)>,
+) -> u64 {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let whole = tmp.path().join("whole");
+    let a = args(&whole);
+    let o = resa_with(&a.iter().map(String::as_str).collect::<Vec<_>>(), None);
+    assert!(o.status.success(), "{name} uninterrupted: {}", String::from_utf8_lossy(&o.stderr));
+    let (want, _) = snapshot(&whole, compare);
+    for k in 1..300 {
+        let out = tmp.path().join(format!("full{k}"));
+        let a: Vec<String> = args(&out);
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        let o = resa_with(&a, Some(("RESA_TEST_DISK_FULL_AT_WRITE", k)));
+        if o.status.success() {
+            return k - 1;
+        }
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{name} k={k}: not a clean stop: {err}");
+        // The file is named: in the output folder or the temporary one assembled beside it.
+        let folder = out.file_name().and_then(|n| n.to_str()).expect("name");
+        assert!(err.contains("No space left on device") && err.contains(folder), "{name} k={k}: {err}");
+        for dir in checkpoint_dirs(&out) {
+            let checked = resa::publish::manifest::verify(&dir);
+            assert!(checked.is_ok(), "{name} k={k}: {} damaged: {checked:?}", dir.display());
+        }
+        let o = resa_with(&a, None);
+        assert!(o.status.success(), "{name} k={k}: the rerun failed: {}", String::from_utf8_lossy(&o.stderr));
+        let (got, temps) = snapshot(&out, compare);
+        assert!(temps.is_empty(), "{name} k={k}: temporaries left: {temps:?}");
+        for ((file, a), (_, b)) in want.iter().zip(&got) {
+            assert!(a == b, "{name} k={k}: {file} differs from the uninterrupted run's");
+        }
+        if let Some((file, want)) = &metrics {
+            assert_eq!(&steps(&out.join(file)), want, "{name} k={k}: {file}");
+        }
+        std::fs::remove_dir_all(&out).expect("rm");
+    }
+    panic!("{name}: no run got through 300 writes");
+}
+
+/// Every checkpoint folder under `dir` (`checkpoint-N`, `step-N`).
+fn checkpoint_dirs(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else { return out };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if e.path().is_dir() {
+            if (name.starts_with("checkpoint-") || name.starts_with("step-")) && !name.starts_with('.') {
+                out.push(e.path());
+            }
+            out.extend(checkpoint_dirs(&e.path()));
+        }
+    }
+    out
 }
 
 /// Every file under `dir` (relative path → bytes), and the dot-entries (temporaries).
@@ -305,4 +377,28 @@ fn stage2_killed_at_every_rename_resumes_bit_identically() {
         ("stage2/metrics.jsonl", vec![1, 2, 3, 4]),
         8,
     );
+    let writes = disk_full_at_every_write(
+        "stage II",
+        &args,
+        &["stage2/adapter/adapter_model.safetensors", "stage2/adapter/adapter_config.json"],
+        Some(("stage2/metrics.jsonl", vec![1, 2, 3, 4])),
+    );
+    eprintln!("stage II: a full disk at each of {writes} writes, every rerun identical");
+    assert!(writes >= 10, "only {writes} writes: the checkpoint writes were not exercised");
+    // A merge on a full disk: stopped with the file named, then made whole by the rerun.
+    let merge_args = |out: &Path| -> Vec<String> {
+        let adapter = tmp.path().join("merge-source");
+        if !adapter.join("stage2/adapter/adapter_config.json").is_file() {
+            let a = args(&adapter);
+            let o = resa(&a.iter().map(String::as_str).collect::<Vec<_>>(), None);
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        }
+        ["merge", "--model", s(&model), "--adapter", s(&adapter.join("stage2/adapter")), "--out", s(out)]
+            .iter()
+            .map(|a| a.to_string())
+            .collect()
+    };
+    let writes = disk_full_at_every_write("merge", &merge_args, &["model.safetensors", "config.json"], None);
+    eprintln!("merge: a full disk at each of {writes} writes, every rerun identical");
+    assert!(writes >= 2, "merge: {writes} writes");
 }

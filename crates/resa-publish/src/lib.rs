@@ -21,6 +21,7 @@ pub fn write_atomic(path: impl AsRef<Path>, bytes: &[u8]) -> Result<()> {
     let tmp = dir.join(format!(".{name}.tmp"));
     let result = (|| {
         let mut f = File::create(&tmp)?;
+        disk_full_for_tests()?;
         f.write_all(bytes)?;
         f.sync_all()?;
         rename(&tmp, path)?;
@@ -159,6 +160,24 @@ fn sync_dir(dir: &Path) {
     if let Ok(f) = File::open(dir) {
         let _ = f.sync_all();
     }
+}
+
+/// For fault tests, `RESA_TEST_DISK_FULL_AT_WRITE=K` makes the K-th [`write_atomic`] of the
+/// process (1-based) and every later one fail as a full disk does (`ENOSPC`, "No space left
+/// on device"), after its temporary file was created; unset, nothing changes.
+fn disk_full_for_tests() -> std::io::Result<()> {
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static FULL_AT: OnceLock<Option<u64>> = OnceLock::new();
+    static COUNT: AtomicU64 = AtomicU64::new(0);
+    if let Some(k) = *FULL_AT.get_or_init(|| std::env::var("RESA_TEST_DISK_FULL_AT_WRITE").ok()?.parse().ok()) {
+        let n = COUNT.fetch_add(1, Ordering::SeqCst) + 1;
+        if n >= k {
+            // ENOSPC.
+            return Err(std::io::Error::from_raw_os_error(28));
+        }
+    }
+    Ok(())
 }
 
 /// Every rename of a publish goes through here. For fault tests, `RESA_TEST_ABORT_AT_RENAME=K`
