@@ -402,3 +402,22 @@ fn stage2_killed_at_every_rename_resumes_bit_identically() {
     eprintln!("merge: a full disk at each of {writes} writes, every rerun identical");
     assert!(writes >= 2, "merge: {writes} writes");
 }
+
+/// An evaluation on a disk that fills at each of its writes (its configuration, each
+/// completion line — half of it written, as a full disk may —, its report): a clean stop
+/// naming the file, and a rerun that ends with the uninterrupted run's completions, byte
+/// for byte (one completion per batch, so no batch shape differs).
+#[test]
+fn an_evaluation_on_a_full_disk_resumes_to_the_same_completions() {
+    let model = root().join("models/toy-qwen2");
+    let args = |out: &Path| -> Vec<String> {
+        ["eval", "--model", s(&model), "--tasks", "toy", "--limit", "5", "--samples", "2"]
+            .into_iter()
+            .chain(["--max-new-tokens", "40", "--seed", "3", "--batch-size", "1", "--out", s(out)])
+            .map(str::to_string)
+            .collect()
+    };
+    let writes = disk_full_at_every_write("evaluation", &args, &["completions.jsonl"], None);
+    eprintln!("evaluation: a full disk at each of {writes} writes, every rerun identical");
+    assert!(writes >= 10, "evaluation: {writes} writes (10 completions, the configuration, the report)");
+}

@@ -8,7 +8,6 @@
 //! resumes, and asking for more samples or more benchmarks only generates what is new.
 
 use std::collections::HashSet;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -281,9 +280,7 @@ pub fn evaluate_with(
                 let mut line = serde_json::to_string(&record)
                     .map_err(|e| Error::Config { field: "completion", message: format!("not serialisable: {e}") })?;
                 line.push('\n');
-                file.write_all(line.as_bytes())
-                    .and_then(|()| file.flush())
-                    .map_err(|cause| Error::Io { path: files.completions.clone(), cause })?;
+                resa_publish::append(&mut file, &files.completions, line.as_bytes())?;
                 records.push(record);
                 report(finished, correct, new_tokens);
                 Ok(())

@@ -162,9 +162,26 @@ fn sync_dir(dir: &Path) {
     }
 }
 
-/// For fault tests, `RESA_TEST_DISK_FULL_AT_WRITE=K` makes the K-th [`write_atomic`] of the
-/// process (1-based) and every later one fail as a full disk does (`ENOSPC`, "No space left
-/// on device"), after its temporary file was created; unset, nothing changes.
+/// Appends `bytes` (a whole line of a log that is read back, such as an evaluation's
+/// completions) to `file`, open for appending at `path`, and flushes it. A full disk can
+/// leave part of the line written: readers of such logs drop an unfinished last line.
+pub fn append(file: &mut File, path: &Path, bytes: &[u8]) -> Result<()> {
+    let result = (|| {
+        if let Err(full) = disk_full_for_tests() {
+            // As a real full disk may: part of the line, then the error.
+            file.write_all(&bytes[..bytes.len() / 2])?;
+            file.flush()?;
+            return Err(full);
+        }
+        file.write_all(bytes)?;
+        file.flush()
+    })();
+    result.map_err(|e| Error::new(path, e))
+}
+
+/// For fault tests, `RESA_TEST_DISK_FULL_AT_WRITE=K` makes the K-th write of the process
+/// (1-based; a [`write_atomic`] or an [`append`]) and every later one fail as a full disk
+/// does (`ENOSPC`, "No space left on device"); unset, nothing changes.
 fn disk_full_for_tests() -> std::io::Result<()> {
     use std::sync::OnceLock;
     use std::sync::atomic::{AtomicU64, Ordering};
