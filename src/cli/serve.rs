@@ -47,7 +47,8 @@ pub struct ServeArgs {
     /// other users of the machine.
     #[arg(long, env = "RESA_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
-    /// Sequences (choices) waiting or being decoded at most; a request beyond it gets 503.
+    /// Sequences (choices) waiting or being decoded at most; a request that would overfill
+    /// the queue gets 503 (one larger than the whole bound 400).
     #[arg(long, default_value_t = 1024)]
     pub max_queued: usize,
     /// Where and in which dtype to compute.

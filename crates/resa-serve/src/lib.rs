@@ -85,7 +85,7 @@ pub struct ServeOptions {
     /// (vLLM's `--api-key`); none: no authentication.
     pub api_key: Option<String>,
     /// Sequences (choices) waiting or being decoded at most; a request that would exceed it
-    /// is refused with 503.
+    /// is refused with 503 (400 when it alone asks for more).
     pub max_queued: usize,
 }
 
@@ -472,6 +472,13 @@ struct Pending<'a> {
 impl<'a> Pending<'a> {
     /// Counts `n` more sequences, or refuses when that would exceed the bound.
     fn admit(shared: &'a Shared, n: usize) -> std::result::Result<Self, Response> {
+        if n > shared.max_queued {
+            // Waiting would not help: refused as a client error.
+            return Err(bad(format!(
+                "this request asks for {n} sequences; the server queues at most {}",
+                shared.max_queued
+            )));
+        }
         let before = shared.pending.fetch_add(n, Ordering::SeqCst);
         if before + n > shared.max_queued {
             shared.pending.fetch_sub(n, Ordering::SeqCst);

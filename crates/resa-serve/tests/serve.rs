@@ -283,15 +283,43 @@ fn with_an_api_key_every_route_but_health_needs_it() {
 
 #[test]
 fn requests_beyond_the_queue_bound_are_refused_before_any_work() {
+    use std::io::Write;
     let (m, t) = model();
-    let opts = ServeOptions { port: 0, served_model_name: "toy".into(), max_queued: 4, ..ServeOptions::default() };
+    let opts = ServeOptions {
+        port: 0,
+        served_model_name: "toy".into(),
+        max_batch: 1,
+        max_queued: 256,
+        ..ServeOptions::default()
+    };
     let server = Server::start(m, t, opts).expect("starts");
     let url = format!("http://{}", server.addr());
+    // More than the server ever queues: a client error.
     let (status, answer) =
-        post(&url, "/v1/completions", &json!({"model": "toy", "prompt": "Q", "n": 5, "max_tokens": 2}));
+        post(&url, "/v1/completions", &json!({"model": "toy", "prompt": "Q", "n": 257, "max_tokens": 2}));
+    assert_eq!(status, 400, "{answer}");
+    // A full queue (256 sequences of up to 60 tokens, one at a time): busy, retry later.
+    let body = json!({"model": "toy", "prompt": [1, 20], "n": 256, "max_tokens": 60, "seed": 1}).to_string();
+    let mut stream = std::net::TcpStream::connect(server.addr()).expect("connect");
+    write!(
+        stream,
+        "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("send");
+    let started = std::time::Instant::now();
+    while server.stats().pending < 256 && started.elapsed().as_secs() < 10 {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let (status, answer) =
+        post(&url, "/v1/completions", &json!({"model": "toy", "prompt": "Q", "n": 1, "max_tokens": 2}));
     assert_eq!(status, 503, "{answer}");
     assert_eq!(answer["error"]["type"], "ServiceUnavailableError", "{answer}");
-    assert!(answer["error"]["message"].as_str().expect("message").contains("at most 4"), "{answer}");
+    assert!(answer["error"]["message"].as_str().expect("message").contains("at most 256"), "{answer}");
+    drop(stream);
+    while server.stats().pending > 0 && started.elapsed().as_secs() < 20 {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     let (status, answer) =
         post(&url, "/v1/completions", &json!({"model": "toy", "prompt": "Q", "n": 4, "max_tokens": 2}));
     assert_eq!(status, 200, "{answer}");
