@@ -263,160 +263,227 @@ pub fn run_benches<B: Backend>(
     on_result: &mut dyn FnMut(&BenchResult),
 ) -> Result<Vec<BenchResult>> {
     let only = &opts.only;
-    let repeats = opts.repeats;
-    let big = opts.size == BenchSize::Gpu15b;
     if let Some(bad) = only.iter().find(|n| !WORKLOADS.contains(&n.as_str())) {
         return Err(Error::Usage(format!("unknown workload `{bad}`; known: {}", WORKLOADS.join(", "))));
     }
     let wanted = |n: &str| only.is_empty() || only.iter().any(|o| o == n);
     let mut out = Vec::new();
-    let mut push = |r: BenchResult, out: &mut Vec<BenchResult>| {
-        on_result(&r);
-        out.push(r);
-    };
-    if wanted("gemm") {
-        let n = if big { 4096 } else { 2048 };
-        let a = Tensor::<B, 2>::random([n, n], Distribution::Normal(0.0, 1.0), device).cast(opts.dtype);
-        let b = Tensor::<B, 2>::random([n, n], Distribution::Normal(0.0, 1.0), device).cast(opts.dtype);
-        let r = measure("gemm", n, 2.0 * (n as f64).powi(3), repeats, || {
-            let c = a.clone().matmul(b.clone());
-            let _ = c.slice([0..1, 0..1]).into_data();
-            Ok(())
-        })?;
-        push(r, &mut out);
-    }
-    if wanted("prefill") || wanted("decode_b1") || wanted("decode_b8") {
-        let cfg = if big { r1_distill_15b() } else { qwen25_05b() };
-        let layers = cfg.num_hidden_layers as f64;
-        let model = Qwen2ForCausalLM::<B>::random(&cfg, 0, device, opts.dtype);
-        if wanted("prefill") {
-            let n = if big { 2048 } else { 512 };
-            let prompt = ids(n, cfg.vocab_size, 1);
-            let flops = forward_flops(&cfg, n as f64, 0.0, layers, 1.0);
-            let r = measure("prefill", n, flops, repeats, || {
-                let input = Tensor::<B, 2, Int>::from_data(
-                    TensorData::new(prompt.iter().map(|&t| i64::from(t)).collect::<Vec<_>>(), [1, n]),
-                    device,
-                );
-                let out = model.forward(ForwardInput::new(input).with_logits(Logits::Last), &Hooks::default(), None)?;
-                let logits = out.logits.ok_or_else(|| Error::Setup("the prefill returned no logits".into()))?;
-                let _ = logits.into_data();
-                Ok(())
-            })?;
-            push(r, &mut out);
+    // Each group shares its setup (a model, an SAE) among its workloads and runs only those
+    // asked for.
+    let groups: [Group<B>; 6] = [
+        gemm_bench::<B>,
+        model_benches::<B>,
+        stage2_benches::<B>,
+        serve_benches::<B>,
+        vocab_benches::<B>,
+        sae_bench::<B>,
+    ];
+    for group in groups {
+        for r in group(device, opts, &wanted)? {
+            on_result(&r);
+            out.push(r);
         }
-        for (name, batch) in [("decode_b1", 1usize), ("decode_b8", 8)] {
-            if !wanted(name) {
-                continue;
-            }
-            let prompts: Vec<Vec<u32>> = (0..batch).map(|b| ids(16, cfg.vocab_size, b as u64 + 2)).collect();
-            // No stop ids: every sequence runs the full 128 tokens.
-            let gen_cfg = GenerationConfig::greedy(128, vec![]);
-            let flops = batch as f64
-                * (forward_flops(&cfg, 16.0, 0.0, layers, 1.0)
-                    + (0..127).map(|p| forward_flops(&cfg, 1.0, 16.0 + p as f64, layers, 1.0)).sum::<f64>());
-            let r = measure(name, batch * 128, flops, repeats, || {
-                let g = generate(&model, &prompts, &gen_cfg)?;
-                if !g.iter().all(|s| s.ids.len() == 128) {
-                    return Err(Error::Setup("a decode sequence stopped before 128 tokens".into()));
-                }
-                Ok(())
-            })?;
-            push(r, &mut out);
-        }
-    }
-    if wanted("stage2_step") || wanted("stage2_step_plain") || wanted("stage2_step_recompute") {
-        type AD<B> = Autodiff<B>;
-        let (cfg, seq, latents, layer) = if big {
-            (r1_distill_15b(), 2048, 65_536, 12)
-        } else {
-            let c = stage2_model();
-            let l = 16 * c.hidden_size;
-            (c, 512, l, 2)
-        };
-        let chunks: Vec<Vec<u32>> = (0..repeats.max(1) as u64 + 1).map(|c| ids(seq, cfg.vocab_size, 10 + c)).collect();
-        let sae = SparseCoder::<AD<B>>::random(SaeConfig::new(cfg.hidden_size, latents, 32), 0, device)?;
-        let lora = LoraConfig::reference();
-        let mut base = Qwen2ForCausalLM::<AD<B>>::random(&cfg, 0, device, opts.dtype);
-        resa_lora::attach(&mut base, &lora, 0)?;
-        let base = resa_lora::trainable(base);
-        // Teacher and student forwards, the backward to the hookpoint (input gradients of
-        // the layers after it and of the head), the SAE's dense encoder.
-        let t = seq as f64;
-        let layers = cfg.num_hidden_layers as f64;
-        let after = layers - (layer + 1) as f64;
-        let flops = 2.0 * forward_flops(&cfg, t, 0.0, layers, t)
-            + forward_flops(&cfg, t, 0.0, after, t)
-            + 2.0 * t * (cfg.hidden_size * latents) as f64;
-        // `stage2_step` as resa runs it (the student starts from the teacher's activation at
-        // the hookpoint); `stage2_step_plain` computes the same step as the reference does;
-        // `stage2_step_recompute` recomputes the student's layers in the backward.
-        for (name, shared, recompute) in
-            [("stage2_step", true, false), ("stage2_step_plain", false, false), ("stage2_step_recompute", true, true)]
-        {
-            if !wanted(name) {
-                continue;
-            }
-            let at = Hookpoint::Residual(layer).within(cfg.num_hidden_layers)?;
-            let objective =
-                SaeTuning::new(&sae, at, SaeGrad::Detach).with_shared_prefix(shared).with_recompute(recompute);
-            let r = measure_steps(name, flops, repeats, &chunks, |chunks, tune, on_step| {
-                train_adapters(base.clone(), &lora, &objective, chunks, tune, on_step)?;
-                Ok(())
-            })?;
-            push(r, &mut out);
-        }
-    }
-    if wanted("serve_c1") || wanted("serve_c8") {
-        for r in serve_benches::<B>(device, opts, &wanted)? {
-            push(r, &mut out);
-        }
-    }
-    if wanted("stage2_step_vocab") || wanted("stage2_step_vocab_full") {
-        type AD<B> = Autodiff<B>;
-        let cfg = stage2_vocab_model();
-        let seq = 2048;
-        let chunks: Vec<Vec<u32>> = (0..repeats.max(1) as u64 + 1).map(|c| ids(seq, cfg.vocab_size, 20 + c)).collect();
-        let sae = SparseCoder::<AD<B>>::random(SaeConfig::new(cfg.hidden_size, 4096, 32), 0, device)?;
-        let lora = LoraConfig::reference();
-        let mut base = Qwen2ForCausalLM::<AD<B>>::random(&cfg, 0, device, opts.dtype);
-        resa_lora::attach(&mut base, &lora, 0)?;
-        let base = resa_lora::trainable(base);
-        let t = seq as f64;
-        let flops = 2.0 * forward_flops(&cfg, t, 0.0, 2.0, t) + forward_flops(&cfg, t, 0.0, 1.0, t);
-        for (name, head) in [("stage2_step_vocab", None), ("stage2_step_vocab_full", Some(resa_tune::Head::Full))] {
-            if !wanted(name) {
-                continue;
-            }
-            let at = Hookpoint::Residual(0).within(cfg.num_hidden_layers)?;
-            let mut objective = SaeTuning::new(&sae, at, SaeGrad::Detach);
-            if let Some(h) = head {
-                objective = objective.with_head(h);
-            }
-            let r = measure_steps(name, flops, repeats, &chunks, |chunks, tune, on_step| {
-                train_adapters(base.clone(), &lora, &objective, chunks, tune, on_step)?;
-                Ok(())
-            })?;
-            push(r, &mut out);
-        }
-    }
-    if wanted("sae_step") {
-        let (d, latents, n) = (1536, if big { 65_536 } else { 16_384 }, 4096);
-        let sae = SparseCoder::<B>::random(SaeConfig::new(d, latents, 32), 0, device)?;
-        let mut trainer = SaeTrainer::<Autodiff<B>>::new(
-            sae,
-            TrainConfig { optimizer: OptimizerKind::Adam, ..TrainConfig::default() },
-        )?;
-        let acts = Tensor::<B, 2>::random([n, d], Distribution::Normal(0.0, 1.0), device);
-        // Dense encoder forward and its two backward products; the decoder is k-sparse.
-        let flops = 6.0 * (n * d * latents) as f64;
-        let r = measure("sae_step", n, flops, repeats, || {
-            trainer.step(acts.clone())?;
-            Ok(())
-        })?;
-        push(r, &mut out);
     }
     Ok(out)
+}
+
+/// A group of workloads: the results of those `wanted` says to run.
+type Group<B> = fn(
+    &<B as burn::tensor::backend::BackendTypes>::Device,
+    &BenchOptions,
+    &dyn Fn(&str) -> bool,
+) -> Result<Vec<BenchResult>>;
+
+/// `gemm`: one n × n × n product (n 2048, or 4096 at the 1.5B size).
+fn gemm_bench<B: Backend>(
+    device: &B::Device,
+    opts: &BenchOptions,
+    wanted: &dyn Fn(&str) -> bool,
+) -> Result<Vec<BenchResult>> {
+    if !wanted("gemm") {
+        return Ok(Vec::new());
+    }
+    let n = if opts.size == BenchSize::Gpu15b { 4096 } else { 2048 };
+    let a = Tensor::<B, 2>::random([n, n], Distribution::Normal(0.0, 1.0), device).cast(opts.dtype);
+    let b = Tensor::<B, 2>::random([n, n], Distribution::Normal(0.0, 1.0), device).cast(opts.dtype);
+    let r = measure("gemm", n, 2.0 * (n as f64).powi(3), opts.repeats, || {
+        let c = a.clone().matmul(b.clone());
+        let _ = c.slice([0..1, 0..1]).into_data();
+        Ok(())
+    })?;
+    Ok(vec![r])
+}
+
+/// `prefill`, `decode_b1`, `decode_b8` on one random model of the chosen size.
+fn model_benches<B: Backend>(
+    device: &B::Device,
+    opts: &BenchOptions,
+    wanted: &dyn Fn(&str) -> bool,
+) -> Result<Vec<BenchResult>> {
+    let mut out = Vec::new();
+    if !(wanted("prefill") || wanted("decode_b1") || wanted("decode_b8")) {
+        return Ok(out);
+    }
+    let (big, repeats) = (opts.size == BenchSize::Gpu15b, opts.repeats);
+    let cfg = if big { r1_distill_15b() } else { qwen25_05b() };
+    let layers = cfg.num_hidden_layers as f64;
+    let model = Qwen2ForCausalLM::<B>::random(&cfg, 0, device, opts.dtype);
+    if wanted("prefill") {
+        let n = if big { 2048 } else { 512 };
+        let prompt = ids(n, cfg.vocab_size, 1);
+        let flops = forward_flops(&cfg, n as f64, 0.0, layers, 1.0);
+        let r = measure("prefill", n, flops, repeats, || {
+            let input = Tensor::<B, 2, Int>::from_data(
+                TensorData::new(prompt.iter().map(|&t| i64::from(t)).collect::<Vec<_>>(), [1, n]),
+                device,
+            );
+            let out = model.forward(ForwardInput::new(input).with_logits(Logits::Last), &Hooks::default(), None)?;
+            let logits = out.logits.ok_or_else(|| Error::Setup("the prefill returned no logits".into()))?;
+            let _ = logits.into_data();
+            Ok(())
+        })?;
+        out.push(r);
+    }
+    for (name, batch) in [("decode_b1", 1usize), ("decode_b8", 8)] {
+        if !wanted(name) {
+            continue;
+        }
+        let prompts: Vec<Vec<u32>> = (0..batch).map(|b| ids(16, cfg.vocab_size, b as u64 + 2)).collect();
+        // No stop ids: every sequence runs the full 128 tokens.
+        let gen_cfg = GenerationConfig::greedy(128, vec![]);
+        let flops = batch as f64
+            * (forward_flops(&cfg, 16.0, 0.0, layers, 1.0)
+                + (0..127).map(|p| forward_flops(&cfg, 1.0, 16.0 + p as f64, layers, 1.0)).sum::<f64>());
+        let r = measure(name, batch * 128, flops, repeats, || {
+            let g = generate(&model, &prompts, &gen_cfg)?;
+            if !g.iter().all(|s| s.ids.len() == 128) {
+                return Err(Error::Setup("a decode sequence stopped before 128 tokens".into()));
+            }
+            Ok(())
+        })?;
+        out.push(r);
+    }
+    Ok(out)
+}
+
+/// `stage2_step`, `stage2_step_plain`, `stage2_step_recompute`: one Stage II step (LoRA on
+/// all seven linears, the SAE spliced in the middle) as resa runs it, as the reference
+/// computes it, and with the student's layers recomputed.
+fn stage2_benches<B: Backend>(
+    device: &B::Device,
+    opts: &BenchOptions,
+    wanted: &dyn Fn(&str) -> bool,
+) -> Result<Vec<BenchResult>> {
+    let mut out = Vec::new();
+    if !(wanted("stage2_step") || wanted("stage2_step_plain") || wanted("stage2_step_recompute")) {
+        return Ok(out);
+    }
+    let (big, repeats) = (opts.size == BenchSize::Gpu15b, opts.repeats);
+    type AD<B> = Autodiff<B>;
+    let (cfg, seq, latents, layer) = if big {
+        (r1_distill_15b(), 2048, 65_536, 12)
+    } else {
+        let c = stage2_model();
+        let l = 16 * c.hidden_size;
+        (c, 512, l, 2)
+    };
+    let chunks: Vec<Vec<u32>> = (0..repeats.max(1) as u64 + 1).map(|c| ids(seq, cfg.vocab_size, 10 + c)).collect();
+    let sae = SparseCoder::<AD<B>>::random(SaeConfig::new(cfg.hidden_size, latents, 32), 0, device)?;
+    let lora = LoraConfig::reference();
+    let mut base = Qwen2ForCausalLM::<AD<B>>::random(&cfg, 0, device, opts.dtype);
+    resa_lora::attach(&mut base, &lora, 0)?;
+    let base = resa_lora::trainable(base);
+    // Teacher and student forwards, the backward to the hookpoint (input gradients of
+    // the layers after it and of the head), the SAE's dense encoder.
+    let t = seq as f64;
+    let layers = cfg.num_hidden_layers as f64;
+    let after = layers - (layer + 1) as f64;
+    let flops = 2.0 * forward_flops(&cfg, t, 0.0, layers, t)
+        + forward_flops(&cfg, t, 0.0, after, t)
+        + 2.0 * t * (cfg.hidden_size * latents) as f64;
+    // `stage2_step` as resa runs it (the student starts from the teacher's activation at
+    // the hookpoint); `stage2_step_plain` computes the same step as the reference does;
+    // `stage2_step_recompute` recomputes the student's layers in the backward.
+    for (name, shared, recompute) in
+        [("stage2_step", true, false), ("stage2_step_plain", false, false), ("stage2_step_recompute", true, true)]
+    {
+        if !wanted(name) {
+            continue;
+        }
+        let at = Hookpoint::Residual(layer).within(cfg.num_hidden_layers)?;
+        let objective = SaeTuning::new(&sae, at, SaeGrad::Detach).with_shared_prefix(shared).with_recompute(recompute);
+        let r = measure_steps(name, flops, repeats, &chunks, |chunks, tune, on_step| {
+            train_adapters(base.clone(), &lora, &objective, chunks, tune, on_step)?;
+            Ok(())
+        })?;
+        out.push(r);
+    }
+    Ok(out)
+}
+
+/// `stage2_step_vocab`, `stage2_step_vocab_full`: a Stage II step at the paper's vocabulary,
+/// the head in pieces and whole.
+fn vocab_benches<B: Backend>(
+    device: &B::Device,
+    opts: &BenchOptions,
+    wanted: &dyn Fn(&str) -> bool,
+) -> Result<Vec<BenchResult>> {
+    let mut out = Vec::new();
+    if !(wanted("stage2_step_vocab") || wanted("stage2_step_vocab_full")) {
+        return Ok(out);
+    }
+    let repeats = opts.repeats;
+    type AD<B> = Autodiff<B>;
+    let cfg = stage2_vocab_model();
+    let seq = 2048;
+    let chunks: Vec<Vec<u32>> = (0..repeats.max(1) as u64 + 1).map(|c| ids(seq, cfg.vocab_size, 20 + c)).collect();
+    let sae = SparseCoder::<AD<B>>::random(SaeConfig::new(cfg.hidden_size, 4096, 32), 0, device)?;
+    let lora = LoraConfig::reference();
+    let mut base = Qwen2ForCausalLM::<AD<B>>::random(&cfg, 0, device, opts.dtype);
+    resa_lora::attach(&mut base, &lora, 0)?;
+    let base = resa_lora::trainable(base);
+    let t = seq as f64;
+    let flops = 2.0 * forward_flops(&cfg, t, 0.0, 2.0, t) + forward_flops(&cfg, t, 0.0, 1.0, t);
+    for (name, head) in [("stage2_step_vocab", None), ("stage2_step_vocab_full", Some(resa_tune::Head::Full))] {
+        if !wanted(name) {
+            continue;
+        }
+        let at = Hookpoint::Residual(0).within(cfg.num_hidden_layers)?;
+        let mut objective = SaeTuning::new(&sae, at, SaeGrad::Detach);
+        if let Some(h) = head {
+            objective = objective.with_head(h);
+        }
+        let r = measure_steps(name, flops, repeats, &chunks, |chunks, tune, on_step| {
+            train_adapters(base.clone(), &lora, &objective, chunks, tune, on_step)?;
+            Ok(())
+        })?;
+        out.push(r);
+    }
+    Ok(out)
+}
+
+/// `sae_step`: one SAE training step (Adam) on 4096 activations.
+fn sae_bench<B: Backend>(
+    device: &B::Device,
+    opts: &BenchOptions,
+    wanted: &dyn Fn(&str) -> bool,
+) -> Result<Vec<BenchResult>> {
+    if !wanted("sae_step") {
+        return Ok(Vec::new());
+    }
+    let (big, repeats) = (opts.size == BenchSize::Gpu15b, opts.repeats);
+    let (d, latents, n) = (1536, if big { 65_536 } else { 16_384 }, 4096);
+    let sae = SparseCoder::<B>::random(SaeConfig::new(d, latents, 32), 0, device)?;
+    let mut trainer =
+        SaeTrainer::<Autodiff<B>>::new(sae, TrainConfig { optimizer: OptimizerKind::Adam, ..TrainConfig::default() })?;
+    let acts = Tensor::<B, 2>::random([n, d], Distribution::Normal(0.0, 1.0), device);
+    // Dense encoder forward and its two backward products; the decoder is k-sparse.
+    let flops = 6.0 * (n * d * latents) as f64;
+    let r = measure("sae_step", n, flops, repeats, || {
+        trainer.step(acts.clone())?;
+        Ok(())
+    })?;
+    Ok(vec![r])
 }
 
 /// `serve_c1` / `serve_c8`: the server on the toy model, 32 requests from 1 or 8 clients.
@@ -425,6 +492,9 @@ fn serve_benches<B: Backend>(
     opts: &BenchOptions,
     wanted: &dyn Fn(&str) -> bool,
 ) -> Result<Vec<BenchResult>> {
+    if !(wanted("serve_c1") || wanted("serve_c8")) {
+        return Ok(Vec::new());
+    }
     let dir = resa_toy::model::default_dir();
     let model = Qwen2ForCausalLM::<B>::from_pretrained(&dir, device, opts.dtype)?;
     let tokenizer = resa_qwen2::Tokenizer::from_dir(&dir)?;
