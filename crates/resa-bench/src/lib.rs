@@ -366,6 +366,47 @@ fn model_benches<B: Backend>(
     Ok(out)
 }
 
+/// What a Stage II workload trains: one chunk per step of `seq` random tokens (and one more
+/// for the warm-up), a random SAE (k 32), the reference LoRA attached to a random model.
+struct Stage2Setup<B: Backend> {
+    chunks: Vec<Vec<u32>>,
+    sae: SparseCoder<Autodiff<B>>,
+    lora: LoraConfig,
+    base: Qwen2ForCausalLM<Autodiff<B>>,
+}
+
+impl<B: Backend> Stage2Setup<B> {
+    fn new(
+        cfg: &Qwen2Config,
+        seq: usize,
+        latents: usize,
+        data_seed: u64,
+        device: &B::Device,
+        opts: &BenchOptions,
+    ) -> Result<Self> {
+        let chunks = (0..opts.repeats.max(1) as u64 + 1).map(|c| ids(seq, cfg.vocab_size, data_seed + c)).collect();
+        let sae = SparseCoder::<Autodiff<B>>::random(SaeConfig::new(cfg.hidden_size, latents, 32), 0, device)?;
+        let lora = LoraConfig::reference();
+        let mut base = Qwen2ForCausalLM::<Autodiff<B>>::random(cfg, 0, device, opts.dtype);
+        resa_lora::attach(&mut base, &lora, 0)?;
+        Ok(Stage2Setup { chunks, sae, lora, base: resa_lora::trainable(base) })
+    }
+
+    /// Times `objective`'s training steps on this setup ([`measure_steps`]).
+    fn measure(
+        &self,
+        name: &str,
+        flops: f64,
+        objective: &dyn resa_tune::Objective<Autodiff<B>>,
+        opts: &BenchOptions,
+    ) -> Result<BenchResult> {
+        measure_steps(name, flops, opts.repeats, &self.chunks, |chunks, tune, on_step| {
+            train_adapters(self.base.clone(), &self.lora, objective, chunks, tune, on_step)?;
+            Ok(())
+        })
+    }
+}
+
 /// `stage2_step`, `stage2_step_plain`, `stage2_step_recompute`: one Stage II step (LoRA on
 /// all seven linears, the SAE spliced in the middle) as resa runs it, as the reference
 /// computes it, and with the student's layers recomputed.
@@ -378,8 +419,7 @@ fn stage2_benches<B: Backend>(
     if !(wanted("stage2_step") || wanted("stage2_step_plain") || wanted("stage2_step_recompute")) {
         return Ok(out);
     }
-    let (big, repeats) = (opts.size == BenchSize::Gpu15b, opts.repeats);
-    type AD<B> = Autodiff<B>;
+    let big = opts.size == BenchSize::Gpu15b;
     let (cfg, seq, latents, layer) = if big {
         (r1_distill_15b(), 2048, 65_536, 12)
     } else {
@@ -387,12 +427,8 @@ fn stage2_benches<B: Backend>(
         let l = 16 * c.hidden_size;
         (c, 512, l, 2)
     };
-    let chunks: Vec<Vec<u32>> = (0..repeats.max(1) as u64 + 1).map(|c| ids(seq, cfg.vocab_size, 10 + c)).collect();
-    let sae = SparseCoder::<AD<B>>::random(SaeConfig::new(cfg.hidden_size, latents, 32), 0, device)?;
-    let lora = LoraConfig::reference();
-    let mut base = Qwen2ForCausalLM::<AD<B>>::random(&cfg, 0, device, opts.dtype);
-    resa_lora::attach(&mut base, &lora, 0)?;
-    let base = resa_lora::trainable(base);
+    let setup = Stage2Setup::<B>::new(&cfg, seq, latents, 10, device, opts)?;
+    let sae = &setup.sae;
     // Teacher and student forwards, the backward to the hookpoint (input gradients of
     // the layers after it and of the head), the SAE's dense encoder.
     let t = seq as f64;
@@ -412,11 +448,7 @@ fn stage2_benches<B: Backend>(
         }
         let at = Hookpoint::Residual(layer).within(cfg.num_hidden_layers)?;
         let objective = SaeTuning::new(&sae, at, SaeGrad::Detach).with_shared_prefix(shared).with_recompute(recompute);
-        let r = measure_steps(name, flops, repeats, &chunks, |chunks, tune, on_step| {
-            train_adapters(base.clone(), &lora, &objective, chunks, tune, on_step)?;
-            Ok(())
-        })?;
-        out.push(r);
+        out.push(setup.measure(name, flops, &objective, opts)?);
     }
     Ok(out)
 }
@@ -432,16 +464,10 @@ fn vocab_benches<B: Backend>(
     if !(wanted("stage2_step_vocab") || wanted("stage2_step_vocab_full")) {
         return Ok(out);
     }
-    let repeats = opts.repeats;
-    type AD<B> = Autodiff<B>;
     let cfg = stage2_vocab_model();
     let seq = 2048;
-    let chunks: Vec<Vec<u32>> = (0..repeats.max(1) as u64 + 1).map(|c| ids(seq, cfg.vocab_size, 20 + c)).collect();
-    let sae = SparseCoder::<AD<B>>::random(SaeConfig::new(cfg.hidden_size, 4096, 32), 0, device)?;
-    let lora = LoraConfig::reference();
-    let mut base = Qwen2ForCausalLM::<AD<B>>::random(&cfg, 0, device, opts.dtype);
-    resa_lora::attach(&mut base, &lora, 0)?;
-    let base = resa_lora::trainable(base);
+    let setup = Stage2Setup::<B>::new(&cfg, seq, 4096, 20, device, opts)?;
+    let sae = &setup.sae;
     let t = seq as f64;
     let flops = 2.0 * forward_flops(&cfg, t, 0.0, 2.0, t) + forward_flops(&cfg, t, 0.0, 1.0, t);
     for (name, head) in [("stage2_step_vocab", None), ("stage2_step_vocab_full", Some(resa_tune::Head::Full))] {
@@ -453,11 +479,7 @@ fn vocab_benches<B: Backend>(
         if let Some(h) = head {
             objective = objective.with_head(h);
         }
-        let r = measure_steps(name, flops, repeats, &chunks, |chunks, tune, on_step| {
-            train_adapters(base.clone(), &lora, &objective, chunks, tune, on_step)?;
-            Ok(())
-        })?;
-        out.push(r);
+        out.push(setup.measure(name, flops, &objective, opts)?);
     }
     Ok(out)
 }
