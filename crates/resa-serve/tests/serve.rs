@@ -281,9 +281,24 @@ fn with_an_api_key_every_route_but_health_needs_it() {
     server.shutdown().expect("shuts down");
 }
 
+/// Sends a request for 256 choices of up to 60 tokens and leaves its answer unread: with
+/// one sequence decoded at a time, they keep the model busy for seconds. Dropping the
+/// stream hangs up.
+fn queue_256_sequences(addr: std::net::SocketAddr) -> std::net::TcpStream {
+    use std::io::Write;
+    let body = json!({"model": "toy", "prompt": [1, 20], "n": 256, "max_tokens": 60, "seed": 1}).to_string();
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    write!(
+        stream,
+        "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("send");
+    stream
+}
+
 #[test]
 fn requests_beyond_the_queue_bound_are_refused_before_any_work() {
-    use std::io::Write;
     let (m, t) = model();
     let opts = ServeOptions {
         port: 0,
@@ -299,14 +314,7 @@ fn requests_beyond_the_queue_bound_are_refused_before_any_work() {
         post(&url, "/v1/completions", &json!({"model": "toy", "prompt": "Q", "n": 257, "max_tokens": 2}));
     assert_eq!(status, 400, "{answer}");
     // A full queue (256 sequences of up to 60 tokens, one at a time): busy, retry later.
-    let body = json!({"model": "toy", "prompt": [1, 20], "n": 256, "max_tokens": 60, "seed": 1}).to_string();
-    let mut stream = std::net::TcpStream::connect(server.addr()).expect("connect");
-    write!(
-        stream,
-        "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .expect("send");
+    let stream = queue_256_sequences(server.addr());
     let started = std::time::Instant::now();
     while server.stats().pending < 256 && started.elapsed().as_secs() < 10 {
         std::thread::sleep(std::time::Duration::from_millis(5));
@@ -329,20 +337,12 @@ fn requests_beyond_the_queue_bound_are_refused_before_any_work() {
 
 #[test]
 fn a_client_that_goes_away_ends_its_sequences() {
-    use std::io::Write;
     let (m, t) = model();
     // One sequence at a time: 256 choices of up to 60 tokens keep the model busy for seconds.
     let opts = ServeOptions { port: 0, served_model_name: "toy".into(), max_batch: 1, ..ServeOptions::default() };
     let server = Server::start(m, t, opts).expect("starts");
     let addr = server.addr();
-    let body = json!({"model": "toy", "prompt": [1, 20], "n": 256, "max_tokens": 60, "seed": 1}).to_string();
-    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
-    write!(
-        stream,
-        "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .expect("send");
+    let stream = queue_256_sequences(addr);
     let started = std::time::Instant::now();
     while server.stats().pending == 0 && started.elapsed().as_secs() < 10 {
         std::thread::sleep(std::time::Duration::from_millis(10));
