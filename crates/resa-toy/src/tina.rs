@@ -237,9 +237,11 @@ impl Paired {
     }
 }
 
-/// Per problem (benchmark, id) of a completions file (`completions.jsonl` of [`resa_eval`]),
-/// the fraction of its samples that are right.
-pub fn per_problem(path: &Path) -> Result<HashMap<(String, String), f64>> {
+/// Per problem (benchmark, id), the fraction of its samples that are right.
+pub type PerProblem = HashMap<(String, String), f64>;
+
+/// The [`PerProblem`] scores of a completions file (`completions.jsonl` of [`resa_eval`]).
+pub fn per_problem(path: &Path) -> Result<PerProblem> {
     let mut m: HashMap<(String, String), (usize, usize)> = HashMap::new();
     for r in resa_eval::read_completions(path)? {
         let e = m.entry((r.bench, r.id)).or_default();
@@ -252,15 +254,20 @@ pub fn per_problem(path: &Path) -> Result<HashMap<(String, String), f64>> {
 /// The paired difference `b − a` of two completions files (`completions.jsonl` of
 /// [`resa_eval`]); problems missing from either are left out.
 pub fn paired(a: &Path, b: &Path) -> Result<Paired> {
-    let (a, b) = (per_problem(a)?, per_problem(b)?);
+    Ok(paired_scores(&per_problem(a)?, &per_problem(b)?))
+}
+
+/// The paired difference `b − a` of two evaluations' per-problem scores; problems missing
+/// from either are left out.
+pub fn paired_scores(a: &PerProblem, b: &PerProblem) -> Paired {
     let diffs: Vec<f64> = a.iter().filter_map(|(k, &fa)| Some(100.0 * (b.get(k)? - fa))).collect();
     let n = diffs.len();
     if n == 0 {
-        return Ok(Paired { problems: 0, diff_pct: 0.0, stderr_pct: 0.0 });
+        return Paired { problems: 0, diff_pct: 0.0, stderr_pct: 0.0 };
     }
     let mean = diffs.iter().sum::<f64>() / n as f64;
     let var = if n > 1 { diffs.iter().map(|d| (d - mean).powi(2)).sum::<f64>() / (n - 1) as f64 } else { 0.0 };
-    Ok(Paired { problems: n, diff_pct: mean, stderr_pct: (var / n as f64).sqrt() })
+    Paired { problems: n, diff_pct: mean, stderr_pct: (var / n as f64).sqrt() }
 }
 
 /// What `resa toy-tina` measured.

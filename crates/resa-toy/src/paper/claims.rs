@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ToyRow;
 use crate::error::Result;
-use crate::tina::{paired, per_problem};
+use crate::tina::{PerProblem, paired_scores, per_problem};
 
 /// One of the paper's claims tested at toy scale on one seed.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -77,13 +77,19 @@ enum Test {
 /// Bootstrap resamples of the recovery ratio's interval.
 const RESAMPLES: usize = 2000;
 
+/// A row with its per-problem scores.
+type Scored<'a> = (&'a ToyRow, &'a PerProblem);
+
 /// The claims of one seed's rows.
 pub(super) fn seed_claims(rows: &[ToyRow], seed: u64) -> Result<Vec<Claim>> {
-    let row = |id: &str| rows.iter().find(|r| r.id == id);
+    // Each evaluation's completions are read once.
+    let scores: Vec<PerProblem> =
+        rows.iter().map(|r| per_problem(&r.dir.join("completions.jsonl"))).collect::<Result<_>>()?;
+    let row = |id: &str| rows.iter().zip(&scores).find(|(r, _)| r.id == id);
     let mut out = Vec::new();
-    let mut claim = |id: &str, text: &str, a: Option<&ToyRow>, b: Option<&ToyRow>, test: Test| -> Result<()> {
-        let (Some(a), Some(b)) = (a, b) else { return Ok(()) };
-        let p = paired(&b.dir.join("completions.jsonl"), &a.dir.join("completions.jsonl"))?;
+    let mut claim = |id: &str, text: &str, a: Option<Scored<'_>>, b: Option<Scored<'_>>, test: Test| -> Result<()> {
+        let (Some((a, sa)), Some((b, sb))) = (a, b) else { return Ok(()) };
+        let p = paired_scores(sb, sa);
         let holds = match test {
             Test::Above => p.above(2.0),
             Test::Matches => p.diff_pct.abs() <= 2.0 * p.stderr_pct,
@@ -163,17 +169,17 @@ pub(super) fn seed_claims(rows: &[ToyRow], seed: u64) -> Result<Vec<Claim>> {
         base,
         Above,
     )?;
-    for r in rows.iter().filter(|r| r.role == "layer") {
+    for (r, s) in rows.iter().zip(&scores).filter(|(r, _)| r.role == "layer") {
         claim(
             &format!("layer_beats_base_{}", r.id),
             &format!("SAE-Tuning improves on the base at every layer ({})", r.name),
-            Some(r),
+            Some((r, s)),
             base,
             Above,
         )?;
     }
     if let (Some(base), Some(tina), Some(sae)) = (base, tina, sae) {
-        out.push(recovery(base, tina, sae, seed)?);
+        out.push(recovery(base, tina, sae, seed));
     }
     Ok(out)
 }
@@ -182,9 +188,7 @@ pub(super) fn seed_claims(rows: &[ToyRow], seed: u64) -> Result<Vec<Claim>> {
 /// base) over the problems all three answered, with a percentile-bootstrap interval. It
 /// holds when the toy Tina beats the base (> 2 s.e.), the interval's upper end reaches 97 %
 /// and its lower end is above 0. `diff` / `stderr` are SAE-Tuning − toy Tina.
-fn recovery(base: &ToyRow, tina: &ToyRow, sae: &ToyRow, seed: u64) -> Result<Claim> {
-    let load = |r: &ToyRow| per_problem(&r.dir.join("completions.jsonl"));
-    let (b, t, s) = (load(base)?, load(tina)?, load(sae)?);
+fn recovery((_, b): Scored<'_>, (tina, t): Scored<'_>, (sae, s): Scored<'_>, seed: u64) -> Claim {
     let mut keys: Vec<&(String, String)> = b.keys().filter(|k| t.contains_key(*k) && s.contains_key(*k)).collect();
     keys.sort_unstable();
     let gains: Vec<(f64, f64)> = keys.iter().map(|k| (t[*k] - b[*k], s[*k] - b[*k])).collect();
@@ -213,13 +217,13 @@ fn recovery(base: &ToyRow, tina: &ToyRow, sae: &ToyRow, seed: u64) -> Result<Cla
         high: pick(0.975),
         resamples: samples.len(),
     });
-    let rl = paired(&base.dir.join("completions.jsonl"), &tina.dir.join("completions.jsonl"))?;
-    let vs_rl = paired(&tina.dir.join("completions.jsonl"), &sae.dir.join("completions.jsonl"))?;
+    let rl = paired_scores(b, t);
+    let vs_rl = paired_scores(t, s);
     let holds = rl.above(2.0) && ratio.is_some_and(|r| r.high >= 0.97 && r.low > 0.0);
     let shown = ratio.map_or("undefined (the toy Tina gains nothing)".to_string(), |r| {
         format!("{:.1} % [{:.1}, {:.1}]", 100.0 * r.estimate, 100.0 * r.low, 100.0 * r.high)
     });
-    Ok(Claim {
+    Claim {
         id: "sae_recovers_rl_gain".into(),
         seed,
         claim: "SAE-Tuning recovers ≥ 97 % of the RL source's gain".into(),
@@ -232,7 +236,7 @@ fn recovery(base: &ToyRow, tina: &ToyRow, sae: &ToyRow, seed: u64) -> Result<Cla
         diff: vs_rl.diff_pct,
         stderr: vs_rl.stderr_pct,
         ratio,
-    })
+    }
 }
 
 /// Each claim (in the order first seen) over the seeds it was tested on.
@@ -358,7 +362,9 @@ mod tests {
         let tina = row(tmp.path(), "tina", &vec![4; n]);
         let sae: Vec<usize> = (0..n).map(|i| if i < 30 { 4 } else { 1 }).collect();
         let sae = row(tmp.path(), "sae", &sae);
-        let c = recovery(&base, &tina, &sae, 0).expect("recovery");
+        let score = |r: &ToyRow| per_problem(&r.dir.join("completions.jsonl")).expect("scores");
+        let (b, t, s) = (score(&base), score(&tina), score(&sae));
+        let c = recovery((&base, &b), (&tina, &t), (&sae, &s), 0);
         let r = c.ratio.expect("a ratio");
         assert!((r.estimate - 0.75).abs() < 1e-12, "{r:?}");
         assert!(r.low < 0.75 && r.high > 0.75 && r.low > 0.5 && r.high < 0.95, "{r:?}");
@@ -366,10 +372,10 @@ mod tests {
         assert!(!c.holds, "97 % lies above the interval");
         assert!((c.diff + 0.25 * 75.0).abs() < 1e-9, "SAE-Tuning − toy Tina: {}", c.diff);
         // All of the gain: holds.
-        let c = recovery(&base, &tina, &tina, 0).expect("recovery");
+        let c = recovery((&base, &b), (&tina, &t), (&tina, &t), 0);
         assert!(c.holds && (c.ratio.expect("ratio").estimate - 1.0).abs() < 1e-12, "{c:?}");
         // No gain at all: no ratio, does not hold.
-        let c = recovery(&base, &base, &sae, 0).expect("recovery");
+        let c = recovery((&base, &b), (&base, &b), (&sae, &s), 0);
         assert!(c.ratio.is_none() && !c.holds, "{c:?}");
     }
 }

@@ -24,7 +24,8 @@ fn mean_sd(xs: &[f64]) -> (f64, f64) {
 /// Writes `report.md` and `report.json` into the report's output folder.
 pub(super) fn write_report(report: &ToyPaperReport) -> Result<()> {
     let out = &report.config.out;
-    resa_publish::write_atomic(out.join("report.md"), markdown(report).as_bytes())?;
+    let md = markdown(report) + &resa_pipeline::curves::curves_section(out);
+    resa_publish::write_atomic(out.join("report.md"), md.as_bytes())?;
     let json = serde_json::to_string_pretty(report).map_err(|e| Error::json("the toy paper report", e))?;
     resa_publish::write_atomic(out.join("report.json"), json.as_bytes())?;
     Ok(())
@@ -76,7 +77,6 @@ fn markdown(report: &ToyPaperReport) -> String {
             .join("; "),
     );
     md.push_str(". The layer mixtures: `seed-N/features/figures/`.\n");
-    md.push_str(&resa_pipeline::curves::curves_section(&c.out));
     md
 }
 
