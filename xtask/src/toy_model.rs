@@ -15,11 +15,8 @@ pub fn task(args: &[String]) -> anyhow::Result<()> {
         "elicit" => "models/toy-qwen2-elicit",
         other => bail!("unknown toy world `{other}`; expected arith or elicit"),
     };
-    let mut head = vec!["toy-model", "--out", out];
-    if !rest.iter().any(|a| a == "--world" || a.starts_with("--world=")) {
-        head.extend(["--world", "arith"]);
-    }
-    run::resa(&head, &rest, &features)
+    // `--world` itself goes on to `resa toy-model` with the rest (its default is arith too).
+    run::resa(&["toy-model", "--out", out], &rest, &features)
 }
 
 /// The value of `--world NAME` / `--world=NAME` in `args` (default `arith`).
