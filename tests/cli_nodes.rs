@@ -48,13 +48,19 @@ fn finish(mut child: Killed, limit: Duration) -> (bool, String) {
 }
 
 fn setup(dir: &Path) -> std::path::PathBuf {
+    setup_with(dir, 64, 3, 2)
+}
+
+/// A tiny model, toy data of `examples` problems and a run of `steps` Stage II steps with a
+/// checkpoint every `save_every`.
+fn setup_with(dir: &Path, examples: usize, steps: u64, save_every: u64) -> std::path::PathBuf {
     let model = dir.join("model");
     let cfg = Qwen2Config { vocab_size: world::vocab_size(), ..Qwen2Config::tiny() };
     Qwen2ForCausalLM::<burn::backend::Flex>::random(&cfg, 1, &Default::default(), burn::tensor::DType::F32)
         .save_pretrained(&model, StoredDtype::F32)
         .expect("save model");
     world::write_tokenizer(&model).expect("tokenizer");
-    ToyWorld::default().write_splits(dir.join("data"), [64, 4, 4]).expect("data");
+    ToyWorld::default().write_splits(dir.join("data"), [examples, 4, 4]).expect("data");
     // No dropout: with it, replicas sharing one device draw their masks in thread order.
     let config = format!(
         r#"
@@ -81,8 +87,8 @@ alpha = 16
 dropout = 0.0
 [stage2]
 lr = 1e-3
-max_steps = 3
-save_every = 2
+max_steps = {steps}
+save_every = {save_every}
 "#,
         out = dir.join("unused").display(),
         model = model.display(),
@@ -109,12 +115,29 @@ fn orchestrator() -> (Killed, u16) {
 }
 
 fn node(config: &Path, out: &Path, rank: u32, orchestrator: u16, timeout: u64, extra: &[&str]) -> Killed {
+    node_of(2, config, out, rank, orchestrator, timeout, extra, &[])
+}
+
+/// Node `rank` of `count`, with `env` set for it.
+#[allow(clippy::too_many_arguments)]
+fn node_of(
+    count: u32,
+    config: &Path,
+    out: &Path,
+    rank: u32,
+    orchestrator: u16,
+    timeout: u64,
+    extra: &[&str],
+    env: &[(&str, String)],
+) -> Killed {
     let child = resa()
         .args(["--quiet", "tune", "--config", config.to_str().expect("utf8"), "--out", out.to_str().expect("utf8")])
-        .args(["--nodes", "2", "--node-rank", &rank.to_string()])
+        .args(["--nodes", &count.to_string(), "--node-rank", &rank.to_string()])
         .args(["--orchestrator", &format!("ws://127.0.0.1:{orchestrator}")])
         .args(["--node-address", &format!("ws://127.0.0.1:{}", free_port()), "--node-timeout", &timeout.to_string()])
         .args(extra)
+        .env_remove("RESA_TEST_ABORT_AT_RENAME")
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -203,4 +226,139 @@ fn a_node_without_its_orchestrator_gives_up_after_its_timeout() {
     assert!(o.status.code() == Some(1) && err.contains("nodes.rank") && !tmp.path().join("unused").exists(), "{err}");
     let o = resa().args(["tune", "--config", config.to_str().expect("utf8"), "--nodes", "2"]).output().expect("runs");
     assert_eq!(o.status.code(), Some(2), "clap refuses --nodes without the rest");
+}
+
+/// The steps of a run folder's complete checkpoints.
+fn checkpoint_steps(stage2: &Path) -> Vec<u64> {
+    resa::tune::checkpoints(stage2).into_iter().map(|(s, _)| s).collect()
+}
+
+/// Three nodes: the same command gives the same adapter to the bit, whatever order the nodes
+/// start in, within 1e-5 of one process with three replicas. Node 1 killed (SIGKILL) as it
+/// publishes its step-10 checkpoint: the other two stop with exit status 1 and an error
+/// naming the lost node and the last checkpoint, never a panic; started again, all three go
+/// on from step 5 (the newest checkpoint every node has) and end with the adapter of the
+/// uninterrupted run, bit for bit.
+#[test]
+fn three_nodes_agree_every_run_and_a_lost_node_stops_the_others_who_resume_with_it() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let config = setup_with(tmp.path(), 400, 24, 5);
+    let (_orchestrator, port) = orchestrator();
+    let limit = Duration::from_secs(600);
+    // Starts the three nodes of run `name` (in `ranks` order), each with its `env`.
+    let start = |name: &str, ranks: [u32; 3], env: &dyn Fn(u32) -> Vec<(&'static str, String)>| {
+        let mut nodes: Vec<(u32, Killed)> = ranks
+            .iter()
+            .map(|&r| {
+                let out = tmp.path().join(name).join(format!("node{r}"));
+                let n = node_of(3, &config, &out, r, port, 60, &[], &env(r));
+                std::thread::sleep(Duration::from_millis(300));
+                (r, n)
+            })
+            .collect();
+        nodes.sort_by_key(|(r, _)| *r);
+        nodes.into_iter().map(|(_, n)| finish(n, limit)).collect::<Vec<_>>()
+    };
+    let node_dir = |name: &str, r: u32| tmp.path().join(name).join(format!("node{r}"));
+    let adapters = |name: &str| (0..3).map(|r| adapter(&node_dir(name, r))).collect::<Vec<_>>();
+
+    for (i, (ok, err)) in start("a", [2, 1, 0], &|_| vec![]).into_iter().enumerate() {
+        assert!(ok, "run a, node {i}: {err}");
+    }
+    let a = adapters("a");
+    assert!(a[0] == a[1] && a[1] == a[2], "the three nodes' adapters differ");
+    for (i, (ok, err)) in start("b", [0, 1, 2], &|_| vec![]).into_iter().enumerate() {
+        assert!(ok, "run b, node {i}: {err}");
+    }
+    assert!(adapters("b").iter().all(|b| *b == a[0]), "the same command gave another adapter (start order 0, 1, 2)");
+
+    let one = tmp.path().join("one");
+    let o = resa()
+        .args(["--quiet", "tune", "--config", config.to_str().expect("utf8"), "--data-parallel", "3", "--out"])
+        .arg(&one)
+        .output()
+        .expect("runs");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let w = adapter(&one);
+    let diff = a[0].iter().zip(&w).fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
+    assert!(a[0].len() == w.len() && diff <= 1e-5, "three nodes vs one process with three replicas: {diff}");
+
+    let kill =
+        |r: u32| if r == 1 { vec![("RESA_TEST_ABORT_AT_RENAME", KILL_AT_CHECKPOINT_10.to_string())] } else { vec![] };
+    let lost = start("c", [0, 1, 2], &kill);
+    assert!(!lost[1].0, "node 1 was not killed: {}", lost[1].1);
+    assert_eq!(checkpoint_steps(&node_dir("c", 1).join("stage2")), [5], "node 1 died before publishing checkpoint-10");
+    for r in [0, 2] {
+        let (ok, err) = &lost[r as usize];
+        let newest = node_dir("c", r).join("stage2/checkpoint-10");
+        assert!(!ok, "node {r} went on without node 1");
+        eprintln!("node {r}, as its user sees it:\n{err}");
+        assert!(
+            err.contains("lost node")
+                && err.contains("during the all-reduce of step 11")
+                && err.contains(&newest.display().to_string()),
+            "node {r}: {err}"
+        );
+        assert!(!err.contains("panicked"), "node {r} panicked: {err}");
+        assert_eq!(checkpoint_steps(&node_dir("c", r).join("stage2")), [5, 10]);
+    }
+    for (i, (ok, err)) in start("c", [0, 1, 2], &|_| vec![]).into_iter().enumerate() {
+        assert!(ok, "resumed run, node {i}: {err}");
+    }
+    assert!(adapters("c").iter().all(|c| *c == a[0]), "the resumed run ended with another adapter");
+    for r in 0..3 {
+        let metrics = std::fs::read_to_string(node_dir("c", r).join("stage2/metrics.jsonl")).expect("metrics");
+        let steps: Vec<u64> = metrics
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json")["step"].as_u64().expect("step"))
+            .collect();
+        assert_eq!(steps, (1..=24).collect::<Vec<_>>(), "node {r}: every step once");
+    }
+}
+
+/// Node 1's rename (1-based, of the whole `resa tune` process: Stage I's 18, Stage II's run
+/// files 2, 8 per checkpoint) that publishes `stage2/checkpoint-10`; it is killed just
+/// before it (the test checks that checkpoint-5 is its newest).
+const KILL_AT_CHECKPOINT_10: u64 = 35;
+
+/// A node that falls silent (stopped with SIGSTOP, as a node whose network is gone looks to
+/// the others) stops the other two after the node timeout, with exit status 1 and an error
+/// saying how long they waited, never a hang or a panic.
+#[test]
+fn a_silent_node_stops_the_others_after_the_node_timeout() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let config = setup_with(tmp.path(), 3000, 600, 1000);
+    let (_orchestrator, port) = orchestrator();
+    let dir = |r: u32| tmp.path().join(format!("node{r}"));
+    let mut nodes: Vec<Option<Killed>> =
+        (0..3).map(|r| Some(node_of(3, &config, &dir(r), r, port, 5, &[], &[]))).collect();
+    let metrics = dir(1).join("stage2/metrics.jsonl");
+    let start = Instant::now();
+    while std::fs::read_to_string(&metrics).map_or(0, |m| m.lines().count()) < 5 {
+        for r in 0..3 {
+            if nodes[r].as_mut().expect("node").0.try_wait().expect("wait").is_some() {
+                let (_, err) = finish(nodes[r].take().expect("node"), Duration::from_secs(1));
+                panic!("node {r} ended before node 1 reached step 5: {err}");
+            }
+        }
+        assert!(start.elapsed() < Duration::from_secs(300), "node 1 never reached step 5");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let silent = nodes[1].as_ref().expect("node 1").0.id().to_string();
+    assert!(Command::new("kill").args(["-STOP", &silent]).status().expect("kill").success());
+    let stopped = Instant::now();
+    let mut timed_out = 0;
+    for r in [0, 2] {
+        let (ok, err) = finish(nodes[r].take().expect("node"), Duration::from_secs(120));
+        assert!(!ok, "node {r} finished without node 1");
+        assert!(err.contains("during the all-reduce of step"), "node {r}: {err}");
+        assert!(!err.contains("panicked"), "node {r} panicked: {err}");
+        // The node waiting on node 1 gives up after the timeout; the other may see that one
+        // go first.
+        timed_out += usize::from(err.contains("no answer from the other nodes for 5 s"));
+    }
+    assert!(timed_out >= 1, "no node reported the silence");
+    assert!(stopped.elapsed() < Duration::from_secs(60), "the nodes took {:?} to give up", stopped.elapsed());
+    let steps = std::fs::read_to_string(dir(0).join("stage2/metrics.jsonl")).expect("metrics").lines().count();
+    assert!(steps < 600, "node 0 ran to the end ({steps} steps)");
 }

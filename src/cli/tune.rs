@@ -57,7 +57,8 @@ pub struct TuneArgs {
     /// Where the other nodes reach this one, `ws://THIS_HOST:PORT` (the port is opened here).
     #[arg(long, requires = "nodes")]
     pub node_address: Option<String>,
-    /// Seconds to wait for the orchestrator and every node at the start.
+    /// Seconds to wait for the orchestrator and every node at the start, and for the other
+    /// nodes in each step (a node silent this long is taken as lost).
     #[arg(long, default_value_t = 600, requires = "nodes")]
     pub node_timeout: u64,
     /// The memory check of one Stage II step.

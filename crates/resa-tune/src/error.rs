@@ -49,6 +49,11 @@ pub enum Error {
     /// (burn-collective: registration, the orchestrator, an all-reduce).
     #[error("data parallel: {0}")]
     Collective(String),
+    /// A node of a multi-node run was lost during an all-reduce (killed, its network gone,
+    /// or stopped by the loss of another): this node stops; starting every node again with
+    /// `resume` goes on from the newest checkpoint all of them completed.
+    #[error("{0}")]
+    NodeLost(NodeLoss),
     /// A checkpoint does not match the run being resumed.
     #[error("cannot resume from {path}: {message}")]
     Resume {
@@ -57,6 +62,56 @@ pub enum Error {
         /// What does not match.
         message: String,
     },
+}
+
+/// What a node knows when another was lost ([`Error::NodeLost`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeLoss {
+    /// The rank of the node whose connection closed, when known.
+    pub rank: Option<u32>,
+    /// Its tensor service's address, when known.
+    pub address: Option<String>,
+    /// Seconds waited without an answer (the node timeout), when the loss showed as silence.
+    pub waited_secs: Option<u64>,
+    /// The optimizer step whose all-reduce failed (0-based).
+    pub step: u64,
+    /// This node's newest complete checkpoint, if any.
+    pub checkpoint: Option<PathBuf>,
+    /// burn-collective's own error, when it gave one.
+    pub detail: String,
+}
+
+impl std::fmt::Display for NodeLoss {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.rank, &self.address, self.waited_secs) {
+            // The peer whose connection closed: killed, its network gone, or stopped by the
+            // loss of another node.
+            (Some(rank), Some(a), _) => {
+                write!(f, "lost node {rank} ({a}: killed, its network gone, or stopped by the loss of another)")?
+            }
+            (None, Some(a), _) => {
+                write!(f, "lost the node at {a} (killed, its network gone, or stopped by the loss of another)")?
+            }
+            (_, None, Some(s)) => {
+                write!(f, "no answer from the other nodes for {s} s (a node lost, or its network gone)")?
+            }
+            _ => write!(f, "a node was lost ({})", self.detail)?,
+        }
+        write!(
+            f,
+            " during the all-reduce of step {}; this node stops. Start every node again with the same command \
+             (`resa tune` resumes; a library run needs `resume`): ",
+            self.step + 1
+        )?;
+        match &self.checkpoint {
+            Some(c) => write!(
+                f,
+                "they go on from the newest checkpoint all of them completed (this node's newest is {})",
+                c.display()
+            ),
+            None => write!(f, "no checkpoint was written yet, so the run starts over"),
+        }
+    }
 }
 
 /// Result with this crate's [`Error`].

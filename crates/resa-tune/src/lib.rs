@@ -13,7 +13,7 @@ pub mod objective;
 pub mod stage2;
 pub mod train;
 
-pub use error::{Error, Result};
+pub use error::{Error, NodeLoss, Result};
 pub use grpo::{Grpo, GrpoConfig};
 pub use lora_grads::lora_gradients;
 pub use memory::{MemoryEstimate, Stage2Shape, stage2_memory};

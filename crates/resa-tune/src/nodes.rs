@@ -23,10 +23,15 @@ pub struct Nodes {
     /// opened here on all interfaces).
     pub address: String,
     /// Seconds to wait for the orchestrator and the other nodes at the start (they may be
-    /// started minutes apart) before giving up with an error.
+    /// started minutes apart), and for the other nodes in each step's all-reduce, before
+    /// giving up with an error (a node lost, or its network gone).
     #[serde(default = "default_timeout")]
     pub timeout_secs: u64,
 }
+
+/// The longest `address` a node may have, in bytes (the nodes exchange their addresses at
+/// the start, to name a lost one).
+pub(crate) const MAX_ADDRESS_BYTES: usize = 256;
 
 fn default_timeout() -> u64 {
     600
@@ -49,6 +54,9 @@ impl Nodes {
             return Err(Error::option("nodes.timeout_secs", "must be positive"));
         }
         ws_port("nodes.orchestrator", &self.orchestrator)?;
+        if self.address.len() > MAX_ADDRESS_BYTES {
+            return Err(Error::option("nodes.address", format!("longer than {MAX_ADDRESS_BYTES} bytes")));
+        }
         ws_port("nodes.address", &self.address)
     }
 }

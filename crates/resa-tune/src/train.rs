@@ -28,8 +28,8 @@ use resa_qwen2::{AdapterMode, Qwen2ForCausalLM};
 use serde::{Deserialize, Serialize};
 
 #[cfg(feature = "collective")]
-use crate::collective::{self, Collective};
-use crate::error::{Error, Result};
+use crate::collective::Collective;
+use crate::error::{Error, NodeLoss, Result};
 use crate::nodes::Nodes;
 use crate::objective::Objective;
 
@@ -284,6 +284,90 @@ pub fn checkpoints(out: &Path) -> Vec<(u64, PathBuf)> {
     found
 }
 
+/// Checks that the chunks are non-empty, of one length (at least 2 tokens) and inside the
+/// vocabulary; returns their length.
+fn check_chunks(chunks: &[Vec<u32>], vocab: usize) -> Result<usize> {
+    let seq = chunks.first().map(Vec::len).unwrap_or(0);
+    if seq < 2 {
+        return Err(Error::option("data", "no chunks (or chunks shorter than 2 tokens) to train on"));
+    }
+    if let Some((i, c)) = chunks.iter().enumerate().find(|(_, c)| c.len() != seq) {
+        return Err(Error::option("data", format!("chunk {i} has {} tokens, chunk 0 has {seq}", c.len())));
+    }
+    if let Some(bad) = chunks.iter().flatten().find(|&&t| t as usize >= vocab) {
+        return Err(Error::option("data", format!("token id {bad} is outside the model's vocabulary ({vocab} ids)")));
+    }
+    Ok(seq)
+}
+
+/// A model with a checkpoint's adapter, and the checkpoint's AdamW moments.
+type Resumed<B> = (Qwen2ForCausalLM<B>, Vec<Moments<<B as AutodiffBackend>::InnerBackend>>);
+
+/// Loads checkpoint `dir` into `model` (its adapter) and returns the AdamW moments, after
+/// checking that it belongs to a run of the same shape.
+fn load_checkpoint<B: AutodiffBackend>(
+    mut model: Qwen2ForCausalLM<B>,
+    dir: &Path,
+    keys: &[String],
+    cfg: &TuneConfig,
+    total: u64,
+) -> Result<Resumed<B>> {
+    let text = std::fs::read_to_string(dir.join("trainer_state.json")).map_err(|e| Error::io(dir, e))?;
+    let state: TrainerState =
+        serde_json::from_str(&text).map_err(|e| Error::Resume { path: dir.to_path_buf(), message: e.to_string() })?;
+    let then = (state.config.batch_size, state.micro_batches, state.config.world_size());
+    let now = (cfg.batch_size, cfg.grad_accum, cfg.world_size());
+    if state.total != total || then != now {
+        return Err(Error::Resume {
+            path: dir.to_path_buf(),
+            message: format!(
+                "the checkpoint's run has {} steps of {} × {} × {} (batch × accumulation × replicas in all); this one \
+                 {} of {} × {} × {}",
+                state.total, then.0, then.1, then.2, total, now.0, now.1, now.2
+            ),
+        });
+    }
+    resa_lora::remove(&mut model);
+    resa_lora::load_adapter(&mut model, dir)?;
+    let model = resa_lora::trainable(model);
+    let device = model.device();
+    let reader = SafetensorsReader::open_file(dir.join("optimizer.safetensors"))?;
+    let mut moments = Vec::with_capacity(keys.len());
+    for key in keys {
+        let (m, shape) = reader.read_f32_any(&format!("m.{key}"))?;
+        let (v, _) = reader.read_f32_any(&format!("v.{key}"))?;
+        let shape = [shape[0], shape[1]];
+        moments.push(Moments {
+            m: Tensor::from_data(TensorData::new(m, shape), &device),
+            v: Tensor::from_data(TensorData::new(v, shape), &device),
+        });
+    }
+    Ok((model, moments))
+}
+
+/// Keeps the lines of `metrics.jsonl` up to step `step`: a resumed run repeats the steps
+/// after its checkpoint, so every step is in the file once (a fresh run starts it empty).
+fn keep_metrics_until(path: &Path, step: u64) -> Result<()> {
+    if !path.is_file() {
+        return Ok(());
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let kept: String = text
+        .lines()
+        .filter(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .ok()
+                .and_then(|v| v.get("step").and_then(serde_json::Value::as_u64))
+                .is_some_and(|s| s <= step)
+        })
+        .flat_map(|l| [l, "\n"])
+        .collect();
+    if kept.len() != text.len() {
+        write_atomic(path, kept.as_bytes())?;
+    }
+    Ok(())
+}
+
 /// Trains the adapters of `model` (attached and made [`resa_lora::trainable`] by the
 /// caller) on `chunks` towards `objective`; `on_step` sees every optimizer step and returns
 /// whether to go on (`false` stops after that step's checkpointing, as an interruption
@@ -303,17 +387,7 @@ pub fn train_adapters<B: AutodiffBackend>(
         return Err(Error::Setup("the model carries no adapter to train (attach one first)".into()));
     }
     objective.check(&model)?;
-    let seq = chunks.first().map(Vec::len).unwrap_or(0);
-    if seq < 2 {
-        return Err(Error::option("data", "no chunks (or chunks shorter than 2 tokens) to train on"));
-    }
-    if let Some((i, c)) = chunks.iter().enumerate().find(|(_, c)| c.len() != seq) {
-        return Err(Error::option("data", format!("chunk {i} has {} tokens, chunk 0 has {seq}", c.len())));
-    }
-    let vocab = model.config().vocab_size;
-    if let Some(bad) = chunks.iter().flatten().find(|&&t| t as usize >= vocab) {
-        return Err(Error::option("data", format!("token id {bad} is outside the model's vocabulary ({vocab} ids)")));
-    }
+    let seq = check_chunks(chunks, model.config().vocab_size)?;
     let world = cfg.world_size();
     let micro_per_step = cfg.grad_accum * world;
     let micro_per_epoch = chunks.len() / cfg.batch_size;
@@ -340,44 +414,24 @@ pub fn train_adapters<B: AutodiffBackend>(
     let run_json = serde_json::to_string_pretty(&cfg).map_err(|e| Error::Setup(e.to_string()))?;
     write_atomic(cfg.out.join("run.json"), run_json.as_bytes())?;
 
+    let mut replicas = Replicas::new(&model, objective, cfg.data_parallel, cfg.nodes.as_ref())?;
+    let nodes = cfg.nodes.as_ref().filter(|n| n.count > 1);
+    if let Some(n) = nodes {
+        replicas.learn_addresses(&model, n)?;
+    }
     let mut moments: Vec<Moments<B::InnerBackend>> = Vec::new();
     let mut step = 0u64;
+    let mut last_checkpoint = None;
     if cfg.resume
-        && let Some((s, dir)) = resa_publish::manifest::newest_intact(checkpoints(&cfg.out))
+        && let Some((s, dir)) = replicas.resume_point(&model, checkpoints(&cfg.out), cfg, total)?
     {
-        let text = std::fs::read_to_string(dir.join("trainer_state.json")).map_err(|e| Error::io(&dir, e))?;
-        let state: TrainerState =
-            serde_json::from_str(&text).map_err(|e| Error::Resume { path: dir.clone(), message: e.to_string() })?;
-        let then = (state.config.batch_size, state.micro_batches, state.config.world_size());
-        if state.total != total || then != (cfg.batch_size, cfg.grad_accum, world) {
-            return Err(Error::Resume {
-                path: dir,
-                message: format!(
-                    "the checkpoint's run has {} steps of {} × {} × {} (batch × accumulation × replicas in all); this \
-                     one {} of {} × {} × {}",
-                    state.total, then.0, then.1, then.2, total, cfg.batch_size, cfg.grad_accum, world
-                ),
-            });
-        }
-        resa_lora::remove(&mut model);
-        resa_lora::load_adapter(&mut model, &dir)?;
-        model = resa_lora::trainable(model);
-        let reader = SafetensorsReader::open_file(dir.join("optimizer.safetensors"))?;
-        for key in &keys {
-            let (m, shape) = reader.read_f32_any(&format!("m.{key}"))?;
-            let (v, _) = reader.read_f32_any(&format!("v.{key}"))?;
-            let shape = [shape[0], shape[1]];
-            moments.push(Moments {
-                m: Tensor::from_data(TensorData::new(m, shape), &device),
-                v: Tensor::from_data(TensorData::new(v, shape), &device),
-            });
-        }
+        (model, moments) = load_checkpoint(model, &dir, &keys, cfg, total)?;
+        replicas.sync(&model);
         step = s;
         tracing::info!(step, "resumed from {}", dir.display());
+        last_checkpoint = Some(dir);
     }
-
-    let mut replicas = Replicas::new(&model, objective, cfg.data_parallel, cfg.nodes.as_ref())?;
-    if cfg.nodes.as_ref().is_some_and(|n| n.count > 1) {
+    if nodes.is_some() {
         // A node that resumed from another step, or runs another configuration, would sum
         // gradients of other chunks: every node checks before the first step.
         let params = replicas.shapes.iter().map(|s| s[0] * s[1]).sum::<usize>();
@@ -392,24 +446,7 @@ pub fn train_adapters<B: AutodiffBackend>(
         )?;
     }
     let metrics_path = cfg.out.join("metrics.jsonl");
-    // A resumed run repeats the steps after its checkpoint: their lines go (a fresh run
-    // starts an empty file), so every step is in the file once.
-    if metrics_path.is_file() {
-        let text = std::fs::read_to_string(&metrics_path).map_err(|e| Error::io(&metrics_path, e))?;
-        let kept: String = text
-            .lines()
-            .filter(|l| {
-                serde_json::from_str::<serde_json::Value>(l)
-                    .ok()
-                    .and_then(|v| v.get("step").and_then(serde_json::Value::as_u64))
-                    .is_some_and(|s| s <= step)
-            })
-            .flat_map(|l| [l, "\n"])
-            .collect();
-        if kept.len() != text.len() {
-            write_atomic(&metrics_path, kept.as_bytes())?;
-        }
-    }
+    keep_metrics_until(&metrics_path, step)?;
     let mut metrics = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -463,6 +500,9 @@ pub fn train_adapters<B: AutodiffBackend>(
                 // The failing step is recorded (its loss as null) before training stops.
                 record(&mut metrics, &failed(value, f32::NAN));
                 return Err(Error::NonFiniteLoss { step, value });
+            }
+            Err(Error::NodeLost(loss)) => {
+                return Err(Error::NodeLost(NodeLoss { step, checkpoint: last_checkpoint, ..loss }));
             }
             Err(e) => return Err(e),
         };
@@ -537,7 +577,7 @@ pub fn train_adapters<B: AutodiffBackend>(
         line.push('\n');
         metrics.write_all(line.as_bytes()).map_err(|e| Error::io(&metrics_path, e))?;
         if step.is_multiple_of(cfg.save_every) || step == total {
-            save_checkpoint(&model, lora, &keys, &moments, cfg, step, total)?;
+            last_checkpoint = Some(save_checkpoint(&model, lora, &keys, &moments, cfg, step, total)?);
         }
         if !on_step(&m) {
             let adapter = cfg.out.join("adapter");
@@ -564,6 +604,8 @@ struct Replicas<'o, B: AutodiffBackend> {
     collective: Option<Collective<B::InnerBackend>>,
     /// Shapes of the adapter gradients, in the order of `Qwen2ForCausalLM::linears`.
     shapes: Vec<[usize; 2]>,
+    /// The tensor-service address of every node, by rank (empty on one node).
+    node_addresses: Vec<String>,
 }
 
 impl<'o, B: AutodiffBackend> Replicas<'o, B> {
@@ -613,7 +655,93 @@ impl<'o, B: AutodiffBackend> Replicas<'o, B> {
             #[cfg(feature = "collective")]
             collective,
             shapes,
+            node_addresses: Vec::new(),
         })
+    }
+
+    /// Learns every node's tensor-service address (by rank), so that an error can name a
+    /// lost node: one all-reduce of the addresses' bytes, each node's in its rank's slot.
+    fn learn_addresses(&mut self, model: &Qwen2ForCausalLM<B>, nodes: &Nodes) -> Result<()> {
+        let (count, width) = (nodes.count as usize, crate::nodes::MAX_ADDRESS_BYTES);
+        let mut mine = vec![0.0f32; count * width];
+        for (slot, b) in mine[nodes.rank as usize * width..].iter_mut().zip(nodes.address.bytes()) {
+            *slot = f32::from(b);
+        }
+        let sum = self.sum_from_primary(model, mine)?;
+        self.node_addresses = sum
+            .chunks(width)
+            .map(|slot| {
+                let bytes: Vec<u8> = slot.iter().take_while(|&&b| b > 0.0).map(|&b| b as u8).collect();
+                String::from_utf8_lossy(&bytes).into_owned()
+            })
+            .collect();
+        Ok(())
+    }
+
+    /// The checkpoint to resume from: the newest intact one of `candidates`; with several
+    /// nodes, the newest that every node has intact (a node killed while writing one has an
+    /// older one), found with one all-reduce over the steps a checkpoint can have.
+    fn resume_point(
+        &self,
+        model: &Qwen2ForCausalLM<B>,
+        candidates: Vec<(u64, PathBuf)>,
+        cfg: &TuneConfig,
+        total: u64,
+    ) -> Result<Option<(u64, PathBuf)>> {
+        let Some(nodes) = cfg.nodes.as_ref().filter(|n| n.count > 1) else {
+            return Ok(resa_publish::manifest::newest_intact(candidates));
+        };
+        // Checkpoints are written at every multiple of `save_every` and at the last step.
+        let every = cfg.save_every.max(1);
+        let slots = (total / every) as usize + 1;
+        let slot = |step: u64| {
+            if step == total {
+                Some(slots - 1)
+            } else {
+                (step.is_multiple_of(every) && step > 0).then(|| (step / every) as usize - 1)
+            }
+        };
+        let mut mine = vec![0.0f32; slots];
+        let mut intact = Vec::new();
+        for (step, dir) in candidates {
+            match resa_publish::manifest::verify(&dir) {
+                Ok(_) => {
+                    if let Some(i) = slot(step).filter(|&i| i < slots) {
+                        mine[i] = 1.0;
+                        intact.push((step, dir));
+                    }
+                }
+                Err(e) => tracing::warn!("{} is damaged and is passed over ({e})", dir.display()),
+            }
+        }
+        let everyone = self.sum_from_primary(model, mine)?;
+        let newest_mine = intact.last().map(|(s, _)| *s);
+        let common =
+            intact.into_iter().rev().find(|(step, _)| slot(*step).is_some_and(|i| everyone[i] == nodes.count as f32));
+        if let Some(newest) = newest_mine
+            && common.as_ref().map(|(s, _)| *s) != Some(newest)
+        {
+            match &common {
+                Some((s, _)) => tracing::warn!(
+                    "checkpoint-{newest} is not complete on every node: the nodes go on from checkpoint-{s}, the newest all of them have"
+                ),
+                None => tracing::warn!("no checkpoint is complete on every node: the run starts over"),
+            }
+        }
+        Ok(common)
+    }
+
+    /// The sum over all nodes of one vector from each node's primary replica (the other
+    /// local replicas add zeros).
+    fn sum_from_primary(&self, model: &Qwen2ForCausalLM<B>, values: Vec<f32>) -> Result<Vec<f32>> {
+        let len = values.len();
+        let zeros = vec![0.0f32; len];
+        let flats = std::iter::once(Tensor::from_data(TensorData::new(values, [len]), &model.device()))
+            .chain(
+                self.others.iter().map(|(m, _)| Tensor::from_data(TensorData::new(zeros.clone(), [len]), &m.device())),
+            )
+            .collect();
+        Ok(self.all_sum(flats)?.into_data().iter::<f32>().collect())
     }
 
     /// Sums one vector per local replica over all replicas of the run; returns the primary's
@@ -634,18 +762,13 @@ impl<'o, B: AutodiffBackend> Replicas<'o, B> {
         let Some(coll) = &self.collective else {
             return flats.into_iter().next().ok_or_else(|| Error::Setup("no replica".into()));
         };
-        let mut results: Vec<Result<_>> = std::thread::scope(|s| {
-            let handles: Vec<_> = flats
-                .into_iter()
-                .enumerate()
-                .map(|(i, flat)| s.spawn(move || collective::sum(coll.peer(i), flat)))
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().unwrap_or_else(|_| Err(Error::Collective("an all-reduce thread panicked".into()))))
-                .collect()
-        });
-        results.swap_remove(0)
+        coll.sum(flats).map_err(|e| match e {
+            Error::NodeLost(loss) => {
+                let rank = loss.address.as_ref().and_then(|a| self.node_addresses.iter().position(|x| x == a));
+                Error::NodeLost(NodeLoss { rank: rank.map(|r| r as u32), ..loss })
+            }
+            e => e,
+        })
     }
 
     /// Checks that every node of the run has the same `values` (each compared exactly, through
@@ -824,6 +947,8 @@ fn replica_pass<B: AutodiffBackend>(
     Ok((loss_sum, grad_sum.unwrap_or_default()))
 }
 
+/// Writes `checkpoint-STEP` (adapter, AdamW moments, trainer state, manifest last) and
+/// returns its folder.
 fn save_checkpoint<B: AutodiffBackend>(
     model: &Qwen2ForCausalLM<B>,
     lora: &LoraConfig,
@@ -832,7 +957,7 @@ fn save_checkpoint<B: AutodiffBackend>(
     cfg: &TuneConfig,
     step: u64,
     total: u64,
-) -> Result<()> {
+) -> Result<PathBuf> {
     let dir = cfg.out.join(format!("checkpoint-{step}"));
     let tmp = temp_sibling(&dir, "tmp")?;
     resa_lora::save_adapter(model, lora, &tmp)?;
@@ -849,5 +974,6 @@ fn save_checkpoint<B: AutodiffBackend>(
     let json = serde_json::to_string_pretty(&state).map_err(|e| Error::Setup(e.to_string()))?;
     write_atomic(tmp.join("trainer_state.json"), json.as_bytes())?;
     resa_publish::manifest::write_manifest(&tmp)?;
-    Ok(replace_dir(&tmp, &dir)?)
+    replace_dir(&tmp, &dir)?;
+    Ok(dir)
 }

@@ -2,7 +2,7 @@ use serde::{Deserialize, Serialize};
 
 /// Unique identifier for any node in the global collective.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
-pub struct NodeId(u32);
+pub struct NodeId(pub(crate) u32);
 
 impl From<u32> for NodeId {
     fn from(value: u32) -> Self {

@@ -116,6 +116,9 @@ pub enum GlobalCollectiveError {
     PeerSentIncoherentTensor,
     /// Tried to download from a peer, but the peer closed or lost the connection
     PeerLost(NodeId),
+    /// resa-rs patch: the peer at this address closed or lost the connection, or could not be
+    /// reached
+    PeerLostAt(String),
     /// Error from the coordinator
     Server(String),
 

@@ -54,7 +54,9 @@ impl<B: Backend> LocalCollectiveClient<B> {
         F: FnOnce(SyncSender<Result<T, CollectiveError>>) -> Message<B>,
     {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        self.channel.send((builder)(tx)).unwrap();
+        // resa-rs patch: a server that is gone is `LocalServerMissing` when waited on (the
+        // message's callback is dropped with it), not a panic here.
+        let _ = self.channel.send((builder)(tx));
         PendingCollectiveOperation { rx }
     }
 
@@ -82,7 +84,8 @@ impl<B: Backend> LocalCollectiveClient<B> {
     }
 
     pub(crate) fn reset(&self) {
-        self.channel.send(Message::Reset).unwrap();
+        // resa-rs patch: nothing to reset when the server is gone.
+        let _ = self.channel.send(Message::Reset);
     }
 
     pub(crate) fn register(

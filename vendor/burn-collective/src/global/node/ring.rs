@@ -70,16 +70,19 @@ where
         return Err(GlobalCollectiveError::RingReduceImpossible);
     }
 
-    let ring = get_ring_topology(nodes.keys().cloned().collect::<Vec<_>>());
+    let ring = get_ring_topology(nodes);
     let slice_ranges = get_ring_reduce_slice_ranges(shape[slice_dim], ring.len());
     let mut slices = slice_tensor::<B>(tensor, slice_dim, slice_ranges);
 
+    // resa-rs patch: a typed error instead of a panic.
     let mut send_slice_idx = ring
         .iter()
         .position(|id| *id == node)
-        .expect("Node is in ring");
+        .ok_or(GlobalCollectiveError::AllReduceBeforeRegister)?;
     let prev_node_idx = (send_slice_idx + ring.len() - 1) % ring.len(); // +ring.len for overflow
-    let prev_node = nodes.get(&ring[prev_node_idx]).unwrap();
+    let prev_node = nodes
+        .get(&ring[prev_node_idx])
+        .ok_or(GlobalCollectiveError::AllReduceBeforeRegister)?;
     let mut transfer_counter: u64 = 0;
 
     // Phase 1: add
@@ -107,7 +110,7 @@ where
     .await?;
 
     // Wait for all nodes to finish
-    sync_service.sync().await;
+    sync_service.sync().await?;
 
     // merge slices
     Ok(B::float_cat(slices, slice_dim))
@@ -155,14 +158,16 @@ where
             tokio::spawn(async move { data_client.download_tensor(next_node, transfer_id).await })
         };
 
-        upload.await.unwrap();
-        let download = download.await.unwrap();
+        // resa-rs patch: a peer that closed or lost the connection (or whose connection
+        // failed: burn-communication panics in the task then) is an error naming the peer,
+        // not a panic of the collective server.
+        let lost = || GlobalCollectiveError::PeerLostAt(prev_node.to_string());
+        upload.await.map_err(|_| lost())?;
+        let download = download.await.map_err(|_| lost())?.ok_or_else(lost)?;
+        let tensor = B::float_from_data(download, device);
         if is_phase_one {
-            let download = download.expect("Peer closed download connection");
-            let tensor = B::float_from_data(download, device);
             slices[recv_slice_idx] = B::float_add(slices[recv_slice_idx].clone(), tensor);
         } else {
-            let tensor = B::float_from_data(download.unwrap(), device);
             let old_shape = slices[recv_slice_idx].shape();
             if old_shape != tensor.shape() {
                 return Err(GlobalCollectiveError::PeerSentIncoherentTensor);
@@ -208,9 +213,11 @@ fn slice_tensor<B: Backend>(
 }
 
 /// Get the ring topology
-fn get_ring_topology(mut nodes: Vec<NodeId>) -> Vec<NodeId> {
-    // This ordering could be more sophisticated, using node proximities etc
-    nodes.sort();
-
-    nodes
+///
+/// resa-rs: node ids follow the nodes' peer ids (see the orchestrator's
+/// `renumber_by_peers`), so the ring, and the order of each slice's sum, is the same every run.
+fn get_ring_topology(nodes: &HashMap<NodeId, Address>) -> Vec<NodeId> {
+    let mut ring: Vec<NodeId> = nodes.keys().copied().collect();
+    ring.sort();
+    ring
 }

@@ -8,7 +8,7 @@ use burn_communication::{CommunicationChannel, Message, Protocol, ProtocolClient
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, RwLock};
 
-use crate::{NodeId, node::base::NodeState};
+use crate::{NodeId, global::shared::GlobalCollectiveError, node::base::NodeState};
 
 /// Handles the status of sync requests from other nodes
 pub(crate) struct SyncService<P: Protocol> {
@@ -41,12 +41,14 @@ impl<P: Protocol> SyncService<P> {
     }
 
     /// Sync with all peers.
-    pub async fn sync(&self) {
+    ///
+    /// resa-rs patch: a peer that cannot be reached is an error naming it, not a panic.
+    pub async fn sync(&self) -> Result<(), GlobalCollectiveError> {
         // we can't sync while we register
         let node_state = self.node_state.read().await;
         let node_state = node_state
             .as_ref()
-            .expect("Trying to sync a node before having registered to the orchestrator");
+            .ok_or(GlobalCollectiveError::AllReduceBeforeRegister)?;
 
         // this peer is syncing
         self.add_syncing_peer(node_state.node_id);
@@ -55,15 +57,17 @@ impl<P: Protocol> SyncService<P> {
                 continue;
             }
 
+            let lost = || GlobalCollectiveError::PeerLostAt(addr.to_string());
             let mut connection = P::Client::connect(addr.clone(), "sync")
                 .await
-                .expect("Couldn't connect to peer for sync");
+                .ok_or_else(lost)?;
             let msg = SyncRequest(node_state.node_id);
-            let sync_bytes = rmp_serde::to_vec(&msg).unwrap();
+            let sync_bytes =
+                rmp_serde::to_vec(&msg).map_err(|_| GlobalCollectiveError::InvalidMessage)?;
             connection
                 .send(Message::new(sync_bytes.into()))
                 .await
-                .expect("Peer closed connection unexpectedly");
+                .map_err(|_| lost())?;
         }
         let mut all_node_ids = node_state.nodes.keys().cloned().collect::<Vec<_>>();
         all_node_ids.sort();
@@ -84,7 +88,7 @@ impl<P: Protocol> SyncService<P> {
                             syncing_peers.remove(at);
                         }
                     }
-                    return;
+                    return Ok(());
                 }
             }
             // Wait for the next sync to come in
@@ -93,12 +97,13 @@ impl<P: Protocol> SyncService<P> {
     }
 
     pub async fn handle_sync_connection<C: CommunicationChannel>(&self, mut channel: C) {
-        let msg = channel.recv().await.unwrap();
-        let Some(msg) = msg else {
+        // resa-rs patch: a connection that closes or sends garbage is dropped, not a panic.
+        let Ok(Some(msg)) = channel.recv().await else {
             return;
         };
-
-        let msg = rmp_serde::from_slice::<SyncRequest>(&msg.data).unwrap();
+        let Ok(msg) = rmp_serde::from_slice::<SyncRequest>(&msg.data) else {
+            return;
+        };
 
         self.add_syncing_peer(msg.0);
 

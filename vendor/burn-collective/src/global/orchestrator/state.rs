@@ -164,6 +164,58 @@ impl GlobalCollectiveState {
         Ok(())
     }
 
+    /// resa-rs patch: once every node has registered, node ids follow the nodes' smallest
+    /// peer ids (the global device indices the nodes chose), not the order they arrived in.
+    /// The ring all-reduce orders the nodes by id, and so each slice's sum: in arrival order,
+    /// the same run rounded its sums differently from one start to the next.
+    fn renumber_by_peers(&mut self) {
+        let mut order: Vec<(u32, NodeId)> = self
+            .node_peers
+            .iter()
+            .map(|(id, peers)| (peers.iter().map(|p| p.0).min().unwrap_or(u32::MAX), *id))
+            .collect();
+        order.sort();
+        let new: HashMap<NodeId, NodeId> = order
+            .iter()
+            .enumerate()
+            .map(|(i, (_, old))| (*old, NodeId::from(i)))
+            .collect();
+        let renumbered = |id: &NodeId| new.get(id).copied().unwrap_or(*id);
+        for id in self.registered_nodes.values_mut() {
+            *id = renumbered(id);
+        }
+        self.node_addresses = self
+            .node_addresses
+            .drain()
+            .map(|(id, a)| (renumbered(&id), a))
+            .collect();
+        self.node_peers = self
+            .node_peers
+            .drain()
+            .map(|(id, p)| (renumbered(&id), p))
+            .collect();
+        for (_, _, id) in &mut self.register_requests {
+            *id = renumbered(id);
+        }
+    }
+
+    /// resa-rs patch: forgets a session whose connection ended, and its node's registration
+    /// (pending or complete), so that the node can register again.
+    pub(crate) fn drop_session(&mut self, session_id: SessionId) {
+        if let Some(node_id) = self.registered_nodes.remove(&session_id) {
+            self.node_addresses.remove(&node_id);
+            if let Some(peers) = self.node_peers.remove(&node_id) {
+                self.num_global_peers = self.num_global_peers.saturating_sub(peers.len() as u32);
+            }
+        }
+        self.register_requests.retain(|(session, _, _)| *session != session_id);
+        self.sessions.remove(&session_id);
+        if self.registered_nodes.is_empty() {
+            self.cur_num_nodes = None;
+            self.num_global_peers = 0;
+        }
+    }
+
     async fn register(
         &mut self,
         session_id: SessionId,
@@ -185,7 +237,9 @@ impl GlobalCollectiveState {
 
         self.num_global_peers += peers.len() as u32;
 
-        let node_id: NodeId = self.registered_nodes.len().into();
+        // resa-rs patch: a provisional id unused by any registered node (0.21.0 took the
+        // count, which repeats once a node has left); ids are renumbered below.
+        let node_id: NodeId = (self.registered_nodes.values().max().map_or(0, |id| id.0 + 1)).into();
         self.registered_nodes.insert(session_id, node_id);
         if self.node_addresses.values().any(|addr| node_addr == *addr) {
             return Err(GlobalCollectiveError::DoubleRegister);
@@ -197,6 +251,7 @@ impl GlobalCollectiveState {
             .push((session_id, request_id, node_id));
 
         if self.registered_nodes.len() == num_nodes as usize {
+            self.renumber_by_peers();
             let mut callbacks = vec![];
             core::mem::swap(&mut callbacks, &mut self.register_requests);
 
