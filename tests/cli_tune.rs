@@ -62,9 +62,22 @@ merge = true
     let cfg_path = tmp.path().join("run.toml");
     std::fs::write(&cfg_path, config).expect("config");
     let cfg = cfg_path.to_str().expect("utf8");
-    let o = resa(&["tune", "--config", cfg]);
+    let tb = tmp.path().join("tb");
+    let o = resa(&["tune", "--config", cfg, "--tensorboard", tb.to_str().expect("utf8")]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{err}");
+    // Both stages' metrics are in TensorBoard event files, one run per stage: Stage II's
+    // four steps give four `loss` scalars, Stage I's five steps five `layers.1/fvu` ones.
+    let tag_count = |dir: &str, tag: &str| {
+        let files: Vec<_> = std::fs::read_dir(tb.join(dir)).expect("event folder").flatten().collect();
+        assert_eq!(files.len(), 1, "one event file in {dir}");
+        let bytes = std::fs::read(files[0].path()).expect("events");
+        let mut field = vec![0x0a, tag.len() as u8];
+        field.extend(tag.as_bytes());
+        bytes.windows(field.len()).filter(|w| *w == field.as_slice()).count()
+    };
+    assert_eq!(tag_count("stage2", "loss"), 4);
+    assert_eq!(tag_count("stage1", "layers.1/fvu"), 5);
     // stderr is not a terminal here: progress comes as plain lines, each phase's last one
     // with its rate, elapsed time and `done`.
     assert!(err.lines().any(|l| l.starts_with("stage I  5/5 fvu ") && l.ends_with(" · done")), "{err}");

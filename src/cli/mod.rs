@@ -15,6 +15,7 @@ pub mod progress;
 pub mod reproduce;
 pub mod sae;
 pub mod serve;
+pub mod tensorboard;
 pub mod toy_model;
 pub mod toy_tina;
 pub mod train_sae;
@@ -63,6 +64,8 @@ pub enum Command {
     Features(Box<features::FeaturesArgs>),
     /// Draw the training curves of every run under a folder (SVG and PNG beside each metrics.jsonl).
     Plot(plot::PlotArgs),
+    /// Write the training curves of every run under a folder as TensorBoard event files.
+    Tensorboard(tensorboard::TensorboardArgs),
     /// Train the built-in toy reasoning model from scratch (`cargo xtask toy-model`).
     ToyModel(toy_model::ToyModelArgs),
     /// LoRA-GRPO on the toy model (a toy Tina), evaluated against the base, paired.
@@ -92,6 +95,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::CollectiveOrchestrator(args) => collective::run(args),
         Command::Features(args) => features::run(*args),
         Command::Plot(args) => plot::run(args),
+        Command::Tensorboard(args) => tensorboard::run(args),
         Command::ToyModel(args) => toy_model::run(args),
         Command::ToyTina(args) => toy_tina::run(*args),
         Command::TrainSae(args) => train_sae::run(*args),

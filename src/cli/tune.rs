@@ -34,6 +34,10 @@ pub struct TuneArgs {
     /// Also write the merged model.
     #[arg(long)]
     pub merge: bool,
+    /// Mirror every stage's metrics into this TensorBoard log folder while the run goes
+    /// (`tensorboard --logdir DIR`); overrides `tensorboard` in the configuration.
+    #[arg(long, value_name = "DIR")]
+    pub tensorboard: Option<PathBuf>,
     /// Recompute the student's layers in Stage II's backward (one layer's activations held
     /// instead of every student layer's; the same gradients); sets `stage2.recompute`.
     #[arg(long)]
@@ -85,6 +89,9 @@ pub fn run(args: TuneArgs) -> anyhow::Result<()> {
         cfg.stage2.objective = if o == "sft" { ObjectiveKind::Sft } else { ObjectiveKind::SaeTuning };
     }
     cfg.stage2.merge |= args.merge;
+    if let Some(dir) = args.tensorboard {
+        cfg.tensorboard = Some(dir);
+    }
     cfg.stage2.recompute |= args.recompute;
     if let Some(n) = args.data_parallel {
         cfg.stage2.data_parallel = n;

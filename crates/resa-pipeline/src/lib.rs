@@ -9,6 +9,7 @@ pub mod pipeline;
 pub mod run;
 pub mod stage;
 pub mod stamp;
+pub mod tensorboard;
 
 pub use error::{Error, Result};
 pub use evaluation::{Evaluation, load_tasks};

@@ -7,6 +7,7 @@
 //!
 //! ```toml
 //! out = "runs/resa-still"
+//! tensorboard = "runs/tensorboard/resa-still"   # optional: metrics as TensorBoard events
 //!
 //! [source]                 # Stage I: the model whose activations train the SAE
 //! model = "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B"
@@ -338,6 +339,10 @@ pub struct PipelineFile {
     /// Stage II.
     #[serde(default)]
     pub stage2: Stage2Section,
+    /// A TensorBoard log folder: every stage's metrics are mirrored there as event files
+    /// while the run goes (`resa tensorboard`; not part of any stage's identity).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tensorboard: Option<PathBuf>,
 }
 
 fn seed() -> u64 {

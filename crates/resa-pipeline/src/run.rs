@@ -80,6 +80,14 @@ pub fn run_pipeline<B: AutodiffBackend>(
     let resolved = toml::to_string(cfg)
         .map_err(|e| Error::Setup(format!("the run configuration cannot be written as TOML: {e}")))?;
     resa_publish::write_atomic(cfg.out.join(RESOLVED_CONFIG), resolved.as_bytes())?;
+    // Metrics mirrored to TensorBoard while the stages run (and once more at the end).
+    let _tensorboard = match &cfg.tensorboard {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+            Some(crate::tensorboard::Mirror::new(&cfg.out, dir).spawn())
+        }
+        None => None,
+    };
 
     // Stage I (none for a pretrained SAE).
     let hookpoint = pipeline.hookpoint();

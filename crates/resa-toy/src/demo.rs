@@ -172,6 +172,7 @@ impl ToyStages {
                 save_every: self.stage2_steps.max(1),
                 ..Stage2Section::default()
             },
+            tensorboard: None,
         }
     }
 }
