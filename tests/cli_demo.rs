@@ -2,6 +2,7 @@
 //! reloads (SAE folder in sparsify format, PEFT adapters, merged model, evaluation folders,
 //! report and figure), and a rerun skips the finished stages.
 
+use std::path::Path;
 use std::process::Command;
 
 use burn::backend::Flex;
@@ -44,6 +45,8 @@ fn quick_demo_writes_every_artifact_and_reruns_from_them() {
         assert!(out.join(run).join("curves.svg").is_file() && out.join(run).join("curves.png").is_file(), "{run}");
     }
 
+    feature_dashboard_renders(&out.join("features"), &report);
+
     let device = Default::default();
     let sae = resa::sae::SparseCoder::<Flex>::load(&report.sae, &device).expect("SAE folder in sparsify format");
     assert_eq!(sae.num_latents(), 256);
@@ -66,4 +69,42 @@ fn quick_demo_writes_every_artifact_and_reruns_from_them() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{err}");
     assert!(err.contains("stage I: up to date, skipped") && err.contains("stage II: up to date, skipped"), "{err}");
+}
+
+/// The feature dashboard of the demo, rendered by headless Chromium: no console message
+/// (an error in the page's script would be one), and the rendered DOM holds the counts table
+/// with every layer's count and one card per reasoning feature. Skipped, with a message,
+/// where Chromium is not installed (`.ci/run` installs Debian's `chromium`).
+fn feature_dashboard_renders(features: &Path, report: &DemoReport) {
+    let page = features.join("dashboard.html");
+    let html = std::fs::read_to_string(&page).expect("dashboard.html");
+    assert!(html.contains("<table id=\"counts\">"), "no counts table");
+    let analysis = report.features.as_ref().expect("features");
+    let Some(chromium) = ["chromium", "chromium-browser", "google-chrome"].into_iter().find(|c| {
+        Command::new(c).arg("--version").output().is_ok_and(|o| o.status.success())
+    }) else {
+        eprintln!("SKIPPED: the dashboard's browser check (no chromium on PATH; `apt-get install chromium`)");
+        return;
+    };
+    let profile = tempfile::tempdir().expect("profile");
+    let o = Command::new(chromium)
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--v=0", "--dump-dom"])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(format!("file://{}", page.canonicalize().expect("path").display()))
+        .output()
+        .expect("chromium runs");
+    assert!(o.status.success(), "chromium failed: {}", String::from_utf8_lossy(&o.stderr));
+    let log = String::from_utf8_lossy(&o.stderr);
+    let console: Vec<&str> = log.lines().filter(|l| l.contains(":CONSOLE")).collect();
+    assert!(console.is_empty(), "the page logged to the console: {console:?}");
+    let dom = String::from_utf8_lossy(&o.stdout);
+    assert!(dom.contains("<table id=\"counts\">"), "the rendered page has no counts table: {dom}");
+    for layer in &analysis.layers {
+        let row = format!("<tr><td>{}</td><td class=\"num\">{}</td>", layer.hookpoint, layer.count);
+        assert!(dom.contains(&row), "no row {row} in the rendered table");
+        for latent in &layer.latents {
+            assert!(dom.contains(&format!("id=\"{}-{latent}\"", layer.hookpoint)), "no card for {latent}");
+        }
+    }
+    assert!(dom.contains("<svg"), "the figure is not inline");
 }

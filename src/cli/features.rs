@@ -1,8 +1,9 @@
 //! `resa features`: reasoning features per layer from one prompt, the Gaussian mixture over
 //! layers, suggested hookpoints and figures (see `resa_features`).
 //!
-//! Writes `counts.json`, `gmm.json`, `figures/*.svg|png` and `summary.md` into `--out`, and
-//! with `--dataset` a `dashboard.md` of each feature's strongest contexts.
+//! Writes `counts.json`, `gmm.json`, `figures/*.svg|png` and `summary.md` into `--out`, with
+//! `--dataset` a `dashboard.md` of each feature's strongest contexts, and with `--html` the
+//! feature dashboard `dashboard.html` (one self-contained page).
 
 use std::path::PathBuf;
 
@@ -53,6 +54,10 @@ pub struct FeaturesArgs {
     /// Contexts kept per feature.
     #[arg(long, default_value_t = 5)]
     pub top: usize,
+    /// Also write dashboard.html: one self-contained page of the counts, the figure and each
+    /// reasoning feature (activation at the markers, decoder neighbours, --dataset contexts).
+    #[arg(long)]
+    pub html: bool,
     /// Output folder.
     #[arg(long)]
     pub out: PathBuf,
@@ -80,6 +85,7 @@ fn run_on<B: Backend>(args: &FeaturesArgs, device: &B::Device) -> anyhow::Result
         scores: args.scores.clone(),
         gmm: GmmOptions { components: args.components, seed: args.seed, ..GmmOptions::default() },
         dashboard: args.dataset.clone().map(|dataset| Dashboard { dataset, rows: args.dataset_rows, top: args.top }),
+        html: args.html,
     };
     let analysis = reasoning_features(&model, &tokenizer, &saes, &opts, &args.out)?;
     print!("{}", resa::features::summary(&analysis));

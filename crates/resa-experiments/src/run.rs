@@ -153,7 +153,7 @@ pub fn run<B: Backend>(
                     &loaded,
                     &tokenizer,
                     &coders,
-                    &resa_pipeline::features::FeatureOptions::default(),
+                    &resa_pipeline::features::FeatureOptions { html: true, ..Default::default() },
                     out,
                 )?;
                 for layer in &analysis.layers {

@@ -84,6 +84,24 @@ pub fn extract<B: Backend>(
             end.len()
         )));
     }
+    let activity = prompt_activity(model, saes, ids)?;
+    Ok(saes
+        .iter()
+        .zip(&activity)
+        .map(|((hp, _), active)| {
+            let latents = reasoning_latents(active, &think, &end, threshold);
+            LayerFeatures { hookpoint: *hp, layer: hp.layer(), count: latents.len(), latents }
+        })
+        .collect())
+}
+
+/// Runs `ids` through `model` once and returns, per SAE (in the order given), the latents
+/// active at each token.
+pub fn prompt_activity<B: Backend>(
+    model: &Qwen2ForCausalLM<B>,
+    saes: &[(Hookpoint, SparseCoder<B>)],
+    ids: &[u32],
+) -> Result<Vec<ActiveLatents>> {
     let n_layers = model.config().num_hidden_layers;
     let mut checked = Vec::with_capacity(saes.len());
     for (hp, sae) in saes {
@@ -104,11 +122,37 @@ pub fn extract<B: Backend>(
             .ok_or_else(|| Error::Input { field: "saes", message: format!("{hp} was not captured") })?
             .clone();
         let [_, s, d] = act.dims();
-        let active = active_latents(sae, act.reshape([s, d]))?;
-        let latents = reasoning_latents(&active, &think, &end, threshold);
-        result.push(LayerFeatures { hookpoint: *hp, layer: hp.layer(), count: latents.len(), latents });
+        result.push(active_latents(sae, act.reshape([s, d]))?);
     }
     Ok(result)
+}
+
+/// The strongest activation of `latent` at any of `positions` (0 where it is not active).
+pub fn activation_at(active: &ActiveLatents, positions: &[usize], latent: u32) -> f32 {
+    positions
+        .iter()
+        .filter_map(|&p| active.get(p))
+        .flat_map(|row| row.iter().filter(|(l, _)| *l == latent).map(|(_, a)| *a))
+        .fold(0.0, f32::max)
+}
+
+/// The `n` latents whose decoder directions are nearest `latent`'s (cosine similarity,
+/// strongest first; `latent` itself left out).
+pub fn decoder_neighbours<B: Backend>(sae: &SparseCoder<B>, latent: u32, n: usize) -> Result<Vec<(u32, f32)>> {
+    let w = sae.w_dec.clone();
+    let [latents, _] = w.dims();
+    if latent as usize >= latents {
+        return Err(Error::Input { field: "latent", message: format!("{latent} is not below {latents}") });
+    }
+    let norms = w.clone().powi_scalar(2).sum_dim(1).sqrt().clamp_min(1e-12);
+    let unit = w / norms;
+    let row = unit.clone().slice(latent as usize..latent as usize + 1);
+    let sims: Vec<f32> = row.matmul(unit.transpose()).into_data().convert::<f32>().iter::<f32>().collect();
+    let mut order: Vec<(u32, f32)> =
+        sims.into_iter().enumerate().filter(|(i, _)| *i != latent as usize).map(|(i, s)| (i as u32, s)).collect();
+    order.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    order.truncate(n);
+    Ok(order)
 }
 
 /// One top-activating context of a latent.
@@ -122,6 +166,10 @@ pub struct Context {
     pub token: String,
     /// Text after it.
     pub after: String,
+    /// The window's tokens (before, the token, after), each with the latent's activation
+    /// there (0 where it is not active).
+    #[serde(default)]
+    pub tokens: Vec<(String, f32)>,
 }
 
 /// Keeps the `top` strongest contexts per latent of `latents` over `texts` (each tokenised
@@ -159,11 +207,19 @@ pub fn top_contexts<B: Backend>(
                 if list.len() == top && list.last().is_some_and(|c| c.activation >= a) {
                     continue;
                 }
+                let span = pos.saturating_sub(window)..(pos + 1 + window).min(ids.len());
+                let tokens = span
+                    .map(|p| {
+                        let at = active[p].iter().find(|(x, _)| *x == l).map_or(0.0, |(_, a)| *a);
+                        (decode(&ids[p..=p]), at)
+                    })
+                    .collect();
                 list.push(Context {
                     activation: a,
                     before: decode(&ids[pos.saturating_sub(window)..pos]),
                     token: decode(&ids[pos..=pos]),
                     after: decode(&ids[pos + 1..(pos + 1 + window).min(ids.len())]),
+                    tokens,
                 });
                 list.sort_by(|a, b| b.activation.total_cmp(&a.activation));
                 list.truncate(top);

@@ -3,10 +3,13 @@
 //! and optionally a dashboard of each feature's strongest contexts in a dataset. `resa
 //! features` and `resa demo` run it.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use burn::tensor::backend::Backend;
+use resa_features::dashboard::{FeatureCard, LayerCard, Page, html};
+use resa_features::extract::{Context, activation_at, decoder_neighbours};
 use resa_features::{Analysis, GmmOptions, R1_SYSTEM_PROMPT, analyze, extract, read_scores};
 use resa_qwen2::{Hookpoint, Qwen2ForCausalLM, Tokenizer};
 use resa_sae::SparseCoder;
@@ -28,8 +31,12 @@ pub struct FeatureOptions {
     pub scores: Option<PathBuf>,
     /// The mixture fit.
     pub gmm: GmmOptions,
-    /// A dashboard of the strongest contexts in a dataset (`dashboard.md`).
+    /// A dashboard of the strongest contexts in a dataset (`dashboard.md`, and in
+    /// `dashboard.html` with `html`).
     pub dashboard: Option<Dashboard>,
+    /// Write `dashboard.html`: the counts and figures, and per reasoning feature its
+    /// activation at the markers, its decoder neighbours and (with `dashboard`) its contexts.
+    pub html: bool,
 }
 
 impl Default for FeatureOptions {
@@ -42,6 +49,7 @@ impl Default for FeatureOptions {
             scores: None,
             gmm: GmmOptions::default(),
             dashboard: None,
+            html: false,
         }
     }
 }
@@ -77,8 +85,49 @@ pub fn load_saes<B: Backend>(
     Ok(saes)
 }
 
+/// The strongest contexts of every reasoning feature in the dashboard's data, written as
+/// `dashboard.md`; returned by `(hookpoint, latent)`.
+fn strongest_contexts<B: Backend>(
+    model: &Qwen2ForCausalLM<B>,
+    tokenizer: &Tokenizer,
+    saes: &[(Hookpoint, SparseCoder<B>)],
+    analysis: &Analysis,
+    d: &Dashboard,
+    out: &Path,
+) -> Result<BTreeMap<(String, u32), Vec<Context>>> {
+    let (rows, _, _) = resa_data::load_dataset(&d.dataset, "train", &resa_data::ReadOptions::default())?;
+    let texts = rows
+        .iter()
+        .take(d.rows)
+        .map(|r| tokenizer.encode(&r.problem, true))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let decode = |ids: &[u32]| tokenizer.decode(ids, false).unwrap_or_default().replace('\n', "⏎");
+    let mut md = String::from("# Reasoning features: strongest contexts\n\n");
+    let mut all = BTreeMap::new();
+    for ((hp, sae), layer) in saes.iter().zip(&analysis.layers) {
+        if layer.latents.is_empty() {
+            continue;
+        }
+        let _ = writeln!(md, "## {hp}\n");
+        let found = resa_features::extract::top_contexts(model, *hp, sae, &layer.latents, &texts, d.top, 8, &decode)?;
+        for (latent, contexts) in found {
+            let _ = writeln!(md, "### latent {latent}\n");
+            if contexts.is_empty() {
+                md.push_str("(never active on the dataset)\n\n");
+            }
+            for c in &contexts {
+                let _ = writeln!(md, "- {:.3}: `{}`**`{}`**`{}`", c.activation, c.before, c.token, c.after);
+            }
+            md.push('\n');
+            all.insert((hp.to_string(), latent), contexts);
+        }
+    }
+    resa_publish::write_atomic(out.join("dashboard.md"), md.as_bytes())?;
+    Ok(all)
+}
+
 /// Runs the feature stage into `out`: `counts.json`, `gmm.json`, `summary.md`, figures (the
-/// `plot` feature) and, with a dashboard, `dashboard.md`.
+/// `plot` feature), with a dashboard `dashboard.md`, and with `html` `dashboard.html`.
 pub fn reasoning_features<B: Backend>(
     model: &Qwen2ForCausalLM<B>,
     tokenizer: &Tokenizer,
@@ -94,34 +143,54 @@ pub fn reasoning_features<B: Backend>(
     let features = extract(model, saes, &ids, think, end, opts.threshold)?;
     let scores = opts.scores.as_deref().map(read_scores).transpose()?;
     let analysis = analyze(features, scores, &opts.gmm, out)?;
-    if let Some(d) = &opts.dashboard {
-        let (rows, _, _) = resa_data::load_dataset(&d.dataset, "train", &resa_data::ReadOptions::default())?;
-        let texts = rows
-            .iter()
-            .take(d.rows)
-            .map(|r| tokenizer.encode(&r.problem, true))
-            .collect::<std::result::Result<Vec<_>, _>>()?;
-        let decode = |ids: &[u32]| tokenizer.decode(ids, false).unwrap_or_default().replace('\n', "⏎");
-        let mut md = String::from("# Reasoning features: strongest contexts\n\n");
-        for ((hp, sae), layer) in saes.iter().zip(&analysis.layers) {
-            if layer.latents.is_empty() {
-                continue;
+    let contexts = match &opts.dashboard {
+        Some(d) => Some(strongest_contexts(model, tokenizer, saes, &analysis, d, out)?),
+        None => None,
+    };
+    if opts.html {
+        let activity = resa_features::extract::prompt_activity(model, saes, &ids)?;
+        let (think_at, end_at) =
+            (resa_features::extract::positions(&ids, think), resa_features::extract::positions(&ids, end));
+        let mut layers = Vec::with_capacity(saes.len());
+        for (((hp, sae), layer), active) in saes.iter().zip(&analysis.layers).zip(&activity) {
+            let mut features = Vec::with_capacity(layer.latents.len());
+            for &latent in &layer.latents {
+                features.push(FeatureCard {
+                    latent,
+                    at_think: activation_at(active, &think_at, latent),
+                    at_end_think: activation_at(active, &end_at, latent),
+                    neighbours: decoder_neighbours(sae, latent, 5)?,
+                    contexts: contexts
+                        .as_ref()
+                        .and_then(|c| c.get(&(hp.to_string(), latent)))
+                        .cloned()
+                        .unwrap_or_default(),
+                });
             }
-            let _ = writeln!(md, "## {hp}\n");
-            let found =
-                resa_features::extract::top_contexts(model, *hp, sae, &layer.latents, &texts, d.top, 8, &decode)?;
-            for (latent, contexts) in found {
-                let _ = writeln!(md, "### latent {latent}\n");
-                if contexts.is_empty() {
-                    md.push_str("(never active on the dataset)\n\n");
-                }
-                for c in contexts {
-                    let _ = writeln!(md, "- {:.3}: `{}`**`{}`**`{}`", c.activation, c.before, c.token, c.after);
-                }
-                md.push('\n');
-            }
+            layers.push(LayerCard { hookpoint: hp.to_string(), features });
         }
-        resa_publish::write_atomic(out.join("dashboard.md"), md.as_bytes())?;
+        let figures = analysis
+            .figures
+            .iter()
+            .filter(|f| f.extension().is_some_and(|e| e == "svg"))
+            .filter_map(|f| {
+                let path = if f.is_absolute() { f.clone() } else { out.join(f) };
+                let svg = std::fs::read_to_string(&path).ok()?;
+                Some((f.file_stem().map(|s| s.to_string_lossy().replace('_', " ")).unwrap_or_default(), svg))
+            })
+            .collect();
+        let subtitle = format!(
+            "{} hookpoints; prompt of {} tokens; {}",
+            saes.len(),
+            ids.len(),
+            opts.dashboard.as_ref().map_or_else(
+                || "no data searched for contexts".to_string(),
+                |d| format!("contexts from the first {} problems of {}", d.rows, d.dataset)
+            )
+        );
+        let page =
+            Page { title: "Reasoning features", subtitle: &subtitle, figures, searched: opts.dashboard.is_some() };
+        resa_publish::write_atomic(out.join("dashboard.html"), html(&page, &layers).as_bytes())?;
     }
     Ok(analysis)
 }

@@ -382,7 +382,15 @@ fn reasoning_features<B: Backend>(
         &model,
         &tokenizer,
         &saes,
-        &resa_pipeline::features::FeatureOptions::default(),
+        &resa_pipeline::features::FeatureOptions {
+            dashboard: Some(resa_pipeline::features::Dashboard {
+                dataset: tuned.file().data.trigger.clone(),
+                rows: 200,
+                top: 5,
+            }),
+            html: true,
+            ..Default::default()
+        },
         &dir,
     )
 }

@@ -379,6 +379,12 @@ fn features<B: Backend>(
     let opts = resa_pipeline::features::FeatureOptions {
         prompt: Some(ctx.cfg.world.feature_prompt()),
         scores: Some(scores_path),
+        dashboard: Some(resa_pipeline::features::Dashboard {
+            dataset: ctx.train.display().to_string(),
+            rows: 200,
+            top: 5,
+        }),
+        html: true,
         ..Default::default()
     };
     let analysis = resa_pipeline::features::reasoning_features(&model, &tokenizer, &saes, &opts, &out)?;
