@@ -80,9 +80,10 @@ fn feature_dashboard_renders(features: &Path, report: &DemoReport) {
     let html = std::fs::read_to_string(&page).expect("dashboard.html");
     assert!(html.contains("<table id=\"counts\">"), "no counts table");
     let analysis = report.features.as_ref().expect("features");
-    let Some(chromium) = ["chromium", "chromium-browser", "google-chrome"].into_iter().find(|c| {
-        Command::new(c).arg("--version").output().is_ok_and(|o| o.status.success())
-    }) else {
+    let Some(chromium) = ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|c| Command::new(c).arg("--version").output().is_ok_and(|o| o.status.success()))
+    else {
         eprintln!("SKIPPED: the dashboard's browser check (no chromium on PATH; `apt-get install chromium`)");
         return;
     };

@@ -440,7 +440,7 @@ fn write_report(report: &DemoReport) -> Result<()> {
     }
     if let Some(f) = &report.features {
         md.push_str(
-            "\n## Reasoning features (details in `features/summary.md`)\n\n| Hookpoint | Features |\n|---|---:|\n",
+            "\n## Reasoning features (details in `features/summary.md`; each feature in `features/dashboard.html`)\n\n| Hookpoint | Features |\n|---|---:|\n",
         );
         for l in &f.layers {
             md.push_str(&format!("| {} | {} |\n", l.hookpoint, l.count));

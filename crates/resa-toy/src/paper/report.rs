@@ -76,7 +76,9 @@ fn markdown(report: &ToyPaperReport) -> String {
             .collect::<Vec<_>>()
             .join("; "),
     );
-    md.push_str(". The layer mixtures: `seed-N/features/figures/`.\n");
+    md.push_str(
+        ". The layer mixtures: `seed-N/features/figures/`; each reasoning feature: `seed-N/features/dashboard.html`.\n",
+    );
     md
 }
 
