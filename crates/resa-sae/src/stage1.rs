@@ -202,15 +202,13 @@ pub fn train_saes<B: AutodiffBackend>(
     train_saes_with::<B>(model, chunks, options, &mut |_| {})
 }
 
-/// [`train_saes`] calling `on_step` after every step (progress display, early stopping
-/// extra logging).
-pub fn train_saes_with<B: AutodiffBackend>(
-    model: &Qwen2ForCausalLM<B::InnerBackend>,
-    chunks: &[Vec<u32>],
+/// Checks Stage I's options and data before any work; returns the checked hookpoints, their
+/// names, the chunk length and the steps to take.
+fn check_stage1(
     options: &Stage1Options,
-    on_step: &mut dyn FnMut(Progress<'_>),
-) -> Result<Stage1Report> {
-    let cfg = model.config();
+    chunks: &[Vec<u32>],
+    cfg: &resa_qwen2::Qwen2Config,
+) -> Result<(Vec<resa_qwen2::CheckedHookpoint>, Vec<String>, usize, u64)> {
     if options.hookpoints.is_empty() {
         return Err(Error::option("hookpoints", "name at least one hookpoint"));
     }
@@ -245,33 +243,47 @@ pub fn train_saes_with<B: AutodiffBackend>(
             format!("{} chunks do not fill one batch of {}", chunks.len(), options.batch_size),
         ));
     }
-    let device = model.device();
-    let d_model = cfg.hidden_size;
-    let mut train_cfg = options.train.clone();
-    train_cfg.finetune = matches!(options.init, SaeInit::Finetune(_));
-    if train_cfg.total_steps == 0 {
-        train_cfg.total_steps = total;
-    }
+    Ok((checked, names, seq_len, total))
+}
 
+/// One trainer per hookpoint, each with a fresh SAE or the one it fine-tunes.
+fn new_trainers<B: AutodiffBackend>(
+    options: &Stage1Options,
+    names: &[String],
+    train_cfg: &TrainConfig,
+    d_model: usize,
+    device: &burn::tensor::Device<B::InnerBackend>,
+) -> Result<Vec<SaeTrainer<B>>> {
     let mut trainers = Vec::with_capacity(names.len());
-    for name in &names {
+    for name in names {
         let sae = match &options.init {
             SaeInit::Scratch { num_latents, expansion_factor, k, seed } => {
                 let mut c = SaeConfig::new(d_model, num_latents.unwrap_or(0), *k);
                 c.expansion_factor = *expansion_factor;
                 // sparsify seeds each SAE identically; distinct hookpoints still get equal
                 // starting points, as there.
-                SparseCoder::random(c, *seed, &device)?
+                SparseCoder::random(c, *seed, device)?
             }
             SaeInit::Finetune(dir) => {
                 let src = crate::coder::sae_folder(dir, name, names.len() == 1)?;
-                SparseCoder::load(&src, &device)?
+                SparseCoder::load(&src, device)?
             }
         };
         sae.check_width(d_model)?;
         trainers.push(SaeTrainer::<B>::new(sae, train_cfg.clone())?);
     }
 
+    Ok(trainers)
+}
+
+/// Prepares `options.out` and, with `resume`, loads the newest intact checkpoint into the
+/// trainers; returns the step to start from (0 for a fresh run, whose older checkpoints go).
+fn resume_stage1<B: AutodiffBackend>(
+    options: &Stage1Options,
+    names: &[String],
+    seq_len: usize,
+    trainers: &mut [SaeTrainer<B>],
+) -> Result<u64> {
     let out = &options.out;
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     let checkpoints = out.join("checkpoints");
@@ -340,6 +352,72 @@ pub fn train_saes_with<B: AutodiffBackend>(
         }
     }
 
+    Ok(start)
+}
+
+/// Publishes checkpoint `step` (every SAE and trainer state, then the run state and the
+/// manifest), removes the older ones and refreshes the top-level SAE folders from it.
+fn save_stage1<B: AutodiffBackend>(
+    options: &Stage1Options,
+    names: &[String],
+    seq_len: usize,
+    trainers: &[SaeTrainer<B>],
+    step: u64,
+) -> Result<()> {
+    let out = &options.out;
+    let checkpoints = out.join("checkpoints");
+    let dir = checkpoints.join(format!("step-{step}"));
+    let tmp = temp_sibling(&dir, "tmp")?;
+    for (name, t) in names.iter().zip(trainers) {
+        t.to_sae().save(tmp.join(name))?;
+        t.save_state(tmp.join("state").join(name))?;
+    }
+    let state = RunState {
+        step,
+        hookpoints: names.to_vec(),
+        batch_size: options.batch_size,
+        seq_len,
+        options: options.clone(),
+    };
+    let json = serde_json::to_string_pretty(&state).map_err(|e| Error::Input(e.to_string()))?;
+    // The manifest last: a folder without it is not a checkpoint.
+    write_atomic(tmp.join(MANIFEST), json.as_bytes())?;
+    resa_publish::manifest::write_manifest(&tmp)?;
+    replace_dir(&tmp, &dir)?;
+    for (s, older) in stage1_checkpoints(out) {
+        if s != step {
+            std::fs::remove_dir_all(&older).map_err(|e| Error::io(&older, e))?;
+        }
+    }
+    for name in names {
+        publish_sae(&dir.join(name), &out.join(name))?;
+    }
+    Ok(())
+}
+
+/// [`train_saes`] calling `on_step` after every step (progress display, early stopping
+/// extra logging).
+pub fn train_saes_with<B: AutodiffBackend>(
+    model: &Qwen2ForCausalLM<B::InnerBackend>,
+    chunks: &[Vec<u32>],
+    options: &Stage1Options,
+    on_step: &mut dyn FnMut(Progress<'_>),
+) -> Result<Stage1Report> {
+    let cfg = model.config();
+    let (checked, names, seq_len, total) = check_stage1(options, chunks, cfg)?;
+    let device = model.device();
+    let d_model = cfg.hidden_size;
+    let mut train_cfg = options.train.clone();
+    train_cfg.finetune = matches!(options.init, SaeInit::Finetune(_));
+    if train_cfg.total_steps == 0 {
+        train_cfg.total_steps = total;
+    }
+
+    let mut trainers = new_trainers::<B>(options, &names, &train_cfg, d_model, &device)?;
+
+    let out = &options.out;
+    let start = resume_stage1(options, &names, seq_len, &mut trainers)?;
+
     // The metrics of the steps this run does (again) go; every step is in the file once.
     let metrics_path = out.join("metrics.jsonl");
     let kept: String = std::fs::read_to_string(&metrics_path)
@@ -361,35 +439,7 @@ pub fn train_saes_with<B: AutodiffBackend>(
     let began = Instant::now();
     let mut tokens = 0u64;
     let mut last = Vec::new();
-    let save = |trainers: &[SaeTrainer<B>], step: u64| -> Result<()> {
-        let dir = checkpoints.join(format!("step-{step}"));
-        let tmp = temp_sibling(&dir, "tmp")?;
-        for (name, t) in names.iter().zip(trainers) {
-            t.to_sae().save(tmp.join(name))?;
-            t.save_state(tmp.join("state").join(name))?;
-        }
-        let state = RunState {
-            step,
-            hookpoints: names.clone(),
-            batch_size: options.batch_size,
-            seq_len,
-            options: options.clone(),
-        };
-        let json = serde_json::to_string_pretty(&state).map_err(|e| Error::Input(e.to_string()))?;
-        // The manifest last: a folder without it is not a checkpoint.
-        write_atomic(tmp.join(MANIFEST), json.as_bytes())?;
-        resa_publish::manifest::write_manifest(&tmp)?;
-        replace_dir(&tmp, &dir)?;
-        for (s, older) in stage1_checkpoints(out) {
-            if s != step {
-                std::fs::remove_dir_all(&older).map_err(|e| Error::io(&older, e))?;
-            }
-        }
-        for name in &names {
-            publish_sae(&dir.join(name), &out.join(name))?;
-        }
-        Ok(())
-    };
+    let save = |trainers: &[SaeTrainer<B>], step: u64| save_stage1(options, &names, seq_len, trainers, step);
 
     for step in start..total {
         let t0 = Instant::now();

@@ -284,6 +284,26 @@ pub fn checkpoints(out: &Path) -> Vec<(u64, PathBuf)> {
     found
 }
 
+/// Micro-batches per optimizer step (in the whole run) and optimizer steps in all, for
+/// `chunks` chunks; an error when they do not fill one step.
+fn step_count(cfg: &TuneConfig, chunks: usize) -> Result<(usize, u64)> {
+    let world = cfg.world_size();
+    let micro_per_step = cfg.grad_accum * world;
+    let steps_per_epoch = ((chunks / cfg.batch_size) / micro_per_step) as u64;
+    let all = steps_per_epoch * cfg.epochs as u64;
+    let total = cfg.max_steps.map_or(all, |m| m.min(all));
+    if total == 0 {
+        return Err(Error::option(
+            "batch_size",
+            format!(
+                "{chunks} chunks do not fill one step of {} × {} × {world} (batch × accumulation × replicas in all)",
+                cfg.batch_size, cfg.grad_accum
+            ),
+        ));
+    }
+    Ok((micro_per_step, total))
+}
+
 /// Checks that the chunks are non-empty, of one length (at least 2 tokens) and inside the
 /// vocabulary; returns their length.
 fn check_chunks(chunks: &[Vec<u32>], vocab: usize) -> Result<usize> {
@@ -388,24 +408,7 @@ pub fn train_adapters<B: AutodiffBackend>(
     }
     objective.check(&model)?;
     let seq = check_chunks(chunks, model.config().vocab_size)?;
-    let world = cfg.world_size();
-    let micro_per_step = cfg.grad_accum * world;
-    let micro_per_epoch = chunks.len() / cfg.batch_size;
-    let steps_per_epoch = (micro_per_epoch / micro_per_step) as u64;
-    let total =
-        cfg.max_steps.map_or(steps_per_epoch * cfg.epochs as u64, |m| m.min(steps_per_epoch * cfg.epochs as u64));
-    if total == 0 {
-        return Err(Error::option(
-            "batch_size",
-            format!(
-                "{} chunks do not fill one step of {} × {} × {} (batch × accumulation × replicas in all)",
-                chunks.len(),
-                cfg.batch_size,
-                cfg.grad_accum,
-                world
-            ),
-        ));
-    }
+    let (micro_per_step, total) = step_count(cfg, chunks.len())?;
     let order = order(chunks.len(), cfg.epochs, cfg.seed);
     let device = model.device();
     std::fs::create_dir_all(&cfg.out).map_err(|e| Error::io(&cfg.out, e))?;
@@ -419,31 +422,17 @@ pub fn train_adapters<B: AutodiffBackend>(
     if let Some(n) = nodes {
         replicas.learn_addresses(&model, n)?;
     }
-    let mut moments: Vec<Moments<B::InnerBackend>> = Vec::new();
-    let mut step = 0u64;
-    let mut last_checkpoint = None;
+    let (mut step, mut moments, mut last_checkpoint) = (0u64, Vec::new(), None);
     if cfg.resume
         && let Some((s, dir)) = replicas.resume_point(&model, checkpoints(&cfg.out), cfg, total)?
     {
         (model, moments) = load_checkpoint(model, &dir, &keys, cfg, total)?;
         replicas.sync(&model);
-        step = s;
-        tracing::info!(step, "resumed from {}", dir.display());
-        last_checkpoint = Some(dir);
+        tracing::info!(step = s, "resumed from {}", dir.display());
+        (step, last_checkpoint) = (s, Some(dir));
     }
     if nodes.is_some() {
-        // A node that resumed from another step, or runs another configuration, would sum
-        // gradients of other chunks: every node checks before the first step.
-        let params = replicas.shapes.iter().map(|s| s[0] * s[1]).sum::<usize>();
-        replicas.agree(
-            &model,
-            &[
-                ("configuration (options, data size, steps)", cfg.fingerprint() ^ total as u32),
-                ("step to resume from", step as u32),
-                ("adapter size (parameters)", params as u32),
-                ("chunk count", chunks.len() as u32),
-            ],
-        )?;
+        replicas.agree_on_the_run(&model, cfg, total, step, chunks.len())?;
     }
     let metrics_path = cfg.out.join("metrics.jsonl");
     keep_metrics_until(&metrics_path, step)?;
@@ -461,44 +450,26 @@ pub fn train_adapters<B: AutodiffBackend>(
         objective.begin_step(step);
         let first = step as usize * micro_per_step;
         let last_micro = first + micro_per_step - 1;
-        // Micro-batch `first + j` goes to replica `j % world` of the whole run; this node's
-        // replicas are `rank × data_parallel …`.
-        let rank = cfg.nodes.as_ref().map_or(0, |n| n.rank as usize);
-        let work: Vec<Vec<MicroBatch>> = (0..cfg.data_parallel)
-            .map(|r| {
-                (rank * cfg.data_parallel + r..micro_per_step)
-                    .step_by(world)
-                    .map(|j| {
-                        let m = first + j;
-                        MicroBatch {
-                            ids: order[m * cfg.batch_size..(m + 1) * cfg.batch_size]
-                                .iter()
-                                .flat_map(|&i| chunks[i].iter().map(|&t| i64::from(t)))
-                                .collect(),
-                            adapters: AdapterMode::Train(dropout_key(cfg.seed, m)),
-                        }
-                    })
-                    .collect()
-            })
-            .collect();
+        let work = step_work(cfg, &order, chunks, first, micro_per_step);
         let tokens = micro_per_step * cfg.batch_size * seq;
         let shape = [cfg.batch_size, seq];
-        let failed = |loss: f32, grad_norm: f32| StepMetrics {
+        let lr = cfg.lr_at(step, total);
+        let line = |loss: f32, grad_norm: f32, tokens_per_second: f64| StepMetrics {
             step: step + 1,
             total,
             epoch: last_micro * cfg.batch_size / chunks.len().max(1),
             loss,
-            lr: cfg.lr_at(step, total),
+            lr,
             grad_norm,
             tokens,
-            tokens_per_second: 0.0,
+            tokens_per_second,
             objective: objective.step_metrics().into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
         };
         let (loss_sum, grads) = match replicas.gradients(&model, objective, work, shape, micro_per_step, step) {
             Ok(r) => r,
             Err(Error::NonFiniteLoss { step, value }) => {
                 // The failing step is recorded (its loss as null) before training stops.
-                record(&mut metrics, &failed(value, f32::NAN));
+                record(&mut metrics, &line(value, f32::NAN, 0.0));
                 return Err(Error::NonFiniteLoss { step, value });
             }
             Err(Error::NodeLost(loss)) => {
@@ -507,75 +478,28 @@ pub fn train_adapters<B: AutodiffBackend>(
             Err(e) => return Err(e),
         };
 
-        // Global norm over all trainable tensors, clipped as torch's clip_grad_norm_.
-        // Summed on the device, read back once (not once per tensor: 392 reads per step at
-        // 1.5B with seven modules in 28 layers).
-        let norm_sq: f32 = if grads.is_empty() {
-            0.0
-        } else {
-            Tensor::cat(grads.iter().map(|g| g.clone().powi_scalar(2).sum()).collect::<Vec<_>>(), 0)
-                .sum()
-                .into_data()
-                .iter::<f32>()
-                .next()
-                .unwrap_or(f32::NAN)
-        };
+        let norm_sq = squared_norm(&grads);
         let grad_norm = norm_sq.sqrt();
         if !grad_norm.is_finite() {
             // The failing step is recorded (the norm as null) before training stops; the
             // last good checkpoint is kept.
             let loss = loss_sum / micro_per_step as f32;
-            record(&mut metrics, &failed(loss, grad_norm));
+            record(&mut metrics, &line(loss, grad_norm, 0.0));
             let value = if loss.is_finite() { grad_norm } else { loss };
             return Err(Error::NonFiniteLoss { step, value });
         }
         let clip =
             if cfg.max_grad_norm > 0.0 { (cfg.max_grad_norm / (f64::from(grad_norm) + 1e-6)).min(1.0) } else { 1.0 };
-        let lr = cfg.lr_at(step, total);
-        let t = step + 1;
-        let (b1, b2) = cfg.betas;
-        let bc1 = 1.0 - b1.powi(t as i32);
-        let bc2 = 1.0 - b2.powi(t as i32);
-        let mut i = 0;
-        for (_, lin) in model.linears_mut() {
-            let Some(ad) = lin.adapter.as_mut() else { continue };
-            for p in [&mut ad.a, &mut ad.b] {
-                let g = grads[i].clone().mul_scalar(clip);
-                let value = p.val().inner();
-                let dtype = value.dtype();
-                let w = value.cast(DType::F32);
-                if moments.len() <= i {
-                    moments.push(Moments { m: w.zeros_like(), v: w.zeros_like() });
-                }
-                let mo = &mut moments[i];
-                mo.m = mo.m.clone().mul_scalar(b1) + g.clone().mul_scalar(1.0 - b1);
-                mo.v = mo.v.clone().mul_scalar(b2) + g.powi_scalar(2).mul_scalar(1.0 - b2);
-                let w = w.mul_scalar(1.0 - lr * cfg.weight_decay);
-                let denom = mo.v.clone().sqrt().div_scalar(bc2.sqrt()).add_scalar(cfg.eps);
-                let w = w - (mo.m.clone() / denom).mul_scalar(lr / bc1);
-                *p = Param::from_tensor(Tensor::from_inner(w.cast(dtype)));
-                i += 1;
-            }
-        }
-        step += 1;
+        adamw_update(&mut model, &grads, &mut moments, cfg, clip, lr, step + 1);
         replicas.sync(&model);
         let loss = loss_sum / micro_per_step as f32;
         first_loss.get_or_insert(loss);
         last_loss = Some(loss);
-        let m = StepMetrics {
-            step,
-            total,
-            epoch: last_micro * cfg.batch_size / chunks.len().max(1),
-            loss,
-            lr,
-            grad_norm,
-            tokens,
-            tokens_per_second: tokens as f64 / t0.elapsed().as_secs_f64().max(1e-9),
-            objective: objective.step_metrics().into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
-        };
-        let mut line = serde_json::to_string(&m).map_err(|e| Error::Setup(e.to_string()))?;
-        line.push('\n');
-        metrics.write_all(line.as_bytes()).map_err(|e| Error::io(&metrics_path, e))?;
+        let m = line(loss, grad_norm, tokens as f64 / t0.elapsed().as_secs_f64().max(1e-9));
+        step += 1;
+        let mut text = serde_json::to_string(&m).map_err(|e| Error::Setup(e.to_string()))?;
+        text.push('\n');
+        metrics.write_all(text.as_bytes()).map_err(|e| Error::io(&metrics_path, e))?;
         if step.is_multiple_of(cfg.save_every) || step == total {
             last_checkpoint = Some(save_checkpoint(&model, lora, &keys, &moments, cfg, step, total)?);
         }
@@ -587,6 +511,90 @@ pub fn train_adapters<B: AutodiffBackend>(
     let adapter = cfg.out.join("adapter");
     resa_lora::save_adapter(&model, lora, &adapter)?;
     Ok((model, TuneReport { steps: step, first_loss, last_loss, adapter }))
+}
+
+/// This node's share of optimizer step's micro-batches `first …`: micro-batch `first + j`
+/// goes to replica `j % world` of the whole run; this node's replicas are
+/// `rank × data_parallel …`. One list per local replica.
+fn step_work(
+    cfg: &TuneConfig,
+    order: &[usize],
+    chunks: &[Vec<u32>],
+    first: usize,
+    micro_per_step: usize,
+) -> Vec<Vec<MicroBatch>> {
+    let world = cfg.world_size();
+    let rank = cfg.nodes.as_ref().map_or(0, |n| n.rank as usize);
+    (0..cfg.data_parallel)
+        .map(|r| {
+            (rank * cfg.data_parallel + r..micro_per_step)
+                .step_by(world)
+                .map(|j| {
+                    let m = first + j;
+                    MicroBatch {
+                        ids: order[m * cfg.batch_size..(m + 1) * cfg.batch_size]
+                            .iter()
+                            .flat_map(|&i| chunks[i].iter().map(|&t| i64::from(t)))
+                            .collect(),
+                        adapters: AdapterMode::Train(dropout_key(cfg.seed, m)),
+                    }
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// The squared global norm over all gradients (torch's `clip_grad_norm_` norm), summed on
+/// the device and read back once (not once per tensor: 392 reads per step at 1.5B with
+/// seven modules in 28 layers).
+fn squared_norm<B: Backend>(grads: &[Tensor<B, 2>]) -> f32 {
+    if grads.is_empty() {
+        return 0.0;
+    }
+    Tensor::cat(grads.iter().map(|g| g.clone().powi_scalar(2).sum()).collect::<Vec<_>>(), 0)
+        .sum()
+        .into_data()
+        .iter::<f32>()
+        .next()
+        .unwrap_or(f32::NAN)
+}
+
+/// One AdamW update (PyTorch's semantics: decoupled weight decay, bias-corrected moments)
+/// of every adapter matrix of `model` with `grads` scaled by `clip`, at step `t` (1-based);
+/// the moments are created at the first step. Computed in f32 whatever the weights' dtype.
+fn adamw_update<B: AutodiffBackend>(
+    model: &mut Qwen2ForCausalLM<B>,
+    grads: &[Tensor<B::InnerBackend, 2>],
+    moments: &mut Vec<Moments<B::InnerBackend>>,
+    cfg: &TuneConfig,
+    clip: f64,
+    lr: f64,
+    t: u64,
+) {
+    let (b1, b2) = cfg.betas;
+    let bc1 = 1.0 - b1.powi(t as i32);
+    let bc2 = 1.0 - b2.powi(t as i32);
+    let mut i = 0;
+    for (_, lin) in model.linears_mut() {
+        let Some(ad) = lin.adapter.as_mut() else { continue };
+        for p in [&mut ad.a, &mut ad.b] {
+            let g = grads[i].clone().mul_scalar(clip);
+            let value = p.val().inner();
+            let dtype = value.dtype();
+            let w = value.cast(DType::F32);
+            if moments.len() <= i {
+                moments.push(Moments { m: w.zeros_like(), v: w.zeros_like() });
+            }
+            let mo = &mut moments[i];
+            mo.m = mo.m.clone().mul_scalar(b1) + g.clone().mul_scalar(1.0 - b1);
+            mo.v = mo.v.clone().mul_scalar(b2) + g.powi_scalar(2).mul_scalar(1.0 - b2);
+            let w = w.mul_scalar(1.0 - lr * cfg.weight_decay);
+            let denom = mo.v.clone().sqrt().div_scalar(bc2.sqrt()).add_scalar(cfg.eps);
+            let w = w - (mo.m.clone() / denom).mul_scalar(lr / bc1);
+            *p = Param::from_tensor(Tensor::from_inner(w.cast(dtype)));
+            i += 1;
+        }
+    }
 }
 
 /// Copies of the model (and SAE) on the other devices of a data-parallel run; replica 0 is
@@ -769,6 +777,29 @@ impl<'o, B: AutodiffBackend> Replicas<'o, B> {
             }
             e => e,
         })
+    }
+
+    /// Checks, before the first step, that every node runs the same configuration from the
+    /// same step on the same data: a node that resumed from another step, or runs another
+    /// configuration, would sum gradients of other chunks.
+    fn agree_on_the_run(
+        &self,
+        model: &Qwen2ForCausalLM<B>,
+        cfg: &TuneConfig,
+        total: u64,
+        step: u64,
+        chunks: usize,
+    ) -> Result<()> {
+        let params = self.shapes.iter().map(|s| s[0] * s[1]).sum::<usize>();
+        self.agree(
+            model,
+            &[
+                ("configuration (options, data size, steps)", cfg.fingerprint() ^ total as u32),
+                ("step to resume from", step as u32),
+                ("adapter size (parameters)", params as u32),
+                ("chunk count", chunks as u32),
+            ],
+        )
     }
 
     /// Checks that every node of the run has the same `values` (each compared exactly, through
