@@ -43,8 +43,8 @@ fn plot_err(path: &Path, e: impl std::fmt::Display) -> Error {
     Error::Plot { path: path.to_path_buf(), message: e.to_string() }
 }
 
-/// Bars of `counts` per layer with the mixture density scaled to the same total, written as
-/// `stem.svg` and `stem.png`. Returns the files written.
+/// Bars of `counts` per layer with the mixture density scaled to the same total (cut at 1.5×
+/// the largest count), written as `stem.svg` and `stem.png`. Returns the files written.
 pub fn counts_figure(
     layers: &[usize],
     counts: &[f64],
@@ -80,7 +80,11 @@ where
     let density = |x: f64| gmm.map_or(0.0, |g| g.pdf(x) * total);
     let curve: Vec<(f64, f64)> =
         (0..=400).map(|i| lo + (hi - lo) * f64::from(i) / 400.0).map(|x| (x, density(x))).collect();
-    let top = counts.iter().copied().chain(curve.iter().map(|p| p.1)).fold(1.0, f64::max) * 1.1;
+    // The axis follows the counts: a narrow component's density can be a hundred times the
+    // largest count, and would flatten the bars; the curve is cut at the top (and says so).
+    let top = counts.iter().copied().fold(1.0, f64::max) * 1.5;
+    let clipped = curve.iter().any(|p| p.1 > top);
+    let curve: Vec<(f64, f64)> = curve.into_iter().map(|(x, y)| (x, y.min(top))).collect();
     let mut chart = ChartBuilder::on(&root)
         .caption(title, ("sans-serif", 18))
         .margin(12)
@@ -100,7 +104,7 @@ where
     if let Some(g) = gmm {
         chart
             .draw_series(LineSeries::new(curve, RGBColor(200, 60, 40).stroke_width(2)))?
-            .label("mixture")
+            .label(if clipped { "mixture (cut at the top)" } else { "mixture" })
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], RGBColor(200, 60, 40).stroke_width(2)));
         for c in &g.components {
             chart.draw_series(std::iter::once(PathElement::new(

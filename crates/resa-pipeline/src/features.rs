@@ -174,9 +174,16 @@ pub fn reasoning_features<B: Backend>(
             .iter()
             .filter(|f| f.extension().is_some_and(|e| e == "svg"))
             .filter_map(|f| {
-                let path = if f.is_absolute() { f.clone() } else { out.join(f) };
-                let svg = std::fs::read_to_string(&path).ok()?;
-                Some((f.file_stem().map(|s| s.to_string_lossy().replace('_', " ")).unwrap_or_default(), svg))
+                // The paths the analysis wrote (under `out`).
+                let svg = std::fs::read_to_string(f).ok()?;
+                let stem = f.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+                let caption = match stem.as_str() {
+                    "counts" => "Reasoning features per layer, with the mixture fitted over layers".to_string(),
+                    "scores" => "The score per layer, with its mixture".to_string(),
+                    "counts_vs_scores" => "Reasoning features against the score, per layer".to_string(),
+                    other => other.replace('_', " "),
+                };
+                Some((caption, svg))
             })
             .collect();
         let subtitle = format!(
