@@ -2,7 +2,7 @@
 //! (no adapter). The built-in toy model is trained from scratch with it; it is also the
 //! loop for full fine-tuning of small models.
 //!
-//! AdamW (burn's, with PyTorch's decoupled weight decay), global gradient-norm clipping over
+//! AdamW (burn's, with PyTorch's decoupled weight decay, from [`AdamW`]'s options), global gradient-norm clipping over
 //! all parameters (as `torch.nn.utils.clip_grad_norm_`), linear warm-up then cosine decay,
 //! a seeded data order reshuffled every epoch. Deterministic for a given backend, seed and
 //! thread count.
@@ -10,12 +10,13 @@
 use std::time::Instant;
 
 use burn::module::{AutodiffModule, Module, ModuleMapper, ModuleVisitor, Param};
-use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
+use burn::optim::{GradientsParams, Optimizer};
 use burn::tensor::{Int, Tensor, TensorData, backend::AutodiffBackend};
 use rand::{SeedableRng, rngs::StdRng, seq::SliceRandom};
 use resa_qwen2::{AdapterMode, Qwen2ForCausalLM};
 use serde::{Deserialize, Serialize};
 
+use crate::adamw::AdamW;
 use crate::error::{Error, Result};
 use crate::stage2::causal_lm_loss;
 use crate::train::{LrSchedule, StepMetrics};
@@ -27,12 +28,9 @@ pub struct FullTrainConfig {
     pub lr: f64,
     /// Schedule over `steps`.
     pub schedule: LrSchedule,
-    /// AdamW β₁, β₂.
-    pub betas: (f64, f64),
-    /// AdamW ε.
-    pub eps: f64,
-    /// Decoupled weight decay.
-    pub weight_decay: f64,
+    /// AdamW's β₁, β₂, ε and decoupled weight decay, written as fields of this table.
+    #[serde(flatten)]
+    pub adamw: AdamW,
     /// Global gradient-norm clip (0 turns it off).
     pub max_grad_norm: f64,
     /// Optimizer steps.
@@ -48,9 +46,7 @@ impl Default for FullTrainConfig {
         FullTrainConfig {
             lr: 3e-3,
             schedule: LrSchedule::Cosine { warmup_steps: 100, min_lr_ratio: 0.1 },
-            betas: (0.9, 0.95),
-            eps: 1e-8,
-            weight_decay: 0.01,
+            adamw: AdamW { betas: (0.9, 0.95), ..AdamW::default() },
             max_grad_norm: 1.0,
             steps: 1000,
             batch_size: 16,
@@ -143,12 +139,7 @@ where
     }
     let device = model.device();
     let mut model = model.map(&mut RequireGrad);
-    let mut optim = AdamWConfig::new()
-        .with_beta_1(cfg.betas.0 as f32)
-        .with_beta_2(cfg.betas.1 as f32)
-        .with_epsilon(cfg.eps as f32)
-        .with_weight_decay(cfg.weight_decay as f32)
-        .init::<B, Qwen2ForCausalLM<B>>();
+    let mut optim = cfg.adamw.burn_config().init::<B, Qwen2ForCausalLM<B>>();
     let per_epoch = chunks.len() / cfg.batch_size;
     let mut order: Vec<usize> = Vec::new();
     for step in 0..cfg.steps {

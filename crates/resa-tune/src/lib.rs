@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod adamw;
 #[cfg(feature = "collective")]
 pub mod collective;
 pub mod error;
@@ -13,6 +14,7 @@ pub mod objective;
 pub mod stage2;
 pub mod train;
 
+pub use adamw::AdamW;
 pub use error::{Error, NodeLoss, Result};
 pub use grpo::{Grpo, GrpoConfig};
 pub use lora_grads::lora_gradients;

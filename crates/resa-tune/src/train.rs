@@ -27,6 +27,7 @@ use resa_qwen2::safetensors_io::{OwnedTensor, SafetensorsReader, StoredDtype, wr
 use resa_qwen2::{AdapterMode, Qwen2ForCausalLM};
 use serde::{Deserialize, Serialize};
 
+use crate::adamw::{AdamW, Moments};
 #[cfg(feature = "collective")]
 use crate::collective::Collective;
 use crate::error::{Error, NodeLoss, Result};
@@ -72,12 +73,10 @@ pub struct TuneConfig {
     pub lr: f64,
     /// Schedule (reference: constant).
     pub schedule: LrSchedule,
-    /// AdamW β₁, β₂.
-    pub betas: (f64, f64),
-    /// AdamW ε.
-    pub eps: f64,
-    /// Decoupled weight decay (reference: 0.01).
-    pub weight_decay: f64,
+    /// AdamW's β₁, β₂, ε and decoupled weight decay (reference: PyTorch's defaults, weight
+    /// decay 0.01), written as fields of this table.
+    #[serde(flatten)]
+    pub adamw: AdamW,
     /// Global gradient-norm clip over all trainable tensors (reference: 1.0; 0 turns it off).
     pub max_grad_norm: f64,
     /// Epochs over the chunks (reference: 2).
@@ -115,9 +114,7 @@ impl Default for TuneConfig {
         TuneConfig {
             lr: 1e-6,
             schedule: LrSchedule::Constant,
-            betas: (0.9, 0.999),
-            eps: 1e-8,
-            weight_decay: 0.01,
+            adamw: AdamW::default(),
             max_grad_norm: 1.0,
             epochs: 2,
             max_steps: None,
@@ -219,12 +216,6 @@ pub struct TuneReport {
     pub last_loss: Option<f32>,
     /// The final adapter folder.
     pub adapter: PathBuf,
-}
-
-/// AdamW moments of one adapter matrix, f32, in the model's `[in, r]` / `[r, out]` layout.
-struct Moments<B: Backend> {
-    m: Tensor<B, 2>,
-    v: Tensor<B, 2>,
 }
 
 fn one() -> usize {
@@ -571,9 +562,6 @@ fn adamw_update<B: AutodiffBackend>(
     lr: f64,
     t: u64,
 ) {
-    let (b1, b2) = cfg.betas;
-    let bc1 = 1.0 - b1.powi(t as i32);
-    let bc2 = 1.0 - b2.powi(t as i32);
     let mut i = 0;
     for (_, lin) in model.linears_mut() {
         let Some(ad) = lin.adapter.as_mut() else { continue };
@@ -585,12 +573,7 @@ fn adamw_update<B: AutodiffBackend>(
             if moments.len() <= i {
                 moments.push(Moments { m: w.zeros_like(), v: w.zeros_like() });
             }
-            let mo = &mut moments[i];
-            mo.m = mo.m.clone().mul_scalar(b1) + g.clone().mul_scalar(1.0 - b1);
-            mo.v = mo.v.clone().mul_scalar(b2) + g.powi_scalar(2).mul_scalar(1.0 - b2);
-            let w = w.mul_scalar(1.0 - lr * cfg.weight_decay);
-            let denom = mo.v.clone().sqrt().div_scalar(bc2.sqrt()).add_scalar(cfg.eps);
-            let w = w - (mo.m.clone() / denom).mul_scalar(lr / bc1);
+            let w = cfg.adamw.update(w, g, &mut moments[i], lr, t);
             *p = Param::from_tensor(Tensor::from_inner(w.cast(dtype)));
             i += 1;
         }
