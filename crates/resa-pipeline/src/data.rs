@@ -45,20 +45,26 @@ pub fn chunk_dataset(source: &ChunkSource<'_>, model_dir: &Path) -> Result<resa_
         rows.retain(|r| r.solution.is_some());
         let missing = before - rows.len();
         if rows.is_empty() {
-            return Err(Error::Setup(format!(
-                "{spec}: the template `{}` needs each row's worked solution, and none of its {before} rows has one \
-                 (looked for: {})",
-                source.template,
-                source.read.solution_keys.join(", ")
-            )));
+            return Err(Error::Rows {
+                data: spec.to_string(),
+                message: format!(
+                    "the template `{}` needs each row's worked solution, and none of its {before} rows has one \
+                     (looked for: {})",
+                    source.template,
+                    source.read.solution_keys.join(", ")
+                ),
+            });
         }
         if missing > 0 && source.read.strict {
-            return Err(Error::Setup(format!(
-                "{spec}: {missing} of {before} rows have no worked solution (looked for: {}), which the template `{}` \
-                 needs",
-                source.read.solution_keys.join(", "),
-                source.template
-            )));
+            return Err(Error::Rows {
+                data: spec.to_string(),
+                message: format!(
+                    "{missing} of {before} rows have no worked solution (looked for: {}), which the template `{}` \
+                     needs",
+                    source.read.solution_keys.join(", "),
+                    source.template
+                ),
+            });
         }
         if missing > 0 {
             tracing::warn!(spec, missing, "rows without a worked solution were skipped (the template needs one)");
@@ -71,7 +77,7 @@ pub fn chunk_dataset(source: &ChunkSource<'_>, model_dir: &Path) -> Result<resa_
     let tok = Tokenizer::from_dir(model_dir)?;
     let eos = tok
         .eos_token()
-        .ok_or_else(|| Error::Setup(format!("{}: the tokenizer names no eos_token", model_dir.display())))?;
+        .ok_or_else(|| Error::Tokenizer { model: model_dir.to_path_buf(), message: "it names no eos_token".into() })?;
     let chunks = chunk_texts(
         tok.inner(),
         &texts,
@@ -84,17 +90,19 @@ pub fn chunk_dataset(source: &ChunkSource<'_>, model_dir: &Path) -> Result<resa_
     )?;
     if chunks.chunks.is_empty() {
         let st = &chunks.stats;
-        return Err(Error::Setup(format!(
-            "{spec}: no chunk of {} tokens: {} rows give {} tokens after templating and {} of them are in the \
-             last partial chunk of each batch of rows, which is dropped (as sparsify does); lower {} or use more \
-             rows{}",
-            source.ctx_len,
-            st.rows,
-            st.stream_tokens,
-            st.dropped_tokens,
-            source.ctx_len_name,
-            source.max_rows.map_or(String::new(), |n| format!(" ([data] max_rows = {n} keeps only {n})")),
-        )));
+        return Err(Error::Rows {
+            data: spec.to_string(),
+            message: format!(
+                "no chunk of {} tokens: {} rows give {} tokens after templating and {} of them are in the last \
+                 partial chunk of each batch of rows, which is dropped (as sparsify does); lower {} or use more rows{}",
+                source.ctx_len,
+                st.rows,
+                st.stream_tokens,
+                st.dropped_tokens,
+                source.ctx_len_name,
+                source.max_rows.map_or(String::new(), |n| format!(" ([data] max_rows = {n} keeps only {n})")),
+            ),
+        });
     }
     Ok(chunks)
 }

@@ -80,6 +80,23 @@ pub enum Error {
     /// The parts of a run do not fit together, or a result is not what the stage needs.
     #[error("{0}")]
     Setup(String),
+    /// The rows of a data source cannot give what the run needs (worked solutions for the
+    /// template, one whole chunk of the context length).
+    #[error("{data}: {message}")]
+    Rows {
+        /// The data source as given (file, folder, registry name or hub id).
+        data: String,
+        /// What is missing and how to fix it.
+        message: String,
+    },
+    /// A model's tokenizer lacks what a stage needs (an end-of-sequence token, a marker).
+    #[error("the tokenizer of {model}: {message}")]
+    Tokenizer {
+        /// The model folder.
+        model: PathBuf,
+        /// What is missing.
+        message: String,
+    },
     /// Model errors (loading, hookpoints, shapes, generation).
     #[error(transparent)]
     Model(#[from] resa_qwen2::Error),

@@ -52,7 +52,7 @@ impl<B: Backend> Evaluation<B> {
         cfg.validate()?;
         let dir = hub::resolve_model(&model.model)?;
         let tokenizer = Tokenizer::from_dir(&dir)
-            .map_err(|e| Error::Setup(format!("evaluation needs the tokenizer of {}: {e}", dir.display())))?;
+            .map_err(|e| Error::Tokenizer { model: dir.clone(), message: format!("evaluation needs it: {e}") })?;
         let model = model.load::<B>(&dir, device, dtype)?;
         Ok(Evaluation { model, tokenizer, tasks, cfg })
     }

@@ -136,7 +136,7 @@ pub fn reasoning_features<B: Backend>(
     out: &Path,
 ) -> Result<Analysis> {
     let id = |token: &str| {
-        tokenizer.token_to_id(token).ok_or_else(|| Error::Setup(format!("the tokenizer has no token `{token}`")))
+        tokenizer.token_to_id(token).ok_or_else(|| Error::Usage(format!("the tokenizer has no token `{token}` (the marker options name the tokens `<think>` and `</think>` stand for)")))
     };
     let (think, end) = (id(&opts.think_token)?, id(&opts.end_think_token)?);
     let ids = tokenizer.encode(opts.prompt.as_deref().unwrap_or(R1_SYSTEM_PROMPT), true)?;

@@ -46,6 +46,26 @@ pub enum Error {
     /// An input tensor does not fit the SAE.
     #[error("invalid input: {0}")]
     Input(String),
+    /// Stage I's data: a chunk of another length, or a token outside the model's vocabulary.
+    #[error("Stage I data: chunk {chunk}: {message}")]
+    Chunk {
+        /// The chunk (0-based, in the order given).
+        chunk: usize,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// Something the trainer never expects (a forward that did not capture a hookpoint): a
+    /// defect of this program, not of its inputs.
+    #[error("internal error (please report it): {0}")]
+    Internal(String),
+    /// A record could not be written as JSON.
+    #[error("{what} cannot be written as JSON: {cause}")]
+    Json {
+        /// What was being written.
+        what: &'static str,
+        /// The serializer's error.
+        cause: String,
+    },
     /// Activations of a width other than the SAE's `d_in`.
     #[error("the SAE reads width {d_in}, the activations have width {width}")]
     Width {

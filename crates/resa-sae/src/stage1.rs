@@ -230,10 +230,13 @@ fn check_stage1(
         return Err(Error::option("data", "no chunks to train on"));
     }
     if let Some((i, c)) = chunks.iter().enumerate().find(|(_, c)| c.len() != seq_len) {
-        return Err(Error::Input(format!("chunk {i} has {} tokens, chunk 0 has {seq_len}", c.len())));
+        return Err(Error::Chunk { chunk: i, message: format!("{} tokens, chunk 0 has {seq_len}", c.len()) });
     }
-    if let Some(bad) = chunks.iter().flatten().find(|&&t| t as usize >= cfg.vocab_size) {
-        return Err(Error::Input(format!("token id {bad} is outside the model's vocabulary ({} ids)", cfg.vocab_size)));
+    let outside =
+        chunks.iter().enumerate().find_map(|(i, c)| c.iter().find(|&&t| t as usize >= cfg.vocab_size).map(|&t| (i, t)));
+    if let Some((chunk, bad)) = outside {
+        let message = format!("token id {bad} is outside the model's vocabulary ({} ids)", cfg.vocab_size);
+        return Err(Error::Chunk { chunk, message });
     }
     let epoch_steps = (chunks.len() / options.batch_size) as u64;
     let total = options.max_steps.map_or(epoch_steps, |m| m.min(epoch_steps));
@@ -379,7 +382,8 @@ fn save_stage1<B: AutodiffBackend>(
         seq_len,
         options: options.clone(),
     };
-    let json = serde_json::to_string_pretty(&state).map_err(|e| Error::Input(e.to_string()))?;
+    let json = serde_json::to_string_pretty(&state)
+        .map_err(|e| Error::Json { what: "the Stage I checkpoint state", cause: e.to_string() })?;
     // The manifest last: a folder without it is not a checkpoint.
     write_atomic(tmp.join(MANIFEST), json.as_bytes())?;
     resa_publish::manifest::write_manifest(&tmp)?;
@@ -454,7 +458,7 @@ pub fn train_saes_with<B: AutodiffBackend>(
         for ((name, hp), t) in names.iter().zip(&options.hookpoints).zip(trainers.iter_mut()) {
             let acts = fwd
                 .activation(*hp)
-                .ok_or_else(|| Error::Input(format!("the forward did not capture {name}")))?
+                .ok_or_else(|| Error::Internal(format!("the forward did not capture {name}")))?
                 .clone()
                 .reshape([n, d_model]);
             let m = t.step(acts).map_err(|e| match e {
@@ -479,7 +483,8 @@ pub fn train_saes_with<B: AutodiffBackend>(
                 tokens_per_second: n as f64 / secs,
                 lr: trainers[0].lr(),
             };
-            let mut text = serde_json::to_string(&line).map_err(|e| Error::Input(e.to_string()))?;
+            let mut text = serde_json::to_string(&line)
+                .map_err(|e| Error::Json { what: "a Stage I metrics line", cause: e.to_string() })?;
             text.push('\n');
             metrics.write_all(text.as_bytes()).map_err(|e| Error::io(&metrics_path, e))?;
         }

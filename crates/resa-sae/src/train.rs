@@ -700,7 +700,8 @@ impl<B: AutodiffBackend> SaeTrainer<B> {
         let l = counts.len();
         tensors.push(OwnedTensor::from_i64("num_tokens_since_fired", &counts, vec![l]));
         write_safetensors(dir.join("train_state.safetensors"), &tensors, None)?;
-        let json = serde_json::to_string_pretty(&scalars).map_err(|e| Error::Input(e.to_string()))?;
+        let json = serde_json::to_string_pretty(&scalars)
+            .map_err(|e| Error::Json { what: "the SAE trainer state", cause: e.to_string() })?;
         write_atomic(dir.join("train_state.json"), json.as_bytes())?;
         Ok(())
     }

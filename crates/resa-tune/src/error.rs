@@ -29,6 +29,18 @@ pub enum Error {
     /// The parts of a run do not fit together (SAE width, hookpoint, model shapes).
     #[error("incompatible setup: {0}")]
     Setup(String),
+    /// A step produced something the trainer never expects (a forward without logits, a
+    /// gradient that did not arrive): a defect of this program, not of the run's inputs.
+    #[error("internal error (please report it): {0}")]
+    Internal(String),
+    /// A record could not be written as JSON.
+    #[error("{what} cannot be written as JSON: {cause}")]
+    Json {
+        /// What was being written (`run.json`, a metrics line, `trainer_state.json`).
+        what: &'static str,
+        /// The serializer's error.
+        cause: String,
+    },
     /// An option is impossible.
     #[error("invalid option `{option}`: {message}")]
     Options {

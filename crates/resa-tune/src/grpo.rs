@@ -180,8 +180,11 @@ impl<B: AutodiffBackend> Objective<B> for Grpo<'_> {
     ) -> Result<Tensor<B, 1>> {
         let [b, s] = input_ids.dims();
         let device = input_ids.device();
-        let ids: Vec<i64> =
-            input_ids.into_data().convert::<i64>().to_vec().map_err(|e| Error::Setup(format!("{e:?}")))?;
+        let ids: Vec<i64> = input_ids
+            .into_data()
+            .convert::<i64>()
+            .to_vec()
+            .map_err(|e| Error::Internal(format!("token ids: {e:?}")))?;
         let pad = self.cfg.pad_token_id;
         let prompts: Vec<Vec<u32>> = ids
             .chunks(s)
@@ -257,7 +260,7 @@ impl<B: AutodiffBackend> Objective<B> for Grpo<'_> {
             model
                 .forward(ForwardInput::new(inputs.clone()).with_adapters(mode), &Hooks::default(), None)?
                 .logits
-                .ok_or_else(|| Error::Setup("the forward returned no logits".into()))
+                .ok_or_else(|| Error::Internal("the forward returned no logits".into()))
         };
         let logp = token_logp(logits(adapters)?, targets.clone());
         let ref_logp = token_logp(logits(AdapterMode::Off)?, targets).detach();

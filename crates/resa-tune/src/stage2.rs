@@ -220,13 +220,13 @@ pub fn stage2_loss_with<B: Backend>(
             None,
         )?
         .logits
-        .ok_or_else(|| Error::Setup("the teacher forward returned no logits".into()))?
+        .ok_or_else(|| Error::Internal("the teacher forward returned no logits".into()))?
         .detach();
     let hooks = Hooks::default().with_splice(hookpoint, &splice, grad);
     let student = model
         .forward(ForwardInput::new(input_ids).with_adapters(student_adapters).with_logits(head.logits()), &hooks, None)?
         .logits
-        .ok_or_else(|| Error::Setup("the student forward returned no logits".into()))?;
+        .ok_or_else(|| Error::Internal("the student forward returned no logits".into()))?;
     Ok(head.kl(model, teacher, student))
 }
 
@@ -268,7 +268,7 @@ pub fn stage2_loss_shared_prefix_with<B: Backend>(
             None,
         )?
         .logits
-        .ok_or_else(|| Error::Setup("the student forward returned no logits".into()))?;
+        .ok_or_else(|| Error::Internal("the student forward returned no logits".into()))?;
     Ok(head.kl(model, teacher, student))
 }
 
@@ -320,7 +320,7 @@ pub fn stage2_gradients_recomputed<B: AutodiffBackend>(
     let mut grads = kl.div_scalar(divisor).backward();
     let mut g = last
         .grad_remove(&mut grads)
-        .ok_or_else(|| Error::Setup("the loss has no gradient at the student's last layer".into()))?;
+        .ok_or_else(|| Error::Internal("the loss has no gradient at the student's last layer".into()))?;
 
     // Each layer again, last first, against the gradient at its output.
     let inputs = model.layer_inputs(b, s);
@@ -337,7 +337,7 @@ pub fn stage2_gradients_recomputed<B: AutodiffBackend>(
         }
         g = h
             .grad_remove(&mut layer_grads)
-            .ok_or_else(|| Error::Setup(format!("no gradient reached the input of layer {l}")))?;
+            .ok_or_else(|| Error::Internal(format!("no gradient reached the input of layer {l}")))?;
     }
     Ok((value, grads))
 }
@@ -365,8 +365,8 @@ fn teacher_and_splice<B: Backend>(
     let at = out
         .activation(hookpoint)
         .cloned()
-        .ok_or_else(|| Error::Setup(format!("the teacher forward did not capture {hookpoint}")))?;
-    let teacher = out.logits.ok_or_else(|| Error::Setup("the teacher forward returned no logits".into()))?.detach();
+        .ok_or_else(|| Error::Internal(format!("the teacher forward did not capture {hookpoint}")))?;
+    let teacher = out.logits.ok_or_else(|| Error::Internal("the teacher forward returned no logits".into()))?.detach();
     let x = SpliceHook { at: hookpoint, func: &splice, grad: SpliceGrad::Detach }.replace(at)?;
     Ok((teacher, x, layer))
 }
@@ -419,7 +419,7 @@ pub fn causal_lm_loss<B: Backend>(
     let logits = model
         .forward(ForwardInput::new(input_ids.clone()).with_adapters(adapters), &Hooks::default(), None)?
         .logits
-        .ok_or_else(|| Error::Setup("the forward returned no logits".into()))?;
+        .ok_or_else(|| Error::Internal("the forward returned no logits".into()))?;
     let v = logits.dims()[2];
     let logp = log_softmax(logits.narrow(1, 0, s - 1).cast(DType::F32), 2).reshape([b * (s - 1), v]);
     let targets = input_ids.narrow(1, 1, s - 1).reshape([b * (s - 1), 1]);

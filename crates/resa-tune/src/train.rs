@@ -395,7 +395,7 @@ pub fn train_adapters<B: AutodiffBackend>(
     cfg.validate()?;
     let keys = adapter_keys(&model);
     if keys.is_empty() {
-        return Err(Error::Setup("the model carries no adapter to train (attach one first)".into()));
+        return Err(Error::option("lora", "the model carries no adapter to train (attach one first)"));
     }
     objective.check(&model)?;
     let seq = check_chunks(chunks, model.config().vocab_size)?;
@@ -405,7 +405,8 @@ pub fn train_adapters<B: AutodiffBackend>(
     std::fs::create_dir_all(&cfg.out).map_err(|e| Error::io(&cfg.out, e))?;
     // What a killed run left (a half-written checkpoint under its temporary name) goes.
     resa_publish::remove_stale_temporaries(&cfg.out)?;
-    let run_json = serde_json::to_string_pretty(&cfg).map_err(|e| Error::Setup(e.to_string()))?;
+    let run_json =
+        serde_json::to_string_pretty(&cfg).map_err(|e| Error::Json { what: "run.json", cause: e.to_string() })?;
     write_atomic(cfg.out.join("run.json"), run_json.as_bytes())?;
 
     let mut replicas = Replicas::new(&model, objective, cfg.data_parallel, cfg.nodes.as_ref())?;
@@ -488,7 +489,8 @@ pub fn train_adapters<B: AutodiffBackend>(
         last_loss = Some(loss);
         let m = line(loss, grad_norm, tokens as f64 / t0.elapsed().as_secs_f64().max(1e-9));
         step += 1;
-        let mut text = serde_json::to_string(&m).map_err(|e| Error::Setup(e.to_string()))?;
+        let mut text =
+            serde_json::to_string(&m).map_err(|e| Error::Json { what: "a metrics line", cause: e.to_string() })?;
         text.push('\n');
         metrics.write_all(text.as_bytes()).map_err(|e| Error::io(&metrics_path, e))?;
         if step.is_multiple_of(cfg.save_every) || step == total {
@@ -741,7 +743,7 @@ impl<'o, B: AutodiffBackend> Replicas<'o, B> {
     #[cfg(not(feature = "collective"))]
     fn all_sum(&self, flats: Vec<Tensor<B::InnerBackend, 1>>) -> Result<Tensor<B::InnerBackend, 1>> {
         let mut flats = flats.into_iter();
-        let first = flats.next().ok_or_else(|| Error::Setup("no replica".into()))?;
+        let first = flats.next().ok_or_else(|| Error::Internal("no replica".into()))?;
         let device = first.device();
         Ok(flats.fold(first, |sum, f| sum + f.to_device(&device)))
     }
@@ -751,7 +753,7 @@ impl<'o, B: AutodiffBackend> Replicas<'o, B> {
     #[cfg(feature = "collective")]
     fn all_sum(&self, flats: Vec<Tensor<B::InnerBackend, 1>>) -> Result<Tensor<B::InnerBackend, 1>> {
         let Some(coll) = &self.collective else {
-            return flats.into_iter().next().ok_or_else(|| Error::Setup("no replica".into()));
+            return flats.into_iter().next().ok_or_else(|| Error::Internal("no replica".into()));
         };
         coll.sum(flats).map_err(|e| match e {
             Error::NodeLost(loss) => {
@@ -861,7 +863,7 @@ impl<'o, B: AutodiffBackend> Replicas<'o, B> {
                 .chain(handles.into_iter().map(|(device, h)| {
                     h.join().unwrap_or_else(|_| {
                         let nan = Tensor::full([params + 1], f32::NAN, &device);
-                        (Some(Error::Setup("a data-parallel replica panicked".into())), nan)
+                        (Some(Error::Internal("a data-parallel replica panicked".into())), nan)
                     })
                 }))
                 .unzip()
@@ -985,7 +987,8 @@ fn save_checkpoint<B: AutodiffBackend>(
     }
     write_safetensors(tmp.join("optimizer.safetensors"), &tensors, None)?;
     let state = TrainerState { step, total, micro_batches: cfg.grad_accum, config: cfg.clone() };
-    let json = serde_json::to_string_pretty(&state).map_err(|e| Error::Setup(e.to_string()))?;
+    let json = serde_json::to_string_pretty(&state)
+        .map_err(|e| Error::Json { what: "trainer_state.json", cause: e.to_string() })?;
     write_atomic(tmp.join("trainer_state.json"), json.as_bytes())?;
     resa_publish::manifest::write_manifest(&tmp)?;
     replace_dir(&tmp, &dir)?;
