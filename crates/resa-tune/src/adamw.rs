@@ -1,8 +1,8 @@
 //! AdamW, PyTorch's `torch.optim.AdamW`: decoupled weight decay and bias-corrected moments.
 //! One set of options ([`AdamW`]) for both trainers: the adapter trainer
-//! ([`crate::train_adapters`]) updates each adapter matrix with [`AdamW::update`], which keeps
+//! ([`crate::train_adapters`]) updates each adapter matrix with `AdamW::update`, which keeps
 //! its moments as plain tensors (written to checkpoints by PEFT module name and fed by the
-//! gradients the replicas and nodes summed); full-parameter training ([`crate::train_full`])
+//! gradients the replicas and nodes summed); full-parameter training ([`crate::full::train_full`])
 //! updates a whole module with burn's AdamW built from the same options
 //! ([`AdamW::burn_config`]). The SAE trainer's Adam (resa-sae) is the weight-decay-free case,
 //! kept there because resa-sae sits below this crate.
