@@ -28,7 +28,7 @@ from peft import LoraConfig, get_peft_model  # noqa: E402
 from sparsify import SparseCoder, SparseCoderConfig  # noqa: E402
 from transformers import Qwen2Config, Qwen2ForCausalLM  # noqa: E402
 
-WORKLOADS = ["gemm", "prefill", "stage2_step", "sae_step", "decode_b1", "decode_b8"]
+WORKLOADS = ["gemm", "gemm_numpy", "prefill", "stage2_step", "sae_step", "decode_b1", "decode_b8"]
 
 
 def qwen25_05b():
@@ -143,6 +143,20 @@ def main():
             (a @ b)[0, 0].item()
 
         report(measure("gemm", n, 2.0 * n ** 3, args.repeats, gemm, device))
+    if "gemm_numpy" in only:
+        # The machine's limit for an f32 GEMM: numpy's BLAS (OpenBLAS in the PyPI wheel), on
+        # the CPU only; asked for by name (not part of a run without --only).
+        import numpy as np
+
+        n = 4096 if big else 2048
+        rng = np.random.default_rng(0)
+        a = rng.standard_normal((n, n), dtype=np.float32)
+        b = rng.standard_normal((n, n), dtype=np.float32)
+
+        def gemm_numpy():
+            (a @ b)[0, 0].item()
+
+        report(measure("gemm_numpy", n, 2.0 * n ** 3, args.repeats, gemm_numpy, torch.device("cpu")))
     if wanted("prefill") or wanted("decode_b1") or wanted("decode_b8"):
         mcfg = r1_distill_15b(dtype) if big else qwen25_05b()
         model = Qwen2ForCausalLM(mcfg).to(device=device, dtype=dtype).eval()
