@@ -9,7 +9,8 @@ use resa::with_backend;
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
     /// Only these workloads (gemm, prefill, stage2_step, stage2_step_plain, stage2_step_recompute, sae_step,
-    /// stage2_step_vocab, stage2_step_vocab_full, decode_b1, decode_b8, serve_c1, serve_c8).
+    /// stage2_step_vocab, stage2_step_vocab_full, decode_b1, decode_b8, serve_c1, serve_c8,
+    /// toy_train_step, grpo_step, toy_eval).
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
     /// Timed runs per workload (after one warm-up).

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod error;
+mod toy;
 
 pub use error::{Error, Result};
 
@@ -15,7 +16,7 @@ use resa_tune::{SaeGrad, SaeTuning, TuneConfig, train_adapters};
 use serde::Serialize;
 
 /// The workloads, in the order they run.
-pub const WORKLOADS: [&str; 12] = [
+pub const WORKLOADS: [&str; 15] = [
     "gemm",
     "prefill",
     "stage2_step",
@@ -28,6 +29,9 @@ pub const WORKLOADS: [&str; 12] = [
     "decode_b8",
     "serve_c1",
     "serve_c8",
+    "toy_train_step",
+    "grpo_step",
+    "toy_eval",
 ];
 
 /// One measured workload.
@@ -270,13 +274,14 @@ pub fn run_benches<B: Backend>(
     let mut out = Vec::new();
     // Each group shares its setup (a model, an SAE) among its workloads and runs only those
     // asked for.
-    let groups: [Group<B>; 6] = [
+    let groups: [Group<B>; 7] = [
         gemm_bench::<B>,
         model_benches::<B>,
         stage2_benches::<B>,
         serve_benches::<B>,
         vocab_benches::<B>,
         sae_bench::<B>,
+        toy::toy_benches::<B>,
     ];
     for group in groups {
         for r in group(device, opts, &wanted)? {
