@@ -208,6 +208,8 @@ pub struct Rope<B: Backend> {
     cos: Tensor<B, 4>,
     sin: Tensor<B, 4>,
     rotate: Tensor<B, 2>,
+    /// `cos` and `sin` repeated over the heads, per head count ([`Rope::for_heads`]).
+    per_heads: Vec<(usize, Tensor<B, 4>, Tensor<B, 4>)>,
 }
 
 impl<B: Backend> Rope<B> {
@@ -242,7 +244,21 @@ impl<B: Backend> Rope<B> {
             r[j * head_dim + j + half] = 1.0;
         }
         let rotate = Tensor::<B, 2>::from_data(TensorData::new(r, [head_dim, head_dim]), (&device, dtype));
-        Rope { cos, sin, rotate }
+        Rope { cos, sin, rotate, per_heads: Vec::new() }
+    }
+
+    /// Keeps `cos` and `sin` repeated over each of these head counts (the query's and the
+    /// keys'): the products of [`Rope::apply`] then read two whole tensors of one layout,
+    /// which the CPU backends compute in their vectorised path instead of walking a
+    /// broadcast over the heads element by element. The same values either way.
+    pub fn for_heads(mut self, heads: &[usize]) -> Self {
+        for &h in heads {
+            if h > 1 && !self.per_heads.iter().any(|(n, _, _)| *n == h) {
+                let (cos, sin) = (self.cos.clone().repeat_dim(2, h), self.sin.clone().repeat_dim(2, h));
+                self.per_heads.push((h, cos, sin));
+            }
+        }
+        self
     }
 
     /// Rotates `x` `[batch, seq, heads, head_dim]` (the projection's own layout, before the
@@ -250,7 +266,10 @@ impl<B: Backend> Rope<B> {
     pub fn apply(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let [b, s, h, d] = x.dims();
         let rotated = x.clone().reshape([b * s * h, d]).matmul(self.rotate.clone()).reshape([b, s, h, d]);
-        x * self.cos.clone() + rotated * self.sin.clone()
+        match self.per_heads.iter().find(|(n, _, _)| *n == h) {
+            Some((_, cos, sin)) => x * cos.clone() + rotated * sin.clone(),
+            None => x * self.cos.clone() + rotated * self.sin.clone(),
+        }
     }
 }
 
@@ -646,7 +665,8 @@ impl<B: Backend> Qwen2ForCausalLM<B> {
             }
             None => Tensor::<B, 1, Int>::arange(past as i64..t as i64, &device).reshape([1, s]).expand([b, s]),
         };
-        let rope = Rope::new(positions, cfg.head_dim, cfg.rope_theta, dtype);
+        let rope = Rope::new(positions, cfg.head_dim, cfg.rope_theta, dtype)
+            .for_heads(&[cfg.num_attention_heads, cfg.num_key_value_heads]);
 
         // Causal mask on the host: query i (absolute position past + i) may see keys 0..=past + i.
         let mut mask = causal_mask::<B>(b, 1, s, past, &device);
@@ -701,7 +721,8 @@ impl<B: Backend> Qwen2ForCausalLM<B> {
         let cfg = &self.config;
         let device = self.device();
         let positions = Tensor::<B, 1, Int>::arange(0..seq as i64, &device).reshape([1, seq]).expand([batch, seq]);
-        let rope = Rope::new(positions, cfg.head_dim, cfg.rope_theta, self.dtype());
+        let rope = Rope::new(positions, cfg.head_dim, cfg.rope_theta, self.dtype())
+            .for_heads(&[cfg.num_attention_heads, cfg.num_key_value_heads]);
         let mask = causal_mask::<B>(batch, cfg.num_attention_heads, seq, 0, &device);
         LayerInputs { rope, mask, shape: [batch, seq] }
     }
@@ -833,5 +854,21 @@ mod tests {
         let got: Vec<f32> = got.into_data().iter::<f32>().collect();
         let want: Vec<f32> = want.into_data().iter::<f32>().collect();
         assert_eq!(got, want);
+    }
+
+    /// The tables repeated over the heads give the broadcast's values bit for bit.
+    #[test]
+    fn rope_tables_per_head_count_change_nothing() {
+        type B = burn::backend::Flex;
+        let device = Default::default();
+        let (b, s, h, d) = (2usize, 5usize, 3usize, 8usize);
+        let positions = Tensor::<B, 1, Int>::arange(0..s as i64, &device).reshape([1, s]).expand([b, s]);
+        let plain = Rope::new(positions.clone(), d, 10_000.0, DType::F32);
+        let per_heads = Rope::new(positions, d, 10_000.0, DType::F32).for_heads(&[h, 1, h]);
+        assert_eq!(per_heads.per_heads.len(), 1, "one table per distinct head count above 1");
+        let x = Tensor::<B, 4>::random([b, s, h, d], Distribution::Normal(0.0, 1.0), &device);
+        let a: Vec<f32> = plain.apply(x.clone()).into_data().iter::<f32>().collect();
+        let b2: Vec<f32> = per_heads.apply(x).into_data().iter::<f32>().collect();
+        assert_eq!(a, b2);
     }
 }
