@@ -322,8 +322,9 @@ fn three_nodes_agree_every_run_and_a_lost_node_stops_the_others_who_resume_with_
 const KILL_AT_CHECKPOINT_10: u64 = 35;
 
 /// A node that falls silent (stopped with SIGSTOP, as a node whose network is gone looks to
-/// the others) stops the other two after the node timeout, with exit status 1 and an error
-/// saying how long they waited, never a hang or a panic.
+/// the others) stops the other two after the node timeout (20 s: also the time the nodes
+/// have to meet at the start, on a loaded machine), with exit status 1 and an error saying
+/// how long they waited, never a hang or a panic.
 #[test]
 fn a_silent_node_stops_the_others_after_the_node_timeout() {
     let tmp = tempfile::tempdir().expect("tmp");
@@ -331,7 +332,7 @@ fn a_silent_node_stops_the_others_after_the_node_timeout() {
     let (_orchestrator, port) = orchestrator();
     let dir = |r: u32| tmp.path().join(format!("node{r}"));
     let mut nodes: Vec<Option<Killed>> =
-        (0..3).map(|r| Some(node_of(3, &config, &dir(r), r, port, 5, &[], &[]))).collect();
+        (0..3).map(|r| Some(node_of(3, &config, &dir(r), r, port, 20, &[], &[]))).collect();
     let metrics = dir(1).join("stage2/metrics.jsonl");
     let start = Instant::now();
     while std::fs::read_to_string(&metrics).map_or(0, |m| m.lines().count()) < 5 {
@@ -355,10 +356,10 @@ fn a_silent_node_stops_the_others_after_the_node_timeout() {
         assert!(!err.contains("panicked"), "node {r} panicked: {err}");
         // The node waiting on node 1 gives up after the timeout; the other may see that one
         // go first.
-        timed_out += usize::from(err.contains("no answer from the other nodes for 5 s"));
+        timed_out += usize::from(err.contains("no answer from the other nodes for 20 s"));
     }
     assert!(timed_out >= 1, "no node reported the silence");
-    assert!(stopped.elapsed() < Duration::from_secs(60), "the nodes took {:?} to give up", stopped.elapsed());
+    assert!(stopped.elapsed() < Duration::from_secs(90), "the nodes took {:?} to give up", stopped.elapsed());
     let steps = std::fs::read_to_string(dir(0).join("stage2/metrics.jsonl")).expect("metrics").lines().count();
     assert!(steps < 600, "node 0 ran to the end ({steps} steps)");
 }
