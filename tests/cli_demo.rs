@@ -88,17 +88,31 @@ fn feature_dashboard_renders(features: &Path, report: &DemoReport) {
         return;
     };
     let profile = tempfile::tempdir().expect("profile");
-    let o = Command::new(chromium)
-        .args(["--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--v=0", "--dump-dom"])
+    let mut child = Command::new(chromium)
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--enable-logging=stderr"])
+        .args(["--v=0", "--dump-dom"])
         .arg(format!("--user-data-dir={}", profile.path().display()))
         .arg(format!("file://{}", page.canonicalize().expect("path").display()))
-        .output()
-        .expect("chromium runs");
-    assert!(o.status.success(), "chromium failed: {}", String::from_utf8_lossy(&o.stderr));
-    let log = String::from_utf8_lossy(&o.stderr);
+        // Files, not pipes: a page larger than a pipe's buffer must not stall the browser.
+        .stdout(std::fs::File::create(profile.path().join("dom.html")).expect("dom file"))
+        .stderr(std::fs::File::create(profile.path().join("log.txt")).expect("log file"))
+        .spawn()
+        .expect("chromium starts");
+    // A browser that hangs fails the test instead of holding it up.
+    let started = std::time::Instant::now();
+    while child.try_wait().expect("wait").is_none() {
+        if started.elapsed() > std::time::Duration::from_secs(120) {
+            let _ = child.kill();
+            panic!("chromium did not finish rendering the dashboard within 120 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let status = child.wait().expect("chromium exit");
+    let log = std::fs::read_to_string(profile.path().join("log.txt")).unwrap_or_default();
+    assert!(status.success(), "chromium failed: {log}");
     let console: Vec<&str> = log.lines().filter(|l| l.contains(":CONSOLE")).collect();
     assert!(console.is_empty(), "the page logged to the console: {console:?}");
-    let dom = String::from_utf8_lossy(&o.stdout);
+    let dom = std::fs::read_to_string(profile.path().join("dom.html")).expect("the rendered DOM");
     assert!(dom.contains("<table id=\"counts\">"), "the rendered page has no counts table: {dom}");
     for layer in &analysis.layers {
         let row = format!("<tr><td>{}</td><td class=\"num\">{}</td>", layer.hookpoint, layer.count);
