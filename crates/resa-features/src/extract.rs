@@ -75,6 +75,19 @@ pub fn extract<B: Backend>(
     end_think_id: u32,
     threshold: f32,
 ) -> Result<Vec<LayerFeatures>> {
+    Ok(extract_with_activity(model, saes, ids, think_id, end_think_id, threshold)?.0)
+}
+
+/// [`extract`], also returning each SAE's per-token active latents on the prompt (what the
+/// features were read from: a dashboard shows their activations at the markers).
+pub fn extract_with_activity<B: Backend>(
+    model: &Qwen2ForCausalLM<B>,
+    saes: &[(Hookpoint, SparseCoder<B>)],
+    ids: &[u32],
+    think_id: u32,
+    end_think_id: u32,
+    threshold: f32,
+) -> Result<(Vec<LayerFeatures>, Vec<ActiveLatents>)> {
     let think = positions(ids, think_id);
     let end = positions(ids, end_think_id);
     if think.is_empty() || end.is_empty() {
@@ -85,14 +98,15 @@ pub fn extract<B: Backend>(
         )));
     }
     let activity = prompt_activity(model, saes, ids)?;
-    Ok(saes
+    let features = saes
         .iter()
         .zip(&activity)
         .map(|((hp, _), active)| {
             let latents = reasoning_latents(active, &think, &end, threshold);
             LayerFeatures { hookpoint: *hp, layer: hp.layer(), count: latents.len(), latents }
         })
-        .collect())
+        .collect();
+    Ok((features, activity))
 }
 
 /// Runs `ids` through `model` once and returns, per SAE (in the order given), the latents
@@ -136,23 +150,38 @@ pub fn activation_at(active: &ActiveLatents, positions: &[usize], latent: u32) -
         .fold(0.0, f32::max)
 }
 
-/// The `n` latents whose decoder directions are nearest `latent`'s (cosine similarity,
-/// strongest first; `latent` itself left out).
-pub fn decoder_neighbours<B: Backend>(sae: &SparseCoder<B>, latent: u32, n: usize) -> Result<Vec<(u32, f32)>> {
+/// For each of `latents`, the `n` latents whose decoder directions are nearest its own
+/// (cosine similarity, strongest first; the latent itself left out). The directions are
+/// normalised once, and all of `latents` are compared in one product.
+pub fn decoder_neighbours<B: Backend>(sae: &SparseCoder<B>, latents: &[u32], n: usize) -> Result<Vec<Vec<(u32, f32)>>> {
     let w = sae.w_dec.clone();
-    let [latents, _] = w.dims();
-    if latent as usize >= latents {
-        return Err(Error::Input { field: "latent", message: format!("{latent} is not below {latents}") });
+    let [count, _] = w.dims();
+    if let Some(&bad) = latents.iter().find(|&&l| l as usize >= count) {
+        return Err(Error::Input { field: "latent", message: format!("{bad} is not below {count}") });
+    }
+    if latents.is_empty() {
+        return Ok(Vec::new());
     }
     let norms = w.clone().powi_scalar(2).sum_dim(1).sqrt().clamp_min(1e-12);
     let unit = w / norms;
-    let row = unit.clone().slice(latent as usize..latent as usize + 1);
-    let sims: Vec<f32> = row.matmul(unit.transpose()).into_data().convert::<f32>().iter::<f32>().collect();
-    let mut order: Vec<(u32, f32)> =
-        sims.into_iter().enumerate().filter(|(i, _)| *i != latent as usize).map(|(i, s)| (i as u32, s)).collect();
-    order.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-    order.truncate(n);
-    Ok(order)
+    let device = unit.device();
+    let rows = Tensor::<B, 1, Int>::from_data(
+        TensorData::new(latents.iter().map(|&l| i64::from(l)).collect::<Vec<_>>(), [latents.len()]),
+        &device,
+    );
+    let sims: Vec<f32> =
+        unit.clone().select(0, rows).matmul(unit.transpose()).into_data().convert::<f32>().iter::<f32>().collect();
+    Ok(latents
+        .iter()
+        .zip(sims.chunks(count))
+        .map(|(&latent, row)| {
+            let mut order: Vec<(u32, f32)> =
+                row.iter().enumerate().filter(|(i, _)| *i != latent as usize).map(|(i, &s)| (i as u32, s)).collect();
+            order.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            order.truncate(n);
+            order
+        })
+        .collect())
 }
 
 /// One top-activating context of a latent.
@@ -250,5 +279,23 @@ mod tests {
         assert_eq!(reasoning_latents(&active, &[1, 4], &[3, 5], 0.0), vec![1, 3, 5]);
         assert_eq!(reasoning_latents(&active, &[1, 4], &[3, 5], 0.1), vec![1, 5]);
         assert_eq!(positions(&[7, 4, 7, 5], 7), vec![0, 2]);
+    }
+
+    #[test]
+    fn decoder_neighbours_rank_by_cosine_and_leave_the_latent_out() {
+        type B = burn::backend::Flex;
+        let device = Default::default();
+        let mut sae = SparseCoder::<B>::random(resa_sae::SaeConfig::new(2, 4, 1), 0, &device).expect("sae");
+        // Directions (1, 0), (2, 0.2), (0, 3), (−1, 0): lengths differ, cosines do not care.
+        sae.w_dec =
+            Tensor::from_data(TensorData::new(vec![1.0f32, 0.0, 2.0, 0.2, 0.0, 3.0, -1.0, 0.0], [4, 2]), &device);
+        let got = decoder_neighbours(&sae, &[0, 3], 2).expect("neighbours");
+        assert_eq!(
+            got.iter().map(|r| r.iter().map(|(l, _)| *l).collect::<Vec<_>>()).collect::<Vec<_>>(),
+            [[1, 2], [2, 1]]
+        );
+        assert!((got[0][0].1 - 2.0 / 4.04f32.sqrt()).abs() < 1e-6, "{got:?}");
+        assert!(decoder_neighbours(&sae, &[4], 2).is_err());
+        assert!(decoder_neighbours(&sae, &[], 2).expect("none").is_empty());
     }
 }

@@ -9,8 +9,10 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::backend::Backend;
 use resa_features::dashboard::{FeatureCard, LayerCard, Page, html};
-use resa_features::extract::{Context, activation_at, decoder_neighbours};
-use resa_features::{Analysis, GmmOptions, R1_SYSTEM_PROMPT, analyze, extract, read_scores};
+use resa_features::extract::{
+    ActiveLatents, Context, activation_at, decoder_neighbours, extract_with_activity, positions,
+};
+use resa_features::{Analysis, GmmOptions, R1_SYSTEM_PROMPT, analyze, read_scores};
 use resa_qwen2::{Hookpoint, Qwen2ForCausalLM, Tokenizer};
 use resa_sae::SparseCoder;
 
@@ -126,6 +128,57 @@ fn strongest_contexts<B: Backend>(
     Ok(all)
 }
 
+/// The dashboard's card of every reasoning feature: its strongest activation at each
+/// marker (from the prompt's activity the features were read from), its decoder
+/// neighbours, and its contexts when some were searched.
+fn feature_cards<B: Backend>(
+    saes: &[(Hookpoint, SparseCoder<B>)],
+    analysis: &Analysis,
+    activity: &[ActiveLatents],
+    (think_at, end_at): &(Vec<usize>, Vec<usize>),
+    contexts: Option<&BTreeMap<(String, u32), Vec<Context>>>,
+) -> Result<Vec<LayerCard>> {
+    let mut layers = Vec::with_capacity(saes.len());
+    for (((hp, sae), layer), active) in saes.iter().zip(&analysis.layers).zip(activity) {
+        let neighbours = decoder_neighbours(sae, &layer.latents, 5)?;
+        let features = layer
+            .latents
+            .iter()
+            .zip(neighbours)
+            .map(|(&latent, neighbours)| FeatureCard {
+                latent,
+                at_think: activation_at(active, think_at, latent),
+                at_end_think: activation_at(active, end_at, latent),
+                neighbours,
+                contexts: contexts.and_then(|c| c.get(&(hp.to_string(), latent))).cloned().unwrap_or_default(),
+            })
+            .collect();
+        layers.push(LayerCard { hookpoint: hp.to_string(), features });
+    }
+    Ok(layers)
+}
+
+/// The analysis's SVG figures with captions that say what they show, to inline in a page.
+fn inline_figures(analysis: &Analysis) -> Vec<(String, String)> {
+    analysis
+        .figures
+        .iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "svg"))
+        .filter_map(|f| {
+            // The paths the analysis wrote (under `out`).
+            let svg = std::fs::read_to_string(f).ok()?;
+            let stem = f.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            let caption = match stem.as_str() {
+                "counts" => "Reasoning features per layer, with the mixture fitted over layers".to_string(),
+                "scores" => "The score per layer, with its mixture".to_string(),
+                "counts_vs_scores" => "Reasoning features against the score, per layer".to_string(),
+                other => other.replace('_', " "),
+            };
+            Some((caption, svg))
+        })
+        .collect()
+}
+
 /// Runs the feature stage into `out`: `counts.json`, `gmm.json`, `summary.md`, figures (the
 /// `plot` feature), with a dashboard `dashboard.md`, and with `html` `dashboard.html`.
 pub fn reasoning_features<B: Backend>(
@@ -140,7 +193,7 @@ pub fn reasoning_features<B: Backend>(
     };
     let (think, end) = (id(&opts.think_token)?, id(&opts.end_think_token)?);
     let ids = tokenizer.encode(opts.prompt.as_deref().unwrap_or(R1_SYSTEM_PROMPT), true)?;
-    let features = extract(model, saes, &ids, think, end, opts.threshold)?;
+    let (features, activity) = extract_with_activity(model, saes, &ids, think, end, opts.threshold)?;
     let scores = opts.scores.as_deref().map(read_scores).transpose()?;
     let analysis = analyze(features, scores, &opts.gmm, out)?;
     let contexts = match &opts.dashboard {
@@ -148,44 +201,8 @@ pub fn reasoning_features<B: Backend>(
         None => None,
     };
     if opts.html {
-        let activity = resa_features::extract::prompt_activity(model, saes, &ids)?;
-        let (think_at, end_at) =
-            (resa_features::extract::positions(&ids, think), resa_features::extract::positions(&ids, end));
-        let mut layers = Vec::with_capacity(saes.len());
-        for (((hp, sae), layer), active) in saes.iter().zip(&analysis.layers).zip(&activity) {
-            let mut features = Vec::with_capacity(layer.latents.len());
-            for &latent in &layer.latents {
-                features.push(FeatureCard {
-                    latent,
-                    at_think: activation_at(active, &think_at, latent),
-                    at_end_think: activation_at(active, &end_at, latent),
-                    neighbours: decoder_neighbours(sae, latent, 5)?,
-                    contexts: contexts
-                        .as_ref()
-                        .and_then(|c| c.get(&(hp.to_string(), latent)))
-                        .cloned()
-                        .unwrap_or_default(),
-                });
-            }
-            layers.push(LayerCard { hookpoint: hp.to_string(), features });
-        }
-        let figures = analysis
-            .figures
-            .iter()
-            .filter(|f| f.extension().is_some_and(|e| e == "svg"))
-            .filter_map(|f| {
-                // The paths the analysis wrote (under `out`).
-                let svg = std::fs::read_to_string(f).ok()?;
-                let stem = f.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-                let caption = match stem.as_str() {
-                    "counts" => "Reasoning features per layer, with the mixture fitted over layers".to_string(),
-                    "scores" => "The score per layer, with its mixture".to_string(),
-                    "counts_vs_scores" => "Reasoning features against the score, per layer".to_string(),
-                    other => other.replace('_', " "),
-                };
-                Some((caption, svg))
-            })
-            .collect();
+        let markers = (positions(&ids, think), positions(&ids, end));
+        let layers = feature_cards(saes, &analysis, &activity, &markers, contexts.as_ref())?;
         let subtitle = format!(
             "{} hookpoints; prompt of {} tokens; {}",
             saes.len(),
@@ -195,6 +212,7 @@ pub fn reasoning_features<B: Backend>(
                 |d| format!("contexts from the first {} problems of {}", d.rows, d.dataset)
             )
         );
+        let figures = inline_figures(&analysis);
         let page =
             Page { title: "Reasoning features", subtitle: &subtitle, figures, searched: opts.dashboard.is_some() };
         resa_publish::write_atomic(out.join("dashboard.html"), html(&page, &layers).as_bytes())?;
