@@ -17,7 +17,7 @@
 //! (`scripts/reference/tensorboard_events.py`).
 
 use std::collections::BTreeMap;
-use std::io::Write;
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -200,7 +200,6 @@ impl Mirror {
 
     fn sync_file(&mut self, path: &Path) -> Result<usize> {
         let rel = path.parent().and_then(|p| p.strip_prefix(&self.run).ok()).unwrap_or(Path::new(""));
-        let text = std::fs::read(path).map_err(|e| Error::io(path, e))?;
         let f = match self.followed.entry(path.to_path_buf()) {
             std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
             std::collections::btree_map::Entry::Vacant(v) => {
@@ -210,11 +209,17 @@ impl Mirror {
                 v.insert(Followed { writer, offset: 0, last: BTreeMap::new() })
             }
         };
-        if (text.len() as u64) < f.offset {
+        // Only what was appended since the last call is read.
+        let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+        if len < f.offset {
             // Rewritten shorter (a resumed run drops the steps after its checkpoint).
             f.offset = 0;
         }
-        let new = &text[f.offset as usize..];
+        let mut new = Vec::new();
+        file.seek(SeekFrom::Start(f.offset))
+            .and_then(|_| file.read_to_end(&mut new))
+            .map_err(|e| Error::io(path, e))?;
         // Only whole lines: the last one may still be being written.
         let Some(end) = new.iter().rposition(|&b| b == b'\n') else { return Ok(0) };
         let wall = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64();
