@@ -117,13 +117,21 @@ pub fn verify(dir: &Path) -> Result<Checked> {
 /// The newest of `candidates` (`(step, folder)`, oldest first) whose folder checks out
 /// against its manifest; each damaged one passed over is logged with what is wrong.
 pub fn newest_intact(candidates: Vec<(u64, PathBuf)>) -> Option<(u64, PathBuf)> {
-    for (step, dir) in candidates.into_iter().rev() {
-        match verify(&dir) {
-            Ok(_) => return Some((step, dir)),
-            Err(e) => {
-                tracing::warn!("{} is damaged and is passed over ({e}); an older checkpoint is used", dir.display())
-            }
+    candidates.into_iter().rev().find(|(_, dir)| intact_or_logged(dir))
+}
+
+/// Those of `candidates` (`(step, folder)`) whose folders check out against their
+/// manifests, in their order; each damaged one is logged with what is wrong.
+pub fn all_intact(candidates: Vec<(u64, PathBuf)>) -> Vec<(u64, PathBuf)> {
+    candidates.into_iter().filter(|(_, dir)| intact_or_logged(dir)).collect()
+}
+
+fn intact_or_logged(dir: &Path) -> bool {
+    match verify(dir) {
+        Ok(_) => true,
+        Err(e) => {
+            tracing::warn!("{} is damaged and is passed over ({e}); an older checkpoint is used", dir.display());
+            false
         }
     }
-    None
 }

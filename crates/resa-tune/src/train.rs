@@ -694,17 +694,14 @@ impl<'o, B: AutodiffBackend> Replicas<'o, B> {
                 (step.is_multiple_of(every) && step > 0).then(|| (step / every) as usize - 1)
             }
         };
+        let intact: Vec<(u64, PathBuf)> = resa_publish::manifest::all_intact(candidates)
+            .into_iter()
+            .filter(|(step, _)| slot(*step).is_some_and(|i| i < slots))
+            .collect();
         let mut mine = vec![0.0f32; slots];
-        let mut intact = Vec::new();
-        for (step, dir) in candidates {
-            match resa_publish::manifest::verify(&dir) {
-                Ok(_) => {
-                    if let Some(i) = slot(step).filter(|&i| i < slots) {
-                        mine[i] = 1.0;
-                        intact.push((step, dir));
-                    }
-                }
-                Err(e) => tracing::warn!("{} is damaged and is passed over ({e})", dir.display()),
+        for (step, _) in &intact {
+            if let Some(i) = slot(*step) {
+                mine[i] = 1.0;
             }
         }
         let everyone = self.sum_from_primary(model, mine)?;
@@ -795,17 +792,12 @@ impl<'o, B: AutodiffBackend> Replicas<'o, B> {
         for &(_, v) in values {
             flat.extend(nibbles(v).flat_map(|d| [d, d * d]));
         }
-        let len = flat.len();
-        let flats = std::iter::once(model.device())
-            .chain(self.others.iter().map(|(m, _)| m.device()))
-            .map(|d| Tensor::from_data(TensorData::new(flat.clone(), [len]), &d))
-            .collect();
-        let sum: Vec<f32> = self.all_sum(flats)?.into_data().iter::<f32>().collect();
-        let peers = sum[0];
+        let sum = self.sum_from_primary(model, flat)?;
+        let nodes = sum[0];
         for (k, &(what, mine)) in values.iter().enumerate() {
             let same = (0..8).all(|i| {
                 let (s, sq) = (sum[1 + 16 * k + 2 * i], sum[2 + 16 * k + 2 * i]);
-                s * s == peers * sq
+                s * s == nodes * sq
             });
             if !same {
                 return Err(Error::Collective(format!(
