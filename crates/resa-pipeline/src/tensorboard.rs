@@ -17,7 +17,7 @@
 //! (`scripts/reference/tensorboard_events.py`).
 
 use std::collections::BTreeMap;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -139,8 +139,8 @@ impl EventWriter {
     }
 
     fn write(&mut self, record: &[u8]) -> Result<()> {
-        resa_publish::append(&mut self.file, &self.path, record)?;
-        self.file.flush().map_err(|e| Error::io(&self.path, e))
+        // Flushed by `append`.
+        Ok(resa_publish::append(&mut self.file, &self.path, record)?)
     }
 }
 
