@@ -35,7 +35,7 @@ fn main() -> anyhow::Result<()> {
     let ids = tokenizer.encode(R1_SYSTEM_PROMPT, true)?;
     let think = tokenizer.token_to_id("<think>").ok_or_else(|| anyhow::anyhow!("no <think>"))?;
     let end = tokenizer.token_to_id("</think>").ok_or_else(|| anyhow::anyhow!("no </think>"))?;
-    let features = extract(&model, &saes, &ids, think, end, 0.0)?;
+    let features = extract(&model, &saes, &ids, think, end, 0.0)?.layers;
     let analysis = analyze(features, None, &GmmOptions { components: 2, ..GmmOptions::default() }, &out)?;
     print!("{}", summary(&analysis));
     Ok(())

@@ -4,14 +4,14 @@
 //! replicas (`--data-parallel 2`). Nodes that disagree on the run, or find no orchestrator,
 //! stop with an error instead of waiting.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use resa::qwen2::safetensors_io::{SafetensorsReader, StoredDtype};
-use resa::qwen2::{Qwen2Config, Qwen2ForCausalLM};
-use resa::toy::world::{self, ToyWorld};
+use resa::qwen2::safetensors_io::SafetensorsReader;
 
 fn resa() -> Command {
     Command::new(env!("CARGO_BIN_EXE_resa"))
@@ -52,52 +52,16 @@ fn setup(dir: &Path) -> std::path::PathBuf {
 }
 
 /// A tiny model, toy data of `examples` problems and a run of `steps` Stage II steps with a
-/// checkpoint every `save_every`.
+/// checkpoint every `save_every`. No dropout: with it, replicas sharing one device draw
+/// their masks in thread order.
 fn setup_with(dir: &Path, examples: usize, steps: u64, save_every: u64) -> std::path::PathBuf {
-    let model = dir.join("model");
-    let cfg = Qwen2Config { vocab_size: world::vocab_size(), ..Qwen2Config::tiny() };
-    Qwen2ForCausalLM::<burn::backend::Flex>::random(&cfg, 1, &Default::default(), burn::tensor::DType::F32)
-        .save_pretrained(&model, StoredDtype::F32)
-        .expect("save model");
-    world::write_tokenizer(&model).expect("tokenizer");
-    ToyWorld::default().write_splits(dir.join("data"), [examples, 4, 4]).expect("data");
-    // No dropout: with it, replicas sharing one device draw their masks in thread order.
-    let config = format!(
-        r#"
-out = "{out}"
-[source]
-model = "{model}"
-[target]
-model = "{model}"
-[data]
-trigger = "{data}"
-elicitation = "{data}"
-template = "{template}"
-ctx_len = 48
-[sae]
-mode = "scratch"
-hookpoint = "layers.1"
-num_latents = 128
-k = 8
-batch_size = 4
-max_steps = 3
-[lora]
-r = 4
-alpha = 16
-dropout = 0.0
-[stage2]
-lr = 1e-3
-max_steps = {steps}
-save_every = {save_every}
-"#,
-        out = dir.join("unused").display(),
-        model = model.display(),
-        data = dir.join("data/train.jsonl").display(),
-        template = world::TOY_TEMPLATE.replace('\n', "\\n"),
-    );
-    let path = dir.join("run.toml");
-    std::fs::write(&path, config).expect("config");
-    path
+    common::toy_run(
+        dir,
+        [examples, 4, 4],
+        3,
+        "dropout = 0.0",
+        &format!("max_steps = {steps}\nsave_every = {save_every}"),
+    )
 }
 
 fn orchestrator() -> (Killed, u16) {

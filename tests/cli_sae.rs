@@ -1,14 +1,14 @@
 //! End-to-end tests of `resa sae encode` and `resa train-sae` against the sparsify
 //! fixtures of resa-sae (`scripts/reference/sae_reference.py`).
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::PathBuf;
 use std::process::Command;
 
-use resa::qwen2::safetensors_io::{OwnedTensor, SafetensorsReader, StoredDtype, write_safetensors};
+use common::{root, s};
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use resa::qwen2::safetensors_io::{OwnedTensor, SafetensorsReader, StoredDtype, write_safetensors};
 
 fn sae_fixtures() -> PathBuf {
     root().join("crates/resa-sae/tests/fixtures")
@@ -16,10 +16,6 @@ fn sae_fixtures() -> PathBuf {
 
 fn tiny_model() -> PathBuf {
     root().join("crates/resa-qwen2/tests/fixtures/tied_gqa_f32_old")
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
 }
 
 fn resa(args: &[&str]) -> std::process::Output {
@@ -127,29 +123,8 @@ fn sae_encode_rejects_bad_inputs() {
 fn train_sae_on_token_ids_matches_sparsify() {
     let tmp = tempfile::tempdir().expect("tmp");
     let out = tmp.path().join("run");
-    let o = resa(&[
-        "train-sae",
-        "--model",
-        s(&tiny_model()),
-        "--token-ids",
-        s(&sae_fixtures().join("input_ids.json")),
-        "--hookpoint",
-        "layers.1",
-        "--hookpoint",
-        "layers.2.mlp",
-        "--mode",
-        "finetune",
-        "--init",
-        s(&sae_fixtures().join("adam/init")),
-        "--optimizer",
-        "adam",
-        "--lr-warmup-steps",
-        "2",
-        "--batch-size",
-        "2",
-        "--out",
-        s(&out),
-    ]);
+    let args = common::train_sae_fixture_args(&out);
+    let o = resa(&args.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     for hp in ["layers.1", "layers.2.mlp"] {
         let ours = SafetensorsReader::open_file(out.join(hp).join("sae.safetensors")).expect("ours");

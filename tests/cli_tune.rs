@@ -2,65 +2,22 @@
 //! Stage I (SAE from scratch), Stage II (SAE-guided LoRA), merge; then a rerun that skips
 //! both stages, and the CoT-free SFT baseline.
 
-use std::path::Path;
+mod common;
+
 use std::process::Command;
 
-use resa::qwen2::safetensors_io::StoredDtype;
+use common::toy_model;
 use resa::qwen2::{Qwen2Config, Qwen2ForCausalLM};
-use resa::toy::world::{self, ToyWorld};
+use resa::toy::world::ToyWorld;
 
 fn resa(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_resa")).args(args).output().expect("runs resa")
 }
 
-fn toy_model(dir: &Path) {
-    let cfg = Qwen2Config { vocab_size: world::vocab_size(), ..Qwen2Config::tiny() };
-    let model = Qwen2ForCausalLM::<burn::backend::Flex>::random(&cfg, 1, &Default::default(), burn::tensor::DType::F32);
-    model.save_pretrained(dir, StoredDtype::F32).expect("save model");
-    world::write_tokenizer(dir).expect("tokenizer");
-}
-
 #[test]
 fn tune_runs_both_stages_then_skips_them() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let model = tmp.path().join("model");
-    toy_model(&model);
-    ToyWorld::default().write_splits(tmp.path().join("data"), [200, 10, 10]).expect("data");
-    let config = format!(
-        r#"
-out = "{out}"
-[source]
-model = "{model}"
-[target]
-model = "{model}"
-[data]
-trigger = "{data}"
-elicitation = "{data}"
-template = "{template}"
-ctx_len = 48
-[sae]
-mode = "scratch"
-hookpoint = "layers.1"
-num_latents = 128
-k = 8
-batch_size = 4
-max_steps = 5
-[lora]
-r = 4
-alpha = 16
-[stage2]
-lr = 1e-3
-max_steps = 4
-save_every = 2
-merge = true
-"#,
-        out = tmp.path().join("run").display(),
-        model = model.display(),
-        data = tmp.path().join("data/train.jsonl").display(),
-        template = world::TOY_TEMPLATE.replace('\n', "\\n"),
-    );
-    let cfg_path = tmp.path().join("run.toml");
-    std::fs::write(&cfg_path, config).expect("config");
+    let cfg_path = common::toy_run(tmp.path(), [200, 10, 10], 5, "", "max_steps = 4\nsave_every = 2\nmerge = true");
     let cfg = cfg_path.to_str().expect("utf8");
     let tb = tmp.path().join("tb");
     let o = resa(&["tune", "--config", cfg, "--tensorboard", tb.to_str().expect("utf8")]);

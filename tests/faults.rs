@@ -8,20 +8,16 @@
 //! device" naming the file, every checkpoint left checks out against its manifest, and the
 //! rerun (space freed) ends bit-identical.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+use common::{root, s};
 
 use resa::qwen2::safetensors_io::StoredDtype;
 use resa::qwen2::{Qwen2Config, Qwen2ForCausalLM};
 use resa::toy::world::{self, ToyWorld};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
 
 fn resa(args: &[&str], kill_at: Option<u64>) -> Output {
     resa_with(args, kill_at.map(|k| ("RESA_TEST_ABORT_AT_RENAME", k)))
@@ -262,37 +258,10 @@ fn kill_at_random_points(
 
 #[test]
 fn stage1_killed_at_every_rename_resumes_bit_identically() {
-    let model = root().join("crates/resa-qwen2/tests/fixtures/tied_gqa_f32_old");
-    let fixtures = root().join("crates/resa-sae/tests/fixtures");
     let base = |out: &Path| -> Vec<String> {
-        [
-            "train-sae",
-            "--model",
-            s(&model),
-            "--token-ids",
-            s(&fixtures.join("input_ids.json")),
-            "--hookpoint",
-            "layers.1",
-            "--hookpoint",
-            "layers.2.mlp",
-            "--mode",
-            "finetune",
-            "--init",
-            s(&fixtures.join("adam/init")),
-            "--optimizer",
-            "adam",
-            "--lr-warmup-steps",
-            "2",
-            "--batch-size",
-            "2",
-            "--save-every",
-            "1",
-            "--out",
-            s(out),
-        ]
-        .iter()
-        .map(|a| a.to_string())
-        .collect()
+        let mut args = common::train_sae_fixture_args(out);
+        args.extend(["--save-every".to_string(), "1".to_string()]);
+        args
     };
     let resume = |out: &Path| {
         let mut a = base(out);

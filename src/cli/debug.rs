@@ -15,7 +15,7 @@ use resa::device::ComputeArgs;
 use resa::qwen2::safetensors_io::{OwnedTensor, StoredDtype, write_safetensors};
 use resa::qwen2::{AdapterMode, Hookpoint, Qwen2ForCausalLM, hub};
 use resa::sae::{SparseCoder, resolve_sae};
-use resa::tune::{SaeGrad, lora_gradients, stage2_loss};
+use resa::tune::{Head, SaeGrad, lora_gradients, stage2_loss};
 use resa::with_backend;
 
 /// `resa debug` subcommands.
@@ -77,7 +77,7 @@ fn stage2_step<B: Backend>(args: &Stage2StepArgs, device: &B::Device) -> anyhow:
         anyhow::bail!("{}: token id {bad} is outside the vocabulary ({vocab} ids)", args.input_ids.display());
     }
     let input = Tensor::<Autodiff<B>, 2, Int>::from_data(TensorData::new(ids, shape), device);
-    let kl = stage2_loss(&model, &sae, hookpoint, args.sae_grad, input, AdapterMode::On)?;
+    let kl = stage2_loss(&model, &sae, hookpoint, args.sae_grad, input, AdapterMode::On, Head::Full)?;
     let value: Vec<f32> =
         kl.clone().into_data().convert::<f32>().to_vec::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))?;
     let grads = kl.backward();

@@ -7,7 +7,8 @@ use std::path::PathBuf;
 
 use burn::tensor::backend::Backend;
 use resa::device::DeviceArgs;
-use resa::toy::tina::{ToyEvalConfig, ToyTinaConfig, run_toy_tina, toy_tina_markdown};
+use resa::toy::compare::ToyEvalConfig;
+use resa::toy::tina::{ToyTinaConfig, run_toy_tina, toy_tina_markdown};
 use resa::toy::world::World;
 use resa::with_backend;
 

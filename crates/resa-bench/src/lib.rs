@@ -149,18 +149,9 @@ pub fn qwen25_05b() -> Qwen2Config {
     }
 }
 
-/// The small model of the Stage II workload.
+/// The small model of the Stage II workload ([`Qwen2Config::bench`]).
 pub fn stage2_model() -> Qwen2Config {
-    Qwen2Config {
-        vocab_size: 8192,
-        hidden_size: 512,
-        intermediate_size: 1408,
-        num_hidden_layers: 4,
-        num_attention_heads: 8,
-        num_key_value_heads: 2,
-        head_dim: 64,
-        ..Qwen2Config::tiny()
-    }
+    Qwen2Config::bench()
 }
 
 /// The narrow model of `stage2_step_vocab`: DeepSeek-R1-Distill's vocabulary (151,936) on

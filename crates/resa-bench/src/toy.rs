@@ -7,7 +7,8 @@ use burn::backend::Autodiff;
 use burn::tensor::DType;
 use burn::tensor::backend::Backend;
 use resa_qwen2::{Qwen2ForCausalLM, Tokenizer};
-use resa_toy::tina::{ToyEvalConfig, ToyTinaConfig, train_toy_tina};
+use resa_toy::compare::ToyEvalConfig;
+use resa_toy::tina::{ToyTinaConfig, train_toy_tina};
 use resa_toy::world::World;
 use resa_tune::full::{FullTrainConfig, train_full};
 

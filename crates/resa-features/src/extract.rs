@@ -64,9 +64,20 @@ pub fn active_latents<B: Backend>(sae: &SparseCoder<B>, x: Tensor<B, 2>) -> Resu
     Ok((0..n).map(|t| (0..k).map(|j| (idx[t * k + j] as u32, acts[t * k + j])).collect()).collect())
 }
 
-/// Runs `ids` through `model`, encodes every hookpoint with its SAE, and returns the
-/// reasoning features per hookpoint (in the order given). `think_id` / `end_think_id` are
-/// the ids of `<think>` and `</think>`; each must occur in `ids`.
+/// What [`extract`] found on a prompt.
+#[derive(Debug, Clone)]
+pub struct Extraction {
+    /// The reasoning features per hookpoint, in the order of the SAEs given.
+    pub layers: Vec<LayerFeatures>,
+    /// Each SAE's active latents at every token of the prompt (what the features were read
+    /// from: a dashboard shows their activations at the markers).
+    pub activity: Vec<ActiveLatents>,
+}
+
+/// Runs `ids` through `model` once, encodes every hookpoint with its SAE, and returns the
+/// reasoning features per hookpoint (in the order given) with the latents they were read
+/// from. `think_id` / `end_think_id` are the ids of `<think>` and `</think>`; each must
+/// occur in `ids`.
 pub fn extract<B: Backend>(
     model: &Qwen2ForCausalLM<B>,
     saes: &[(Hookpoint, SparseCoder<B>)],
@@ -74,20 +85,7 @@ pub fn extract<B: Backend>(
     think_id: u32,
     end_think_id: u32,
     threshold: f32,
-) -> Result<Vec<LayerFeatures>> {
-    Ok(extract_with_activity(model, saes, ids, think_id, end_think_id, threshold)?.0)
-}
-
-/// [`extract`], also returning each SAE's per-token active latents on the prompt (what the
-/// features were read from: a dashboard shows their activations at the markers).
-pub fn extract_with_activity<B: Backend>(
-    model: &Qwen2ForCausalLM<B>,
-    saes: &[(Hookpoint, SparseCoder<B>)],
-    ids: &[u32],
-    think_id: u32,
-    end_think_id: u32,
-    threshold: f32,
-) -> Result<(Vec<LayerFeatures>, Vec<ActiveLatents>)> {
+) -> Result<Extraction> {
     let think = positions(ids, think_id);
     let end = positions(ids, end_think_id);
     if think.is_empty() || end.is_empty() {
@@ -98,7 +96,7 @@ pub fn extract_with_activity<B: Backend>(
         )));
     }
     let activity = prompt_activity(model, saes, ids)?;
-    let features = saes
+    let layers = saes
         .iter()
         .zip(&activity)
         .map(|((hp, _), active)| {
@@ -106,7 +104,7 @@ pub fn extract_with_activity<B: Backend>(
             LayerFeatures { hookpoint: *hp, layer: hp.layer(), count: latents.len(), latents }
         })
         .collect();
-    Ok((features, activity))
+    Ok(Extraction { layers, activity })
 }
 
 /// Runs `ids` through `model` once and returns, per SAE (in the order given), the latents

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use error::{Error, Result};
-pub use extract::{LayerFeatures, R1_SYSTEM_PROMPT, extract, reasoning_latents};
+pub use extract::{Extraction, LayerFeatures, R1_SYSTEM_PROMPT, extract, reasoning_latents};
 pub use gmm::{Component, Gmm, GmmOptions, Proposal, entropy, fit_gmm, propose};
 
 /// A mixture fitted to one per-layer quantity.

@@ -44,6 +44,27 @@ fn check_no_adapters<B: Backend>(model: &Qwen2ForCausalLM<B>) -> Result<()> {
     Ok(())
 }
 
+/// Gives each module named in `chosen` an adapter of `cfg`'s scale and dropout, with the
+/// `A` `[in, r]` and `B` `[r, out]` that `make(name, out, in, device)` returns.
+fn attach_each<B: Backend>(
+    model: &mut Qwen2ForCausalLM<B>,
+    chosen: &[String],
+    cfg: &LoraConfig,
+    mut make: impl FnMut(&str, usize, usize, &B::Device) -> Result<(Tensor<B, 2>, Tensor<B, 2>)>,
+) -> Result<()> {
+    for (name, lin) in model.linears_mut() {
+        if !chosen.contains(&name) {
+            continue;
+        }
+        let (out, inp) = lin.dims();
+        let (a, b) = make(&name, out, inp, &lin.weight.val().device())?;
+        let (scale, dropout) = (cfg.scale(), cfg.lora_dropout);
+        lin.adapter =
+            Some(LowRank { a: Param::from_tensor(a), b: Param::from_tensor(b), scale, dropout, merged: false });
+    }
+    Ok(())
+}
+
 /// Attaches fresh adapters as PEFT initialises them: A Kaiming-uniform (bound 1/√in),
 /// B zero, so the model's output is unchanged. Adapter weights take the model's dtype.
 /// Returns the adapted module names.
@@ -73,23 +94,13 @@ pub fn attach<B: Backend>(model: &mut Qwen2ForCausalLM<B>, cfg: &LoraConfig, see
     }
     drop(linears);
     let mut rng = StdRng::seed_from_u64(seed);
-    let (r, scale, dropout) = (cfg.r, cfg.scale(), cfg.lora_dropout);
-    for (name, lin) in model.linears_mut() {
-        if !chosen.contains(&name) {
-            continue;
-        }
-        let (out, inp) = lin.dims();
-        let device = lin.weight.val().device();
+    let r = cfg.r;
+    attach_each(model, &chosen, cfg, |_, out, inp, device| {
         let bound = 1.0 / (inp as f32).sqrt();
         let a: Vec<f32> = (0..inp * r).map(|_| rng.random_range(-bound..bound)).collect();
-        lin.adapter = Some(LowRank {
-            a: Param::from_tensor(Tensor::from_data(TensorData::new(a, [inp, r]), (&device, dtype))),
-            b: Param::from_tensor(Tensor::zeros([r, out], (&device, dtype))),
-            scale,
-            dropout,
-            merged: false,
-        });
-    }
+        let a = Tensor::from_data(TensorData::new(a, [inp, r]), (device, dtype));
+        Ok((a, Tensor::zeros([r, out], (device, dtype))))
+    })?;
     Ok(chosen)
 }
 
@@ -130,14 +141,8 @@ pub fn load_adapter<B: Backend>(model: &mut Qwen2ForCausalLM<B>, dir: impl AsRef
             return Err(resa_qwen2::Error::UnexpectedTensor { key: key.to_string(), path: weights.clone() }.into());
         }
     }
-    let dtype = model.dtype();
-    let (r, scale, dropout) = (cfg.r, cfg.scale(), cfg.lora_dropout);
-    for (name, lin) in model.linears_mut() {
-        if !chosen.contains(&name) {
-            continue;
-        }
-        let (out, inp) = lin.dims();
-        let device = lin.weight.val().device();
+    let (dtype, r) = (model.dtype(), cfg.r);
+    attach_each(model, &chosen, &cfg, |name, out, inp, device| {
         let read = |suffix: &str, shape: [usize; 2]| -> Result<Tensor<B, 2>> {
             let key = format!("{PEFT_PREFIX}{name}.{suffix}");
             if !reader.contains(&key) {
@@ -146,13 +151,10 @@ pub fn load_adapter<B: Backend>(model: &mut Qwen2ForCausalLM<B>, dir: impl AsRef
             let v = reader.read_f32_finite(&key, &shape)?;
             // PEFT stores [r, in] and [out, r]; the model multiplies by their transposes.
             let t = transpose(&v, shape[0], shape[1]);
-            Ok(Tensor::from_data(TensorData::new(t, [shape[1], shape[0]]), (&device, dtype)))
+            Ok(Tensor::from_data(TensorData::new(t, [shape[1], shape[0]]), (device, dtype)))
         };
-        let a = read("lora_A.weight", [r, inp])?;
-        let b = read("lora_B.weight", [out, r])?;
-        lin.adapter =
-            Some(LowRank { a: Param::from_tensor(a), b: Param::from_tensor(b), scale, dropout, merged: false });
-    }
+        Ok((read("lora_A.weight", [r, inp])?, read("lora_B.weight", [out, r])?))
+    })?;
     Ok(cfg)
 }
 

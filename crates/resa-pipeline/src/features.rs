@@ -9,9 +9,7 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::backend::Backend;
 use resa_features::dashboard::{FeatureCard, LayerCard, Page, html};
-use resa_features::extract::{
-    ActiveLatents, Context, activation_at, decoder_neighbours, extract_with_activity, positions,
-};
+use resa_features::extract::{ActiveLatents, Context, activation_at, decoder_neighbours, extract, positions};
 use resa_features::{Analysis, GmmOptions, R1_SYSTEM_PROMPT, analyze, read_scores};
 use resa_qwen2::{Hookpoint, Qwen2ForCausalLM, Tokenizer};
 use resa_sae::SparseCoder;
@@ -193,7 +191,8 @@ pub fn reasoning_features<B: Backend>(
     };
     let (think, end) = (id(&opts.think_token)?, id(&opts.end_think_token)?);
     let ids = tokenizer.encode(opts.prompt.as_deref().unwrap_or(R1_SYSTEM_PROMPT), true)?;
-    let (features, activity) = extract_with_activity(model, saes, &ids, think, end, opts.threshold)?;
+    let resa_features::Extraction { layers: features, activity } =
+        extract(model, saes, &ids, think, end, opts.threshold)?;
     let scores = opts.scores.as_deref().map(read_scores).transpose()?;
     let analysis = analyze(features, scores, &opts.gmm, out)?;
     let contexts = match &opts.dashboard {

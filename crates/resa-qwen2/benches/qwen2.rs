@@ -7,23 +7,9 @@ use burn::tensor::{DType, Int, Tensor, TensorData, backend::Backend};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use resa_qwen2::{ForwardInput, GenerationConfig, Hooks, Logits, Qwen2Config, Qwen2ForCausalLM, generate};
 
-/// About 24M parameters: big enough that matmuls dominate, small enough for CI machines.
-fn cpu_config() -> Qwen2Config {
-    Qwen2Config {
-        vocab_size: 8192,
-        hidden_size: 512,
-        intermediate_size: 1408,
-        num_hidden_layers: 4,
-        num_attention_heads: 8,
-        num_key_value_heads: 2,
-        head_dim: 64,
-        ..Qwen2Config::tiny()
-    }
-}
-
 fn bench_backend<B: Backend>(c: &mut Criterion, name: &str) {
     let device = B::Device::default();
-    let cfg = cpu_config();
+    let cfg = Qwen2Config::bench();
     let model = Qwen2ForCausalLM::<B>::random(&cfg, 0, &device, DType::F32);
     let seq = 256;
     let ids: Vec<i64> = (0..seq as i64).map(|i| (i * 7919) % cfg.vocab_size as i64).collect();

@@ -187,6 +187,21 @@ impl Qwen2Config {
         }
     }
 
+    /// The benchmarks' model, about 24M parameters: big enough that matrix products
+    /// dominate a step, small enough for a CPU (random weights).
+    pub fn bench() -> Self {
+        Qwen2Config {
+            vocab_size: 8192,
+            hidden_size: 512,
+            intermediate_size: 1408,
+            num_hidden_layers: 4,
+            num_attention_heads: 8,
+            num_key_value_heads: 2,
+            head_dim: 64,
+            ..Qwen2Config::tiny()
+        }
+    }
+
     /// Number of query heads sharing one key/value head.
     pub fn kv_groups(&self) -> usize {
         self.num_attention_heads / self.num_key_value_heads

@@ -4,6 +4,7 @@ pub mod error;
 
 pub use error::{Error, Result};
 
+pub mod compare;
 pub mod demo;
 pub mod model;
 pub mod paper;

@@ -214,7 +214,7 @@ pub fn train_toy_model<B: Backend>(
     model.save_pretrained(&tmp, StoredDtype::F32)?;
     let task = cfg.world.test_task(cfg.world_seed, cfg.test_problems);
     let accuracy = evaluate_toy(&model, &tokenizer, &task, &greedy_eval(), &tmp.join("eval"))?;
-    let sampled_eval = crate::tina::ToyEvalConfig::default();
+    let sampled_eval = crate::compare::ToyEvalConfig::default();
     let sampled = evaluate_toy(&model, &tokenizer, &task, &sampled_eval.eval_config(), &tmp.join("eval-sampled"))?;
     let profile =
         world::reasoning_profile(&resa_eval::read_completions(&tmp.join("eval-sampled").join("completions.jsonl"))?);

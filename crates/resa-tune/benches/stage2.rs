@@ -16,16 +16,7 @@ use resa_tune::{SaeGrad, SaeTuning, TuneConfig, train_adapters};
 type AD = Autodiff<Flex>;
 
 fn benches(c: &mut Criterion) {
-    let cfg = Qwen2Config {
-        vocab_size: 8192,
-        hidden_size: 512,
-        intermediate_size: 1408,
-        num_hidden_layers: 4,
-        num_attention_heads: 8,
-        num_key_value_heads: 2,
-        head_dim: 64,
-        ..Qwen2Config::tiny()
-    };
+    let cfg = Qwen2Config::bench();
     let device = Default::default();
     let seq = 256;
     let chunks: Vec<Vec<u32>> = (0..4).map(|c| (0..seq as u32).map(|i| (i * 7919 + c * 13) % 8192).collect()).collect();

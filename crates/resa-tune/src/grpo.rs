@@ -28,6 +28,7 @@ use resa_qwen2::{AdapterMode, ForwardInput, GenerationConfig, Hooks, Qwen2ForCau
 
 use crate::error::{Error, Result};
 use crate::objective::Objective;
+use crate::stage2::Head;
 
 /// Settings of [`Grpo`].
 #[derive(Debug, Clone, PartialEq)]
@@ -111,6 +112,18 @@ struct Stats {
 
 /// LoRA-GRPO ([module docs](self)).
 pub struct Grpo<'a> {
+    state: Held<'a>,
+}
+
+/// What a [`Grpo`] holds: its own state, or (a data-parallel replica) the state of the
+/// objective it replicates, so that every replica shares the reward, the step and the
+/// statistics.
+enum Held<'a> {
+    Own(GrpoState<'a>),
+    Shared(&'a GrpoState<'a>),
+}
+
+struct GrpoState<'a> {
     cfg: GrpoConfig,
     reward: Box<Reward<'a>>,
     step: AtomicU64,
@@ -118,15 +131,23 @@ pub struct Grpo<'a> {
 }
 
 impl<'a> Grpo<'a> {
+    fn state(&self) -> &GrpoState<'a> {
+        match &self.state {
+            Held::Own(state) => state,
+            Held::Shared(state) => state,
+        }
+    }
+
     /// The objective with its settings and reward (settings checked).
     pub fn new(cfg: GrpoConfig, reward: Box<Reward<'a>>) -> Result<Self> {
         cfg.validate()?;
-        Ok(Grpo { cfg, reward, step: AtomicU64::new(0), stats: Mutex::new(Stats::default()) })
+        let state = GrpoState { cfg, reward, step: AtomicU64::new(0), stats: Mutex::new(Stats::default()) };
+        Ok(Grpo { state: Held::Own(state) })
     }
 
     /// The settings.
     pub fn config(&self) -> &GrpoConfig {
-        &self.cfg
+        &self.state().cfg
     }
 
     fn seed(&self, step: u64, prompt: &[u32], sample: usize) -> u64 {
@@ -137,7 +158,7 @@ impl<'a> Grpo<'a> {
                 h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
             }
         };
-        eat(self.cfg.seed);
+        eat(self.state().cfg.seed);
         eat(step);
         for &t in prompt {
             eat(u64::from(t));
@@ -160,8 +181,13 @@ impl<B: AutodiffBackend> Objective<B> for Grpo<'_> {
 
     fn check(&self, model: &Qwen2ForCausalLM<B>) -> Result<()> {
         let vocab = model.config().vocab_size;
-        if let Some(bad) =
-            self.cfg.stop_token_ids.iter().chain([&self.cfg.pad_token_id]).find(|&&t| t as usize >= vocab)
+        if let Some(bad) = self
+            .state()
+            .cfg
+            .stop_token_ids
+            .iter()
+            .chain([&self.state().cfg.pad_token_id])
+            .find(|&&t| t as usize >= vocab)
         {
             return Err(Error::option("stop_token_ids", format!("id {bad} is outside the vocabulary ({vocab} ids)")));
         }
@@ -169,7 +195,7 @@ impl<B: AutodiffBackend> Objective<B> for Grpo<'_> {
     }
 
     fn begin_step(&self, step: u64) {
-        self.step.store(step, Ordering::SeqCst);
+        self.state().step.store(step, Ordering::SeqCst);
     }
 
     fn loss(
@@ -185,7 +211,7 @@ impl<B: AutodiffBackend> Objective<B> for Grpo<'_> {
             .convert::<i64>()
             .to_vec()
             .map_err(|e| Error::Internal(format!("token ids: {e:?}")))?;
-        let pad = self.cfg.pad_token_id;
+        let pad = self.state().cfg.pad_token_id;
         let prompts: Vec<Vec<u32>> = ids
             .chunks(s)
             .map(|row| row.iter().map(|&t| t as u32).skip_while(|&t| t == pad).collect::<Vec<u32>>())
@@ -193,8 +219,8 @@ impl<B: AutodiffBackend> Objective<B> for Grpo<'_> {
         if let Some(i) = prompts.iter().position(Vec::is_empty) {
             return Err(Error::option("data", format!("prompt {i} of the micro-batch is all padding")));
         }
-        let step = self.step.load(Ordering::SeqCst);
-        let g = self.cfg.group_size;
+        let step = self.state().step.load(Ordering::SeqCst);
+        let g = self.state().cfg.group_size;
 
         // Sample the groups from the current policy (adapters on, no dropout, no graph).
         let policy = model.valid();
@@ -207,17 +233,17 @@ impl<B: AutodiffBackend> Objective<B> for Grpo<'_> {
             }
         }
         let gen_cfg = GenerationConfig {
-            max_new_tokens: self.cfg.max_new_tokens,
-            sampling: self.cfg.sampling,
-            seed: self.cfg.seed,
-            stop_token_ids: self.cfg.stop_token_ids.clone(),
+            max_new_tokens: self.state().cfg.max_new_tokens,
+            sampling: self.state().cfg.sampling,
+            seed: self.state().cfg.seed,
+            stop_token_ids: self.state().cfg.stop_token_ids.clone(),
             pad_token_id: pad,
         };
         let completions = generate_seeded(&policy, &rows, &seeds, &gen_cfg)?;
 
         // Rewards and group-normalised advantages.
         let rewards: Vec<f32> =
-            rows.iter().zip(&completions).map(|(p, c)| (self.reward)(p, &c.ids)).collect::<Vec<_>>();
+            rows.iter().zip(&completions).map(|(p, c)| (self.state().reward)(p, &c.ids)).collect::<Vec<_>>();
         let mut advantages = vec![0f32; rewards.len()];
         let mut flat = 0;
         for (i, group) in rewards.chunks(g).enumerate() {
@@ -256,30 +282,32 @@ impl<B: AutodiffBackend> Objective<B> for Grpo<'_> {
         let mask = Tensor::<B, 2>::from_data(TensorData::new(mask, [n, len - 1]), &device);
         let tokens_per_row = mask.clone().sum_dim(1).clamp_min(1.0); // [n, 1]
 
-        let logits = |mode: AdapterMode| -> Result<Tensor<B, 3>> {
-            model
-                .forward(ForwardInput::new(inputs.clone()).with_adapters(mode), &Hooks::default(), None)?
-                .logits
-                .ok_or_else(|| Error::Internal("the forward returned no logits".into()))
+        let logits = |mode: AdapterMode| {
+            crate::stage2::logits(
+                model,
+                ForwardInput::new(inputs.clone()).with_adapters(mode),
+                Head::Full,
+                &Hooks::default(),
+            )
         };
         let logp = token_logp(logits(adapters)?, targets.clone());
         let ref_logp = token_logp(logits(AdapterMode::Off)?, targets).detach();
 
         let adv = Tensor::<B, 2>::from_data(TensorData::new(advantages, [n, 1]), &device);
         let ratio = (logp.clone() - logp.clone().detach()).exp();
-        let eps = self.cfg.clip_eps as f32;
+        let eps = self.state().cfg.clip_eps as f32;
         let unclipped = ratio.clone() * adv.clone();
         let clipped = ratio.clamp(1.0 - eps, 1.0 + eps) * adv;
         let pg = unclipped.min_pair(clipped).neg();
         let diff = ref_logp - logp;
         let kl = diff.clone().exp() - diff - 1.0;
-        let per_token = pg + kl.clone().mul_scalar(self.cfg.beta as f32);
+        let per_token = pg + kl.clone().mul_scalar(self.state().cfg.beta as f32);
         let per_row = (per_token * mask.clone()).sum_dim(1) / tokens_per_row;
         let loss = per_row.mean();
 
         let kl_total: f32 = (kl.detach() * mask.clone()).sum().into_scalar().elem();
         let mask_total: f32 = mask.sum().into_scalar().elem();
-        if let Ok(mut st) = self.stats.lock() {
+        if let Ok(mut st) = self.state().stats.lock() {
             st.completions += n;
             st.reward_sum += rewards.iter().map(|&r| f64::from(r)).sum::<f64>();
             st.kl_sum += f64::from(kl_total);
@@ -292,7 +320,7 @@ impl<B: AutodiffBackend> Objective<B> for Grpo<'_> {
     }
 
     fn step_metrics(&self) -> Vec<(&'static str, f64)> {
-        let st = self.stats.lock().map(|mut st| std::mem::take(&mut *st)).unwrap_or_default();
+        let st = self.state().stats.lock().map(|mut st| std::mem::take(&mut *st)).unwrap_or_default();
         if st.completions == 0 {
             return Vec::new();
         }
@@ -305,34 +333,6 @@ impl<B: AutodiffBackend> Objective<B> for Grpo<'_> {
     }
 
     fn to_device(&self, _device: &B::Device) -> Box<dyn Objective<B> + '_> {
-        Box::new(Replica { inner: self })
-    }
-}
-
-/// A data-parallel replica's view of one [`Grpo`] (same reward, seeds and statistics).
-struct Replica<'r, 'a> {
-    inner: &'r Grpo<'a>,
-}
-
-impl<B: AutodiffBackend> Objective<B> for Replica<'_, '_> {
-    fn name(&self) -> &'static str {
-        "grpo"
-    }
-
-    fn begin_step(&self, step: u64) {
-        <Grpo as Objective<B>>::begin_step(self.inner, step);
-    }
-
-    fn loss(
-        &self,
-        model: &Qwen2ForCausalLM<B>,
-        input_ids: Tensor<B, 2, Int>,
-        adapters: AdapterMode,
-    ) -> Result<Tensor<B, 1>> {
-        <Grpo as Objective<B>>::loss(self.inner, model, input_ids, adapters)
-    }
-
-    fn to_device(&self, _device: &B::Device) -> Box<dyn Objective<B> + '_> {
-        Box::new(Replica { inner: self.inner })
+        Box::new(Grpo { state: Held::Shared(self.state()) })
     }
 }

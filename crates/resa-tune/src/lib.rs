@@ -23,7 +23,6 @@ pub use nodes::Nodes;
 pub use objective::{Objective, SaeTuning, Sft};
 pub use stage2::{
     Head, SaeGrad, SaeSplice, causal_lm_loss, kl_batchmean, kl_batchmean_from_hidden, prefix_adapters_are_zero,
-    stage2_gradients_recomputed, stage2_loss, stage2_loss_shared_prefix, stage2_loss_shared_prefix_with,
-    stage2_loss_with, student_starts_at,
+    stage2_gradients_recomputed, stage2_loss, stage2_loss_shared_prefix, student_starts_at,
 };
 pub use train::{LrSchedule, StepMetrics, TuneConfig, TuneReport, checkpoints, train_adapters};

@@ -12,8 +12,8 @@ use resa_sae::SparseCoder;
 
 use crate::error::{Error, Result};
 use crate::stage2::{
-    Head, SaeGrad, causal_lm_loss, prefix_adapters_are_zero, stage2_gradients_recomputed,
-    stage2_loss_shared_prefix_with, stage2_loss_with, student_starts_at,
+    Head, SaeGrad, causal_lm_loss, prefix_adapters_are_zero, stage2_gradients_recomputed, stage2_loss,
+    stage2_loss_shared_prefix, student_starts_at,
 };
 
 /// A training objective of [`train_adapters`](crate::train_adapters): the loss of one
@@ -212,9 +212,9 @@ impl<B: AutodiffBackend> Objective<B> for SaeTuning<'_, B> {
     ) -> Result<Tensor<B, 1>> {
         let head = self.head_for(model, &input_ids);
         if self.uses_shared_prefix() {
-            stage2_loss_shared_prefix_with(model, &self.sae, self.hookpoint, input_ids, adapters, head)
+            stage2_loss_shared_prefix(model, &self.sae, self.hookpoint, input_ids, adapters, head)
         } else {
-            stage2_loss_with(model, &self.sae, self.hookpoint, self.grad, input_ids, adapters, head)
+            stage2_loss(model, &self.sae, self.hookpoint, self.grad, input_ids, adapters, head)
         }
     }
 

@@ -190,20 +190,9 @@ fn with_gradient<B: Backend, const D: usize>(x: Tensor<B, D>, g: Tensor<B, D>, v
 }
 
 /// The Stage II loss on one batch of token ids `[batch, seq]`: teacher logits without
-/// gradient, student logits with the SAE spliced at `hookpoint`.
+/// gradient, student logits with the SAE spliced at `hookpoint`, the head applied as `head`
+/// says ([`Head::Full`]: whole logits).
 pub fn stage2_loss<B: Backend>(
-    model: &Qwen2ForCausalLM<B>,
-    sae: &SparseCoder<B>,
-    hookpoint: CheckedHookpoint,
-    grad: SaeGrad,
-    input_ids: Tensor<B, 2, Int>,
-    student_adapters: AdapterMode,
-) -> Result<Tensor<B, 1>> {
-    stage2_loss_with(model, sae, hookpoint, grad, input_ids, student_adapters, Head::Full)
-}
-
-/// [`stage2_loss`] with the head applied as `head` says.
-pub fn stage2_loss_with<B: Backend>(
     model: &Qwen2ForCausalLM<B>,
     sae: &SparseCoder<B>,
     hookpoint: CheckedHookpoint,
@@ -213,21 +202,24 @@ pub fn stage2_loss_with<B: Backend>(
     head: Head,
 ) -> Result<Tensor<B, 1>> {
     let splice = SaeSplice::new(sae);
-    let teacher = model
-        .forward(
-            ForwardInput::new(input_ids.clone()).with_adapters(AdapterMode::Off).with_logits(head.logits()),
-            &Hooks::default(),
-            None,
-        )?
-        .logits
-        .ok_or_else(|| Error::Internal("the teacher forward returned no logits".into()))?
-        .detach();
+    let teacher =
+        logits(model, ForwardInput::new(input_ids.clone()).with_adapters(AdapterMode::Off), head, &Hooks::default())?;
     let hooks = Hooks::default().with_splice(hookpoint, &splice, grad);
-    let student = model
-        .forward(ForwardInput::new(input_ids).with_adapters(student_adapters).with_logits(head.logits()), &hooks, None)?
+    let student = logits(model, ForwardInput::new(input_ids).with_adapters(student_adapters), head, &hooks)?;
+    Ok(head.kl(model, teacher.detach(), student))
+}
+
+/// The logits of `input` as `head` asks for them.
+pub(crate) fn logits<B: Backend>(
+    model: &Qwen2ForCausalLM<B>,
+    input: ForwardInput<B>,
+    head: Head,
+    hooks: &Hooks<'_, B>,
+) -> Result<Tensor<B, 3>> {
+    model
+        .forward(input.with_logits(head.logits()), hooks, None)?
         .logits
-        .ok_or_else(|| Error::Internal("the student forward returned no logits".into()))?;
-    Ok(head.kl(model, teacher, student))
+        .ok_or_else(|| Error::Internal("the forward returned no logits".into()))
 }
 
 /// [`stage2_loss`] with the `detach` splice at a residual hookpoint `layers.L`, doing less
@@ -244,35 +236,15 @@ pub fn stage2_loss_shared_prefix<B: Backend>(
     at: CheckedHookpoint,
     input_ids: Tensor<B, 2, Int>,
     student_adapters: AdapterMode,
-) -> Result<Tensor<B, 1>> {
-    stage2_loss_shared_prefix_with(model, sae, at, input_ids, student_adapters, Head::Full)
-}
-
-/// [`stage2_loss_shared_prefix`] with the head applied as `head` says.
-pub fn stage2_loss_shared_prefix_with<B: Backend>(
-    model: &Qwen2ForCausalLM<B>,
-    sae: &SparseCoder<B>,
-    at: CheckedHookpoint,
-    input_ids: Tensor<B, 2, Int>,
-    student_adapters: AdapterMode,
     head: Head,
 ) -> Result<Tensor<B, 1>> {
     let (teacher, x, layer) = teacher_and_splice(model, sae, at, input_ids.clone(), head)?;
-    let student = model
-        .forward(
-            ForwardInput::new(input_ids)
-                .with_adapters(student_adapters)
-                .starting_at(layer + 1, x)
-                .with_logits(head.logits()),
-            &Hooks::default(),
-            None,
-        )?
-        .logits
-        .ok_or_else(|| Error::Internal("the student forward returned no logits".into()))?;
+    let input = ForwardInput::new(input_ids).with_adapters(student_adapters).starting_at(layer + 1, x);
+    let student = logits(model, input, head, &Hooks::default())?;
     Ok(head.kl(model, teacher, student))
 }
 
-/// [`stage2_loss_shared_prefix_with`]'s loss and the gradients of `loss / divisor`, with the
+/// [`stage2_loss_shared_prefix`]'s loss and the gradients of `loss / divisor`, with the
 /// student's layers recomputed in the backward: the student runs layers `L+1..` once on the
 /// inner backend, keeping only each layer's input; then the head's backward gives the
 /// gradient at the last layer's output, and each layer, last first, runs again with its
@@ -416,10 +388,8 @@ pub fn causal_lm_loss<B: Backend>(
     if s < 2 {
         return Err(Error::option("seq_len", "sequences need at least 2 tokens for a next-token loss"));
     }
-    let logits = model
-        .forward(ForwardInput::new(input_ids.clone()).with_adapters(adapters), &Hooks::default(), None)?
-        .logits
-        .ok_or_else(|| Error::Internal("the forward returned no logits".into()))?;
+    let logits =
+        logits(model, ForwardInput::new(input_ids.clone()).with_adapters(adapters), Head::Full, &Hooks::default())?;
     let v = logits.dims()[2];
     let logp = log_softmax(logits.narrow(1, 0, s - 1).cast(DType::F32), 2).reshape([b * (s - 1), v]);
     let targets = input_ids.narrow(1, 1, s - 1).reshape([b * (s - 1), 1]);

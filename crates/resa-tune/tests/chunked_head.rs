@@ -10,9 +10,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Distribution, Int, Tensor, TensorData};
 use common::*;
 use resa_qwen2::AdapterMode;
-use resa_tune::{
-    Head, SaeGrad, SaeTuning, TuneConfig, stage2_loss_shared_prefix_with, stage2_loss_with, train_adapters,
-};
+use resa_tune::{Head, SaeGrad, SaeTuning, TuneConfig, stage2_loss, stage2_loss_shared_prefix, train_adapters};
 
 #[test]
 fn a_chunked_head_gives_the_whole_heads_loss_gradients_and_adapter() {
@@ -33,9 +31,9 @@ fn a_chunked_head_gives_the_whole_heads_loss_gradients_and_adapter() {
     let run = |head: Head, shared: bool| {
         <AD as Backend>::seed(&device, 7);
         let loss = if shared {
-            stage2_loss_shared_prefix_with(&m, &sae, at(1), ids.clone(), AdapterMode::Train(7), head)
+            stage2_loss_shared_prefix(&m, &sae, at(1), ids.clone(), AdapterMode::Train(7), head)
         } else {
-            stage2_loss_with(&m, &sae, at(1), SaeGrad::StraightThrough, ids.clone(), AdapterMode::Train(7), head)
+            stage2_loss(&m, &sae, at(1), SaeGrad::StraightThrough, ids.clone(), AdapterMode::Train(7), head)
         }
         .expect("loss");
         let value = loss.clone().into_scalar();

@@ -10,8 +10,8 @@ use burn::tensor::{Int, Tensor, TensorData};
 use common::*;
 use resa_qwen2::AdapterMode;
 use resa_tune::{
-    Error, Head, Objective, SaeGrad, SaeTuning, TuneConfig, stage2_gradients_recomputed,
-    stage2_loss_shared_prefix_with, train_adapters,
+    Error, Head, Objective, SaeGrad, SaeTuning, TuneConfig, stage2_gradients_recomputed, stage2_loss_shared_prefix,
+    train_adapters,
 };
 
 fn max_diff(a: &[f32], b: &[f32]) -> f32 {
@@ -33,8 +33,7 @@ fn recomputed_layers_give_the_plain_loss_gradients_and_adapter() {
     let ids: Vec<i64> = chunks(2, 12).into_iter().flatten().map(i64::from).collect();
     let ids = Tensor::<AD, 2, Int>::from_data(TensorData::new(ids, [2, 12]), &device);
     for head in [Head::Full, Head::Chunked(5)] {
-        let loss =
-            stage2_loss_shared_prefix_with(&m, &sae, at(1), ids.clone(), AdapterMode::Train(7), head).expect("loss");
+        let loss = stage2_loss_shared_prefix(&m, &sae, at(1), ids.clone(), AdapterMode::Train(7), head).expect("loss");
         let plain = loss.clone().into_scalar();
         let plain_grads = adapter_grads(&m, &loss.div_scalar(2.0).backward());
         let (value, grads) =

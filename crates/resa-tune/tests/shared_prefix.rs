@@ -10,7 +10,8 @@ use burn::tensor::{Int, Tensor, TensorData};
 use common::*;
 use resa_qwen2::AdapterMode;
 use resa_tune::{
-    SaeGrad, SaeTuning, TuneConfig, prefix_adapters_are_zero, stage2_loss, stage2_loss_shared_prefix, train_adapters,
+    Head, SaeGrad, SaeTuning, TuneConfig, prefix_adapters_are_zero, stage2_loss, stage2_loss_shared_prefix,
+    train_adapters,
 };
 
 #[test]
@@ -27,9 +28,9 @@ fn the_shared_prefix_gives_the_plain_loss_gradients_and_adapter() {
     let run = |shared: bool| {
         <AD as Backend>::seed(&device, 7);
         let loss = if shared {
-            stage2_loss_shared_prefix(&m, &sae, at(1), ids.clone(), AdapterMode::Train(7))
+            stage2_loss_shared_prefix(&m, &sae, at(1), ids.clone(), AdapterMode::Train(7), Head::Full)
         } else {
-            stage2_loss(&m, &sae, at(1), SaeGrad::Detach, ids.clone(), AdapterMode::Train(7))
+            stage2_loss(&m, &sae, at(1), SaeGrad::Detach, ids.clone(), AdapterMode::Train(7), Head::Full)
         }
         .expect("loss");
         let value = loss.clone().into_scalar();
@@ -38,7 +39,9 @@ fn the_shared_prefix_gives_the_plain_loss_gradients_and_adapter() {
     };
     // The student starts only at a residual hookpoint: an MLP one is refused, never rounded.
     let mlp = resa_qwen2::Hookpoint::Mlp(1).within(m.config().num_hidden_layers).expect("in range");
-    let err = stage2_loss_shared_prefix(&m, &sae, mlp, ids.clone(), AdapterMode::Train(7)).err().expect("refused");
+    let err = stage2_loss_shared_prefix(&m, &sae, mlp, ids.clone(), AdapterMode::Train(7), Head::Full)
+        .err()
+        .expect("refused");
     assert!(matches!(err, resa_tune::Error::Options { .. }) && err.to_string().contains("layers.1.mlp"), "{err}");
     let (plain, plain_grads) = run(false);
     let (shared, shared_grads) = run(true);

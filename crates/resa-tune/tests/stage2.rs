@@ -11,7 +11,7 @@ use burn::tensor::{DType, Int, Tensor, TensorData};
 use resa_qwen2::safetensors_io::SafetensorsReader;
 use resa_qwen2::{AdapterMode, Hookpoint, Qwen2ForCausalLM};
 use resa_sae::SparseCoder;
-use resa_tune::{SaeGrad, lora_gradients, stage2_loss};
+use resa_tune::{Head, SaeGrad, lora_gradients, stage2_loss};
 
 use common::at;
 
@@ -45,7 +45,7 @@ fn check(mode: SaeGrad, file: &str) {
             .expect("ref");
     let (ids, shape) = reference.read_i64_any("input_ids").expect("ids");
     let input = Tensor::<AD, 2, Int>::from_data(TensorData::new(ids, [shape[0], shape[1]]), &Default::default());
-    let kl = stage2_loss(&model, &sae, at(1), mode, input, AdapterMode::On).expect("loss");
+    let kl = stage2_loss(&model, &sae, at(1), mode, input, AdapterMode::On, Head::Full).expect("loss");
     let ours = kl.clone().into_data().iter::<f32>().next().expect("kl");
     let want = reference.read_f32_any("kl").expect("kl").0[0];
     assert!((ours - want).abs() <= 1e-4 * want.abs(), "{file}: kl {ours} vs {want}");
@@ -87,7 +87,7 @@ fn an_sae_of_another_width_is_rejected() {
     let device = Default::default();
     let sae = SparseCoder::<AD>::random(resa_sae::SaeConfig::new(32, 64, 4), 0, &device).expect("sae");
     let input = Tensor::<AD, 2, Int>::from_data(TensorData::new(vec![5i64, 6, 7], [1, 3]), &device);
-    let err = stage2_loss(&model, &sae, at(1), SaeGrad::Detach, input, AdapterMode::On).expect_err("width");
+    let err = stage2_loss(&model, &sae, at(1), SaeGrad::Detach, input, AdapterMode::On, Head::Full).expect_err("width");
     assert!(err.to_string().contains("reads width 32, the activations have width 64"), "{err}");
     // A layer the model lacks is refused where the hookpoint meets the model.
     let err = Hookpoint::Residual(3).within(model.config().num_hidden_layers).expect_err("layer");

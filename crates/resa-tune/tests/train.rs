@@ -190,8 +190,10 @@ fn a_hookpoint_for_another_model_is_a_typed_error_from_either_loss() {
     let layers = m.config().num_hidden_layers;
     let ids = || Tensor::<AD, 2, Int>::from_data(TensorData::new(vec![1i64; 8], [1, 8]), &device);
     let deeper = Hookpoint::Residual(layers).within(layers + 1).expect("in range of a deeper model");
-    let plain = resa_tune::stage2_loss(&m, &sae, deeper, SaeGrad::Detach, ids(), AdapterMode::Train(0));
-    let shared = resa_tune::stage2_loss_shared_prefix(&m, &sae, deeper, ids(), AdapterMode::Train(0));
+    let plain =
+        resa_tune::stage2_loss(&m, &sae, deeper, SaeGrad::Detach, ids(), AdapterMode::Train(0), resa_tune::Head::Full);
+    let shared =
+        resa_tune::stage2_loss_shared_prefix(&m, &sae, deeper, ids(), AdapterMode::Train(0), resa_tune::Head::Full);
     for (name, result) in [("plain", plain), ("shared prefix", shared)] {
         match result {
             Err(Error::Model(resa_qwen2::Error::Hookpoint { name: hp, .. })) => {

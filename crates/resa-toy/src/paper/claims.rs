@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ToyRow;
 use crate::error::Result;
-use crate::tina::{PerProblem, paired_scores, per_problem};
+use crate::compare::{PerProblem, paired_scores, per_problem};
 
 /// One of the paper's claims tested at toy scale on one seed.
 #[derive(Debug, Clone, Serialize, Deserialize)]

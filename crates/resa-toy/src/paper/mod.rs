@@ -31,7 +31,8 @@ pub use claims::{Claim, ClaimSummary, Ratio};
 
 use crate::demo::ToyStages;
 use crate::error::{Error, Result};
-use crate::tina::{ToyEvalConfig, ToyTinaConfig};
+use crate::compare::ToyEvalConfig;
+use crate::tina::ToyTinaConfig;
 use crate::world::{self, World};
 use resa_pipeline::PipelineEvent;
 

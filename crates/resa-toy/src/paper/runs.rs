@@ -15,7 +15,8 @@ use resa_qwen2::Hookpoint;
 use super::{FeatureCount, MixtureSuggestion, OnEvent, SeedResult, ToyPaperConfig, ToyPaperEvent, ToyRow};
 use crate::demo::ToyRun;
 use crate::error::{Error, Result};
-use crate::tina::{ToyEvalConfig, ToyTinaConfig, train_toy_tina};
+use crate::compare::ToyEvalConfig;
+use crate::tina::{ToyTinaConfig, train_toy_tina};
 use crate::world;
 
 /// One Stage II run of a seed and the row it becomes.
