@@ -153,12 +153,12 @@ fn prompts_past_the_positions_and_zero_new_tokens_are_refused() {
     let o = resa(&["generate", "--model", s(&model), "--prompt-ids", &ids.join(","), "--max-new-tokens", "1"]);
     refused(&o, &["257 tokens", "256 positions"]);
     let o = resa(&["generate", "--model", s(&model), "--prompt-ids", "1,2,3", "--max-new-tokens", "0"]);
-    refused(&o, &["max_new_tokens must be at least 1"]);
+    refused(&o, &["`max_new_tokens`: must be at least 1"]);
     let loaded =
         resa::qwen2::Qwen2ForCausalLM::<Flex>::from_pretrained(&model, &Default::default(), DType::F32).expect("model");
     let cfg = resa::qwen2::GenerationConfig::greedy(0, vec![]);
     let err = resa::qwen2::generate(&loaded, &[vec![1, 2, 3]], &cfg).expect_err("refused");
-    assert!(matches!(err, resa::qwen2::Error::Input(_)), "{err:?}");
+    assert!(matches!(err, resa::qwen2::Error::Input { .. }), "{err:?}");
 }
 
 /// NaN or Inf in the model, an SAE or an adapter is refused at load, naming the tensor and

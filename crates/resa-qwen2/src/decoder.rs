@@ -85,14 +85,20 @@ impl<B: Backend, T> BatchDecoder<B, T> {
         let p = req.prompt.len();
         let vocab = model.config().vocab_size;
         if p == 0 {
-            return Err(Error::Input("the prompt is empty".into()));
+            return Err(Error::Input { field: "prompt", message: "the prompt is empty".into() });
         }
         if let Some(&bad) = req.prompt.iter().find(|&&t| t as usize >= vocab) {
-            return Err(Error::Input(format!("the prompt holds id {bad}, outside the vocabulary of {vocab}")));
+            return Err(Error::Input {
+                field: "prompt",
+                message: format!("the prompt holds id {bad}, outside the vocabulary of {vocab}"),
+            });
         }
         let limit = model.config().max_position_embeddings;
         if p >= limit {
-            return Err(Error::Input(format!("the prompt has {p} tokens; the model has {limit} positions")));
+            return Err(Error::Input {
+                field: "prompt",
+                message: format!("the prompt has {p} tokens; the model has {limit} positions"),
+            });
         }
         let device = model.device();
         let mut cache = KvCache::new(model.config().num_hidden_layers);
@@ -109,9 +115,9 @@ impl<B: Backend, T> BatchDecoder<B, T> {
         let logits = model
             .forward(piece(last, p), &hooks, Some(&mut cache))?
             .logits
-            .ok_or_else(|| Error::Input("forward returned no logits".into()))?;
+            .ok_or_else(|| Error::Internal("forward returned no logits".into()))?;
         let row = logits.reshape([vocab]).into_data().convert::<f32>();
-        let row = row.to_vec::<f32>().map_err(|e| Error::Input(format!("logits not readable: {e:?}")))?;
+        let row = row.to_vec::<f32>().map_err(|e| Error::Internal(format!("logits not readable: {e:?}")))?;
         let mut rng = StdRng::seed_from_u64(req.seed);
         let tok = sample_token(&row, req.cfg.sampling, &mut rng);
         Ok((tok, rng, cache))
@@ -175,9 +181,9 @@ impl<B: Backend, T> BatchDecoder<B, T> {
         let logits = model
             .forward(input, &Hooks::default(), Some(cache))?
             .logits
-            .ok_or_else(|| Error::Input("forward returned no logits".into()))?;
+            .ok_or_else(|| Error::Internal("forward returned no logits".into()))?;
         let data = logits.reshape([n, vocab]).into_data().convert::<f32>();
-        let all = data.to_vec::<f32>().map_err(|e| Error::Input(format!("logits not readable: {e:?}")))?;
+        let all = data.to_vec::<f32>().map_err(|e| Error::Internal(format!("logits not readable: {e:?}")))?;
         let mut finished = vec![false; n];
         for ((row, logits), done) in self.rows.iter_mut().zip(all.chunks_exact(vocab)).zip(finished.iter_mut()) {
             let tok = sample_token(logits, row.cfg.sampling, &mut row.rng);

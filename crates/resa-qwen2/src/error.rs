@@ -121,9 +121,20 @@ pub enum Error {
         cause: SpliceError,
     },
 
-    /// Input ids or masks have an impossible shape or value.
-    #[error("invalid input: {0}")]
-    Input(String),
+    /// An argument (input ids, a mask, a prompt, a generation setting) has an impossible
+    /// shape or value.
+    #[error("invalid `{field}`: {message}")]
+    Input {
+        /// The argument or setting.
+        field: &'static str,
+        /// What is wrong with it and what was expected.
+        message: String,
+    },
+
+    /// Something this crate expected of its own computation did not hold (a bug: please
+    /// report it with the message).
+    #[error("internal error: {0}")]
+    Internal(String),
 
     /// The tokenizer could not be loaded or failed to encode or decode.
     #[error("tokenizer {path}: {message}")]

@@ -52,17 +52,23 @@ impl GenerationConfig {
 
     pub(crate) fn validate(&self) -> Result<()> {
         if self.max_new_tokens == 0 {
-            return Err(Error::Input("max_new_tokens must be at least 1 (0 would generate nothing)".into()));
+            return Err(Error::Input {
+                field: "max_new_tokens",
+                message: "must be at least 1 (0 would generate nothing)".into(),
+            });
         }
         if let Sampling::Sample { temperature, top_p, top_k } = self.sampling {
             if !(temperature.is_finite() && temperature > 0.0) {
-                return Err(Error::Input(format!("temperature must be positive, got {temperature}")));
+                return Err(Error::Input {
+                    field: "temperature",
+                    message: format!("must be positive, got {temperature}"),
+                });
             }
             if !(top_p > 0.0 && top_p <= 1.0) {
-                return Err(Error::Input(format!("top_p must be in (0, 1], got {top_p}")));
+                return Err(Error::Input { field: "top_p", message: format!("must be in (0, 1], got {top_p}") });
             }
             if top_k == Some(0) {
-                return Err(Error::Input("top_k must be at least 1".into()));
+                return Err(Error::Input { field: "top_k", message: "must be at least 1".into() });
             }
         }
         Ok(())
@@ -179,7 +185,10 @@ pub fn generate_seeded<B: Backend>(
     cfg: &GenerationConfig,
 ) -> Result<Vec<Generated>> {
     if seeds.len() != prompts.len() {
-        return Err(Error::Input(format!("{} seeds for {} prompts", seeds.len(), prompts.len())));
+        return Err(Error::Input {
+            field: "seeds",
+            message: format!("{} seeds for {} prompts", seeds.len(), prompts.len()),
+        });
     }
     let samplers = Samplers::PerRow(seeds.iter().map(|&s| StdRng::seed_from_u64(s)).collect());
     generate_inner(model, prompts, cfg, samplers, PREFILL_CHUNK)
@@ -208,7 +217,10 @@ fn generate_inner<B: Backend>(
 ) -> Result<Vec<Generated>> {
     cfg.validate()?;
     if prefill_chunk == 0 {
-        return Err(Error::Input("the prefill chunk must be at least one token".into()));
+        return Err(Error::Input {
+            field: "prefill_chunk",
+            message: "the prefill chunk must be at least one token".into(),
+        });
     }
     if prompts.is_empty() {
         return Ok(Vec::new());
@@ -216,19 +228,25 @@ fn generate_inner<B: Backend>(
     let vocab = model.config().vocab_size;
     for (i, p) in prompts.iter().enumerate() {
         if p.is_empty() {
-            return Err(Error::Input(format!("prompt {i} is empty")));
+            return Err(Error::Input { field: "prompts", message: format!("prompt {i} is empty") });
         }
         if let Some(&bad) = p.iter().find(|&&t| t as usize >= vocab) {
-            return Err(Error::Input(format!("prompt {i} holds id {bad}, outside the vocabulary of {vocab}")));
+            return Err(Error::Input {
+                field: "prompts",
+                message: format!("prompt {i} holds id {bad}, outside the vocabulary of {vocab}"),
+            });
         }
         let limit = model.config().max_position_embeddings;
         if p.len() >= limit {
-            return Err(Error::Input(format!(
-                "prompt {i} has {} tokens; the model has {limit} positions (max_position_embeddings), \
+            return Err(Error::Input {
+                field: "prompts",
+                message: format!(
+                    "prompt {i} has {} tokens; the model has {limit} positions (max_position_embeddings), \
                  so at most {} prompt tokens leave room for one new token",
-                p.len(),
-                limit - 1
-            )));
+                    p.len(),
+                    limit - 1
+                ),
+            });
         }
     }
     let device = model.device();
@@ -287,9 +305,9 @@ fn generate_inner<B: Backend>(
         let logits = model
             .forward(input, &hooks, Some(&mut cache))?
             .logits
-            .ok_or_else(|| Error::Input("forward returned no logits".into()))?;
+            .ok_or_else(|| Error::Internal("forward returned no logits".into()))?;
         let data = logits.reshape([active.len(), vocab]).into_data().convert::<f32>();
-        let rows = data.to_vec::<f32>().map_err(|e| Error::Input(format!("logits not readable: {e:?}")))?;
+        let rows = data.to_vec::<f32>().map_err(|e| Error::Internal(format!("logits not readable: {e:?}")))?;
         let mut next = Vec::with_capacity(active.len());
         for (slot, row) in rows.chunks_exact(vocab).enumerate() {
             let r = active[slot];

@@ -210,10 +210,10 @@ impl FromStr for SpliceGrad {
             "detach" => Ok(SpliceGrad::Detach),
             "straight-through" => Ok(SpliceGrad::StraightThrough),
             "flow" => Ok(SpliceGrad::Flow),
-            _ => Err(Error::Input(format!(
-                "unknown SAE gradient mode `{s}` (expected {})",
-                SpliceGrad::NAMES.join(", ")
-            ))),
+            _ => Err(Error::Input {
+                field: "sae_grad",
+                message: format!("unknown SAE gradient mode `{s}` (expected {})", SpliceGrad::NAMES.join(", ")),
+            }),
         }
     }
 }

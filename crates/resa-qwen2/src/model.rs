@@ -624,7 +624,10 @@ impl<B: Backend> Qwen2ForCausalLM<B> {
         let cfg = &self.config;
         let [b, s] = input.input_ids.dims();
         if b == 0 || s == 0 {
-            return Err(Error::Input(format!("input_ids has shape [{b}, {s}]; both must be positive")));
+            return Err(Error::Input {
+                field: "input_ids",
+                message: format!("has shape [{b}, {s}]; both must be positive"),
+            });
         }
         for hp in hooks.hookpoints() {
             hp.check_depth(cfg.num_hidden_layers)?;
@@ -632,23 +635,28 @@ impl<B: Backend> Qwen2ForCausalLM<B> {
         if let Some(c) = cache.as_deref()
             && c.layers.len() != cfg.num_hidden_layers
         {
-            return Err(Error::Input(format!(
-                "KV cache has {} layers, the model {}",
-                c.layers.len(),
-                cfg.num_hidden_layers
-            )));
+            return Err(Error::Input {
+                field: "cache",
+                message: format!("KV cache has {} layers, the model {}", c.layers.len(), cfg.num_hidden_layers),
+            });
         }
         if let Some((k, h)) = &input.start {
             if *k > cfg.num_hidden_layers || h.dims() != [b, s, cfg.hidden_size] {
-                return Err(Error::Input(format!(
-                    "start at layer {k} with hidden states {:?}: expected a layer 0 ..= {} and [{b}, {s}, {}]",
-                    h.dims(),
-                    cfg.num_hidden_layers,
-                    cfg.hidden_size
-                )));
+                return Err(Error::Input {
+                    field: "start",
+                    message: format!(
+                        "start at layer {k} with hidden states {:?}: expected a layer 0 ..= {} and [{b}, {s}, {}]",
+                        h.dims(),
+                        cfg.num_hidden_layers,
+                        cfg.hidden_size
+                    ),
+                });
             }
             if cache.is_some() {
-                return Err(Error::Input("a forward that starts at a layer takes no KV cache".into()));
+                return Err(Error::Input {
+                    field: "cache",
+                    message: "a forward that starts at a layer takes no KV cache".into(),
+                });
             }
         }
         let past = cache.as_deref().map_or(0, KvCache::len);
@@ -659,7 +667,10 @@ impl<B: Backend> Qwen2ForCausalLM<B> {
         let positions = match input.position_ids {
             Some(p) => {
                 if p.dims() != [b, s] {
-                    return Err(Error::Input(format!("position_ids has shape {:?}, expected [{b}, {s}]", p.dims())));
+                    return Err(Error::Input {
+                        field: "position_ids",
+                        message: format!("has shape {:?}, expected [{b}, {s}]", p.dims()),
+                    });
                 }
                 p
             }
@@ -672,10 +683,10 @@ impl<B: Backend> Qwen2ForCausalLM<B> {
         let mut mask = causal_mask::<B>(b, 1, s, past, &device);
         if let Some(am) = input.attention_mask {
             if am.dims() != [b, t] {
-                return Err(Error::Input(format!(
-                    "attention_mask has shape {:?}, expected [{b}, {t}] (past + current positions)",
-                    am.dims()
-                )));
+                return Err(Error::Input {
+                    field: "attention_mask",
+                    message: format!("has shape {:?}, expected [{b}, {t}] (past + current positions)", am.dims()),
+                });
             }
             let padding = am.bool_not().reshape([b, 1, 1, t]).expand([b, 1, s, t]);
             // A query may always see itself, so rows of padding tokens never become all
@@ -740,14 +751,20 @@ impl<B: Backend> Qwen2ForCausalLM<B> {
         let cfg = &self.config;
         let [b, s] = inputs.shape;
         let Some(decoder) = self.model.layers.get(layer) else {
-            return Err(Error::Input(format!("layer {layer}: the model has {} decoder layers", cfg.num_hidden_layers)));
+            return Err(Error::Input {
+                field: "layer",
+                message: format!("layer {layer}: the model has {} decoder layers", cfg.num_hidden_layers),
+            });
         };
         if x.dims() != [b, s, cfg.hidden_size] {
-            return Err(Error::Input(format!(
-                "hidden states of shape {:?} for layer {layer}; expected [{b}, {s}, {}]",
-                x.dims(),
-                cfg.hidden_size
-            )));
+            return Err(Error::Input {
+                field: "hidden_states",
+                message: format!(
+                    "hidden states of shape {:?} for layer {layer}; expected [{b}, {s}, {}]",
+                    x.dims(),
+                    cfg.hidden_size
+                ),
+            });
         }
         decoder.forward_with(x, &inputs.rope, &inputs.mask, None, adapters.for_layer(layer), Ok)
     }

@@ -89,6 +89,33 @@ pub struct ServeOptions {
     pub max_queued: usize,
 }
 
+impl ServeOptions {
+    /// Checks the settings that do not depend on the model.
+    pub fn validate(&self) -> Result<()> {
+        if self.max_batch == 0 {
+            return Err(Error::Config { field: "max_batch", message: "must be at least 1".into() });
+        }
+        if self.max_choices == 0 {
+            return Err(Error::Config { field: "max_choices", message: "must be at least 1".into() });
+        }
+        if self.served_model_name.trim().is_empty() {
+            return Err(Error::Config { field: "served_model_name", message: "must not be empty".into() });
+        }
+        if self.max_queued == 0 {
+            return Err(Error::Config { field: "max_queued", message: "must be at least 1".into() });
+        }
+        if let Some(key) = &self.api_key
+            && (key.is_empty() || key.chars().any(|c| c.is_whitespace() || c.is_control()))
+        {
+            return Err(Error::Config {
+                field: "api_key",
+                message: "must be non-empty, without spaces or control characters".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
 impl Default for ServeOptions {
     fn default() -> Self {
         ServeOptions {
@@ -168,26 +195,7 @@ impl Server {
         tokenizer: Tokenizer,
         opts: ServeOptions,
     ) -> Result<Server> {
-        if opts.max_batch == 0 {
-            return Err(Error::Config { field: "max_batch", message: "must be at least 1".into() });
-        }
-        if opts.max_choices == 0 {
-            return Err(Error::Config { field: "max_choices", message: "must be at least 1".into() });
-        }
-        if opts.served_model_name.trim().is_empty() {
-            return Err(Error::Config { field: "served_model_name", message: "must not be empty".into() });
-        }
-        if opts.max_queued == 0 {
-            return Err(Error::Config { field: "max_queued", message: "must be at least 1".into() });
-        }
-        if let Some(key) = &opts.api_key
-            && (key.is_empty() || key.chars().any(|c| c.is_whitespace() || c.is_control()))
-        {
-            return Err(Error::Config {
-                field: "api_key",
-                message: "must be non-empty, without spaces or control characters".into(),
-            });
-        }
+        opts.validate()?;
         let positions = model.config().max_position_embeddings;
         let max_model_len = opts.max_model_len.unwrap_or(positions);
         if max_model_len < 2 || max_model_len > positions {

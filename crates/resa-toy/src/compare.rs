@@ -107,4 +107,3 @@ pub fn paired_scores(a: &PerProblem, b: &PerProblem) -> Paired {
     let var = if n > 1 { diffs.iter().map(|d| (d - mean).powi(2)).sum::<f64>() / (n - 1) as f64 } else { 0.0 };
     Paired { problems: n, diff_pct: mean, stderr_pct: (var / n as f64).sqrt() }
 }
-

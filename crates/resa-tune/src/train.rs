@@ -356,8 +356,14 @@ fn load_checkpoint<B: AutodiffBackend>(
     Ok((model, moments))
 }
 
-/// Keeps the lines of `metrics.jsonl` up to step `step`: a resumed run repeats the steps
-/// after its checkpoint, so every step is in the file once (a fresh run starts it empty).
+/// Opens `metrics.jsonl` for appending, keeping its lines up to step `step`: a resumed run
+/// repeats the steps after its checkpoint, so every step is in the file once (a fresh run
+/// starts it empty).
+fn open_metrics(path: &Path, step: u64) -> Result<std::fs::File> {
+    keep_metrics_until(path, step)?;
+    std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(|e| Error::io(path, e))
+}
+
 fn keep_metrics_until(path: &Path, step: u64) -> Result<()> {
     if !path.is_file() {
         return Ok(());
@@ -427,12 +433,7 @@ pub fn train_adapters<B: AutodiffBackend>(
         replicas.agree_on_the_run(&model, cfg, total, step, chunks.len())?;
     }
     let metrics_path = cfg.out.join("metrics.jsonl");
-    keep_metrics_until(&metrics_path, step)?;
-    let mut metrics = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&metrics_path)
-        .map_err(|e| Error::io(&metrics_path, e))?;
+    let mut metrics = open_metrics(&metrics_path, step)?;
     let (mut first_loss, mut last_loss) = (None, None);
     while step < total {
         let t0 = Instant::now();

@@ -7,8 +7,8 @@ use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde::{Deserialize, Serialize};
 
 use super::ToyRow;
-use crate::error::Result;
 use crate::compare::{PerProblem, paired_scores, per_problem};
+use crate::error::Result;
 
 /// One of the paper's claims tested at toy scale on one seed.
 #[derive(Debug, Clone, Serialize, Deserialize)]

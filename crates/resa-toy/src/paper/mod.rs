@@ -29,9 +29,9 @@ use serde::{Deserialize, Serialize};
 
 pub use claims::{Claim, ClaimSummary, Ratio};
 
+use crate::compare::ToyEvalConfig;
 use crate::demo::ToyStages;
 use crate::error::{Error, Result};
-use crate::compare::ToyEvalConfig;
 use crate::tina::ToyTinaConfig;
 use crate::world::{self, World};
 use resa_pipeline::PipelineEvent;

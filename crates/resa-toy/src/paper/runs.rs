@@ -13,9 +13,9 @@ use resa_pipeline::{run_pipeline, run_stage1};
 use resa_qwen2::Hookpoint;
 
 use super::{FeatureCount, MixtureSuggestion, OnEvent, SeedResult, ToyPaperConfig, ToyPaperEvent, ToyRow};
+use crate::compare::ToyEvalConfig;
 use crate::demo::ToyRun;
 use crate::error::{Error, Result};
-use crate::compare::ToyEvalConfig;
 use crate::tina::{ToyTinaConfig, train_toy_tina};
 use crate::world;
 
