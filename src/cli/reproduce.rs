@@ -158,7 +158,8 @@ pub fn run_command(args: ReproduceArgs) -> anyhow::Result<()> {
         print!("{}", list(&experiments));
         println!(
             "\n{TOY_PAPER}: the paper's claims (Tables 3, 4, 6) on the built-in toy model with an RL-trained toy source \
-             over seeds (CPU; `resa reproduce {TOY_PAPER} [--world elicit|arith] [--seeds N] [--quick] [--out DIR]`)"
+             over seeds (CPU; `resa reproduce {TOY_PAPER} [--world elicit|arith] [--seeds N] [--quick] [--out DIR]`); \
+             one pass of the method on the toy model, minutes: `resa demo`"
         );
         return Ok(());
     }

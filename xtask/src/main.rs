@@ -7,10 +7,9 @@
 //!   `--only prefill,sae_step`, `--device cuda`); `scripts/bench/bench_torch.py` runs the same
 //!   in PyTorch. `bench --compare [--python PATH | --venv DIR] [--rounds N] [--only W,W]`
 //!   runs both interleaved and prints their ratios against the goals.
-//! - `reproduce NAME|all [--dry-run] [--tiny] [ARGS]`: an experiment of `configs/`
-//!   (`resa reproduce`, release build; `--device cuda --dtype bf16` on a GPU);
-//!   `reproduce toy` is the toy-world experiment (`resa demo --out runs/toy`);
-//!   `reproduce --list` names them all with the paper's numbers.
+//! - `reproduce NAME|all|toy-paper [--dry-run] [--tiny] [ARGS]`: an experiment of `configs/`
+//!   or the toy paper (`resa reproduce`, release build; `--device cuda --dtype bf16` on a
+//!   GPU); `reproduce --list` names them all with the paper's numbers.
 //! - `toy-model [--world NAME] [ARGS]`: retrain a committed toy model from scratch (`arith`:
 //!   `models/toy-qwen2`; `elicit`: `models/toy-qwen2-elicit`; `resa toy-model`, release
 //!   build, CPU; extra arguments are passed on).
@@ -39,7 +38,7 @@ fn main() -> anyhow::Result<()> {
         Some("bench") => bench::task(rest),
         _ => {
             eprintln!(
-                "usage: cargo xtask <fixtures [--python PATH] | tidy | reproduce NAME|all|toy|--list [--dry-run] [--tiny] | toy-model [--world NAME] [ARGS] | bench [ARGS]> (tasks that run resa take --features F)"
+                "usage: cargo xtask <fixtures [--python PATH] | tidy | reproduce NAME|all|toy-paper|--list [--dry-run] [--tiny] | toy-model [--world NAME] [ARGS] | bench [ARGS]> (tasks that run resa take --features F)"
             );
             std::process::exit(2)
         }
