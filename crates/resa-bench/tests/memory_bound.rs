@@ -33,7 +33,7 @@ fn measured() -> Vec<(&'static str, Stage2Shape, f64)> {
             Stage2Shape { recompute: true, ..shape(r1_distill_15b(), 2048, 2, (1536, 65_536), 13, None) },
             7_871.0,
         ),
-        ("stage2_step", shape(stage2_model(), 512, 4, (512, 8192), 3, None), 293.0),
+        ("stage2_step", shape(stage2_model(), 512, 4, (512, 8192), 3, None), 469.0),
         ("stage2_step_plain", shape(stage2_model(), 512, 4, (512, 8192), 0, None), 647.0),
         ("stage2_step_vocab", shape(stage2_vocab_model(), 2048, 4, (256, 4096), 1, None), VOCAB_CHUNKED),
         ("stage2_step_vocab_full", shape(stage2_vocab_model(), 2048, 4, (256, 4096), 1, Some(Head::Full)), VOCAB_FULL),
