@@ -216,7 +216,9 @@ fn kill_at_random_points(
     let a = args(&whole);
     let started = std::time::Instant::now();
     let o = resa(&a.iter().map(String::as_str).collect::<Vec<_>>(), None);
-    let duration = started.elapsed();
+    // The span the kills are drawn in; a run that finishes before its kill (the uninterrupted
+    // run was timed on a busier machine) narrows it to that run's time.
+    let mut duration = started.elapsed();
     assert!(o.status.success(), "{name} uninterrupted: {}", String::from_utf8_lossy(&o.stderr));
     let (want, _) = snapshot(&whole, compare);
     let mut killed = 0;
@@ -231,11 +233,14 @@ fn kill_at_random_points(
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("spawn");
+        let spawned = std::time::Instant::now();
         std::thread::sleep(delay);
         // SIGKILL on Unix; a run that finished first is resumed all the same.
         if child.try_wait().expect("wait").is_none() {
             child.kill().expect("kill");
             killed += 1;
+        } else {
+            duration = duration.min(spawned.elapsed());
         }
         child.wait().expect("reap");
         let a = resume_args(&out);

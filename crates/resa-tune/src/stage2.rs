@@ -245,7 +245,7 @@ pub fn stage2_loss_shared_prefix<B: Backend>(
     // The teacher up to the hookpoint; then the teacher's remaining layers and the student's
     // (from the SAE's reconstruction) are independent. On a CPU backend with the whole head
     // they run at once, so that one's single-threaded operations fill the core the other
-    // leaves idle (`stage2_step`: 12 % less time, a higher peak); with the head in pieces
+    // leaves idle (`stage2_step`: a tenth less time, a higher peak); with the head in pieces
     // the overlap gains nothing measurable and costs a third more memory, so they run in turn.
     let prefix = ForwardInput::new(input_ids.clone()).with_adapters(AdapterMode::Off).with_logits(Logits::None);
     let captured = model.forward(prefix, &Hooks::capture([at]), None)?;
