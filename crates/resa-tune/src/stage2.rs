@@ -238,37 +238,13 @@ pub fn stage2_loss_shared_prefix<B: Backend>(
     student_adapters: AdapterMode,
     head: Head,
 ) -> Result<Tensor<B, 1>> {
-    let layer = student_starts_at(SpliceGrad::Detach, at.hookpoint()).ok_or_else(|| {
-        Error::option("hookpoint", format!("the student starts at a residual hookpoint (layers.N), not {at}"))
-    })?;
-    let [b, s] = input_ids.dims();
     // The teacher up to the hookpoint; then the teacher's remaining layers and the student's
     // (from the SAE's reconstruction) are independent. On a CPU backend with the whole head
     // they run at once, so that one's single-threaded operations fill the core the other
     // leaves idle (`stage2_step`: a tenth less time, a higher peak); with the head in pieces
     // the overlap gains nothing measurable and costs a third more memory, so they run in turn.
-    let prefix = ForwardInput::new(input_ids.clone()).with_adapters(AdapterMode::Off).with_logits(Logits::None);
-    let captured = model.forward(prefix, &Hooks::capture([at]), None)?;
-    let h = captured
-        .activation(at)
-        .cloned()
-        .ok_or_else(|| Error::Internal(format!("the teacher forward did not capture {at}")))?
-        .detach();
-    let splice = SaeSplice::new(sae);
-    let x = SpliceHook { at, func: &splice, grad: SpliceGrad::Detach }.replace(h.clone())?;
-    let teacher_rest = || -> Result<Tensor<B, 3>> {
-        let inputs = model.layer_inputs(b, s);
-        let mut h = h;
-        for l in layer + 1..model.config().num_hidden_layers {
-            h = model.layer_forward(l, h, &inputs, AdapterMode::Off)?;
-        }
-        let h = model.final_norm(h);
-        Ok(match head {
-            Head::Full => model.head(h),
-            Head::Chunked(_) => h,
-        }
-        .detach())
-    };
+    let (h, x, layer) = teacher_to_splice(model, sae, at, input_ids.clone())?;
+    let teacher_rest = || teacher_from(model, h, layer, head);
     let student = || {
         let input = ForwardInput::new(input_ids).with_adapters(student_adapters).starting_at(layer + 1, x);
         logits(model, input, head, &Hooks::default())
@@ -301,7 +277,8 @@ pub fn stage2_gradients_recomputed<B: AutodiffBackend>(
 ) -> Result<(f32, B::Gradients)> {
     let [b, s] = input_ids.dims();
     let layers = model.config().num_hidden_layers;
-    let (teacher, x, layer) = teacher_and_splice(model, sae, at, input_ids, head)?;
+    let (h, x, layer) = teacher_to_splice(model, sae, at, input_ids)?;
+    let teacher = teacher_from(model, h, layer, head)?;
 
     // The student's forward without a graph: the inputs of layers L+1.. and the last output.
     let inner = model.valid();
@@ -351,33 +328,49 @@ pub fn stage2_gradients_recomputed<B: AutodiffBackend>(
     Ok((value, grads))
 }
 
-/// The teacher's forward (adapters off) with its output as `head` needs it, and the SAE's
-/// reconstruction of its activation at `hookpoint` (the `detach` splice, [`SpliceHook::replace`]);
-/// both detached, with the layer `L` the student starts after. The student can start only
-/// at a residual hookpoint ([`student_starts_at`]); another is refused.
-fn teacher_and_splice<B: Backend>(
+/// The teacher up to a residual hookpoint `layers.L` (detached), the SAE's reconstruction
+/// of it (where the student starts), and `L`.
+fn teacher_to_splice<B: Backend>(
     model: &Qwen2ForCausalLM<B>,
     sae: &SparseCoder<B>,
-    hookpoint: CheckedHookpoint,
+    at: CheckedHookpoint,
     input_ids: Tensor<B, 2, Int>,
-    head: Head,
 ) -> Result<(Tensor<B, 3>, Tensor<B, 3>, usize)> {
-    let layer = student_starts_at(SpliceGrad::Detach, hookpoint.hookpoint()).ok_or_else(|| {
-        Error::option("hookpoint", format!("the student starts at a residual hookpoint (layers.N), not {hookpoint}"))
+    let layer = student_starts_at(SpliceGrad::Detach, at.hookpoint()).ok_or_else(|| {
+        Error::option("hookpoint", format!("the student starts at a residual hookpoint (layers.N), not {at}"))
     })?;
-    let splice = SaeSplice::new(sae);
-    let out = model.forward(
-        ForwardInput::new(input_ids).with_adapters(AdapterMode::Off).with_logits(head.logits()),
-        &Hooks::capture([hookpoint]),
-        None,
-    )?;
-    let at = out
-        .activation(hookpoint)
+    let prefix = ForwardInput::new(input_ids).with_adapters(AdapterMode::Off).with_logits(Logits::None);
+    let captured = model.forward(prefix, &Hooks::capture([at]), None)?;
+    let h = captured
+        .activation(at)
         .cloned()
-        .ok_or_else(|| Error::Internal(format!("the teacher forward did not capture {hookpoint}")))?;
-    let teacher = out.logits.ok_or_else(|| Error::Internal("the teacher forward returned no logits".into()))?.detach();
-    let x = SpliceHook { at: hookpoint, func: &splice, grad: SpliceGrad::Detach }.replace(at)?;
-    Ok((teacher, x, layer))
+        .ok_or_else(|| Error::Internal(format!("the teacher forward did not capture {at}")))?
+        .detach();
+    let splice = SaeSplice::new(sae);
+    let x = SpliceHook { at, func: &splice, grad: SpliceGrad::Detach }.replace(h.clone())?;
+    Ok((h, x, layer))
+}
+
+/// The teacher's layers after `layer` from its activation `h` there, and its output as
+/// `head` asks for it (detached).
+fn teacher_from<B: Backend>(
+    model: &Qwen2ForCausalLM<B>,
+    h: Tensor<B, 3>,
+    layer: usize,
+    head: Head,
+) -> Result<Tensor<B, 3>> {
+    let [b, s, _] = h.dims();
+    let inputs = model.layer_inputs(b, s);
+    let mut h = h;
+    for l in layer + 1..model.config().num_hidden_layers {
+        h = model.layer_forward(l, h, &inputs, AdapterMode::Off)?;
+    }
+    let h = model.final_norm(h);
+    Ok(match head {
+        Head::Full => model.head(h),
+        Head::Chunked(_) => h,
+    }
+    .detach())
 }
 
 /// The adapter matrices (`A`, `B`) of decoder layer `layer`.
