@@ -83,12 +83,12 @@ fn backward_of<B: AutodiffBackend>(loss: Tensor<B, 1>, divisor: f64) -> (f32, B:
 }
 
 /// Stage II: match the unmodified model's next-token distribution with the frozen SAE
-/// spliced in at `hookpoint` (KL, [`stage2_loss`](crate::stage2_loss)).
+/// spliced in at `hookpoint` (KL, [`stage2_loss`]).
 ///
 /// With the `detach` splice at a residual hookpoint `layers.L` and adapters of layers
 /// `0..=L` at `B = 0` (checked before the first step), each step runs the student from the
 /// teacher's activation at the hookpoint
-/// ([`stage2_loss_shared_prefix`](crate::stage2_loss_shared_prefix)): the same loss and
+/// ([`stage2_loss_shared_prefix`]): the same loss and
 /// gradients for `L + 1` fewer student layers. [`SaeTuning::with_shared_prefix`] turns that
 /// off.
 pub struct SaeTuning<'a, B: AutodiffBackend> {
