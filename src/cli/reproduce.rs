@@ -42,23 +42,6 @@ pub struct ReproduceArgs {
     /// Run on the built-in toy model with toy data and shrunken steps (CPU, seconds).
     #[arg(long)]
     pub tiny: bool,
-    /// `toy-paper` only: the reduced run (every table, two seeds, few steps and problems; CI).
-    #[arg(long)]
-    pub quick: bool,
-    /// `toy-paper` only: the toy world (`elicit`, the default, or `arith`, the demo's) and
-    /// with it the toy model (models/toy-qwen2-elicit or models/toy-qwen2).
-    #[arg(long)]
-    pub world: Option<World>,
-    /// `toy-paper` only: seeds 0 … N−1 (each reruns everything downstream of the base
-    /// model; default 3, with --quick 2).
-    #[arg(long)]
-    pub seeds: Option<usize>,
-    /// `toy-paper` only: seeds run at once (threads; default: all of them).
-    #[arg(long)]
-    pub jobs: Option<usize>,
-    /// `toy-paper` only: its output folder (default `runs/toy-paper`).
-    #[arg(long)]
-    pub out: Option<PathBuf>,
     /// Folder of experiment files.
     #[arg(long, default_value = "configs")]
     pub configs: PathBuf,
@@ -110,6 +93,61 @@ pub struct ReproduceArgs {
     /// Where and in which dtype to compute.
     #[command(flatten)]
     pub compute: ComputeArgs,
+    /// The toy paper's settings (last: their help heading is the last one).
+    #[command(flatten)]
+    pub toy_paper: ToyPaperArgs,
+}
+
+/// The flags of `resa reproduce toy-paper` (refused with any other experiment).
+#[derive(Debug, clap::Args)]
+#[command(next_help_heading = "toy-paper")]
+pub struct ToyPaperArgs {
+    /// The reduced run (every table, two seeds, few steps and problems; CI).
+    #[arg(long)]
+    pub quick: bool,
+    /// The toy world (`elicit`, the default, or `arith`, the demo's) and
+    /// with it the toy model (models/toy-qwen2-elicit or models/toy-qwen2).
+    #[arg(long)]
+    pub world: Option<World>,
+    /// Seeds 0 … N−1 (each reruns everything downstream of the base
+    /// model; default 3, with --quick 2).
+    #[arg(long)]
+    pub seeds: Option<usize>,
+    /// Seeds run at once (threads; default: all of them).
+    #[arg(long)]
+    pub jobs: Option<usize>,
+    /// Its output folder (default `runs/toy-paper`).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+impl ToyPaperArgs {
+    /// Whether any of these flags was given.
+    fn given(&self) -> bool {
+        self.quick || self.out.is_some() || self.world.is_some() || self.seeds.is_some() || self.jobs.is_some()
+    }
+
+    /// The toy paper's configuration these flags (and `--toy-model`) make.
+    fn config(&self, toy_model: Option<&PathBuf>) -> ToyPaperConfig {
+        let mut cfg = ToyPaperConfig::for_world(self.world.unwrap_or(World::Elicit));
+        if let Some(model) = toy_model {
+            cfg.model = model.clone();
+        }
+        if self.quick {
+            cfg = cfg.quick();
+        }
+        if let Some(out) = &self.out {
+            cfg.out = out.clone();
+        }
+        if let Some(n) = self.seeds {
+            cfg.seeds = n;
+            cfg.jobs = n;
+        }
+        if let Some(n) = self.jobs {
+            cfg.jobs = n;
+        }
+        cfg
+    }
 }
 
 /// `--engine`.
@@ -126,27 +164,11 @@ pub enum EngineArg {
 /// Runs the command.
 pub fn run_command(args: ReproduceArgs) -> anyhow::Result<()> {
     if args.name.as_deref() == Some(TOY_PAPER) && !args.list {
-        let mut cfg = ToyPaperConfig::for_world(args.world.unwrap_or(World::Elicit));
-        if let Some(model) = &args.toy_model {
-            cfg.model = model.clone();
-        }
-        if args.quick {
-            cfg = cfg.quick();
-        }
-        if let Some(out) = &args.out {
-            cfg.out = out.clone();
-        }
-        if let Some(n) = args.seeds {
-            cfg.seeds = n;
-            cfg.jobs = n;
-        }
-        if let Some(n) = args.jobs {
-            cfg.jobs = n;
-        }
+        let cfg = args.toy_paper.config(args.toy_model.as_ref());
         let spec = args.compute.device;
         return with_backend!(spec, |B, device| { toy_paper::<B>(&cfg, &device) });
     }
-    if args.quick || args.out.is_some() || args.world.is_some() || args.seeds.is_some() || args.jobs.is_some() {
+    if args.toy_paper.given() {
         bail!("--quick, --out, --world, --seeds and --jobs belong to `resa reproduce toy-paper`");
     }
     let experiments = load_experiments(&args.configs)?;
