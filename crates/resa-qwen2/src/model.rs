@@ -645,7 +645,7 @@ impl<B: Backend> Qwen2ForCausalLM<B> {
                 return Err(Error::Input {
                     field: "start",
                     message: format!(
-                        "start at layer {k} with hidden states {:?}: expected a layer 0 ..= {} and [{b}, {s}, {}]",
+                        "layer {k} with hidden states {:?}: expected a layer 0 ..= {} and [{b}, {s}, {}]",
                         h.dims(),
                         cfg.num_hidden_layers,
                         cfg.hidden_size
@@ -753,7 +753,7 @@ impl<B: Backend> Qwen2ForCausalLM<B> {
         let Some(decoder) = self.model.layers.get(layer) else {
             return Err(Error::Input {
                 field: "layer",
-                message: format!("layer {layer}: the model has {} decoder layers", cfg.num_hidden_layers),
+                message: format!("{layer}: the model has {} decoder layers", cfg.num_hidden_layers),
             });
         };
         if x.dims() != [b, s, cfg.hidden_size] {

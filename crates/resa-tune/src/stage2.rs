@@ -11,8 +11,8 @@ use burn::tensor::activation::{log_softmax, softmax};
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{DType, Int, Tensor, TensorData, backend::Backend};
 use resa_qwen2::{
-    AdapterMode, CheckedHookpoint, ForwardInput, Hookpoint, Hooks, Logits, Qwen2ForCausalLM, Splice, SpliceError,
-    SpliceGrad, SpliceHook, host_values,
+    AdapterMode, CheckedHookpoint, ForwardInput, Hookpoint, Hooks, LayerInputs, Logits, Qwen2ForCausalLM, Splice,
+    SpliceError, SpliceGrad, SpliceHook, host_values,
 };
 use resa_sae::SparseCoder;
 
@@ -225,7 +225,7 @@ pub(crate) fn logits<B: Backend>(
 /// [`stage2_loss`] with the `detach` splice at a residual hookpoint `layers.L`, doing less
 /// work and giving the same loss and adapter gradients: no gradient reaches layers `0..=L`,
 /// so while their adapters hold `B = 0` (they start so and never move) the student's
-/// activation at the hookpoint *is* the teacher's. The teacher's forward captures it, and
+/// activation at the hookpoint *is* the teacher's. The teacher's layers up to it give it, and
 /// the student runs only layers `L+1..` from the SAE's reconstruction of it. Dropout masks
 /// are keyed per module ([`resa_qwen2::dropout`]), so the layers that run draw the plain
 /// computation's masks and the skipped ones draw nothing. The caller checks the `B = 0` condition
@@ -243,12 +243,11 @@ pub fn stage2_loss_shared_prefix<B: Backend>(
     // they run at once, so that one's single-threaded operations fill the core the other
     // leaves idle (`stage2_step`: a tenth less time, a higher peak); with the head in pieces
     // the overlap gains nothing measurable and costs a third more memory, so they run in turn.
-    let (h, x, layer) = teacher_to_splice(model, sae, at, input_ids.clone())?;
-    let teacher_rest = || teacher_from(model, h, layer, head);
-    let student = || {
-        let input = ForwardInput::new(input_ids).with_adapters(student_adapters).starting_at(layer + 1, x);
-        logits(model, input, head, &Hooks::default())
-    };
+    let [b, s] = input_ids.dims();
+    let inputs = model.layer_inputs(b, s);
+    let (h, x, layer) = teacher_to_splice(model, sae, at, input_ids, &inputs)?;
+    let teacher_rest = || Ok::<_, Error>(layers_from(model, h, layer, &inputs, AdapterMode::Off, head)?.detach());
+    let student = || layers_from(model, x, layer, &inputs, student_adapters, head);
     let (teacher, student) = if head == Head::Full && resa_qwen2::on_host::<B>(&model.device()) {
         rayon::join(teacher_rest, student)
     } else {
@@ -277,8 +276,9 @@ pub fn stage2_gradients_recomputed<B: AutodiffBackend>(
 ) -> Result<(f32, B::Gradients)> {
     let [b, s] = input_ids.dims();
     let layers = model.config().num_hidden_layers;
-    let (h, x, layer) = teacher_to_splice(model, sae, at, input_ids)?;
-    let teacher = teacher_from(model, h, layer, head)?;
+    let inputs = model.layer_inputs(b, s);
+    let (h, x, layer) = teacher_to_splice(model, sae, at, input_ids, &inputs)?;
+    let teacher = layers_from(model, h, layer, &inputs, AdapterMode::Off, head)?.detach();
 
     // The student's forward without a graph: the inputs of layers L+1.. and the last output.
     let inner = model.valid();
@@ -309,7 +309,6 @@ pub fn stage2_gradients_recomputed<B: AutodiffBackend>(
         .ok_or_else(|| Error::Internal("the loss has no gradient at the student's last layer".into()))?;
 
     // Each layer again, last first, against the gradient at its output.
-    let inputs = model.layer_inputs(b, s);
     for l in (layer + 1..layers).rev() {
         let Some(h) = kept.pop() else { break };
         let h = Tensor::<B, 3>::from_inner(h).require_grad();
@@ -328,49 +327,48 @@ pub fn stage2_gradients_recomputed<B: AutodiffBackend>(
     Ok((value, grads))
 }
 
-/// The teacher up to a residual hookpoint `layers.L` (detached), the SAE's reconstruction
-/// of it (where the student starts), and `L`.
+/// The teacher (adapters off) up to a residual hookpoint `layers.L` (detached), the SAE's
+/// reconstruction of it (where the student starts), and `L`.
 fn teacher_to_splice<B: Backend>(
     model: &Qwen2ForCausalLM<B>,
     sae: &SparseCoder<B>,
     at: CheckedHookpoint,
     input_ids: Tensor<B, 2, Int>,
+    inputs: &LayerInputs<B>,
 ) -> Result<(Tensor<B, 3>, Tensor<B, 3>, usize)> {
     let layer = student_starts_at(SpliceGrad::Detach, at.hookpoint()).ok_or_else(|| {
         Error::option("hookpoint", format!("the student starts at a residual hookpoint (layers.N), not {at}"))
     })?;
-    let prefix = ForwardInput::new(input_ids).with_adapters(AdapterMode::Off).with_logits(Logits::None);
-    let captured = model.forward(prefix, &Hooks::capture([at]), None)?;
-    let h = captured
-        .activation(at)
-        .cloned()
-        .ok_or_else(|| Error::Internal(format!("the teacher forward did not capture {at}")))?
-        .detach();
+    at.check_depth(model.config().num_hidden_layers)?;
+    let mut h = model.model.embed_tokens.forward(input_ids);
+    for l in 0..=layer {
+        h = model.layer_forward(l, h, inputs, AdapterMode::Off)?;
+    }
+    let h = h.detach();
     let splice = SaeSplice::new(sae);
     let x = SpliceHook { at, func: &splice, grad: SpliceGrad::Detach }.replace(h.clone())?;
     Ok((h, x, layer))
 }
 
-/// The teacher's layers after `layer` from its activation `h` there, and its output as
-/// `head` asks for it (detached).
-fn teacher_from<B: Backend>(
+/// The layers after `layer` from the activation `h` there, with the adapters acting as
+/// `adapters` says, and the output as `head` asks for it.
+fn layers_from<B: Backend>(
     model: &Qwen2ForCausalLM<B>,
     h: Tensor<B, 3>,
     layer: usize,
+    inputs: &LayerInputs<B>,
+    adapters: AdapterMode,
     head: Head,
 ) -> Result<Tensor<B, 3>> {
-    let [b, s, _] = h.dims();
-    let inputs = model.layer_inputs(b, s);
     let mut h = h;
     for l in layer + 1..model.config().num_hidden_layers {
-        h = model.layer_forward(l, h, &inputs, AdapterMode::Off)?;
+        h = model.layer_forward(l, h, inputs, adapters)?;
     }
     let h = model.final_norm(h);
     Ok(match head {
         Head::Full => model.head(h),
         Head::Chunked(_) => h,
-    }
-    .detach())
+    })
 }
 
 /// The adapter matrices (`A`, `B`) of decoder layer `layer`.
