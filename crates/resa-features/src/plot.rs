@@ -339,6 +339,14 @@ const SERIES_COLOURS: [RGBColor; 6] = [
     RGBColor(60, 170, 180),
 ];
 
+/// Decimals that tell apart the ticks of an axis spanning `span` (about ten ticks).
+fn tick_decimals(span: f64) -> usize {
+    if !(span.is_finite() && span > 0.0) {
+        return 2;
+    }
+    (-(span / 10.0).log10()).ceil().clamp(0.0, 12.0) as usize
+}
+
 fn draw_curves<DB: DrawingBackend>(
     root: DrawingArea<DB, plotters::coord::Shift>,
     panels: &[Panel],
@@ -362,14 +370,28 @@ where
             continue;
         }
         let xpad = ((xmax - xmin) * 0.03).max(0.5);
-        let ypad = ((ymax - ymin) * 0.08).max(ymax.abs().max(1e-6) * 0.02);
+        // A flat series (a constant learning rate) gets a range of ±10 % around its value.
+        let span = ymax - ymin;
+        let ypad = if span > ymax.abs().max(ymin.abs()) * 1e-9 {
+            span * 0.08
+        } else if ymax != 0.0 {
+            ymax.abs() * 0.1
+        } else {
+            1.0
+        };
+        let decimals = tick_decimals(span + 2.0 * ypad);
         let mut chart = ChartBuilder::on(&area)
             .caption(&panel.name, ("sans-serif", 14))
             .margin(8)
             .x_label_area_size(28)
             .y_label_area_size(56)
             .build_cartesian_2d((xmin - xpad)..(xmax + xpad), (ymin - ypad)..(ymax + ypad))?;
-        chart.configure_mesh().x_desc("step").x_label_formatter(&|x| format!("{x:.0}")).draw()?;
+        chart
+            .configure_mesh()
+            .x_desc("step")
+            .x_label_formatter(&|x| format!("{x:.0}"))
+            .y_label_formatter(&|y| format!("{y:.decimals$}"))
+            .draw()?;
         for (i, (name, pts)) in panel.series.iter().enumerate() {
             let colour = SERIES_COLOURS[i % SERIES_COLOURS.len()];
             let pts: Vec<(f64, f64)> = pts.iter().copied().filter(|p| p.0.is_finite() && p.1.is_finite()).collect();
@@ -390,4 +412,23 @@ where
     }
     root.present()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tick_decimals;
+
+    /// Ten ticks over the span print as ten different labels, with no more digits than that takes.
+    #[test]
+    fn tick_labels_tell_the_ticks_apart() {
+        for (lo, span, decimals) in [(0.0, 2.4, 1), (0.0009, 0.0002, 5), (4700.0, 5000.0, 0), (1e6, 3.0, 1)] {
+            assert_eq!(tick_decimals(span), decimals, "span {span}");
+            let labels: Vec<String> = (0..10).map(|i| format!("{:.*}", decimals, lo + span * i as f64 / 9.0)).collect();
+            let mut unique = labels.clone();
+            unique.dedup();
+            assert_eq!(unique.len(), labels.len(), "{labels:?}");
+        }
+        assert_eq!(tick_decimals(0.0), 2);
+        assert_eq!(tick_decimals(f64::NAN), 2);
+    }
 }
