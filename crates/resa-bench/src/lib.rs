@@ -229,7 +229,10 @@ fn measure_steps(
 ) -> Result<BenchResult> {
     let steps = repeats.max(1) + 1;
     if chunks.len() < steps {
-        return Err(Error::Setup(format!("{name}: {} chunks for {steps} steps", chunks.len())));
+        return Err(Error::Benchmark {
+            workload: name.into(),
+            message: format!("{} chunks for {steps} steps", chunks.len()),
+        });
     }
     let tmp = std::env::temp_dir().join(format!("resa-bench-{name}-{}", std::process::id()));
     let tune = TuneConfig {
@@ -334,7 +337,10 @@ fn model_benches<B: Backend>(
                 device,
             );
             let out = model.forward(ForwardInput::new(input).with_logits(Logits::Last), &Hooks::default(), None)?;
-            let logits = out.logits.ok_or_else(|| Error::Setup("the prefill returned no logits".into()))?;
+            let logits = out.logits.ok_or_else(|| Error::Benchmark {
+                workload: "prefill".into(),
+                message: "the forward returned no logits".into(),
+            })?;
             let _ = logits.into_data();
             Ok(())
         })?;
@@ -353,7 +359,10 @@ fn model_benches<B: Backend>(
         let r = measure(name, batch * 128, flops, repeats, || {
             let g = generate(&model, &prompts, &gen_cfg)?;
             if !g.iter().all(|s| s.ids.len() == 128) {
-                return Err(Error::Setup("a decode sequence stopped before 128 tokens".into()));
+                return Err(Error::Benchmark {
+                    workload: name.into(),
+                    message: "a sequence stopped before 128 tokens".into(),
+                });
             }
             Ok(())
         })?;
@@ -504,6 +513,11 @@ fn sae_bench<B: Backend>(
     Ok(vec![r])
 }
 
+/// A failure of the serving workloads (`serve_c1`, `serve_c8`), with what was being done.
+fn serve(doing: &str, e: impl std::fmt::Display) -> Error {
+    Error::Benchmark { workload: "serve".into(), message: format!("{doing}: {e}") }
+}
+
 /// `serve_c1` / `serve_c8`: the server on the toy model, 32 requests from 1 or 8 clients.
 fn serve_benches<B: Backend>(
     device: &B::Device,
@@ -526,7 +540,7 @@ fn serve_benches<B: Backend>(
             ..resa_serve::ServeOptions::default()
         },
     )
-    .map_err(|e| Error::Setup(format!("serve bench: {e}")))?;
+    .map_err(|e| serve("starting the server", e))?;
     let url = format!("http://{}/v1/chat/completions", server.addr());
     let questions: Vec<String> = resa_toy::world::ToyWorld::with_seed(0)
         .problems(resa_toy::world::Split::Test, 32)
@@ -542,13 +556,13 @@ fn serve_benches<B: Backend>(
             .post(&url)
             .send_string(&body.to_string())
             .and_then(|r| r.into_string().map_err(ureq::Error::from))
-            .map_err(|e| Error::Setup(format!("serve bench: {e}")))?;
+            .map_err(|e| serve("a request", e))?;
         let answer: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| Error::Setup(format!("serve bench answer: {e}")))?;
+            serde_json::from_str(&text).map_err(|e| serve("an answer that is not JSON", e))?;
         answer["usage"]["completion_tokens"]
             .as_u64()
             .map(|n| n as usize)
-            .ok_or_else(|| Error::Setup(format!("serve bench: no usage in {text}")))
+            .ok_or_else(|| serve("an answer without usage", text))
     };
     let mut out = Vec::new();
     for (name, clients) in [("serve_c1", 1usize), ("serve_c8", 8)] {
@@ -566,10 +580,7 @@ fn serve_benches<B: Backend>(
                         })
                     })
                     .collect();
-                handles
-                    .into_iter()
-                    .map(|h| h.join().map_err(|_| Error::Setup("a serve bench client panicked".into()))?)
-                    .sum()
+                handles.into_iter().map(|h| h.join().map_err(|_| serve("a client", "panicked"))?).sum()
             })
         };
         // Greedy decoding: every round generates the same tokens.
@@ -577,6 +588,6 @@ fn serve_benches<B: Backend>(
         let r = measure(name, tokens, 0.0, opts.repeats, || round().map(|_| ()))?;
         out.push(r);
     }
-    server.shutdown().map_err(|e| Error::Setup(format!("serve bench: {e}")))?;
+    server.shutdown().map_err(|e| serve("stopping the server", e))?;
     Ok(out)
 }

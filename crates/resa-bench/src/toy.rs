@@ -12,14 +12,10 @@ use resa_toy::tina::{ToyTinaConfig, train_toy_tina};
 use resa_toy::world::World;
 use resa_tune::full::{FullTrainConfig, train_full};
 
-use crate::{BenchOptions, BenchResult, Error, Result, forward_flops, from_seconds, ids, measure};
+use crate::{BenchOptions, BenchResult, Result, forward_flops, from_seconds, ids, measure};
 
 /// Held-out problems of `toy_eval`.
 const EVAL_PROBLEMS: usize = 64;
-
-fn toy(e: resa_toy::Error) -> Error {
-    Error::Setup(format!("toy world: {e}"))
-}
 
 /// A temporary folder of this process for workload `name` (removed when dropped).
 struct Scratch(std::path::PathBuf);
@@ -78,8 +74,7 @@ pub(crate) fn toy_benches<B: Backend>(
         train_toy_tina::<B>(&cfg, device, &mut |m| {
             seconds.push(m.tokens as f64 / m.tokens_per_second);
             true
-        })
-        .map_err(toy)?;
+        })?;
         out.push(from_seconds("grpo_step", completions, 0.0, seconds.split_off(1)));
     }
     if wanted("toy_eval") {
@@ -95,7 +90,7 @@ pub(crate) fn toy_benches<B: Backend>(
             run += 1;
             // A fresh folder each run: an evaluation resumes from the completions it finds.
             let scratch = Scratch::new("toy_eval", run);
-            resa_toy::model::evaluate_toy(&model, &tokenizer, &task, &eval.eval_config(), &scratch.0).map_err(toy)?;
+            resa_toy::model::evaluate_toy(&model, &tokenizer, &task, &eval.eval_config(), &scratch.0)?;
             Ok(())
         })?;
         out.push(r);

@@ -87,10 +87,7 @@ pub fn plot_metrics(path: &Path, title: &str) -> Result<Vec<PathBuf>> {
 #[cfg(feature = "plot")]
 pub fn plot_run(dir: &Path) -> Result<Vec<PathBuf>> {
     if resa_features::plot::font_available().is_none() {
-        return Err(Error::Setup(format!(
-            "no TrueType font for the figures' text (tried $RESA_FONT and {}); set RESA_FONT",
-            resa_features::plot::FONT_PATHS.join(", ")
-        )));
+        return Err(Error::NoFont { tried: resa_features::plot::FONT_PATHS.join(", ") });
     }
     let mut drawn = Vec::new();
     for path in metrics_files(dir)? {

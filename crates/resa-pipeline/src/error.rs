@@ -77,9 +77,30 @@ pub enum Error {
     /// missing asset).
     #[error("{0}")]
     Usage(String),
-    /// The parts of a run do not fit together, or a result is not what the stage needs.
-    #[error("{0}")]
-    Setup(String),
+    /// A value the run made could not be written out in a file format (JSON, TOML).
+    #[error("{what} cannot be written as {format}: {message}")]
+    Serialize {
+        /// What was being written ("run.json", "the run configuration").
+        what: String,
+        /// The format ("JSON", "TOML").
+        format: &'static str,
+        /// The serialiser's message.
+        message: String,
+    },
+    /// A folder of an SAE directory is not named after a hookpoint of the model.
+    #[error("SAE folder {path}: {message}")]
+    SaeFolder {
+        /// The folder.
+        path: PathBuf,
+        /// Why its name is not a hookpoint of the model.
+        message: String,
+    },
+    /// No TrueType font for the figures' text.
+    #[error("no TrueType font for the figures' text (tried $RESA_FONT and {tried}); set RESA_FONT to a .ttf file")]
+    NoFont {
+        /// The paths tried after `$RESA_FONT`.
+        tried: String,
+    },
     /// The rows of a data source cannot give what the run needs (worked solutions for the
     /// template, one whole chunk of the context length).
     #[error("{data}: {message}")]
@@ -97,6 +118,18 @@ pub enum Error {
         /// What is missing.
         message: String,
     },
+    /// A benchmark workload (`resa bench`) could not run or measured something other than
+    /// its work (a decode that stopped early, a server that did not answer).
+    #[error("benchmark workload {workload}: {message}")]
+    Benchmark {
+        /// The workload (`prefill`, `serve_c8`, …).
+        workload: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// A defect of resa: a state the code should never reach (please report it).
+    #[error("internal error (please report it): {0}")]
+    Internal(String),
     /// Model errors (loading, hookpoints, shapes, generation).
     #[error(transparent)]
     Model(#[from] resa_qwen2::Error),
@@ -136,7 +169,7 @@ impl Error {
 
     /// `what` could not be serialised as JSON.
     pub fn json(what: &str, cause: serde_json::Error) -> Self {
-        Error::Setup(format!("{what}: cannot be written as JSON: {cause}"))
+        Error::Serialize { what: what.to_string(), format: "JSON", message: cause.to_string() }
     }
 }
 

@@ -77,7 +77,7 @@ pub fn load_saes<B: Backend>(
         let hp = name
             .parse::<Hookpoint>()
             .and_then(|h| h.within(layers))
-            .map_err(|e| Error::Setup(format!("SAE folder {}: {e}", dir.join(&name).display())))?
+            .map_err(|e| Error::SaeFolder { path: dir.join(&name), message: e.to_string() })?
             .hookpoint();
         saes.push((hp, sae));
     }

@@ -77,8 +77,11 @@ pub fn run_pipeline<B: AutodiffBackend>(
     }
     std::fs::create_dir_all(&cfg.out).map_err(|e| Error::io(&cfg.out, e))?;
     // The resolved configuration (every default filled in) beside what it makes.
-    let resolved = toml::to_string(cfg)
-        .map_err(|e| Error::Setup(format!("the run configuration cannot be written as TOML: {e}")))?;
+    let resolved = toml::to_string(cfg).map_err(|e| Error::Serialize {
+        what: "the run configuration".into(),
+        format: "TOML",
+        message: e.to_string(),
+    })?;
     resa_publish::write_atomic(cfg.out.join(RESOLVED_CONFIG), resolved.as_bytes())?;
     // Metrics mirrored to TensorBoard while the stages run (and once more at the end).
     let _tensorboard = match &cfg.tensorboard {

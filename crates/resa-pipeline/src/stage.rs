@@ -134,8 +134,12 @@ impl<B: AutodiffBackend> Stage<B> for SaeTraining<'_> {
 
     fn run(&self, device: &B::Device, dtype: DType, on_event: &mut dyn FnMut(PipelineEvent<'_>)) -> Result<PathBuf> {
         let p = self.pipeline;
-        let options = p.stage1_options(&self.hookpoints).ok_or_else(|| {
-            Error::Setup("[sae] mode = \"pretrained\": a pretrained SAE has no Stage I to run".into())
+        let options = p.stage1_options(&self.hookpoints).ok_or_else(|| Error::Invalid {
+            file: "run configuration".into(),
+            table: "sae",
+            key: "mode",
+            value: "\"pretrained\"".into(),
+            allowed: "\"scratch\" or \"finetune\" for Stage I (a pretrained SAE has no Stage I to run)".into(),
         })?;
         let source = p.source().load::<B::InnerBackend>(&self.source_dir, device, dtype)?;
         let chunks = prepare_chunks(p.data(), &p.data().trigger, &self.source_dir)?;

@@ -48,7 +48,7 @@ impl Stage<B> for Counting {
     ) -> resa_pipeline::Result<PathBuf> {
         self.runs.set(self.runs.get() + 1);
         if self.fail {
-            return Err(Error::Setup("failed on purpose".into()));
+            return Err(Error::io(&self.dir, std::io::Error::other("failed on purpose")));
         }
         std::fs::create_dir_all(&self.dir).expect("dir");
         std::fs::write(self.dir.join("out.txt"), &self.stamp).expect("out");

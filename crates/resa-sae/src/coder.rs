@@ -480,7 +480,10 @@ pub(crate) fn auxk_loss<B: Backend>(
     let [_, l] = pre_acts.dims();
     let [_, d] = e.dims();
     if dead_mask.dims() != [l] {
-        return Err(Error::Input(format!("dead_mask has shape {:?}, expected [{l}]", dead_mask.dims())));
+        return Err(Error::Input {
+            field: "dead_mask",
+            message: format!("shape {:?}, expected [{l}]", dead_mask.dims()),
+        });
     }
     let num_dead = dead_mask.clone().int().sum().into_scalar_i64();
     if num_dead == 0 {

@@ -44,8 +44,13 @@ pub enum Error {
     #[error(transparent)]
     Tensors(#[from] resa_qwen2::Error),
     /// An input tensor does not fit the SAE.
-    #[error("invalid input: {0}")]
-    Input(String),
+    #[error("invalid input `{field}`: {message}")]
+    Input {
+        /// The argument (`activations`, `dead_mask`, …).
+        field: &'static str,
+        /// What is wrong and what was expected.
+        message: String,
+    },
     /// Stage I's data: a chunk of another length, or a token outside the model's vocabulary.
     #[error("Stage I data: chunk {chunk}: {message}")]
     Chunk {

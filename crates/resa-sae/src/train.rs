@@ -332,7 +332,7 @@ impl<B: AutodiffBackend> SaeTrainer<B> {
         let [n, d] = acts.dims();
         self.sae.check_width(d)?;
         if n == 0 {
-            return Err(Error::Input("empty batch of activations".into()));
+            return Err(Error::Input { field: "activations", message: "an empty batch (no rows)".into() });
         }
         let x = acts.cast(DType::F32);
         if self.step == 0 && !self.cfg.finetune {
@@ -376,7 +376,7 @@ impl<B: AutodiffBackend> SaeTrainer<B> {
         if !loss.is_finite() {
             return Err(Error::NonFiniteLoss { step: self.step, hookpoint: String::new(), value: loss });
         }
-        let mut grads = grads.ok_or_else(|| Error::Input("empty batch".into()))?;
+        let mut grads = grads.ok_or_else(|| Error::Internal("a step of rows computed no gradients".into()))?;
         if self.sae.config().normalize_decoder {
             grads.w_dec = remove_parallel_component(grads.w_dec, self.sae.w_dec.clone());
         }
@@ -696,7 +696,7 @@ impl<B: AutodiffBackend> SaeTrainer<B> {
             .into_data()
             .convert::<i64>()
             .to_vec::<i64>()
-            .map_err(|e| Error::Input(format!("{e:?}")))?;
+            .map_err(|e| Error::Internal(format!("the latents' firing counts could not be read: {e:?}")))?;
         let l = counts.len();
         tensors.push(OwnedTensor::from_i64("num_tokens_since_fired", &counts, vec![l]));
         write_safetensors(dir.join("train_state.safetensors"), &tensors, None)?;
@@ -838,7 +838,10 @@ impl HostAdam {
 
 /// An index tensor's values on the host, as i64.
 fn host_ids<B: Backend, const D: usize>(t: Tensor<B, D, Int>) -> Result<Vec<i64>> {
-    t.into_data().convert::<i64>().into_vec::<i64>().map_err(|e| Error::Input(format!("could not read indices: {e:?}")))
+    t.into_data()
+        .convert::<i64>()
+        .into_vec::<i64>()
+        .map_err(|e| Error::Internal(format!("could not read indices: {e:?}")))
 }
 
 /// `Σ v²`, accumulated in f64.

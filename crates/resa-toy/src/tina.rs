@@ -102,9 +102,10 @@ pub fn train_toy_tina<B: Backend>(
         )));
     }
     let tokenizer = Tokenizer::from_dir(&cfg.model)?;
-    let pad = tokenizer
-        .token_to_id(crate::world::PAD)
-        .ok_or_else(|| Error::Setup(format!("{}: the tokenizer has no {}", cfg.model.display(), crate::world::PAD)))?;
+    let pad = tokenizer.token_to_id(crate::world::PAD).ok_or_else(|| Error::Tokenizer {
+        model: cfg.model.clone(),
+        message: format!("no {} token", crate::world::PAD),
+    })?;
     let mut model = Qwen2ForCausalLM::<Autodiff<B>>::from_pretrained(&cfg.model, device, DType::F32)?;
     let stop = resa_qwen2::stop_token_ids(&model.config().eos_token_ids, &tokenizer);
 

@@ -26,9 +26,14 @@ pub enum Error {
     /// Data errors.
     #[error(transparent)]
     Data(#[from] resa_data::Error),
-    /// The parts of a run do not fit together (SAE width, hookpoint, model shapes).
-    #[error("incompatible setup: {0}")]
-    Setup(String),
+    /// An objective of one's own ([`crate::Objective`]) refuses the model or fails a step.
+    #[error("objective `{objective}`: {message}")]
+    Objective {
+        /// The objective's [`crate::Objective::name`].
+        objective: &'static str,
+        /// What is wrong.
+        message: String,
+    },
     /// A step produced something the trainer never expects (a forward without logits, a
     /// gradient that did not arrive): a defect of this program, not of the run's inputs.
     #[error("internal error (please report it): {0}")]

@@ -105,7 +105,7 @@ impl Objective<AD> for FailsOn {
         match (first == self.bad, self.nan) {
             (false, _) => Ok(loss),
             (true, true) => Ok(loss * f32::NAN),
-            (true, false) => Err(Error::Setup("this micro-batch fails".into())),
+            (true, false) => Err(Error::Objective { objective: "fails-on", message: "this micro-batch fails".into() }),
         }
     }
     fn to_device(&self, _device: &burn::tensor::Device<AD>) -> Box<dyn Objective<AD> + '_> {
@@ -137,7 +137,9 @@ fn a_failing_replica_stops_the_run_instead_of_leaving_the_other_waiting() {
             let _ = tx.send(r.map(|(_, r)| r.steps));
         });
         match rx.recv_timeout(std::time::Duration::from_secs(120)).expect("the run ends instead of waiting") {
-            Err(Error::Setup(m)) if !nan => assert!(m.contains("this micro-batch fails"), "{m}"),
+            Err(Error::Objective { message, .. }) if !nan => {
+                assert!(message.contains("this micro-batch fails"), "{message}")
+            }
             Err(Error::NonFiniteLoss { .. }) if nan => {}
             other => panic!("nan={nan}: expected the replica's error, got {other:?}"),
         }

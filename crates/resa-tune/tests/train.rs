@@ -58,7 +58,10 @@ impl<B: burn::tensor::backend::AutodiffBackend> Objective<B> for ScaledSft {
 
     fn check(&self, model: &Qwen2ForCausalLM<B>) -> resa_tune::Result<()> {
         if model.config().num_hidden_layers < self.min_layers {
-            return Err(Error::Setup(format!("scaled-sft needs {} layers", self.min_layers)));
+            return Err(Error::Objective {
+                objective: "scaled-sft",
+                message: format!("needs {} layers", self.min_layers),
+            });
         }
         Ok(())
     }

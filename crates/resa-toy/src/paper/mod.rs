@@ -286,7 +286,7 @@ pub fn run_toy_paper<B: Backend>(
                 .collect();
             handles
                 .into_iter()
-                .map(|h| h.join().unwrap_or_else(|_| Err(Error::Setup("a seed's run panicked".into()))))
+                .map(|h| h.join().unwrap_or_else(|_| Err(Error::Internal("a seed's run panicked".into()))))
                 .collect()
         });
         for r in done {

@@ -323,7 +323,10 @@ fn evaluate<B: Backend>(
         ev(ToyPaperEvent::Begin(&format!("eval: {name}")));
         let dir = evals.join(id);
         let report = evaluation.run(&dir, name, |p| ev(ToyPaperEvent::Eval(p)))?;
-        let b = report.benches.first().ok_or_else(|| Error::Setup(format!("{name}: the evaluation scored nothing")))?;
+        let b = report
+            .benches
+            .first()
+            .ok_or_else(|| Error::Internal(format!("{name}: the evaluation scored no benchmark")))?;
         let profile = world::reasoning_profile(&resa_eval::read_completions(&dir.join("completions.jsonl"))?);
         rows.push(ToyRow {
             seed: ctx.seed,
