@@ -6,6 +6,9 @@ use std::process::Command;
 
 use resa::qwen2::safetensors_io::SafetensorsReader;
 
+mod common;
+use common::s;
+
 fn fixture(case: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/resa-qwen2/tests/fixtures").join(case)
 }
@@ -33,11 +36,11 @@ fn forward_writes_logits_and_hookpoints_matching_transformers() {
     let o = resa(&[
         "forward",
         "--model",
-        model.to_str().expect("utf8"),
+        s(&model),
         "--input-ids",
-        ids_path.to_str().expect("utf8"),
+        s(&ids_path),
         "--out",
-        out.to_str().expect("utf8"),
+        s(&out),
         "--hookpoint",
         "layers.2",
         "--hookpoint",
@@ -74,7 +77,7 @@ fn generate_json_matches_transformers_greedy() {
     let o = resa(&[
         "generate",
         "--model",
-        model.to_str().expect("utf8"),
+        s(&model),
         "--prompt-ids",
         &prompt.join(","),
         "--max-new-tokens",
@@ -98,15 +101,7 @@ fn bad_inputs_fail_with_a_message() {
     std::fs::write(&ids, "[[1, 2, 3], [4, 5]]").expect("write");
     let model = fixture("tied_gqa_f32_old");
     let out = dir.path().join("o.safetensors");
-    let base = [
-        "forward",
-        "--model",
-        model.to_str().expect("utf8"),
-        "--input-ids",
-        ids.to_str().expect("utf8"),
-        "--out",
-        out.to_str().expect("utf8"),
-    ];
+    let base = ["forward", "--model", s(&model), "--input-ids", s(&ids), "--out", s(&out)];
     let o = resa(&base);
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("row 1 has 2 ids"), "{}", String::from_utf8_lossy(&o.stderr));
@@ -140,18 +135,17 @@ fn forward_with_adapter_matches_peft_and_merge_writes_an_equivalent_checkpoint()
     std::fs::write(&ids_path, serde_json::to_string(&rows).expect("json")).expect("write");
     let model = fixture("tied_gqa_f32_old");
     let adapter = lora_fixture("all7_tied_gqa").join("adapter");
-    let s = |p: &Path| p.to_str().expect("utf8").to_string();
     let out = dir.path().join("with_adapter.safetensors");
     let o = resa(&[
         "forward",
         "--model",
-        &s(&model),
+        s(&model),
         "--adapter",
-        &s(&adapter),
+        s(&adapter),
         "--input-ids",
-        &s(&ids_path),
+        s(&ids_path),
         "--out",
-        &s(&out),
+        s(&out),
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let want = reference.read_f32_any("logits").expect("logits").0;
@@ -159,13 +153,13 @@ fn forward_with_adapter_matches_peft_and_merge_writes_an_equivalent_checkpoint()
     assert!(max_diff(&got, &want) <= 1e-4, "adapter logits differ by {}", max_diff(&got, &want));
 
     let merged = dir.path().join("merged");
-    let o = resa(&["merge", "--model", &s(&model), "--adapter", &s(&adapter), "--out", &s(&merged)]);
+    let o = resa(&["merge", "--model", s(&model), "--adapter", s(&adapter), "--out", s(&merged)]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let cfg: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(merged.join("config.json")).expect("config")).expect("json");
     assert_eq!(cfg["torch_dtype"], "float32", "the base model's dtype is kept");
     let out2 = dir.path().join("merged.safetensors");
-    let o = resa(&["forward", "--model", &s(&merged), "--input-ids", &s(&ids_path), "--out", &s(&out2)]);
+    let o = resa(&["forward", "--model", s(&merged), "--input-ids", s(&ids_path), "--out", s(&out2)]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let got = SafetensorsReader::open_file(&out2).expect("out").read_f32_any("logits").expect("logits").0;
     let want = reference.read_f32_any("logits_merged").expect("merged").0;
@@ -174,11 +168,11 @@ fn forward_with_adapter_matches_peft_and_merge_writes_an_equivalent_checkpoint()
     let o = resa(&[
         "merge",
         "--model",
-        &s(&fixture("untied_mha_f16_old")),
+        s(&fixture("untied_mha_f16_old")),
         "--adapter",
-        &s(&adapter),
+        s(&adapter),
         "--out",
-        &s(&dir.path().join("bad")),
+        s(&dir.path().join("bad")),
     ]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("lora_B.weight") && err.contains("shape"), "{err}");
@@ -189,7 +183,6 @@ fn forward_with_adapter_matches_peft_and_merge_writes_an_equivalent_checkpoint()
 fn debug_stage2_step_matches_the_reference() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let dir = tempfile::tempdir().expect("tempdir");
-    let s = |p: &Path| p.to_str().expect("utf8").to_string();
     for (mode, file) in
         [("detach", "stage2_detach.safetensors"), ("straight-through", "stage2_straight-through.safetensors")]
     {
@@ -204,17 +197,17 @@ fn debug_stage2_step_matches_the_reference() {
             "debug",
             "stage2-step",
             "--model",
-            &s(&fixture("tied_gqa_f32_old")),
+            s(&fixture("tied_gqa_f32_old")),
             "--sae",
-            &s(&root.join("crates/resa-sae/tests/fixtures/signum/final/layers.1")),
+            s(&root.join("crates/resa-sae/tests/fixtures/signum/final/layers.1")),
             "--hookpoint",
             "layers.1",
             "--adapter",
-            &s(&lora_fixture("all7_tied_gqa").join("adapter")),
+            s(&lora_fixture("all7_tied_gqa").join("adapter")),
             "--input-ids",
-            &s(&ids_path),
+            s(&ids_path),
             "--out",
-            &s(&out),
+            s(&out),
             "--sae-grad",
             mode,
         ]);
@@ -245,7 +238,7 @@ fn grade_adds_correct_and_extracted_in_order() {
     let text: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
     std::fs::write(&input, text.join("\n")).expect("write");
     let out = dir.path().join("out.jsonl");
-    let o = resa(&["grade", "--input", input.to_str().expect("utf8"), "--out", out.to_str().expect("utf8")]);
+    let o = resa(&["grade", "--input", s(&input), "--out", s(&out)]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let got: Vec<serde_json::Value> =
         std::fs::read_to_string(&out).expect("out").lines().map(|l| serde_json::from_str(l).expect("json")).collect();
@@ -263,8 +256,7 @@ fn grade_adds_correct_and_extracted_in_order() {
     ];
     let text: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
     std::fs::write(&input, text.join("\n")).expect("write");
-    let o =
-        resa(&["grade", "--input", input.to_str().expect("utf8"), "--out", out.to_str().expect("utf8"), "--explain"]);
+    let o = resa(&["grade", "--input", s(&input), "--out", s(&out), "--explain"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let got: Vec<serde_json::Value> =
         std::fs::read_to_string(&out).expect("out").lines().map(|l| serde_json::from_str(l).expect("json")).collect();
@@ -273,18 +265,10 @@ fn grade_adds_correct_and_extracted_in_order() {
     assert!(got[0]["explain"]["gold"][0].as_str().expect("gold").starts_with("\\frac{3}{4}"), "{}", got[0]);
     assert_eq!(got[1]["correct"], false);
     assert_eq!(got[1]["explain"]["reason"], "nothing extracted from the completion");
-    let o = resa(&[
-        "grade",
-        "--input",
-        input.to_str().expect("utf8"),
-        "--out",
-        out.to_str().expect("utf8"),
-        "--config",
-        "nope",
-    ]);
+    let o = resa(&["grade", "--input", s(&input), "--out", s(&out), "--config", "nope"]);
     assert!(!o.status.success());
     std::fs::write(&input, "{\"gold\": \"1\"}\n").expect("write");
-    let o = resa(&["grade", "--input", input.to_str().expect("utf8"), "--out", out.to_str().expect("utf8")]);
+    let o = resa(&["grade", "--input", s(&input), "--out", s(&out)]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains(":1: field `completion`"), "{err}");
 }
