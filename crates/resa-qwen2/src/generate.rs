@@ -5,6 +5,7 @@
 use burn::tensor::{Bool, Int, Tensor, TensorData, backend::Backend};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde::{Deserialize, Serialize};
+use std::ops::Range;
 
 use crate::error::{Error, Result};
 use crate::hooks::Hooks;
@@ -177,7 +178,9 @@ pub fn generate_with_prefill_chunk<B: Backend>(
 /// Like [`generate`], but every prompt has its own sampler seeded with `seeds[i]`
 /// (`cfg.seed` is ignored), so a sequence does not depend on which other prompts share its
 /// batch: an evaluation can be batched differently, or resumed, and give the same samples
-/// (up to the backend's floating-point differences between batch shapes).
+/// (up to the backend's floating-point differences between batch shapes). On a CPU backend
+/// (flex, ndarray) the two halves of the batch decode at once, each on its own core, padded
+/// as the whole batch is.
 pub fn generate_seeded<B: Backend>(
     model: &Qwen2ForCausalLM<B>,
     prompts: &[Vec<u32>],
@@ -212,7 +215,7 @@ fn generate_inner<B: Backend>(
     model: &Qwen2ForCausalLM<B>,
     prompts: &[Vec<u32>],
     cfg: &GenerationConfig,
-    mut samplers: Samplers,
+    samplers: Samplers,
     prefill_chunk: usize,
 ) -> Result<Vec<Generated>> {
     cfg.validate()?;
@@ -249,38 +252,98 @@ fn generate_inner<B: Backend>(
             });
         }
     }
+    let rows = Padded::new(prompts, cfg.pad_token_id);
+    let b = prompts.len();
+    match samplers {
+        // Rows with samplers of their own do not depend on each other: on a CPU backend the
+        // two halves of the batch decode at once (each with the padding of the whole batch),
+        // a small model's operations being too small to share between threads.
+        Samplers::PerRow(mut rngs) if b >= 2 && crate::on_host::<B>(&model.device()) => {
+            let half = b.div_ceil(2);
+            let second = Samplers::PerRow(rngs.split_off(half));
+            let first = Samplers::PerRow(rngs);
+            let (a, z) = rayon::join(
+                || decode(model, &rows, 0..half, cfg, first, prefill_chunk),
+                || decode(model, &rows, half..b, cfg, second, prefill_chunk),
+            );
+            let mut out = a?;
+            out.extend(z?);
+            Ok(out)
+        }
+        samplers => decode(model, &rows, 0..b, cfg, samplers, prefill_chunk),
+    }
+}
+
+/// The prompts of a batch left-padded to its longest, as transformers pads them.
+struct Padded<'p> {
+    prompts: &'p [Vec<u32>],
+    /// The longest prompt.
+    len: usize,
+    /// Whether any prompt is shorter than `len` (then the forward takes a mask).
+    padded: bool,
+    /// `[b, len]` ids, mask and positions, row-major.
+    ids: Vec<i64>,
+    mask: Vec<bool>,
+    positions: Vec<i64>,
+}
+
+impl<'p> Padded<'p> {
+    fn new(prompts: &'p [Vec<u32>], pad_token_id: u32) -> Self {
+        let b = prompts.len();
+        let len = prompts.iter().map(Vec::len).max().unwrap_or(0);
+        let mut ids = Vec::with_capacity(b * len);
+        let mut mask = Vec::with_capacity(b * len);
+        let mut positions = Vec::with_capacity(b * len);
+        for p in prompts {
+            let pad = len - p.len();
+            ids.extend(std::iter::repeat_n(i64::from(pad_token_id), pad).chain(p.iter().map(|&t| i64::from(t))));
+            mask.extend(std::iter::repeat_n(false, pad).chain(std::iter::repeat_n(true, p.len())));
+            // transformers: position_ids = cumsum(mask) - 1, padding positions set to 1.
+            positions.extend(std::iter::repeat_n(1i64, pad).chain(0..p.len() as i64));
+        }
+        let padded = prompts.iter().any(|p| p.len() != len);
+        Padded { prompts, len, padded, ids, mask, positions }
+    }
+
+    /// Columns `from..to` of rows `rows` of a row-major `[b, len]` buffer.
+    fn columns<T: Copy>(&self, v: &[T], rows: &Range<usize>, from: usize, to: usize) -> Vec<T> {
+        v[rows.start * self.len..rows.end * self.len]
+            .chunks_exact(self.len)
+            .flat_map(|row| row[from..to].iter().copied())
+            .collect()
+    }
+}
+
+/// Generates for rows `rows` of the padded batch; `samplers` index from the range's start.
+fn decode<B: Backend>(
+    model: &Qwen2ForCausalLM<B>,
+    batch: &Padded<'_>,
+    rows: Range<usize>,
+    cfg: &GenerationConfig,
+    mut samplers: Samplers,
+    prefill_chunk: usize,
+) -> Result<Vec<Generated>> {
+    let vocab = model.config().vocab_size;
+    let Padded { prompts, len, padded, .. } = *batch;
+    let prompts = &prompts[rows.clone()];
     let device = model.device();
     let b = prompts.len();
-    let len = prompts.iter().map(Vec::len).max().unwrap_or(0);
-    let mut ids = Vec::with_capacity(b * len);
-    let mut mask = Vec::with_capacity(b * len);
-    let mut positions = Vec::with_capacity(b * len);
-    let mut next_pos = Vec::with_capacity(b);
-    for p in prompts {
-        let pad = len - p.len();
-        ids.extend(std::iter::repeat_n(i64::from(cfg.pad_token_id), pad).chain(p.iter().map(|&t| i64::from(t))));
-        mask.extend(std::iter::repeat_n(false, pad).chain(std::iter::repeat_n(true, p.len())));
-        // transformers: position_ids = cumsum(mask) - 1, padding positions set to 1.
-        positions.extend(std::iter::repeat_n(1i64, pad).chain(0..p.len() as i64));
-        next_pos.push(p.len() as i64);
-    }
-    let padded = prompts.iter().any(|p| p.len() != len);
-    // Columns `from..to` of a row-major `[b, len]` buffer.
-    fn columns<T: Copy>(v: &[T], len: usize, from: usize, to: usize) -> Vec<T> {
-        v.chunks_exact(len).flat_map(|row| row[from..to].iter().copied()).collect()
-    }
+    let next_pos: Vec<i64> = prompts.iter().map(|p| p.len() as i64).collect();
     // Prompt tokens `from..to`, seeing the cache of `0..from`.
     let piece = |from: usize, to: usize| {
         let mut input = ForwardInput::new(Tensor::<B, 2, Int>::from_data(
-            TensorData::new(columns(&ids, len, from, to), [b, to - from]),
+            TensorData::new(batch.columns(&batch.ids, &rows, from, to), [b, to - from]),
             &device,
         ))
         .with_logits(Logits::Last);
         if padded {
             input = input.with_mask(
-                Tensor::<B, 2, Bool>::from_data(TensorData::new(columns(&mask, len, 0, to), [b, to]), &device),
+                Tensor::<B, 2, Bool>::from_data(
+                    TensorData::new(batch.columns(&batch.mask, &rows, 0, to), [b, to]),
+                    &device,
+                ),
                 Tensor::<B, 2, Int>::from_data(
-                    TensorData::new(columns(&positions, len, from, to), [b, to - from]),
+                    TensorData::new(batch.columns(&batch.positions, &rows, from, to), [b, to - from]),
                     &device,
                 ),
             );

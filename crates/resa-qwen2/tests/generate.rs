@@ -1,5 +1,6 @@
 //! A sequence that stops leaves the batch (its cache rows are dropped): the others continue
-//! exactly as they do decoded alone, and sampled rows keep their own samplers.
+//! exactly as they do decoded alone, and sampled rows keep their own samplers. (On flex the
+//! two halves of a batch decode at once: an odd batch splits unevenly.)
 
 use burn::backend::Flex;
 use burn::tensor::DType;
@@ -9,8 +10,9 @@ use resa_qwen2::{FinishReason, GenerationConfig, Qwen2Config, Qwen2ForCausalLM, 
 fn rows_that_stop_leave_the_batch_and_the_rest_decode_as_alone() {
     let cfg = Qwen2Config { vocab_size: 64, ..Qwen2Config::tiny() };
     let model = Qwen2ForCausalLM::<Flex>::random(&cfg, 5, &Default::default(), DType::F32);
-    let prompts: Vec<Vec<u32>> = vec![vec![3, 4, 5], vec![7, 8, 9, 10, 11], vec![12, 13], vec![20, 21, 22, 23]];
-    let seeds = [1u64, 2, 3, 4];
+    let prompts: Vec<Vec<u32>> =
+        vec![vec![3, 4, 5], vec![7, 8, 9, 10, 11], vec![12, 13], vec![20, 21, 22, 23], vec![30, 31, 32, 33, 34, 35]];
+    let seeds = [1u64, 2, 3, 4, 5];
     for sampling in [Sampling::Greedy, Sampling::Sample { temperature: 1.0, top_p: 1.0, top_k: None }] {
         let free = GenerationConfig { sampling, ..GenerationConfig::greedy(12, vec![]) };
         let long = generate_seeded(&model, &prompts, &seeds, &free).expect("generate");

@@ -282,16 +282,18 @@ impl<B: AutodiffBackend> Objective<B> for Grpo<'_> {
         let mask = Tensor::<B, 2>::from_data(TensorData::new(mask, [n, len - 1]), &device);
         let tokens_per_row = mask.clone().sum_dim(1).clamp_min(1.0); // [n, 1]
 
-        let logits = |mode: AdapterMode| {
-            crate::stage2::logits(
-                model,
-                ForwardInput::new(inputs.clone()).with_adapters(mode),
-                Head::Full,
-                &Hooks::default(),
-            )
+        // The policy's log-probabilities and the reference's (adapters off, detached); on a CPU
+        // backend at once, each on its own core.
+        let logp_with = |mode: AdapterMode| -> Result<Tensor<B, 2>> {
+            let input = ForwardInput::new(inputs.clone()).with_adapters(mode);
+            Ok(token_logp(crate::stage2::logits(model, input, Head::Full, &Hooks::default())?, targets.clone()))
         };
-        let logp = token_logp(logits(adapters)?, targets.clone());
-        let ref_logp = token_logp(logits(AdapterMode::Off)?, targets).detach();
+        let (logp, ref_logp) = if resa_qwen2::on_host::<B>(&device) {
+            rayon::join(|| logp_with(adapters), || logp_with(AdapterMode::Off))
+        } else {
+            (logp_with(adapters), logp_with(AdapterMode::Off))
+        };
+        let (logp, ref_logp) = (logp?, ref_logp?.detach());
 
         let adv = Tensor::<B, 2>::from_data(TensorData::new(advantages, [n, 1]), &device);
         let ratio = (logp.clone() - logp.clone().detach()).exp();
