@@ -385,9 +385,43 @@ impl FlexTensor {
             copy_2d_tiled(
                 &mut dst, src, offset, shape[0], shape[1], strides[0], strides[1],
             );
+        } else if all_positive {
+            // resa-rs patch: ND positive-stride layouts (a permuted
+            // `[b, s, h, d]` → `[b, h, s, d]`) copy one innermost 2D
+            // block at a time with the tiled copy, the blocks on all
+            // threads when the tensor is large, instead of one
+            // scalar index walk. Same values, in the same places.
+            let rank = shape.len();
+            let (rows, cols) = (shape[rank - 2], shape[rank - 1]);
+            let (row_stride, col_stride) = (strides[rank - 2], strides[rank - 1]);
+            let (outer_shape, outer_strides) = (&shape[..rank - 2], &strides[..rank - 2]);
+            let block = rows * cols;
+            // SAFETY: capacity is n; every block writes each of its
+            // `rows * cols` positions once, and the blocks cover n.
+            unsafe { dst.set_len(n) };
+            let copy_block = |o: usize, out: &mut [E]| {
+                let mut rem = o;
+                let mut start = offset;
+                for d in (0..outer_shape.len()).rev() {
+                    start += (rem % outer_shape[d]) as isize * outer_strides[d];
+                    rem /= outer_shape[d];
+                }
+                copy_2d_tiled(out, src, start, rows, cols, row_stride, col_stride);
+            };
+            if block > 0 {
+                #[cfg(feature = "rayon")]
+                if n >= PARALLEL_COPY_THRESHOLD && n > block {
+                    use rayon::prelude::*;
+                    dst.par_chunks_mut(block).enumerate().for_each(|(o, out)| copy_block(o, out));
+                } else {
+                    dst.chunks_mut(block).enumerate().for_each(|(o, out)| copy_block(o, out));
+                }
+                #[cfg(not(feature = "rayon"))]
+                dst.chunks_mut(block).enumerate().for_each(|(o, out)| copy_block(o, out));
+            }
         } else {
             // General fallback: covers negative strides (flipped
-            // tensors) and ND layouts that can't collapse to ≤2D.
+            // tensors).
             for idx in crate::strided_index::StridedIter::new(&self.layout) {
                 dst.push(src[idx]);
             }
@@ -558,6 +592,11 @@ fn collapse_for_copy(shape: &[usize], strides: &[isize]) -> CollapsedLayout {
 /// The loop nesting is chosen so the innermost read walks whichever
 /// source stride is smaller, which keeps the hot loop in cache even
 /// for transpose-like layouts.
+/// resa-rs patch: elements from which an ND copy runs its blocks on all
+/// threads (as the patched unary operations).
+#[cfg(feature = "rayon")]
+const PARALLEL_COPY_THRESHOLD: usize = 64 * 1024;
+
 #[inline]
 fn copy_2d_tiled<E: Copy>(
     dst: &mut [E],
@@ -769,6 +808,25 @@ mod tests {
         let result_data = contig.into_data();
         let values = result_data.as_slice::<f32>().unwrap();
         assert_eq!(values, expected.as_slice());
+    }
+
+    /// resa-rs patch: an ND permute that does not collapse to 2D (the
+    /// attention's `[b, s, h, d]` → `[b, h, s, d]`) copies block by block,
+    /// on all threads when large, equal to the strided walk.
+    #[test]
+    fn test_to_contiguous_nd_blocks_match_strided_walk() {
+        for dims in [[2usize, 3, 4, 5], [4, 128, 4, 32]] {
+            let n: usize = dims.iter().product();
+            let data: Vec<f32> = (0..n).map(|i| i as f32).collect();
+            let t = FlexTensor::from_data(TensorData::new(data.clone(), dims.to_vec()));
+            let permuted = t.permute(&[0, 2, 1, 3]);
+            let expected: Vec<f32> =
+                crate::strided_index::StridedIter::new(permuted.layout()).map(|i| data[i]).collect();
+            let contig = permuted.to_contiguous();
+            assert!(contig.is_contiguous());
+            assert_eq!(contig.shape().to_vec(), vec![dims[0], dims[2], dims[1], dims[3]]);
+            assert_eq!(contig.into_data().as_slice::<f32>().unwrap(), expected.as_slice(), "{dims:?}");
+        }
     }
 
     /// Exercise the `row_stride > col_stride` branch of the 2D tiled
