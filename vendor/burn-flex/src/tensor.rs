@@ -609,6 +609,16 @@ fn copy_2d_tiled<E: Copy>(
 ) {
     const TILE: usize = 16;
 
+    // resa-rs patch: rows contiguous in the source (a permute that keeps
+    // the last axis, as attention's head split) copy row by row.
+    if col_stride == 1 && row_stride >= 0 && cols > 0 {
+        for (row, out) in dst.chunks_exact_mut(cols).take(rows).enumerate() {
+            let start = (offset + row as isize * row_stride) as usize;
+            out.copy_from_slice(&src[start..start + cols]);
+        }
+        return;
+    }
+
     if row_stride <= col_stride {
         // row-inside-col: the inner loop walks `row_stride` (smaller).
         for col_tile in (0..cols).step_by(TILE) {
