@@ -35,8 +35,8 @@ pub fn binary_op<F32Op, F64Op>(
     simd_hint: Option<BinaryOp>,
 ) -> FlexTensor
 where
-    F32Op: Fn(f32, f32) -> f32 + Copy,
-    F64Op: Fn(f64, f64) -> f64 + Copy,
+    F32Op: Fn(f32, f32) -> f32 + Copy + Sync,
+    F64Op: Fn(f64, f64) -> f64 + Copy + Sync,
 {
     debug_assert_eq!(lhs.dtype(), rhs.dtype(), "binary_op: dtype mismatch");
 
@@ -67,7 +67,7 @@ fn binary_op_f32<Op>(
     simd_hint: Option<BinaryOp>,
 ) -> FlexTensor
 where
-    Op: Fn(f32, f32) -> f32,
+    Op: Fn(f32, f32) -> f32 + Sync,
 {
     // Permuted lhs + broadcast rhs (e.g. `x.permute(...) - mean`):
     // the generic path would walk the permuted lhs with a scalar
@@ -355,7 +355,7 @@ fn binary_op_f32<Op>(
     _simd_hint: Option<BinaryOp>,
 ) -> FlexTensor
 where
-    Op: Fn(f32, f32) -> f32,
+    Op: Fn(f32, f32) -> f32 + Sync,
 {
     binary_op_typed(lhs, rhs, op)
 }
@@ -364,7 +364,7 @@ where
 pub(crate) fn binary_op_typed<E, Op>(mut lhs: FlexTensor, rhs: &FlexTensor, op: Op) -> FlexTensor
 where
     E: Element + bytemuck::Pod,
-    Op: Fn(E, E) -> E,
+    Op: Fn(E, E) -> E + Sync,
 {
     let rhs_storage: &[E] = rhs.storage();
 
@@ -406,6 +406,12 @@ where
         _ if lhs.layout().num_dims() == 2 => {
             apply_2d_strided(lhs_storage, rhs_storage, lhs.layout(), rhs.layout(), op)
         }
+        // resa-rs patch: ND layouts of one shape (a permuted operand, a
+        // broadcast one) row by row over the last axis, the rows on all
+        // threads when large, instead of two scalar index walks.
+        _ if lhs.layout().shape() == rhs.layout().shape() => {
+            apply_nd_strided(lhs_storage, rhs_storage, lhs.layout(), rhs.layout(), &op)
+        }
         // General fallback
         _ => {
             let lhs_iter = StridedIter::new(lhs.layout());
@@ -418,6 +424,68 @@ where
     };
 
     make_tensor(result, shape, dtype)
+}
+
+/// resa-rs patch: elements from which [`apply_nd_strided`] runs on all threads.
+#[cfg(feature = "rayon")]
+const PARALLEL_ND_THRESHOLD: usize = 64 * 1024;
+
+/// resa-rs patch: `op` over two layouts of the same shape (any strides,
+/// stride 0 for a broadcast axis), one row of the last axis at a time; the
+/// rows on all threads from [`PARALLEL_ND_THRESHOLD`] elements. Element
+/// `i` of the result is `op(lhs[i], rhs[i])` in row-major order, as the
+/// strided walk gives it.
+fn apply_nd_strided<E, Op>(lhs: &[E], rhs: &[E], lhs_layout: &Layout, rhs_layout: &Layout, op: &Op) -> Vec<E>
+where
+    E: Copy + Send + Sync,
+    Op: Fn(E, E) -> E + Sync,
+{
+    let shape = lhs_layout.shape();
+    let rank = shape.num_dims();
+    let n = shape.num_elements();
+    if rank == 0 || n == 0 {
+        return StridedIter::new(lhs_layout)
+            .zip(StridedIter::new(rhs_layout))
+            .map(|(li, ri)| op(lhs[li], rhs[ri]))
+            .collect();
+    }
+    let dims: Vec<usize> = (0..rank).map(|d| shape[d]).collect();
+    let (ls, rs) = (lhs_layout.strides(), rhs_layout.strides());
+    let (lo, ro) = (lhs_layout.start_offset() as isize, rhs_layout.start_offset() as isize);
+    let cols = dims[rank - 1];
+    let (lc, rc) = (ls[rank - 1], rs[rank - 1]);
+    let row = |r: usize, out: &mut [core::mem::MaybeUninit<E>]| {
+        let (mut l, mut q, mut rem) = (lo, ro, r);
+        for d in (0..rank - 1).rev() {
+            let i = (rem % dims[d]) as isize;
+            rem /= dims[d];
+            l += i * ls[d];
+            q += i * rs[d];
+        }
+        for (c, slot) in out.iter_mut().enumerate() {
+            let c = c as isize;
+            slot.write(op(lhs[(l + c * lc) as usize], rhs[(q + c * rc) as usize]));
+        }
+    };
+    let mut result: Vec<E> = Vec::with_capacity(n);
+    let spare = &mut result.spare_capacity_mut()[..n];
+    #[cfg(feature = "rayon")]
+    if n >= PARALLEL_ND_THRESHOLD && n > cols {
+        use rayon::prelude::*;
+        let rows_per_piece = (16 * 1024 / cols).max(1);
+        spare.par_chunks_mut(rows_per_piece * cols).enumerate().for_each(|(p, piece)| {
+            for (k, out) in piece.chunks_mut(cols).enumerate() {
+                row(p * rows_per_piece + k, out);
+            }
+        });
+    } else {
+        spare.chunks_mut(cols).enumerate().for_each(|(r, out)| row(r, out));
+    }
+    #[cfg(not(feature = "rayon"))]
+    spare.chunks_mut(cols).enumerate().for_each(|(r, out)| row(r, out));
+    // SAFETY: every one of the n slots was written above.
+    unsafe { result.set_len(n) };
+    result
 }
 
 /// Fast 2D strided binary operation using row-based iteration.
@@ -536,7 +604,7 @@ fn make_tensor<E: bytemuck::Pod + Send + Sync>(
 /// Supports all integer dtypes: I64, I32, I16, I8, U64, U32, U16, U8.
 pub fn int_binary_op<Op>(lhs: FlexTensor, rhs: FlexTensor, op: Op) -> FlexTensor
 where
-    Op: Fn(i64, i64) -> i64 + Copy,
+    Op: Fn(i64, i64) -> i64 + Copy + Sync,
 {
     debug_assert_eq!(lhs.dtype(), rhs.dtype(), "int_binary_op: dtype mismatch");
 
