@@ -169,6 +169,21 @@ impl<'a> Grpo<'a> {
 }
 
 /// Log-probabilities of `targets` under `logits` `[n, len, vocab]` → `[n, len]` (f32).
+/// Group-normalised advantages `(r − mean) / (std + 1e-4)` of each group of `g` rewards
+/// (`torch.std`, unbiased, as TRL), and how many groups are flat (all rewards equal).
+fn group_advantages(rewards: &[f32], g: usize) -> (Vec<f32>, usize) {
+    let mut advantages = Vec::with_capacity(rewards.len());
+    let mut flat = 0;
+    for group in rewards.chunks(g) {
+        let mean = group.iter().sum::<f32>() / g as f32;
+        let var = group.iter().map(|r| (r - mean).powi(2)).sum::<f32>() / (g - 1) as f32;
+        let std = var.sqrt();
+        flat += usize::from(std == 0.0);
+        advantages.extend(group.iter().map(|r| (r - mean) / (std + 1e-4)));
+    }
+    (advantages, flat)
+}
+
 fn token_logp<B: AutodiffBackend>(logits: Tensor<B, 3>, targets: Tensor<B, 2, Int>) -> Tensor<B, 2> {
     let [n, len, _] = logits.dims();
     log_softmax(logits.cast(DType::F32), 2).gather(2, targets.reshape([n, len, 1])).reshape([n, len])
@@ -244,20 +259,7 @@ impl<B: AutodiffBackend> Objective<B> for Grpo<'_> {
         // Rewards and group-normalised advantages.
         let rewards: Vec<f32> =
             rows.iter().zip(&completions).map(|(p, c)| (self.state().reward)(p, &c.ids)).collect::<Vec<_>>();
-        let mut advantages = vec![0f32; rewards.len()];
-        let mut flat = 0;
-        for (i, group) in rewards.chunks(g).enumerate() {
-            let mean = group.iter().sum::<f32>() / g as f32;
-            // torch.std (unbiased), as TRL.
-            let var = group.iter().map(|r| (r - mean).powi(2)).sum::<f32>() / (g - 1) as f32;
-            let std = var.sqrt();
-            if std == 0.0 {
-                flat += 1;
-            }
-            for (j, r) in group.iter().enumerate() {
-                advantages[i * g + j] = (r - mean) / (std + 1e-4);
-            }
-        }
+        let (advantages, flat) = group_advantages(&rewards, g);
 
         // Prompt + completion, right-padded (causal attention: padding after a token does not
         // change it), with a mask over the completion tokens.
