@@ -168,7 +168,6 @@ impl<'a> Grpo<'a> {
     }
 }
 
-/// Log-probabilities of `targets` under `logits` `[n, len, vocab]` → `[n, len]` (f32).
 /// Group-normalised advantages `(r − mean) / (std + 1e-4)` of each group of `g` rewards
 /// (`torch.std`, unbiased, as TRL), and how many groups are flat (all rewards equal).
 fn group_advantages(rewards: &[f32], g: usize) -> (Vec<f32>, usize) {
@@ -184,6 +183,7 @@ fn group_advantages(rewards: &[f32], g: usize) -> (Vec<f32>, usize) {
     (advantages, flat)
 }
 
+/// Log-probabilities of `targets` under `logits` `[n, len, vocab]` → `[n, len]` (f32).
 fn token_logp<B: AutodiffBackend>(logits: Tensor<B, 3>, targets: Tensor<B, 2, Int>) -> Tensor<B, 2> {
     let [n, len, _] = logits.dims();
     log_softmax(logits.cast(DType::F32), 2).gather(2, targets.reshape([n, len, 1])).reshape([n, len])

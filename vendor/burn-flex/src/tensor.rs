@@ -588,15 +588,15 @@ fn collapse_for_copy(shape: &[usize], strides: &[isize]) -> CollapsedLayout {
     out
 }
 
-/// Tiled 2D copy from a strided source into a contiguous destination.
-/// The loop nesting is chosen so the innermost read walks whichever
-/// source stride is smaller, which keeps the hot loop in cache even
-/// for transpose-like layouts.
 /// resa-rs patch: elements from which an ND copy runs its blocks on all
 /// threads (as the patched unary operations).
 #[cfg(feature = "rayon")]
 const PARALLEL_COPY_THRESHOLD: usize = 64 * 1024;
 
+/// Tiled 2D copy from a strided source into a contiguous destination.
+/// The loop nesting is chosen so the innermost read walks whichever
+/// source stride is smaller, which keeps the hot loop in cache even
+/// for transpose-like layouts.
 #[inline]
 fn copy_2d_tiled<E: Copy>(
     dst: &mut [E],
