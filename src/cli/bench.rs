@@ -42,7 +42,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             std::thread::available_parallelism().map_or(0, |n| n.get())
         );
         println!(
-            "| workload | tokens | median s | tokens/s | TFLOP/s | MFU | peak RSS MiB |\n|---|---:|---:|---:|---:|---:|---:|"
+            "| workload | tokens | median s | tokens/s | TFLOP/s | MFU | cores busy | peak RSS MiB |\n|---|---:|---:|---:|---:|---:|---:|---:|"
         );
     }
     let (json, peak) = (args.json, args.peak_tflops);
@@ -55,13 +55,14 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             println!("{v}");
         } else {
             println!(
-                "| {} | {} | {:.3} | {:.1} | {:.3} | {} | {} |",
+                "| {} | {} | {:.3} | {:.1} | {:.3} | {} | {} | {} |",
                 r.name,
                 r.tokens,
                 r.median_seconds,
                 r.tokens_per_second,
                 r.tflops_per_second,
                 peak.map_or("-".into(), |p| format!("{:.1}%", 100.0 * r.tflops_per_second / p)),
+                r.cores_busy.map_or("-".into(), |c| format!("{c:.2}")),
                 r.peak_rss_mib.map_or("-".into(), |m| format!("{m:.0}"))
             );
         }

@@ -54,6 +54,11 @@ pub struct BenchResult {
     pub flops: f64,
     /// `flops / median_seconds / 1e12`.
     pub tflops_per_second: f64,
+    /// Cores kept busy during the timed runs: the process's CPU time (user and system, every
+    /// thread) over their wall-clock time; 2.0 is two cores the whole time. Only the timed
+    /// runs count, not the setup nor the warm-up. `None` where the process's CPU clock cannot
+    /// be read.
+    pub cores_busy: Option<f64>,
 }
 
 /// The shapes the workloads run at.
@@ -191,16 +196,76 @@ fn measure(
 ) -> Result<BenchResult> {
     run()?;
     let mut seconds = Vec::with_capacity(repeats);
+    let start = Clocks::now();
     for _ in 0..repeats.max(1) {
         let t = Instant::now();
         run()?;
         seconds.push(t.elapsed().as_secs_f64());
     }
-    Ok(from_seconds(name, tokens, flops, seconds))
+    let busy = start.cores_busy_since();
+    Ok(from_seconds(name, tokens, flops, seconds, busy))
+}
+
+/// The wall clock and the process's CPU clock at one moment.
+#[derive(Clone, Copy)]
+struct Clocks {
+    wall: Instant,
+    cpu: Option<f64>,
+}
+
+impl Clocks {
+    fn now() -> Self {
+        Clocks { wall: Instant::now(), cpu: process_cpu_seconds() }
+    }
+
+    /// CPU seconds over wall seconds from `self` to now.
+    fn cores_busy_since(&self) -> Option<f64> {
+        let wall = self.wall.elapsed().as_secs_f64();
+        let cpu = process_cpu_seconds()? - self.cpu?;
+        (wall > 0.0).then(|| cpu / wall)
+    }
+}
+
+/// The CPU time of this process so far (every thread, user and system), seconds.
+#[cfg(unix)]
+fn process_cpu_seconds() -> Option<f64> {
+    let ts = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    Some(ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9)
+}
+
+#[cfg(not(unix))]
+fn process_cpu_seconds() -> Option<f64> {
+    None
+}
+
+/// The per-step times a training loop reports (tokens over tokens per second), and the cores
+/// kept busy from the end of its first step, the warm-up, to the end of its last.
+#[derive(Default)]
+struct StepTimes {
+    seconds: Vec<f64>,
+    after_warm_up: Option<Clocks>,
+    busy: Option<f64>,
+}
+
+impl StepTimes {
+    /// Records a step of `tokens` at `tokens_per_second`.
+    fn record(&mut self, tokens: usize, tokens_per_second: f64) {
+        self.seconds.push(tokens as f64 / tokens_per_second);
+        match &self.after_warm_up {
+            None => self.after_warm_up = Some(Clocks::now()),
+            Some(c) => self.busy = c.cores_busy_since(),
+        }
+    }
+
+    /// The result over every step but the first.
+    fn result(mut self, name: &str, tokens: usize, flops: f64) -> BenchResult {
+        let timed = self.seconds.split_off(1.min(self.seconds.len()));
+        from_seconds(name, tokens, flops, timed, self.busy)
+    }
 }
 
 /// The result of timed runs lasting `seconds`.
-fn from_seconds(name: &str, tokens: usize, flops: f64, seconds: Vec<f64>) -> BenchResult {
+fn from_seconds(name: &str, tokens: usize, flops: f64, seconds: Vec<f64>, cores_busy: Option<f64>) -> BenchResult {
     let mut sorted = seconds.clone();
     sorted.sort_by(f64::total_cmp);
     let median_seconds = sorted.get(sorted.len() / 2).copied().unwrap_or(f64::NAN);
@@ -213,6 +278,7 @@ fn from_seconds(name: &str, tokens: usize, flops: f64, seconds: Vec<f64>) -> Ben
         peak_rss_mib: peak_rss_mib(),
         flops,
         tflops_per_second: flops / median_seconds / 1e12,
+        cores_busy,
     }
 }
 
@@ -243,15 +309,15 @@ fn measure_steps(
         out: tmp.clone(),
         ..TuneConfig::default()
     };
-    let mut seconds = Vec::with_capacity(steps);
+    let mut times = StepTimes::default();
     let tokens = chunks[0].len();
     let r = run(&chunks[..steps], &tune, &mut |m| {
-        seconds.push(m.tokens as f64 / m.tokens_per_second);
+        times.record(m.tokens, m.tokens_per_second);
         true
     });
     let _ = std::fs::remove_dir_all(&tmp);
     r?;
-    Ok(from_seconds(name, tokens, flops, seconds.split_off(1)))
+    Ok(times.result(name, tokens, flops))
 }
 
 /// Runs the workloads of `opts` on backend `B`.

@@ -12,7 +12,7 @@ use resa_toy::tina::{ToyTinaConfig, train_toy_tina};
 use resa_toy::world::World;
 use resa_tune::full::{FullTrainConfig, train_full};
 
-use crate::{BenchOptions, BenchResult, Result, forward_flops, from_seconds, ids, measure};
+use crate::{BenchOptions, BenchResult, Result, StepTimes, forward_flops, ids, measure};
 
 /// Held-out problems of `toy_eval`.
 const EVAL_PROBLEMS: usize = 64;
@@ -47,15 +47,15 @@ pub(crate) fn toy_benches<B: Backend>(
         let (batch, ctx) = (recipe.train.batch_size, recipe.ctx_len);
         let chunks: Vec<Vec<u32>> = (0..batch * steps).map(|i| ids(ctx, recipe.model.vocab_size, i as u64)).collect();
         let cfg = FullTrainConfig { steps: steps as u64, ..recipe.train.clone() };
-        let mut seconds = Vec::with_capacity(steps);
+        let mut times = StepTimes::default();
         train_full(model, &chunks, &cfg, &mut |m| {
-            seconds.push(m.tokens as f64 / m.tokens_per_second);
+            times.record(m.tokens, m.tokens_per_second);
             true
         })?;
         // Forward and backward: three times the forward's FLOPs (every sequence through the head).
         let layers = recipe.model.num_hidden_layers as f64;
         let flops = 3.0 * batch as f64 * forward_flops(&recipe.model, ctx as f64, 0.0, layers, ctx as f64);
-        out.push(from_seconds("toy_train_step", batch * ctx, flops, seconds.split_off(1)));
+        out.push(times.result("toy_train_step", batch * ctx, flops));
     }
     if wanted("grpo_step") {
         // One toy-Tina step: 8 prompts × 8 sampled completions of up to 64 tokens, rewards,
@@ -70,12 +70,12 @@ pub(crate) fn toy_benches<B: Backend>(
             ..ToyTinaConfig::default()
         };
         let completions = cfg.prompts_per_step * cfg.group_size;
-        let mut seconds = Vec::with_capacity(steps);
+        let mut times = StepTimes::default();
         train_toy_tina::<B>(&cfg, device, &mut |m| {
-            seconds.push(m.tokens as f64 / m.tokens_per_second);
+            times.record(m.tokens, m.tokens_per_second);
             true
         })?;
-        out.push(from_seconds("grpo_step", completions, 0.0, seconds.split_off(1)));
+        out.push(times.result("grpo_step", completions, 0.0));
     }
     if wanted("toy_eval") {
         // The toy paper's evaluation settings (4 samples at temperature 0.6, top-p 0.95, up
