@@ -1,7 +1,7 @@
 //! The patched burn-flex (`vendor/burn-flex/PATCHED.md`) copies a permuted tensor that does
 //! not collapse to 2D block by block, and applies a binary operation to permuted and
-//! broadcast operands row by row (each on all threads when large): the values are the
-//! element-by-element definition's.
+//! broadcast operands row by row, and maps contiguous operands in pieces (each on all threads
+//! when large): the values are the element-by-element definition's.
 
 use burn::backend::Flex;
 use burn::tensor::{Tensor, TensorData};
@@ -58,5 +58,41 @@ fn binary_operations_on_permuted_and_broadcast_operands_are_elementwise() {
                 }
             }
         }
+    }
+}
+
+/// Element-wise operations on contiguous tensors (in place when the left operand is held
+/// nowhere else, into a new buffer when it is) run on all threads from 64 Ki elements:
+/// small, just above and well above that size, the values are the definition's and a shared
+/// operand is left as it was.
+#[test]
+fn contiguous_element_wise_operations_are_elementwise_at_every_size() {
+    let dev = Default::default();
+    for n in [1000usize, 64 * 1024 + 7, 300_000] {
+        let x: Vec<f32> = (0..n).map(|i| (i % 101) as f32 * 0.37 - 11.0).collect();
+        let y: Vec<f32> = (0..n).map(|i| (i % 53) as f32 * 0.11 + 0.5).collect();
+        let t = |v: &[f32]| Tensor::<Flex, 2>::from_data(TensorData::new(v.to_vec(), [n / 8, 8]), &dev);
+        let m = n / 8 * 8;
+        let vals = |t: Tensor<Flex, 2>| t.into_data().to_vec::<f32>().expect("f32");
+        let want = |f: &dyn Fn(f32, f32) -> f32| (0..m).map(|i| f(x[i], y[i])).collect::<Vec<f32>>();
+        let (xs, ys) = (&x[..m], &y[..m]);
+        // Unique left operand: in place (the SIMD kernels for + − × ÷, the generic loop for max).
+        assert_eq!(vals(t(xs) + t(ys)), want(&|a, b| a + b), "{n}: add");
+        assert_eq!(vals(t(xs) - t(ys)), want(&|a, b| a - b), "{n}: sub");
+        assert_eq!(vals(t(xs) * t(ys)), want(&|a, b| a * b), "{n}: mul");
+        assert_eq!(vals(t(xs) / t(ys)), want(&|a, b| a / b), "{n}: div");
+        assert_eq!(vals(t(xs).max_pair(t(ys))), want(&|a, b| a.max(b)), "{n}: max");
+        // Shared left operand: a new buffer; the operand keeps its values.
+        let shared = t(xs);
+        assert_eq!(vals(shared.clone() * t(ys)), want(&|a, b| a * b), "{n}: shared mul");
+        assert_eq!(vals(shared.clone().max_pair(t(ys))), want(&|a, b| a.max(b)), "{n}: shared max");
+        assert_eq!(vals(shared.clone().mul_scalar(1.5)), want(&|a, _| a * 1.5), "{n}: shared scalar");
+        let row = Tensor::<Flex, 2>::from_data(TensorData::new(y[..8].to_vec(), [1, 8]), &dev);
+        let broadcast: Vec<f32> = (0..m).map(|i| x[i] + y[i % 8]).collect();
+        assert_eq!(vals(shared.clone() + row), broadcast, "{n}: shared row broadcast");
+        assert_eq!(vals(shared.clone().add_scalar(2.0)), want(&|a, _| a + 2.0), "{n}: shared add scalar");
+        assert_eq!(vals(shared), xs.to_vec(), "{n}: the shared operand is unchanged");
+        // Unique operand with a scalar: in place.
+        assert_eq!(vals(t(xs).mul_scalar(-0.5)), want(&|a, _| a * -0.5), "{n}: scalar");
     }
 }

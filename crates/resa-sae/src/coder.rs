@@ -277,11 +277,14 @@ impl<B: Backend> SparseCoder<B> {
 
     /// ReLU(W_enc (x − b_dec) + b_enc) for every latent, `[n, L]`.
     pub fn pre_acts(&self, x: Tensor<B, 2>) -> Result<Tensor<B, 2>> {
+        Ok(burn::tensor::activation::relu(self.encoder_product(x)? + self.encoder_bias.clone().unsqueeze_dim(0)))
+    }
+
+    /// `(x − b_dec) W_encᵀ` `[n, L]`: the pre-activations before the encoder's bias and ReLU.
+    pub(crate) fn encoder_product(&self, x: Tensor<B, 2>) -> Result<Tensor<B, 2>> {
         self.check_input(&x)?;
         let x = x.cast(DType::F32) - self.b_dec.clone().unsqueeze_dim(0);
-        Ok(burn::tensor::activation::relu(
-            x.matmul(self.encoder_weight.clone().transpose()) + self.encoder_bias.clone().unsqueeze_dim(0),
-        ))
+        Ok(x.matmul(self.encoder_weight.clone().transpose()))
     }
 
     /// Encodes `x` [n, d_in]: the k selected latents and all pre-activations.
@@ -301,8 +304,9 @@ impl<B: Backend> SparseCoder<B> {
     /// Stage II splice). Fails only when the width is not `d_in`.
     pub fn reconstruct(&self, x: Tensor<B, 2>) -> Result<Tensor<B, 2>> {
         let dtype = x.dtype();
-        let enc = self.encode(x)?;
-        let out = self.decode(enc.top_acts, enc.top_indices);
+        // The pre-activations are not kept: the selection takes them over.
+        let (acts, indices) = select_latents(self.pre_acts(x)?, self.cfg.k, self.cfg.activation);
+        let out = self.decode(acts, indices);
         Ok(if out.dtype() == dtype { out } else { out.cast(dtype) })
     }
 
@@ -379,65 +383,132 @@ pub fn topk_rows<B: Backend>(x: Tensor<B, 2>, k: usize) -> (Tensor<B, 2>, Tensor
     let [n, l] = x.dims();
     let device = x.device();
     if k > 0 && k <= l && resa_qwen2::on_host::<B>(&device) {
-        let data = x.clone().cast(DType::F32).into_data();
+        // Taken over without a copy when `x` is the caller's alone.
+        let dtype = x.dtype();
+        let data = x.cast(DType::F32).into_data();
         if let Ok(values) = data.as_slice::<f32>() {
             let (v, i) = topk_rows_host(values, l, k);
             return (
-                Tensor::from_data(TensorData::new(v, [n, k]), (&device, x.dtype())),
+                Tensor::from_data(TensorData::new(v, [n, k]), (&device, dtype)),
                 Tensor::from_data(TensorData::new(i, [n, k]), &device),
             );
         }
+        return topk_rows_on_device(Tensor::from_data(data, (&device, dtype)), k);
     }
     topk_rows_on_device(x, k)
+}
+
+/// A value and its column, ordered by value (IEEE total order), then the lower column first.
+#[derive(Clone, Copy)]
+struct Entry(f32, u32);
+
+impl PartialEq for Entry {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == std::cmp::Ordering::Equal
+    }
+}
+impl Eq for Entry {}
+impl Ord for Entry {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&other.0).then_with(|| other.1.cmp(&self.1))
+    }
+}
+impl PartialOrd for Entry {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// The `k` best entries of one row seen so far, offered in increasing column order.
+struct RowTop {
+    heap: std::collections::BinaryHeap<std::cmp::Reverse<Entry>>,
+    k: usize,
+    /// The smallest kept value once `k` are kept (`−∞` before): a value numerically below
+    /// it is below it in the total order too and is turned away without the heap.
+    floor: f32,
+}
+
+impl RowTop {
+    fn new(k: usize) -> Self {
+        RowTop { heap: std::collections::BinaryHeap::with_capacity(k + 1), k, floor: f32::NEG_INFINITY }
+    }
+
+    #[inline]
+    fn offer(&mut self, v: f32, j: u32) {
+        use std::cmp::Reverse;
+        if v < self.floor {
+            return;
+        }
+        let e = Entry(v, j);
+        if self.heap.len() < self.k {
+            self.heap.push(Reverse(e));
+        } else if self.heap.peek().is_some_and(|Reverse(min)| e > *min) {
+            self.heap.pop();
+            self.heap.push(Reverse(e));
+        } else {
+            return;
+        }
+        if self.heap.len() == self.k
+            && let Some(Reverse(min)) = self.heap.peek()
+        {
+            self.floor = min.0;
+        }
+    }
+
+    /// The kept entries, largest first, into `values` and `indices`.
+    fn write(self, values: &mut [f32], indices: &mut [i64]) {
+        // `into_sorted_vec` of `Reverse` is the largest entry first.
+        for (slot, std::cmp::Reverse(Entry(v, j))) in self.heap.into_sorted_vec().into_iter().enumerate() {
+            values[slot] = v;
+            indices[slot] = i64::from(j);
+        }
+    }
 }
 
 /// The `k` largest of each row of `values` (rows of `l`), largest first, and their indices;
 /// among equal values the lower index first. Rows in parallel.
 pub fn topk_rows_host(values: &[f32], l: usize, k: usize) -> (Vec<f32>, Vec<i64>) {
+    topk_rows_host_among(values, l, k, None)
+}
+
+/// [`topk_rows_host`] among the columns `keep` marks (the others count as `−∞`).
+pub(crate) fn topk_rows_host_among(values: &[f32], l: usize, k: usize, keep: Option<&[bool]>) -> (Vec<f32>, Vec<i64>) {
     use rayon::prelude::*;
-    use std::cmp::{Ordering, Reverse};
-    use std::collections::BinaryHeap;
-
-    /// A value and its index, ordered by value (IEEE total order), then lower index first.
-    #[derive(Clone, Copy)]
-    struct Entry(f32, u32);
-    impl PartialEq for Entry {
-        fn eq(&self, other: &Self) -> bool {
-            self.cmp(other) == Ordering::Equal
-        }
-    }
-    impl Eq for Entry {}
-    impl Ord for Entry {
-        fn cmp(&self, other: &Self) -> Ordering {
-            self.0.total_cmp(&other.0).then_with(|| other.1.cmp(&self.1))
-        }
-    }
-    impl PartialOrd for Entry {
-        fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-            Some(self.cmp(other))
-        }
-    }
-
     let n = values.len() / l.max(1);
     let mut top_v = vec![0.0f32; n * k];
     let mut top_i = vec![0i64; n * k];
     top_v.par_chunks_mut(k).zip(top_i.par_chunks_mut(k)).enumerate().for_each(|(r, (tv, ti))| {
         let row = &values[r * l..(r + 1) * l];
-        let mut heap: BinaryHeap<Reverse<Entry>> = BinaryHeap::with_capacity(k + 1);
-        for (j, &v) in row.iter().enumerate() {
-            let e = Entry(v, j as u32);
-            if heap.len() < k {
-                heap.push(Reverse(e));
-            } else if heap.peek().is_some_and(|Reverse(min)| e > *min) {
-                heap.pop();
-                heap.push(Reverse(e));
-            }
+        let mut top = RowTop::new(k);
+        match keep {
+            None => row.iter().enumerate().for_each(|(j, &v)| top.offer(v, j as u32)),
+            Some(keep) => row
+                .iter()
+                .zip(keep)
+                .enumerate()
+                .for_each(|(j, (&v, &kept))| top.offer(if kept { v } else { f32::NEG_INFINITY }, j as u32)),
         }
-        // `into_sorted_vec` of `Reverse` is the largest entry first.
-        for (slot, Reverse(Entry(v, j))) in heap.into_sorted_vec().into_iter().enumerate() {
-            tv[slot] = v;
-            ti[slot] = i64::from(j);
+        top.write(tv, ti);
+    });
+    (top_v, top_i)
+}
+
+/// The encoder's bias and ReLU applied in place to products `pre` `[n, L]` (`max(p + b, 0)`,
+/// as [`SparseCoder::pre_acts`] computes them) and, in the same pass, the `k` largest of each
+/// row as [`topk_rows_host`] returns them. Rows in parallel.
+pub(crate) fn bias_relu_topk_host(pre: &mut [f32], bias: &[f32], k: usize) -> (Vec<f32>, Vec<i64>) {
+    use rayon::prelude::*;
+    let l = bias.len();
+    let n = pre.len() / l.max(1);
+    let mut top_v = vec![0.0f32; n * k];
+    let mut top_i = vec![0i64; n * k];
+    pre.par_chunks_mut(l).zip(top_v.par_chunks_mut(k).zip(top_i.par_chunks_mut(k))).for_each(|(row, (tv, ti))| {
+        let mut top = RowTop::new(k);
+        for (j, (p, &b)) in row.iter_mut().zip(bias).enumerate() {
+            *p = (*p + b).max(0.0);
+            top.offer(*p, j as u32);
         }
+        top.write(tv, ti);
     });
     (top_v, top_i)
 }

@@ -28,7 +28,11 @@ use resa_qwen2::host_values;
 use resa_qwen2::safetensors_io::{OwnedTensor, SafetensorsReader, write_safetensors};
 use serde::{Deserialize, Serialize};
 
-use crate::coder::{SparseCoder, owned, select_latents, sparse_decode, topk_rows, total_variance};
+use crate::coder::{
+    SparseCoder, bias_relu_topk_host, owned, select_latents, sparse_decode, topk_rows, topk_rows_host,
+    topk_rows_host_among, total_variance,
+};
+use crate::config::Activation;
 use crate::error::{Error, Result};
 
 /// The optimizer of SAE training.
@@ -143,6 +147,22 @@ impl<B: Backend> Params<B> {
             w_dec: sae.w_dec.clone(),
             b_dec: sae.b_dec.clone(),
             w_skip: sae.w_skip.clone(),
+        }
+    }
+
+    /// The parameters moved out of `sae` (empty tensors left in their place until
+    /// [`Params::write_into`] puts the next ones back): held nowhere else, their buffers are
+    /// taken over by the host update instead of copied.
+    fn take(sae: &mut SparseCoder<B>) -> Self {
+        let device = sae.b_dec.device();
+        let empty2 = || Tensor::<B, 2>::zeros([0, 0], &device);
+        let empty1 = || Tensor::<B, 1>::zeros([0], &device);
+        Params {
+            enc_w: std::mem::replace(&mut sae.encoder_weight, empty2()),
+            enc_b: std::mem::replace(&mut sae.encoder_bias, empty1()),
+            w_dec: std::mem::replace(&mut sae.w_dec, empty2()),
+            b_dec: std::mem::replace(&mut sae.b_dec, empty1()),
+            w_skip: sae.w_skip.take(),
         }
     }
 
@@ -347,9 +367,42 @@ impl<B: AutodiffBackend> SaeTrainer<B> {
             None => 0,
         };
         let tv = total_variance(x.clone());
-        // The parameters on the host once per step (not once per micro-batch), when the
-        // step's sparse parts run there.
-        let host = if self.host && self.sae.w_skip.is_none() { Some(HostParams::of(&self.sae)) } else { None };
+        // When the step's sparse parts run on the host, the parameters go there once per step
+        // (not once per micro-batch), taken over from the coder without a copy, and come back
+        // before anything can fail past this point.
+        let mut host =
+            if self.host && self.sae.w_skip.is_none() { Some(HostParams::take(&mut self.sae)) } else { None };
+        let summed = self.chunks(x, tv, dead, num_dead, host.as_mut());
+        if let Some(host) = host {
+            host.restore(&mut self.sae);
+        }
+        let Summed { grads, fired, fvu, auxk, multi } = summed?;
+        let loss = fvu + self.cfg.auxk_alpha * auxk + multi / 8.0;
+        if !loss.is_finite() {
+            return Err(Error::NonFiniteLoss { step: self.step, hookpoint: String::new(), value: loss });
+        }
+        let mut grads = grads;
+        if self.sae.config().normalize_decoder {
+            grads.w_dec = remove_parallel_component(grads.w_dec, self.sae.w_dec.clone());
+        }
+        self.apply(grads)?;
+        self.tokens_since_fired = (self.tokens_since_fired.clone() + n as i64).mask_fill(fired.greater_elem(0), 0);
+        self.step += 1;
+        let dead_fraction = scalar_i64(self.dead_mask().int().sum()) as f32 / self.sae.num_latents() as f32;
+        Ok(StepMetrics { fvu, auxk_loss: auxk, multi_topk_fvu: multi, dead_fraction, tokens: n })
+    }
+
+    /// Forward and backward of the rows of `x` in chunks of `micro_batch_tokens`: the summed
+    /// gradients, losses and fired latents.
+    fn chunks(
+        &self,
+        x: Tensor<B::InnerBackend, 2>,
+        tv: Tensor<B::InnerBackend, 1>,
+        dead: Option<Tensor<B::InnerBackend, 1, Bool>>,
+        num_dead: i64,
+        mut host: Option<&mut HostParams>,
+    ) -> Result<Summed<B::InnerBackend>> {
+        let [n, d] = x.dims();
         let chunk = self.cfg.micro_batch_tokens.unwrap_or(n).min(n);
         let mut grads: Option<Params<B::InnerBackend>> = None;
         let mut fired = Tensor::<B::InnerBackend, 1, Int>::zeros([self.sae.num_latents()], &x.device());
@@ -358,7 +411,7 @@ impl<B: AutodiffBackend> SaeTrainer<B> {
         while start < n {
             let end = (start + chunk).min(n);
             let xs = x.clone().slice([start..end, 0..d]);
-            let out = self.chunk_grads(xs, tv.clone(), dead.clone(), num_dead, host.as_ref())?;
+            let out = self.chunk_grads(xs, tv.clone(), dead.clone(), num_dead, host.as_deref_mut())?;
             let idx = out.indices.clone();
             let m = idx.dims()[0] * idx.dims()[1];
             fired =
@@ -372,19 +425,8 @@ impl<B: AutodiffBackend> SaeTrainer<B> {
             });
             start = end;
         }
-        let loss = fvu + self.cfg.auxk_alpha * auxk + multi / 8.0;
-        if !loss.is_finite() {
-            return Err(Error::NonFiniteLoss { step: self.step, hookpoint: String::new(), value: loss });
-        }
-        let mut grads = grads.ok_or_else(|| Error::Internal("a step of rows computed no gradients".into()))?;
-        if self.sae.config().normalize_decoder {
-            grads.w_dec = remove_parallel_component(grads.w_dec, self.sae.w_dec.clone());
-        }
-        self.apply(grads)?;
-        self.tokens_since_fired = (self.tokens_since_fired.clone() + n as i64).mask_fill(fired.greater_elem(0), 0);
-        self.step += 1;
-        let dead_fraction = scalar_i64(self.dead_mask().int().sum()) as f32 / self.sae.num_latents() as f32;
-        Ok(StepMetrics { fvu, auxk_loss: auxk, multi_topk_fvu: multi, dead_fraction, tokens: n })
+        let grads = grads.ok_or_else(|| Error::Internal("a step of rows computed no gradients".into()))?;
+        Ok(Summed { grads, fired, fvu, auxk, multi })
     }
 
     /// Forward and backward of one chunk; returns the parameter gradients and losses.
@@ -394,7 +436,7 @@ impl<B: AutodiffBackend> SaeTrainer<B> {
         tv: Tensor<B::InnerBackend, 1>,
         dead: Option<Tensor<B::InnerBackend, 1, Bool>>,
         num_dead: i64,
-        host: Option<&HostParams>,
+        host: Option<&mut HostParams>,
     ) -> Result<ChunkResult<B::InnerBackend>> {
         if let Some(host) = host {
             return self.chunk_grads_host(y, tv, dead, num_dead, host);
@@ -487,20 +529,31 @@ impl<B: AutodiffBackend> SaeTrainer<B> {
         tv: Tensor<B::InnerBackend, 1>,
         dead: Option<Tensor<B::InnerBackend, 1, Bool>>,
         num_dead: i64,
-        host: &HostParams,
+        host: &mut HostParams,
     ) -> Result<ChunkResult<B::InnerBackend>> {
         use crate::host::{Scatter, rows_combine, rows_dot, scatter_rows, scatter_sum};
-        let (b_dec, w_dec, w_enc) = (host.b_dec.as_slice(), host.w_dec.as_slice(), host.w_enc.as_slice());
         let sae = &self.sae;
         let cfg = sae.config();
         let device = y.device();
         let [m, d] = y.dims();
         let (k, l) = (cfg.k, sae.num_latents());
-        let pre = sae.pre_acts(y.clone())?;
-        let (acts, idx) = select_latents(pre.clone(), k, cfg.activation);
-        let mut fired_indices = idx.clone();
-        let acts = host_values(acts);
-        let idx = host_ids(idx)?;
+        // The selection: the dense product on the backend, then (TopK) the bias, the ReLU and
+        // each row's k largest in one pass over the product, taken over without a copy.
+        let mut pre = host_values(host.encoder_product::<B::InnerBackend>(y.clone()));
+        let (acts, idx) = match cfg.activation {
+            Activation::TopK => bias_relu_topk_host(&mut pre, &host.enc_b, k),
+            Activation::GroupMax => {
+                bias_relu_host(&mut pre, &host.enc_b);
+                let t = Tensor::<B::InnerBackend, 2>::from_data(TensorData::new(pre.clone(), [m, l]), &device);
+                let (acts, idx) = select_latents(t, k, cfg.activation);
+                (host_values(acts), host_ids(idx)?)
+            }
+        };
+        let (b_dec, w_dec, w_enc) = (host.b_dec.as_slice(), host.w_dec.as_slice(), host.w_enc.as_slice());
+        let ids_tensor = |v: &[i64], k: usize| {
+            Tensor::<B::InnerBackend, 2, Int>::from_data(TensorData::new(v.to_vec(), [m, k]), &device)
+        };
+        let mut fired_indices = ids_tensor(&idx, k);
         let tv = host_values(tv).first().copied().unwrap_or(f32::NAN);
         let y_h = host_values(y);
 
@@ -522,9 +575,8 @@ impl<B: AutodiffBackend> SaeTrainer<B> {
             let k_aux = d / 2;
             let scale = (num_dead as f64 / k_aux as f64).min(1.0) as f32;
             let k_aux = k_aux.min(num_dead as usize);
-            let masked = pre.clone().mask_fill(mask.bool_not().unsqueeze_dim(0), f32::NEG_INFINITY);
-            let (a, i) = topk_rows(masked, k_aux);
-            let (a, i) = (host_values(a), host_ids(i)?);
+            let keep: Vec<bool> = host_bools(mask)?;
+            let (a, i) = topk_rows_host_among(&pre, l, k_aux, Some(&keep));
             let e_hat = rows_combine(w_dec, d, &i, &a, k_aux, None);
             let diff: Vec<f32> = e_hat.iter().zip(&e).map(|(h, e)| h - e).collect();
             auxk_value = scale * sum_sq(&diff) / tv;
@@ -534,11 +586,10 @@ impl<B: AutodiffBackend> SaeTrainer<B> {
         let mut multi_value = 0.0;
         if cfg.multi_topk {
             let k4 = (4 * k).min(l);
-            let (a, i) = topk_rows(pre, k4);
+            let (a, i) = topk_rows_host(&pre, l, k4);
             // sparsify's forward returns the 4k indices in this mode, and its trainer marks
             // them all as fired; do the same so dead-latent counts agree.
-            fired_indices = i.clone();
-            let (a, i) = (host_values(a), host_ids(i)?);
+            fired_indices = ids_tensor(&i, k4);
             let out4 = rows_combine(w_dec, d, &i, &a, k4, Some(&bias_rows));
             let diff: Vec<f32> = out4.iter().zip(&y_h).map(|(o, y)| o - y).collect();
             multi_value = sum_sq(&diff) / tv;
@@ -580,7 +631,12 @@ impl<B: AutodiffBackend> SaeTrainer<B> {
     }
 
     fn apply(&mut self, grads: Params<B::InnerBackend>) -> Result<()> {
-        let params = Params::of(&self.sae);
+        // Nothing below fails: the parameters can leave the coder until the new ones replace them.
+        let params = if self.host && matches!(self.opt, OptState::Adam { .. }) {
+            Params::take(&mut self.sae)
+        } else {
+            Params::of(&self.sae)
+        };
         let lr = self.lr;
         let momentum = self.cfg.momentum;
         let new = match &mut self.opt {
@@ -775,16 +831,82 @@ struct HostParams {
     b_dec: Vec<f32>,
     w_dec: Vec<f32>,
     w_enc: Vec<f32>,
+    enc_b: Vec<f32>,
+    /// `[L, d_in]` of the two matrices.
+    shape: [usize; 2],
+    /// The dtypes the coder held them in (`enc_w`, `enc_b`, `w_dec`, `b_dec`).
+    dtypes: [DType; 4],
 }
 
 impl HostParams {
-    fn of<B: Backend>(sae: &SparseCoder<B>) -> Self {
+    /// The coder's parameters moved to the host: buffers the coder alone holds are taken over
+    /// as they are, others copied. Until [`HostParams::restore`] the coder holds empty tensors.
+    fn take<B: Backend>(sae: &mut SparseCoder<B>) -> Self {
+        let p = Params::take(sae);
+        let shape = p.enc_w.dims();
+        let dtypes = [p.enc_w.dtype(), p.enc_b.dtype(), p.w_dec.dtype(), p.b_dec.dtype()];
         HostParams {
-            b_dec: host_values(sae.b_dec.clone()),
-            w_dec: host_values(sae.w_dec.clone()),
-            w_enc: host_values(sae.encoder_weight.clone()),
+            b_dec: host_values(p.b_dec),
+            w_dec: host_values(p.w_dec),
+            w_enc: host_values(p.enc_w),
+            enc_b: host_values(p.enc_b),
+            shape,
+            dtypes,
         }
     }
+
+    /// Gives the parameters back to `sae`, each in the dtype it had (without a copy in f32).
+    fn restore<B: Backend>(self, sae: &mut SparseCoder<B>) {
+        let device = sae.b_dec.device();
+        let [l, d] = self.shape;
+        let t2 = |v: Vec<f32>, dtype: DType| {
+            let t = Tensor::<B, 2>::from_data(TensorData::new(v, [l, d]), (&device, DType::F32));
+            if dtype == DType::F32 { t } else { t.cast(dtype) }
+        };
+        let t1 = |v: Vec<f32>, n: usize, dtype: DType| {
+            let t = Tensor::<B, 1>::from_data(TensorData::new(v, [n]), (&device, DType::F32));
+            if dtype == DType::F32 { t } else { t.cast(dtype) }
+        };
+        let [e, eb, w, b] = self.dtypes;
+        Params {
+            enc_w: t2(self.w_enc, e),
+            enc_b: t1(self.enc_b, l, eb),
+            w_dec: t2(self.w_dec, w),
+            b_dec: t1(self.b_dec, d, b),
+            w_skip: None,
+        }
+        .write_into(sae);
+    }
+
+    /// `(y − b_dec) W_encᵀ` on the backend, as [`SparseCoder::pre_acts`] computes it before
+    /// the bias and the ReLU; the encoder's buffer goes to the backend and comes back whole.
+    fn encoder_product<B: Backend>(&mut self, y: Tensor<B, 2>) -> Tensor<B, 2> {
+        let device = y.device();
+        let w = Tensor::<B, 2>::from_data(TensorData::new(std::mem::take(&mut self.w_enc), self.shape), &device);
+        let b = Tensor::<B, 1>::from_data(TensorData::new(self.b_dec.clone(), [self.shape[1]]), &device);
+        let out = (y.cast(DType::F32) - b.unsqueeze_dim(0)).matmul(w.clone().transpose());
+        self.w_enc = host_values(w);
+        out
+    }
+}
+
+/// The encoder's bias and ReLU in place on products `pre` `[n, L]`: `max(p + b, 0)`.
+fn bias_relu_host(pre: &mut [f32], bias: &[f32]) {
+    use rayon::prelude::*;
+    pre.par_chunks_mut(bias.len().max(1)).for_each(|row| {
+        for (p, &b) in row.iter_mut().zip(bias) {
+            *p = (*p + b).max(0.0);
+        }
+    });
+}
+
+/// What [`SaeTrainer::chunks`] sums over a step's chunks.
+struct Summed<B: Backend> {
+    grads: Params<B>,
+    fired: Tensor<B, 1, Int>,
+    fvu: f32,
+    auxk: f32,
+    multi: f32,
 }
 
 /// Adam's constants of one step, for the host update ([`crate::host::adam_update`]).
@@ -834,6 +956,14 @@ impl HostAdam {
             Params { enc_w: v_enc_w, enc_b: v_enc_b, w_dec: v_w_dec, b_dec: v_b_dec, w_skip: sv },
         )
     }
+}
+
+/// A mask's values on the host.
+fn host_bools<B: Backend, const D: usize>(t: Tensor<B, D, Bool>) -> Result<Vec<bool>> {
+    t.into_data()
+        .convert::<bool>()
+        .into_vec::<bool>()
+        .map_err(|e| Error::Internal(format!("could not read a mask: {e:?}")))
 }
 
 /// An index tensor's values on the host, as i64.

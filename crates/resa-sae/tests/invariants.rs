@@ -287,14 +287,19 @@ fn wrong_tensor_names_in_an_sae_folder_are_named_as_an_sae_problem() {
 
 /// On the CPU backends the step's sparse parts run on the host (`resa_sae::host`); the
 /// tensor path (what a GPU runs) gives the same steps: losses, AuxK once latents die, the
-/// Multi-TopK term, and the trained parameters, with Adam and with Signum.
+/// Multi-TopK term, and the trained parameters, with Adam and with Signum, TopK and GroupMax.
 #[test]
 fn the_host_step_equals_the_tensor_step() {
-    use resa_sae::OptimizerKind;
+    use resa_sae::{Activation, OptimizerKind};
     // Without Multi-TopK few latents fire, so some die and AuxK runs; with it, 4k fire.
-    for (optimizer, steps, multi_topk) in [(OptimizerKind::Adam, 6, false), (OptimizerKind::Signum, 3, true)] {
-        let mut cfg = SaeConfig::new(16, 256, 3);
+    for (optimizer, steps, multi_topk, activation, k) in [
+        (OptimizerKind::Adam, 6, false, Activation::TopK, 3),
+        (OptimizerKind::Signum, 3, true, Activation::TopK, 3),
+        (OptimizerKind::Adam, 3, false, Activation::GroupMax, 4),
+    ] {
+        let mut cfg = SaeConfig::new(16, 256, k);
         cfg.multi_topk = multi_topk;
+        cfg.activation = activation;
         let sae = SparseCoder::<B>::random(cfg, 3, &device()).expect("sae");
         let train = TrainConfig {
             optimizer,
@@ -320,7 +325,7 @@ fn the_host_step_equals_the_tensor_step() {
             assert_eq!(a.dead_fraction, b.dead_fraction, "{optimizer:?} step {step}");
             saw_auxk |= a.auxk_loss > 0.0;
         }
-        assert!(saw_auxk || multi_topk, "{optimizer:?}: some latents died and AuxK ran");
+        assert!(saw_auxk || multi_topk || activation == Activation::GroupMax, "{optimizer:?}: AuxK ran");
         let (p, q) = (host.to_sae(), tensor.to_sae());
         assert_close("encoder.weight", p.encoder_weight, q.encoder_weight, 1e-4);
         assert_close("encoder.bias", p.encoder_bias, q.encoder_bias, 1e-4);

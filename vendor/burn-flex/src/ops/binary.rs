@@ -256,7 +256,8 @@ fn apply_broadcast_pattern_f32(
     } else {
         // Copy lhs once, then apply the broadcast in place. The
         // memcpy is cheaper than the StridedIter fallback it replaces.
-        let mut out: Vec<f32> = lhs.storage::<f32>()[..numel].to_vec();
+        // resa-rs patch: the copy on all threads when large.
+        let mut out: Vec<f32> = map_collect(&lhs.storage::<f32>()[..numel], &|x| x);
         run_broadcast_pattern_f32(&mut out, rhs_storage, simd_op, pattern);
         make_tensor(out, lhs.layout().shape().clone(), lhs.dtype())
     }
@@ -377,9 +378,8 @@ where
     {
         let lhs_storage: &mut [E] = lhs.storage_mut();
         let r_slice = &rhs_storage[r_start..r_end];
-        for (l, &r) in lhs_storage[..l_end].iter_mut().zip(r_slice) {
-            *l = op(*l, r);
-        }
+        // resa-rs patch: on all threads when large.
+        zip_in_place(&mut lhs_storage[..l_end], r_slice, &op);
         return lhs;
     }
 
@@ -394,13 +394,9 @@ where
     ) {
         // Both contiguous (but lhs not at offset 0)
         (Some((l_start, l_end)), Some((r_start, r_end))) => {
-            let l_slice = &lhs_storage[l_start..l_end];
-            let r_slice = &rhs_storage[r_start..r_end];
-            l_slice
-                .iter()
-                .zip(r_slice)
-                .map(|(&a, &b)| op(a, b))
-                .collect()
+            // resa-rs patch: on all threads when large (an operand held elsewhere, as
+            // autodiff holds what the backward needs, comes here instead of in place).
+            zip_collect(&lhs_storage[l_start..l_end], &rhs_storage[r_start..r_end], &op)
         }
         // Fast path for 2D non-contiguous (common for transpose)
         _ if lhs.layout().num_dims() == 2 => {
@@ -424,6 +420,87 @@ where
     };
 
     make_tensor(result, shape, dtype)
+}
+
+/// resa-rs patch: elements from which the element-wise maps over contiguous
+/// slices below run on all threads, in pieces of [`MAP_CHUNK`].
+#[cfg(feature = "rayon")]
+const PARALLEL_MAP_THRESHOLD: usize = 64 * 1024;
+#[cfg(feature = "rayon")]
+const MAP_CHUNK: usize = 16 * 1024;
+
+/// resa-rs patch: `a[i] = op(a[i], b[i])`, on all threads from
+/// [`PARALLEL_MAP_THRESHOLD`] elements.
+fn zip_in_place<E, Op>(a: &mut [E], b: &[E], op: &Op)
+where
+    E: Copy + Send + Sync,
+    Op: Fn(E, E) -> E + Sync,
+{
+    #[cfg(feature = "rayon")]
+    if a.len() >= PARALLEL_MAP_THRESHOLD {
+        use rayon::prelude::*;
+        a.par_chunks_mut(MAP_CHUNK).zip(b.par_chunks(MAP_CHUNK)).for_each(|(a, b)| {
+            for (x, &y) in a.iter_mut().zip(b) {
+                *x = op(*x, y);
+            }
+        });
+        return;
+    }
+    for (x, &y) in a.iter_mut().zip(b) {
+        *x = op(*x, y);
+    }
+}
+
+/// resa-rs patch: `op(a[i], b[i])` into a new vector (as long as the shorter
+/// slice), on all threads from [`PARALLEL_MAP_THRESHOLD`] elements.
+fn zip_collect<E, Op>(a: &[E], b: &[E], op: &Op) -> Vec<E>
+where
+    E: Copy + Send + Sync,
+    Op: Fn(E, E) -> E + Sync,
+{
+    #[cfg(feature = "rayon")]
+    if a.len().min(b.len()) >= PARALLEL_MAP_THRESHOLD {
+        use rayon::prelude::*;
+        return a.par_iter().zip(b.par_iter()).with_min_len(MAP_CHUNK).map(|(&x, &y)| op(x, y)).collect();
+    }
+    a.iter().zip(b).map(|(&x, &y)| op(x, y)).collect()
+}
+
+/// resa-rs patch: `a[i] = op(a[i])`, on all threads from
+/// [`PARALLEL_MAP_THRESHOLD`] elements.
+fn map_in_place<E, Op>(a: &mut [E], op: &Op)
+where
+    E: Copy + Send + Sync,
+    Op: Fn(E) -> E + Sync,
+{
+    #[cfg(feature = "rayon")]
+    if a.len() >= PARALLEL_MAP_THRESHOLD {
+        use rayon::prelude::*;
+        a.par_chunks_mut(MAP_CHUNK).for_each(|a| {
+            for x in a.iter_mut() {
+                *x = op(*x);
+            }
+        });
+        return;
+    }
+    for x in a.iter_mut() {
+        *x = op(*x);
+    }
+}
+
+/// resa-rs patch: `op(a[i])` into a new vector, on all threads from
+/// [`PARALLEL_MAP_THRESHOLD`] elements.
+fn map_collect<E, Op>(a: &[E], op: &Op) -> Vec<E>
+where
+    E: Copy + Send + Sync,
+    Op: Fn(E) -> E + Sync,
+{
+    #[cfg(feature = "rayon")]
+    if a.len() >= PARALLEL_MAP_THRESHOLD {
+        use rayon::prelude::*;
+        return a.par_iter().with_min_len(MAP_CHUNK).map(|&x| op(x)).collect();
+    }
+    a.iter().map(|&x| op(x)).collect()
 }
 
 /// resa-rs patch: elements from which [`apply_nd_strided`] runs on all threads.
@@ -531,8 +608,9 @@ pub fn scalar_op<F32Op, F64Op>(
     f64_op: F64Op,
 ) -> FlexTensor
 where
-    F32Op: Fn(f32, f32) -> f32 + Copy,
-    F64Op: Fn(f64, f64) -> f64 + Copy,
+    // resa-rs patch: `Sync`, so that large tensors are mapped on all threads.
+    F32Op: Fn(f32, f32) -> f32 + Copy + Sync,
+    F64Op: Fn(f64, f64) -> f64 + Copy + Sync,
 {
     let dtype = tensor.dtype();
 
@@ -560,16 +638,15 @@ where
 pub(crate) fn scalar_op_typed<E, Op>(mut tensor: FlexTensor, scalar: E, op: Op) -> FlexTensor
 where
     E: Element + bytemuck::Pod,
-    Op: Fn(E, E) -> E,
+    // resa-rs patch: `Sync`; large contiguous tensors are mapped on all threads.
+    Op: Fn(E, E) -> E + Sync,
 {
     // In-place fast path: unique, contiguous at offset 0
     if tensor.is_unique()
         && let Some((0, end)) = tensor.layout().contiguous_offsets()
     {
         let storage: &mut [E] = tensor.storage_mut();
-        for x in storage[..end].iter_mut() {
-            *x = op(*x, scalar);
-        }
+        map_in_place(&mut storage[..end], &|x| op(x, scalar));
         return tensor;
     }
 
@@ -579,7 +656,7 @@ where
     let storage: &[E] = tensor.storage();
 
     let result: Vec<E> = match tensor.layout().contiguous_offsets() {
-        Some((start, end)) => storage[start..end].iter().map(|&x| op(x, scalar)).collect(),
+        Some((start, end)) => map_collect(&storage[start..end], &|x| op(x, scalar)),
         None => StridedIter::new(tensor.layout())
             .map(|i| op(storage[i], scalar))
             .collect(),
@@ -632,7 +709,8 @@ where
 /// Note: scalar is truncated to target dtype (matches PyTorch).
 pub fn int_scalar_op<Op>(tensor: FlexTensor, scalar: i64, op: Op) -> FlexTensor
 where
-    Op: Fn(i64, i64) -> i64 + Copy,
+    // resa-rs patch: `Sync` (see `scalar_op_typed`).
+    Op: Fn(i64, i64) -> i64 + Copy + Sync,
 {
     let dtype = tensor.dtype();
 
