@@ -598,7 +598,7 @@ const PARALLEL_COPY_THRESHOLD: usize = 64 * 1024;
 /// source stride is smaller, which keeps the hot loop in cache even
 /// for transpose-like layouts.
 #[inline]
-fn copy_2d_tiled<E: Copy>(
+fn copy_2d_tiled<E: Copy + Send + Sync>(
     dst: &mut [E],
     src: &[E],
     offset: isize,
@@ -608,6 +608,21 @@ fn copy_2d_tiled<E: Copy>(
     col_stride: isize,
 ) {
     const TILE: usize = 16;
+
+    // resa-rs patch: a large copy (the tied head's transposed logits) in
+    // blocks of whole rows of the destination on all threads, each block
+    // copied as below; every element lands where the one-thread copy puts it.
+    #[cfg(feature = "rayon")]
+    if rows > 4 * TILE && cols > 0 && rows * cols >= PARALLEL_COPY_THRESHOLD {
+        use rayon::prelude::*;
+        let block = 4 * TILE;
+        dst[..rows * cols].par_chunks_mut(block * cols).enumerate().for_each(|(i, out)| {
+            let first = i * block;
+            let n = out.len() / cols;
+            copy_2d_tiled(out, src, offset + first as isize * row_stride, n, cols, row_stride, col_stride);
+        });
+        return;
+    }
 
     // resa-rs patch: rows contiguous in the source (a permute that keeps
     // the last axis, as attention's head split) copy row by row.
