@@ -837,12 +837,19 @@ impl<B: Backend> Qwen2ForCausalLM<B> {
         match &self.lm_head {
             Some(head) => head.forward(x, AdapterMode::Off),
             None => {
-                // Tied head: logits = x Eᵀ computed as (E xᵀ)ᵀ, so the large embedding
-                // matrix is the contiguous left operand (see `Linear` for why).
+                // Tied head: logits = x Eᵀ. Where a gradient flows back through it (training)
+                // as x Eᵀ directly: its backward then multiplies contiguous operands (g E) and
+                // no transposed `[rows, vocab]` output is copied. Otherwise (prefill,
+                // decoding, a frozen teacher) as (E xᵀ)ᵀ, so the large embedding matrix is the
+                // contiguous left operand (see `Linear` for why; a strided Eᵀ is packed anew
+                // by every product, which costs more than the output's transposition at a
+                // vocabulary of 152 Ki).
                 let [b, s, h] = x.dims();
-                let xt = x.reshape([b * s, h]).transpose();
-                let logits = self.model.embed_tokens.weight.val().matmul(xt).transpose();
                 let vocab = self.config.vocab_size;
+                let x = x.reshape([b * s, h]);
+                let e = self.model.embed_tokens.weight.val();
+                let logits =
+                    if x.is_require_grad() { x.matmul(e.transpose()) } else { e.matmul(x.transpose()).transpose() };
                 logits.reshape([b, s, vocab])
             }
         }
