@@ -1,7 +1,9 @@
 #![allow(missing_docs)]
 //! Prefill and decode throughput of the Qwen2 model on a CPU-sized configuration
-//! (random weights, f32). Run with `cargo bench -p resa-qwen2`; add `--features ndarray`
-//! or `--features blas` to measure those CPU backends beside the default `flex`.
+//! (random weights, f32), and the tied head's product with its backward in the two forms
+//! `Qwen2ForCausalLM::head` chooses between. Run with `cargo bench -p resa-qwen2`; add
+//! `--features ndarray` or `--features blas` to measure those CPU backends beside the default
+//! `flex`.
 
 use burn::tensor::{DType, Int, Tensor, TensorData, backend::Backend};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -37,7 +39,39 @@ fn bench_backend<B: Backend>(c: &mut Criterion, name: &str) {
     group.finish();
 }
 
+/// The tied head `x Eᵀ` and the gradient of its input, at the Stage II bench's shapes
+/// (512 tokens, hidden 512, vocabulary 8192): as `(E xᵀ)ᵀ` (inference's form) and as `x Eᵀ`
+/// (training's).
+fn bench_tied_head(c: &mut Criterion) {
+    use burn::backend::{Autodiff, Flex};
+    use burn::tensor::Distribution;
+    type A = Autodiff<Flex>;
+    let dev = Default::default();
+    let (v, h, n) = (8192, 512, 512);
+    let e = Tensor::<A, 2>::random([v, h], Distribution::Normal(0.0, 0.02), &dev);
+    let x0 = Tensor::<A, 2>::random([n, h], Distribution::Normal(0.0, 1.0), &dev);
+    let mut group = c.benchmark_group("tied-head-flex");
+    group.sample_size(20);
+    group.throughput(Throughput::Elements(n as u64));
+    for (name, direct) in [("forward_backward_E_xT_transposed", false), ("forward_backward_x_ET", true)] {
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let x = x0.clone().detach().require_grad();
+                let logits = if direct {
+                    x.clone().matmul(e.clone().transpose())
+                } else {
+                    e.clone().matmul(x.clone().transpose()).transpose()
+                };
+                let grads = logits.reshape([n * v]).sum().backward();
+                x.grad(&grads).expect("a gradient").into_data()
+            })
+        });
+    }
+    group.finish();
+}
+
 fn benches(c: &mut Criterion) {
+    bench_tied_head(c);
     #[cfg(feature = "flex")]
     bench_backend::<burn::backend::Flex>(c, "flex");
     #[cfg(feature = "ndarray")]

@@ -1,7 +1,8 @@
 //! The patched burn-flex (`vendor/burn-flex/PATCHED.md`) copies a permuted tensor that does
 //! not collapse to 2D block by block, and applies a binary operation to permuted and
-//! broadcast operands row by row, and maps contiguous operands in pieces (each on all threads
-//! when large): the values are the element-by-element definition's.
+//! broadcast operands row by row, maps contiguous operands in pieces and copies a transposed
+//! matrix in blocks of rows (each on all threads when large): the values are the
+//! element-by-element definition's.
 
 use burn::backend::Flex;
 use burn::tensor::{Tensor, TensorData};
@@ -94,5 +95,21 @@ fn contiguous_element_wise_operations_are_elementwise_at_every_size() {
         assert_eq!(vals(shared), xs.to_vec(), "{n}: the shared operand is unchanged");
         // Unique operand with a scalar: in place.
         assert_eq!(vals(t(xs).mul_scalar(-0.5)), want(&|a, _| a * -0.5), "{n}: scalar");
+    }
+}
+
+/// A transposed matrix made contiguous lands element by element where the definition puts
+/// it: small (one thread), and large with a row count that is not a multiple of the blocks
+/// the copy hands out to threads.
+#[test]
+fn transposed_matrices_copy_to_their_places() {
+    let dev = Default::default();
+    for (rows, cols) in [(37usize, 53usize), (300, 701)] {
+        let data: Vec<f32> = (0..rows * cols).map(|i| i as f32).collect();
+        let t = Tensor::<Flex, 2>::from_data(TensorData::new(data.clone(), [rows, cols]), &dev);
+        // [rows, cols] → [cols, rows], made contiguous by the reshape.
+        let got = t.transpose().reshape([rows * cols]).into_data().to_vec::<f32>().expect("f32");
+        let want: Vec<f32> = (0..cols).flat_map(|c| (0..rows).map(move |r| (r * cols + c) as f32)).collect();
+        assert_eq!(got, want, "{rows} × {cols}");
     }
 }
