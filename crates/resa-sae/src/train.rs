@@ -376,12 +376,11 @@ impl<B: AutodiffBackend> SaeTrainer<B> {
         if let Some(host) = host {
             host.restore(&mut self.sae);
         }
-        let Summed { grads, fired, fvu, auxk, multi } = summed?;
+        let Summed { mut grads, fired, fvu, auxk, multi } = summed?;
         let loss = fvu + self.cfg.auxk_alpha * auxk + multi / 8.0;
         if !loss.is_finite() {
             return Err(Error::NonFiniteLoss { step: self.step, hookpoint: String::new(), value: loss });
         }
-        let mut grads = grads;
         if self.sae.config().normalize_decoder {
             grads.w_dec = remove_parallel_component(grads.w_dec, self.sae.w_dec.clone());
         }
