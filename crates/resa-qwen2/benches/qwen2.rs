@@ -1,6 +1,6 @@
 #![allow(missing_docs)]
 //! Prefill and decode throughput of the Qwen2 model on a CPU-sized configuration
-//! (random weights, f32), and the tied head's product with its backward in the two forms
+//! (random weights, f32), and the tied head's product, with its backward and without, in the two forms
 //! `Qwen2ForCausalLM::head` chooses between. Run with `cargo bench -p resa-qwen2`; add
 //! `--features ndarray` or `--features blas` to measure those CPU backends beside the default
 //! `flex`.
@@ -65,6 +65,22 @@ fn bench_tied_head(c: &mut Criterion) {
                 let grads = logits.reshape([n * v]).sum().backward();
                 x.grad(&grads).expect("a gradient").into_data()
             })
+        });
+    }
+    group.finish();
+    // Inference (no gradient): the logits of `n` rows read back whole, as a teacher's or a
+    // prefill's are.
+    let e = e.inner();
+    let mut group = c.benchmark_group("tied-head-inference-flex");
+    group.sample_size(20);
+    for n in [1usize, 8, 64, 512] {
+        let x = Tensor::<Flex, 2>::random([n, h], Distribution::Normal(0.0, 1.0), &dev);
+        group.throughput(Throughput::Elements(n as u64));
+        group.bench_function(format!("E_xT_transposed/{n}"), |b| {
+            b.iter(|| e.clone().matmul(x.clone().transpose()).transpose().reshape([n * v]).into_data())
+        });
+        group.bench_function(format!("x_ET/{n}"), |b| {
+            b.iter(|| x.clone().matmul(e.clone().transpose()).reshape([n * v]).into_data())
         });
     }
     group.finish();

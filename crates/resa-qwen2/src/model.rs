@@ -9,6 +9,11 @@ use crate::config::Qwen2Config;
 use crate::error::{Error, Result};
 use crate::hooks::{Hookpoint, Hooks};
 
+/// Rows (positions) from which a tied head without gradient computes `x Eᵀ` directly instead
+/// of `(E xᵀ)ᵀ`. On flex at hidden 512 and vocabulary 8192 the two forms take the same time at
+/// 64 rows, `x Eᵀ` 1.5× less at 512 and 3× more at 8.
+const TIED_HEAD_DIRECT_ROWS: usize = 128;
+
 /// A linear layer `y = x W + b`.
 ///
 /// `weight` holds the checkpoint tensor of the same key, **transposed** to
@@ -838,18 +843,22 @@ impl<B: Backend> Qwen2ForCausalLM<B> {
             Some(head) => head.forward(x, AdapterMode::Off),
             None => {
                 // Tied head: logits = x Eᵀ. Where a gradient flows back through it (training)
-                // as x Eᵀ directly: its backward then multiplies contiguous operands (g E) and
-                // no transposed `[rows, vocab]` output is copied. Otherwise (prefill,
-                // decoding, a frozen teacher) as (E xᵀ)ᵀ, so the large embedding matrix is the
-                // contiguous left operand (see `Linear` for why; a strided Eᵀ is packed anew
-                // by every product, which costs more than the output's transposition at a
-                // vocabulary of 152 Ki).
+                // or over many rows (a frozen teacher, logits of every position) as x Eᵀ
+                // directly: its backward then multiplies contiguous operands (g E) and no
+                // transposed `[rows, vocab]` output is copied. Over a few rows (prefill's last
+                // position, decoding) as (E xᵀ)ᵀ, so the large embedding matrix is the
+                // contiguous left operand: there a strided Eᵀ, packed anew by every product,
+                // costs more than the output's transposition (see `Linear`; measured in
+                // `cargo bench -p resa-qwen2 --bench qwen2 -- tied-head`).
                 let [b, s, h] = x.dims();
                 let vocab = self.config.vocab_size;
                 let x = x.reshape([b * s, h]);
                 let e = self.model.embed_tokens.weight.val();
-                let logits =
-                    if x.is_require_grad() { x.matmul(e.transpose()) } else { e.matmul(x.transpose()).transpose() };
+                let logits = if x.is_require_grad() || b * s >= TIED_HEAD_DIRECT_ROWS {
+                    x.matmul(e.transpose())
+                } else {
+                    e.matmul(x.transpose()).transpose()
+                };
                 logits.reshape([b, s, vocab])
             }
         }
