@@ -5,13 +5,18 @@ use std::path::Path;
 
 use burn::module::Param;
 use burn::tensor::{DType, Tensor, TensorData, backend::Backend};
-use rand::{Rng, SeedableRng, rngs::StdRng};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha12Rng;
+use rayon::prelude::*;
 
 use crate::config::Qwen2Config;
 use crate::error::{Error, Result};
 use crate::model::{Attention, DecoderLayer, Embedding, Linear, Mlp, Qwen2ForCausalLM, Qwen2Model, RmsNorm};
 use crate::safetensors_io::{OwnedTensor, SafetensorsReader, StoredDtype, transpose, write_safetensors};
 use resa_publish::write_atomic;
+
+/// Values per piece of a random tensor drawn on one thread.
+const RANDOM_PIECE: usize = 1 << 16;
 
 /// Every tensor key of a Qwen2 checkpoint with this config, with its shape.
 pub fn checkpoint_keys(cfg: &Qwen2Config) -> Vec<(String, Vec<usize>)> {
@@ -169,18 +174,27 @@ impl<B: Backend> Qwen2ForCausalLM<B> {
     /// norm weights 1 + small noise so that norms are exercised), drawn on the host from
     /// `seed`, so it is identical on every backend.
     pub fn random(cfg: &Qwen2Config, seed: u64, device: &B::Device, dtype: DType) -> Self {
-        let mut rng = StdRng::seed_from_u64(seed);
+        // One ChaCha12 stream (`StdRng`'s generator, seeded the same way), two 32-bit words per
+        // value, so each piece of a tensor seeks to its own words and the pieces are drawn on
+        // all threads with the values a single pass would draw.
+        let mut next = 0u128;
         let mut get = |key: &str, shape: &[usize]| -> Result<Vec<f32>> {
             let n: usize = shape.iter().product();
             let norm = key.ends_with("layernorm.weight") || key == "model.norm.weight";
-            Ok((0..n)
-                .map(|_| {
+            let start = next;
+            next += 2 * n as u128;
+            let mut out = vec![0.0f32; n];
+            out.par_chunks_mut(RANDOM_PIECE).enumerate().for_each(|(i, piece)| {
+                let mut rng = ChaCha12Rng::seed_from_u64(seed);
+                rng.set_word_pos(start + 2 * (i * RANDOM_PIECE) as u128);
+                for v in piece {
                     // Box-Muller from two uniforms.
                     let (u1, u2): (f32, f32) = (rng.random::<f32>().max(1e-12), rng.random::<f32>());
                     let z = (-2.0 * u1.ln()).sqrt() * (2.0 * std::f32::consts::PI * u2).cos();
-                    if norm { 1.0 + 0.1 * z } else { 0.02 * z }
-                })
-                .collect())
+                    *v = if norm { 1.0 + 0.1 * z } else { 0.02 * z };
+                }
+            });
+            Ok(out)
         };
         match build(cfg, device, dtype, &mut get) {
             Ok(m) => m,
@@ -248,5 +262,54 @@ impl<B: Backend> Qwen2ForCausalLM<B> {
         }
         let json = serde_json::to_string_pretty(&value).map_err(json_err)?;
         Ok(write_atomic(dir.join("config.json"), json.as_bytes())?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::rngs::StdRng;
+
+    /// Drawn in pieces on all threads, the random weights are the values one pass of `StdRng`
+    /// draws in the order the model is built (a tensor larger than a piece included).
+    #[test]
+    fn random_weights_in_pieces_equal_one_sequential_stream() {
+        type B = burn::backend::Flex;
+        let cfg = Qwen2Config { vocab_size: 1100, hidden_size: 128, ..Qwen2Config::tiny() };
+        assert!(cfg.vocab_size * cfg.hidden_size > RANDOM_PIECE);
+        let device = Default::default();
+        let pieces = Qwen2ForCausalLM::<B>::random(&cfg, 7, &device, DType::F32).named_tensors();
+        let mut rng = StdRng::seed_from_u64(7);
+        let mut sequential = |key: &str, shape: &[usize]| -> Result<Vec<f32>> {
+            let norm = key.ends_with("layernorm.weight") || key == "model.norm.weight";
+            Ok((0..shape.iter().product::<usize>())
+                .map(|_| {
+                    let (u1, u2): (f32, f32) = (rng.random::<f32>().max(1e-12), rng.random::<f32>());
+                    let z = (-2.0 * u1.ln()).sqrt() * (2.0 * std::f32::consts::PI * u2).cos();
+                    if norm { 1.0 + 0.1 * z } else { 0.02 * z }
+                })
+                .collect())
+        };
+        let one_pass = build::<B>(&cfg, &device, DType::F32, &mut sequential).expect("build").named_tensors();
+        assert_eq!(pieces.len(), one_pass.len());
+        for ((k, a, sa), (_, b, sb)) in pieces.iter().zip(&one_pass) {
+            assert_eq!(sa, sb, "{k}");
+            assert!(a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()), "{k} differs");
+        }
+    }
+
+    /// The tiled transposition on all threads equals the element-by-element one, at shapes
+    /// that are and are not multiples of its tile.
+    #[test]
+    fn transpose_equals_the_definition() {
+        for (rows, cols) in [(1, 1), (3, 200), (130, 70), (64, 128), (257, 1)] {
+            let v: Vec<f32> = (0..rows * cols).map(|i| i as f32).collect();
+            let t = transpose(&v, rows, cols);
+            for r in 0..rows {
+                for c in 0..cols {
+                    assert_eq!(t[c * rows + r], v[r * cols + c], "{rows}×{cols} at ({r}, {c})");
+                }
+            }
+        }
     }
 }

@@ -8,6 +8,7 @@
 //! Writes are published by [`resa_publish::write_atomic`]: a crash never leaves a
 //! half-written file under the final name.
 
+use rayon::prelude::*;
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -432,14 +433,26 @@ pub fn write_safetensors(
     Ok(resa_publish::write_atomic(path, &bytes)?)
 }
 
-/// Row-major `[rows, cols]` → `[cols, rows]` (PyTorch's `[out, in]` ↔ this project's `[in, out]`).
+/// Row-major `[rows, cols]` → `[cols, rows]` (PyTorch's `[out, in]` ↔ this project's `[in, out]`),
+/// the output's rows in pieces on all threads.
 pub fn transpose(v: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    const TILE: usize = 64;
     let mut out = vec![0.0; v.len()];
-    for r in 0..rows {
-        for c in 0..cols {
-            out[c * rows + r] = v[r * cols + c];
-        }
+    if rows == 0 || cols == 0 {
+        return out;
     }
+    // Each piece: `TILE` output rows (input columns c0..c0+TILE), filled one input row at a
+    // time: `TILE` values read in a run, written to `TILE` output rows that each advance by one.
+    out.par_chunks_mut(TILE * rows).enumerate().for_each(|(p, piece)| {
+        let c0 = p * TILE;
+        let width = piece.len() / rows;
+        for r in 0..rows {
+            let src = &v[r * cols + c0..r * cols + c0 + width];
+            for (j, &x) in src.iter().enumerate() {
+                piece[j * rows + r] = x;
+            }
+        }
+    });
     out
 }
 
