@@ -460,6 +460,21 @@ pub fn transpose(v: &[f32], rows: usize, cols: usize) -> Vec<f32> {
 mod tests {
     use super::*;
 
+    /// The tiled transposition on all threads equals the element-by-element one, at shapes
+    /// that are and are not multiples of its tile.
+    #[test]
+    fn transpose_equals_the_definition() {
+        for (rows, cols) in [(1, 1), (3, 200), (130, 70), (64, 128), (257, 1)] {
+            let v: Vec<f32> = (0..rows * cols).map(|i| i as f32).collect();
+            let t = transpose(&v, rows, cols);
+            for r in 0..rows {
+                for c in 0..cols {
+                    assert_eq!(t[c * rows + r], v[r * cols + c], "{rows}×{cols} at ({r}, {c})");
+                }
+            }
+        }
+    }
+
     #[test]
     fn round_trip_all_float_dtypes() {
         let dir = tempfile::tempdir().expect("tempdir");
